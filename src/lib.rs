@@ -1,0 +1,8 @@
+//! sekisho — a session-recording bastion for the remote maintenance of
+//! local-government systems. See DESIGN.md for the data path this crate mirrors.
+pub mod auth;
+pub mod config;
+pub mod policy;
+pub mod recording;
+pub mod session;
+pub mod store;
