@@ -1,6 +1,7 @@
 //! sekisho — a session-recording bastion for the remote maintenance of
 //! local-government systems. See DESIGN.md for the data path this crate mirrors.
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod policy;
 pub mod recording;

@@ -1,0 +1,105 @@
+//! The command line: one file per command group. `main.rs` only parses and
+//! dispatches here. Errors leave as `anyhow` with context for the person.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_FILE};
+
+pub mod audit;
+pub mod export;
+pub mod init;
+pub mod policy;
+pub mod replay;
+pub mod secret;
+pub mod serve;
+pub mod sessions;
+pub mod ticket;
+pub mod user;
+pub mod verify;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Session-recording bastion for remote maintenance"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The configuration file (written by `sekisho init`).
+    #[arg(long, short = 'c', global = true, env = "SEKISHO_CONFIG", default_value = DEFAULT_FILE)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create config, keys, database and the first admin in a directory.
+    Init(init::InitArgs),
+    /// Run the SSH and RDP listeners.
+    Serve(serve::ServeArgs),
+    /// Manage people: engineers, auditors, admins.
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Manage vendor organisations.
+    #[command(subcommand)]
+    Vendor(user::VendorCmd),
+    /// Issue one-time tickets for clients that cannot prompt for a code.
+    #[command(subcommand)]
+    Ticket(ticket::TicketCmd),
+    /// Store target credentials, encrypted with the master key.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
+    /// Check, explain and query per-system policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// Read the audit log.
+    Audit(audit::AuditArgs),
+    /// List and stop live sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCmd),
+    /// Play a recorded terminal session.
+    Replay(replay::ReplayArgs),
+    /// Export a recording (asciicast, keystrokes, png, mp4).
+    Export(export::ExportArgs),
+    /// Verify a recording's hash chain and signature.
+    Verify(verify::VerifyArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a).await,
+        Command::Serve(a) => serve::run(g, a).await,
+        Command::User(a) => user::run_user(g, a).await,
+        Command::Vendor(a) => user::run_vendor(g, a).await,
+        Command::Ticket(a) => ticket::run(g, a).await,
+        Command::Secret(a) => secret::run(g, a).await,
+        Command::Policy(a) => policy::run(g, a).await,
+        Command::Audit(a) => audit::run(g, a).await,
+        Command::Sessions(a) => sessions::run(g, a).await,
+        Command::Replay(a) => replay::run(g, a).await,
+        Command::Export(a) => export::run(g, a).await,
+        Command::Verify(a) => verify::run(g, a).await,
+    }
+}
+
+/// Loads the configuration named by `--config`, with a hint when it is missing.
+pub fn load_config(g: &Global) -> anyhow::Result<Config> {
+    if !g.config.exists() {
+        anyhow::bail!(
+            "no configuration at {} (run `sekisho init` first, or pass --config FILE)",
+            g.config.display()
+        );
+    }
+    Config::load(&g.config).with_context(|| format!("loading {}", g.config.display()))
+}
