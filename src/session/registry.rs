@@ -1,0 +1,131 @@
+//! The live sessions of this process: who is connected where, and the switch
+//! that ends each one (admin kill, grant expiry, shutdown).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::policy::{LiveSession, Protocol};
+
+/// Why a session is being ended from outside its relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// An administrator stopped it (`sekisho sessions kill`).
+    Killed { by: String, reason: String },
+    /// The bastion is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopCause::Killed { by, reason } if reason.is_empty() => {
+                write!(f, "session stopped by administrator {by}")
+            }
+            StopCause::Killed { by, reason } => {
+                write!(f, "session stopped by administrator {by}: {reason}")
+            }
+            StopCause::Shutdown => write!(f, "the bastion is shutting down"),
+        }
+    }
+}
+
+/// What the registry knows of one live session.
+#[derive(Debug, Clone)]
+pub struct LiveEntry {
+    pub id: Uuid,
+    pub user: String,
+    pub target: String,
+    pub protocol: Protocol,
+    pub source: IpAddr,
+    pub started_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+struct Slot {
+    entry: LiveEntry,
+    stop: watch::Sender<Option<StopCause>>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<Uuid, Slot>>>,
+}
+
+/// Held by the relay for the session's lifetime; removes the entry on drop so
+/// a panicking or erroring relay never leaves a ghost "live" session behind.
+pub struct LiveGuard {
+    registry: Registry,
+    id: Uuid,
+    pub stop: watch::Receiver<Option<StopCause>>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Slot>> {
+        // A poisoned lock only means another thread panicked mid-update of a
+        // plain map; the map itself is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, entry: LiveEntry) -> LiveGuard {
+        let (tx, rx) = watch::channel(None);
+        let id = entry.id;
+        self.lock().insert(id, Slot { entry, stop: tx });
+        LiveGuard {
+            registry: self.clone(),
+            id,
+            stop: rx,
+        }
+    }
+
+    /// Signals a session to stop. Returns false if it is not live here.
+    pub fn stop(&self, id: Uuid, cause: StopCause) -> bool {
+        match self.lock().get(&id) {
+            Some(slot) => {
+                slot.stop.send_replace(Some(cause));
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn stop_all(&self, cause: StopCause) {
+        for slot in self.lock().values() {
+            slot.stop.send_replace(Some(cause.clone()));
+        }
+    }
+
+    pub fn list(&self) -> Vec<LiveEntry> {
+        let mut v: Vec<LiveEntry> = self.lock().values().map(|s| s.entry.clone()).collect();
+        v.sort_by_key(|e| e.started_at);
+        v
+    }
+
+    /// This person's live sessions, as the policy's hop rule needs them.
+    pub fn live_sessions_of(&self, user: &str) -> Vec<LiveSession> {
+        self.lock()
+            .values()
+            .filter(|s| s.entry.user == user)
+            .map(|s| LiveSession {
+                id: s.entry.id,
+                target: s.entry.target.clone(),
+                protocol: s.entry.protocol,
+            })
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}

@@ -1,0 +1,209 @@
+//! The administrator's first hour, end to end through the real binary:
+//! init → vendor add → user add → secret set → policy check → policy explain,
+//! with assertions on output and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+struct Bastion {
+    dir: tempfile::TempDir,
+}
+
+impl Bastion {
+    fn new() -> Bastion {
+        Bastion {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn config(&self) -> PathBuf {
+        self.path().join("sekisho.toml")
+    }
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::cargo_bin("sekisho").expect("binary");
+        cmd.arg("--config").arg(self.config()).args(args);
+        cmd.env_remove("SEKISHO_CONFIG");
+        if let Some(s) = stdin {
+            cmd.write_stdin(s);
+        }
+        cmd.output().expect("run sekisho")
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: &Output) -> String {
+    let t = text(o);
+    assert!(o.status.success(), "expected success, got {:?}:\n{t}", o.status);
+    t
+}
+
+/// The repository's example policies, copied into the bastion directory.
+fn copy_examples(to: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(src).expect("policies dir") {
+        let entry = entry.expect("entry");
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&p, to.join(entry.file_name())).expect("copy policy");
+        }
+    }
+}
+
+#[test]
+fn init_is_idempotent_and_keys_are_private() {
+    let b = Bastion::new();
+    let first = ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    assert!(first.contains("created  configuration"), "{first}");
+    assert!(first.contains("TOTP secret:"), "{first}");
+    assert!(first.contains("otpauth://totp/"), "{first}");
+    for key in [
+        "keys/ssh_host_ed25519_key",
+        "keys/rdp_tls_key.pem",
+        "keys/archive_signing_ed25519.pem",
+        "keys/secret_master.key",
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(b.path().join(key)).expect(key);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{key}");
+    }
+    let host_key_before = std::fs::read(b.path().join("keys/ssh_host_ed25519_key")).unwrap();
+
+    let second = ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    assert!(second.contains("exists   configuration"), "{second}");
+    assert!(second.contains("SSH host key") && second.contains("(kept)"), "{second}");
+    assert!(second.contains("administrator already exists"), "{second}");
+    assert!(!second.contains("TOTP secret:"), "a second init must not create a user: {second}");
+    let host_key_after = std::fs::read(b.path().join("keys/ssh_host_ed25519_key")).unwrap();
+    assert_eq!(host_key_before, host_key_after, "init overwrote the host key");
+}
+
+#[test]
+fn administrator_first_hour() {
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    copy_examples(&b.path().join("policies"));
+
+    // Vendors, one a subcontractor of the other.
+    ok(&b.run(&["vendor", "add", "acme"], None));
+    ok(&b.run(&["vendor", "add", "acme-sub", "--subcontractor-of", "acme"], None));
+    let unknown_parent = b.run(&["vendor", "add", "x", "--subcontractor-of", "nobody"], None);
+    assert!(!unknown_parent.status.success());
+    assert!(text(&unknown_parent).contains("nobody"), "{}", text(&unknown_parent));
+
+    // Engineers.
+    let added = ok(&b.run(
+        &["user", "add", "tanaka", "--role", "engineer", "--vendor", "acme", "--password-stdin"],
+        Some("correct horse battery staple\n"),
+    ));
+    assert!(added.contains("otpauth://totp/"), "{added}");
+    assert!(!added.contains("correct horse"), "the password was echoed: {added}");
+    let dup = b.run(&["user", "add", "tanaka", "--role", "engineer", "--vendor", "acme"], None);
+    assert!(!dup.status.success(), "duplicate user accepted");
+    assert!(text(&dup).contains("tanaka"), "{}", text(&dup));
+    let no_vendor = b.run(&["user", "add", "sato", "--role", "engineer"], None);
+    assert!(!no_vendor.status.success(), "engineer without a vendor accepted");
+
+    let list = ok(&b.run(&["user", "list"], None));
+    assert!(list.contains("tanaka") && list.contains("acme"), "{list}");
+
+    // Credentials for every target the examples name.
+    let names = credential_names(&b.path().join("policies"));
+    assert!(!names.is_empty());
+    // Before the secrets exist, the check names the unknown credential.
+    let missing = b.run(&["policy", "check"], None);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains(&names[0]), "{}", text(&missing));
+
+    for n in &names {
+        ok(&b.run(&["secret", "set", n], Some("s3cret-value-of-the-target\n")));
+    }
+    let secrets = ok(&b.run(&["secret", "list"], None));
+    assert!(secrets.contains(&names[0]), "{secrets}");
+    assert!(!secrets.contains("s3cret-value"), "a secret was printed: {secrets}");
+    let db = std::fs::read(b.path().join("sekisho.db")).unwrap();
+    assert!(
+        !db.windows(12).any(|w| w == b"s3cret-value"),
+        "a secret is stored in plain text"
+    );
+
+    // Policy check passes now.
+    let check = ok(&b.run(&["policy", "check"], None));
+    assert!(check.contains("OK"), "{check}");
+
+    // Explain: tanaka over SSH from the vendor office, on a weekday morning.
+    let allow = b.run(
+        &[
+            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
+            "--from", "127.0.0.1", "--at", "2026-11-24 10:00",
+        ],
+        None,
+    );
+    assert_eq!(allow.status.code(), Some(0), "{}", text(&allow));
+    assert!(text(&allow).starts_with("ALLOW"), "{}", text(&allow));
+
+    // On a Sunday the same request is outside the allowed hours.
+    let deny = b.run(
+        &[
+            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
+            "--from", "127.0.0.1", "--at", "2026-11-22 10:00",
+        ],
+        None,
+    );
+    assert_eq!(deny.status.code(), Some(1), "{}", text(&deny));
+    assert!(text(&deny).contains("DENY"), "{}", text(&deny));
+    assert!(text(&deny).contains("hours"), "{}", text(&deny));
+
+    // A disabled user is refused whatever the policy says.
+    ok(&b.run(&["user", "disable", "tanaka"], None));
+    let disabled = b.run(
+        &[
+            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
+            "--from", "127.0.0.1", "--at", "2026-11-24 10:00",
+        ],
+        None,
+    );
+    assert_eq!(disabled.status.code(), Some(1), "{}", text(&disabled));
+    assert!(text(&disabled).contains("disabled"), "{}", text(&disabled));
+
+    // Every admin change above is in the audit log.
+    let audit = ok(&b.run(&["audit", "--kind", "admin_change"], None));
+    for needle in ["acme-sub", "tanaka", &names[0]] {
+        assert!(audit.contains(needle), "audit lacks {needle}:\n{audit}");
+    }
+}
+
+/// Credential names used by the policies (the `credential = "..."` values).
+fn credential_names(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for part in text.split("credential").skip(1) {
+            let part = part.trim_start().trim_start_matches('=').trim_start();
+            if let Some(rest) = part.strip_prefix('"') {
+                if let Some(end) = rest.find('"') {
+                    let n = rest[..end].to_string();
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+        }
+    }
+    names.sort();
+    names
+}
