@@ -167,8 +167,8 @@ enum Route {
 }
 
 /// Decides one request. Checks, in order: the target exists; the person is
-/// enabled and not locked; the target offers the protocol; the RDP rule
-/// (physical target, or an allowed hop from a live session); the My Number
+/// enabled and not locked; the RDP rule (physical target, or an allowed hop
+/// from a live session); the target offers the protocol; the My Number
 /// zone's closed-network rule; then the access entries naming the person,
 /// in file order: protocol, source network, contract, hours. The first entry
 /// that allows wins; if none does, the denial of the entry that got
@@ -204,11 +204,18 @@ pub fn decide(
         return deny(
             Rule::UserLocked,
             format!(
-                "your account {:?} is locked after failed sign-ins; ask an administrator to unlock it",
+                "your account {:?} is locked; ask an administrator to unlock it",
                 person.name
             ),
         );
     }
+    let source = canonical_ip(req.source);
+
+    let route = match route(req, set, target, source) {
+        Ok(r) => r,
+        Err(d) => return d,
+    };
+
     let Some(endpoint) = target.endpoint(req.protocol) else {
         return deny(
             Rule::NoEndpoint,
@@ -219,12 +226,6 @@ pub fn decide(
                 req.protocol
             ),
         );
-    };
-    let source = canonical_ip(req.source);
-
-    let route = match route(req, set, target, source) {
-        Ok(r) => r,
-        Err(d) => return d,
     };
 
     if matches!(route, Route::Direct)
