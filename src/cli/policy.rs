@@ -118,7 +118,9 @@ fn lookup_person(_cfg: &Config, name: &str, vendor_flag: Option<&str>) -> anyhow
     // TODO(lead): read the person (vendor chain, enabled, locked) from the
     // user store; `--vendor` is the stand-in until then.
     let Some(chain) = vendor_flag else {
-        bail!("cannot look up {name:?} yet: pass --vendor VENDOR[,PARENT...] (the user store is not wired in)");
+        bail!(
+            "cannot look up {name:?} yet: pass --vendor VENDOR[,PARENT...] (the user store is not wired in)"
+        );
     };
     let vendor_chain: Vec<String> = chain
         .split(',')
@@ -348,7 +350,10 @@ fn who_can(set: &PolicySet, networks: &[Network], tz: Tz, name: &str) -> anyhow:
     }
     if !any {
         println!();
-        println!("no access entry covers {}: nobody may reach it", target.name);
+        println!(
+            "no access entry covers {}: nobody may reach it",
+            target.name
+        );
     }
     if !hops_in.is_empty() {
         println!();
