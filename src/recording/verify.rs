@@ -25,6 +25,16 @@ pub enum Region {
     Trailer,
 }
 
+impl Region {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::Header => "header",
+            Region::Chunk => "chunk",
+            Region::Trailer => "trailer",
+        }
+    }
+}
+
 /// The answer `sekisho verify` gives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
