@@ -1,1 +1,629 @@
-//! auth
+//! Identities and sign-in: argon2id passwords, TOTP second factor with
+//! replay refusal, registered SSH keys, one-time tickets, lockout after
+//! repeated failures, and the sign-in window.
+//!
+//! `Authenticator` is the protocol-neutral facade the SSH and RDP gateways
+//! call. Every attempt is audited inside it, with the real reason kept in the
+//! audit record; the error returned is the same vague "sign-in failed"
+//! whatever went wrong, so a caller cannot leak which factor failed or
+//! whether the name exists. The gateways add `Config.auth.failure_delay`
+//! after a failure before answering (this module does not sleep).
+//!
+//! Lockout: every failed password, code or ticket counts; `max_failures` in a
+//! row lock the person for `lockout` (0 = until an admin runs `user enable`).
+//! The count is reset only by a *complete* sign-in (an accepted code, a
+//! ticket, or use of an open window), not by a right password alone, so
+//! someone holding the password cannot guess codes without limit. Unknown
+//! public keys are audited but not counted: SSH clients offer every key they
+//! hold, one after the other.
+//!
+//! Sign-in window: an accepted code opens a window for that person and source
+//! address lasting `signin_window` (0 = off); inside it, further connections
+//! need only the first factor (`window_open` says so), like a VPN that stays
+//! up once its code was entered.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{AuthLimits, canonical_ip};
+use crate::store::{AuditEvent, AuditKind, NewUserRow, Store, StoreError};
+
+pub mod keys;
+pub mod password;
+pub mod secrets;
+pub mod tickets;
+pub mod totp;
+
+pub use crate::store::{Role, UserRecord};
+
+/// Errors of administration (creating users, issuing tickets, …).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
+}
+
+/// A refused sign-in. Deliberately says nothing about which factor failed;
+/// the reason is in the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("sign-in failed")]
+    Failed,
+    /// The store could not be reached; sign-in is refused (fail closed).
+    #[error("sign-in is unavailable (internal error)")]
+    Unavailable(#[source] StoreError),
+}
+
+impl From<StoreError> for AuthFailure {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("sign-in refused: the store failed: {e}");
+        AuthFailure::Unavailable(e)
+    }
+}
+
+/// Names of people and vendors: lower-case letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, at most 64 characters. They appear in
+/// SSH user names (`tanaka@fa-db01`), file paths and reports.
+pub fn check_name(kind: &str, name: &str) -> Result<(), AuthError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "{name:?} is not a valid {kind} name (lower-case letters, digits, . _ -; starting with a letter or digit; at most 64)"
+        )))
+    }
+}
+
+/// Who is running this admin command: the OS account (`$SUDO_USER` first,
+/// so `sudo sekisho …` names the person, not root).
+pub fn admin_actor() -> String {
+    for var in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            return v.trim().to_string();
+        }
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    format!("uid {}", unsafe { libc::getuid() })
+}
+
+/// An `AdminChange` event: `by` did `action` to `subject`; `detail` is the
+/// sentence shown by `sekisho audit`. Never put a secret in it.
+pub fn admin_event(by: &str, action: &str, detail: impl Into<String>) -> AuditEvent {
+    AuditEvent::new(AuditKind::AdminChange, detail)
+        .with("by", by)
+        .with("action", action)
+}
+
+/// What `create_user` hands back to print once.
+#[derive(Debug)]
+pub struct NewUser {
+    pub name: String,
+    /// Set when the password was generated (no password given).
+    pub password: Option<zeroize::Zeroizing<String>>,
+    pub totp_secret_base32: String,
+    pub otpauth_uri: String,
+}
+
+/// Creates a person with an argon2id password (generated if `password` is
+/// None) and a fresh TOTP secret, and audits it as done by `admin_actor()`.
+/// Engineers need a vendor, which must exist.
+pub async fn create_user(
+    store: &Store,
+    name: &str,
+    role: Role,
+    vendor: Option<&str>,
+    password: Option<&str>,
+) -> Result<NewUser, AuthError> {
+    check_name("user", name)?;
+    if role == Role::Engineer && vendor.is_none() {
+        return Err(AuthError::Invalid(
+            "an engineer needs a vendor: add --vendor ORG (create it with `sekisho vendor add ORG`)".into(),
+        ));
+    }
+    if let Some(v) = vendor
+        && store.vendor(v).await?.is_none()
+    {
+        return Err(StoreError::NoVendor(v.into()).into());
+    }
+    let generated = match password {
+        Some(_) => None,
+        None => Some(zeroize::Zeroizing::new(password::generate_password())),
+    };
+    let plain: &str = match (password, &generated) {
+        (Some(p), _) => p,
+        (None, Some(g)) => g.as_str(),
+        (None, None) => return Err(password::PasswordError::Empty.into()),
+    };
+    let hash = hash_blocking(plain).await?;
+    let secret = totp::generate_secret();
+    store
+        .add_user(&NewUserRow {
+            name,
+            role,
+            vendor,
+            password_hash: &hash,
+            totp_secret_base32: &secret,
+        })
+        .await?;
+    let by = admin_actor();
+    let vendor_text = vendor.map(|v| format!(", vendor {v}")).unwrap_or_default();
+    store
+        .audit(
+            &admin_event(
+                &by,
+                "user_add",
+                format!("{by} added user {name} ({role}{vendor_text})"),
+            )
+            .user(name)
+            .with("role", role.as_str())
+            .with("vendor", vendor),
+        )
+        .await?;
+    Ok(NewUser {
+        name: name.into(),
+        password: generated,
+        otpauth_uri: totp::otpauth_uri(name, &secret),
+        totp_secret_base32: secret,
+    })
+}
+
+/// Sets a new password (audited as `by`).
+pub async fn set_password(
+    store: &Store,
+    name: &str,
+    new_password: &str,
+    by: &str,
+) -> Result<(), AuthError> {
+    let hash = hash_blocking(new_password).await?;
+    store.set_password_hash(name, &hash).await?;
+    store
+        .audit(
+            &admin_event(
+                by,
+                "user_passwd",
+                format!("{by} set a new password for {name}"),
+            )
+            .user(name),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Replaces the TOTP secret; returns (base32 secret, otpauth URI) to print once.
+pub async fn reset_totp(
+    store: &Store,
+    name: &str,
+    by: &str,
+) -> Result<(String, String), AuthError> {
+    let secret = totp::generate_secret();
+    store.set_totp_secret(name, &secret).await?;
+    store
+        .audit(
+            &admin_event(
+                by,
+                "user_totp_reset",
+                format!("{by} reset the one-time-code secret of {name}"),
+            )
+            .user(name),
+        )
+        .await?;
+    let uri = totp::otpauth_uri(name, &secret);
+    Ok((secret, uri))
+}
+
+/// argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+async fn hash_blocking(password: &str) -> Result<String, AuthError> {
+    let p = zeroize::Zeroizing::new(password.to_string());
+    tokio::task::spawn_blocking(move || password::hash_password(&p))
+        .await
+        .map_err(|e| AuthError::Invalid(format!("password hashing stopped: {e}")))?
+        .map_err(AuthError::from)
+}
+
+async fn verify_blocking(password: &str, phc: Option<String>) -> bool {
+    let p = zeroize::Zeroizing::new(password.to_string());
+    tokio::task::spawn_blocking(move || match phc {
+        Some(h) => password::verify_password(&p, &h),
+        None => {
+            password::verify_dummy(&p);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The sign-in checks the gateways call. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    limits: AuthLimits,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempted names end up in the audit log: keep them short and printable.
+fn shown_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+impl Authenticator {
+    pub fn new(store: Store, limits: AuthLimits) -> Authenticator {
+        Authenticator {
+            store,
+            limits,
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// Replaces the clock (tests of windows, lockouts and expiry).
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> &AuthLimits {
+        &self.limits
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// A person with their vendor chain, enabled flag and lockout, to build a
+    /// policy `Person` from.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        Ok(self.store.user(name).await?)
+    }
+
+    /// A user that may sign in now, or the reason they may not.
+    async fn usable(&self, name: &str) -> Result<Result<UserRecord, &'static str>, StoreError> {
+        let now = self.now();
+        Ok(match self.store.user(name).await? {
+            None => Err("unknown user"),
+            Some(u) if !u.enabled => Err("user is disabled"),
+            Some(u) if u.locked_at(now) => Err("user is locked after repeated failures"),
+            Some(u) => Ok(u),
+        })
+    }
+
+    async fn fail(
+        &self,
+        name: &str,
+        method: &str,
+        reason: &str,
+        source: IpAddr,
+        counts: bool,
+        extra: Option<(&str, &str)>,
+    ) -> AuthFailure {
+        let mut event = AuditEvent::new(
+            AuditKind::SigninFailure,
+            format!(
+                "{method} sign-in of {} from {} refused: {reason}",
+                shown_name(name),
+                canonical_ip(source)
+            ),
+        )
+        .user(shown_name(name))
+        .source(source)
+        .with("method", method)
+        .with("reason", reason);
+        if let Some((k, v)) = extra {
+            event = event.with(k, v);
+        }
+        if let Err(e) = self.store.audit(&event).await {
+            return e.into();
+        }
+        if counts {
+            let lock_until = if self.limits.lockout.is_zero() {
+                None
+            } else {
+                chrono::Duration::from_std(self.limits.lockout)
+                    .ok()
+                    .map(|d| self.now() + d)
+            };
+            match self
+                .store
+                .record_signin_failure(name, self.limits.max_failures, lock_until)
+                .await
+            {
+                Ok(Some(until)) => {
+                    let until_text = if lock_until.is_none() {
+                        "until an admin enables the account".to_string()
+                    } else {
+                        format!("until {}", until.format("%Y-%m-%d %H:%M:%S UTC"))
+                    };
+                    let lock = AuditEvent::new(
+                        AuditKind::Lockout,
+                        format!(
+                            "{} locked after {} failed sign-ins in a row, {until_text}",
+                            shown_name(name),
+                            self.limits.max_failures
+                        ),
+                    )
+                    .user(shown_name(name))
+                    .source(source)
+                    .with("locked_until", until.to_rfc3339());
+                    if let Err(e) = self.store.audit(&lock).await {
+                        return e.into();
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return e.into(),
+            }
+        }
+        AuthFailure::Failed
+    }
+
+    async fn succeed(
+        &self,
+        name: &str,
+        method: &str,
+        source: IpAddr,
+        complete: bool,
+        event: Option<AuditEvent>,
+    ) -> Result<(), AuthFailure> {
+        let event = event.unwrap_or_else(|| {
+            AuditEvent::new(
+                AuditKind::SigninSuccess,
+                format!("{name} from {}: {method} accepted", canonical_ip(source)),
+            )
+        });
+        self.store
+            .audit(&event.user(name).source(source).with("method", method))
+            .await?;
+        if complete {
+            self.store.record_signin_success(name, self.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// First factor: the password. Costs one argon2 verification whether or
+    /// not the user exists.
+    pub async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<(), AuthFailure> {
+        let state = self.usable(user).await?;
+        let hash = match &state {
+            Ok(u) => Some(u.password_hash.clone()),
+            Err(_) => None,
+        };
+        let right = verify_blocking(password, hash).await;
+        match state {
+            Err(reason) => Err(self
+                .fail(user, "password", reason, source, false, None)
+                .await),
+            Ok(_) if !right => Err(self
+                .fail(user, "password", "wrong password", source, true, None)
+                .await),
+            Ok(u) => self.succeed(&u.name, "password", source, false, None).await,
+        }
+    }
+
+    /// First factor for SSH: a registered terminal's public key. The gateway
+    /// calls this after the client proved it holds the private key (or for
+    /// the key offer itself; an unknown key is audited but not counted).
+    pub async fn check_public_key(
+        &self,
+        user: &str,
+        key: &russh::keys::PublicKey,
+        source: IpAddr,
+    ) -> Result<(), AuthFailure> {
+        let fp = keys::fingerprint(key);
+        let state = self.usable(user).await?;
+        match state {
+            Err(reason) => Err(self
+                .fail(
+                    user,
+                    "publickey",
+                    reason,
+                    source,
+                    false,
+                    Some(("fingerprint", &fp)),
+                )
+                .await),
+            Ok(u) => {
+                if self.store.has_key(&u.name, &fp).await? {
+                    let e = AuditEvent::new(
+                        AuditKind::SigninSuccess,
+                        format!(
+                            "{} from {}: registered key {fp} accepted",
+                            u.name,
+                            canonical_ip(source)
+                        ),
+                    )
+                    .with("fingerprint", fp.as_str());
+                    self.succeed(&u.name, "publickey", source, false, Some(e))
+                        .await
+                } else {
+                    Err(self
+                        .fail(
+                            user,
+                            "publickey",
+                            "key not registered",
+                            source,
+                            false,
+                            Some(("fingerprint", &fp)),
+                        )
+                        .await)
+                }
+            }
+        }
+    }
+
+    /// Whether a sign-in window is open for this person and address, so the
+    /// second factor may be skipped. Call it once the first factor passed and
+    /// only when about to skip the code: a `true` is audited as a sign-in
+    /// completed by the window. Any error counts as closed.
+    pub async fn window_open(&self, user: &str, source: IpAddr) -> bool {
+        if self.limits.signin_window.is_zero() {
+            return false;
+        }
+        let source = canonical_ip(source);
+        let until = match self.usable(user).await {
+            Ok(Ok(u)) => match self.store.signin_window(&u.name, source, self.now()).await {
+                Ok(Some(until)) => until,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::error!("cannot read the sign-in window of {user}: {e}");
+                    return false;
+                }
+            },
+            Ok(Err(_)) => return false,
+            Err(e) => {
+                tracing::error!("cannot read user {user}: {e}");
+                return false;
+            }
+        };
+        let e = AuditEvent::new(
+            AuditKind::SigninSuccess,
+            format!(
+                "{user} from {source}: code not asked, sign-in window open until {}",
+                until.format("%H:%M:%S UTC")
+            ),
+        )
+        .with("window_until", until.to_rfc3339());
+        self.succeed(user, "window", source, true, Some(e))
+            .await
+            .is_ok()
+    }
+
+    /// Second factor: a 6-digit code. A code (time-step) once accepted is
+    /// refused afterwards. Success opens the sign-in window.
+    pub async fn check_totp(
+        &self,
+        user: &str,
+        code: &str,
+        source: IpAddr,
+    ) -> Result<(), AuthFailure> {
+        let source = canonical_ip(source);
+        let u = match self.usable(user).await? {
+            Ok(u) => u,
+            Err(reason) => {
+                return Err(self.fail(user, "totp", reason, source, false, None).await);
+            }
+        };
+        let now = self.now();
+        let Some(step) = totp::verify(&u.totp_secret, code, now.timestamp()) else {
+            return Err(self
+                .fail(user, "totp", "wrong code", source, true, None)
+                .await);
+        };
+        if !self.store.accept_totp_step(&u.name, step).await? {
+            return Err(self
+                .fail(user, "totp", "code already used", source, true, None)
+                .await);
+        }
+        let mut e = AuditEvent::new(
+            AuditKind::SigninSuccess,
+            format!("{user} from {source}: code accepted"),
+        );
+        if let Ok(len) = chrono::Duration::from_std(self.limits.signin_window)
+            && !len.is_zero()
+        {
+            let until = now + len;
+            self.store
+                .open_signin_window(&u.name, source, now, until)
+                .await?;
+            e = AuditEvent::new(
+                AuditKind::SigninSuccess,
+                format!(
+                    "{user} from {source}: code accepted; sign-in window open until {}",
+                    until.format("%H:%M:%S UTC")
+                ),
+            )
+            .with("window_until", until.to_rfc3339());
+        }
+        self.succeed(&u.name, "totp", source, true, Some(e)).await
+    }
+
+    /// A one-time ticket, for clients that cannot prompt for a code: valid
+    /// only for the person, target and protocol it was issued for, once,
+    /// before it expires. A complete sign-in on its own.
+    pub async fn redeem_ticket(
+        &self,
+        user: &str,
+        ticket: &str,
+        target: &str,
+        protocol: &str,
+        source: IpAddr,
+    ) -> Result<(), AuthFailure> {
+        let source = canonical_ip(source);
+        let u = match self.usable(user).await? {
+            Ok(u) => u,
+            Err(reason) => {
+                return Err(self.fail(user, "ticket", reason, source, false, None).await);
+            }
+        };
+        let hash = tickets::hash(ticket);
+        let now = self.now();
+        let reason = match self.store.ticket(&hash).await? {
+            None => Some("unknown ticket"),
+            Some(t) if t.user != u.name => Some("ticket issued to someone else"),
+            Some(t) if t.used_at.is_some() => Some("ticket already used"),
+            Some(t) if t.expires_at <= now => Some("ticket expired"),
+            Some(t) if t.target != target => Some("ticket issued for another target"),
+            Some(t) if t.protocol != protocol => Some("ticket issued for another protocol"),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            return Err(self
+                .fail(
+                    user,
+                    "ticket",
+                    reason,
+                    source,
+                    true,
+                    Some(("target", target)),
+                )
+                .await);
+        }
+        if !self.store.use_ticket(&hash, now).await? {
+            return Err(self
+                .fail(user, "ticket", "ticket already used", source, true, None)
+                .await);
+        }
+        let e = AuditEvent::new(
+            AuditKind::SigninSuccess,
+            format!("{user} from {source}: one-time ticket for {target} over {protocol} accepted"),
+        )
+        .target(target)
+        .protocol(protocol);
+        self.succeed(&u.name, "ticket", source, true, Some(e)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,367 @@
-//! `sekisho policy`.
+//! `sekisho policy`: check the policy files, explain one decision, and list
+//! who may reach a target.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+
 use super::Global;
+use crate::config::{Config, Network, format_duration};
+use crate::policy::hours::local_to_utc;
+use crate::policy::{
+    Decision, LiveSession, Person, PolicySet, Protocol, Request, TargetKind, decide,
+};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum PolicyCmd {}
+pub enum PolicyCmd {
+    /// Check every policy file; print each error as file:line: field: message.
+    Check {
+        /// The policy directory (default: the one in the configuration).
+        dir: Option<PathBuf>,
+    },
+    /// Show what sekisho would decide for one request, and why.
+    Explain {
+        /// The person's user name.
+        #[arg(long)]
+        user: String,
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+        /// ssh or rdp.
+        #[arg(long)]
+        protocol: Protocol,
+        /// The client address the request comes from.
+        #[arg(long, default_value = "127.0.0.1")]
+        from: IpAddr,
+        /// When: RFC 3339, or "YYYY-MM-DD HH:MM" in the configured time zone
+        /// (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The person's vendor, then the vendors it subcontracts for,
+        /// comma-separated (e.g. "acme-sub,acme"); used until the user store
+        /// answers this.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// Assume a live session of the person on this target (for RDP hops);
+        /// may be repeated.
+        #[arg(long = "live-on")]
+        live_on: Vec<String>,
+    },
+    /// List who may reach a target: vendor, users, protocols, hours,
+    /// contract, source networks, longest session.
+    WhoCan {
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+    },
+}
 
-pub async fn run(_g: &Global, _a: PolicyCmd) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCmd::Check { dir } => check(g, dir),
+        PolicyCmd::Explain {
+            user,
+            target,
+            protocol,
+            from,
+            at,
+            vendor,
+            live_on,
+        } => {
+            let cfg = super::load_config(g)?;
+            let set = load_policies(&cfg)?;
+            let now = match at {
+                Some(at) => parse_at(&at, cfg.time_zone)?,
+                None => Utc::now(),
+            };
+            let person = lookup_person(&cfg, &user, vendor.as_deref())?;
+            let live: Vec<LiveSession> = live_on
+                .into_iter()
+                .map(|t| LiveSession {
+                    id: uuid::Uuid::new_v4(),
+                    target: t,
+                    protocol: Protocol::Ssh,
+                })
+                .collect();
+            let req = Request {
+                person: &person,
+                target: &target,
+                protocol,
+                source: from,
+                live_sessions: &live,
+            };
+            Ok(explain(&req, &set, &cfg.networks, cfg.time_zone, now))
+        }
+        PolicyCmd::WhoCan { target } => {
+            let cfg = super::load_config(g)?;
+            let set = load_policies(&cfg)?;
+            who_can(&set, &cfg.networks, cfg.time_zone, &target)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Names of the credentials in the secret store, for `check` to verify
+/// that every `credential = "..."` exists. `None` skips that check.
+fn known_credentials(_cfg: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
+    // TODO(lead): read names from the secret store
+    Ok(None)
+}
+
+/// The person as the user store knows them.
+fn lookup_person(_cfg: &Config, name: &str, vendor_flag: Option<&str>) -> anyhow::Result<Person> {
+    // TODO(lead): read the person (vendor chain, enabled, locked) from the
+    // user store; `--vendor` is the stand-in until then.
+    let Some(chain) = vendor_flag else {
+        bail!(
+            "cannot look up {name:?} yet: pass --vendor VENDOR[,PARENT...] (the user store is not wired in)"
+        );
+    };
+    let vendor_chain: Vec<String> = chain
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    Ok(Person {
+        name: name.to_string(),
+        vendor_chain,
+        enabled: true,
+        locked: false,
+    })
+}
+
+fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
+    let creds = known_credentials(cfg)?;
+    PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, creds.as_ref()).map_err(|e| {
+        anyhow::anyhow!(
+            "the policies in {} have errors (run `sekisho policy check`):\n{e}",
+            cfg.paths.policies.display()
+        )
+    })
+}
+
+fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // Without a configuration, a directory can still be checked, except
+    // for the network names and credential names it refers to.
+    let cfg = if g.config.exists() {
+        Some(super::load_config(g)?)
+    } else if dir.is_some() {
+        None
+    } else {
+        super::load_config(g)?;
+        bail!("no configuration");
+    };
+    let dir = match (dir, &cfg) {
+        (Some(d), _) => d,
+        (None, Some(c)) => c.paths.policies.clone(),
+        (None, None) => bail!("no policy directory given"),
+    };
+    let creds = match &cfg {
+        Some(c) => known_credentials(c)?,
+        None => None,
+    };
+    let networks = cfg.as_ref().map(|c| c.networks.as_slice());
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let result = PolicySet::load_dir_with(&dir, networks, creds.as_ref());
+    if cfg.is_none() {
+        println!(
+            "note: no configuration at {}: network names in `sources` (and the closed-network rule for My Number systems) were not checked",
+            g.config.display()
+        );
+    }
+    if creds.is_none() {
+        println!("note: credential names were not checked against the secret store");
+    }
+    match result {
+        Ok(set) => {
+            let systems = set.systems().count();
+            let targets = set.targets().count();
+            let access = set.access().count();
+            let hops = set.hops().count();
+            if systems == 0 {
+                println!(
+                    "{}: no policy files (*.toml): nothing is reachable",
+                    dir.display()
+                );
+            } else {
+                println!(
+                    "{systems} {}, {targets} {}, {hops} {}, {access} access {}: OK",
+                    plural(systems, "system", "systems"),
+                    plural(targets, "target", "targets"),
+                    plural(hops, "hop", "hops"),
+                    plural(access, "entry", "entries"),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{e}");
+            }
+            let n = errors.0.len();
+            println!("{n} {}", plural(n, "error", "errors"));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// RFC 3339, or a wall-clock time in the configured zone.
+fn parse_at(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s.trim(), fmt) {
+            return Ok(local_to_utc(tz, n));
+        }
+    }
+    bail!("--at {s:?}: use RFC 3339 (2026-11-24T10:00:00+09:00) or \"YYYY-MM-DD HH:MM\" in {tz}")
+}
+
+fn explain(
+    req: &Request,
+    set: &PolicySet,
+    networks: &[Network],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> ExitCode {
+    match decide(req, set, networks, tz, now) {
+        Decision::Allow(g) => {
+            let hop = g
+                .hop_parent
+                .and_then(|id| req.live_sessions.iter().find(|s| s.id == id))
+                .map(|s| format!("; hop from your live session on {}", s.target))
+                .unwrap_or_default();
+            println!(
+                "ALLOW {} {} → {} ({}:{} as {}) until {} ({}); access: {}{hop}",
+                g.protocol,
+                req.person.name,
+                g.target.name,
+                g.target.address,
+                g.endpoint.port,
+                g.endpoint.account,
+                g.ends_at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+                g.ends_because.describe(),
+                g.access,
+            );
+            ExitCode::SUCCESS
+        }
+        Decision::Deny(d) => {
+            println!("DENY: {d}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn who_can(set: &PolicySet, networks: &[Network], tz: Tz, name: &str) -> anyhow::Result<()> {
+    let target = set
+        .target(name)
+        .with_context(|| format!("there is no target named {name:?}"))?;
+    let offers: Vec<String> = [&target.ssh, &target.rdp]
+        .iter()
+        .zip(Protocol::ALL)
+        .filter_map(|(e, p)| e.as_ref().map(|e| format!("{p}:{}", e.port)))
+        .collect();
+    let system = set.system(&target.system);
+    println!(
+        "{} — system {}{} ({} zone), {} server at {}, offers {}",
+        target.name,
+        target.system,
+        system
+            .and_then(|s| s.title.as_ref())
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default(),
+        target.zone,
+        target.kind,
+        target.address,
+        offers.join(" ")
+    );
+    let hops_in: Vec<&str> = set
+        .hops()
+        .filter(|h| h.to == target.name)
+        .map(|h| h.from.as_str())
+        .collect();
+    let mut any = false;
+    for a in set.access_for(target) {
+        any = true;
+        let protocols: Vec<String> = a
+            .protocols
+            .iter()
+            .filter(|p| target.endpoint(**p).is_some())
+            .filter_map(|p| match (p, target.kind) {
+                (Protocol::Rdp, TargetKind::Virtual) if hops_in.is_empty() => None,
+                (Protocol::Rdp, TargetKind::Virtual) => {
+                    Some(format!("rdp (only as a hop from {})", hops_in.join(", ")))
+                }
+                _ => Some(p.to_string()),
+            })
+            .collect();
+        let sources: Vec<String> = a
+            .sources
+            .iter()
+            .map(|s| match networks.iter().find(|n| n.name == *s) {
+                Some(n) => {
+                    let cidrs: Vec<String> = n.cidrs.iter().map(|c| c.to_string()).collect();
+                    let closed = if n.closed { ", closed" } else { "" };
+                    format!("{s} ({}{closed})", cidrs.join(" "))
+                }
+                None => format!("{s} (not in sekisho.toml: never matches)"),
+            })
+            .collect();
+        println!();
+        println!(
+            "{} access[{}]: vendor {} (and its subcontractors' engineers named below)",
+            crate::policy::model::file_name(&a.file),
+            a.index,
+            a.vendor
+        );
+        println!("  users:       {}", a.users.join(", "));
+        println!(
+            "  protocols:   {}",
+            if protocols.is_empty() {
+                "none this target offers".to_string()
+            } else {
+                protocols.join(", ")
+            }
+        );
+        println!("  hours:       {} ({tz})", a.hours);
+        println!(
+            "  contract:    {} to {} (inclusive)",
+            a.contract.from, a.contract.until
+        );
+        println!("  sources:     {}", sources.join(", "));
+        println!("  max session: {}", format_duration(a.max_session));
+    }
+    if !any {
+        println!();
+        println!(
+            "no access entry covers {}: nobody may reach it",
+            target.name
+        );
+    }
+    if !hops_in.is_empty() {
+        println!();
+        println!(
+            "RDP hops into {}: from {} (for a person with a live session there)",
+            target.name,
+            hops_in.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -1,1 +1,16 @@
-//! policy
+//! Per-system policy: the model (systems, targets, hops, access entries),
+//! loading and checking `policies/*.toml`, and `decide()`, the pure function
+//! that grants or denies one request.
+
+pub mod decide;
+pub mod hours;
+pub mod load;
+pub mod model;
+
+pub use decide::{Decision, Denial, EndReason, Grant, Request, Rule, decide, reachable};
+pub use hours::{Hours, HoursCheck};
+pub use load::{MAX_SESSION_LIMIT, PolicyError, PolicyErrors};
+pub use model::{
+    Access, AccessRef, Contract, Endpoint, Hop, LiveSession, Person, Pin, PolicySet, Protocol,
+    System, Target, TargetKind, Zone, ssh_fingerprint,
+};

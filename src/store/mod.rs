@@ -1,1 +1,276 @@
-//! store
+//! Persistent state: people, vendors, keys, tickets, secrets, the audit log
+//! and sessions.
+//!
+//! One `Store` serves both backends through sqlx's `Any` driver: SQLite (the
+//! embedded default, one file next to `sekisho.toml`) and PostgreSQL (several
+//! nodes sharing one database), chosen by the database URL alone. The `Any`
+//! driver carries no chrono or uuid types, so times are stored as BIGINT unix
+//! microseconds (UTC), ids as TEXT and flags as 0/1 BIGINTs, converted here at
+//! the edge. Both migration sets keep the same table shapes so every query is
+//! written once, with `$N` placeholders (which SQLite accepts too).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Once;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use uuid::Uuid;
+
+pub mod audit;
+pub mod secrets;
+pub mod sessions;
+pub mod users;
+
+pub use audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
+pub use secrets::{SecretName, SecretRow};
+pub use sessions::{
+    KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
+};
+pub use users::{KeyRecord, NewUserRow, Role, TicketRow, UserRecord, UserSummary, VendorRecord};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Errors of the store, worded for the person at the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?} (use sqlite://FILE or postgres://…)")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot update the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no user {0}")]
+    NoUser(String),
+    #[error("vendor {0} already exists")]
+    VendorExists(String),
+    #[error("no vendor {0}")]
+    NoVendor(String),
+    #[error("vendor {vendor} cannot be a subcontractor of {parent}: that would make a cycle")]
+    VendorCycle { vendor: String, parent: String },
+    #[error("user {user} already has key {fingerprint}")]
+    KeyExists { user: String, fingerprint: String },
+    #[error("user {user} has no key {fingerprint}")]
+    NoKey { user: String, fingerprint: String },
+    #[error("no secret {0}")]
+    NoSecret(String),
+    #[error("session {0} already exists")]
+    SessionExists(Uuid),
+    #[error("no session {0}")]
+    NoSession(Uuid),
+    #[error("session {0} is not live")]
+    SessionNotLive(Uuid),
+    /// A row holds something this version cannot read (edited by hand, or newer).
+    #[error("unreadable {what} in the database: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
+/// Which database the URL selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database handle; cheap to clone (a pool inside).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the database named by `url`, creating a SQLite file if missing,
+    /// and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url_with_create(url))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets `serve` keep writing while CLI processes read
+                        // and write the same file; sqlx already sets a 5 s busy
+                        // timeout and turns foreign keys on.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for modules that need a query this store does not offer.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection (tests and orderly shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so a missing SQLite file is created, unless a mode was given.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// A URL with any password removed, for error messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+// ---- conversions at the edge -------------------------------------------
+
+/// Unix microseconds, the stored form of every time.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_micros(us)
+        .single()
+        .ok_or(StoreError::Corrupt {
+            what: "time",
+            value: us.to_string(),
+        })
+}
+
+pub(crate) fn opt_from_micros(us: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    us.map(from_micros).transpose()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt {
+        what: "id",
+        value: s.to_string(),
+    })
+}
+
+pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, StoreError> {
+    s.parse().map_err(|_| StoreError::Corrupt {
+        what: "address",
+        value: s.to_string(),
+    })
+}
+
+/// A bind value for queries assembled from optional filters.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Builds `WHERE a = $1 AND b >= $2 …` from optional conditions, numbering
+/// placeholders so the same text runs on SQLite and PostgreSQL.
+#[derive(Debug, Default)]
+pub(crate) struct Conditions {
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    /// `column_op` is like `"user_name ="`; the placeholder is appended.
+    pub(crate) fn push(&mut self, column_op: &str, value: Bind) {
+        self.binds.push(value);
+        self.clauses
+            .push(format!("{column_op} ${}", self.binds.len()));
+    }
+
+    pub(crate) fn push_raw(&mut self, clause: &str) {
+        self.clauses.push(clause.to_string());
+    }
+
+    pub(crate) fn where_clause(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    pub(crate) fn bind_all<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.as_str()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(
+            sqlite_url_with_create("sqlite:///a/b.db"),
+            "sqlite:///a/b.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite:///a/b.db?cache=shared"),
+            "sqlite:///a/b.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite:///a.db?mode=ro"),
+            "sqlite:///a.db?mode=ro"
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("mysql://u:pw@h/db"), "mysql://…@h/db");
+        assert!(!redact_url("x://u:secret@h").contains("secret"));
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = Utc.with_ymd_and_hms(2026, 4, 1, 8, 30, 0).single().unwrap();
+        assert_eq!(from_micros(to_micros(t)).unwrap(), t);
+    }
+}

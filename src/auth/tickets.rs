@@ -1,0 +1,153 @@
+//! One-time tickets, for clients that cannot prompt for a code (an RDP
+//! client sends one password and nothing more). A ticket is 160 random bits,
+//! printed once, stored only as its SHA-256, single use, short-lived, and
+//! bound to one person, one target and one protocol.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::AuthError;
+use crate::store::{AuditEvent, AuditKind, Store};
+
+/// Every ticket starts with this, so a gateway can tell a ticket typed into
+/// a password field from a password.
+pub const PREFIX: &str = "skt_";
+const BASE32: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
+const RANDOM_BYTES: usize = 20;
+
+/// A ticket just issued: the text is shown once and then forgotten.
+#[derive(Debug)]
+pub struct IssuedTicket {
+    pub text: Zeroizing<String>,
+    pub user: String,
+    pub target: String,
+    pub protocol: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new random ticket text.
+pub fn generate() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; RANDOM_BYTES]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    Zeroizing::new(format!(
+        "{PREFIX}{}",
+        base32::encode(BASE32, bytes.as_ref()).to_lowercase()
+    ))
+}
+
+/// The stored form: hex SHA-256 of the text as typed (trimmed).
+pub fn hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.trim().as_bytes()))
+}
+
+/// Whether `s` has the shape of a ticket (prefix and length), without
+/// touching the store.
+pub fn looks_like_ticket(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == PREFIX.len() + 32
+        && s.starts_with(PREFIX)
+        && s.bytes()
+            .skip(PREFIX.len())
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// Protocols a ticket can be bound to.
+pub fn check_protocol(protocol: &str) -> Result<(), AuthError> {
+    match protocol {
+        "ssh" | "rdp" => Ok(()),
+        other => Err(AuthError::Invalid(format!(
+            "unknown protocol {other:?} (use ssh or rdp)"
+        ))),
+    }
+}
+
+/// Issues a ticket for `user` to reach `target` over `protocol`, valid for
+/// `lifetime` from now, and audits it (without the ticket text).
+pub async fn issue(
+    store: &Store,
+    lifetime: std::time::Duration,
+    user: &str,
+    target: &str,
+    protocol: &str,
+    issued_by: &str,
+) -> Result<IssuedTicket, AuthError> {
+    check_protocol(protocol)?;
+    if target.trim().is_empty() {
+        return Err(AuthError::Invalid("a ticket needs a target".into()));
+    }
+    if lifetime.is_zero() {
+        return Err(AuthError::Invalid(
+            "tickets are turned off (auth.ticket_lifetime is 0)".into(),
+        ));
+    }
+    let Some(u) = store.user(user).await? else {
+        return Err(AuthError::Store(crate::store::StoreError::NoUser(
+            user.into(),
+        )));
+    };
+    if !u.enabled {
+        return Err(AuthError::Invalid(format!("user {user} is disabled")));
+    }
+    let now = Utc::now();
+    let lifetime = chrono::Duration::from_std(lifetime)
+        .map_err(|_| AuthError::Invalid("auth.ticket_lifetime is too long".into()))?;
+    let expires_at = now + lifetime;
+    let text = generate();
+    store
+        .add_ticket(
+            &hash(&text),
+            user,
+            target,
+            protocol,
+            issued_by,
+            now,
+            expires_at,
+        )
+        .await?;
+    store
+        .audit(
+            &AuditEvent::new(
+                AuditKind::AdminChange,
+                format!(
+                    "{issued_by} issued a one-time ticket for {user} to {target} over {protocol}, valid until {}",
+                    expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            )
+            .user(user)
+            .target(target)
+            .protocol(protocol)
+            .with("by", issued_by)
+            .with("action", "ticket_issue")
+            .with("expires_at", expires_at.to_rfc3339()),
+        )
+        .await?;
+    Ok(IssuedTicket {
+        text,
+        user: user.into(),
+        target: target.into(),
+        protocol: protocol.into(),
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_are_random_shaped_and_hashed() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(*a, *b);
+        assert!(looks_like_ticket(&a), "{}", *a);
+        assert!(!looks_like_ticket("skt_short"));
+        assert!(!looks_like_ticket("hunter2"));
+        assert_eq!(hash(&a).len(), 64);
+        assert_eq!(hash(&a), hash(&format!(" {}\n", *a)));
+        assert_ne!(hash(&a), hash(&b));
+        assert!(check_protocol("ssh").is_ok());
+        assert!(check_protocol("telnet").is_err());
+    }
+}

@@ -1,0 +1,561 @@
+//! `decide`: may this person reach this target now, over this protocol,
+//! from this address? A pure function of the request, the policy, the
+//! networks, the time zone and the given instant: no I/O, no clock.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Days, NaiveTime, Utc};
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use super::hours::{HoursCheck, local_to_utc};
+use super::model::{
+    Access, AccessRef, Endpoint, LiveSession, Person, PolicySet, Protocol, Target, TargetKind,
+    Zone, file_name,
+};
+use crate::config::{Network, canonical_ip};
+
+/// What is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub person: &'a Person,
+    pub target: &'a str,
+    pub protocol: Protocol,
+    /// The client's address as sekisho sees it.
+    pub source: IpAddr,
+    /// This person's live sessions (for the RDP hop rule).
+    pub live_sessions: &'a [LiveSession],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow(Grant),
+    Deny(Denial),
+}
+
+/// Permission for one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub target: Target,
+    pub protocol: Protocol,
+    pub endpoint: Endpoint,
+    /// The session's hard end.
+    pub ends_at: DateTime<Utc>,
+    pub ends_because: EndReason,
+    pub access: AccessRef,
+    /// For an RDP hop: the live session it hops from.
+    pub hop_parent: Option<Uuid>,
+}
+
+/// Which limit sets a grant's end. On a tie the contract wins, then the
+/// hours, then `max_session`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    MaxSession,
+    HoursEnd,
+    ContractEnd,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::MaxSession => "max_session",
+            EndReason::HoursEnd => "hours_end",
+            EndReason::ContractEnd => "contract_end",
+        }
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndReason::MaxSession => "longest session allowed",
+            EndReason::HoursEnd => "end of allowed hours",
+            EndReason::ContractEnd => "end of the maintenance contract",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: the rule that refused and words for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub rule: Rule,
+    pub reason: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [rule: {}]", self.reason, self.rule)
+    }
+}
+
+/// Each rule `decide` enforces; `as_str` is stable for audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    UnknownTarget,
+    UserDisabled,
+    UserLocked,
+    NoEndpoint,
+    NoAccess,
+    Protocol,
+    Contract,
+    Hours,
+    Source,
+    MyNumberClosed,
+    RdpVirtual,
+    HopNoParent,
+    HopNotAllowed,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 13] = [
+        Rule::UnknownTarget,
+        Rule::UserDisabled,
+        Rule::UserLocked,
+        Rule::NoEndpoint,
+        Rule::NoAccess,
+        Rule::Protocol,
+        Rule::Contract,
+        Rule::Hours,
+        Rule::Source,
+        Rule::MyNumberClosed,
+        Rule::RdpVirtual,
+        Rule::HopNoParent,
+        Rule::HopNotAllowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::UnknownTarget => "unknown_target",
+            Rule::UserDisabled => "user_disabled",
+            Rule::UserLocked => "user_locked",
+            Rule::NoEndpoint => "no_endpoint",
+            Rule::NoAccess => "no_access",
+            Rule::Protocol => "protocol",
+            Rule::Contract => "contract",
+            Rule::Hours => "hours",
+            Rule::Source => "source",
+            Rule::MyNumberClosed => "mynumber_closed",
+            Rule::RdpVirtual => "rdp_virtual",
+            Rule::HopNoParent => "hop_no_parent",
+            Rule::HopNotAllowed => "hop_not_allowed",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn deny(rule: Rule, reason: String) -> Decision {
+    Decision::Deny(Denial { rule, reason })
+}
+
+/// How the request reaches the target: from the person's own terminal, or
+/// as an RDP hop from a registered target they are working on.
+enum Route {
+    Direct,
+    Hop { parent: Uuid },
+}
+
+/// Decides one request. Checks, in order: the target exists; the person is
+/// enabled and not locked; the RDP rule (physical target, or an allowed hop
+/// from a live session); the target offers the protocol; the My Number
+/// zone's closed-network rule; then the access entries naming the person,
+/// in file order: protocol, source network, contract, hours. The first entry
+/// that allows wins; if none does, the denial of the entry that got
+/// furthest is given.
+///
+/// A hop's source is the registered parent target, not the person's
+/// network: the parent session already passed the person's source check, so
+/// the access entry's `sources` are not applied to a hop.
+pub fn decide(
+    req: &Request,
+    set: &PolicySet,
+    networks: &[Network],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Decision {
+    let person = req.person;
+    let Some(target) = set.target(req.target) else {
+        return deny(
+            Rule::UnknownTarget,
+            format!("there is no target named {:?}", req.target),
+        );
+    };
+    if !person.enabled {
+        return deny(
+            Rule::UserDisabled,
+            format!(
+                "your account {:?} is disabled; ask an administrator",
+                person.name
+            ),
+        );
+    }
+    if person.locked {
+        return deny(
+            Rule::UserLocked,
+            format!(
+                "your account {:?} is locked; ask an administrator to unlock it",
+                person.name
+            ),
+        );
+    }
+    let source = canonical_ip(req.source);
+
+    let route = match route(req, set, target, source) {
+        Ok(r) => r,
+        Err(d) => return d,
+    };
+
+    let Some(endpoint) = target.endpoint(req.protocol) else {
+        return deny(
+            Rule::NoEndpoint,
+            format!(
+                "{} cannot be reached over {}: no {} connection is registered for it",
+                target.name,
+                req.protocol.as_str().to_uppercase(),
+                req.protocol
+            ),
+        );
+    };
+
+    if matches!(route, Route::Direct)
+        && target.zone == Zone::MyNumber
+        && !networks.iter().any(|n| n.closed && n.contains(source))
+    {
+        return deny(
+            Rule::MyNumberClosed,
+            format!(
+                "{} is a My Number system, reachable only from a closed network; your address {source} is not in one",
+                target.name
+            ),
+        );
+    }
+
+    let entries: Vec<&Access> = set.access_for(target).collect();
+    let covering: Vec<&Access> = entries
+        .iter()
+        .copied()
+        .filter(|a| a.covers_person(person))
+        .collect();
+    if covering.is_empty() {
+        return deny(Rule::NoAccess, no_access_reason(person, target, &entries));
+    }
+
+    let mut best: Option<(u8, Denial)> = None;
+    for access in covering {
+        match check_entry(
+            req, access, target, endpoint, &route, source, networks, tz, now,
+        ) {
+            Ok(grant) => return Decision::Allow(grant),
+            Err((stage, denial)) => {
+                if best.as_ref().is_none_or(|(s, _)| stage > *s) {
+                    best = Some((stage, denial));
+                }
+            }
+        }
+    }
+    match best {
+        Some((_, d)) => Decision::Deny(d),
+        // Unreachable: `covering` was not empty. Deny anyway.
+        None => deny(Rule::NoAccess, no_access_reason(person, target, &entries)),
+    }
+}
+
+/// The RDP rule. RDP from a registered target's address is a hop and needs a
+/// `[[hop]]` entry and a live session of the person on that target; other
+/// RDP is allowed only to physical servers.
+fn route(
+    req: &Request,
+    set: &PolicySet,
+    target: &Target,
+    source: IpAddr,
+) -> Result<Route, Decision> {
+    if req.protocol != Protocol::Rdp {
+        return Ok(Route::Direct);
+    }
+    if let Some(parent) = set.target_by_address(source) {
+        if !set.hop_allowed(&parent.name, &target.name) {
+            let allowed: Vec<&str> = set
+                .hops()
+                .filter(|h| h.to == target.name)
+                .map(|h| h.from.as_str())
+                .collect();
+            let hint = if allowed.is_empty() {
+                format!("no hop into {} is allowed", target.name)
+            } else {
+                format!(
+                    "hops into {} are allowed only from {}",
+                    target.name,
+                    allowed.join(", ")
+                )
+            };
+            return Err(deny(
+                Rule::HopNotAllowed,
+                format!(
+                    "RDP from {} to {} is not an allowed server-to-server hop ({hint})",
+                    parent.name, target.name
+                ),
+            ));
+        }
+        if target.zone == Zone::MyNumber && parent.zone != Zone::MyNumber {
+            return Err(deny(
+                Rule::MyNumberClosed,
+                format!(
+                    "{} is a My Number system, reachable only from a closed network, not by a hop from {} ({} zone)",
+                    target.name, parent.name, parent.zone
+                ),
+            ));
+        }
+        let Some(live) = req.live_sessions.iter().find(|s| s.target == parent.name) else {
+            return Err(deny(
+                Rule::HopNoParent,
+                format!(
+                    "no live session of yours on {} to hop from: open a terminal session on {} through sekisho first",
+                    parent.name, parent.name
+                ),
+            ));
+        };
+        return Ok(Route::Hop { parent: live.id });
+    }
+    if target.kind == TargetKind::Virtual {
+        let hops: Vec<&str> = set
+            .hops()
+            .filter(|h| h.to == target.name)
+            .map(|h| h.from.as_str())
+            .collect();
+        let also = if hops.is_empty() {
+            String::new()
+        } else {
+            format!(", or hop from a session on {}", hops.join(", "))
+        };
+        return Err(deny(
+            Rule::RdpVirtual,
+            format!(
+                "RDP to virtual server {} is not allowed: use the terminal (SSH) connection{also}",
+                target.name
+            ),
+        ));
+    }
+    Ok(Route::Direct)
+}
+
+fn no_access_reason(person: &Person, target: &Target, entries: &[&Access]) -> String {
+    let vendors = if person.vendor_chain.is_empty() {
+        "no vendor".to_string()
+    } else {
+        format!("vendor {}", person.vendor_chain.join(" for "))
+    };
+    let named_elsewhere: Vec<&str> = entries
+        .iter()
+        .filter(|a| a.users.iter().any(|u| *u == person.name))
+        .map(|a| a.vendor.as_str())
+        .collect();
+    if named_elsewhere.is_empty() {
+        format!(
+            "no access entry of system {} names you ({}, {vendors}) for {}",
+            target.system, person.name, target.name
+        )
+    } else {
+        format!(
+            "access to {} names you only as an engineer of {}, but you are registered with {vendors}",
+            target.name,
+            named_elsewhere.join(", ")
+        )
+    }
+}
+
+/// Checks one access entry. On refusal also returns how far the request got
+/// (higher = more specific), to pick the most telling denial.
+#[allow(clippy::too_many_arguments)]
+fn check_entry(
+    req: &Request,
+    access: &Access,
+    target: &Target,
+    endpoint: &Endpoint,
+    route: &Route,
+    source: IpAddr,
+    networks: &[Network],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Grant, (u8, Denial)> {
+    let refuse = |stage: u8, rule: Rule, reason: String| Err((stage, Denial { rule, reason }));
+    let file = file_name(&access.file);
+
+    if !access.protocols.contains(&req.protocol) {
+        let allowed: Vec<&str> = access.protocols.iter().map(|p| p.as_str()).collect();
+        return refuse(
+            0,
+            Rule::Protocol,
+            format!(
+                "{} is not allowed to {} for vendor {} (allowed: {}; {file} access[{}])",
+                req.protocol.as_str().to_uppercase(),
+                target.name,
+                access.vendor,
+                allowed.join(", "),
+                access.index
+            ),
+        );
+    }
+
+    if matches!(route, Route::Direct) {
+        let named: Vec<&Network> = networks
+            .iter()
+            .filter(|n| access.sources.iter().any(|s| *s == n.name))
+            .filter(|n| n.contains(source))
+            .collect();
+        if named.is_empty() {
+            return refuse(
+                1,
+                Rule::Source,
+                format!(
+                    "your address {source} is not in a network allowed for vendor {} on {} (allowed: {}; {file} access[{}])",
+                    access.vendor,
+                    target.name,
+                    access.sources.join(", "),
+                    access.index
+                ),
+            );
+        }
+        if target.zone == Zone::MyNumber && !named.iter().any(|n| n.closed) {
+            return refuse(
+                1,
+                Rule::MyNumberClosed,
+                format!(
+                    "{} is a My Number system, reachable only from a closed network; {} is not closed",
+                    target.name,
+                    named
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+
+    let day_start = |d: chrono::NaiveDate| local_to_utc(tz, d.and_time(NaiveTime::MIN));
+    let contract_start = day_start(access.contract.from);
+    let contract_end = access
+        .contract
+        .until
+        .checked_add_days(Days::new(1))
+        .map(day_start)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if now < contract_start {
+        return refuse(
+            2,
+            Rule::Contract,
+            format!(
+                "the maintenance contract of vendor {} for {} starts on {} (it runs {} to {})",
+                access.vendor,
+                target.system,
+                access.contract.from,
+                access.contract.from,
+                access.contract.until
+            ),
+        );
+    }
+    if now >= contract_end {
+        return refuse(
+            2,
+            Rule::Contract,
+            format!(
+                "the maintenance contract of vendor {} for {} ended on {} (it ran {} to {})",
+                access.vendor,
+                target.system,
+                access.contract.until,
+                access.contract.from,
+                access.contract.until
+            ),
+        );
+    }
+
+    let hours_end = match access.hours.check(tz, now) {
+        HoursCheck::Inside(end) => end,
+        HoursCheck::Outside(next) => {
+            let next = next
+                .map(|t| {
+                    format!(
+                        "; next allowed from {}",
+                        t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M")
+                    )
+                })
+                .unwrap_or_default();
+            return refuse(
+                3,
+                Rule::Hours,
+                format!("outside allowed hours ({} {tz}){next}", access.hours),
+            );
+        }
+    };
+
+    let by_max = chrono::Duration::from_std(access.max_session)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    // Tie order: contract, hours, max_session (first minimum wins).
+    let mut ends = (contract_end, EndReason::ContractEnd);
+    if let Some(h) = hours_end
+        && h < ends.0
+    {
+        ends = (h, EndReason::HoursEnd);
+    }
+    if by_max < ends.0 {
+        ends = (by_max, EndReason::MaxSession);
+    }
+
+    Ok(Grant {
+        target: target.clone(),
+        protocol: req.protocol,
+        endpoint: endpoint.clone(),
+        ends_at: ends.0,
+        ends_because: ends.1,
+        access: access.reference(),
+        hop_parent: match route {
+            Route::Hop { parent } => Some(*parent),
+            Route::Direct => None,
+        },
+    })
+}
+
+/// Every target and protocol this person may use now from `source`, with
+/// each grant's end: for menus and `who-can`.
+pub fn reachable(
+    person: &Person,
+    set: &PolicySet,
+    networks: &[Network],
+    tz: Tz,
+    source: IpAddr,
+    live_sessions: &[LiveSession],
+    now: DateTime<Utc>,
+) -> Vec<(Target, Protocol, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    for target in set.targets() {
+        for protocol in Protocol::ALL {
+            if target.endpoint(protocol).is_none() {
+                continue;
+            }
+            let req = Request {
+                person,
+                target: &target.name,
+                protocol,
+                source,
+                live_sessions,
+            };
+            if let Decision::Allow(g) = decide(&req, set, networks, tz, now) {
+                out.push((g.target, protocol, g.ends_at));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,360 @@
+//! Reading an archive: events in order, seeking by time through the index,
+//! and files cut short by a crash (read up to the last whole chunk).
+//!
+//! The reader checks the hash chain of the chunks it reads in sequence but
+//! not the signature; `verify` is the integrity check for evidence.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::event::{Decoder, TimedEvent};
+use super::format::{self, ChunkHeader, Digest, IndexEntry, Next, Problem, SessionMeta};
+
+/// Errors reading an archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    IoText(String),
+    #[error("the recording header is cut short")]
+    HeaderTruncated,
+    #[error("damaged recording: {0}")]
+    Corrupt(String),
+}
+
+fn from_problem(p: Problem) -> ReadError {
+    match p {
+        Problem::Truncated => ReadError::HeaderTruncated,
+        Problem::Corrupt(s) => ReadError::Corrupt(s),
+        Problem::Io(s) => ReadError::IoText(s),
+    }
+}
+
+/// An open archive.
+#[derive(Debug)]
+pub struct Reader {
+    file: BufReader<File>,
+    file_len: u64,
+    meta: SessionMeta,
+    header_digest: Digest,
+    data_start: u64,
+    index: Option<Vec<IndexEntry>>,
+    sealed: Option<bool>,
+}
+
+/// Decompresses a chunk payload into at most `raw_len` bytes.
+pub(crate) fn decompress(header: &ChunkHeader, payload: &[u8]) -> Result<Bytes, String> {
+    let raw = zstd::bulk::decompress(payload, header.raw_len as usize)
+        .map_err(|e| format!("zstd: {e}"))?;
+    if raw.len() != header.raw_len as usize {
+        return Err("decompressed size differs from the header".into());
+    }
+    Ok(Bytes::from(raw))
+}
+
+/// Decodes all events of a chunk, checking count and time range.
+pub(crate) fn decode_chunk(header: &ChunkHeader, raw: Bytes) -> Result<Vec<TimedEvent>, String> {
+    let mut d = Decoder::new(raw);
+    // Bounded by raw_len: every event takes at least two bytes.
+    let mut out = Vec::with_capacity((header.events as usize).min(header.raw_len as usize / 2));
+    let mut t = header.t_first_us;
+    while !d.is_empty() {
+        let (delta, event) = d.next_event().map_err(|e| e.to_string())?;
+        t = t.checked_add(delta).ok_or("event time overflows")?;
+        out.push(TimedEvent { t_us: t, event });
+    }
+    if out.len() != header.events as usize {
+        return Err("event count differs from the header".into());
+    }
+    if out.first().is_some_and(|e| e.t_us != header.t_first_us)
+        || out.last().is_some_and(|e| e.t_us != header.t_last_us)
+    {
+        return Err("event times differ from the header's range".into());
+    }
+    Ok(out)
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, ReadError> {
+        let io = |source| ReadError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut file = BufReader::with_capacity(256 * 1024, file);
+        let h = format::read_header(&mut file, file_len).map_err(from_problem)?;
+        Ok(Reader {
+            file,
+            file_len,
+            meta: h.meta,
+            header_digest: h.digest,
+            data_start: h.data_start,
+            index: None,
+            sealed: None,
+        })
+    }
+
+    pub fn meta(&self) -> &SessionMeta {
+        &self.meta
+    }
+
+    /// The chunk index: from the trailer of a sealed file, else by scanning
+    /// chunk headers (a crashed session). Cached.
+    pub fn index(&mut self) -> Result<&[IndexEntry], ReadError> {
+        if self.index.is_none() {
+            let built = self.build_index()?;
+            self.index = Some(built);
+        }
+        Ok(self.index.as_deref().unwrap_or(&[]))
+    }
+
+    /// True when the file has a trailer (it was sealed); not a signature check.
+    pub fn is_sealed(&mut self) -> Result<bool, ReadError> {
+        self.index()?;
+        Ok(self.sealed.unwrap_or(false))
+    }
+
+    fn build_index(&mut self) -> Result<Vec<IndexEntry>, ReadError> {
+        // Fast path: the footer points at the trailer, whose index we trust
+        // only if it is well formed and its first entry is our first chunk.
+        if let Some(off) = format::trailer_offset_from_footer(&mut self.file, self.file_len) {
+            // The final digest cannot be checked without the chain; read the
+            // trailer with a placeholder and accept only its structure.
+            if let Some(entries) = self.trailer_index_at(off) {
+                self.sealed = Some(true);
+                return Ok(entries);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut offset = self.data_start;
+        let mut prev = self.header_digest;
+        loop {
+            match format::read_next(&mut self.file, offset, self.file_len, &prev) {
+                Ok(Next::Chunk { header, payload }) => {
+                    entries.push(IndexEntry {
+                        seq: header.seq,
+                        offset,
+                        t_first_us: header.t_first_us,
+                        t_last_us: header.t_last_us,
+                        events: header.events,
+                        keyframe: header.flags & format::FLAG_KEYFRAME != 0,
+                    });
+                    offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
+                    prev = header.digest;
+                }
+                Ok(Next::Trailer(_)) => {
+                    self.sealed = Some(true);
+                    break;
+                }
+                Ok(Next::End) | Err(Problem::Truncated) => {
+                    self.sealed = Some(false);
+                    break;
+                }
+                Err(p) => return Err(from_problem(p)),
+            }
+        }
+        Ok(entries)
+    }
+
+    fn trailer_index_at(&mut self, off: u64) -> Option<Vec<IndexEntry>> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        self.file.seek(SeekFrom::Start(off)).ok()?;
+        let mut h = [0u8; format::TRAILER_HEADER_LEN];
+        self.file.read_exact(&mut h).ok()?;
+        if h[..4] != format::TRAILER_TAG {
+            return None;
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&h[4..8]);
+        let len = u64::from(u32::from_le_bytes(len));
+        if len > u64::from(format::MAX_TRAILER_JSON) || off + len > self.file_len {
+            return None;
+        }
+        let mut json = vec![0u8; len as usize];
+        self.file.read_exact(&mut json).ok()?;
+        let info: format::TrailerInfo = serde_json::from_slice(&json).ok()?;
+        let first_ok = info
+            .index
+            .first()
+            .is_none_or(|e| e.offset == self.data_start);
+        let ordered = info
+            .index
+            .windows(2)
+            .all(|w| w[0].offset < w[1].offset && w[0].t_last_us <= w[1].t_first_us);
+        (first_ok && ordered).then_some(info.index)
+    }
+
+    /// Times (µs) of keyframes (desktop sessions), from chunk flags.
+    pub fn keyframes(&mut self) -> Result<Vec<u64>, ReadError> {
+        let flagged: Vec<IndexEntry> = self
+            .index()?
+            .iter()
+            .filter(|e| e.keyframe)
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for entry in flagged {
+            for ev in self.chunk_events_at(entry.offset)? {
+                if matches!(ev.event, super::Event::Keyframe) {
+                    out.push(ev.t_us);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn chunk_events_at(&mut self, offset: u64) -> Result<Vec<TimedEvent>, ReadError> {
+        match format::read_next(&mut self.file, offset, self.file_len, &[0; 32]) {
+            Ok(Next::Chunk { header, payload }) => {
+                let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                decode_chunk(&header, raw).map_err(ReadError::Corrupt)
+            }
+            Ok(_) => Err(ReadError::Corrupt("index points at no chunk".into())),
+            Err(p) => Err(from_problem(p)),
+        }
+    }
+
+    /// All events from the start.
+    pub fn events(&mut self) -> Events<'_> {
+        let offset = self.data_start;
+        let prev = Some(self.header_digest);
+        Events {
+            reader: self,
+            offset,
+            prev,
+            pending: Vec::new().into_iter(),
+            from_us: 0,
+            done: false,
+            truncated: false,
+        }
+    }
+
+    /// Events at or after `t_us`, starting at the chunk the index says holds
+    /// that time (the chain is checked from there on).
+    pub fn events_from(&mut self, t_us: u64) -> Result<Events<'_>, ReadError> {
+        let data_start = self.data_start;
+        let index = self.index()?;
+        // The last chunk that starts at or before t (or the first chunk).
+        let pos = index.partition_point(|e| e.t_first_us <= t_us);
+        let start = match pos.checked_sub(1).and_then(|i| index.get(i)) {
+            // A chunk ending before t whose successor starts after t: begin
+            // at the successor; begin at this chunk otherwise.
+            Some(e) if e.t_last_us < t_us => index.get(pos).map_or(u64::MAX, |n| n.offset),
+            Some(e) => e.offset,
+            None => index.first().map_or(data_start, |e| e.offset),
+        };
+        let (offset, prev, done) = if start == u64::MAX {
+            (data_start, None, true)
+        } else if start == data_start {
+            (start, Some(self.header_digest), false)
+        } else {
+            (start, None, false)
+        };
+        Ok(Events {
+            reader: self,
+            offset,
+            prev,
+            pending: Vec::new().into_iter(),
+            from_us: t_us,
+            done,
+            truncated: false,
+        })
+    }
+}
+
+/// Iterator over events. Ends at the trailer, or at the last whole chunk of
+/// a file cut short (then `truncated()` is true).
+#[derive(Debug)]
+pub struct Events<'a> {
+    reader: &'a mut Reader,
+    offset: u64,
+    /// Digest to chain from; None when started mid-file (first chunk trusted).
+    prev: Option<Digest>,
+    pending: std::vec::IntoIter<TimedEvent>,
+    from_us: u64,
+    done: bool,
+    truncated: bool,
+}
+
+impl Events<'_> {
+    /// Did the file end inside a chunk or before a trailer?
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    fn next_chunk(&mut self) -> Result<bool, ReadError> {
+        let prev = self.prev.unwrap_or([0; 32]);
+        let r = &mut *self.reader;
+        match format::read_next(&mut r.file, self.offset, r.file_len, &prev) {
+            Ok(Next::Chunk { header, payload }) => {
+                if let Some(p) = &self.prev
+                    && header.compute_digest(p, &payload) != header.digest
+                {
+                    return Err(ReadError::Corrupt(format!(
+                        "chunk {} digest mismatch",
+                        header.seq
+                    )));
+                }
+                self.prev = Some(header.digest);
+                self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
+                let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                let from = self.from_us;
+                let events: Vec<TimedEvent> = decode_chunk(&header, raw)
+                    .map_err(ReadError::Corrupt)?
+                    .into_iter()
+                    .filter(|e| e.t_us >= from)
+                    .collect();
+                self.pending = events.into_iter();
+                Ok(true)
+            }
+            Ok(Next::Trailer(_)) => Ok(false),
+            Ok(Next::End) => {
+                self.truncated = true;
+                Ok(false)
+            }
+            // A trailer whose digest does not match a mid-file start is fine.
+            Err(Problem::Corrupt(s)) if self.prev.is_none() && s.starts_with("trailer digest") => {
+                Ok(false)
+            }
+            Err(Problem::Truncated) => {
+                self.truncated = true;
+                Ok(false)
+            }
+            Err(p) => Err(from_problem(p)),
+        }
+    }
+}
+
+impl Iterator for Events<'_> {
+    type Item = Result<TimedEvent, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.pending.next() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.next_chunk() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

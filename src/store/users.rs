@@ -1,0 +1,673 @@
+//! Rows for people, vendor organisations, registered keys, sign-in windows
+//! and one-time tickets. Policy (who may do what) lives in `auth`; this is
+//! storage with the few atomic updates that must not race (failure counts,
+//! TOTP time-steps, ticket use).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, from_micros, opt_from_micros, to_micros};
+
+/// What a person does at sekisho.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A vendor engineer who maintains targets through sekisho.
+    Engineer,
+    /// Reads recordings and the audit log.
+    Auditor,
+    /// Manages people, policy and live sessions.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Engineer => "engineer",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "engineer" => Ok(Role::Engineer),
+            "auditor" => Ok(Role::Auditor),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?} (use engineer, auditor or admin)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorRecord {
+    pub name: String,
+    /// The vendor this one works under as a subcontractor.
+    pub parent: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What `auth::create_user` hands the store; secrets are already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUserRow<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    pub vendor: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub totp_secret_base32: &'a str,
+}
+
+/// One person, as the gateways need them. Holds the TOTP secret and the
+/// password hash, so it has no `Display`; never print it whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: Role,
+    pub vendor: Option<String>,
+    /// Own vendor first, then the vendors it subcontracts for.
+    pub vendor_chain: Vec<String>,
+    pub enabled: bool,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub failures: u32,
+    pub last_signin_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub(crate) password_hash: String,
+    pub(crate) totp_secret: String,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("vendor_chain", &self.vendor_chain)
+            .field("enabled", &self.enabled)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    /// Locked now (a lockout that has not yet run out).
+    pub fn locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+}
+
+/// A line of `user list`: nothing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub name: String,
+    pub role: Role,
+    pub vendor: Option<String>,
+    pub enabled: bool,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub keys: u32,
+    pub last_signin_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub user: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The OpenSSH public key line.
+    pub openssh: String,
+    pub comment: String,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRow {
+    pub user: String,
+    pub target: String,
+    pub protocol: String,
+    pub issued_by: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// Locked "until an admin enables": far in the future but inside chrono's range.
+pub const LOCKED_INDEFINITELY_MICROS: i64 = 253_402_300_799_000_000; // 9999-12-31T23:59:59Z
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    // ---- vendors ----------------------------------------------------------
+
+    /// Adds a vendor, optionally as a subcontractor of an existing one.
+    pub async fn add_vendor(&self, name: &str, parent: Option<&str>) -> Result<(), StoreError> {
+        if let Some(p) = parent {
+            if p == name {
+                return Err(StoreError::VendorCycle {
+                    vendor: name.into(),
+                    parent: p.into(),
+                });
+            }
+            if self.vendor(p).await?.is_none() {
+                return Err(StoreError::NoVendor(p.into()));
+            }
+        }
+        sqlx::query("INSERT INTO vendors (name, parent, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(parent)
+            .bind(to_micros(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::VendorExists(name.into())
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Makes `vendor` a subcontractor of `parent` (or of no one), refusing cycles.
+    pub async fn set_vendor_parent(
+        &self,
+        vendor: &str,
+        parent: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if self.vendor(vendor).await?.is_none() {
+            return Err(StoreError::NoVendor(vendor.into()));
+        }
+        if let Some(p) = parent {
+            if self.vendor(p).await?.is_none() {
+                return Err(StoreError::NoVendor(p.into()));
+            }
+            if self.vendor_chain(p).await?.iter().any(|v| v == vendor) {
+                return Err(StoreError::VendorCycle {
+                    vendor: vendor.into(),
+                    parent: p.into(),
+                });
+            }
+        }
+        sqlx::query("UPDATE vendors SET parent = $1 WHERE name = $2")
+            .bind(parent)
+            .bind(vendor)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn vendor(&self, name: &str) -> Result<Option<VendorRecord>, StoreError> {
+        let row = sqlx::query("SELECT name, parent, created_at FROM vendors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| vendor_from_row(&r)).transpose()
+    }
+
+    pub async fn vendors(&self) -> Result<Vec<VendorRecord>, StoreError> {
+        let rows = sqlx::query("SELECT name, parent, created_at FROM vendors ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(vendor_from_row).collect()
+    }
+
+    /// The vendor itself first, then the vendors it works under, nearest first.
+    /// A cycle (only possible by editing the database by hand) ends the chain.
+    pub async fn vendor_chain(&self, vendor: &str) -> Result<Vec<String>, StoreError> {
+        let mut chain = Vec::new();
+        let mut seen = HashSet::new();
+        let mut next = Some(vendor.to_string());
+        while let Some(name) = next {
+            if !seen.insert(name.clone()) {
+                tracing::warn!(vendor, "vendor chain has a cycle at {name}; cut there");
+                break;
+            }
+            let Some(v) = self.vendor(&name).await? else {
+                if chain.is_empty() {
+                    return Err(StoreError::NoVendor(name));
+                }
+                break;
+            };
+            chain.push(v.name);
+            next = v.parent;
+        }
+        Ok(chain)
+    }
+
+    // ---- users ------------------------------------------------------------
+
+    pub async fn add_user(&self, u: &NewUserRow<'_>) -> Result<(), StoreError> {
+        if let Some(v) = u.vendor
+            && self.vendor(v).await?.is_none()
+        {
+            return Err(StoreError::NoVendor(v.into()));
+        }
+        sqlx::query(
+            "INSERT INTO users (name, role, vendor, password_hash, totp_secret, enabled, failures, created_at)
+             VALUES ($1, $2, $3, $4, $5, 1, 0, $6)",
+        )
+        .bind(u.name)
+        .bind(u.role.as_str())
+        .bind(u.vendor)
+        .bind(u.password_hash)
+        .bind(u.totp_secret_base32)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::UserExists(u.name.into())
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// One person with their vendor chain, or `None` if there is no such user.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, role, vendor, password_hash, totp_secret, enabled, failures,
+                    locked_until, last_signin_at, created_at
+             FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let vendor: Option<String> = r.try_get("vendor")?;
+        let vendor_chain = match &vendor {
+            Some(v) => self.vendor_chain(v).await?,
+            None => Vec::new(),
+        };
+        let role: String = r.try_get("role")?;
+        let failures: i64 = r.try_get("failures")?;
+        Ok(Some(UserRecord {
+            name: r.try_get("name")?,
+            role: role.parse().map_err(|_| StoreError::Corrupt {
+                what: "role",
+                value: role.clone(),
+            })?,
+            vendor,
+            vendor_chain,
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            locked_until: opt_from_micros(r.try_get("locked_until")?)?,
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            last_signin_at: opt_from_micros(r.try_get("last_signin_at")?)?,
+            created_at: from_micros(r.try_get("created_at")?)?,
+            password_hash: r.try_get("password_hash")?,
+            totp_secret: r.try_get("totp_secret")?,
+        }))
+    }
+
+    /// Everyone, by name, for `user list`.
+    pub async fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.name, u.role, u.vendor, u.enabled, u.locked_until, u.last_signin_at,
+                    (SELECT COUNT(*) FROM user_keys k WHERE k.user_name = u.name) AS keys
+             FROM users u ORDER BY u.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                let keys: i64 = r.try_get("keys")?;
+                Ok(UserSummary {
+                    name: r.try_get("name")?,
+                    role: role.parse().map_err(|_| StoreError::Corrupt {
+                        what: "role",
+                        value: role.clone(),
+                    })?,
+                    vendor: r.try_get("vendor")?,
+                    enabled: r.try_get::<i64, _>("enabled")? != 0,
+                    locked_until: opt_from_micros(r.try_get("locked_until")?)?,
+                    keys: u32::try_from(keys).unwrap_or(u32::MAX),
+                    last_signin_at: opt_from_micros(r.try_get("last_signin_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_user<'q>(
+        &self,
+        name: &str,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let done = q.execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NoUser(name.into()));
+        }
+        Ok(())
+    }
+
+    /// Disables or enables a person. Enabling also clears a lockout; disabling
+    /// also closes their sign-in windows.
+    pub async fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
+        let q = if enabled {
+            sqlx::query(
+                "UPDATE users SET enabled = 1, failures = 0, locked_until = NULL WHERE name = $1",
+            )
+        } else {
+            sqlx::query("UPDATE users SET enabled = 0 WHERE name = $1")
+        };
+        self.update_user(name, q.bind(name)).await?;
+        if !enabled {
+            self.close_signin_windows(name).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        let q = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(hash)
+            .bind(name);
+        self.update_user(name, q).await?;
+        self.close_signin_windows(name).await
+    }
+
+    /// Replaces the TOTP secret; the replay guard starts over and open
+    /// sign-in windows close (they were opened with the old secret).
+    pub async fn set_totp_secret(&self, name: &str, secret_base32: &str) -> Result<(), StoreError> {
+        let q =
+            sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE name = $2")
+                .bind(secret_base32)
+                .bind(name);
+        self.update_user(name, q).await?;
+        self.close_signin_windows(name).await
+    }
+
+    /// Records the TOTP time-step just accepted, unless this or a later step
+    /// was already used: returns false for a replayed code. Atomic, so two
+    /// connections presenting the same code cannot both win.
+    pub async fn accept_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = $1
+             WHERE name = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Counts a failed sign-in; after `max_failures` in a row (0 = never) the
+    /// person is locked until `lock_until` (None = until an admin enables).
+    /// Returns the lockout end if this failure caused one.
+    pub async fn record_signin_failure(
+        &self,
+        name: &str,
+        max_failures: u32,
+        lock_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE users SET failures = failures + 1 WHERE name = $1 RETURNING failures",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let failures: i64 = row.try_get("failures")?;
+        if max_failures == 0 || failures < i64::from(max_failures) {
+            return Ok(None);
+        }
+        let until = lock_until
+            .map(to_micros)
+            .unwrap_or(LOCKED_INDEFINITELY_MICROS);
+        sqlx::query("UPDATE users SET locked_until = $1, failures = 0 WHERE name = $2")
+            .bind(until)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        self.close_signin_windows(name).await?;
+        Ok(Some(from_micros(until)?))
+    }
+
+    /// A successful sign-in resets the failure count.
+    pub async fn record_signin_success(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET failures = 0, last_signin_at = $1 WHERE name = $2")
+            .bind(to_micros(at))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- sign-in windows --------------------------------------------------
+
+    pub async fn open_signin_window(
+        &self,
+        name: &str,
+        source: IpAddr,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signin_windows (user_name, source, opened_at, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_name, source) DO UPDATE SET opened_at = $3, expires_at = $4",
+        )
+        .bind(name)
+        .bind(source.to_string())
+        .bind(to_micros(now))
+        .bind(to_micros(until))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the window for this person and address closes, if it is open at `now`.
+    pub async fn signin_window(
+        &self,
+        name: &str,
+        source: IpAddr,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT expires_at FROM signin_windows WHERE user_name = $1 AND source = $2 AND expires_at > $3",
+        )
+        .bind(name)
+        .bind(source.to_string())
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| from_micros(r.try_get("expires_at")?))
+            .transpose()
+    }
+
+    pub async fn close_signin_windows(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM signin_windows WHERE user_name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- registered keys --------------------------------------------------
+
+    pub async fn add_key(
+        &self,
+        user: &str,
+        fingerprint: &str,
+        openssh: &str,
+        comment: &str,
+    ) -> Result<(), StoreError> {
+        if self.user(user).await?.is_none() {
+            return Err(StoreError::NoUser(user.into()));
+        }
+        sqlx::query(
+            "INSERT INTO user_keys (user_name, fingerprint, openssh, comment, added_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user)
+        .bind(fingerprint)
+        .bind(openssh)
+        .bind(comment)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::KeyExists {
+                    user: user.into(),
+                    fingerprint: fingerprint.into(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    pub async fn remove_key(&self, user: &str, fingerprint: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM user_keys WHERE user_name = $1 AND fingerprint = $2")
+            .bind(user)
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            if self.user(user).await?.is_none() {
+                return Err(StoreError::NoUser(user.into()));
+            }
+            return Err(StoreError::NoKey {
+                user: user.into(),
+                fingerprint: fingerprint.into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn keys(&self, user: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_name, fingerprint, openssh, comment, added_at FROM user_keys
+             WHERE user_name = $1 ORDER BY added_at, fingerprint",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRecord {
+                    user: r.try_get("user_name")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    openssh: r.try_get("openssh")?,
+                    comment: r.try_get("comment")?,
+                    added_at: from_micros(r.try_get("added_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `user` registered the key with this fingerprint.
+    pub async fn has_key(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM user_keys WHERE user_name = $1 AND fingerprint = $2")
+                .bind(user)
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    // ---- one-time tickets -------------------------------------------------
+
+    /// Stores a ticket by the SHA-256 of its text (the text itself is never stored).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_ticket(
+        &self,
+        hash_hex: &str,
+        user: &str,
+        target: &str,
+        protocol: &str,
+        issued_by: &str,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if self.user(user).await?.is_none() {
+            return Err(StoreError::NoUser(user.into()));
+        }
+        sqlx::query(
+            "INSERT INTO tickets (hash, user_name, target, protocol, issued_by, issued_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(hash_hex)
+        .bind(user)
+        .bind(target)
+        .bind(protocol)
+        .bind(issued_by)
+        .bind(to_micros(issued_at))
+        .bind(to_micros(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn ticket(&self, hash_hex: &str) -> Result<Option<TicketRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_name, target, protocol, issued_by, issued_at, expires_at, used_at
+             FROM tickets WHERE hash = $1",
+        )
+        .bind(hash_hex)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TicketRow {
+                user: r.try_get("user_name")?,
+                target: r.try_get("target")?,
+                protocol: r.try_get("protocol")?,
+                issued_by: r.try_get("issued_by")?,
+                issued_at: from_micros(r.try_get("issued_at")?)?,
+                expires_at: from_micros(r.try_get("expires_at")?)?,
+                used_at: opt_from_micros(r.try_get("used_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a ticket used; false if it was already used (or does not exist).
+    /// Atomic, so a ticket redeemed twice at once is accepted once.
+    pub async fn use_ticket(&self, hash_hex: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE tickets SET used_at = $1 WHERE hash = $2 AND used_at IS NULL")
+                .bind(to_micros(at))
+                .bind(hash_hex)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes tickets that expired before `before`; returns how many.
+    pub async fn purge_tickets(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM tickets WHERE expires_at < $1")
+            .bind(to_micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn vendor_from_row(r: &sqlx::any::AnyRow) -> Result<VendorRecord, StoreError> {
+    Ok(VendorRecord {
+        name: r.try_get("name")?,
+        parent: r.try_get("parent")?,
+        created_at: from_micros(r.try_get("created_at")?)?,
+    })
+}

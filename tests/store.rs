@@ -1,0 +1,557 @@
+//! The store against both backends: the same checks run on SQLite (a file
+//! in a temporary directory) and on a real PostgreSQL server this test
+//! starts itself (Debian package `postgresql`).
+
+mod support;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use sekisho::auth::secrets::{MasterKey, SecretStore};
+use sekisho::auth::{self, Authenticator, Role, keys, tickets, totp};
+use sekisho::config::AuthLimits;
+use sekisho::store::{
+    AuditEvent, AuditFilter, AuditKind, Backend, NewSession, SessionEnd, SessionFilter,
+    SessionStatus, Store, StoreError,
+};
+use uuid::Uuid;
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICDFvN+9T1TvdjXp//H6lY7XqGEjCmiykhfP/MF4ElS3 tanaka@acme-pc01";
+const SECRET_VALUE: &str = "Tr0ub4dor&3-plaintext-marker";
+
+fn limits() -> AuthLimits {
+    AuthLimits {
+        signin_window: Duration::from_secs(600),
+        max_failures: 3,
+        lockout: Duration::from_secs(900),
+        ticket_lifetime: Duration::from_secs(300),
+        failure_delay: Duration::ZERO,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+async fn check_store(url: &str, expected: Backend) -> Store {
+    let store = Store::connect(url).await.expect("connect and migrate");
+    assert_eq!(store.backend(), expected);
+    // Connecting again (a second process, or a restart) finds the schema current.
+    let again = Store::connect(url).await.expect("second connect");
+    again.close().await;
+
+    vendors_and_users(&store).await;
+    keys_and_signin(&store).await;
+    tickets_once(&store).await;
+    secrets(&store).await;
+    audit_append_only(&store).await;
+    sessions(&store).await;
+    store
+}
+
+async fn vendors_and_users(store: &Store) {
+    store.add_vendor("acme", None).await.unwrap();
+    store.add_vendor("subco", Some("acme")).await.unwrap();
+    store.add_vendor("subsub", Some("subco")).await.unwrap();
+    let e = store.add_vendor("acme", None).await.unwrap_err();
+    assert_eq!(e.to_string(), "vendor acme already exists");
+    let e = store.add_vendor("x", Some("ghost")).await.unwrap_err();
+    assert_eq!(e.to_string(), "no vendor ghost");
+    assert!(matches!(
+        store.add_vendor("self", Some("self")).await,
+        Err(StoreError::VendorCycle { .. })
+    ));
+    assert_eq!(
+        store.vendor_chain("subsub").await.unwrap(),
+        ["subsub", "subco", "acme"]
+    );
+    assert_eq!(store.vendor_chain("acme").await.unwrap(), ["acme"]);
+    // acme under subsub would close a loop: refused.
+    let e = store
+        .set_vendor_parent("acme", Some("subsub"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::VendorCycle { .. }), "{e}");
+    assert_eq!(store.vendors().await.unwrap().len(), 3);
+
+    auth::create_user(
+        store,
+        "tanaka",
+        Role::Engineer,
+        Some("subco"),
+        Some("pw-tanaka"),
+    )
+    .await
+    .unwrap();
+    auth::create_user(store, "audit1", Role::Auditor, None, None)
+        .await
+        .unwrap();
+    let e = auth::create_user(store, "tanaka", Role::Engineer, Some("acme"), Some("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "user tanaka already exists");
+
+    let u = store.user("tanaka").await.unwrap().unwrap();
+    assert_eq!(u.role, Role::Engineer);
+    assert_eq!(u.vendor.as_deref(), Some("subco"));
+    assert_eq!(u.vendor_chain, ["subco", "acme"]);
+    assert!(u.enabled);
+    assert!(u.locked_until.is_none());
+    assert!(store.user("ghost").await.unwrap().is_none());
+
+    store.set_user_enabled("tanaka", false).await.unwrap();
+    assert!(!store.user("tanaka").await.unwrap().unwrap().enabled);
+    store.set_user_enabled("tanaka", true).await.unwrap();
+    assert!(matches!(
+        store.set_user_enabled("ghost", true).await,
+        Err(StoreError::NoUser(_))
+    ));
+
+    let list = store.users().await.unwrap();
+    let names: Vec<_> = list.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["audit1", "tanaka"]);
+}
+
+async fn keys_and_signin(store: &Store) {
+    let k = keys::add_key(store, "tanaka", KEY).await.unwrap();
+    assert_eq!(
+        k.fingerprint,
+        "SHA256:5plwq2PLBTa5sQbssueIvpF9otIHPAhavXbaJVwRm5Q"
+    );
+    assert!(matches!(
+        keys::add_key(store, "tanaka", KEY).await,
+        Err(auth::AuthError::Store(StoreError::KeyExists { .. }))
+    ));
+    assert_eq!(store.users().await.unwrap()[1].keys, 1);
+
+    let a = Authenticator::new(store.clone(), limits());
+    let pk = russh::keys::PublicKey::from_openssh(KEY).unwrap();
+    let src = ip("127.0.0.5");
+    a.check_public_key("tanaka", &pk, src).await.unwrap();
+    a.check_password("tanaka", "pw-tanaka", src).await.unwrap();
+
+    // TOTP: accepted once; the same code is refused afterwards.
+    // The stored secret is not readable from outside: learn it the way a
+    // person does, from a reset.
+    let (b32, uri) = auth::reset_totp(store, "tanaka", "admin-op").await.unwrap();
+    assert!(uri.contains(&b32));
+    let key = totp::decode_secret(&b32).unwrap();
+    let code = totp::code_for_step(&key, totp::step_at(Utc::now().timestamp()), 6).unwrap();
+    assert!(!a.window_open("tanaka", src).await);
+    a.check_totp("tanaka", &code, src).await.unwrap();
+    assert!(
+        a.check_totp("tanaka", &code, src).await.is_err(),
+        "replayed code"
+    );
+    assert!(
+        a.window_open("tanaka", src).await,
+        "window opened by the code"
+    );
+    assert!(
+        !a.window_open("tanaka", ip("127.0.0.6")).await,
+        "only for that address"
+    );
+
+    // Lockout after three failures; enable clears it.
+    for _ in 0..3 {
+        assert!(a.check_password("tanaka", "wrong", src).await.is_err());
+    }
+    let u = store.user("tanaka").await.unwrap().unwrap();
+    assert!(u.locked_at(Utc::now()));
+    assert!(a.check_password("tanaka", "pw-tanaka", src).await.is_err());
+    assert!(
+        !a.window_open("tanaka", src).await,
+        "a lockout closes windows"
+    );
+    store.set_user_enabled("tanaka", true).await.unwrap();
+    a.check_password("tanaka", "pw-tanaka", src).await.unwrap();
+    auth::set_password(store, "tanaka", "new-pw", "admin-op")
+        .await
+        .unwrap();
+    assert!(a.check_password("tanaka", "pw-tanaka", src).await.is_err());
+    a.check_password("tanaka", "new-pw", src).await.unwrap();
+
+    store.remove_key("tanaka", &k.fingerprint).await.unwrap();
+    assert!(a.check_public_key("tanaka", &pk, src).await.is_err());
+    assert!(matches!(
+        store.remove_key("tanaka", &k.fingerprint).await,
+        Err(StoreError::NoKey { .. })
+    ));
+}
+
+async fn tickets_once(store: &Store) {
+    let a = Authenticator::new(store.clone(), limits());
+    let t = tickets::issue(
+        store,
+        Duration::from_secs(300),
+        "tanaka",
+        "fa-db01",
+        "rdp",
+        "admin-op",
+    )
+    .await
+    .unwrap();
+    let src = ip("127.0.0.7");
+    assert!(
+        a.redeem_ticket("tanaka", &t.text, "fa-app01", "rdp", src)
+            .await
+            .is_err()
+    );
+    a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src)
+        .await
+        .unwrap();
+    assert!(
+        a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store
+            .purge_tickets(Utc::now() + chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn secrets(store: &Store) {
+    let s = SecretStore::new(store.clone(), MasterKey::from_bytes([42; 32]));
+    s.set("fa-db01-maint", SECRET_VALUE.as_bytes())
+        .await
+        .unwrap();
+    s.set("fa-db01-admin", b"other").await.unwrap();
+    assert_eq!(
+        s.get("fa-db01-maint").await.unwrap().unwrap().as_slice(),
+        SECRET_VALUE.as_bytes()
+    );
+    s.set("fa-db01-maint", b"rotated").await.unwrap();
+    assert_eq!(
+        s.get("fa-db01-maint").await.unwrap().unwrap().as_slice(),
+        b"rotated"
+    );
+    s.set("fa-db01-old", SECRET_VALUE.as_bytes()).await.unwrap();
+    assert!(s.get("nope").await.unwrap().is_none());
+    let names: Vec<_> = s
+        .names()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, ["fa-db01-admin", "fa-db01-maint", "fa-db01-old"]);
+
+    // Another master key cannot read them.
+    let wrong = SecretStore::new(store.clone(), MasterKey::from_bytes([7; 32]));
+    assert!(wrong.get("fa-db01-admin").await.is_err());
+
+    // Swapping two stored values between names is detected (AAD = name).
+    let a_row = store.secret_row("fa-db01-admin").await.unwrap().unwrap();
+    store.put_secret("fa-db01-maint", &a_row).await.unwrap();
+    assert!(s.get("fa-db01-maint").await.is_err());
+
+    // The ciphertext holds no plaintext.
+    let row = store.secret_row("fa-db01-old").await.unwrap().unwrap();
+    assert!(
+        !row.ciphertext
+            .windows(SECRET_VALUE.len())
+            .any(|w| w == SECRET_VALUE.as_bytes())
+    );
+
+    s.remove("fa-db01-admin").await.unwrap();
+    assert!(matches!(
+        s.remove("fa-db01-admin").await,
+        Err(sekisho::auth::secrets::SecretError::Store(
+            StoreError::NoSecret(_)
+        ))
+    ));
+}
+
+async fn audit_append_only(store: &Store) {
+    let sid = Uuid::new_v4();
+    let t0 = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).single().unwrap();
+    store
+        .audit_at(
+            &AuditEvent::new(AuditKind::Deny, "outside contract hours")
+                .user("tanaka")
+                .target("fa-db01")
+                .protocol("ssh")
+                .session(sid)
+                .source(ip("127.0.0.9"))
+                .with("reason", "hours"),
+            t0,
+        )
+        .await
+        .unwrap();
+    let got = store
+        .audit_query(&AuditFilter {
+            kinds: vec![AuditKind::Deny],
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.at, t0);
+    assert_eq!(r.event.session, Some(sid));
+    assert_eq!(r.event.source, Some(ip("127.0.0.9")));
+    assert_eq!(r.event.data["reason"], "hours");
+
+    // Filters: user, target, since, session, several kinds, limit.
+    let by_target = store
+        .audit_query(&AuditFilter {
+            target: Some("fa-db01".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        by_target
+            .iter()
+            .all(|r| r.event.target.as_deref() == Some("fa-db01"))
+    );
+    assert!(by_target.len() >= 2, "the deny and the ticket events");
+    let since = store
+        .audit_query(&AuditFilter {
+            since: Some(t0 + chrono::Duration::seconds(1)),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(since.iter().all(|r| r.event.kind != AuditKind::Deny));
+    let by_session = store
+        .audit_query(&AuditFilter {
+            session: Some(sid),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_session.len(), 1);
+    let both = store
+        .audit_query(&AuditFilter {
+            user: Some("tanaka".into()),
+            kinds: vec![AuditKind::SigninSuccess, AuditKind::SigninFailure],
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let methods: std::collections::BTreeSet<_> = both
+        .iter()
+        .filter_map(|r| r.event.data["method"].as_str())
+        .collect();
+    for m in ["password", "publickey", "totp", "window", "ticket"] {
+        assert!(methods.contains(m), "method {m} audited: {methods:?}");
+    }
+    assert!(
+        both.iter()
+            .any(|r| r.event.kind == AuditKind::SigninFailure)
+    );
+    let all = store.audit_query(&AuditFilter::default()).await.unwrap();
+    let last2 = store
+        .audit_query(&AuditFilter {
+            limit: Some(2),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last2.len(), 2);
+    assert_eq!(last2[1].id, all[all.len() - 1].id, "newest last");
+    assert!(last2[0].id < last2[1].id);
+    assert!(all.iter().any(|r| r.event.kind == AuditKind::Lockout));
+    assert!(
+        all.iter()
+            .filter(|r| r.event.kind == AuditKind::AdminChange)
+            .count()
+            >= 4
+    );
+    // Nothing written to the audit log holds a password, ticket or secret.
+    let dump = serde_json::to_string(&all).unwrap();
+    for secret in ["pw-tanaka", "new-pw", SECRET_VALUE] {
+        assert!(!dump.contains(secret), "{secret} leaked into the audit log");
+    }
+
+    // Append-only: the database itself refuses changes.
+    let before = all.len();
+    let upd = sqlx::query("UPDATE audit SET detail = 'rewritten'")
+        .execute(store.pool())
+        .await;
+    assert!(upd.is_err(), "UPDATE on audit must be refused");
+    assert!(upd.unwrap_err().to_string().contains("append-only"));
+    let del = sqlx::query("DELETE FROM audit").execute(store.pool()).await;
+    assert!(del.is_err(), "DELETE on audit must be refused");
+    if store.backend() == Backend::Postgres {
+        let tr = sqlx::query("TRUNCATE audit").execute(store.pool()).await;
+        assert!(tr.is_err(), "TRUNCATE on audit must be refused");
+    }
+    assert_eq!(
+        store
+            .audit_query(&AuditFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+}
+
+fn new_session(node: &str, user: &str) -> NewSession {
+    NewSession {
+        id: Uuid::new_v4(),
+        user: user.into(),
+        vendor: Some("subco".into()),
+        target: "fa-app01".into(),
+        protocol: "ssh".into(),
+        client: ip("::ffff:127.0.0.3"),
+        parent: None,
+        node: node.into(),
+        started_at: Utc::now(),
+        ends_at: Some(Utc::now() + chrono::Duration::hours(2)),
+        recording_path: Some("recordings/2026/04/01/x.skr".into()),
+    }
+}
+
+async fn sessions(store: &Store) {
+    let a = new_session("node-a", "tanaka");
+    let mut hop = new_session("node-a", "tanaka");
+    hop.parent = Some(a.id);
+    hop.protocol = "rdp".into();
+    let b = new_session("node-b", "tanaka");
+    for s in [&a, &hop, &b] {
+        store.start_session(s).await.unwrap();
+    }
+    assert!(matches!(
+        store.start_session(&a).await,
+        Err(StoreError::SessionExists(_))
+    ));
+
+    let got = store.session(hop.id).await.unwrap().unwrap();
+    assert_eq!(got.parent, Some(a.id));
+    assert_eq!(got.status, SessionStatus::Live);
+    assert_eq!(got.client, ip("127.0.0.3"), "canonical address");
+    assert_eq!(store.live_sessions().await.unwrap().len(), 3);
+
+    // Kill requests: asked by another process, seen by the serving node only.
+    store
+        .request_kill(a.id, "admin-op", "suspicious commands")
+        .await
+        .unwrap();
+    store.request_kill(a.id, "admin-2", "again").await.unwrap();
+    let pending = store.pending_kills("node-a").await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, a.id);
+    assert_eq!(pending[0].by, "admin-op");
+    assert_eq!(pending[0].reason, "suspicious commands");
+    assert!(store.pending_kills("node-b").await.unwrap().is_empty());
+    assert!(matches!(
+        store.request_kill(Uuid::new_v4(), "x", "y").await,
+        Err(StoreError::NoSession(_))
+    ));
+
+    store
+        .end_session(
+            a.id,
+            &SessionEnd {
+                status: SessionStatus::Killed,
+                reason: "killed by admin-op: suspicious commands".into(),
+                ended_at: Utc::now(),
+                recording_size: Some(12345),
+                recording_digest: Some("ab".repeat(32)),
+                recording_status: Some("sealed".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let ended = store.session(a.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, SessionStatus::Killed);
+    assert_eq!(ended.recording_size, Some(12345));
+    assert_eq!(
+        ended.recording_digest.as_deref(),
+        Some("ab".repeat(32).as_str())
+    );
+    assert!(ended.ended_at.is_some());
+    assert!(store.pending_kills("node-a").await.unwrap().is_empty());
+    let again = SessionEnd {
+        status: SessionStatus::Ended,
+        reason: "x".into(),
+        ended_at: Utc::now(),
+        recording_size: None,
+        recording_digest: None,
+        recording_status: None,
+    };
+    assert!(matches!(
+        store.end_session(a.id, &again).await,
+        Err(StoreError::SessionNotLive(_))
+    ));
+    assert!(matches!(
+        store.request_kill(a.id, "x", "y").await,
+        Err(StoreError::SessionNotLive(_))
+    ));
+
+    // A crash of node-a leaves `hop` live; node-a's restart marks it, not node-b's.
+    let marked = store.mark_abandoned_live_sessions("node-a").await.unwrap();
+    assert_eq!(marked, [hop.id]);
+    assert_eq!(
+        store.session(hop.id).await.unwrap().unwrap().status,
+        SessionStatus::Abnormal
+    );
+    assert_eq!(
+        store.session(b.id).await.unwrap().unwrap().status,
+        SessionStatus::Live
+    );
+    let live = store.live_sessions().await.unwrap();
+    assert_eq!(live.iter().map(|s| s.id).collect::<Vec<_>>(), [b.id]);
+
+    let filtered = store
+        .sessions(&SessionFilter {
+            status: Some(SessionStatus::Abnormal),
+            ..SessionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(
+        store
+            .sessions(&SessionFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sub-dir-free.db");
+    let url = format!("sqlite://{}", file.display());
+    let store = check_store(&url, Backend::Sqlite).await;
+    store.close().await;
+    // The database file (and its WAL) never holds a secret in plaintext.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(SECRET_VALUE.len())
+                .any(|w| w == SECRET_VALUE.as_bytes())
+        );
+    }
+    assert!(file.exists());
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.create_database("sekisho_store");
+    let store = check_store(&url, Backend::Postgres).await;
+    store.close().await;
+    drop(pg);
+}
+
+#[tokio::test]
+async fn unsupported_url_is_refused_without_password() {
+    let e = Store::connect("mysql://u:hunter2@127.0.0.1/db")
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("unsupported database URL"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
