@@ -44,7 +44,11 @@ fn text(o: &Output) -> String {
 
 fn ok(o: &Output) -> String {
     let t = text(o);
-    assert!(o.status.success(), "expected success, got {:?}:\n{t}", o.status);
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}:\n{t}",
+        o.status
+    );
     t
 }
 
@@ -81,11 +85,20 @@ fn init_is_idempotent_and_keys_are_private() {
 
     let second = ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
     assert!(second.contains("exists   configuration"), "{second}");
-    assert!(second.contains("SSH host key") && second.contains("(kept)"), "{second}");
+    assert!(
+        second.contains("SSH host key") && second.contains("(kept)"),
+        "{second}"
+    );
     assert!(second.contains("administrator already exists"), "{second}");
-    assert!(!second.contains("TOTP secret:"), "a second init must not create a user: {second}");
+    assert!(
+        !second.contains("TOTP secret:"),
+        "a second init must not create a user: {second}"
+    );
     let host_key_after = std::fs::read(b.path().join("keys/ssh_host_ed25519_key")).unwrap();
-    assert_eq!(host_key_before, host_key_after, "init overwrote the host key");
+    assert_eq!(
+        host_key_before, host_key_after,
+        "init overwrote the host key"
+    );
 }
 
 #[test]
@@ -96,23 +109,53 @@ fn administrator_first_hour() {
 
     // Vendors, one a subcontractor of the other.
     ok(&b.run(&["vendor", "add", "acme"], None));
-    ok(&b.run(&["vendor", "add", "acme-sub", "--subcontractor-of", "acme"], None));
-    let unknown_parent = b.run(&["vendor", "add", "x", "--subcontractor-of", "nobody"], None);
+    ok(&b.run(
+        &["vendor", "add", "acme-sub", "--subcontractor-of", "acme"],
+        None,
+    ));
+    let unknown_parent = b.run(
+        &["vendor", "add", "x", "--subcontractor-of", "nobody"],
+        None,
+    );
     assert!(!unknown_parent.status.success());
-    assert!(text(&unknown_parent).contains("nobody"), "{}", text(&unknown_parent));
+    assert!(
+        text(&unknown_parent).contains("nobody"),
+        "{}",
+        text(&unknown_parent)
+    );
 
     // Engineers.
     let added = ok(&b.run(
-        &["user", "add", "tanaka", "--role", "engineer", "--vendor", "acme", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "tanaka",
+            "--role",
+            "engineer",
+            "--vendor",
+            "acme",
+            "--password-stdin",
+        ],
         Some("correct horse battery staple\n"),
     ));
     assert!(added.contains("otpauth://totp/"), "{added}");
-    assert!(!added.contains("correct horse"), "the password was echoed: {added}");
-    let dup = b.run(&["user", "add", "tanaka", "--role", "engineer", "--vendor", "acme"], None);
+    assert!(
+        !added.contains("correct horse"),
+        "the password was echoed: {added}"
+    );
+    let dup = b.run(
+        &[
+            "user", "add", "tanaka", "--role", "engineer", "--vendor", "acme",
+        ],
+        None,
+    );
     assert!(!dup.status.success(), "duplicate user accepted");
     assert!(text(&dup).contains("tanaka"), "{}", text(&dup));
     let no_vendor = b.run(&["user", "add", "sato", "--role", "engineer"], None);
-    assert!(!no_vendor.status.success(), "engineer without a vendor accepted");
+    assert!(
+        !no_vendor.status.success(),
+        "engineer without a vendor accepted"
+    );
 
     let list = ok(&b.run(&["user", "list"], None));
     assert!(list.contains("tanaka") && list.contains("acme"), "{list}");
@@ -130,7 +173,10 @@ fn administrator_first_hour() {
     }
     let secrets = ok(&b.run(&["secret", "list"], None));
     assert!(secrets.contains(&names[0]), "{secrets}");
-    assert!(!secrets.contains("s3cret-value"), "a secret was printed: {secrets}");
+    assert!(
+        !secrets.contains("s3cret-value"),
+        "a secret was printed: {secrets}"
+    );
     let db = std::fs::read(b.path().join("sekisho.db")).unwrap();
     assert!(
         !db.windows(12).any(|w| w == b"s3cret-value"),
@@ -144,8 +190,18 @@ fn administrator_first_hour() {
     // Explain: tanaka over SSH from the vendor office, on a weekday morning.
     let allow = b.run(
         &[
-            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
-            "--from", "127.0.0.1", "--at", "2026-11-24 10:00",
+            "policy",
+            "explain",
+            "--user",
+            "tanaka",
+            "--target",
+            "fa-db01",
+            "--protocol",
+            "ssh",
+            "--from",
+            "127.0.0.1",
+            "--at",
+            "2026-11-24 10:00",
         ],
         None,
     );
@@ -155,8 +211,18 @@ fn administrator_first_hour() {
     // On a Sunday the same request is outside the allowed hours.
     let deny = b.run(
         &[
-            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
-            "--from", "127.0.0.1", "--at", "2026-11-22 10:00",
+            "policy",
+            "explain",
+            "--user",
+            "tanaka",
+            "--target",
+            "fa-db01",
+            "--protocol",
+            "ssh",
+            "--from",
+            "127.0.0.1",
+            "--at",
+            "2026-11-22 10:00",
         ],
         None,
     );
@@ -168,8 +234,18 @@ fn administrator_first_hour() {
     ok(&b.run(&["user", "disable", "tanaka"], None));
     let disabled = b.run(
         &[
-            "policy", "explain", "--user", "tanaka", "--target", "fa-db01", "--protocol", "ssh",
-            "--from", "127.0.0.1", "--at", "2026-11-24 10:00",
+            "policy",
+            "explain",
+            "--user",
+            "tanaka",
+            "--target",
+            "fa-db01",
+            "--protocol",
+            "ssh",
+            "--from",
+            "127.0.0.1",
+            "--at",
+            "2026-11-24 10:00",
         ],
         None,
     );

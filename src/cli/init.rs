@@ -47,8 +47,8 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.kept(&config_file, "configuration");
     }
-    let cfg = Config::load(&config_file)
-        .with_context(|| format!("reading {}", config_file.display()))?;
+    let cfg =
+        Config::load(&config_file).with_context(|| format!("reading {}", config_file.display()))?;
 
     make_dir(&cfg.paths.keys, 0o700)?;
     make_dir(&cfg.paths.recordings, 0o750)?;
@@ -59,11 +59,10 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     if host_key.exists() {
         report.kept(&host_key, "SSH host key");
     } else {
-        let key = russh::keys::PrivateKey::random(
-            &mut rand::rngs::OsRng,
-            russh::keys::Algorithm::Ed25519,
-        )
-        .context("generating the SSH host key")?;
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, seed.as_mut());
+        let pair = russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed);
+        let key = russh::keys::PrivateKey::from(pair);
         let pem = key
             .to_openssh(russh::keys::ssh_key::LineEnding::LF)
             .context("encoding the SSH host key")?;
@@ -71,8 +70,7 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
         report.created(&host_key, "SSH host key");
         report.note(format!(
             "SSH host key fingerprint: {}",
-            key.public_key()
-                .fingerprint(russh::keys::HashAlg::Sha256)
+            key.public_key().fingerprint(russh::keys::HashAlg::Sha256)
         ));
     }
 
@@ -116,7 +114,7 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
 
     // First administrator.
     let existing_admins = store
-        .list_users()
+        .users()
         .await
         .context("listing users")?
         .into_iter()
@@ -131,26 +129,20 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
         ));
     } else {
         let password = if a.password_stdin {
-            Some(super::user::read_password_line().context("reading the password")?)
+            Some(super::read_secret_line().context("reading the password")?)
         } else {
             None
         };
+        // create_user audits the creation itself.
         let created = crate::auth::create_user(
             &store,
             &a.admin,
             crate::auth::Role::Admin,
             None,
-            password.as_deref(),
+            password.as_deref().map(|p| p.as_str()),
         )
         .await
         .with_context(|| format!("creating administrator {}", a.admin))?;
-        store
-            .audit(&crate::store::AuditEvent::admin_change(
-                &super::user::operator(),
-                &format!("init created administrator {}", a.admin),
-            ))
-            .await
-            .context("writing the audit event")?;
         new_admin = Some(created);
     }
 
@@ -159,7 +151,7 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
         println!();
         println!("Administrator: {}", a.admin);
         if let Some(pw) = &created.password {
-            println!("  password:    {pw}");
+            println!("  password:    {}", pw.as_str());
         }
         println!("  TOTP secret: {}", created.totp_secret_base32);
         println!("  TOTP URI:    {}", created.otpauth_uri);

@@ -103,3 +103,17 @@ pub fn load_config(g: &Global) -> anyhow::Result<Config> {
     }
     Config::load(&g.config).with_context(|| format!("loading {}", g.config.display()))
 }
+
+/// Reads one line from standard input (a password or secret), without its
+/// line ending. Empty input is an error: an empty password is never meant.
+pub fn read_secret_line() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading standard input")?;
+    let trimmed = line.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        anyhow::bail!("standard input was empty");
+    }
+    Ok(zeroize::Zeroizing::new(trimmed.to_string()))
+}

@@ -63,7 +63,7 @@ pub enum PolicyCmd {
 
 pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCmd::Check { dir } => check(g, dir),
+        PolicyCmd::Check { dir } => check(g, dir).await,
         PolicyCmd::Explain {
             user,
             target,
@@ -74,20 +74,17 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             live_on,
         } => {
             let cfg = super::load_config(g)?;
-            let set = load_policies(&cfg)?;
+            let set = load_policies(&cfg).await?;
             let now = match at {
                 Some(at) => parse_at(&at, cfg.time_zone)?,
                 None => Utc::now(),
             };
-            let person = lookup_person(&cfg, &user, vendor.as_deref())?;
-            let live: Vec<LiveSession> = live_on
-                .into_iter()
-                .map(|t| LiveSession {
-                    id: uuid::Uuid::new_v4(),
-                    target: t,
-                    protocol: Protocol::Ssh,
-                })
-                .collect();
+            let (person, mut live) = lookup_person(&cfg, &user, vendor.as_deref(), now).await?;
+            live.extend(live_on.into_iter().map(|t| LiveSession {
+                id: uuid::Uuid::new_v4(),
+                target: t,
+                protocol: Protocol::Ssh,
+            }));
             let req = Request {
                 person: &person,
                 target: &target,
@@ -99,7 +96,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
         }
         PolicyCmd::WhoCan { target } => {
             let cfg = super::load_config(g)?;
-            let set = load_policies(&cfg)?;
+            let set = load_policies(&cfg).await?;
             who_can(&set, &cfg.networks, cfg.time_zone, &target)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -108,35 +105,55 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
 
 /// Names of the credentials in the secret store, for `check` to verify
 /// that every `credential = "..."` exists. `None` skips that check.
-fn known_credentials(_cfg: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
-    // TODO(lead): read names from the secret store
-    Ok(None)
+async fn known_credentials(cfg: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
+    let store = crate::store::Store::connect(&cfg.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let names = crate::session::credential_names(&store)
+        .await
+        .context("listing credential names")?;
+    Ok(Some(names))
 }
 
-/// The person as the user store knows them.
-fn lookup_person(_cfg: &Config, name: &str, vendor_flag: Option<&str>) -> anyhow::Result<Person> {
-    // TODO(lead): read the person (vendor chain, enabled, locked) from the
-    // user store; `--vendor` is the stand-in until then.
-    let Some(chain) = vendor_flag else {
+/// The person as the user store knows them, with their live sessions (for
+/// the hop rule). `--vendor` instead describes a hypothetical person who is
+/// not in the store yet, with no live sessions.
+async fn lookup_person(
+    cfg: &Config,
+    name: &str,
+    vendor_flag: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<(Person, Vec<LiveSession>)> {
+    if let Some(chain) = vendor_flag {
+        let vendor_chain: Vec<String> = chain
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let person = Person {
+            name: name.to_string(),
+            vendor_chain,
+            enabled: true,
+            locked: false,
+        };
+        return Ok((person, Vec::new()));
+    }
+    let store = crate::store::Store::connect(&cfg.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let Some(record) = store.user(name).await.context("reading the user")? else {
         bail!(
-            "cannot look up {name:?} yet: pass --vendor VENDOR[,PARENT...] (the user store is not wired in)"
+            "no user {name:?} (add one with `sekisho user add`, or pass --vendor VENDOR[,PARENT...] to try a person not yet registered)"
         );
     };
-    let vendor_chain: Vec<String> = chain
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    Ok(Person {
-        name: name.to_string(),
-        vendor_chain,
-        enabled: true,
-        locked: false,
-    })
+    let live = crate::session::live_sessions_of(&store, name)
+        .await
+        .context("reading live sessions")?;
+    Ok((crate::session::person_of(&record, now), live))
 }
 
-fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
-    let creds = known_credentials(cfg)?;
+async fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
+    let creds = known_credentials(cfg).await?;
     PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, creds.as_ref()).map_err(|e| {
         anyhow::anyhow!(
             "the policies in {} have errors (run `sekisho policy check`):\n{e}",
@@ -145,7 +162,7 @@ fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
     })
 }
 
-fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // Without a configuration, a directory can still be checked, except
     // for the network names and credential names it refers to.
     let cfg = if g.config.exists() {
@@ -162,7 +179,7 @@ fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("no policy directory given"),
     };
     let creds = match &cfg {
-        Some(c) => known_credentials(c)?,
+        Some(c) => known_credentials(c).await?,
         None => None,
     };
     let networks = cfg.as_ref().map(|c| c.networks.as_slice());

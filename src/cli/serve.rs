@@ -38,8 +38,8 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .mark_abandoned_live_sessions(&bastion.node)
         .await
         .context("marking sessions left live by an earlier crash")?;
-    if abandoned > 0 {
-        tracing::warn!(count = abandoned, "sessions left live by an earlier run marked abnormal");
+    for id in &abandoned {
+        tracing::warn!(session = %id, "session left live by an earlier run marked abnormal");
     }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -163,7 +163,7 @@ async fn poll_kill_requests(
             Ok(kills) => {
                 for k in kills {
                     bastion.registry.stop(
-                        k.session,
+                        k.id,
                         crate::session::StopCause::Killed {
                             by: k.by,
                             reason: k.reason,

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use uuid::Uuid;
 
 use super::Global;
-use crate::store::{AuditEvent, AuditKind, Store};
+use crate::store::{AuditEvent, AuditKind, SessionStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionsCmd {
@@ -35,7 +35,10 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the database {}", cfg.database_url))?;
     match cmd {
         SessionsCmd::List { json } => {
-            let live = store.live_sessions().await.context("listing live sessions")?;
+            let live = store
+                .live_sessions()
+                .await
+                .context("listing live sessions")?;
             if json {
                 for s in &live {
                     println!("{}", serde_json::to_string(s)?);
@@ -55,21 +58,26 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                         s.user,
                         s.target,
                         s.protocol,
-                        s.client_addr,
+                        s.client,
                         s.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                        s.ends_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        s.ends_at
+                            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_default(),
                     );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         SessionsCmd::Kill { id, reason } => {
-            let by = super::user::operator();
+            let by = crate::auth::admin_actor();
             let Some(session) = store.session(id).await.context("reading the session")? else {
                 anyhow::bail!("no session {id}");
             };
-            if session.status != "live" {
-                anyhow::bail!("session {id} is not live (status: {})", session.status);
+            if session.status != SessionStatus::Live {
+                anyhow::bail!(
+                    "session {id} is not live (status: {})",
+                    session.status.as_str()
+                );
             }
             store
                 .request_kill(id, &by, &reason)
@@ -91,8 +99,8 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if let Some(s) = store.session(id).await? {
-                    if s.status != "live" {
-                        println!("session {id} ended ({})", s.status);
+                    if s.status != SessionStatus::Live {
+                        println!("session {id} ended ({})", s.status.as_str());
                         return Ok(ExitCode::SUCCESS);
                     }
                 }

@@ -24,7 +24,7 @@ pub struct Bastion {
     pub registry: Registry,
     /// Distinguishes this process's sessions in a shared database.
     pub node: String,
-    pub signing_key: Arc<ed25519_dalek::SigningKey>,
+    pub signing_key: Arc<crate::recording::ArchiveKey>,
     policies: RwLock<Arc<PolicySet>>,
 }
 
@@ -37,13 +37,12 @@ impl Bastion {
             .with_context(|| format!("opening the database {}", config.database_url))?;
         let signing_key = crate::recording::load_signing_key(&config.paths.archive_signing_key())
             .with_context(|| {
-                format!(
-                    "loading the archive signing key {}",
-                    config.paths.archive_signing_key().display()
-                )
-            })?;
-        let credentials = store
-            .secret_names()
+            format!(
+                "loading the archive signing key {}",
+                config.paths.archive_signing_key().display()
+            )
+        })?;
+        let credentials = credential_names(&store)
             .await
             .context("listing credential names")?;
         let policies = load_policies(&config, &credentials).map_err(|e| {
@@ -76,7 +75,7 @@ impl Bastion {
     /// Loads the policy directory again; on error keeps the old set, logs and
     /// audits why.
     pub async fn reload_policies(&self, why: &str) {
-        let credentials = match self.store.secret_names().await {
+        let credentials = match credential_names(&self.store).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "policy reload: cannot list credentials; old policies stay");
@@ -96,7 +95,10 @@ impl Bastion {
                 let detail = format!(
                     "policy reload ({why}) refused; the previous policies stay in force:\n{errors}"
                 );
-                (AuditEvent::new(AuditKind::PolicyReloadRefused, detail), false)
+                (
+                    AuditEvent::new(AuditKind::PolicyReloadRefused, detail),
+                    false,
+                )
             }
         };
         if log_ok {
@@ -118,8 +120,54 @@ impl Bastion {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tracing::warn!(left = self.registry.list().len(), "sessions still open at shutdown");
+        tracing::warn!(
+            left = self.registry.list().len(),
+            "sessions still open at shutdown"
+        );
     }
+}
+
+/// The names of the credentials in the secret store (never their values).
+pub async fn credential_names(store: &Store) -> Result<BTreeSet<String>, crate::store::StoreError> {
+    Ok(store
+        .secret_names()
+        .await?
+        .into_iter()
+        .map(|n| n.name)
+        .collect())
+}
+
+/// The person as `policy::decide` sees them.
+pub fn person_of(
+    user: &crate::store::UserRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::policy::Person {
+    crate::policy::Person {
+        name: user.name.clone(),
+        vendor_chain: user.vendor_chain.clone(),
+        enabled: user.enabled,
+        locked: user.locked_at(now),
+    }
+}
+
+/// A person's live sessions on every node sharing the store, for the hop rule.
+pub async fn live_sessions_of(
+    store: &Store,
+    user: &str,
+) -> Result<Vec<crate::policy::LiveSession>, crate::store::StoreError> {
+    Ok(store
+        .live_sessions()
+        .await?
+        .into_iter()
+        .filter(|s| s.user == user)
+        .filter_map(|s| {
+            Some(crate::policy::LiveSession {
+                id: s.id,
+                target: s.target,
+                protocol: s.protocol.parse().ok()?,
+            })
+        })
+        .collect())
 }
 
 fn load_policies(
