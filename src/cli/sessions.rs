@@ -86,7 +86,7 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             store
                 .audit(
                     &AuditEvent::new(
-                        AuditKind::SessionKilled,
+                        AuditKind::KillRequested,
                         format!("{by} asked to stop session {id}: {reason}"),
                     )
                     .session(id)

@@ -3,6 +3,7 @@
 //! archive-signing key. The SSH and RDP gateways each adapt this to their
 //! protocol; neither knows of the other.
 
+mod lifecycle;
 mod registry;
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 
+pub use lifecycle::{Authorized, Refusal};
 pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
 
 use crate::config::Config;
@@ -21,6 +23,7 @@ pub struct Bastion {
     pub config: Config,
     pub store: Store,
     pub auth: crate::auth::Authenticator,
+    pub secrets: crate::auth::secrets::SecretStore,
     pub registry: Registry,
     /// Distinguishes this process's sessions in a shared database.
     pub node: String,
@@ -51,12 +54,21 @@ impl Bastion {
                 config.paths.policies.display()
             )
         })?;
+        let master = crate::auth::secrets::load_master_key(&config.paths.master_key())
+            .with_context(|| {
+                format!(
+                    "loading the secret-store master key {}",
+                    config.paths.master_key().display()
+                )
+            })?;
+        let secrets = crate::auth::secrets::SecretStore::new(store.clone(), master);
         let auth = crate::auth::Authenticator::new(store.clone(), config.auth.clone());
         let node = node_name(&config);
         Ok(Bastion {
             config,
             store,
             auth,
+            secrets,
             registry: Registry::default(),
             node,
             signing_key: Arc::new(signing_key),

@@ -1,0 +1,341 @@
+//! The protocol-independent life of a session: decide → open the recording →
+//! register → (the gateway relays) → seal, store and audit the end.
+//!
+//! Each step writes its own audit event, so a gateway cannot forget one.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{Bastion, LiveEntry, LiveGuard};
+use crate::policy::{Decision, Protocol, Request};
+use crate::recording::{ArchiveSummary, Recorder, RecordingFailed, SessionMeta};
+use crate::store::{AuditEvent, AuditKind, NewSession, SessionEnd, SessionStatus, UserRecord};
+
+/// A session the policy allowed, with the credential to inject.
+pub struct Authorized {
+    pub id: Uuid,
+    pub user: UserRecord,
+    pub grant: crate::policy::Grant,
+    pub source: IpAddr,
+    /// The target credential from the secret store. Never logged or shown.
+    pub credential: Zeroizing<Vec<u8>>,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Authorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorized")
+            .field("id", &self.id)
+            .field("user", &self.user.name)
+            .field("target", &self.grant.target.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session was refused; `reason` is written for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl Bastion {
+    /// Decides whether `user` may reach `target` over `protocol` from
+    /// `source` now; audits the decision either way. On allow, fetches the
+    /// target credential (a missing one is a refusal: nothing to inject).
+    pub async fn authorize(
+        &self,
+        user: &str,
+        target: &str,
+        protocol: Protocol,
+        source: IpAddr,
+    ) -> Result<Authorized, Refusal> {
+        let now = Utc::now();
+        let source = crate::config::canonical_ip(source);
+        let base = AuditEvent::new(AuditKind::Deny, "")
+            .user(user)
+            .target(target)
+            .source(source)
+            .protocol(protocol.as_str());
+        let refuse = |rule: &'static str, reason: String| async move {
+            let mut ev = base.clone().with("rule", rule);
+            ev.detail = reason.clone();
+            self.audit(ev).await;
+            Refusal { rule, reason }
+        };
+
+        let record = match self.store.user(user).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(refuse("unknown_user", format!("unknown person {user}")).await),
+            Err(e) => {
+                tracing::error!(error = %e, "authorize: store unavailable");
+                return Err(refuse("internal", "sekisho cannot decide right now (internal error); try again later".into()).await);
+            }
+        };
+        let person = super::person_of(&record, now);
+        let live = match super::live_sessions_of(&self.store, user).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "authorize: store unavailable");
+                return Err(refuse("internal", "sekisho cannot decide right now (internal error); try again later".into()).await);
+            }
+        };
+        let policies = self.policies();
+        let request = Request {
+            person: &person,
+            target,
+            protocol,
+            source,
+            live_sessions: &live,
+        };
+        let grant = match crate::policy::decide(
+            &request,
+            &policies,
+            &self.config.networks,
+            self.config.time_zone,
+            now,
+        ) {
+            Decision::Allow(g) => g,
+            Decision::Deny(d) => return Err(refuse(d.rule.as_str(), d.reason).await),
+        };
+        let credential = match self.secrets.get(&grant.endpoint.credential).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(refuse(
+                    "credential_missing",
+                    format!(
+                        "the credential for {target} is not available; ask the administrator"
+                    ),
+                )
+                .await);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, credential = %grant.endpoint.credential, "reading a target credential failed");
+                return Err(refuse(
+                    "credential_missing",
+                    format!("the credential for {target} cannot be read; ask the administrator"),
+                )
+                .await);
+            }
+        };
+        let id = Uuid::now_v7();
+        let tz = self.config.time_zone;
+        let detail = format!(
+            "{user} may use {} on {target} until {} ({})",
+            protocol.as_str(),
+            grant.ends_at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            grant.ends_because.describe()
+        );
+        let mut ev = AuditEvent::new(AuditKind::Allow, detail)
+            .user(user)
+            .target(target)
+            .source(source)
+            .protocol(protocol.as_str())
+            .session(id)
+            .with("access", grant.access.to_string())
+            .with("ends_at", grant.ends_at.to_rfc3339());
+        if let Some(parent) = grant.hop_parent {
+            ev = ev.with("hop_parent", parent.to_string());
+        }
+        self.audit(ev).await;
+        Ok(Authorized {
+            id,
+            user: record,
+            grant,
+            source,
+            credential,
+            decided_at: now,
+        })
+    }
+
+    /// Opens the archive for an authorized session. Without a recording there
+    /// is no session: an error here is audited and the gateway refuses.
+    pub fn open_recording(
+        &self,
+        a: &Authorized,
+        terminal: Option<crate::recording::TerminalSize>,
+        desktop: Option<crate::recording::DesktopSize>,
+        protocol_info: serde_json::Value,
+    ) -> Result<Recorder, RecordingFailed> {
+        let meta = SessionMeta {
+            session_id: a.id.to_string(),
+            user: a.user.name.clone(),
+            vendor: a.user.vendor.clone().unwrap_or_default(),
+            system: a.grant.target.system.clone(),
+            target: a.grant.target.name.clone(),
+            protocol: match a.grant.protocol {
+                Protocol::Ssh => crate::recording::Protocol::Ssh,
+                Protocol::Rdp => crate::recording::Protocol::Rdp,
+            },
+            client_addr: a.source.to_string(),
+            decision: format!(
+                "allowed by {} until {}",
+                a.grant.access,
+                a.grant.ends_at.to_rfc3339()
+            ),
+            hop_parent: a.grant.hop_parent.map(|p| p.to_string()),
+            started_at: a.decided_at,
+            terminal,
+            desktop,
+            protocol_info,
+        };
+        Recorder::open(
+            &self.config.paths.recordings,
+            &meta,
+            (*self.signing_key).clone(),
+            crate::recording::WriterOptions::default(),
+        )
+    }
+
+    /// Audits that a recording could not be opened or written.
+    pub async fn recording_failed(&self, a: &Authorized, error: &RecordingFailed) {
+        tracing::error!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, error = %error, "recording failed; the session is refused or ended");
+        self.audit(
+            AuditEvent::new(
+                AuditKind::RecordingFailed,
+                format!("recording failed, session refused or ended: {error}"),
+            )
+            .session(a.id)
+            .user(&a.user.name)
+            .target(&a.grant.target.name)
+            .source(a.source),
+        )
+        .await;
+    }
+
+    /// Writes the session row, registers it as live here and audits the
+    /// start. The guard ends the registration when dropped.
+    pub async fn session_started(
+        &self,
+        a: &Authorized,
+        recording: &Recorder,
+    ) -> Result<LiveGuard, crate::store::StoreError> {
+        let started_at = Utc::now();
+        self.store
+            .start_session(&NewSession {
+                id: a.id,
+                user: a.user.name.clone(),
+                vendor: a.user.vendor.clone(),
+                target: a.grant.target.name.clone(),
+                protocol: a.grant.protocol.as_str().to_string(),
+                client: a.source,
+                parent: a.grant.hop_parent,
+                node: self.node.clone(),
+                started_at,
+                ends_at: Some(a.grant.ends_at),
+                recording_path: Some(recording.path().display().to_string()),
+            })
+            .await?;
+        let guard = self.registry.register(LiveEntry {
+            id: a.id,
+            user: a.user.name.clone(),
+            target: a.grant.target.name.clone(),
+            protocol: a.grant.protocol,
+            source: a.source,
+            started_at,
+            ends_at: a.grant.ends_at,
+        });
+        tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, protocol = a.grant.protocol.as_str(), "session started");
+        self.audit(
+            AuditEvent::new(
+                AuditKind::SessionStart,
+                format!(
+                    "{} started a {} session on {}",
+                    a.user.name,
+                    a.grant.protocol.as_str(),
+                    a.grant.target.name
+                ),
+            )
+            .session(a.id)
+            .user(&a.user.name)
+            .target(&a.grant.target.name)
+            .source(a.source)
+            .protocol(a.grant.protocol.as_str())
+            .with("recording", recording.path().display().to_string()),
+        )
+        .await;
+        Ok(guard)
+    }
+
+    /// Seals the recording, closes the session row and audits the end.
+    pub async fn session_ended(
+        &self,
+        a: &Authorized,
+        recording: Recorder,
+        status: SessionStatus,
+        reason: &str,
+    ) {
+        let sealed = tokio::task::spawn_blocking(move || recording.seal()).await;
+        let summary: Option<ArchiveSummary> = match sealed {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(failed)) => {
+                self.recording_failed(a, &failed.error).await;
+                Some(*failed.partial)
+            }
+            Err(e) => {
+                tracing::error!(session = %a.id, error = %e, "sealing the recording panicked");
+                None
+            }
+        };
+        let end = SessionEnd {
+            status,
+            reason: reason.to_string(),
+            ended_at: Utc::now(),
+            recording_size: summary.as_ref().map(|s| s.size),
+            recording_digest: summary.as_ref().map(|s| hex::encode(s.final_digest)),
+            recording_status: summary.as_ref().map(|s| s.status.as_str().to_string()),
+        };
+        if let Err(e) = self.store.end_session(a.id, &end).await {
+            tracing::error!(session = %a.id, error = %e, "closing the session row failed");
+        }
+        tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, status = status.as_str(), reason, "session ended");
+        self.audit(
+            AuditEvent::new(
+                AuditKind::SessionEnd,
+                format!(
+                    "session of {} on {} ended ({}): {reason}",
+                    a.user.name,
+                    a.grant.target.name,
+                    status.as_str()
+                ),
+            )
+            .session(a.id)
+            .user(&a.user.name)
+            .target(&a.grant.target.name)
+            .source(a.source)
+            .protocol(a.grant.protocol.as_str())
+            .with("status", status.as_str()),
+        )
+        .await;
+    }
+
+    /// Audits something a gateway blocked (a channel, a forwarding request).
+    pub async fn channel_blocked(
+        &self,
+        user: &str,
+        source: IpAddr,
+        session: Option<Uuid>,
+        kind: &str,
+        detail: &str,
+    ) {
+        let mut ev = AuditEvent::new(AuditKind::ChannelBlocked, format!("blocked {kind}: {detail}"))
+            .user(user)
+            .source(source)
+            .with("channel", kind);
+        if let Some(id) = session {
+            ev = ev.session(id);
+        }
+        self.audit(ev).await;
+    }
+
+    /// Writes an audit event; a store failure is logged loudly, since the
+    /// event would otherwise be lost.
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.store.audit(&event).await {
+            tracing::error!(error = %e, kind = event.kind.as_str(), detail = %event.detail, "writing an audit event failed");
+        }
+    }
+}
