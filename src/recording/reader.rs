@@ -315,7 +315,10 @@ impl Events<'_> {
                 self.pending = events.into_iter();
                 Ok(true)
             }
-            Ok(Next::Trailer(_)) => Ok(false),
+            Ok(Next::Trailer(t)) => {
+                self.truncated = !t.footer_present;
+                Ok(false)
+            }
             Ok(Next::End) => {
                 self.truncated = true;
                 Ok(false)

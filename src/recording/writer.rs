@@ -135,7 +135,7 @@ pub struct ArchiveSummary {
 #[error("{error}")]
 pub struct SealFailed {
     pub error: RecordingFailed,
-    pub partial: ArchiveSummary,
+    pub partial: Box<ArchiveSummary>,
 }
 
 /// `recordings/YYYY/MM/DD/<session-id>.skrec`. The id must be a plain file
@@ -452,7 +452,7 @@ impl ArchiveWriter {
         if let Err(error) = self.flush_chunk() {
             return Err(SealFailed {
                 error,
-                partial: self.summary(),
+                partial: Box::new(self.summary()),
             });
         }
         let duration_us = self.index.last().map_or(0, |c| c.t_last_us);
@@ -470,7 +470,7 @@ impl ArchiveWriter {
             Err(e) => {
                 return Err(SealFailed {
                     error: RecordingFailed::Header(e.to_string()),
-                    partial: self.summary(),
+                    partial: Box::new(self.summary()),
                 });
             }
         };
@@ -484,7 +484,7 @@ impl ArchiveWriter {
             let error = self.fail(&e);
             return Err(SealFailed {
                 error,
-                partial: self.summary(),
+                partial: Box::new(self.summary()),
             });
         }
         if let Some(dir) = self.path.parent()
@@ -671,15 +671,18 @@ impl Recorder {
             .lock()
             .ok()
             .and_then(|p| p.clone())
-            .unwrap_or_else(|| ArchiveSummary {
-                path: self.shared.path.clone(),
-                size: 0,
-                final_digest: [0; 32],
-                status: ArchiveStatus::Incomplete,
-                duration: Duration::ZERO,
-                events: 0,
-                chunks: 0,
-                key_id: None,
+            .map(Box::new)
+            .unwrap_or_else(|| {
+                Box::new(ArchiveSummary {
+                    path: self.shared.path.clone(),
+                    size: 0,
+                    final_digest: [0; 32],
+                    status: ArchiveStatus::Incomplete,
+                    duration: Duration::ZERO,
+                    events: 0,
+                    chunks: 0,
+                    key_id: None,
+                })
             });
         Err(SealFailed {
             error: self.current_failure(),
@@ -711,8 +714,16 @@ fn writer_thread(
             Ok(Msg::Event(t, e)) => w.append(t, &e),
             Ok(Msg::Flush(reply)) => {
                 let r = w.flush_chunk();
+                // Publish the failure before answering, so the caller's
+                // next `record` already refuses.
+                if let Err(e) = &r {
+                    report(&w, e.clone());
+                }
                 let _ = reply.send(r.clone());
-                r
+                if r.is_err() {
+                    return;
+                }
+                Ok(())
             }
             Ok(Msg::Seal(reply)) => {
                 // Mark first so racing clones fail with `Sealed`.
@@ -724,7 +735,7 @@ fn writer_thread(
                     }
                     Err(f) => {
                         if let Ok(mut p) = shared.partial.lock() {
-                            *p = Some(f.partial.clone());
+                            *p = Some((*f.partial).clone());
                         }
                         shared.state.send_replace(Some(f.error.clone()));
                     }
