@@ -173,3 +173,239 @@ fn no_recording_no_session() {
     assert!(text(&out.stdout).is_empty());
     assert!(text(&out.stderr).contains("cannot be recorded"), "{out:?}");
 }
+
+// ---- channels refused -------------------------------------------------
+
+fn refused_in_audit(kind: &str, detail_part: &str) -> bool {
+    env()
+        .core
+        .audit_lines()
+        .iter()
+        .any(|l| l.starts_with(&format!("refused tanaka {kind}")) && l.contains(detail_part))
+}
+
+/// An `scp` that uses `ssh -F` with askpass (password + code).
+fn scp(args: &[&str]) -> std::process::Output {
+    let e = env();
+    let mut c = std::process::Command::new("setsid");
+    c.arg("-w")
+        .arg("scp")
+        .arg("-F")
+        .arg(&e.ssh_config)
+        .arg("-P")
+        .arg(e.port.to_string())
+        .arg("-o")
+        .arg("PreferredAuthentications=password,keyboard-interactive")
+        .args(args)
+        .env("SSH_ASKPASS", &e.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
+        .env("SEKISHO_TEST_CODE", fake_core::totp_now())
+        .stdin(std::process::Stdio::null());
+    support::sshd::run(&mut c)
+}
+
+#[test]
+fn scp_download_is_refused_in_both_protocols() {
+    let dest = env().dir.join("scp-copy");
+    // Default scp speaks sftp; -O speaks the legacy scp protocol (exec scp -f).
+    for legacy in [false, true] {
+        let _ = std::fs::remove_file(&dest);
+        let mut args = vec![];
+        if legacy {
+            args.push("-O");
+        }
+        let dest_s = dest.display().to_string();
+        args.extend(["tanaka@db01@127.0.0.1:/etc/hostname", dest_s.as_str()]);
+        let out = scp(&args);
+        assert!(!out.status.success(), "legacy={legacy} {out:?}");
+        assert!(!dest.exists(), "legacy={legacy}: a file was copied");
+        let err = text(&out.stderr);
+        assert!(err.contains("not allowed"), "legacy={legacy}: {err}");
+    }
+    assert!(refused_in_audit("file-transfer-exec", "scp -f"));
+    assert!(refused_in_audit("subsystem", "sftp"));
+}
+
+#[test]
+fn scp_upload_is_refused() {
+    let src = env().dir.join("scp-upload-src");
+    std::fs::write(&src, "secret").unwrap_or_else(|e| panic!("{e}"));
+    let remote_dest = env().dir.join("scp-upload-dest");
+    let src_s = src.display().to_string();
+    let dst = format!("tanaka@db01@127.0.0.1:{}", remote_dest.display());
+    let out = scp(&["-O", src_s.as_str(), dst.as_str()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!remote_dest.exists(), "the upload reached the target");
+    assert!(refused_in_audit("file-transfer-exec", "scp -t"));
+}
+
+#[test]
+fn sftp_is_refused() {
+    let e = env();
+    let mut c = std::process::Command::new("setsid");
+    c.arg("-w")
+        .arg("sftp")
+        .arg("-F")
+        .arg(&e.ssh_config)
+        .arg("-P")
+        .arg(e.port.to_string())
+        .arg("-o")
+        .arg("PreferredAuthentications=password,keyboard-interactive")
+        .arg("tanaka@db01@127.0.0.1")
+        .env("SSH_ASKPASS", &e.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
+        .env("SEKISHO_TEST_CODE", fake_core::totp_now())
+        .stdin(std::process::Stdio::null());
+    let out = support::sshd::run(&mut c);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("sftp subsystem (file transfer) is not allowed"), "{out:?}");
+}
+
+#[test]
+fn file_transfer_exec_lines_are_refused() {
+    for cmd in [
+        "scp -f /etc/hostname",
+        "/usr/lib/openssh/sftp-server",
+        "rsync --server --sender -vlogDtpre.iLsfxC . /etc/hostname",
+        "env X=1 sh -c 'scp -f /etc/hostname'",
+    ] {
+        let out = ssh("tanaka@db01").remote(cmd).output();
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        assert!(out.stdout.is_empty(), "{cmd}: {out:?}");
+        assert!(text(&out.stderr).contains("file transfer"), "{cmd}: {out:?}");
+    }
+}
+
+#[test]
+fn stdio_forward_is_refused() {
+    let port = env().sshd.port.to_string();
+    let out = ssh("tanaka@db01")
+        .arg("-W")
+        .arg(&format!("127.0.0.1:{port}"))
+        .output();
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(!text(&out.stdout).contains("SSH-2.0"), "{out:?}");
+    // OpenSSH prints no reason for a failed -W; the audit has it.
+    assert!(text(&out.stderr).contains("forwarding failed"), "{out:?}");
+    assert!(refused_in_audit("local-forward", &format!("127.0.0.1:{port}")));
+}
+
+/// Starts `ssh -N` with a forwarding option; returns the child.
+fn forwarding_client(option: &str, spec: &str) -> std::process::Child {
+    ssh("tanaka@db01")
+        .arg("-o")
+        .arg("LogLevel=INFO")
+        .arg("-N")
+        .arg(option)
+        .arg(spec)
+        .spawn()
+}
+
+fn read_some(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut buf = vec![0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => buf.truncate(n),
+        Err(_) => buf.clear(),
+    }
+    buf
+}
+
+#[test]
+fn local_and_dynamic_forwarding_are_refused() {
+    use std::io::Write;
+    let target = env().sshd.port;
+    let local = support::sshd::free_port();
+    let mut child = forwarding_client("-L", &format!("{local}:127.0.0.1:{target}"));
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", local)).is_ok()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap_or_else(|e| panic!("{e}"));
+    let got = read_some(&mut s);
+    assert!(!text(&got).contains("SSH-2.0"), "the forward reached the target: {got:?}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&out.stderr).contains("administratively prohibited: sekisho: port forwarding is not allowed"),
+        "{out:?}"
+    );
+    assert!(refused_in_audit("local-forward", &format!("127.0.0.1:{target}")));
+
+    let socks = support::sshd::free_port();
+    let mut child = forwarding_client("-D", &format!("127.0.0.1:{socks}"));
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", socks)).unwrap_or_else(|e| panic!("{e}"));
+    let [hi, lo] = target.to_be_bytes();
+    let _ = s.write_all(&[5, 1, 0]);
+    let hello = read_some(&mut s);
+    assert_eq!(hello, vec![5, 0], "SOCKS greeting");
+    let _ = s.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, hi, lo]);
+    let reply = read_some(&mut s);
+    assert!(reply.get(1).is_none_or(|code| *code != 0), "SOCKS connect succeeded: {reply:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn remote_forwarding_is_refused() {
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("ExitOnForwardFailure=yes")
+        .arg("-R")
+        .arg("0:127.0.0.1:9")
+        .remote("echo should-not-run")
+        .output();
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(text(&out.stderr).contains("forwarding failed"), "{out:?}");
+    assert!(refused_in_audit("remote-forward", "tcpip-forward"));
+}
+
+#[test]
+fn agent_forwarding_is_refused() {
+    let e = env();
+    let sock = e.dir.join("agent.sock");
+    let _ = std::fs::remove_file(&sock);
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ssh-agent (openssh-client): {e}"));
+    assert!(wait_for(Duration::from_secs(5), || sock.exists()));
+    let out = ssh("tanaka@db01")
+        .arg("-A")
+        .env("SSH_AUTH_SOCK", &sock.display().to_string())
+        .remote("echo \"[${SSH_AUTH_SOCK:-none}]\"")
+        .output();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(text(&out.stdout), "[none]\n", "{out:?}");
+    assert!(text(&out.stderr).contains("agent forwarding is not allowed"), "{out:?}");
+    assert!(refused_in_audit("agent-forward", ""));
+}
+
+#[test]
+fn x11_forwarding_is_refused() {
+    let out = ssh("tanaka@db01")
+        .arg("-X")
+        .env("DISPLAY", "127.0.0.1:93")
+        .remote("echo \"[${DISPLAY:-none}]\"")
+        .output();
+    assert_eq!(text(&out.stdout), "[none]\n", "{out:?}");
+    assert!(text(&out.stderr).contains("X11 forwarding is not allowed"), "{out:?}");
+    assert!(refused_in_audit("x11-forward", ""));
+}
+
+#[test]
+fn environment_is_filtered_by_the_allow_list() {
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("SendEnv=LANG SEKISHO_TEST_SECRET")
+        .env("LANG", "C.UTF-8")
+        .env("SEKISHO_TEST_SECRET", "leak")
+        .remote("echo \"[$LANG][${SEKISHO_TEST_SECRET:-unset}]\"")
+        .output();
+    assert_eq!(text(&out.stdout), "[C.UTF-8][unset]\n", "{out:?}");
+}
