@@ -6,4 +6,5 @@ pub mod config;
 pub mod policy;
 pub mod recording;
 pub mod session;
+pub mod ssh;
 pub mod store;

@@ -1,0 +1,1226 @@
+//! The front side: the russh server handler for one client connection.
+//!
+//! Sign-in: a registered key or a password, then a one-time code asked by
+//! keyboard-interactive (partial success tells OpenSSH to continue); a
+//! one-time ticket in place of the password is complete on its own. The SSH
+//! user name is `person@target`, split at the first `@`.
+//!
+//! After sign-in, the first session channel asks the policy. A denial is
+//! written to the person's stderr with its reason and the channel exits 1.
+//! Channel requests are classified by `rules`; refused ones are audited,
+//! recorded, explained on stderr, and never reach the target.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use russh::keys::PublicKey;
+use russh::server::{
+    Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+};
+use russh::{
+    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet,
+    Pty, Sig,
+};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::back;
+use super::core::{
+    AccessRequest, Decision, EndStatus, FirstFactor, LiveSession, OfferedKey, RefusedKind,
+    SessionEnd, SessionEvent, SessionRecorder, SignIn, SshCore,
+};
+use super::live::{Live, supervise};
+use super::relay::{INPUT_QUEUE, Input, pump_input, pump_output};
+use super::rules;
+
+/// How long a request forwarded to the target may wait for its answer.
+const BACK_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+const CODE_PROMPT: &str = "One-time code: ";
+const PASSWORD_PROMPT: &str = "Password: ";
+
+/// Errors that end a front connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+/// Splits the SSH user name `person@target` at the first `@`.
+/// Returns None for a name sekisho cannot use (empty person, control chars).
+pub fn split_user(user: &str) -> Option<(String, Option<String>)> {
+    if user.chars().any(char::is_control) {
+        return None;
+    }
+    let (person, target) = match user.split_once('@') {
+        Some((p, t)) => (p, Some(t)),
+        None => (user, None),
+    };
+    if person.is_empty() {
+        return None;
+    }
+    let target = target.filter(|t| !t.is_empty()).map(str::to_string);
+    Some((person.to_string(), target))
+}
+
+/// Where sign-in stands on this connection.
+#[derive(Debug, Clone)]
+enum AuthStage {
+    Start,
+    /// First factor accepted; the code is still needed.
+    NeedCode(SignIn),
+    /// Keyboard-interactive asked for the password.
+    AskedPassword(SignIn),
+    /// Keyboard-interactive asked for the code.
+    AskedCode(SignIn),
+}
+
+/// The person, once signed in.
+#[derive(Debug, Clone)]
+struct SignedIn {
+    person: String,
+    target: Option<String>,
+    by_ticket: bool,
+}
+
+/// The connection's session, decided at the first session channel.
+enum Slot<R> {
+    Undecided,
+    NoTarget,
+    /// Denied by policy, or the target could not be used: the reason.
+    Refused(String),
+    Active(Arc<Live<R>>),
+}
+
+enum ChanState {
+    /// Requests go to the target one by one until shell or exec.
+    Setup(Option<Channel<russh::client::Msg>>),
+    /// The menu of targets is shown; the person types a choice.
+    Menu(String),
+    Running(mpsc::Sender<Input>),
+    Done,
+}
+
+struct FrontChannel {
+    writer: Option<ChannelWriteHalf<Msg>>,
+    state: ChanState,
+    pty: Option<PtyRequest>,
+}
+
+#[derive(Clone)]
+struct PtyRequest {
+    term: String,
+    cols: u32,
+    rows: u32,
+    px: u32,
+    py: u32,
+    modes: Vec<(Pty, u32)>,
+}
+
+/// One client connection.
+pub(crate) struct Connection<C: SshCore> {
+    shared: Arc<Shared<C>>,
+    source: IpAddr,
+    auth: AuthStage,
+    signed_in: Option<SignedIn>,
+    slot: Slot<C::Recorder>,
+    channels: HashMap<ChannelId, FrontChannel>,
+    /// Refusals that happened before any channel could show them.
+    pending_notices: Vec<String>,
+}
+
+impl<C: SshCore> Drop for Connection<C> {
+    fn drop(&mut self) {
+        if let Slot::Active(live) = &self.slot {
+            live.end(EndStatus::Completed, "the connection was closed".into());
+        }
+    }
+}
+
+fn only_keyboard_interactive() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+        partial_success: true,
+    }
+}
+
+fn prompt(text: &'static str) -> Auth {
+    Auth::Partial {
+        name: "sekisho".into(),
+        instructions: "".into(),
+        prompts: vec![(text.into(), false)].into(),
+    }
+}
+
+fn offered_key(key: &PublicKey) -> OfferedKey {
+    let mut k = key.clone();
+    k.set_comment("");
+    OfferedKey {
+        fingerprint: back::fingerprint(key),
+        openssh: k.to_openssh().unwrap_or_default(),
+    }
+}
+
+impl<C: SshCore> Connection<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>, source: IpAddr) -> Self {
+        Connection {
+            shared,
+            source: crate::config::canonical_ip(source),
+            auth: AuthStage::Start,
+            signed_in: None,
+            slot: Slot::Undecided,
+            channels: HashMap::new(),
+            pending_notices: Vec::new(),
+        }
+    }
+
+    fn attempt(&self, user: &str) -> Option<SignIn> {
+        let (person, target) = split_user(user)?;
+        Some(SignIn {
+            person,
+            target,
+            source: self.source,
+        })
+    }
+
+    async fn failed(&mut self, user: &str, method: &str) -> Auth {
+        tracing::info!(user, source = %self.source, method, "ssh sign-in failed");
+        tokio::time::sleep(self.shared.limits.failure_delay).await;
+        Auth::reject()
+    }
+
+    fn signed_in_as(&mut self, attempt: &SignIn, ticket_target: Option<String>) -> Auth {
+        let by_ticket = ticket_target.is_some();
+        let target = ticket_target.or_else(|| attempt.target.clone());
+        tracing::info!(user = %attempt.person, target = ?target, source = %self.source, by_ticket, "ssh sign-in succeeded");
+        self.auth = AuthStage::Start;
+        self.signed_in = Some(SignedIn {
+            person: attempt.person.clone(),
+            target,
+            by_ticket,
+        });
+        Auth::Accept
+    }
+
+    /// Applies a first-factor outcome.
+    async fn first_factor(
+        &mut self,
+        user: &str,
+        attempt: SignIn,
+        outcome: FirstFactor,
+        method: &str,
+    ) -> Auth {
+        match outcome {
+            FirstFactor::Accepted { needs_code: false } => self.signed_in_as(&attempt, None),
+            FirstFactor::Accepted { needs_code: true } => {
+                self.auth = AuthStage::NeedCode(attempt);
+                only_keyboard_interactive()
+            }
+            FirstFactor::Ticket { target } => {
+                if attempt.target.as_ref().is_some_and(|t| *t != target) {
+                    return self.failed(user, method).await;
+                }
+                self.signed_in_as(&attempt, Some(target))
+            }
+            FirstFactor::Rejected => {
+                self.auth = AuthStage::Start;
+                self.failed(user, method).await
+            }
+        }
+    }
+
+    fn person(&self) -> String {
+        self.signed_in
+            .as_ref()
+            .map(|s| s.person.clone())
+            .unwrap_or_default()
+    }
+
+    fn live(&self) -> Option<Arc<Live<C::Recorder>>> {
+        match &self.slot {
+            Slot::Active(l) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    /// Audits and records a refusal.
+    async fn refuse(&mut self, kind: RefusedKind, detail: &str) {
+        let live = self.live();
+        tracing::warn!(
+            user = %self.person(), source = %self.source,
+            session = ?live.as_ref().map(|l| l.session_id),
+            kind = kind.as_str(), detail, "ssh request refused"
+        );
+        if let Some(live) = &live {
+            live.record(SessionEvent::ChannelRefused {
+                kind,
+                detail: detail.to_string(),
+            });
+        }
+        self.shared
+            .core
+            .channel_refused(
+                &self.person(),
+                self.source,
+                live.map(|l| l.session_id),
+                kind,
+                detail,
+            )
+            .await;
+    }
+
+    /// Writes pending notices to a channel that can now show them.
+    fn flush_notices(&mut self, channel: ChannelId, session: &mut Session) {
+        for n in std::mem::take(&mut self.pending_notices) {
+            let _ = session.extended_data(channel, 1, Bytes::from(n));
+        }
+    }
+
+    /// Tells the person on any open channel, or keeps it for the first one.
+    fn notice(&mut self, text: String, session: &mut Session) {
+        let line = format!("sekisho: {text}\r\n");
+        match self.channels.keys().next().copied() {
+            Some(id) => {
+                let _ = session.extended_data(id, 1, Bytes::from(line));
+            }
+            None => self.pending_notices.push(line),
+        }
+    }
+
+    /// Answers a request with success, then writes `message` to stderr and
+    /// ends the channel with exit status 1.
+    fn end_channel_with(&mut self, channel: ChannelId, message: &str, session: &mut Session) {
+        let _ = session.channel_success(channel);
+        let _ = session.extended_data(channel, 1, Bytes::from(format!("sekisho: {message}\r\n")));
+        let _ = session.exit_status_request(channel, 1);
+        let _ = session.eof(channel);
+        let _ = session.close(channel);
+        if let Some(c) = self.channels.get_mut(&channel) {
+            c.state = ChanState::Done;
+        }
+    }
+
+    /// Asks the policy, opens the recording, connects the target.
+    async fn decide(&mut self, front: russh::server::Handle) {
+        let Some(signed) = self.signed_in.clone() else {
+            self.slot = Slot::Refused("not signed in".into());
+            return;
+        };
+        let Some(target) = signed.target.clone() else {
+            self.slot = Slot::NoTarget;
+            return;
+        };
+        let core = self.shared.core.clone();
+        let request = AccessRequest {
+            person: signed.person.clone(),
+            target: target.clone(),
+            source: self.source,
+            by_ticket: signed.by_ticket,
+        };
+        let grant = match core.authorize(&request).await {
+            Decision::Denied { reason } => {
+                tracing::info!(user = %signed.person, %target, source = %self.source, %reason, "ssh access denied");
+                self.slot = Slot::Refused(format!("access denied: {reason}"));
+                return;
+            }
+            Decision::Allowed(grant) => grant,
+        };
+        let recorder = match core.open_recording(&grant, &request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(user = %signed.person, %target, error = %e, "cannot open recording");
+                self.slot = Slot::Refused(format!(
+                    "the session cannot be recorded, so it is not opened ({e})"
+                ));
+                return;
+            }
+        };
+        let live_info = LiveSession {
+            session_id: grant.session_id,
+            person: signed.person.clone(),
+            target: grant.target.clone(),
+            source: self.source,
+            started_at: Utc::now(),
+            ends_at: grant.ends_at,
+        };
+        let kill = core.session_started(&live_info).await;
+        let back = match back::connect(&grant, self.shared.back_config.clone()).await {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(session = %grant.session_id, user = %signed.person, %target, %reason, "target connection failed");
+                let _ = recorder.record(SessionEvent::Mark {
+                    text: reason.clone(),
+                });
+                let _ = recorder.finish().await;
+                core.session_ended(
+                    grant.session_id,
+                    &SessionEnd {
+                        status: EndStatus::TargetFailed,
+                        reason: reason.clone(),
+                        exit: None,
+                    },
+                )
+                .await;
+                self.slot = Slot::Refused(format!("cannot open the session: {reason}"));
+                return;
+            }
+        };
+        tracing::info!(session = %grant.session_id, user = %signed.person, target = %grant.target, source = %self.source, "ssh session started");
+        let live = Live::new(
+            grant.session_id,
+            signed.person.clone(),
+            grant.target.clone(),
+            grant.ends_at,
+            recorder,
+            back,
+            front,
+        );
+        tokio::spawn(supervise(
+            core,
+            live.clone(),
+            kill,
+            self.shared.limits.clone(),
+            self.shared.shutdown.clone(),
+        ));
+        self.slot = Slot::Active(live);
+    }
+
+    /// Opens the target-side channel for a front channel.
+    async fn open_back_channel(&self) -> Result<Channel<russh::client::Msg>, String> {
+        let Some(live) = self.live() else {
+            return Err("no session".into());
+        };
+        match tokio::time::timeout(BACK_REPLY_TIMEOUT, live.back.channel_open_session()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!("the target refused a session channel: {e}")),
+            Err(_) => Err("the target did not open a session channel in time".into()),
+        }
+    }
+
+    /// Starts relaying a channel whose shell or exec the target accepted.
+    fn start_relay(
+        &mut self,
+        id: ChannelId,
+        back: Channel<russh::client::Msg>,
+        session: &mut Session,
+    ) {
+        let Some(live) = self.live() else { return };
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let Some(writer) = ch.writer.take() else {
+            return;
+        };
+        let (back_read, back_write) = back.split();
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        tokio::spawn(pump_input(rx, back_write));
+        tokio::spawn(pump_output(id, back_read, writer, session.handle(), live));
+        ch.state = ChanState::Running(tx);
+    }
+
+    /// Runs shell or exec on the target, or explains why not.
+    async fn start(
+        &mut self,
+        id: ChannelId,
+        exec: Option<&[u8]>,
+        session: &mut Session,
+    ) -> Result<(), FrontError> {
+        self.flush_notices(id, session);
+        let state = match self.channels.get_mut(&id) {
+            Some(c) => std::mem::replace(&mut c.state, ChanState::Done),
+            None => return Ok(()),
+        };
+        match state {
+            ChanState::Setup(Some(mut back)) => {
+                let live = self.live();
+                if let Some(live) = &live {
+                    let channel = u32::from(id);
+                    live.record(match exec {
+                        Some(cmd) => SessionEvent::Exec {
+                            channel,
+                            command: String::from_utf8_lossy(cmd).into_owned(),
+                        },
+                        None => SessionEvent::Shell { channel },
+                    });
+                }
+                let sent = match exec {
+                    Some(cmd) => back.exec(true, cmd.to_vec()).await,
+                    None => back.request_shell(true).await,
+                };
+                if sent.is_ok() && wait_reply(&mut back).await {
+                    session.channel_success(id)?;
+                    self.start_relay(id, back, session);
+                } else {
+                    session.channel_failure(id)?;
+                }
+            }
+            ChanState::Setup(None) => match &self.slot {
+                Slot::Refused(reason) => {
+                    let reason = reason.clone();
+                    self.end_channel_with(id, &reason, session);
+                }
+                Slot::NoTarget => {
+                    let has_pty = self.channels.get(&id).is_some_and(|c| c.pty.is_some());
+                    if exec.is_none() && has_pty {
+                        session.channel_success(id)?;
+                        let menu = self.menu_text().await;
+                        let _ = session.data(id, Bytes::from(menu));
+                        if let Some(c) = self.channels.get_mut(&id) {
+                            c.state = ChanState::Menu(String::new());
+                        }
+                    } else {
+                        let list = self.menu_text().await;
+                        let _ = session.channel_success(id);
+                        let _ = session.extended_data(
+                            id,
+                            1,
+                            Bytes::from(list.replace("Choose", "Name one")),
+                        );
+                        let _ = session.exit_status_request(id, 1);
+                        let _ = session.eof(id);
+                        let _ = session.close(id);
+                    }
+                }
+                _ => {
+                    session.channel_failure(id)?;
+                }
+            },
+            other => {
+                // A second shell/exec on a running channel is a protocol error.
+                if let Some(c) = self.channels.get_mut(&id) {
+                    c.state = other;
+                }
+                session.channel_failure(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn menu_text(&self) -> String {
+        let targets = self
+            .shared
+            .core
+            .reachable_targets(&self.person(), self.source)
+            .await;
+        let mut text = String::from("\r\nsekisho: targets you may reach now:\r\n");
+        if targets.is_empty() {
+            text.push_str("  (none)\r\n");
+            return text;
+        }
+        for (i, t) in targets.iter().enumerate() {
+            let until = t.until.with_timezone(&self.shared.limits.time_zone);
+            text.push_str(&format!(
+                "  {:>2}) {:<20} system {:<12} {} until {}\r\n",
+                i + 1,
+                t.name,
+                t.system,
+                t.protocol,
+                until.format("%Y-%m-%d %H:%M")
+            ));
+        }
+        text.push_str("Choose a target (number or name, q to quit): ");
+        text
+    }
+
+    /// A keystroke at the menu: edit the line, or act on Enter.
+    async fn menu_input(
+        &mut self,
+        id: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), FrontError> {
+        for &b in data {
+            let Some(ChanState::Menu(line)) = self.channels.get_mut(&id).map(|c| &mut c.state)
+            else {
+                return Ok(());
+            };
+            match b {
+                b'\r' | b'\n' => {
+                    let choice = std::mem::take(line).trim().to_string();
+                    let _ = session.data(id, Bytes::from_static(b"\r\n"));
+                    self.menu_choose(id, &choice, session).await?;
+                }
+                0x7f | 0x08 => {
+                    if line.pop().is_some() {
+                        let _ = session.data(id, Bytes::from_static(b"\x08 \x08"));
+                    }
+                }
+                0x03 | 0x04 => {
+                    self.end_channel_with(id, "no target chosen", session);
+                    return Ok(());
+                }
+                b if (0x20..0x7f).contains(&b) && line.len() < 128 => {
+                    line.push(char::from(b));
+                    let _ = session.data(id, Bytes::copy_from_slice(&[b]));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn menu_choose(
+        &mut self,
+        id: ChannelId,
+        choice: &str,
+        session: &mut Session,
+    ) -> Result<(), FrontError> {
+        if choice.eq_ignore_ascii_case("q") {
+            self.end_channel_with(id, "no target chosen", session);
+            return Ok(());
+        }
+        let targets = self
+            .shared
+            .core
+            .reachable_targets(&self.person(), self.source)
+            .await;
+        let picked = choice
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| targets.get(n))
+            .or_else(|| targets.iter().find(|t| t.name == choice))
+            .map(|t| t.name.clone());
+        let Some(target) = picked else {
+            let _ = session.data(
+                id,
+                Bytes::from(format!("sekisho: no target {choice:?}\r\n")),
+            );
+            let menu = self.menu_text().await;
+            let _ = session.data(id, Bytes::from(menu));
+            return Ok(());
+        };
+        if let Some(s) = self.signed_in.as_mut() {
+            s.target = Some(target);
+        }
+        self.decide(session.handle()).await;
+        if let Slot::Refused(reason) = &self.slot {
+            let reason = reason.clone();
+            let _ = session.extended_data(id, 1, Bytes::from(format!("sekisho: {reason}\r\n")));
+            let _ = session.exit_status_request(id, 1);
+            let _ = session.eof(id);
+            let _ = session.close(id);
+            return Ok(());
+        }
+        if let Some(live) = self.live() {
+            live.add_channel(id);
+        }
+        let back = match self.open_back_channel().await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = session.extended_data(id, 1, Bytes::from(format!("sekisho: {e}\r\n")));
+                let _ = session.close(id);
+                return Ok(());
+            }
+        };
+        let pty = self.channels.get(&id).and_then(|c| c.pty.clone());
+        if let Some(p) = pty {
+            if let Some(live) = self.live() {
+                live.record(SessionEvent::Pty {
+                    channel: u32::from(id),
+                    term: p.term.clone(),
+                    cols: p.cols,
+                    rows: p.rows,
+                });
+            }
+            let mut back = back;
+            let ok = back
+                .request_pty(true, &p.term, p.cols, p.rows, p.px, p.py, &p.modes)
+                .await
+                .is_ok()
+                && wait_reply(&mut back).await;
+            if let Some(live) = self.live() {
+                live.record(SessionEvent::Shell {
+                    channel: u32::from(id),
+                });
+            }
+            if ok && back.request_shell(true).await.is_ok() && wait_reply(&mut back).await {
+                self.start_relay(id, back, session);
+                return Ok(());
+            }
+        }
+        let _ = session.extended_data(
+            id,
+            1,
+            Bytes::from_static(b"sekisho: the target refused the shell\r\n"),
+        );
+        let _ = session.close(id);
+        Ok(())
+    }
+}
+
+/// Waits for the target's answer to the last request on this channel.
+async fn wait_reply(back: &mut Channel<russh::client::Msg>) -> bool {
+    let wait = async {
+        loop {
+            match back.wait().await {
+                Some(ChannelMsg::Success) => return true,
+                Some(ChannelMsg::Failure) | None => return false,
+                Some(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(BACK_REPLY_TIMEOUT, wait)
+        .await
+        .unwrap_or(false)
+}
+
+impl<C: SshCore> Handler for Connection<C> {
+    type Error = FrontError;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let Some(attempt) = self.attempt(user) else {
+            return Ok(self.failed(user, "password").await);
+        };
+        let outcome = self.shared.core.check_password(&attempt, password).await;
+        Ok(self.first_factor(user, attempt, outcome, "password").await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // A probe: no failure is counted, no delay (OpenSSH offers each key).
+        let Some(attempt) = self.attempt(user) else {
+            return Ok(Auth::reject());
+        };
+        let key = offered_key(offer.public_key);
+        if self
+            .shared
+            .core
+            .key_is_registered(&attempt.person, &key)
+            .await
+        {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(attempt) = self.attempt(user) else {
+            return Ok(self.failed(user, "publickey").await);
+        };
+        let key = offered_key(key.public_key);
+        let outcome = self.shared.core.check_public_key(&attempt, &key).await;
+        Ok(self.first_factor(user, attempt, outcome, "publickey").await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(attempt) = self.attempt(user) else {
+            return Ok(self.failed(user, "keyboard-interactive").await);
+        };
+        let Some(mut response) = response else {
+            // A new keyboard-interactive exchange.
+            return Ok(match &self.auth {
+                AuthStage::NeedCode(first) | AuthStage::AskedCode(first) if *first == attempt => {
+                    self.auth = AuthStage::AskedCode(attempt);
+                    prompt(CODE_PROMPT)
+                }
+                _ => {
+                    self.auth = AuthStage::AskedPassword(attempt);
+                    prompt(PASSWORD_PROMPT)
+                }
+            });
+        };
+        let answer = response
+            .next()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        match self.auth.clone() {
+            AuthStage::AskedCode(first) if first == attempt => {
+                if self.shared.core.check_code(&attempt, answer.trim()).await {
+                    Ok(self.signed_in_as(&attempt, None))
+                } else {
+                    // The first factor stands; the person may retry the code.
+                    self.auth = AuthStage::NeedCode(first);
+                    Ok(self.failed(user, "one-time code").await)
+                }
+            }
+            AuthStage::AskedPassword(first) if first == attempt => {
+                let outcome = self.shared.core.check_password(&attempt, &answer).await;
+                match outcome {
+                    FirstFactor::Accepted { needs_code: true } => {
+                        self.auth = AuthStage::AskedCode(attempt);
+                        Ok(prompt(CODE_PROMPT))
+                    }
+                    other => Ok(self
+                        .first_factor(user, attempt, other, "keyboard-interactive")
+                        .await),
+                }
+            }
+            _ => {
+                self.auth = AuthStage::Start;
+                Ok(self.failed(user, "keyboard-interactive").await)
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.signed_in.is_none() {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        if matches!(self.slot, Slot::Undecided) {
+            self.decide(session.handle()).await;
+        }
+        let id = channel.id();
+        // The read half is dropped: requests and data arrive through the
+        // handler callbacks, and russh's copies to a dropped reader are free.
+        let (_read, writer) = channel.split();
+        let back = match &self.slot {
+            Slot::Active(live) => {
+                live.add_channel(id);
+                live.record(SessionEvent::ChannelOpened {
+                    kind: "session".into(),
+                    detail: format!("channel {}", u32::from(id)),
+                });
+                match self.open_back_channel().await {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        reply
+                            .reject(ChannelOpenFailure::Other {
+                                code: 2,
+                                reason: format!("sekisho: {e}"),
+                            })
+                            .await;
+                        return Ok(());
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.channels.insert(
+            id,
+            FrontChannel {
+                writer: Some(writer),
+                state: ChanState::Setup(back),
+                pty: None,
+            },
+        );
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse(
+            RefusedKind::X11Forward,
+            &format!("x11 channel from {originator_address}:{originator_port}"),
+        )
+        .await;
+        reply
+            .reject(prohibited("X11 forwarding is not allowed"))
+            .await;
+        self.notice("refused: X11 forwarding is not allowed".into(), session);
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let detail = format!("direct-tcpip to {host_to_connect}:{port_to_connect}");
+        self.refuse(RefusedKind::LocalForward, &detail).await;
+        reply
+            .reject(prohibited("port forwarding is not allowed"))
+            .await;
+        self.notice(
+            format!("refused: port forwarding is not allowed ({detail})"),
+            session,
+        );
+        Ok(())
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse(
+            RefusedKind::RemoteForward,
+            &format!("forwarded-tcpip {host_to_connect}:{port_to_connect}"),
+        )
+        .await;
+        reply
+            .reject(prohibited("port forwarding is not allowed"))
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse(
+            RefusedKind::StreamLocalForward,
+            &format!("direct-streamlocal to {socket_path}"),
+        )
+        .await;
+        reply
+            .reject(prohibited("socket forwarding is not allowed"))
+            .await;
+        self.notice("refused: socket forwarding is not allowed".into(), session);
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let detail = format!("tcpip-forward {address}:{port}");
+        self.refuse(RefusedKind::RemoteForward, &detail).await;
+        self.notice(
+            format!("refused: remote port forwarding is not allowed ({detail})"),
+            session,
+        );
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let detail = format!("streamlocal-forward {socket_path}");
+        self.refuse(RefusedKind::StreamLocalForward, &detail).await;
+        self.notice("refused: socket forwarding is not allowed".into(), session);
+        Ok(false)
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.flush_notices(channel, session);
+        self.refuse(RefusedKind::AgentForward, "auth-agent-req@openssh.com")
+            .await;
+        let _ = session.extended_data(
+            channel,
+            1,
+            Bytes::from_static(b"sekisho: refused: agent forwarding is not allowed\r\n"),
+        );
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.flush_notices(channel, session);
+        self.refuse(
+            RefusedKind::X11Forward,
+            &format!("x11-req {x11_auth_protocol} screen {x11_screen_number}"),
+        )
+        .await;
+        let _ = session.extended_data(
+            channel,
+            1,
+            Bytes::from_static(b"sekisho: refused: X11 forwarding is not allowed\r\n"),
+        );
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.flush_notices(channel, session);
+        let live = self.live();
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let request = PtyRequest {
+            term: term.to_string(),
+            cols: col_width,
+            rows: row_height,
+            px: pix_width,
+            py: pix_height,
+            modes: modes.to_vec(),
+        };
+        ch.pty = Some(request);
+        match &mut ch.state {
+            ChanState::Setup(Some(back)) => {
+                if let Some(live) = live {
+                    live.record(SessionEvent::Pty {
+                        channel: u32::from(channel),
+                        term: term.to_string(),
+                        cols: col_width,
+                        rows: row_height,
+                    });
+                }
+                let ok = back
+                    .request_pty(
+                        true, term, col_width, row_height, pix_width, pix_height, modes,
+                    )
+                    .await
+                    .is_ok()
+                    && wait_reply(back).await;
+                if ok {
+                    session.channel_success(channel)?;
+                } else {
+                    session.channel_failure(channel)?;
+                }
+            }
+            ChanState::Setup(None) => session.channel_success(channel)?,
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let allowed = rules::env_allowed(variable_name);
+        match self.channels.get_mut(&channel).map(|c| &mut c.state) {
+            Some(ChanState::Setup(Some(back))) if allowed => {
+                let _ = back.set_env(false, variable_name, variable_value).await;
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, None, session).await
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = String::from_utf8_lossy(data).into_owned();
+        if let Some(program) = rules::file_transfer_in_exec(&command) {
+            self.flush_notices(channel, session);
+            self.refuse(RefusedKind::FileTransferExec, &command).await;
+            self.end_channel_with(
+                channel,
+                &format!("refused: file transfer ({program}) is not allowed; sekisho permits screen access only"),
+                session,
+            );
+            return Ok(());
+        }
+        self.start(channel, Some(data), session).await
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.flush_notices(channel, session);
+        self.refuse(RefusedKind::Subsystem, name).await;
+        self.end_channel_with(
+            channel,
+            &format!("refused: the {name} subsystem (file transfer) is not allowed; sekisho permits screen access only"),
+            session,
+        );
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        pix_width: u32,
+        pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(live) = self.live() {
+            live.record(SessionEvent::Resize {
+                channel: u32::from(channel),
+                cols: col_width,
+                rows: row_height,
+            });
+        }
+        match self.channels.get_mut(&channel).map(|c| &mut c.state) {
+            Some(ChanState::Running(tx)) => {
+                let _ = tx
+                    .send(Input::WindowChange {
+                        cols: col_width,
+                        rows: row_height,
+                        px: pix_width,
+                        py: pix_height,
+                    })
+                    .await;
+            }
+            Some(ChanState::Setup(Some(back))) => {
+                let _ = back
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(ChanState::Running(tx)) = self.channels.get(&channel).map(|c| &c.state) {
+            let _ = tx.send(Input::Signal(signal)).await;
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let live = self.live();
+        match self.channels.get(&channel).map(|c| &c.state) {
+            Some(ChanState::Running(tx)) => {
+                let Some(live) = live else { return Ok(()) };
+                live.touch_input();
+                let data = Bytes::copy_from_slice(data);
+                if !live.record(SessionEvent::Input {
+                    channel: u32::from(channel),
+                    data: data.clone(),
+                }) {
+                    return Ok(());
+                }
+                let _ = tx.send(Input::Data(data)).await;
+            }
+            Some(ChanState::Menu(_)) => self.menu_input(channel, data, session).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(ChanState::Running(tx)) = self.channels.get(&channel).map(|c| &c.state) {
+            let _ = tx.send(Input::Eof).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(ch) = self.channels.remove(&channel) {
+            if let ChanState::Running(tx) = ch.state {
+                let _ = tx.send(Input::Close).await;
+            }
+        }
+        if let Some(live) = self.live() {
+            live.remove_channel(channel);
+        }
+        Ok(())
+    }
+}
+
+fn prohibited(reason: &str) -> ChannelOpenFailure {
+    ChannelOpenFailure::Other {
+        code: 1,
+        reason: format!("sekisho: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_split_at_the_first_at() {
+        assert_eq!(
+            split_user("tanaka@fa-db01"),
+            Some(("tanaka".into(), Some("fa-db01".into())))
+        );
+        assert_eq!(split_user("tanaka"), Some(("tanaka".into(), None)));
+        assert_eq!(split_user("tanaka@"), Some(("tanaka".into(), None)));
+        assert_eq!(
+            split_user("tanaka@fa@db"),
+            Some(("tanaka".into(), Some("fa@db".into())))
+        );
+        assert_eq!(split_user("@fa-db01"), None);
+        assert_eq!(split_user(""), None);
+        assert_eq!(split_user("tana\nka"), None);
+    }
+}

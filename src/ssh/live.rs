@@ -1,0 +1,248 @@
+//! A granted, running session on one connection: its recorder, its target
+//! connection, its limits (end of grant, idle, kill) and how it ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use russh::ChannelId;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Limits;
+use super::back::BackHandle;
+use super::core::{
+    EndStatus, ExitStatus, KillSignal, SessionEnd, SessionEvent, SessionRecorder, SshCore,
+};
+
+/// Shared by the connection handler, the pumps and the supervisor.
+pub(crate) struct Live<R> {
+    pub session_id: Uuid,
+    pub person: String,
+    pub target: String,
+    pub ends_at: DateTime<Utc>,
+    pub recorder: R,
+    pub back: BackHandle,
+    pub front: russh::server::Handle,
+    started: Instant,
+    /// Milliseconds since `started` at the last input from the person.
+    last_input_ms: AtomicU64,
+    end: watch::Sender<Option<(EndStatus, String)>>,
+    exit: Mutex<Option<ExitStatus>>,
+    /// Front channels open on this session, to tell the person things.
+    channels: Mutex<Vec<ChannelId>>,
+}
+
+impl<R: SessionRecorder> Live<R> {
+    pub(crate) fn new(
+        session_id: Uuid,
+        person: String,
+        target: String,
+        ends_at: DateTime<Utc>,
+        recorder: R,
+        back: BackHandle,
+        front: russh::server::Handle,
+    ) -> Arc<Self> {
+        let (end, _) = watch::channel(None);
+        Arc::new(Live {
+            session_id,
+            person,
+            target,
+            ends_at,
+            recorder,
+            back,
+            front,
+            started: Instant::now(),
+            last_input_ms: AtomicU64::new(0),
+            end,
+            exit: Mutex::new(None),
+            channels: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Records an event; on failure asks for the session to end and returns
+    /// false so the caller stops relaying (fail closed).
+    pub(crate) fn record(&self, event: SessionEvent) -> bool {
+        match self.recorder.record(event) {
+            Ok(()) => true,
+            Err(e) => {
+                self.end(EndStatus::RecordingFailed, e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Asks the supervisor to end the session; the first reason wins.
+    pub(crate) fn end(&self, status: EndStatus, reason: String) {
+        self.end.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some((status, reason));
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(crate) fn touch_input(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_input_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_input(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_exit(&self, status: ExitStatus) {
+        if let Ok(mut e) = self.exit.lock() {
+            *e = Some(status);
+        }
+    }
+
+    pub(crate) fn add_channel(&self, id: ChannelId) {
+        if let Ok(mut c) = self.channels.lock() {
+            c.push(id);
+        }
+    }
+
+    pub(crate) fn remove_channel(&self, id: ChannelId) {
+        if let Ok(mut c) = self.channels.lock() {
+            c.retain(|x| *x != id);
+        }
+    }
+
+    fn channel_ids(&self) -> Vec<ChannelId> {
+        self.channels.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Writes a line to the person's terminal (stderr of every channel) and
+    /// into the recording.
+    pub(crate) async fn tell(&self, text: &str) {
+        let _ = self.recorder.record(SessionEvent::Mark {
+            text: text.to_string(),
+        });
+        let line = format!("\r\nsekisho: {text}\r\n");
+        for id in self.channel_ids() {
+            let _ = self
+                .front
+                .extended_data(id, 1, line.clone().into_bytes())
+                .await;
+        }
+    }
+}
+
+fn instant_of(at: DateTime<Utc>) -> Instant {
+    let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+/// Watches one session until it ends, then tells the person why, closes
+/// both sides, seals the recording and reports the end to the core.
+pub(crate) async fn supervise<C: SshCore>(
+    core: Arc<C>,
+    live: Arc<Live<C::Recorder>>,
+    mut kill: KillSignal,
+    limits: Arc<Limits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut end_rx = live.end.subscribe();
+    let ends_at = instant_of(live.ends_at);
+    let warn_at = ends_at.checked_sub(limits.warn_before_end);
+    let mut warned = warn_at.is_none() || limits.warn_before_end.is_zero();
+    let mut kill_live = true;
+    let local_end = live
+        .ends_at
+        .with_timezone(&limits.time_zone)
+        .format("%H:%M");
+
+    let (status, reason) = loop {
+        let idle_deadline = if limits.idle_timeout.is_zero() {
+            None
+        } else {
+            Some(live.last_input() + limits.idle_timeout)
+        };
+        tokio::select! {
+            changed = end_rx.changed() => {
+                let value = end_rx.borrow().clone();
+                match (changed, value) {
+                    (_, Some(v)) => break v,
+                    (Err(_), None) => break (EndStatus::Completed, "connection closed".into()),
+                    (Ok(()), None) => {}
+                }
+            }
+            r = &mut kill, if kill_live => match r {
+                Ok(reason) => break (EndStatus::Killed, format!("stopped by an administrator: {reason}")),
+                Err(_) => kill_live = false,
+            },
+            _ = tokio::time::sleep_until(warn_at.unwrap_or(ends_at)), if !warned => {
+                warned = true;
+                let left = ends_at.saturating_duration_since(Instant::now());
+                live.tell(&format!(
+                    "this session ends at {local_end} (in {} min); save your work",
+                    left.as_secs().div_ceil(60)
+                )).await;
+            }
+            _ = tokio::time::sleep_until(ends_at) => {
+                break (EndStatus::TimeLimit, format!("the granted time ended at {local_end}"));
+            }
+            _ = async {
+                match idle_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if live.last_input() + limits.idle_timeout <= Instant::now() {
+                    break (EndStatus::IdleTimeout, format!(
+                        "no input for {}", crate::config::format_duration(limits.idle_timeout)));
+                }
+            }
+            failed = live.recorder.failed() => {
+                break (EndStatus::RecordingFailed, failed.to_string());
+            }
+            _ = shutdown.changed() => {
+                break (EndStatus::Shutdown, "sekisho is shutting down".into());
+            }
+        }
+    };
+
+    tracing::info!(
+        session = %live.session_id, user = %live.person, target = %live.target,
+        status = status.as_str(), %reason, "ssh session ending"
+    );
+    if status != EndStatus::Completed {
+        live.tell(&format!("session ended: {reason}")).await;
+        for id in live.channel_ids() {
+            let _ = live.front.eof(id).await;
+            let _ = live.front.close(id).await;
+        }
+        // Give the client a moment to print the reason before the cut.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = live
+            .front
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                reason.clone(),
+                "en".into(),
+            )
+            .await;
+    }
+    let _ = live
+        .back
+        .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
+        .await;
+    if let Err(e) = live.recorder.finish().await {
+        tracing::error!(session = %live.session_id, error = %e, "sealing the recording failed");
+    }
+    let exit = live.exit.lock().ok().and_then(|e| e.clone());
+    core.session_ended(
+        live.session_id,
+        &SessionEnd {
+            status,
+            reason,
+            exit,
+        },
+    )
+    .await;
+}

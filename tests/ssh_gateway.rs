@@ -1,0 +1,411 @@
+//! The SSH gateway end to end: the real OpenSSH client → sekisho → a real
+//! OpenSSH sshd, with the in-memory core of `support::fake_core`.
+//! Needs the Debian packages openssh-server, openssh-client, util-linux.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sekisho::ssh::core::{EndStatus, SessionEvent};
+use support::{env, fake_core, ssh, text, wait_for, FAILURE_DELAY};
+
+fn assert_denied_generic(out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("Permission denied"), "stderr: {err}");
+    assert!(!err.contains("sekisho:"), "a sign-in failure must not explain itself: {err}");
+}
+
+#[test]
+fn password_and_code_then_exec_relays_output_and_exit_status() {
+    let out = ssh("tanaka@db01")
+        .remote("echo hello; echo oops >&2; exit 3")
+        .output();
+    assert_eq!(text(&out.stdout), "hello\n", "{out:?}");
+    assert!(text(&out.stderr).contains("oops"), "{out:?}");
+    assert_eq!(out.status.code(), Some(3));
+    let audit = env().core.audit_lines();
+    assert!(audit.iter().any(|l| l == "signin tanaka password ok"), "{audit:?}");
+    assert!(audit.iter().any(|l| l == "signin tanaka code ok"), "{audit:?}");
+}
+
+#[test]
+fn exec_exit_codes_are_relayed() {
+    for code in [0, 1, 42] {
+        let out = ssh("tanaka@db01").remote(&format!("exit {code}")).output();
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+    }
+}
+
+#[test]
+fn key_and_code() {
+    let out = ssh("tanaka@db01").with_key().remote("id -un").output();
+    assert_eq!(text(&out.stdout), "root\n", "{out:?}");
+    assert!(out.status.success());
+    let audit = env().core.audit_lines();
+    assert!(audit.iter().any(|l| l == "signin tanaka publickey ok"), "{audit:?}");
+}
+
+#[test]
+fn key_with_wrong_code_is_refused() {
+    let start = Instant::now();
+    let out = ssh("tanaka@db01")
+        .with_key()
+        .code(&fake_core::wrong_code())
+        .remote("true")
+        .output();
+    assert_denied_generic(&out);
+    assert!(start.elapsed() >= FAILURE_DELAY, "failures must be slowed down");
+}
+
+#[test]
+fn wrong_code_is_refused_without_saying_which_factor() {
+    let start = Instant::now();
+    let out = ssh("tanaka@db01")
+        .code(&fake_core::wrong_code())
+        .remote("true")
+        .output();
+    assert_denied_generic(&out);
+    assert!(start.elapsed() >= FAILURE_DELAY);
+    assert!(env().core.audit_lines().iter().any(|l| l == "signin tanaka code fail"));
+}
+
+#[test]
+fn wrong_password_is_refused() {
+    let start = Instant::now();
+    let out = ssh("tanaka@db01").password("nope").remote("true").output();
+    assert_denied_generic(&out);
+    assert!(start.elapsed() >= FAILURE_DELAY);
+}
+
+#[test]
+fn locked_user_is_refused_even_with_the_right_password() {
+    let out = ssh("suzuki@db01")
+        .password("suzuki-pass")
+        .remote("true")
+        .output();
+    assert_denied_generic(&out);
+}
+
+#[test]
+fn ticket_alone_signs_in_once() {
+    env().core.add_ticket("tkt-7Q2M-XK4P", "tanaka", "db01");
+    let out = ssh("tanaka@db01")
+        .password("tkt-7Q2M-XK4P")
+        .code("not-asked")
+        .remote("echo via-ticket")
+        .output();
+    assert_eq!(text(&out.stdout), "via-ticket\n", "{out:?}");
+    let again = ssh("tanaka@db01")
+        .password("tkt-7Q2M-XK4P")
+        .code("not-asked")
+        .remote("echo via-ticket")
+        .output();
+    assert_denied_generic(&again);
+}
+
+#[test]
+fn ticket_for_another_target_is_refused() {
+    env().core.add_ticket("tkt-OTHER-1", "tanaka", "app01");
+    let out = ssh("tanaka@db01")
+        .password("tkt-OTHER-1")
+        .code("not-asked")
+        .remote("true")
+        .output();
+    assert_denied_generic(&out);
+}
+
+#[test]
+fn sign_in_window_skips_the_code() {
+    let first = ssh("ito@db01").password("ito-pass").remote("echo one").output();
+    assert_eq!(text(&first.stdout), "one\n", "{first:?}");
+    let second = ssh("ito@db01")
+        .password("ito-pass")
+        .code(&fake_core::wrong_code())
+        .remote("echo two")
+        .output();
+    assert_eq!(text(&second.stdout), "two\n", "{second:?}");
+}
+
+#[test]
+fn outside_hours_is_denied_with_the_reason() {
+    let out = ssh("sato@db01").password("sato-pass").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sekisho: access denied: outside allowed hours (Mon-Fri 08:30-17:15)"),
+        "{err}"
+    );
+    assert!(env().core.audit_lines().iter().any(|l| l.starts_with("denied sato db01")));
+}
+
+#[test]
+fn outside_the_contract_is_denied_with_the_reason() {
+    let out = ssh("kato@db01").password("kato-pass").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("access denied: outside the maintenance contract"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn unknown_target_is_denied() {
+    let out = ssh("tanaka@nosuch").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("no target named \"nosuch\""), "{out:?}");
+}
+
+#[test]
+fn host_key_not_matching_the_pin_is_refused() {
+    let out = ssh("tanaka@badpin").remote("echo should-not-run").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stdout).is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("does not match the one pinned in policy"), "{err}");
+    assert!(err.contains(&env().sshd.host_key_fingerprint), "{err}");
+}
+
+#[test]
+fn no_recording_no_session() {
+    let out = ssh("tanaka@norec").remote("echo should-not-run").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stdout).is_empty());
+    assert!(text(&out.stderr).contains("cannot be recorded"), "{out:?}");
+}
+
+// ---- channels refused -------------------------------------------------
+
+fn refused_in_audit(kind: &str, detail_part: &str) -> bool {
+    env()
+        .core
+        .audit_lines()
+        .iter()
+        .any(|l| l.starts_with(&format!("refused tanaka {kind}")) && l.contains(detail_part))
+}
+
+/// An `scp` that uses `ssh -F` with askpass (password + code).
+fn scp(args: &[&str]) -> std::process::Output {
+    let e = env();
+    let mut c = std::process::Command::new("setsid");
+    c.arg("-w")
+        .arg("scp")
+        .arg("-F")
+        .arg(&e.ssh_config)
+        .arg("-P")
+        .arg(e.port.to_string())
+        .arg("-o")
+        .arg("PreferredAuthentications=password,keyboard-interactive")
+        .args(args)
+        .env("SSH_ASKPASS", &e.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
+        .env("SEKISHO_TEST_CODE", fake_core::totp_now())
+        .stdin(std::process::Stdio::null());
+    support::sshd::run(&mut c)
+}
+
+#[test]
+fn scp_download_is_refused_in_both_protocols() {
+    let dest = env().dir.join("scp-copy");
+    // Default scp speaks sftp; -O speaks the legacy scp protocol (exec scp -f).
+    for legacy in [false, true] {
+        let _ = std::fs::remove_file(&dest);
+        let mut args = vec![];
+        if legacy {
+            args.push("-O");
+        }
+        let dest_s = dest.display().to_string();
+        args.extend(["tanaka@db01@127.0.0.1:/etc/hostname", dest_s.as_str()]);
+        let out = scp(&args);
+        assert!(!out.status.success(), "legacy={legacy} {out:?}");
+        assert!(!dest.exists(), "legacy={legacy}: a file was copied");
+        let err = text(&out.stderr);
+        assert!(err.contains("not allowed"), "legacy={legacy}: {err}");
+    }
+    assert!(refused_in_audit("file-transfer-exec", "scp -f"));
+    assert!(refused_in_audit("subsystem", "sftp"));
+}
+
+#[test]
+fn scp_upload_is_refused() {
+    let src = env().dir.join("scp-upload-src");
+    std::fs::write(&src, "secret").unwrap_or_else(|e| panic!("{e}"));
+    let remote_dest = env().dir.join("scp-upload-dest");
+    let src_s = src.display().to_string();
+    let dst = format!("tanaka@db01@127.0.0.1:{}", remote_dest.display());
+    let out = scp(&["-O", src_s.as_str(), dst.as_str()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!remote_dest.exists(), "the upload reached the target");
+    assert!(refused_in_audit("file-transfer-exec", "scp -t"));
+}
+
+#[test]
+fn sftp_is_refused() {
+    let e = env();
+    let mut c = std::process::Command::new("setsid");
+    c.arg("-w")
+        .arg("sftp")
+        .arg("-F")
+        .arg(&e.ssh_config)
+        .arg("-P")
+        .arg(e.port.to_string())
+        .arg("-o")
+        .arg("PreferredAuthentications=password,keyboard-interactive")
+        .arg("tanaka@db01@127.0.0.1")
+        .env("SSH_ASKPASS", &e.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
+        .env("SEKISHO_TEST_CODE", fake_core::totp_now())
+        .stdin(std::process::Stdio::null());
+    let out = support::sshd::run(&mut c);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("sftp subsystem (file transfer) is not allowed"), "{out:?}");
+}
+
+#[test]
+fn file_transfer_exec_lines_are_refused() {
+    for cmd in [
+        "scp -f /etc/hostname",
+        "/usr/lib/openssh/sftp-server",
+        "rsync --server --sender -vlogDtpre.iLsfxC . /etc/hostname",
+        "env X=1 sh -c 'scp -f /etc/hostname'",
+    ] {
+        let out = ssh("tanaka@db01").remote(cmd).output();
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        assert!(out.stdout.is_empty(), "{cmd}: {out:?}");
+        assert!(text(&out.stderr).contains("file transfer"), "{cmd}: {out:?}");
+    }
+}
+
+#[test]
+fn stdio_forward_is_refused() {
+    let port = env().sshd.port.to_string();
+    let out = ssh("tanaka@db01")
+        .arg("-W")
+        .arg(&format!("127.0.0.1:{port}"))
+        .output();
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(!text(&out.stdout).contains("SSH-2.0"), "{out:?}");
+    // OpenSSH prints no reason for a failed -W; the audit has it.
+    assert!(text(&out.stderr).contains("forwarding failed"), "{out:?}");
+    assert!(refused_in_audit("local-forward", &format!("127.0.0.1:{port}")));
+}
+
+/// Starts `ssh -N` with a forwarding option; returns the child.
+fn forwarding_client(option: &str, spec: &str) -> std::process::Child {
+    ssh("tanaka@db01")
+        .arg("-o")
+        .arg("LogLevel=INFO")
+        .arg("-N")
+        .arg(option)
+        .arg(spec)
+        .spawn()
+}
+
+fn read_some(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut buf = vec![0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => buf.truncate(n),
+        Err(_) => buf.clear(),
+    }
+    buf
+}
+
+#[test]
+fn local_and_dynamic_forwarding_are_refused() {
+    use std::io::Write;
+    let target = env().sshd.port;
+    let local = support::sshd::free_port();
+    let mut child = forwarding_client("-L", &format!("{local}:127.0.0.1:{target}"));
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", local)).is_ok()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap_or_else(|e| panic!("{e}"));
+    let got = read_some(&mut s);
+    assert!(!text(&got).contains("SSH-2.0"), "the forward reached the target: {got:?}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&out.stderr).contains("administratively prohibited: sekisho: port forwarding is not allowed"),
+        "{out:?}"
+    );
+    assert!(refused_in_audit("local-forward", &format!("127.0.0.1:{target}")));
+
+    let socks = support::sshd::free_port();
+    let mut child = forwarding_client("-D", &format!("127.0.0.1:{socks}"));
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", socks)).unwrap_or_else(|e| panic!("{e}"));
+    let [hi, lo] = target.to_be_bytes();
+    let _ = s.write_all(&[5, 1, 0]);
+    let hello = read_some(&mut s);
+    assert_eq!(hello, vec![5, 0], "SOCKS greeting");
+    let _ = s.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, hi, lo]);
+    let reply = read_some(&mut s);
+    assert!(reply.get(1).is_none_or(|code| *code != 0), "SOCKS connect succeeded: {reply:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn remote_forwarding_is_refused() {
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("ExitOnForwardFailure=yes")
+        .arg("-R")
+        .arg("0:127.0.0.1:9")
+        .remote("echo should-not-run")
+        .output();
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(text(&out.stderr).contains("forwarding failed"), "{out:?}");
+    assert!(refused_in_audit("remote-forward", "tcpip-forward"));
+}
+
+#[test]
+fn agent_forwarding_is_refused() {
+    let e = env();
+    let sock = e.dir.join("agent.sock");
+    let _ = std::fs::remove_file(&sock);
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ssh-agent (openssh-client): {e}"));
+    assert!(wait_for(Duration::from_secs(5), || sock.exists()));
+    let out = ssh("tanaka@db01")
+        .arg("-A")
+        .env("SSH_AUTH_SOCK", &sock.display().to_string())
+        .remote("echo \"[${SSH_AUTH_SOCK:-none}]\"")
+        .output();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(text(&out.stdout), "[none]\n", "{out:?}");
+    assert!(text(&out.stderr).contains("agent forwarding is not allowed"), "{out:?}");
+    assert!(refused_in_audit("agent-forward", ""));
+}
+
+#[test]
+fn x11_forwarding_is_refused() {
+    let out = ssh("tanaka@db01")
+        .arg("-X")
+        .env("DISPLAY", "127.0.0.1:93")
+        .remote("echo \"[${DISPLAY:-none}]\"")
+        .output();
+    assert_eq!(text(&out.stdout), "[none]\n", "{out:?}");
+    assert!(text(&out.stderr).contains("X11 forwarding is not allowed"), "{out:?}");
+    assert!(refused_in_audit("x11-forward", ""));
+}
+
+#[test]
+fn environment_is_filtered_by_the_allow_list() {
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("SendEnv=LANG SEKISHO_TEST_SECRET")
+        .env("LANG", "C.UTF-8")
+        .env("SEKISHO_TEST_SECRET", "leak")
+        .remote("echo \"[$LANG][${SEKISHO_TEST_SECRET:-unset}]\"")
+        .output();
+    assert_eq!(text(&out.stdout), "[C.UTF-8][unset]\n", "{out:?}");
+}

@@ -1,0 +1,158 @@
+//! Real OpenSSH peers for the gateway tests: an sshd target on 127.0.0.1
+//! with its own config and host key, and helpers to run the OpenSSH client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+/// Fails (does not skip) when a tool is missing, naming the Debian package.
+pub fn require(tool: &str, package: &str) -> PathBuf {
+    let candidates = [
+        PathBuf::from(tool),
+        Path::new("/usr/bin").join(tool),
+        Path::new("/usr/sbin").join(tool),
+        Path::new("/bin").join(tool),
+    ];
+    for c in candidates {
+        if c.is_absolute() && c.exists() {
+            return c;
+        }
+    }
+    panic!("{tool} is missing: install the Debian package `{package}` (apt-get install -y {package})");
+}
+
+/// Checks every tool the ssh suite uses.
+pub fn require_all() {
+    require("/usr/sbin/sshd", "openssh-server");
+    require("ssh", "openssh-client");
+    require("scp", "openssh-client");
+    require("sftp", "openssh-client");
+    require("ssh-keygen", "openssh-client");
+    require("ssh-agent", "openssh-client");
+    require("setsid", "util-linux");
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `ssh-keygen -t ed25519` into `path`; returns the public key line.
+pub fn keygen(path: &Path) -> String {
+    let _ = std::fs::remove_file(path);
+    let out = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path));
+    assert!(out.status.success(), "ssh-keygen failed: {out:?}");
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap_or_else(|e| panic!("no public key: {e}"))
+}
+
+/// `ssh-keygen -lf` fingerprint (`SHA256:…`) of a public key file.
+pub fn fingerprint(pub_path: &Path) -> String {
+    let out = run(Command::new("ssh-keygen").arg("-lf").arg(pub_path));
+    assert!(out.status.success(), "ssh-keygen -l failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Pids of daemons to stop when the test binary exits.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_children() {
+    if let Ok(pids) = CHILDREN.lock() {
+        for pid in pids.iter() {
+            if let Ok(pid) = i32::try_from(*pid) {
+                // SAFETY: plain kill(2) on a pid this process started.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+    }
+}
+
+pub fn stop_at_exit(pid: u32) {
+    if let Ok(mut pids) = CHILDREN.lock() {
+        if pids.is_empty() {
+            // SAFETY: registering a plain extern "C" fn with atexit(3).
+            unsafe {
+                libc::atexit(stop_children);
+            }
+        }
+        pids.push(pid);
+    }
+}
+
+/// An OpenSSH server acting as a maintenance target.
+pub struct Sshd {
+    pub port: u16,
+    /// Its host key's `SHA256:` fingerprint (the pin).
+    pub host_key_fingerprint: String,
+    /// The private key sekisho injects (authorized for root).
+    pub client_key_pem: String,
+}
+
+impl Sshd {
+    /// Starts sshd in `dir` and waits until it answers.
+    pub fn start(dir: &Path) -> Sshd {
+        let sshd = require("/usr/sbin/sshd", "openssh-server");
+        std::fs::create_dir_all("/run/sshd").unwrap_or_else(|e| panic!("/run/sshd: {e}"));
+        let host_key = dir.join("target_host_key");
+        keygen(&host_key);
+        let client_key = dir.join("target_client_key");
+        let client_pub = keygen(&client_key);
+        let authorized = dir.join("target_authorized_keys");
+        std::fs::write(&authorized, client_pub).unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
+                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nAuthorizedKeysFile {ak}\nStrictModes no\n\
+                 Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nAllowAgentForwarding yes\n\
+                 X11Forwarding yes\nAcceptEnv LANG LC_* SEKISHO_TEST_*\nLogLevel ERROR\n\
+                 MaxSessions 20\nMaxStartups 50\n",
+                hk = host_key.display(),
+                dir = dir.display(),
+                ak = authorized.display(),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
+        stop_at_exit(child.id());
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Sshd {
+            port,
+            host_key_fingerprint: fingerprint(&host_key.with_extension("pub")),
+            client_key_pem: std::fs::read_to_string(&client_key)
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+}
