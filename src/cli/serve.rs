@@ -83,7 +83,24 @@ async fn spawn_listeners(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let _ = (bastion, cfg, tasks, shutdown);
+    if cfg.ssh.enabled {
+        let host_key = crate::ssh::load_host_key(&cfg.paths.ssh_host_key())?;
+        let listener = tokio::net::TcpListener::bind(cfg.ssh.listen)
+            .await
+            .with_context(|| format!("listening for SSH on {}", cfg.ssh.listen))?;
+        tracing::info!(listen = %cfg.ssh.listen, "SSH listener ready");
+        let core = Arc::new(crate::ssh::bastion::BastionSsh::new(bastion.clone()));
+        let limits = crate::ssh::Limits::from_config(cfg);
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::ssh::serve(listener, host_key, core, limits, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("the SSH listener")
+        });
+    }
+    let _ = shutdown;
     Ok(())
 }
 

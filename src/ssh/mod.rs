@@ -7,6 +7,7 @@
 //! Entry point: [`serve`].
 
 pub mod back;
+pub mod bastion;
 pub mod core;
 pub mod front;
 mod live;

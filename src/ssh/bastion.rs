@@ -1,0 +1,409 @@
+//! The real [`SshCore`]: sign-in through `auth`, decisions through `policy`,
+//! archives through `recording`, sessions and audit through `store`, all via
+//! the protocol-independent [`Bastion`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::Utc;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::core::{
+    AccessRequest, Credential, Decision, EndStatus, ExitStatus, FirstFactor, Grant, KillSignal,
+    LiveSession, OfferedKey, ReachableTarget, RecordingFailed, RefusedKind, SessionEnd,
+    SessionEvent, SessionRecorder, SignIn, SshCore,
+};
+use crate::policy::{Pin, Protocol};
+use crate::recording::{Event, Recorder, Stream};
+use crate::session::{Authorized, Bastion, LiveGuard};
+use crate::store::SessionStatus;
+
+/// A session between `authorize` and `session_ended`.
+struct Pending {
+    authorized: Authorized,
+    recorder: Option<Recorder>,
+    guard: Option<LiveGuard>,
+}
+
+/// [`SshCore`] over a running [`Bastion`].
+pub struct BastionSsh {
+    bastion: Arc<Bastion>,
+    pending: Mutex<HashMap<Uuid, Pending>>,
+}
+
+impl BastionSsh {
+    pub fn new(bastion: Arc<Bastion>) -> BastionSsh {
+        BastionSsh {
+            bastion,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The archive of one SSH session.
+pub struct SshRecording {
+    recorder: Recorder,
+}
+
+impl SessionRecorder for SshRecording {
+    fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
+        self.recorder
+            .record(archive_event(event))
+            .map_err(|e| RecordingFailed(e.to_string()))
+    }
+
+    async fn failed(&self) -> RecordingFailed {
+        let mut watch = self.recorder.failure_watch();
+        loop {
+            if let Some(failure) = watch.borrow_and_update().clone() {
+                return RecordingFailed(failure.to_string());
+            }
+            if watch.changed().await.is_err() {
+                // The writer is gone without a recorded failure: treat as one.
+                return RecordingFailed("the recording writer stopped".into());
+            }
+        }
+    }
+
+    /// Flushes what is queued; the archive is sealed by `session_ended`,
+    /// which also records the summary in the session row.
+    async fn finish(&self) -> Result<(), RecordingFailed> {
+        let recorder = self.recorder.clone();
+        match tokio::task::spawn_blocking(move || recorder.flush()).await {
+            Ok(r) => r.map_err(|e| RecordingFailed(e.to_string())),
+            Err(e) => Err(RecordingFailed(format!("flushing the recording: {e}"))),
+        }
+    }
+}
+
+fn archive_event(event: SessionEvent) -> Event {
+    match event {
+        SessionEvent::Input { channel, data } => Event::Input { channel, data },
+        SessionEvent::Output {
+            channel,
+            stderr,
+            data,
+        } => Event::Output {
+            channel,
+            stream: if stderr { Stream::Stderr } else { Stream::Stdout },
+            data,
+        },
+        SessionEvent::Pty {
+            channel,
+            term,
+            cols,
+            rows,
+        } => Event::Pty {
+            channel,
+            term,
+            cols,
+            rows,
+        },
+        SessionEvent::Resize {
+            channel,
+            cols,
+            rows,
+        } => Event::Resize {
+            channel,
+            cols,
+            rows,
+        },
+        SessionEvent::Shell { channel } => Event::ChannelOpened {
+            channel,
+            kind: "shell".into(),
+            detail: String::new(),
+        },
+        SessionEvent::Exec { channel, command } => Event::Exec {
+            channel,
+            command: command.into_bytes().into(),
+        },
+        SessionEvent::Exit { channel, status } => match status {
+            ExitStatus::Code(code) => Event::ExitStatus { channel, code },
+            ExitStatus::Signal { name, core_dumped } => Event::ExitSignal {
+                channel,
+                signal: name,
+                core_dumped,
+                message: String::new(),
+            },
+        },
+        SessionEvent::ChannelOpened { kind, detail } => Event::ChannelOpened {
+            channel: 0,
+            kind,
+            detail,
+        },
+        SessionEvent::ChannelRefused { kind, detail } => Event::ChannelRefused {
+            channel: 0,
+            kind: kind.as_str().into(),
+            detail,
+        },
+        SessionEvent::Mark { text } => Event::Mark {
+            label: "sekisho".into(),
+            detail: text,
+        },
+    }
+}
+
+fn session_status(status: EndStatus) -> SessionStatus {
+    match status {
+        EndStatus::Completed | EndStatus::Shutdown => SessionStatus::Ended,
+        EndStatus::Killed => SessionStatus::Killed,
+        EndStatus::TimeLimit | EndStatus::IdleTimeout => SessionStatus::Expired,
+        EndStatus::RecordingFailed | EndStatus::TargetFailed => SessionStatus::Failed,
+    }
+}
+
+/// A stored credential is a private key when it looks like one (PEM or
+/// OpenSSH armour); anything else is a password.
+fn credential(bytes: &[u8]) -> Result<Credential, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| "the stored credential is not text".to_string())?;
+    if text.trim_start().starts_with("-----BEGIN ") {
+        Ok(Credential::PrivateKey(Zeroizing::new(text.to_string())))
+    } else {
+        Ok(Credential::Password(Zeroizing::new(text.to_string())))
+    }
+}
+
+impl SshCore for BastionSsh {
+    type Recorder = SshRecording;
+
+    async fn check_password(&self, attempt: &SignIn, secret: &str) -> FirstFactor {
+        let auth = &self.bastion.auth;
+        if crate::auth::tickets::looks_like_ticket(secret) {
+            // A ticket is bound to one target; it must be named in the user name.
+            let target = attempt.target.clone().unwrap_or_default();
+            return match auth
+                .redeem_ticket(&attempt.person, secret, &target, "ssh", attempt.source)
+                .await
+            {
+                Ok(()) => FirstFactor::Ticket { target },
+                Err(_) => FirstFactor::Rejected,
+            };
+        }
+        match auth
+            .check_password(&attempt.person, secret, attempt.source)
+            .await
+        {
+            Ok(()) => FirstFactor::Accepted {
+                needs_code: !auth.window_open(&attempt.person, attempt.source).await,
+            },
+            Err(_) => FirstFactor::Rejected,
+        }
+    }
+
+    async fn key_is_registered(&self, person: &str, key: &OfferedKey) -> bool {
+        self.bastion
+            .store
+            .has_key(person, &key.fingerprint)
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn check_public_key(&self, attempt: &SignIn, key: &OfferedKey) -> FirstFactor {
+        let Ok(public) = russh::keys::PublicKey::from_openssh(&key.openssh) else {
+            return FirstFactor::Rejected;
+        };
+        let auth = &self.bastion.auth;
+        match auth
+            .check_public_key(&attempt.person, &public, attempt.source)
+            .await
+        {
+            Ok(()) => FirstFactor::Accepted {
+                needs_code: !auth.window_open(&attempt.person, attempt.source).await,
+            },
+            Err(_) => FirstFactor::Rejected,
+        }
+    }
+
+    async fn check_code(&self, attempt: &SignIn, code: &str) -> bool {
+        self.bastion
+            .auth
+            .check_totp(&attempt.person, code, attempt.source)
+            .await
+            .is_ok()
+    }
+
+    async fn reachable_targets(&self, person: &str, source: IpAddr) -> Vec<ReachableTarget> {
+        let now = Utc::now();
+        let Ok(Some(record)) = self.bastion.store.user(person).await else {
+            return Vec::new();
+        };
+        let live = crate::session::live_sessions_of(&self.bastion.store, person)
+            .await
+            .unwrap_or_default();
+        let policies = self.bastion.policies();
+        crate::policy::reachable(
+            &crate::session::person_of(&record, now),
+            &policies,
+            &self.bastion.config.networks,
+            self.bastion.config.time_zone,
+            crate::config::canonical_ip(source),
+            &live,
+            now,
+        )
+        .into_iter()
+        .filter(|(_, protocol, _)| *protocol == Protocol::Ssh)
+        .map(|(target, protocol, until)| ReachableTarget {
+            name: target.name,
+            system: target.system,
+            protocol: protocol.as_str().into(),
+            until,
+        })
+        .collect()
+    }
+
+    async fn authorize(&self, request: &AccessRequest) -> Decision {
+        let a = match self
+            .bastion
+            .authorize(&request.person, &request.target, Protocol::Ssh, request.source)
+            .await
+        {
+            Ok(a) => a,
+            Err(refusal) => {
+                return Decision::Denied {
+                    reason: refusal.reason,
+                };
+            }
+        };
+        let Pin::SshHostKey(pin) = &a.grant.endpoint.pin else {
+            return Decision::Denied {
+                reason: format!("no SSH host key is pinned for {}", request.target),
+            };
+        };
+        let credential = match credential(&a.credential) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::error!(target = %request.target, %why, "unusable target credential");
+                return Decision::Denied {
+                    reason: format!(
+                        "the credential for {} is unusable; ask the administrator",
+                        request.target
+                    ),
+                };
+            }
+        };
+        let grant = Grant {
+            session_id: a.id,
+            target: a.grant.target.name.clone(),
+            system: a.grant.target.system.clone(),
+            address: a.grant.target.address.to_string(),
+            port: a.grant.endpoint.port,
+            account: a.grant.endpoint.account.clone(),
+            credential,
+            host_key_fingerprint: pin.clone(),
+            ends_at: a.grant.ends_at,
+        };
+        self.pending().insert(
+            a.id,
+            Pending {
+                authorized: a,
+                recorder: None,
+                guard: None,
+            },
+        );
+        Decision::Allowed(grant)
+    }
+
+    async fn open_recording(
+        &self,
+        grant: &Grant,
+        _request: &AccessRequest,
+    ) -> Result<SshRecording, RecordingFailed> {
+        let opened = {
+            let mut pending = self.pending();
+            let Some(p) = pending.get_mut(&grant.session_id) else {
+                return Err(RecordingFailed("the session was not authorized".into()));
+            };
+            match self.bastion.open_recording(
+                &p.authorized,
+                None,
+                None,
+                serde_json::Value::Null,
+            ) {
+                Ok(r) => {
+                    p.recorder = Some(r.clone());
+                    Ok(r)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match opened {
+            Ok(recorder) => Ok(SshRecording { recorder }),
+            Err(e) => {
+                let removed = self.pending().remove(&grant.session_id);
+                if let Some(p) = removed {
+                    self.bastion.recording_failed(&p.authorized, &e).await;
+                }
+                Err(RecordingFailed(e.to_string()))
+            }
+        }
+    }
+
+    async fn session_started(&self, live: &LiveSession) -> KillSignal {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = live.session_id;
+        let Some(mut p) = self.pending().remove(&id) else {
+            let _ = tx.send("the session was not authorized".into());
+            return rx;
+        };
+        let Some(recorder) = p.recorder.clone() else {
+            let _ = tx.send("the session has no recording".into());
+            self.pending().insert(id, p);
+            return rx;
+        };
+        match self.bastion.session_started(&p.authorized, &recorder).await {
+            Ok(guard) => {
+                let mut stop = guard.stop.clone();
+                p.guard = Some(guard);
+                self.pending().insert(id, p);
+                tokio::spawn(async move {
+                    if let Ok(cause) = stop.wait_for(Option::is_some).await {
+                        let reason = cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
+                        let _ = tx.send(reason);
+                    }
+                });
+            }
+            Err(e) => {
+                // No session row, no session: fail closed.
+                tracing::error!(session = %id, error = %e, "cannot record the session start");
+                let _ = tx.send("sekisho cannot record this session (internal error)".into());
+                self.pending().insert(id, p);
+            }
+        }
+        rx
+    }
+
+    async fn channel_refused(
+        &self,
+        person: &str,
+        source: IpAddr,
+        session_id: Option<Uuid>,
+        kind: RefusedKind,
+        detail: &str,
+    ) {
+        self.bastion
+            .channel_blocked(person, source, session_id, kind.as_str(), detail)
+            .await;
+    }
+
+    async fn session_ended(&self, session_id: Uuid, end: &SessionEnd) {
+        let Some(p) = self.pending().remove(&session_id) else {
+            tracing::warn!(session = %session_id, "end of a session that is not known");
+            return;
+        };
+        let Some(recorder) = p.recorder else {
+            tracing::error!(session = %session_id, "a session ended without its recording");
+            return;
+        };
+        self.bastion
+            .session_ended(&p.authorized, recorder, session_status(end.status), &end.reason)
+            .await;
+        drop(p.guard);
+    }
+}
