@@ -1323,7 +1323,11 @@ sources = ["acme-office"]
         assert_eq!(e.line, Some(27), "{e}");
         assert_eq!(e.field, "access[0].max_session", "{e}");
         let e = one_error("[\"tanaka\", \"suzuki\"]", "[\"tanaka\", 7]");
-        assert_eq!((e.line, e.field.as_str()), (Some(24), "access[0].users"), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(24), "access[0].users"),
+            "{e}"
+        );
         let e = one_error("port = 2222", "port = \"2222\"");
         assert_eq!(e.line, Some(16), "{e}");
         assert_eq!(e.field, "target[1].ssh.port", "{e}");
