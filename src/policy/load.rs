@@ -217,6 +217,8 @@ impl PolicySet {
             }
         }
         let set = cross_check(parsed, &mut errors);
+        // Read in file order, top to bottom.
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         if errors.is_empty() {
             Ok(set)
         } else {
