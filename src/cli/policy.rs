@@ -165,13 +165,10 @@ async fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
 async fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // Without a configuration, a directory can still be checked, except
     // for the network names and credential names it refers to.
-    let cfg = if g.config.exists() {
+    let cfg = if g.config.exists() || dir.is_none() {
         Some(super::load_config(g)?)
-    } else if dir.is_some() {
-        None
     } else {
-        super::load_config(g)?;
-        bail!("no configuration");
+        None
     };
     let dir = match (dir, &cfg) {
         (Some(d), _) => d,

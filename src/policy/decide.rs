@@ -28,6 +28,9 @@ pub struct Request<'a> {
     pub live_sessions: &'a [LiveSession],
 }
 
+// One decision per connection: boxing the grant would only make matching
+// clumsier for the protocol front ends.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Allow(Grant),
@@ -155,8 +158,12 @@ impl fmt::Display for Rule {
     }
 }
 
+fn denial(rule: Rule, reason: String) -> Denial {
+    Denial { rule, reason }
+}
+
 fn deny(rule: Rule, reason: String) -> Decision {
-    Decision::Deny(Denial { rule, reason })
+    Decision::Deny(denial(rule, reason))
 }
 
 /// How the request reaches the target: from the person's own terminal, or
@@ -213,7 +220,7 @@ pub fn decide(
 
     let route = match route(req, set, target, source) {
         Ok(r) => r,
-        Err(d) => return d,
+        Err(d) => return Decision::Deny(d),
     };
 
     let Some(endpoint) = target.endpoint(req.protocol) else {
@@ -274,12 +281,7 @@ pub fn decide(
 /// The RDP rule. RDP from a registered target's address is a hop and needs a
 /// `[[hop]]` entry and a live session of the person on that target; other
 /// RDP is allowed only to physical servers.
-fn route(
-    req: &Request,
-    set: &PolicySet,
-    target: &Target,
-    source: IpAddr,
-) -> Result<Route, Decision> {
+fn route(req: &Request, set: &PolicySet, target: &Target, source: IpAddr) -> Result<Route, Denial> {
     if req.protocol != Protocol::Rdp {
         return Ok(Route::Direct);
     }
@@ -299,7 +301,7 @@ fn route(
                     allowed.join(", ")
                 )
             };
-            return Err(deny(
+            return Err(denial(
                 Rule::HopNotAllowed,
                 format!(
                     "RDP from {} to {} is not an allowed server-to-server hop ({hint})",
@@ -308,7 +310,7 @@ fn route(
             ));
         }
         if target.zone == Zone::MyNumber && parent.zone != Zone::MyNumber {
-            return Err(deny(
+            return Err(denial(
                 Rule::MyNumberClosed,
                 format!(
                     "{} is a My Number system, reachable only from a closed network, not by a hop from {} ({} zone)",
@@ -317,7 +319,7 @@ fn route(
             ));
         }
         let Some(live) = req.live_sessions.iter().find(|s| s.target == parent.name) else {
-            return Err(deny(
+            return Err(denial(
                 Rule::HopNoParent,
                 format!(
                     "no live session of yours on {} to hop from: open a terminal session on {} through sekisho first",
@@ -338,7 +340,7 @@ fn route(
         } else {
             format!(", or hop from a session on {}", hops.join(", "))
         };
-        return Err(deny(
+        return Err(denial(
             Rule::RdpVirtual,
             format!(
                 "RDP to virtual server {} is not allowed: use the terminal (SSH) connection{also}",
@@ -357,7 +359,7 @@ fn no_access_reason(person: &Person, target: &Target, entries: &[&Access]) -> St
     };
     let named_elsewhere: Vec<&str> = entries
         .iter()
-        .filter(|a| a.users.iter().any(|u| *u == person.name))
+        .filter(|a| a.users.contains(&person.name))
         .map(|a| a.vendor.as_str())
         .collect();
     if named_elsewhere.is_empty() {
@@ -410,7 +412,7 @@ fn check_entry(
     if matches!(route, Route::Direct) {
         let named: Vec<&Network> = networks
             .iter()
-            .filter(|n| access.sources.iter().any(|s| *s == n.name))
+            .filter(|n| access.sources.contains(&n.name))
             .filter(|n| n.contains(source))
             .collect();
         if named.is_empty() {
@@ -559,3 +561,7 @@ pub fn reachable(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

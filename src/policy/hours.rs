@@ -94,9 +94,12 @@ impl Hours {
             let midnight = day.and_time(chrono::NaiveTime::MIN);
             for w in windows {
                 if w.days.get(wd).copied().unwrap_or(false) {
-                    let start = midnight + chrono::Duration::minutes(i64::from(w.start));
-                    let end = midnight + chrono::Duration::minutes(i64::from(w.end));
-                    intervals.push((start, end));
+                    let at = |m: u32| {
+                        midnight.checked_add_signed(chrono::Duration::minutes(i64::from(m)))
+                    };
+                    if let (Some(start), Some(end)) = (at(w.start), at(w.end)) {
+                        intervals.push((start, end));
+                    }
                 }
             }
         }
@@ -143,7 +146,10 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         if let Some(dt) = tz.from_local_datetime(&t).earliest() {
             return dt.with_timezone(&Utc);
         }
-        t += chrono::Duration::minutes(1);
+        match t.checked_add_signed(chrono::Duration::minutes(1)) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     // No zone has a day-long gap; treat the wall clock as UTC as a last resort.
     local.and_utc()
@@ -311,6 +317,24 @@ mod tests {
         assert_eq!(
             joined.check(Tokyo, jst("2026-11-23 12:00:00")),
             HoursCheck::Inside(Some(jst("2026-11-25 00:00:00")))
+        );
+    }
+
+    #[test]
+    fn daylight_saving_day_is_a_wall_clock_day() {
+        // Europe/Berlin skips 02:00-03:00 on 2026-03-29 (a Sunday).
+        let berlin = chrono_tz::Europe::Berlin;
+        let h = Hours::parse("Sun 00:00-24:00").unwrap();
+        let now: DateTime<Utc> = "2026-03-29T00:30:00Z".parse().unwrap(); // 01:30 CET
+        assert_eq!(
+            h.check(berlin, now),
+            HoursCheck::Inside(Some("2026-03-29T22:00:00Z".parse().unwrap()))
+        );
+        // A wall-clock time inside the gap is the first valid minute after it.
+        let gap = NaiveDateTime::parse_from_str("2026-03-29 02:30", "%Y-%m-%d %H:%M").unwrap();
+        assert_eq!(
+            local_to_utc(berlin, gap),
+            "2026-03-29T01:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
     }
 }

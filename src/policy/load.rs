@@ -217,6 +217,8 @@ impl PolicySet {
             }
         }
         let set = cross_check(parsed, &mut errors);
+        // Read in file order, top to bottom.
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         if errors.is_empty() {
             Ok(set)
         } else {
@@ -288,8 +290,11 @@ fn field_at(text: &str, span: &Range<usize>) -> String {
         }
     }
     let at = text.get(span.clone()).unwrap_or("").trim();
-    let at_value = prefix.trim_end().ends_with('=');
-    if is_bare_key(at) && !at_value && !prefix.trim_start().starts_with('[') {
+    // The span is a key (e.g. an unknown field) when `=` follows it.
+    let is_key = text
+        .get(span.end..)
+        .is_some_and(|rest| rest.trim_start().starts_with('='));
+    if is_bare_key(at) && is_key {
         parts.push(at.to_string());
     }
     parts.join(".")
@@ -1319,6 +1324,12 @@ sources = ["acme-office"]
         let e = one_error("max_session = \"2h\"", "max_session = 2h");
         assert_eq!(e.line, Some(27), "{e}");
         assert_eq!(e.field, "access[0].max_session", "{e}");
+        let e = one_error("[\"tanaka\", \"suzuki\"]", "[\"tanaka\", 7]");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(24), "access[0].users"),
+            "{e}"
+        );
         let e = one_error("port = 2222", "port = \"2222\"");
         assert_eq!(e.line, Some(16), "{e}");
         assert_eq!(e.field, "target[1].ssh.port", "{e}");

@@ -296,14 +296,13 @@ impl Access {
             && self
                 .targets
                 .as_ref()
-                .is_none_or(|t| t.iter().any(|n| *n == target.name))
+                .is_none_or(|t| t.contains(&target.name))
     }
 
     /// The person is named, and this entry's vendor is the person's vendor
     /// or one the person's vendor subcontracts for.
     pub fn covers_person(&self, person: &Person) -> bool {
-        self.users.iter().any(|u| *u == person.name)
-            && person.vendor_chain.iter().any(|v| *v == self.vendor)
+        self.users.contains(&person.name) && person.vendor_chain.contains(&self.vendor)
     }
 
     /// A reference for audit records.
