@@ -25,18 +25,49 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
-/// A deployment directory: sekisho.toml with the example networks and a
-/// copy of the example policies in `policies/`.
+/// A deployment directory made by `sekisho init`, with sekisho.toml holding
+/// the example networks, a copy of the example policies in `policies/`, and
+/// every credential they name stored in the secret store.
 fn deployment() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("sekisho")
+        .unwrap()
+        .env_remove("SEKISHO_CONFIG")
+        .arg("init")
+        .arg("--dir")
+        .arg(dir.path())
+        .assert()
+        .success();
     std::fs::write(dir.path().join("sekisho.toml"), NETWORKS).unwrap();
     let pol = dir.path().join("policies");
-    std::fs::create_dir(&pol).unwrap();
     for entry in std::fs::read_dir(examples()).unwrap() {
         let p = entry.unwrap().path();
         std::fs::copy(&p, pol.join(p.file_name().unwrap())).unwrap();
     }
+    for name in credential_names(&pol) {
+        sekisho(dir.path())
+            .args(["secret", "set", &name])
+            .write_stdin("example-secret\n")
+            .assert()
+            .success();
+    }
     dir
+}
+
+/// The `credential = "..."` names the policies in `dir` use.
+fn credential_names(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for part in text.split("credential = \"").skip(1) {
+            if let Some(end) = part.find('"') {
+                names.push(part[..end].to_string());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn sekisho(dir: &Path) -> Command {

@@ -74,7 +74,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             live_on,
         } => {
             let cfg = super::load_config(g)?;
-            let set = load_policies(&cfg).await?;
+            let set = load_policies(&cfg)?;
             let now = match at {
                 Some(at) => parse_at(&at, cfg.time_zone)?,
                 None => Utc::now(),
@@ -96,7 +96,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
         }
         PolicyCmd::WhoCan { target } => {
             let cfg = super::load_config(g)?;
-            let set = load_policies(&cfg).await?;
+            let set = load_policies(&cfg)?;
             who_can(&set, &cfg.networks, cfg.time_zone, &target)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -152,9 +152,11 @@ async fn lookup_person(
     Ok((crate::session::person_of(&record, now), live))
 }
 
-async fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
-    let creds = known_credentials(cfg).await?;
-    PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, creds.as_ref()).map_err(|e| {
+/// The policy set as `explain` and `who-can` see it. Credential names are
+/// not checked here (a decision does not depend on them; `check` and
+/// `serve` do check them).
+fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
+    PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, None).map_err(|e| {
         anyhow::anyhow!(
             "the policies in {} have errors (run `sekisho policy check`):\n{e}",
             cfg.paths.policies.display()
