@@ -409,3 +409,181 @@ fn environment_is_filtered_by_the_allow_list() {
         .output();
     assert_eq!(text(&out.stdout), "[C.UTF-8][unset]\n", "{out:?}");
 }
+
+// ---- shells, volume, recording ----------------------------------------
+
+/// The session whose recorded input contains `needle`.
+fn session_with_input(needle: &str) -> Option<uuid::Uuid> {
+    let state = env().core.state.lock().ok()?;
+    state.recordings.iter().find_map(|(id, rec)| {
+        let rec = rec.lock().ok()?;
+        let typed: Vec<u8> = rec
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Input { data, .. } => Some(data.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        text(&typed).contains(needle).then_some(*id)
+    })
+}
+
+fn recorded_output(id: uuid::Uuid, want_stderr: bool) -> Vec<u8> {
+    env()
+        .core
+        .events(id)
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Output { stderr, data, .. } if *stderr == want_stderr => {
+                Some(data.to_vec())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn interactive_shell_through_a_pty_is_recorded_byte_for_byte() {
+    let out = ssh("tanaka@db01")
+        .arg("-tt")
+        .output_with_input(b"echo pty-marker-$((6*7))\nstty size\nexit 5\n");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let shown = text(&out.stdout);
+    assert!(shown.contains("pty-marker-42"), "{shown}");
+    let id = session_with_input("pty-marker-").unwrap_or_else(|| panic!("no recording"));
+    assert!(wait_for(Duration::from_secs(5), || env().core.finished(id)));
+    let events = env().core.events(id);
+    assert!(
+        events.iter().any(|e| matches!(e, SessionEvent::Pty { cols, rows, .. } if *cols > 0 && *rows > 0)),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::Shell { .. })));
+    assert!(events.iter().any(|e| matches!(e,
+        SessionEvent::Exit { status: sekisho::ssh::core::ExitStatus::Code(5), .. })));
+    // Replaying the recorded output gives exactly what the person saw.
+    assert_eq!(recorded_output(id, false), out.stdout);
+    let end = env().core.ended(id).unwrap_or_else(|| panic!("no end"));
+    assert_eq!(end.status, EndStatus::Completed);
+}
+
+#[test]
+fn exec_recording_keeps_command_stdout_and_stderr_apart() {
+    let out = ssh("tanaka@db01")
+        .remote("cat; echo rec-out-$((1+1)); echo rec-err >&2; exit 4")
+        .output_with_input(b"typed-rec-input\n");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let id = session_with_input("typed-rec-input").unwrap_or_else(|| panic!("no recording"));
+    assert!(wait_for(Duration::from_secs(5), || env().core.finished(id)));
+    let events = env().core.events(id);
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::Exec { command, .. } if command.contains("rec-out-"))));
+    assert_eq!(recorded_output(id, false), out.stdout);
+    assert_eq!(text(&recorded_output(id, true)), "rec-err\n");
+    assert_eq!(text(&out.stdout), "typed-rec-input\nrec-out-2\n");
+}
+
+#[test]
+fn hundred_megabytes_arrive_byte_identical() {
+    use sha2::{Digest, Sha256};
+    let sent = env().dir.join("sent-100mb.bin");
+    let out = ssh("tanaka@db01")
+        .remote(&format!(
+            "head -c 100000000 /dev/urandom | tee {} ; echo big-transfer-done >&2",
+            sent.display()
+        ))
+        .output();
+    assert!(out.status.success(), "status {:?} stderr {}", out.status, text(&out.stderr));
+    assert_eq!(out.stdout.len(), 100_000_000);
+    let sent_bytes = std::fs::read(&sent).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(Sha256::digest(&out.stdout), Sha256::digest(&sent_bytes));
+    let _ = std::fs::remove_file(&sent);
+}
+
+// ---- time limits and control -------------------------------------------
+
+#[test]
+fn kill_ends_the_session_within_a_second_and_says_why() {
+    let mut child = ssh("tanaka@app01").remote("echo started; sleep 30").spawn();
+    let core = &env().core;
+    let mut ids = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        ids = core.live_sessions("tanaka", "app01");
+        !ids.is_empty()
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let id = ids[0];
+    let killed_at = Instant::now();
+    assert!(core.kill(id, "maintenance stopped by the duty officer"));
+    let exited = wait_for(Duration::from_secs(2), || matches!(child.try_wait(), Ok(Some(_))));
+    let elapsed = killed_at.elapsed();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(exited && elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sekisho: session ended: stopped by an administrator: maintenance stopped by the duty officer"),
+        "{err}"
+    );
+    assert!(wait_for(Duration::from_secs(3), || core.ended(id).is_some()));
+    assert_eq!(core.ended(id).map(|e| e.status), Some(EndStatus::Killed));
+}
+
+#[test]
+fn the_grant_end_warns_then_ends_the_session() {
+    let start = Instant::now();
+    let out = ssh("tanaka@short").remote("sleep 30").output();
+    let elapsed = start.elapsed();
+    let err = text(&out.stderr);
+    assert!(elapsed < Duration::from_secs(12), "took {elapsed:?}");
+    assert!(err.contains("sekisho: this session ends at"), "{err}");
+    assert!(err.contains("sekisho: session ended: the granted time ended"), "{err}");
+}
+
+#[test]
+fn idle_sessions_end() {
+    let start = Instant::now();
+    let out = ssh("tanaka@db01")
+        .port(env().idle_port)
+        .remote("sleep 30")
+        .output();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(
+        text(&out.stderr).contains("sekisho: session ended: no input for 2s"),
+        "{out:?}"
+    );
+}
+
+// ---- target menu ---------------------------------------------------------
+
+#[test]
+fn without_a_target_the_menu_connects_to_the_chosen_one() {
+    use std::io::Write;
+    let mut c = ssh("tanaka").arg("-tt").command();
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = stdin.write_all(b"db01\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = stdin.write_all(b"echo menu-$((40+2))\nexit 7\n");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("targets you may reach now"), "{shown}");
+    assert!(shown.contains("db01") && shown.contains("app01"), "{shown}");
+    assert!(shown.contains("menu-42"), "{shown}");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+}
+
+#[test]
+fn without_a_target_and_without_a_terminal_the_targets_are_listed() {
+    let out = ssh("tanaka").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("db01") && err.contains("Name one"), "{err}");
+}

@@ -534,7 +534,15 @@ async fn sqlite_store() {
                 .any(|w| w == SECRET_VALUE.as_bytes())
         );
     }
-    assert!(file.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "the database holds password hashes: owner only"
+        );
+    }
 }
 
 #[tokio::test]

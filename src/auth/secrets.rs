@@ -23,16 +23,10 @@ pub enum SecretError {
         "master key {path} already exists; refusing to overwrite it (every stored secret depends on it)"
     )]
     KeyExists { path: String },
-    #[error("cannot write master key {path}: {source}")]
-    KeyWrite {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot read master key {path}: {source}")]
-    KeyRead {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write master key {path}: {error}")]
+    KeyWrite { path: String, error: std::io::Error },
+    #[error("cannot read master key {path}: {error}")]
+    KeyRead { path: String, error: std::io::Error },
     #[error("master key {path} is not 64 hex digits (32 bytes)")]
     KeyMalformed { path: String },
     #[error("{0}")]
@@ -77,24 +71,21 @@ pub fn generate_master_key(path: &Path) -> Result<(), SecretError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
+    let mut file = options.open(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
             SecretError::KeyExists {
                 path: shown.clone(),
             }
         } else {
             SecretError::KeyWrite {
                 path: shown.clone(),
-                source,
+                error,
             }
         }
     })?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|source| SecretError::KeyWrite {
-            path: shown,
-            source,
-        })
+        .map_err(|error| SecretError::KeyWrite { path: shown, error })
 }
 
 /// Reads the master key file written by `generate_master_key`.
@@ -102,9 +93,9 @@ pub fn load_master_key(path: &Path) -> Result<MasterKey, SecretError> {
     let shown = path.display().to_string();
     let text =
         Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| SecretError::KeyRead {
+            std::fs::read_to_string(path).map_err(|error| SecretError::KeyRead {
                 path: shown.clone(),
-                source,
+                error,
             })?,
         );
     #[cfg(unix)]

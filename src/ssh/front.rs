@@ -534,7 +534,7 @@ impl<C: SshCore> Connection<C> {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), FrontError> {
-        for &b in data {
+        for (i, &b) in data.iter().enumerate() {
             let Some(ChanState::Menu(line)) = self.channels.get_mut(&id).map(|c| &mut c.state)
             else {
                 return Ok(());
@@ -544,6 +544,27 @@ impl<C: SshCore> Connection<C> {
                     let choice = std::mem::take(line).trim().to_string();
                     let _ = session.data(id, Bytes::from_static(b"\r\n"));
                     self.menu_choose(id, &choice, session).await?;
+                    // What was typed after Enter belongs to the new shell.
+                    let rest = data.get(i + 1..).unwrap_or(&[]);
+                    if let (Some(ChanState::Running(tx)), Some(live)) =
+                        (self.channels.get(&id).map(|c| &c.state), self.live())
+                        && !rest.is_empty()
+                    {
+                        let rest = Bytes::copy_from_slice(rest);
+                        live.touch_input();
+                        if live.record(SessionEvent::Input {
+                            channel: u32::from(id),
+                            data: rest.clone(),
+                        }) {
+                            let _ = tx.send(Input::Data(rest)).await;
+                        }
+                    }
+                    if !matches!(
+                        self.channels.get(&id).map(|c| &c.state),
+                        Some(ChanState::Menu(_))
+                    ) {
+                        return Ok(());
+                    }
                 }
                 0x7f | 0x08 => {
                     if line.pop().is_some() {

@@ -39,12 +39,16 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 pub enum StoreError {
     #[error("unsupported database URL {0:?} (use sqlite://FILE or postgres://…)")]
     UnsupportedUrl(String),
+    // The underlying errors are part of the message, not chained as a
+    // `source`, so `anyhow`'s "a: b" rendering does not print them twice.
+    #[error("cannot create the database file {path}: {error}")]
+    CreateFile { path: String, error: std::io::Error },
     #[error("cannot open the database: {0}")]
-    Connect(#[source] sqlx::Error),
+    Connect(sqlx::Error),
     #[error("cannot update the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no user {0}")]
@@ -72,6 +76,18 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
 /// Which database the URL selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -94,6 +110,7 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let (backend, url) = if url.starts_with("sqlite:") {
+            create_private_sqlite_file(url)?;
             (Backend::Sqlite, sqlite_url_with_create(url))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
@@ -137,6 +154,39 @@ impl Store {
     /// Closes every connection (tests and orderly shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The database holds password hashes and TOTP secrets: a new SQLite file is
+/// created readable by its owner only (SQLite gives its -wal and -shm files
+/// the same mode).
+fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it in between: fine.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::CreateFile {
+            path: path.display().to_string(),
+            error,
+        }),
     }
 }
 
