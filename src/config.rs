@@ -384,8 +384,8 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{s:?} is not a network (like 10.20.0.0/16) or an address"))
 }
 
-/// Parses durations written as `90s`, `15m`, `2h`, `1h30m`, `1d`, or `0`.
-/// The one duration syntax of sekisho's files and command line.
+/// Parses durations written as `250ms`, `90s`, `15m`, `2h`, `1h30m`, `1d`,
+/// or `0`. The one duration syntax of sekisho's files and command line.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t == "0" {
@@ -394,41 +394,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err("empty duration".into());
     }
-    let mut total: u64 = 0;
+    let bad = || format!("{s:?} is not a duration (use e.g. 250ms, 90s, 15m, 2h, 1h30m, 1d)");
+    let mut total_ms: u64 = 0;
     let mut num = String::new();
     let mut saw_unit = false;
-    for c in t.chars() {
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             num.push(c);
             continue;
         }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => {
-                return Err(format!(
-                    "{s:?} is not a duration (use e.g. 90s, 15m, 2h, 1h30m, 1d)"
-                ));
+        let unit_ms: u64 = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
             }
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            _ => return Err(bad()),
         };
         let n: u64 = num
             .parse()
-            .map_err(|_| format!("{s:?}: a number must come before {c:?}"))?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
+            .map_err(|_| format!("{s:?}: a number must come before each unit"))?;
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total_ms.checked_add(v))
             .ok_or_else(|| format!("{s:?} is too long"))?;
         num.clear();
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
         return Err(format!(
-            "{s:?} needs a unit after each number (s, m, h or d)"
+            "{s:?} needs a unit after each number (ms, s, m, h or d)"
         ));
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total_ms))
 }
 
 /// Formats a duration the way `parse_duration` reads it.
@@ -461,6 +463,9 @@ mod tests {
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("5ms3").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     }
 

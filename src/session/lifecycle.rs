@@ -72,7 +72,11 @@ impl Bastion {
             Ok(None) => return Err(refuse("unknown_user", format!("unknown person {user}")).await),
             Err(e) => {
                 tracing::error!(error = %e, "authorize: store unavailable");
-                return Err(refuse("internal", "sekisho cannot decide right now (internal error); try again later".into()).await);
+                return Err(refuse(
+                    "internal",
+                    "sekisho cannot decide right now (internal error); try again later".into(),
+                )
+                .await);
             }
         };
         let person = super::person_of(&record, now);
@@ -80,7 +84,11 @@ impl Bastion {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "authorize: store unavailable");
-                return Err(refuse("internal", "sekisho cannot decide right now (internal error); try again later".into()).await);
+                return Err(refuse(
+                    "internal",
+                    "sekisho cannot decide right now (internal error); try again later".into(),
+                )
+                .await);
             }
         };
         let policies = self.policies();
@@ -106,9 +114,7 @@ impl Bastion {
             Ok(None) => {
                 return Err(refuse(
                     "credential_missing",
-                    format!(
-                        "the credential for {target} is not available; ask the administrator"
-                    ),
+                    format!("the credential for {target} is not available; ask the administrator"),
                 )
                 .await);
             }
@@ -321,10 +327,13 @@ impl Bastion {
         kind: &str,
         detail: &str,
     ) {
-        let mut ev = AuditEvent::new(AuditKind::ChannelBlocked, format!("blocked {kind}: {detail}"))
-            .user(user)
-            .source(source)
-            .with("channel", kind);
+        let mut ev = AuditEvent::new(
+            AuditKind::ChannelBlocked,
+            format!("blocked {kind}: {detail}"),
+        )
+        .user(user)
+        .source(source)
+        .with("channel", kind);
         if let Some(id) = session {
             ev = ev.session(id);
         }

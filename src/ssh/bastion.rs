@@ -91,7 +91,11 @@ fn archive_event(event: SessionEvent) -> Event {
             data,
         } => Event::Output {
             channel,
-            stream: if stderr { Stream::Stderr } else { Stream::Stdout },
+            stream: if stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
             data,
         },
         SessionEvent::Pty {
@@ -161,8 +165,8 @@ fn session_status(status: EndStatus) -> SessionStatus {
 /// A stored credential is a private key when it looks like one (PEM or
 /// OpenSSH armour); anything else is a password.
 fn credential(bytes: &[u8]) -> Result<Credential, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| "the stored credential is not text".to_string())?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "the stored credential is not text".to_string())?;
     if text.trim_start().starts_with("-----BEGIN ") {
         Ok(Credential::PrivateKey(Zeroizing::new(text.to_string())))
     } else {
@@ -261,7 +265,12 @@ impl SshCore for BastionSsh {
     async fn authorize(&self, request: &AccessRequest) -> Decision {
         let a = match self
             .bastion
-            .authorize(&request.person, &request.target, Protocol::Ssh, request.source)
+            .authorize(
+                &request.person,
+                &request.target,
+                Protocol::Ssh,
+                request.source,
+            )
             .await
         {
             Ok(a) => a,
@@ -320,12 +329,10 @@ impl SshCore for BastionSsh {
             let Some(p) = pending.get_mut(&grant.session_id) else {
                 return Err(RecordingFailed("the session was not authorized".into()));
             };
-            match self.bastion.open_recording(
-                &p.authorized,
-                None,
-                None,
-                serde_json::Value::Null,
-            ) {
+            match self
+                .bastion
+                .open_recording(&p.authorized, None, None, serde_json::Value::Null)
+            {
                 Ok(r) => {
                     p.recorder = Some(r.clone());
                     Ok(r)
@@ -402,7 +409,12 @@ impl SshCore for BastionSsh {
             return;
         };
         self.bastion
-            .session_ended(&p.authorized, recorder, session_status(end.status), &end.reason)
+            .session_ended(
+                &p.authorized,
+                recorder,
+                session_status(end.status),
+                &end.reason,
+            )
             .await;
         drop(p.guard);
     }

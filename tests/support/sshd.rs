@@ -19,7 +19,9 @@ pub fn require(tool: &str, package: &str) -> PathBuf {
             return c;
         }
     }
-    panic!("{tool} is missing: install the Debian package `{package}` (apt-get install -y {package})");
+    panic!(
+        "{tool} is missing: install the Debian package `{package}` (apt-get install -y {package})"
+    );
 }
 
 /// Checks every tool the ssh suite uses.
@@ -151,8 +153,7 @@ impl Sshd {
         Sshd {
             port,
             host_key_fingerprint: fingerprint(&host_key.with_extension("pub")),
-            client_key_pem: std::fs::read_to_string(&client_key)
-                .unwrap_or_else(|e| panic!("{e}")),
+            client_key_pem: std::fs::read_to_string(&client_key).unwrap_or_else(|e| panic!("{e}")),
         }
     }
 }
