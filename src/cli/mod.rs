@@ -117,3 +117,14 @@ pub fn read_secret_line() -> anyhow::Result<zeroize::Zeroizing<String>> {
     }
     Ok(zeroize::Zeroizing::new(trimmed.to_string()))
 }
+
+/// The archive of a session: a file path as given, or the session id looked
+/// up under the configured recordings directory.
+pub fn archive_path(g: &Global, session: &str) -> anyhow::Result<PathBuf> {
+    let as_file = std::path::Path::new(session);
+    if as_file.is_file() {
+        return Ok(as_file.to_path_buf());
+    }
+    let cfg = load_config(g)?;
+    verify::find_session(&cfg.paths.recordings, session)
+}

@@ -92,7 +92,7 @@ fn configured_keys(private: &Path) -> anyhow::Result<Vec<PublicKey>> {
 }
 
 /// Finds `<recordings>/**/<id>.*` without the store.
-fn find_session(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn find_session(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
     if id.contains('/') || id.starts_with('.') || id.is_empty() {
         anyhow::bail!("{id}: no such file, and not a session id");
     }
