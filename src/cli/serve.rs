@@ -171,9 +171,17 @@ async fn poll_kill_requests(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(600));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = housekeeping.tick() => {
+                // Spent and expired tickets are of no use; keep the table small.
+                if let Err(e) = bastion.store.purge_tickets(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "purging expired tickets failed");
+                }
+                continue;
+            }
             _ = shutdown.changed() => return Ok(()),
         }
         match bastion.store.pending_kills(&bastion.node).await {
