@@ -42,8 +42,7 @@ pub async fn run(g: &Global, a: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn play(path: &std::path::Path, a: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut reader =
-        Reader::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = Reader::open(path).with_context(|| format!("opening {}", path.display()))?;
     let meta = reader.meta().clone();
     eprintln!(
         "sekisho replay: {} on {} from {}, started {} ({}x)",
@@ -76,11 +75,7 @@ fn play(path: &std::path::Path, a: &ReplayArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let data = match &item.event {
-            Event::Output { channel, data, .. }
-                if a.channel.is_none_or(|c| c == *channel) =>
-            {
-                data
-            }
+            Event::Output { channel, data, .. } if a.channel.is_none_or(|c| c == *channel) => data,
             Event::Resize { cols, rows, .. } => {
                 out.flush().ok();
                 eprintln!("\r\n[terminal resized to {cols}x{rows}]");

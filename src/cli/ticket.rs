@@ -33,8 +33,13 @@ pub async fn run(g: &Global, cmd: TicketCmd) -> anyhow::Result<ExitCode> {
         } => {
             // A ticket for a target or protocol the policies do not offer
             // could never be used; say so now rather than at sign-in.
-            let policies = crate::policy::PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, None)
-                .map_err(|e| anyhow::anyhow!("the policies have errors (run `sekisho policy check`):\n{e}"))?;
+            let policies =
+                crate::policy::PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, None)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the policies have errors (run `sekisho policy check`):\n{e}"
+                        )
+                    })?;
             let proto: crate::policy::Protocol = protocol
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?;
