@@ -250,6 +250,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, delta_us: u64, event: &Event) {
 }
 
 /// A cursor over a decompressed chunk. Data fields are zero-copy slices.
+#[derive(Debug)]
 pub(crate) struct Decoder {
     buf: Bytes,
     pos: usize,

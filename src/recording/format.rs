@@ -31,8 +31,8 @@ pub const SIGNATURE_LEN: usize = 64;
 /// Limits a reader enforces before allocating (a hostile length field must
 /// never make it allocate more).
 pub const MAX_HEADER_JSON: u32 = 1 << 20;
-pub const MAX_CHUNK_RAW: u32 = 16 << 20;
-pub const MAX_CHUNK_COMPRESSED: u32 = 17 << 20;
+pub const MAX_CHUNK_RAW: u32 = 4 << 20;
+pub const MAX_CHUNK_COMPRESSED: u32 = 5 << 20;
 pub const MAX_TRAILER_JSON: u32 = 64 << 20;
 
 /// Domain separation for the digests and the signature.

@@ -5,6 +5,7 @@
 //! read with [`Reader`], check evidence with [`verify_file`].
 
 pub mod event;
+pub mod export;
 pub mod format;
 pub mod keys;
 pub mod reader;

@@ -59,26 +59,76 @@ pub(crate) fn decompress(header: &ChunkHeader, payload: &[u8]) -> Result<Bytes, 
     Ok(Bytes::from(raw))
 }
 
-/// Decodes all events of a chunk, checking count and time range.
-pub(crate) fn decode_chunk(header: &ChunkHeader, raw: Bytes) -> Result<Vec<TimedEvent>, String> {
-    let mut d = Decoder::new(raw);
-    // Bounded by raw_len: every event takes at least two bytes.
-    let mut out = Vec::with_capacity((header.events as usize).min(header.raw_len as usize / 2));
-    let mut t = header.t_first_us;
-    while !d.is_empty() {
-        let (delta, event) = d.next_event().map_err(|e| e.to_string())?;
-        t = t.checked_add(delta).ok_or("event time overflows")?;
-        out.push(TimedEvent { t_us: t, event });
+/// Decodes a chunk's events lazily (memory stays bounded by the chunk),
+/// checking the count and time range against the chunk header at the end.
+#[derive(Debug)]
+pub(crate) struct ChunkEvents {
+    header: ChunkHeader,
+    decoder: Decoder,
+    t: u64,
+    seen: u32,
+    finished: bool,
+}
+
+impl ChunkEvents {
+    pub(crate) fn new(header: ChunkHeader, raw: Bytes) -> Self {
+        ChunkEvents {
+            t: header.t_first_us,
+            header,
+            decoder: Decoder::new(raw),
+            seen: 0,
+            finished: false,
+        }
     }
-    if out.len() != header.events as usize {
-        return Err("event count differs from the header".into());
+
+    fn step(&mut self) -> Result<Option<TimedEvent>, String> {
+        if self.decoder.is_empty() {
+            if self.seen == 0 {
+                return Err("empty chunk".into());
+            }
+            if self.seen != self.header.events {
+                return Err("event count differs from the header".into());
+            }
+            if self.t != self.header.t_last_us {
+                return Err("last event time differs from the header".into());
+            }
+            return Ok(None);
+        }
+        let (delta, event) = self.decoder.next_event().map_err(|e| e.to_string())?;
+        if self.seen == 0 && delta != 0 {
+            return Err("first event time differs from the header".into());
+        }
+        if self.seen == self.header.events {
+            return Err("more events than the header says".into());
+        }
+        self.t = self.t.checked_add(delta).ok_or("event time overflows")?;
+        self.seen += 1;
+        Ok(Some(TimedEvent {
+            t_us: self.t,
+            event,
+        }))
     }
-    if out.first().is_some_and(|e| e.t_us != header.t_first_us)
-        || out.last().is_some_and(|e| e.t_us != header.t_last_us)
-    {
-        return Err("event times differ from the header's range".into());
+}
+
+impl Iterator for ChunkEvents {
+    type Item = Result<TimedEvent, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.finished = true;
+                None
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
     }
-    Ok(out)
 }
 
 impl Reader {
@@ -175,7 +225,7 @@ impl Reader {
         let mut len = [0u8; 4];
         len.copy_from_slice(&h[4..8]);
         let len = u64::from(u32::from_le_bytes(len));
-        if len > u64::from(format::MAX_TRAILER_JSON) || off + len > self.file_len {
+        if len > u64::from(format::MAX_TRAILER_JSON) || off + 16 + len > self.file_len {
             return None;
         }
         let mut json = vec![0u8; len as usize];
@@ -202,20 +252,22 @@ impl Reader {
             .collect();
         let mut out = Vec::new();
         for entry in flagged {
-            for ev in self.chunk_events_at(entry.offset)? {
-                if matches!(ev.event, super::Event::Keyframe) {
-                    out.push(ev.t_us);
-                }
-            }
+            self.keyframes_in_chunk_at(entry.offset, &mut out)?;
         }
         Ok(out)
     }
 
-    fn chunk_events_at(&mut self, offset: u64) -> Result<Vec<TimedEvent>, ReadError> {
+    fn keyframes_in_chunk_at(&mut self, offset: u64, out: &mut Vec<u64>) -> Result<(), ReadError> {
         match format::read_next(&mut self.file, offset, self.file_len, &[0; 32]) {
             Ok(Next::Chunk { header, payload }) => {
                 let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
-                decode_chunk(&header, raw).map_err(ReadError::Corrupt)
+                for ev in ChunkEvents::new(header, raw) {
+                    let ev = ev.map_err(ReadError::Corrupt)?;
+                    if matches!(ev.event, super::Event::Keyframe) {
+                        out.push(ev.t_us);
+                    }
+                }
+                Ok(())
             }
             Ok(_) => Err(ReadError::Corrupt("index points at no chunk".into())),
             Err(p) => Err(from_problem(p)),
@@ -230,7 +282,7 @@ impl Reader {
             reader: self,
             offset,
             prev,
-            pending: Vec::new().into_iter(),
+            current: None,
             from_us: 0,
             done: false,
             truncated: false,
@@ -262,7 +314,7 @@ impl Reader {
             reader: self,
             offset,
             prev,
-            pending: Vec::new().into_iter(),
+            current: None,
             from_us: t_us,
             done,
             truncated: false,
@@ -278,7 +330,7 @@ pub struct Events<'a> {
     offset: u64,
     /// Digest to chain from; None when started mid-file (first chunk trusted).
     prev: Option<Digest>,
-    pending: std::vec::IntoIter<TimedEvent>,
+    current: Option<ChunkEvents>,
     from_us: u64,
     done: bool,
     truncated: bool,
@@ -306,13 +358,7 @@ impl Events<'_> {
                 self.prev = Some(header.digest);
                 self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
                 let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
-                let from = self.from_us;
-                let events: Vec<TimedEvent> = decode_chunk(&header, raw)
-                    .map_err(ReadError::Corrupt)?
-                    .into_iter()
-                    .filter(|e| e.t_us >= from)
-                    .collect();
-                self.pending = events.into_iter();
+                self.current = Some(ChunkEvents::new(header, raw));
                 Ok(true)
             }
             Ok(Next::Trailer(t)) => {
@@ -341,8 +387,17 @@ impl Iterator for Events<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.pending.next() {
-                return Some(Ok(e));
+            if let Some(chunk) = &mut self.current {
+                match chunk.next() {
+                    Some(Ok(e)) if e.t_us < self.from_us => continue,
+                    Some(Ok(e)) => return Some(Ok(e)),
+                    Some(Err(e)) => {
+                        self.done = true;
+                        self.current = None;
+                        return Some(Err(ReadError::Corrupt(e)));
+                    }
+                    None => self.current = None,
+                }
             }
             if self.done {
                 return None;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::event::Event;
 use super::format::{self, IndexEntry, Keyframe, Next, Problem};
 use super::keys::PublicKey;
-use super::reader::{decode_chunk, decompress};
+use super::reader::{ChunkEvents, decompress};
 
 /// Which part of the file an inconsistency was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,16 +205,30 @@ fn walk<R: std::io::Read + std::io::Seek>(
                         "time runs backwards".into(),
                     ));
                 }
-                let decoded =
-                    decompress(&header, &payload).and_then(|raw| decode_chunk(&header, raw));
-                let decoded = match decoded {
-                    Ok(d) => d,
+                let raw = match decompress(&header, &payload) {
+                    Ok(raw) => raw,
                     Err(detail) => return Ok(tampered(Region::Chunk, Some(seq), offset, detail)),
                 };
-                for e in &decoded {
-                    if matches!(e.event, Event::Keyframe) {
-                        keyframes.push(Keyframe { t_us: e.t_us, seq });
+                let mut has_keyframe = false;
+                for e in ChunkEvents::new(header, raw) {
+                    match e {
+                        Ok(e) if matches!(e.event, Event::Keyframe) => {
+                            keyframes.push(Keyframe { t_us: e.t_us, seq });
+                            has_keyframe = true;
+                        }
+                        Ok(_) => {}
+                        Err(detail) => {
+                            return Ok(tampered(Region::Chunk, Some(seq), offset, detail));
+                        }
                     }
+                }
+                if has_keyframe != (header.flags & format::FLAG_KEYFRAME != 0) {
+                    return Ok(tampered(
+                        Region::Chunk,
+                        Some(seq),
+                        offset,
+                        "keyframe flag does not match the events".into(),
+                    ));
                 }
                 index.push(IndexEntry {
                     seq,
@@ -232,15 +246,11 @@ fn walk<R: std::io::Read + std::io::Seek>(
             }
             Ok(Next::Trailer(t)) => {
                 let info = &t.info;
-                let flags_match = index
-                    .iter()
-                    .all(|e| e.keyframe == keyframes.iter().any(|k| k.seq == e.seq));
                 if info.chunks != seq
                     || info.events != events
                     || info.duration_us != last_t.unwrap_or(0)
                     || info.index != index
                     || info.keyframes != keyframes
-                    || !flags_match
                 {
                     return Ok(tampered(
                         Region::Trailer,
