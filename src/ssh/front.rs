@@ -566,10 +566,8 @@ impl<C: SshCore> Connection<C> {
                         return Ok(());
                     }
                 }
-                0x7f | 0x08 => {
-                    if line.pop().is_some() {
-                        let _ = session.data(id, Bytes::from_static(b"\x08 \x08"));
-                    }
+                0x7f | 0x08 if line.pop().is_some() => {
+                    let _ = session.data(id, Bytes::from_static(b"\x08 \x08"));
                 }
                 0x03 | 0x04 => {
                     self.end_channel_with(id, "no target chosen", session);
@@ -1205,10 +1203,12 @@ impl<C: SshCore> Handler for Connection<C> {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(ch) = self.channels.remove(&channel) {
-            if let ChanState::Running(tx) = ch.state {
-                let _ = tx.send(Input::Close).await;
-            }
+        if let Some(FrontChannel {
+            state: ChanState::Running(tx),
+            ..
+        }) = self.channels.remove(&channel)
+        {
+            let _ = tx.send(Input::Close).await;
         }
         if let Some(live) = self.live() {
             live.remove_channel(channel);

@@ -139,7 +139,10 @@ impl FakeCore {
     }
 
     pub fn audit_lines(&self) -> Vec<String> {
-        self.state.lock().map(|s| s.audit.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.audit.clone())
+            .unwrap_or_default()
     }
 
     pub fn add_ticket(&self, ticket: &str, person: &str, target: &str) {
@@ -174,7 +177,10 @@ impl FakeCore {
     }
 
     pub fn ended(&self, id: Uuid) -> Option<SessionEnd> {
-        self.state.lock().ok().and_then(|s| s.ended.get(&id).cloned())
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.ended.get(&id).cloned())
     }
 
     pub fn events(&self, id: Uuid) -> Vec<SessionEvent> {
@@ -238,13 +244,12 @@ impl SshCore for FakeCore {
             .lock()
             .ok()
             .and_then(|mut s| s.tickets.remove(secret));
-        if let Some((person, target)) = ticket {
-            if person == attempt.person
-                && attempt.target.as_ref().is_none_or(|t| *t == target)
-            {
-                self.audit(format!("signin {} ticket ok", attempt.person));
-                return FirstFactor::Ticket { target };
-            }
+        if let Some((person, target)) = ticket
+            && person == attempt.person
+            && attempt.target.as_ref().is_none_or(|t| *t == target)
+        {
+            self.audit(format!("signin {} ticket ok", attempt.person));
+            return FirstFactor::Ticket { target };
         }
         let ok = self
             .people
@@ -264,7 +269,9 @@ impl SshCore for FakeCore {
     }
 
     async fn key_is_registered(&self, person: &str, key: &OfferedKey) -> bool {
-        self.keys.get(&key.fingerprint).is_some_and(|p| *p == person)
+        self.keys
+            .get(&key.fingerprint)
+            .is_some_and(|p| *p == person)
     }
 
     async fn check_public_key(&self, attempt: &SignIn, key: &OfferedKey) -> FirstFactor {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_core;
+pub mod pty;
 pub mod sshd;
 
 use std::collections::{HashMap, HashSet};
@@ -178,8 +179,8 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 
 /// Runs a gateway on its own runtime thread for the whole test binary.
 fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let port = listener
         .local_addr()
         .map(|a| a.port())

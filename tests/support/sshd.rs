@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// Fails (does not skip) when a tool is missing, naming the Debian package.
@@ -19,7 +19,9 @@ pub fn require(tool: &str, package: &str) -> PathBuf {
             return c;
         }
     }
-    panic!("{tool} is missing: install the Debian package `{package}` (apt-get install -y {package})");
+    panic!(
+        "{tool} is missing: install the Debian package `{package}` (apt-get install -y {package})"
+    );
 }
 
 /// Checks every tool the ssh suite uses.
@@ -68,31 +70,28 @@ pub fn fingerprint(pub_path: &Path) -> String {
         .to_string()
 }
 
-/// Pids of daemons to stop when the test binary exits.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Daemons to stop when the test binary exits.
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 extern "C" fn stop_children() {
-    if let Ok(pids) = CHILDREN.lock() {
-        for pid in pids.iter() {
-            if let Ok(pid) = i32::try_from(*pid) {
-                // SAFETY: plain kill(2) on a pid this process started.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
+    if let Ok(mut children) = CHILDREN.lock() {
+        for child in children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
-pub fn stop_at_exit(pid: u32) {
-    if let Ok(mut pids) = CHILDREN.lock() {
-        if pids.is_empty() {
+/// Keeps a daemon until the test binary exits, then stops it.
+pub fn stop_at_exit(child: Child) {
+    if let Ok(mut children) = CHILDREN.lock() {
+        if children.is_empty() {
             // SAFETY: registering a plain extern "C" fn with atexit(3).
             unsafe {
                 libc::atexit(stop_children);
             }
         }
-        pids.push(pid);
+        children.push(child);
     }
 }
 
@@ -141,7 +140,7 @@ impl Sshd {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
-        stop_at_exit(child.id());
+        stop_at_exit(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
@@ -151,8 +150,7 @@ impl Sshd {
         Sshd {
             port,
             host_key_fingerprint: fingerprint(&host_key.with_extension("pub")),
-            client_key_pem: std::fs::read_to_string(&client_key)
-                .unwrap_or_else(|e| panic!("{e}")),
+            client_key_pem: std::fs::read_to_string(&client_key).unwrap_or_else(|e| panic!("{e}")),
         }
     }
 }
