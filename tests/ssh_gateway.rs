@@ -742,3 +742,36 @@ fn without_a_target_and_without_a_terminal_the_targets_are_listed() {
     let err = text(&out.stderr);
     assert!(err.contains("db01") && err.contains("Name one"), "{err}");
 }
+
+#[test]
+fn exit_signal_is_relayed_and_recorded() {
+    let out = ssh("tanaka@db01")
+        .remote("echo sig-marker; kill -TERM $$")
+        .output_with_input(b"sig-input-marker\n");
+    // OpenSSH exits 255 when the remote command died of a signal.
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let id = session_with_input("sig-input-marker").unwrap_or_else(|| panic!("no recording"));
+    assert!(wait_for(Duration::from_secs(5), || env().core.finished(id)));
+    let events = env().core.events(id);
+    assert!(
+        events.iter().any(|e| matches!(e,
+            SessionEvent::Exit { status: sekisho::ssh::core::ExitStatus::Signal { name, .. }, .. } if name == "TERM")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_recording_that_breaks_ends_the_session() {
+    let out = ssh("tanaka@recbreak")
+        .remote("for i in $(seq 1 100); do echo line$i; sleep 0.05; done")
+        .output();
+    let shown = text(&out.stdout);
+    assert!(
+        !shown.contains("line100"),
+        "the session went on unrecorded: {shown}"
+    );
+    assert!(
+        text(&out.stderr).contains("session ended: recording failed: no space left"),
+        "{out:?}"
+    );
+}

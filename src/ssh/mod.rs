@@ -31,6 +31,11 @@ pub use self::core::SshCore;
 pub enum SshError {
     #[error("cannot read the SSH host key {path}: {message} (run `sekisho init` to create it)")]
     HostKey { path: String, message: String },
+    #[error("cannot listen for SSH on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the SSH listener failed: {0}")]
     Listener(#[from] std::io::Error),
 }
@@ -153,4 +158,26 @@ pub async fn serve<C: SshCore>(
         }
     }
     Ok(())
+}
+
+/// Binds `[ssh] listen` from `sekisho.toml`, loads the host key made by
+/// `sekisho init` (`paths.ssh_host_key()`), and serves until `shutdown`.
+pub async fn serve_with_config<C: SshCore>(
+    config: &crate::config::Config,
+    core: Arc<C>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SshError> {
+    let host_key = load_host_key(&config.paths.ssh_host_key())?;
+    let addr = config.ssh.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| SshError::Bind { addr, source })?;
+    serve(
+        listener,
+        host_key,
+        core,
+        Limits::from_config(config),
+        shutdown,
+    )
+    .await
 }

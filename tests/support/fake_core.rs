@@ -79,6 +79,8 @@ pub struct Target {
     pub pin: String,
     pub lifetime: Duration,
     pub recording_fails: bool,
+    /// The recorder fails once it holds this many events (disk full mid-session).
+    pub recording_breaks_after: Option<usize>,
 }
 
 /// One recorded session.
@@ -90,6 +92,7 @@ pub struct Recording {
 
 pub struct FakeRecorder {
     recording: Arc<Mutex<Recording>>,
+    breaks_after: Option<usize>,
 }
 
 impl SessionRecorder for FakeRecorder {
@@ -98,6 +101,9 @@ impl SessionRecorder for FakeRecorder {
             .recording
             .lock()
             .map_err(|_| RecordingFailed("poisoned".into()))?;
+        if self.breaks_after.is_some_and(|n| r.events.len() >= n) {
+            return Err(RecordingFailed("no space left on the archive disk".into()));
+        }
         r.events.push(event);
         Ok(())
     }
@@ -390,7 +396,14 @@ impl SshCore for FakeCore {
         if let Ok(mut s) = self.state.lock() {
             s.recordings.insert(grant.session_id, recording.clone());
         }
-        Ok(FakeRecorder { recording })
+        let breaks_after = self
+            .targets
+            .get(grant.target.as_str())
+            .and_then(|t| t.recording_breaks_after);
+        Ok(FakeRecorder {
+            recording,
+            breaks_after,
+        })
     }
 
     async fn session_started(&self, live: &LiveSession) -> KillSignal {

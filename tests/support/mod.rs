@@ -87,6 +87,7 @@ fn setup() -> Env {
         pin: target.host_key_fingerprint.clone(),
         lifetime: Duration::from_secs(3600),
         recording_fails: false,
+        recording_breaks_after: None,
     };
     let mut targets = HashMap::new();
     targets.insert("db01", base.clone());
@@ -102,6 +103,13 @@ fn setup() -> Env {
         "short",
         Target {
             lifetime: Duration::from_secs(5),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "recbreak",
+        Target {
+            recording_breaks_after: Some(12),
             ..base.clone()
         },
     );
