@@ -775,3 +775,44 @@ fn a_recording_that_breaks_ends_the_session() {
         "{out:?}"
     );
 }
+
+#[test]
+fn keyboard_interactive_alone_asks_password_then_code() {
+    let wrong = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .code(&fake_core::wrong_code())
+        .remote("echo kbd-only")
+        .output();
+    assert_denied_generic(&wrong);
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .remote("echo kbd-only")
+        .output();
+    assert_eq!(text(&out.stdout), "kbd-only\n", "{out:?}");
+}
+
+#[test]
+fn ticket_as_a_keyboard_interactive_answer() {
+    env().core.add_ticket("tkt-KBD-0042", "tanaka", "db01");
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .password("tkt-KBD-0042")
+        .code("not-asked")
+        .remote("echo kbd-ticket")
+        .output();
+    assert_eq!(text(&out.stdout), "kbd-ticket\n", "{out:?}");
+}
+
+#[test]
+fn a_ticket_names_the_target_when_the_user_name_does_not() {
+    env().core.add_ticket("tkt-NOTARGET-7", "tanaka", "db01");
+    let out = ssh("tanaka")
+        .password("tkt-NOTARGET-7")
+        .code("not-asked")
+        .remote("echo ticket-target")
+        .output();
+    assert_eq!(text(&out.stdout), "ticket-target\n", "{out:?}");
+}
