@@ -816,3 +816,61 @@ fn a_ticket_names_the_target_when_the_user_name_does_not() {
         .output();
     assert_eq!(text(&out.stdout), "ticket-target\n", "{out:?}");
 }
+
+#[test]
+fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
+    let e = env();
+    let (port, stop) = support::start_gateway_until(&e.host_key, e.core.clone(), e.limits.clone());
+    let mut child = ssh("tanaka@shutdown01")
+        .port(port)
+        .remote("echo up; sleep 30")
+        .spawn();
+    assert!(wait_for(Duration::from_secs(10), || !e
+        .core
+        .live_sessions("tanaka", "shutdown01")
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = stop.send(());
+    let exited = wait_for(Duration::from_secs(3), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(exited, "the session outlived the shutdown");
+    assert!(
+        text(&out.stderr).contains("sekisho: session ended: sekisho is shutting down"),
+        "{out:?}"
+    );
+    assert!(wait_for(Duration::from_secs(3), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+}
+
+#[test]
+fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
+    use std::io::{Read, Write};
+    let e = env();
+    let limits = sekisho::ssh::Limits {
+        login_grace: Duration::from_secs(2),
+        ..e.limits.clone()
+    };
+    let (port, _stop) = support::start_gateway_until(&e.host_key, e.core.clone(), limits);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2 slowpoke\r\n");
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    }
+    let elapsed = start.elapsed();
+    assert!(text(&all).starts_with("SSH-2.0-sekisho"));
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8),
+        "closed after {elapsed:?}"
+    );
+}

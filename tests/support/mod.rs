@@ -29,6 +29,8 @@ pub struct Env {
     pub ssh_config: PathBuf,
     pub askpass: PathBuf,
     pub vendor_key: PathBuf,
+    pub host_key: PathBuf,
+    pub limits: Limits,
 }
 
 static ENV: OnceLock<Env> = OnceLock::new();
@@ -92,6 +94,7 @@ fn setup() -> Env {
     let mut targets = HashMap::new();
     targets.insert("db01", base.clone());
     targets.insert("app01", base.clone());
+    targets.insert("shutdown01", base.clone());
     targets.insert(
         "badpin",
         Target {
@@ -140,8 +143,10 @@ fn setup() -> Env {
         idle_timeout: Duration::ZERO,
         warn_before_end: Duration::from_secs(3),
         time_zone: chrono_tz::Asia::Tokyo,
+        login_grace: sekisho::ssh::LOGIN_GRACE,
     };
     let port = start_gateway(&host_key_path, core.clone(), limits.clone());
+    let gateway_limits = limits.clone();
     let idle_port = start_gateway(
         &host_key_path,
         core.clone(),
@@ -176,6 +181,8 @@ fn setup() -> Env {
         ssh_config,
         askpass,
         vendor_key,
+        host_key: host_key_path,
+        limits: gateway_limits,
     }
 }
 
@@ -187,6 +194,19 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 
 /// Runs a gateway on its own runtime thread for the whole test binary.
 fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits) -> u16 {
+    let (port, stop) = start_gateway_until(host_key, core, limits);
+    // Never stopped: dropping the sender would stop it, so keep it forever.
+    std::mem::forget(stop);
+    port
+}
+
+/// Runs a gateway that stops when the returned sender fires (or is dropped).
+pub fn start_gateway_until(
+    host_key: &std::path::Path,
+    core: Arc<FakeCore>,
+    limits: Limits,
+) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let port = listener
@@ -206,14 +226,15 @@ fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits
         rt.block_on(async move {
             let listener =
                 tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            if let Err(e) =
-                sekisho::ssh::serve(listener, key, core, limits, std::future::pending()).await
-            {
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = sekisho::ssh::serve(listener, key, core, limits, stop).await {
                 panic!("gateway stopped: {e}");
             }
         });
     });
-    port
+    (port, stop_tx)
 }
 
 /// An OpenSSH client invocation through the gateway.
