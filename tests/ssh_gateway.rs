@@ -874,3 +874,43 @@ fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
         "closed after {elapsed:?}"
     );
 }
+
+// ---- back side -------------------------------------------------------------
+
+#[test]
+fn password_credential_is_injected() {
+    let out = ssh("tanaka@pw01").remote("id -un").output();
+    assert_eq!(text(&out.stdout), "sekisho-maint\n", "{out:?}");
+}
+
+#[test]
+fn a_credential_the_target_refuses_is_explained() {
+    let out = ssh("tanaka@badcred").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("refused sekisho's credential for account sekisho-maint"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-maint-password"),
+        "the credential leaked: {err}"
+    );
+}
+
+#[test]
+fn an_unreachable_target_is_explained() {
+    let out = ssh("tanaka@down").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("cannot reach down (127.0.0.1:"),
+        "{out:?}"
+    );
+    let ended = env().core.audit_lines();
+    assert!(
+        ended
+            .iter()
+            .any(|l| l.starts_with("session-ended") && l.contains("target-failed")),
+        "{ended:?}"
+    );
+}

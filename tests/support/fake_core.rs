@@ -76,6 +76,8 @@ pub struct Target {
     pub port: u16,
     pub account: String,
     pub private_key_pem: String,
+    /// When set, sekisho signs in to the target with this password instead.
+    pub password: Option<String>,
     pub pin: String,
     pub lifetime: Duration,
     pub recording_fails: bool,
@@ -374,7 +376,10 @@ impl SshCore for FakeCore {
             address: t.address.clone(),
             port: t.port,
             account: t.account.clone(),
-            credential: Credential::PrivateKey(Zeroizing::new(t.private_key_pem.clone())),
+            credential: match &t.password {
+                Some(p) => Credential::Password(Zeroizing::new(p.clone())),
+                None => Credential::PrivateKey(Zeroizing::new(t.private_key_pem.clone())),
+            },
             host_key_fingerprint: t.pin.clone(),
             ends_at,
         })

@@ -86,6 +86,7 @@ fn setup() -> Env {
         port: target.port,
         account: "root".into(),
         private_key_pem: target.client_key_pem.clone(),
+        password: None,
         pin: target.host_key_fingerprint.clone(),
         lifetime: Duration::from_secs(3600),
         recording_fails: false,
@@ -95,6 +96,30 @@ fn setup() -> Env {
     targets.insert("db01", base.clone());
     targets.insert("app01", base.clone());
     targets.insert("shutdown01", base.clone());
+    sshd::ensure_maint_user();
+    targets.insert(
+        "pw01",
+        Target {
+            account: sshd::MAINT_USER.into(),
+            password: Some(sshd::MAINT_PASSWORD.into()),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "badcred",
+        Target {
+            password: Some("not-the-maint-password".into()),
+            account: sshd::MAINT_USER.into(),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "down",
+        Target {
+            port: sshd::free_port(),
+            ..base.clone()
+        },
+    );
     targets.insert(
         "badpin",
         Target {

@@ -121,7 +121,7 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
-                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile {ak}\nStrictModes no\n\
                  Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nAllowAgentForwarding yes\n\
                  X11Forwarding yes\nAcceptEnv LANG LC_* SEKISHO_TEST_*\nLogLevel ERROR\n\
@@ -153,4 +153,32 @@ impl Sshd {
             client_key_pem: std::fs::read_to_string(&client_key).unwrap_or_else(|e| panic!("{e}")),
         }
     }
+}
+
+/// The local account sekisho signs in to with a password.
+pub const MAINT_USER: &str = "sekisho-maint";
+pub const MAINT_PASSWORD: &str = "Maint-Pass-4711";
+
+/// Creates (idempotently) the password account on this machine.
+pub fn ensure_maint_user() {
+    let exists = run(Command::new("id").arg(MAINT_USER)).status.success();
+    if !exists {
+        let useradd = require("/usr/sbin/useradd", "passwd");
+        let out = run(Command::new(useradd).args(["-m", "-s", "/bin/sh", MAINT_USER]));
+        assert!(
+            out.status.success(),
+            "useradd failed (run the tests as root): {out:?}"
+        );
+    }
+    let chpasswd = require("/usr/sbin/chpasswd", "passwd");
+    let mut child = Command::new(chpasswd)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chpasswd: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = writeln!(stdin, "{MAINT_USER}:{MAINT_PASSWORD}");
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("chpasswd: {e}"));
+    assert!(status.success(), "chpasswd failed (run the tests as root)");
 }
