@@ -715,24 +715,36 @@ fn idle_sessions_end() {
 
 #[test]
 fn without_a_target_the_menu_connects_to_the_chosen_one() {
-    use std::io::Write;
-    let mut c = ssh("tanaka").arg("-tt").command();
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
-    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = stdin.write_all(b"db01\n");
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = stdin.write_all(b"echo menu-$((40+2))\nexit 7\n");
-    drop(stdin);
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let shown = text(&out.stdout);
-    assert!(shown.contains("targets you may reach now"), "{shown}");
-    assert!(shown.contains("db01") && shown.contains("app01"), "{shown}");
-    assert!(shown.contains("menu-42"), "{shown}");
-    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let mut term = support::pty::spawn(ssh("tanaka").arg("-t").command(), 100, 30);
+    let shows = |term: &support::pty::PtyChild, what: &str| {
+        wait_for(Duration::from_secs(15), || term.text().contains(what))
+    };
+    assert!(shows(&term, "Choose a target"), "{}", term.text());
+    let menu = term.text();
+    assert!(menu.contains("targets you may reach now"), "{menu}");
+    assert!(
+        menu.contains("db01") && menu.contains("app01") && menu.contains("ssh until"),
+        "{menu}"
+    );
+    term.write(b"nosuch\r");
+    assert!(shows(&term, "no target \"nosuch\""), "{}", term.text());
+    term.write(b"db01\r");
+    assert!(shows(&term, "root@"), "{}", term.text());
+    term.write(b"echo menu-$((40+2))\r");
+    assert!(shows(&term, "menu-42"), "{}", term.text());
+    term.write(b"exit 7\r");
+    let exited = wait_for(Duration::from_secs(10), || {
+        matches!(term.child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = term.child.kill();
+    }
+    assert_eq!(
+        term.child.wait().ok().and_then(|s| s.code()),
+        Some(7),
+        "{}",
+        term.text()
+    );
 }
 
 #[test]
