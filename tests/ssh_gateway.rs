@@ -519,6 +519,60 @@ fn recorded_output(id: uuid::Uuid, want_stderr: bool) -> Vec<u8> {
 }
 
 #[test]
+fn interactive_shell_on_a_terminal_relays_size_and_resizes() {
+    let mut term = support::pty::spawn(ssh("tanaka@db01").arg("-t").command(), 100, 30);
+    assert!(
+        wait_for(Duration::from_secs(10), || term.text().contains("root@")),
+        "{}",
+        term.text()
+    );
+    term.write(b"echo size-marker; stty size\n");
+    assert!(
+        wait_for(Duration::from_secs(5), || term.text().contains("30 100")),
+        "{}",
+        term.text()
+    );
+    term.resize(120, 40);
+    std::thread::sleep(Duration::from_millis(300));
+    term.write(b"stty size\n");
+    assert!(
+        wait_for(Duration::from_secs(5), || term.text().contains("40 120")),
+        "{}",
+        term.text()
+    );
+    term.write(b"exit 6\n");
+    assert!(wait_for(Duration::from_secs(5), || matches!(
+        term.child.try_wait(),
+        Ok(Some(_))
+    )));
+    assert_eq!(term.child.wait().ok().and_then(|s| s.code()), Some(6));
+    let id = session_with_input("size-marker").unwrap_or_else(|| panic!("no recording"));
+    let events = env().core.events(id);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            SessionEvent::Pty {
+                cols: 100,
+                rows: 30,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            SessionEvent::Resize {
+                cols: 120,
+                rows: 40,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn interactive_shell_through_a_pty_is_recorded_byte_for_byte() {
     let out = ssh("tanaka@db01")
         .arg("-tt")
@@ -530,9 +584,7 @@ fn interactive_shell_through_a_pty_is_recorded_byte_for_byte() {
     assert!(wait_for(Duration::from_secs(5), || env().core.finished(id)));
     let events = env().core.events(id);
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Pty { cols, rows, .. } if *cols > 0 && *rows > 0)),
+        events.iter().any(|e| matches!(e, SessionEvent::Pty { .. })),
         "{events:?}"
     );
     assert!(
@@ -663,24 +715,36 @@ fn idle_sessions_end() {
 
 #[test]
 fn without_a_target_the_menu_connects_to_the_chosen_one() {
-    use std::io::Write;
-    let mut c = ssh("tanaka").arg("-tt").command();
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
-    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = stdin.write_all(b"db01\n");
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = stdin.write_all(b"echo menu-$((40+2))\nexit 7\n");
-    drop(stdin);
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let shown = text(&out.stdout);
-    assert!(shown.contains("targets you may reach now"), "{shown}");
-    assert!(shown.contains("db01") && shown.contains("app01"), "{shown}");
-    assert!(shown.contains("menu-42"), "{shown}");
-    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let mut term = support::pty::spawn(ssh("tanaka").arg("-t").command(), 100, 30);
+    let shows = |term: &support::pty::PtyChild, what: &str| {
+        wait_for(Duration::from_secs(15), || term.text().contains(what))
+    };
+    assert!(shows(&term, "Choose a target"), "{}", term.text());
+    let menu = term.text();
+    assert!(menu.contains("targets you may reach now"), "{menu}");
+    assert!(
+        menu.contains("db01") && menu.contains("app01") && menu.contains("ssh until"),
+        "{menu}"
+    );
+    term.write(b"nosuch\r");
+    assert!(shows(&term, "no target \"nosuch\""), "{}", term.text());
+    term.write(b"db01\r");
+    assert!(shows(&term, "root@"), "{}", term.text());
+    term.write(b"echo menu-$((40+2))\r");
+    assert!(shows(&term, "menu-42"), "{}", term.text());
+    term.write(b"exit 7\r");
+    let exited = wait_for(Duration::from_secs(10), || {
+        matches!(term.child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = term.child.kill();
+    }
+    assert_eq!(
+        term.child.wait().ok().and_then(|s| s.code()),
+        Some(7),
+        "{}",
+        term.text()
+    );
 }
 
 #[test]
@@ -689,4 +753,176 @@ fn without_a_target_and_without_a_terminal_the_targets_are_listed() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = text(&out.stderr);
     assert!(err.contains("db01") && err.contains("Name one"), "{err}");
+}
+
+#[test]
+fn exit_signal_is_relayed_and_recorded() {
+    let out = ssh("tanaka@db01")
+        .remote("echo sig-marker; kill -TERM $$")
+        .output_with_input(b"sig-input-marker\n");
+    // OpenSSH exits 255 when the remote command died of a signal.
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let id = session_with_input("sig-input-marker").unwrap_or_else(|| panic!("no recording"));
+    assert!(wait_for(Duration::from_secs(5), || env().core.finished(id)));
+    let events = env().core.events(id);
+    assert!(
+        events.iter().any(|e| matches!(e,
+            SessionEvent::Exit { status: sekisho::ssh::core::ExitStatus::Signal { name, .. }, .. } if name == "TERM")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_recording_that_breaks_ends_the_session() {
+    let out = ssh("tanaka@recbreak")
+        .remote("for i in $(seq 1 100); do echo line$i; sleep 0.05; done")
+        .output();
+    let shown = text(&out.stdout);
+    assert!(
+        !shown.contains("line100"),
+        "the session went on unrecorded: {shown}"
+    );
+    assert!(
+        text(&out.stderr).contains("session ended: recording failed: no space left"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn keyboard_interactive_alone_asks_password_then_code() {
+    let wrong = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .code(&fake_core::wrong_code())
+        .remote("echo kbd-only")
+        .output();
+    assert_denied_generic(&wrong);
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .remote("echo kbd-only")
+        .output();
+    assert_eq!(text(&out.stdout), "kbd-only\n", "{out:?}");
+}
+
+#[test]
+fn ticket_as_a_keyboard_interactive_answer() {
+    env().core.add_ticket("tkt-KBD-0042", "tanaka", "db01");
+    let out = ssh("tanaka@db01")
+        .arg("-o")
+        .arg("PreferredAuthentications=keyboard-interactive")
+        .password("tkt-KBD-0042")
+        .code("not-asked")
+        .remote("echo kbd-ticket")
+        .output();
+    assert_eq!(text(&out.stdout), "kbd-ticket\n", "{out:?}");
+}
+
+#[test]
+fn a_ticket_names_the_target_when_the_user_name_does_not() {
+    env().core.add_ticket("tkt-NOTARGET-7", "tanaka", "db01");
+    let out = ssh("tanaka")
+        .password("tkt-NOTARGET-7")
+        .code("not-asked")
+        .remote("echo ticket-target")
+        .output();
+    assert_eq!(text(&out.stdout), "ticket-target\n", "{out:?}");
+}
+
+#[test]
+fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
+    let e = env();
+    let (port, stop) = support::start_gateway_until(&e.host_key, e.core.clone(), e.limits.clone());
+    let mut child = ssh("tanaka@shutdown01")
+        .port(port)
+        .remote("echo up; sleep 30")
+        .spawn();
+    assert!(wait_for(Duration::from_secs(10), || !e
+        .core
+        .live_sessions("tanaka", "shutdown01")
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = stop.send(());
+    let exited = wait_for(Duration::from_secs(3), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(exited, "the session outlived the shutdown");
+    assert!(
+        text(&out.stderr).contains("sekisho: session ended: sekisho is shutting down"),
+        "{out:?}"
+    );
+    assert!(wait_for(Duration::from_secs(3), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+}
+
+#[test]
+fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
+    use std::io::{Read, Write};
+    let e = env();
+    let limits = sekisho::ssh::Limits {
+        login_grace: Duration::from_secs(2),
+        ..e.limits.clone()
+    };
+    let (port, _stop) = support::start_gateway_until(&e.host_key, e.core.clone(), limits);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2 slowpoke\r\n");
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    }
+    let elapsed = start.elapsed();
+    assert!(text(&all).starts_with("SSH-2.0-sekisho"));
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8),
+        "closed after {elapsed:?}"
+    );
+}
+
+// ---- back side -------------------------------------------------------------
+
+#[test]
+fn password_credential_is_injected() {
+    let out = ssh("tanaka@pw01").remote("id -un").output();
+    assert_eq!(text(&out.stdout), "sekisho-maint\n", "{out:?}");
+}
+
+#[test]
+fn a_credential_the_target_refuses_is_explained() {
+    let out = ssh("tanaka@badcred").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("refused sekisho's credential for account sekisho-maint"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-maint-password"),
+        "the credential leaked: {err}"
+    );
+}
+
+#[test]
+fn an_unreachable_target_is_explained() {
+    let out = ssh("tanaka@down").remote("true").output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("cannot reach down (127.0.0.1:"),
+        "{out:?}"
+    );
+    let ended = env().core.audit_lines();
+    assert!(
+        ended
+            .iter()
+            .any(|l| l.starts_with("session-ended") && l.contains("target-failed")),
+        "{ended:?}"
+    );
 }

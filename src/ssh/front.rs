@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -124,6 +125,8 @@ struct PtyRequest {
 /// One client connection.
 pub(crate) struct Connection<C: SshCore> {
     shared: Arc<Shared<C>>,
+    /// Read by the accept loop to enforce the sign-in grace time.
+    signed_in_flag: Arc<AtomicBool>,
     source: IpAddr,
     auth: AuthStage,
     signed_in: Option<SignedIn>,
@@ -166,9 +169,14 @@ fn offered_key(key: &PublicKey) -> OfferedKey {
 }
 
 impl<C: SshCore> Connection<C> {
-    pub(crate) fn new(shared: Arc<Shared<C>>, source: IpAddr) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<C>>,
+        source: IpAddr,
+        signed_in_flag: Arc<AtomicBool>,
+    ) -> Self {
         Connection {
             shared,
+            signed_in_flag,
             source: crate::config::canonical_ip(source),
             auth: AuthStage::Start,
             signed_in: None,
@@ -198,6 +206,7 @@ impl<C: SshCore> Connection<C> {
         let target = ticket_target.or_else(|| attempt.target.clone());
         tracing::info!(user = %attempt.person, target = ?target, source = %self.source, by_ticket, "ssh sign-in succeeded");
         self.auth = AuthStage::Start;
+        self.signed_in_flag.store(true, Ordering::Relaxed);
         self.signed_in = Some(SignedIn {
             person: attempt.person.clone(),
             target,
@@ -566,10 +575,8 @@ impl<C: SshCore> Connection<C> {
                         return Ok(());
                     }
                 }
-                0x7f | 0x08 => {
-                    if line.pop().is_some() {
-                        let _ = session.data(id, Bytes::from_static(b"\x08 \x08"));
-                    }
+                0x7f | 0x08 if line.pop().is_some() => {
+                    let _ = session.data(id, Bytes::from_static(b"\x08 \x08"));
                 }
                 0x03 | 0x04 => {
                     self.end_channel_with(id, "no target chosen", session);
@@ -1205,10 +1212,12 @@ impl<C: SshCore> Handler for Connection<C> {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(ch) = self.channels.remove(&channel) {
-            if let ChanState::Running(tx) = ch.state {
-                let _ = tx.send(Input::Close).await;
-            }
+        if let Some(FrontChannel {
+            state: ChanState::Running(tx),
+            ..
+        }) = self.channels.remove(&channel)
+        {
+            let _ = tx.send(Input::Close).await;
         }
         if let Some(live) = self.live() {
             live.remove_channel(channel);

@@ -133,8 +133,14 @@ impl<R: SessionRecorder> Live<R> {
     }
 }
 
+/// Far enough to mean "never" without overflowing `Instant` arithmetic.
+const FAR: Duration = Duration::from_secs(100 * 365 * 86400);
+
 fn instant_of(at: DateTime<Utc>) -> Instant {
-    let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    let left = (at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .min(FAR);
     Instant::now() + left
 }
 
@@ -161,7 +167,7 @@ pub(crate) async fn supervise<C: SshCore>(
         let idle_deadline = if limits.idle_timeout.is_zero() {
             None
         } else {
-            Some(live.last_input() + limits.idle_timeout)
+            live.last_input().checked_add(limits.idle_timeout.min(FAR))
         };
         tokio::select! {
             changed = end_rx.changed() => {
@@ -193,7 +199,9 @@ pub(crate) async fn supervise<C: SshCore>(
                     None => std::future::pending().await,
                 }
             } => {
-                if live.last_input() + limits.idle_timeout <= Instant::now() {
+                if idle_deadline.is_some_and(|d| d <= Instant::now())
+                    && live.last_input().checked_add(limits.idle_timeout.min(FAR)).is_some_and(|d| d <= Instant::now())
+                {
                     break (EndStatus::IdleTimeout, format!(
                         "no input for {}", crate::config::format_duration(limits.idle_timeout)));
                 }

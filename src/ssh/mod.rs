@@ -17,10 +17,10 @@ pub mod rules;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::keys::PrivateKey;
-use russh::server::Server as _;
 use russh::{MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,6 +32,11 @@ pub use self::core::SshCore;
 pub enum SshError {
     #[error("cannot read the SSH host key {path}: {message} (run `sekisho init` to create it)")]
     HostKey { path: String, message: String },
+    #[error("cannot listen for SSH on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the SSH listener failed: {0}")]
     Listener(#[from] std::io::Error),
 }
@@ -47,6 +52,8 @@ pub struct Limits {
     pub warn_before_end: Duration,
     /// For times shown to the person.
     pub time_zone: chrono_tz::Tz,
+    /// How long a client may take from connecting to signing in.
+    pub login_grace: Duration,
 }
 
 impl Limits {
@@ -56,6 +63,7 @@ impl Limits {
             idle_timeout: config.sessions.idle_timeout,
             warn_before_end: config.sessions.warn_before_end,
             time_zone: config.time_zone,
+            login_grace: LOGIN_GRACE,
         }
     }
 }
@@ -74,26 +82,6 @@ pub(crate) struct Shared<C> {
     pub limits: Arc<Limits>,
     pub back_config: Arc<russh::client::Config>,
     pub shutdown: watch::Receiver<bool>,
-}
-
-struct Acceptor<C> {
-    shared: Arc<Shared<C>>,
-}
-
-impl<C: SshCore> russh::server::Server for Acceptor<C> {
-    type Handler = front::Connection<C>;
-
-    fn new_client(&mut self, peer: Option<std::net::SocketAddr>) -> Self::Handler {
-        let source = peer
-            .map(|p| p.ip())
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        tracing::debug!(%source, "ssh connection");
-        front::Connection::new(self.shared.clone(), source)
-    }
-
-    fn handle_session_error(&mut self, error: front::FrontError) {
-        tracing::debug!(%error, "ssh connection ended with an error");
-    }
 }
 
 /// The russh server configuration sekisho uses.
@@ -121,8 +109,11 @@ fn server_config(host_key: PrivateKey) -> russh::server::Config {
     }
 }
 
+/// How long a client may take to sign in (OpenSSH's LoginGraceTime).
+pub const LOGIN_GRACE: Duration = Duration::from_secs(120);
+
 /// Runs the SSH gateway on `listener` until `shutdown` resolves; then stops
-/// accepting and ends live sessions with a message.
+/// accepting and ends every connection, telling people in a session why.
 pub async fn serve<C: SshCore>(
     listener: TcpListener,
     host_key: PrivateKey,
@@ -137,21 +128,143 @@ pub async fn serve<C: SshCore>(
         back_config: back::client_config(),
         shutdown: shutdown_rx,
     });
-    let mut acceptor = Acceptor { shared };
     let config = Arc::new(server_config(host_key));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "ssh gateway listening");
     }
-    let running = acceptor.run_on_socket(config, &listener);
-    let handle = running.handle();
-    tokio::select! {
-        r = running => r?,
-        () = shutdown => {
-            let _ = shutdown_tx.send(true);
-            // Let supervisors tell people why before the server cuts them.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            handle.shutdown("sekisho is shutting down".into());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(shared.clone(), config.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the others.
+                    tracing::warn!(error = %e, "ssh accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
         }
     }
+    tracing::info!("ssh gateway shutting down");
+    let _ = shutdown_tx.send(true);
+    // Let supervisors tell people why before connections are cut.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
+}
+
+/// One client connection: the russh session, the sign-in grace time, and
+/// the shutdown signal.
+async fn connection<C: SshCore>(
+    shared: Arc<Shared<C>>,
+    config: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    // A second descriptor of the socket, to cut a connection that russh
+    // would keep waiting on (a stalled handshake ignores a disconnect).
+    let (stream, cutter) = match split_off_cutter(stream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::warn!(source = %peer.ip(), %error, "cannot set up ssh connection");
+            return;
+        }
+    };
+    let signed_in = Arc::new(AtomicBool::new(false));
+    let mut shutdown = shared.shutdown.clone();
+    let deadline = tokio::time::Instant::now() + shared.limits.login_grace;
+    let handler = front::Connection::new(shared, peer.ip(), signed_in.clone());
+    tracing::debug!(source = %peer.ip(), "ssh connection");
+    let session = match tokio::time::timeout_at(
+        deadline,
+        russh::server::run_stream(config, stream, handler),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tracing::debug!(source = %peer.ip(), %error, "ssh handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(source = %peer.ip(), "no SSH handshake within the sign-in grace time");
+            let _ = cutter.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    let grace = tokio::time::sleep_until(deadline);
+    tokio::pin!(grace);
+    let mut grace_over = false;
+    let reason = loop {
+        tokio::select! {
+            result = &mut session => {
+                if let Err(error) = result {
+                    tracing::debug!(source = %peer.ip(), %error, "ssh connection ended with an error");
+                }
+                return;
+            }
+            () = &mut grace, if !grace_over => {
+                grace_over = true;
+                if !signed_in.load(Ordering::Relaxed) {
+                    break "sign-in took too long";
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break "sekisho is shutting down";
+                }
+            }
+        }
+    };
+    if reason != "sekisho is shutting down" || !signed_in.load(Ordering::Relaxed) {
+        tracing::info!(source = %peer.ip(), reason, "closing ssh connection");
+    } else {
+        // A live session's supervisor tells the person first.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into())
+        .await;
+    if tokio::time::timeout(Duration::from_secs(2), &mut session)
+        .await
+        .is_err()
+    {
+        let _ = cutter.shutdown(std::net::Shutdown::Both);
+        let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
+    }
+}
+
+fn split_off_cutter(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let std_stream = stream.into_std()?;
+    let cutter = std_stream.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std_stream)?, cutter))
+}
+
+/// Binds `[ssh] listen` from `sekisho.toml`, loads the host key made by
+/// `sekisho init` (`paths.ssh_host_key()`), and serves until `shutdown`.
+pub async fn serve_with_config<C: SshCore>(
+    config: &crate::config::Config,
+    core: Arc<C>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SshError> {
+    let host_key = load_host_key(&config.paths.ssh_host_key())?;
+    let addr = config.ssh.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| SshError::Bind { addr, source })?;
+    serve(
+        listener,
+        host_key,
+        core,
+        Limits::from_config(config),
+        shutdown,
+    )
+    .await
 }

@@ -69,6 +69,8 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
     live: Arc<Live<R>>,
 ) {
     let channel = u32::from(front_id);
+    // On a recording failure the supervisor tells the person and closes.
+    let mut recorded = true;
     while let Some(msg) = back.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
@@ -78,6 +80,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     stderr: false,
                     data: data.clone(),
                 }) {
+                    recorded = false;
                     break;
                 }
                 if front.data_bytes(data).await.is_err() {
@@ -90,6 +93,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     stderr: ext == 1,
                     data: data.clone(),
                 }) {
+                    recorded = false;
                     break;
                 }
                 if front.extended_data_bytes(ext, data).await.is_err() {
@@ -131,7 +135,9 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
             _ => {}
         }
     }
-    let _ = front.close().await;
+    if recorded {
+        let _ = front.close().await;
+    }
 }
 
 /// The signal's name without `SIG`, as SSH sends it.

@@ -63,6 +63,9 @@ fn classify(command: &str, depth: u32) -> Option<&'static str> {
 
 /// One simple command (words already unquoted).
 fn classify_simple(words: &[String], depth: u32) -> Option<&'static str> {
+    if depth > 8 {
+        return Some("deeply nested shell command");
+    }
     let mut i = 0;
     // Skip assignments and wrappers (with their options) to find the program.
     while let Some(word) = words.get(i) {
@@ -72,24 +75,18 @@ fn classify_simple(words: &[String], depth: u32) -> Option<&'static str> {
         }
         let name = basename(word);
         if WRAPPERS.contains(&name) {
-            i += 1;
-            // Options that take a value: `sudo -u root`, `nice -n 5`,
-            // `timeout 10`; skipping one value word too much only means a
-            // program name may be checked twice, which is harmless.
-            while let Some(w) = words.get(i) {
-                if w.starts_with('-') || is_assignment(w) || is_number(w) {
-                    i += 1;
-                } else if matches!(
-                    words.get(i.wrapping_sub(1)).map(String::as_str),
-                    Some("-u" | "-g" | "-n" | "-c" | "-p" | "-s" | "-o" | "-e" | "-i")
-                ) && name != "env"
-                {
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            continue;
+            // The wrapped program is one of the next few words that are not
+            // options; an option's value may come first (`sudo -u root scp`,
+            // `timeout 10 scp`), so each is tried as the program. Blunt: a
+            // transfer program's name there is refused even as an argument
+            // (`sudo grep scp file`), which errs on the side of refusing.
+            let rest = words.get(i + 1..).unwrap_or(&[]);
+            return rest
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.starts_with('-'))
+                .take(4)
+                .find_map(|(k, _)| classify_simple(rest.get(k..).unwrap_or(&[]), depth + 1));
         }
         if name == "eval" {
             let rest = words.get(i + 1..).unwrap_or(&[]).join(" ");
@@ -135,13 +132,6 @@ fn is_assignment(word: &str) -> bool {
         }
         None => false,
     }
-}
-
-fn is_number(word: &str) -> bool {
-    !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == 's')
 }
 
 fn basename(word: &str) -> &str {
@@ -190,10 +180,10 @@ fn split_commands(line: &str) -> Vec<Vec<String>> {
             }
             '\\' => {
                 in_word = true;
-                if let Some(n) = chars.next() {
-                    if n != '\n' {
-                        word.push(n);
-                    }
+                if let Some(n) = chars.next()
+                    && n != '\n'
+                {
+                    word.push(n);
                 }
             }
             ';' | '&' | '|' | '(' | ')' | '\n' | '`' | '{' | '}' => {
@@ -251,6 +241,8 @@ mod tests {
             ("X=1 scp -t x", "scp"),
             ("sudo scp -f /root/x", "scp"),
             ("sudo -u root scp -f /root/x", "scp"),
+            ("sudo -i scp -f /root/x", "scp"),
+            ("sudo -E env A=1 nohup scp -f x", "scp"),
             ("nice -n 5 scp -f x", "scp"),
             ("timeout 10 scp -f x", "scp"),
             ("echo hi; scp -f x", "scp"),

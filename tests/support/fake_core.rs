@@ -76,9 +76,13 @@ pub struct Target {
     pub port: u16,
     pub account: String,
     pub private_key_pem: String,
+    /// When set, sekisho signs in to the target with this password instead.
+    pub password: Option<String>,
     pub pin: String,
     pub lifetime: Duration,
     pub recording_fails: bool,
+    /// The recorder fails once it holds this many events (disk full mid-session).
+    pub recording_breaks_after: Option<usize>,
 }
 
 /// One recorded session.
@@ -90,6 +94,7 @@ pub struct Recording {
 
 pub struct FakeRecorder {
     recording: Arc<Mutex<Recording>>,
+    breaks_after: Option<usize>,
 }
 
 impl SessionRecorder for FakeRecorder {
@@ -98,6 +103,9 @@ impl SessionRecorder for FakeRecorder {
             .recording
             .lock()
             .map_err(|_| RecordingFailed("poisoned".into()))?;
+        if self.breaks_after.is_some_and(|n| r.events.len() >= n) {
+            return Err(RecordingFailed("no space left on the archive disk".into()));
+        }
         r.events.push(event);
         Ok(())
     }
@@ -244,11 +252,12 @@ impl SshCore for FakeCore {
             .lock()
             .ok()
             .and_then(|mut s| s.tickets.remove(secret));
-        if let Some((person, target)) = ticket {
-            if person == attempt.person && attempt.target.as_ref().is_none_or(|t| *t == target) {
-                self.audit(format!("signin {} ticket ok", attempt.person));
-                return FirstFactor::Ticket { target };
-            }
+        if let Some((person, target)) = ticket
+            && person == attempt.person
+            && attempt.target.as_ref().is_none_or(|t| *t == target)
+        {
+            self.audit(format!("signin {} ticket ok", attempt.person));
+            return FirstFactor::Ticket { target };
         }
         let ok = self
             .people
@@ -367,7 +376,10 @@ impl SshCore for FakeCore {
             address: t.address.clone(),
             port: t.port,
             account: t.account.clone(),
-            credential: Credential::PrivateKey(Zeroizing::new(t.private_key_pem.clone())),
+            credential: match &t.password {
+                Some(p) => Credential::Password(Zeroizing::new(p.clone())),
+                None => Credential::PrivateKey(Zeroizing::new(t.private_key_pem.clone())),
+            },
             host_key_fingerprint: t.pin.clone(),
             ends_at,
         })
@@ -389,7 +401,14 @@ impl SshCore for FakeCore {
         if let Ok(mut s) = self.state.lock() {
             s.recordings.insert(grant.session_id, recording.clone());
         }
-        Ok(FakeRecorder { recording })
+        let breaks_after = self
+            .targets
+            .get(grant.target.as_str())
+            .and_then(|t| t.recording_breaks_after);
+        Ok(FakeRecorder {
+            recording,
+            breaks_after,
+        })
     }
 
     async fn session_started(&self, live: &LiveSession) -> KillSignal {

@@ -5,6 +5,7 @@
 
 pub mod fake_core;
 pub mod postgres;
+pub mod pty;
 pub mod sshd;
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,8 @@ pub struct Env {
     pub ssh_config: PathBuf,
     pub askpass: PathBuf,
     pub vendor_key: PathBuf,
+    pub host_key: PathBuf,
+    pub limits: Limits,
 }
 
 static ENV: OnceLock<Env> = OnceLock::new();
@@ -84,13 +87,40 @@ fn setup() -> Env {
         port: target.port,
         account: "root".into(),
         private_key_pem: target.client_key_pem.clone(),
+        password: None,
         pin: target.host_key_fingerprint.clone(),
         lifetime: Duration::from_secs(3600),
         recording_fails: false,
+        recording_breaks_after: None,
     };
     let mut targets = HashMap::new();
     targets.insert("db01", base.clone());
     targets.insert("app01", base.clone());
+    targets.insert("shutdown01", base.clone());
+    sshd::ensure_maint_user();
+    targets.insert(
+        "pw01",
+        Target {
+            account: sshd::MAINT_USER.into(),
+            password: Some(sshd::MAINT_PASSWORD.into()),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "badcred",
+        Target {
+            password: Some("not-the-maint-password".into()),
+            account: sshd::MAINT_USER.into(),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "down",
+        Target {
+            port: sshd::free_port(),
+            ..base.clone()
+        },
+    );
     targets.insert(
         "badpin",
         Target {
@@ -102,6 +132,13 @@ fn setup() -> Env {
         "short",
         Target {
             lifetime: Duration::from_secs(5),
+            ..base.clone()
+        },
+    );
+    targets.insert(
+        "recbreak",
+        Target {
+            recording_breaks_after: Some(12),
             ..base.clone()
         },
     );
@@ -132,8 +169,10 @@ fn setup() -> Env {
         idle_timeout: Duration::ZERO,
         warn_before_end: Duration::from_secs(3),
         time_zone: chrono_tz::Asia::Tokyo,
+        login_grace: sekisho::ssh::LOGIN_GRACE,
     };
     let port = start_gateway(&host_key_path, core.clone(), limits.clone());
+    let gateway_limits = limits.clone();
     let idle_port = start_gateway(
         &host_key_path,
         core.clone(),
@@ -168,6 +207,8 @@ fn setup() -> Env {
         ssh_config,
         askpass,
         vendor_key,
+        host_key: host_key_path,
+        limits: gateway_limits,
     }
 }
 
@@ -179,6 +220,19 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 
 /// Runs a gateway on its own runtime thread for the whole test binary.
 fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits) -> u16 {
+    let (port, stop) = start_gateway_until(host_key, core, limits);
+    // Never stopped: dropping the sender would stop it, so keep it forever.
+    std::mem::forget(stop);
+    port
+}
+
+/// Runs a gateway that stops when the returned sender fires (or is dropped).
+pub fn start_gateway_until(
+    host_key: &std::path::Path,
+    core: Arc<FakeCore>,
+    limits: Limits,
+) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let port = listener
@@ -198,14 +252,15 @@ fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits
         rt.block_on(async move {
             let listener =
                 tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            if let Err(e) =
-                sekisho::ssh::serve(listener, key, core, limits, std::future::pending()).await
-            {
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = sekisho::ssh::serve(listener, key, core, limits, stop).await {
                 panic!("gateway stopped: {e}");
             }
         });
     });
-    port
+    (port, stop_tx)
 }
 
 /// An OpenSSH client invocation through the gateway.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// Fails (does not skip) when a tool is missing, naming the Debian package.
@@ -70,31 +70,28 @@ pub fn fingerprint(pub_path: &Path) -> String {
         .to_string()
 }
 
-/// Pids of daemons to stop when the test binary exits.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Daemons to stop when the test binary exits.
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 extern "C" fn stop_children() {
-    if let Ok(pids) = CHILDREN.lock() {
-        for pid in pids.iter() {
-            if let Ok(pid) = i32::try_from(*pid) {
-                // SAFETY: plain kill(2) on a pid this process started.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
+    if let Ok(mut children) = CHILDREN.lock() {
+        for child in children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
-pub fn stop_at_exit(pid: u32) {
-    if let Ok(mut pids) = CHILDREN.lock() {
-        if pids.is_empty() {
+/// Keeps a daemon until the test binary exits, then stops it.
+pub fn stop_at_exit(child: Child) {
+    if let Ok(mut children) = CHILDREN.lock() {
+        if children.is_empty() {
             // SAFETY: registering a plain extern "C" fn with atexit(3).
             unsafe {
                 libc::atexit(stop_children);
             }
         }
-        pids.push(pid);
+        children.push(child);
     }
 }
 
@@ -124,7 +121,7 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
-                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile {ak}\nStrictModes no\n\
                  Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nAllowAgentForwarding yes\n\
                  X11Forwarding yes\nAcceptEnv LANG LC_* SEKISHO_TEST_*\nLogLevel ERROR\n\
@@ -143,7 +140,7 @@ impl Sshd {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
-        stop_at_exit(child.id());
+        stop_at_exit(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
@@ -156,4 +153,32 @@ impl Sshd {
             client_key_pem: std::fs::read_to_string(&client_key).unwrap_or_else(|e| panic!("{e}")),
         }
     }
+}
+
+/// The local account sekisho signs in to with a password.
+pub const MAINT_USER: &str = "sekisho-maint";
+pub const MAINT_PASSWORD: &str = "Maint-Pass-4711";
+
+/// Creates (idempotently) the password account on this machine.
+pub fn ensure_maint_user() {
+    let exists = run(Command::new("id").arg(MAINT_USER)).status.success();
+    if !exists {
+        let useradd = require("/usr/sbin/useradd", "passwd");
+        let out = run(Command::new(useradd).args(["-m", "-s", "/bin/sh", MAINT_USER]));
+        assert!(
+            out.status.success(),
+            "useradd failed (run the tests as root): {out:?}"
+        );
+    }
+    let chpasswd = require("/usr/sbin/chpasswd", "passwd");
+    let mut child = Command::new(chpasswd)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chpasswd: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = writeln!(stdin, "{MAINT_USER}:{MAINT_PASSWORD}");
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("chpasswd: {e}"));
+    assert!(status.success(), "chpasswd failed (run the tests as root)");
 }
