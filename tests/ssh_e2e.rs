@@ -19,20 +19,7 @@ struct Deployment {
     askpass: PathBuf,
     /// base32 TOTP secrets by user.
     totp: Vec<(String, String)>,
-    _serve: ServeGuard,
     _sshd: sshd::Sshd,
-}
-
-/// Stops `sekisho serve` when the test binary ends.
-struct ServeGuard(u32);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on a pid we started; no memory is involved.
-        unsafe {
-            libc::kill(self.0 as i32, libc::SIGTERM);
-        }
-    }
 }
 
 const PASSWORD: &str = "e2e-password-123";
@@ -191,8 +178,7 @@ sources = ["lab"]
         .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
         .spawn()
         .expect("start sekisho serve");
-    let guard = ServeGuard(serve.id());
-    sshd::stop_at_exit(serve.id());
+    sshd::stop_at_exit(serve);
     let up = wait_for(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
     });
@@ -224,7 +210,6 @@ sources = ["lab"]
         ssh_config,
         askpass,
         totp,
-        _serve: guard,
         _sshd: target,
     }
 }

@@ -23,12 +23,9 @@ pub enum StopCause {
 impl std::fmt::Display for StopCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StopCause::Killed { by, reason } if reason.is_empty() => {
-                write!(f, "session stopped by administrator {by}")
-            }
-            StopCause::Killed { by, reason } => {
-                write!(f, "session stopped by administrator {by}: {reason}")
-            }
+            // The gateways already say "stopped by an administrator".
+            StopCause::Killed { by, reason } if reason.is_empty() => write!(f, "(by {by})"),
+            StopCause::Killed { by, reason } => write!(f, "{reason} (by {by})"),
             StopCause::Shutdown => write!(f, "the bastion is shutting down"),
         }
     }
