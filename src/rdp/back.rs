@@ -1,0 +1,362 @@
+//! Target-facing handshake: X.224 negotiation, TLS with the pinned
+//! certificate, the MCS phase as a client (ironrdp-connector's channel
+//! connection sequence) with the client's GCC blocks minus refused
+//! channels, the Client Info PDU with the injected credential, and the
+//! licensing exchange, up to the first PDU of the capability exchange.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironrdp_async::{Framed, FramedWrite as _, single_sequence_step};
+use ironrdp_connector::{ChannelConnectionSequence, ChannelConnectionState};
+use ironrdp_core::{WriteBuf, decode, encode_vec};
+use ironrdp_pdu::gcc::{self, ClientGccBlocks};
+use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::{self, client_info::ClientInfo, headers::BasicSecurityHeaderFlags};
+use ironrdp_pdu::rdp::server_license::LicensePdu;
+use ironrdp_pdu::x224::{X224, X224Data};
+use ironrdp_pdu::{X224_HINT, mcs};
+use ironrdp_tokio::TokioStream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tracing::{debug, info};
+
+use super::RdpError;
+use super::core::TargetGrant;
+
+pub(crate) type BackFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts exactly one certificate: the one whose DER hashes to the pin.
+/// Chains, names and validity dates are irrelevant for a pinned target
+/// (RDP servers mostly use self-signed certificates).
+#[derive(Debug)]
+pub struct PinnedCertVerifier {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinnedCertVerifier {
+    pub fn new(pin: [u8; 32]) -> Self {
+        Self {
+            pin,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+}
+
+/// SHA-256 of a certificate's DER: the form of a pin in policy.
+pub fn cert_sha256(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+impl ServerCertVerifier for PinnedCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = cert_sha256(end_entity.as_ref());
+        // Not secret, so a plain comparison is fine.
+        if got == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "target certificate sha256 {} does not match the pinned {}",
+                hex::encode(got),
+                hex::encode(self.pin)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The target side once the capability exchange is about to start.
+pub(crate) struct BackSession {
+    pub framed: BackFramed,
+    pub io_channel: u16,
+    pub user_channel: u16,
+    /// Ids the target gave to the forwarded static channels, in order.
+    pub channel_ids: Vec<u16>,
+    /// The first PDU after licensing (normally Demand Active), to forward.
+    pub first_pdu: bytes::BytesMut,
+}
+
+/// What the back side needs from the front.
+pub(crate) struct BackRequest<'a> {
+    pub grant: &'a TargetGrant,
+    pub client_gcc: &'a ClientGccBlocks,
+    /// The static channels to request, already filtered.
+    pub channels: Vec<gcc::ChannelDef>,
+    pub client_info: &'a ClientInfo,
+}
+
+pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpError> {
+    let grant = req.grant;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(grant.address))
+        .await
+        .map_err(|_| RdpError::Target(format!("connecting to {} timed out", grant.address)))?
+        .map_err(|e| RdpError::Target(format!("connecting to {}: {e}", grant.address)))?;
+    let _ = tcp.set_nodelay(true);
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+
+    // X.224: TLS only for now (CredSSP to NLA targets is the next step).
+    let request = nego::ConnectionRequest {
+        nego_data: Some(nego::NegoRequestData::cookie(grant.account.clone())),
+        flags: nego::RequestFlags::empty(),
+        protocol: SecurityProtocol::SSL,
+        correlation_info: None,
+    };
+    let request_pdu = encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
+    framed
+        .write_all(&request_pdu)
+        .await
+        .map_err(|e| RdpError::io("writing X.224 request to target", e))?;
+    let confirm_pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading X.224 confirm from target", e))?;
+    let confirm = decode::<X224<nego::ConnectionConfirm>>(&confirm_pdu)
+        .map_err(|e| RdpError::protocol("X.224 confirm from target", e))?
+        .0;
+    let selected = match confirm {
+        nego::ConnectionConfirm::Response { protocol, .. } if protocol == SecurityProtocol::SSL => protocol,
+        nego::ConnectionConfirm::Response { protocol, .. } => {
+            return Err(RdpError::Target(format!("target selected unsupported security {protocol:?}")));
+        }
+        nego::ConnectionConfirm::Failure { code } => {
+            return Err(RdpError::Target(format!("target refused negotiation: {code:?}")));
+        }
+    };
+
+    let tcp = framed.into_inner_no_leftover();
+    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RdpError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertVerifier::new(grant.cert_sha256)))
+        .with_no_client_auth();
+    let server_name = ServerName::IpAddress(grant.address.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| RdpError::Target(format!("TLS to target: {e}")))?;
+    let mut framed = BackFramed::new(tls);
+
+    // MCS Connect Initial: the client's own blocks, so the target sees the
+    // client's desktop size, colour depth and keyboard, with the refused
+    // channels removed and everything we cannot relay switched off.
+    let mut blocks = req.client_gcc.clone();
+    blocks.core.optional_data.server_selected_protocol = Some(selected);
+    if let Some(flags) = blocks.core.optional_data.early_capability_flags.as_mut() {
+        // Join every channel explicitly (the relay keeps the id maps), and
+        // no graphics pipeline until the recorder decodes it.
+        flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_SKIP_CHANNELJOIN);
+        flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL);
+    }
+    blocks.network = Some(gcc::ClientNetworkData {
+        channels: req.channels.clone(),
+    });
+    // No server redirection, no message channel, no UDP side transport.
+    blocks.cluster = None;
+    blocks.message_channel = None;
+    blocks.multi_transport_channel = None;
+
+    let initial = mcs::ConnectInitial::with_gcc_blocks(blocks)
+        .map_err(|e| RdpError::protocol("building MCS Connect Initial", e))?;
+    let initial_data = encode_vec(&initial).map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
+    let initial_pdu = encode_vec(&X224(X224Data {
+        data: Cow::Owned(initial_data),
+    }))
+    .map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
+    framed
+        .write_all(&initial_pdu)
+        .await
+        .map_err(|e| RdpError::io("writing MCS Connect Initial", e))?;
+
+    let pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading MCS Connect Response", e))?;
+    let data = decode::<X224<X224Data<'_>>>(&pdu)
+        .map_err(|e| RdpError::protocol("MCS Connect Response", e))?
+        .0;
+    let response = decode::<mcs::ConnectResponse>(data.data.as_ref())
+        .map_err(|e| RdpError::protocol("MCS Connect Response", e))?;
+    let server_blocks = response.conference_create_response.gcc_blocks();
+    let io_channel = server_blocks.network.io_channel;
+    let channel_ids = server_blocks.network.channel_ids.clone();
+    if channel_ids.len() != req.channels.len() {
+        return Err(RdpError::Protocol {
+            context: "MCS Connect Response",
+            message: format!(
+                "target returned {} channel ids for {} channels",
+                channel_ids.len(),
+                req.channels.len()
+            ),
+        });
+    }
+    debug!(io_channel, ?channel_ids, "target channel ids");
+
+    let mut joins = ChannelConnectionSequence::new(io_channel, channel_ids.clone());
+    let mut buf = WriteBuf::new();
+    let user_channel = loop {
+        if let ChannelConnectionState::AllJoined { user_channel_id } = joins.state {
+            break user_channel_id;
+        }
+        single_sequence_step(&mut framed, &mut joins, &mut buf)
+            .await
+            .map_err(|e| RdpError::protocol("target channel connection", e))?;
+    };
+
+    // Client Info with the injected credential; auto-reconnect cookies from
+    // the client are not passed on (the target never issued them to it).
+    let mut info = req.client_info.clone();
+    info.credentials = rdp::client_info::Credentials {
+        username: grant.account.clone(),
+        password: grant.password.clone(),
+        domain: grant.domain.clone(),
+    };
+    info.password_cookie = None;
+    info.flags |= rdp::client_info::ClientInfoFlags::AUTOLOGON;
+    info.extra_info.optional_data = without_auto_reconnect(&info.extra_info.optional_data);
+    let info_pdu = rdp::ClientInfoPdu {
+        security_header: rdp::headers::BasicSecurityHeader {
+            flags: BasicSecurityHeaderFlags::INFO_PKT,
+        },
+        client_info: info,
+    };
+    let user_data = encode_vec(&info_pdu).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    let send = mcs::SendDataRequest {
+        initiator_id: user_channel,
+        channel_id: io_channel,
+        user_data: Cow::Owned(user_data),
+    };
+    let send_pdu = encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    framed
+        .write_all(&send_pdu)
+        .await
+        .map_err(|e| RdpError::io("writing Client Info", e))?;
+
+    // Licensing: a target that says "valid client" right away is fine;
+    // the full license exchange (Windows without a CAL cache) is not done yet.
+    let first_pdu = loop {
+        let (action, pdu) = framed
+            .read_pdu()
+            .await
+            .map_err(|e| RdpError::io("reading licensing PDU", e))?;
+        if action != ironrdp_pdu::Action::X224 {
+            break pdu;
+        }
+        let indication = decode::<X224<mcs::SendDataIndication<'_>>>(&pdu)
+            .map_err(|e| RdpError::protocol("licensing PDU", e))?
+            .0;
+        let flags = indication
+            .user_data
+            .get(..2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .unwrap_or(0);
+        if flags & BasicSecurityHeaderFlags::LICENSE_PKT.bits() == 0 {
+            break pdu;
+        }
+        match decode::<LicensePdu>(indication.user_data.as_ref()) {
+            Ok(LicensePdu::LicensingErrorMessage(msg)) => {
+                info!(error_code = ?msg.error_code, "target licensing done");
+            }
+            Ok(other) => {
+                return Err(RdpError::Target(format!(
+                    "target requires a license exchange, not supported yet: {}",
+                    license_kind(&other)
+                )));
+            }
+            Err(e) => return Err(RdpError::protocol("licensing PDU", e)),
+        }
+    };
+
+    Ok(BackSession {
+        framed,
+        io_channel,
+        user_channel,
+        channel_ids,
+        first_pdu,
+    })
+}
+
+/// The client's extended info minus its auto-reconnect cookie: sekisho
+/// never lets a client resume a target session by itself.
+fn without_auto_reconnect(
+    o: &rdp::client_info::ExtendedClientOptionalInfo,
+) -> rdp::client_info::ExtendedClientOptionalInfo {
+    let b = rdp::client_info::ExtendedClientOptionalInfo::builder();
+    let Some(tz) = o.timezone() else { return b.build() };
+    let b = b.timezone(tz.clone());
+    let Some(session_id) = o.session_id() else { return b.build() };
+    let b = b.session_id(session_id);
+    let Some(flags) = o.performance_flags() else { return b.build() };
+    b.performance_flags(flags).build()
+}
+
+fn license_kind(pdu: &LicensePdu) -> &'static str {
+    match pdu {
+        LicensePdu::ServerLicenseRequest(_) => "license request",
+        LicensePdu::ServerPlatformChallenge(_) => "platform challenge",
+        LicensePdu::ServerUpgradeLicense(_) => "upgrade license",
+        _ => "unexpected licensing PDU",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier_for(der: &[u8]) -> PinnedCertVerifier {
+        PinnedCertVerifier::new(cert_sha256(der))
+    }
+
+    #[test]
+    fn pin_accepts_exactly_the_pinned_certificate() {
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).map(|c| c.cert.der().to_vec());
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).map(|c| c.cert.der().to_vec());
+        let (Ok(a), Ok(b)) = (a, b) else {
+            panic!("rcgen failed");
+        };
+        let v = verifier_for(&a);
+        let name = ServerName::try_from("127.0.0.1").map(|n| n.to_owned());
+        let Ok(name) = name else { panic!("server name") };
+        let ok = v.verify_server_cert(&CertificateDer::from(a.clone()), &[], &name, &[], UnixTime::now());
+        assert!(ok.is_ok());
+        let bad = v.verify_server_cert(&CertificateDer::from(b), &[], &name, &[], UnixTime::now());
+        let Err(e) = bad else { panic!("other certificate accepted") };
+        assert!(e.to_string().contains("does not match the pinned"), "{e}");
+    }
+}
