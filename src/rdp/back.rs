@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironrdp_async::{Framed, FramedWrite as _, single_sequence_step};
-use ironrdp_connector::{ChannelConnectionSequence, ChannelConnectionState};
+use ironrdp_connector::{
+    ChannelConnectionSequence, ChannelConnectionState, LicenseCache, LicenseExchangeSequence,
+    LicenseExchangeState,
+};
 use ironrdp_core::{WriteBuf, decode, encode_vec};
 use ironrdp_pdu::gcc::{self, ClientGccBlocks};
 use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::server_license::LicenseInformation;
 use ironrdp_pdu::rdp::{self, client_info::ClientInfo, headers::BasicSecurityHeaderFlags};
-use ironrdp_pdu::rdp::server_license::LicensePdu;
 use ironrdp_pdu::x224::{X224, X224Data};
 use ironrdp_pdu::{X224_HINT, mcs};
 use ironrdp_tokio::TokioStream;
@@ -84,7 +87,12 @@ impl ServerCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -93,11 +101,18 @@ impl ServerCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -137,7 +152,8 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         protocol: SecurityProtocol::SSL,
         correlation_info: None,
     };
-    let request_pdu = encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
+    let request_pdu =
+        encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
     framed
         .write_all(&request_pdu)
         .await
@@ -150,22 +166,30 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         .map_err(|e| RdpError::protocol("X.224 confirm from target", e))?
         .0;
     let selected = match confirm {
-        nego::ConnectionConfirm::Response { protocol, .. } if protocol == SecurityProtocol::SSL => protocol,
+        nego::ConnectionConfirm::Response { protocol, .. } if protocol == SecurityProtocol::SSL => {
+            protocol
+        }
         nego::ConnectionConfirm::Response { protocol, .. } => {
-            return Err(RdpError::Target(format!("target selected unsupported security {protocol:?}")));
+            return Err(RdpError::Target(format!(
+                "target selected unsupported security {protocol:?}"
+            )));
         }
         nego::ConnectionConfirm::Failure { code } => {
-            return Err(RdpError::Target(format!("target refused negotiation: {code:?}")));
+            return Err(RdpError::Target(format!(
+                "target refused negotiation: {code:?}"
+            )));
         }
     };
 
     let tcp = framed.into_inner_no_leftover();
-    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RdpError::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertVerifier::new(grant.cert_sha256)))
-        .with_no_client_auth();
+    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RdpError::Tls(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(PinnedCertVerifier::new(grant.cert_sha256)))
+    .with_no_client_auth();
     let server_name = ServerName::IpAddress(grant.address.ip().into());
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
         .connect(server_name, tcp)
@@ -194,7 +218,8 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
 
     let initial = mcs::ConnectInitial::with_gcc_blocks(blocks)
         .map_err(|e| RdpError::protocol("building MCS Connect Initial", e))?;
-    let initial_data = encode_vec(&initial).map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
+    let initial_data =
+        encode_vec(&initial).map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
     let initial_pdu = encode_vec(&X224(X224Data {
         data: Cow::Owned(initial_data),
     }))
@@ -256,52 +281,41 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         },
         client_info: info,
     };
-    let user_data = encode_vec(&info_pdu).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    let user_data =
+        encode_vec(&info_pdu).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
     let send = mcs::SendDataRequest {
         initiator_id: user_channel,
         channel_id: io_channel,
         user_data: Cow::Owned(user_data),
     };
-    let send_pdu = encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    let send_pdu =
+        encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
     framed
         .write_all(&send_pdu)
         .await
         .map_err(|e| RdpError::io("writing Client Info", e))?;
 
-    // Licensing: a target that says "valid client" right away is fine;
-    // the full license exchange (Windows without a CAL cache) is not done yet.
-    let first_pdu = loop {
-        let (action, pdu) = framed
-            .read_pdu()
+    // Licensing with ironrdp-connector's client sequence: either the
+    // target says "valid client" at once (xrdp with a cached license) or a
+    // full exchange runs. Licenses are not cached: the gateway is not the
+    // client machine the license would belong to.
+    let mut licensing = LicenseExchangeSequence::new(
+        io_channel,
+        grant.account.clone(),
+        grant.domain.clone(),
+        [0; 4],
+        Arc::new(NoLicenseCache),
+    );
+    while !matches!(licensing.state, LicenseExchangeState::LicenseExchanged) {
+        single_sequence_step(&mut framed, &mut licensing, &mut buf)
             .await
-            .map_err(|e| RdpError::io("reading licensing PDU", e))?;
-        if action != ironrdp_pdu::Action::X224 {
-            break pdu;
-        }
-        let indication = decode::<X224<mcs::SendDataIndication<'_>>>(&pdu)
-            .map_err(|e| RdpError::protocol("licensing PDU", e))?
-            .0;
-        let flags = indication
-            .user_data
-            .get(..2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .unwrap_or(0);
-        if flags & BasicSecurityHeaderFlags::LICENSE_PKT.bits() == 0 {
-            break pdu;
-        }
-        match decode::<LicensePdu>(indication.user_data.as_ref()) {
-            Ok(LicensePdu::LicensingErrorMessage(msg)) => {
-                info!(error_code = ?msg.error_code, "target licensing done");
-            }
-            Ok(other) => {
-                return Err(RdpError::Target(format!(
-                    "target requires a license exchange, not supported yet: {}",
-                    license_kind(&other)
-                )));
-            }
-            Err(e) => return Err(RdpError::protocol("licensing PDU", e)),
-        }
-    };
+            .map_err(|e| RdpError::Target(format!("licensing: {e}")))?;
+    }
+    info!("target licensing done");
+    let (_, first_pdu) = framed
+        .read_pdu()
+        .await
+        .map_err(|e| RdpError::io("reading the first PDU after licensing", e))?;
 
     Ok(BackSession {
         framed,
@@ -318,20 +332,33 @@ fn without_auto_reconnect(
     o: &rdp::client_info::ExtendedClientOptionalInfo,
 ) -> rdp::client_info::ExtendedClientOptionalInfo {
     let b = rdp::client_info::ExtendedClientOptionalInfo::builder();
-    let Some(tz) = o.timezone() else { return b.build() };
+    let Some(tz) = o.timezone() else {
+        return b.build();
+    };
     let b = b.timezone(tz.clone());
-    let Some(session_id) = o.session_id() else { return b.build() };
+    let Some(session_id) = o.session_id() else {
+        return b.build();
+    };
     let b = b.session_id(session_id);
-    let Some(flags) = o.performance_flags() else { return b.build() };
+    let Some(flags) = o.performance_flags() else {
+        return b.build();
+    };
     b.performance_flags(flags).build()
 }
 
-fn license_kind(pdu: &LicensePdu) -> &'static str {
-    match pdu {
-        LicensePdu::ServerLicenseRequest(_) => "license request",
-        LicensePdu::ServerPlatformChallenge(_) => "platform challenge",
-        LicensePdu::ServerUpgradeLicense(_) => "upgrade license",
-        _ => "unexpected licensing PDU",
+/// Licenses are never stored or presented.
+#[derive(Debug)]
+struct NoLicenseCache;
+
+impl LicenseCache for NoLicenseCache {
+    fn get_license(
+        &self,
+        _: LicenseInformation,
+    ) -> ironrdp_connector::ConnectorResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    fn store_license(&self, _: LicenseInformation) -> ironrdp_connector::ConnectorResult<()> {
+        Ok(())
     }
 }
 
@@ -352,11 +379,21 @@ mod tests {
         };
         let v = verifier_for(&a);
         let name = ServerName::try_from("127.0.0.1").map(|n| n.to_owned());
-        let Ok(name) = name else { panic!("server name") };
-        let ok = v.verify_server_cert(&CertificateDer::from(a.clone()), &[], &name, &[], UnixTime::now());
+        let Ok(name) = name else {
+            panic!("server name")
+        };
+        let ok = v.verify_server_cert(
+            &CertificateDer::from(a.clone()),
+            &[],
+            &name,
+            &[],
+            UnixTime::now(),
+        );
         assert!(ok.is_ok());
         let bad = v.verify_server_cert(&CertificateDer::from(b), &[], &name, &[], UnixTime::now());
-        let Err(e) = bad else { panic!("other certificate accepted") };
+        let Err(e) = bad else {
+            panic!("other certificate accepted")
+        };
         assert!(e.to_string().contains("does not match the pinned"), "{e}");
     }
 }

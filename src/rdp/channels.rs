@@ -62,7 +62,9 @@ pub fn dynamic_channel(name: &str) -> ChannelVerdict {
         "RDCamera_Device_Enumerator" => "camera redirection is not allowed",
         "AUDIO_INPUT" | "Microsoft::Windows::RDS::AudioInput" => "audio input is not allowed",
         "AUDIO_PLAYBACK_DVC" | "AUDIO_PLAYBACK_LOSSY_DVC" => "audio output is not allowed",
-        "Microsoft::Windows::RDS::Graphics" => "graphics pipeline is not decodable by the recorder yet",
+        "Microsoft::Windows::RDS::Graphics" => {
+            "graphics pipeline is not decodable by the recorder yet"
+        }
         "FileRedirectorChannel" => "file redirection is not allowed",
         "Microsoft::Windows::RDS::Clipboard" => "clipboard is not allowed",
         _ if name.starts_with("RDCamera_Device_") => "camera redirection is not allowed",
@@ -97,7 +99,9 @@ mod tests {
     fn static_refusals_name_the_reason() {
         assert_eq!(
             static_channel("cliprdr"),
-            ChannelVerdict::Refused { reason: "clipboard is not allowed" }
+            ChannelVerdict::Refused {
+                reason: "clipboard is not allowed"
+            }
         );
         match static_channel("rdpdr") {
             ChannelVerdict::Refused { reason } => assert!(reason.contains("drives")),
@@ -105,13 +109,17 @@ mod tests {
         }
         assert_eq!(
             static_channel("zzz"),
-            ChannelVerdict::Refused { reason: "channel not on the allow-list" }
+            ChannelVerdict::Refused {
+                reason: "channel not on the allow-list"
+            }
         );
     }
 
     #[test]
     fn only_display_control_is_allowed_among_dynamic_channels() {
-        assert!(dynamic_channel_allowed("Microsoft::Windows::RDS::DisplayControl"));
+        assert!(dynamic_channel_allowed(
+            "Microsoft::Windows::RDS::DisplayControl"
+        ));
         for name in [
             "URBDRC",
             "Microsoft::Windows::RDS::USBRedirection",
@@ -138,15 +146,21 @@ mod tests {
     fn dynamic_refusals_name_the_reason() {
         assert_eq!(
             dynamic_channel("URBDRC"),
-            ChannelVerdict::Refused { reason: "USB redirection is not allowed" }
+            ChannelVerdict::Refused {
+                reason: "USB redirection is not allowed"
+            }
         );
         assert_eq!(
             dynamic_channel("RDCamera_Device_3"),
-            ChannelVerdict::Refused { reason: "camera redirection is not allowed" }
+            ChannelVerdict::Refused {
+                reason: "camera redirection is not allowed"
+            }
         );
         assert_eq!(
             dynamic_channel("Vendor::Thing"),
-            ChannelVerdict::Refused { reason: "channel not on the allow-list" }
+            ChannelVerdict::Refused {
+                reason: "channel not on the allow-list"
+            }
         );
     }
 }

@@ -161,7 +161,10 @@ pub trait RdpCore: Send + Sync + 'static {
     type Recorder: RdpRecorder;
 
     /// Check the sign-in; a refusal is audited by the implementation.
-    fn authenticate(&self, sign_in: &SignIn) -> impl Future<Output = Result<Person, Refusal>> + Send;
+    fn authenticate(
+        &self,
+        sign_in: &SignIn,
+    ) -> impl Future<Output = Result<Person, Refusal>> + Send;
 
     /// Apply the RDP rule (physical target, or an allowed hop) and resolve
     /// the target's address, account, credential and certificate pin.
@@ -191,5 +194,9 @@ pub trait RdpCore: Send + Sync + 'static {
     fn register_live(&self, start: &SessionStart) -> impl Future<Output = KillSignal> + Send;
 
     /// The session ended (normally or not); `reason` says why.
-    fn session_closed(&self, session_id: uuid::Uuid, reason: &str) -> impl Future<Output = ()> + Send;
+    fn session_closed(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send;
 }

@@ -26,7 +26,7 @@ use super::channels::{self, ChannelVerdict};
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
 /// xrdp assign, but the relay never relies on that: it maps every id.
-pub(crate) const FRONT_USER_CHANNEL: u16 = 1007;
+pub(crate) const FRONT_USER_CHANNEL: u16 = 1002;
 pub(crate) const FRONT_IO_CHANNEL: u16 = 1003;
 
 pub(crate) type FrontFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
@@ -129,7 +129,11 @@ pub(crate) async fn accept(
         .map_err(|e| RdpError::protocol("MCS Connect Initial", e))?;
     let gcc = initial.conference_create_request.into_gcc_blocks();
 
-    let requested_channels = gcc.network.as_ref().map(|n| n.channels.clone()).unwrap_or_default();
+    let requested_channels = gcc
+        .network
+        .as_ref()
+        .map(|n| n.channels.clone())
+        .unwrap_or_default();
     let mut channels = Vec::with_capacity(requested_channels.len());
     for (i, def) in requested_channels.into_iter().enumerate() {
         let offset = u16::try_from(i)
@@ -139,7 +143,12 @@ pub(crate) async fn accept(
                 context: "client network data",
                 message: "too many static channels".into(),
             })?;
-        let name = def.name.as_str().unwrap_or("").trim_end_matches('\0').to_owned();
+        let name = def
+            .name
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches('\0')
+            .to_owned();
         let verdict = channels::static_channel(&name);
         channels.push(FrontChannel {
             def,
@@ -174,12 +183,16 @@ pub(crate) async fn accept(
         multi_transport_channel: None,
     };
     let response = mcs::ConnectResponse {
-        conference_create_response: gcc::ConferenceCreateResponse::new(FRONT_USER_CHANNEL, server_blocks)
-            .map_err(|e| RdpError::protocol("building MCS Connect Response", e))?,
+        conference_create_response: gcc::ConferenceCreateResponse::new(
+            FRONT_USER_CHANNEL,
+            server_blocks,
+        )
+        .map_err(|e| RdpError::protocol("building MCS Connect Response", e))?,
         called_connect_id: 1,
         domain_parameters: mcs::DomainParameters::target(),
     };
-    let response_data = encode_vec(&response).map_err(|e| RdpError::protocol("encoding MCS Connect Response", e))?;
+    let response_data = encode_vec(&response)
+        .map_err(|e| RdpError::protocol("encoding MCS Connect Response", e))?;
     let response_pdu = encode_vec(&X224(X224Data {
         data: Cow::Owned(response_data),
     }))
@@ -230,7 +243,11 @@ pub fn split_target(username: &str, domain: Option<&str>) -> Option<(String, Str
         return Some((username.to_owned(), target.to_owned()));
     }
     if let Some((target, person)) = username.split_once('\\') {
-        if !target.is_empty() && !person.is_empty() && !person.contains('\\') && !person.contains('@') {
+        if !target.is_empty()
+            && !person.is_empty()
+            && !person.contains('\\')
+            && !person.contains('@')
+        {
             return Some((person.to_owned(), target.to_owned()));
         }
         return None;

@@ -13,7 +13,8 @@
 //!    an RDP negotiation failure). After the TLS upgrade the gateway answers
 //!    the MCS Connect Initial itself: I/O channel 1003, static channels
 //!    1004.. in the client's order (refused ones included, so the client's
-//!    view stays well formed), user channel 1007, no message channel, no
+//!    view stays well formed), user channel 1002 (below the static range, so
+//!    the ids never collide), no message channel, no
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
 //!    the user name and secret.
@@ -64,9 +65,12 @@ use ironrdp_async::Framed;
 use ironrdp_core::encode_vec;
 use ironrdp_pdu::mcs;
 use ironrdp_pdu::rdp::headers::{
-    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu, StreamPriority,
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
 };
-use ironrdp_pdu::rdp::server_error_info::{ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu};
+use ironrdp_pdu::rdp::server_error_info::{
+    ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
+};
 use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_pdu::x224::X224;
 use ironrdp_tokio::TokioStream;
@@ -91,7 +95,10 @@ pub enum RdpError {
         source: std::io::Error,
     },
     #[error("malformed or unexpected {context}: {message}")]
-    Protocol { context: &'static str, message: String },
+    Protocol {
+        context: &'static str,
+        message: String,
+    },
     #[error("refused: {0}")]
     Refused(String),
     #[error("target: {0}")]
@@ -122,13 +129,16 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| RdpError::Tls(format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RdpError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| RdpError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| RdpError::Tls(format!("{}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RdpError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| RdpError::Tls(e.to_string()))?;
     Ok(Arc::new(config))
 }
 
@@ -200,7 +210,11 @@ pub async fn handle<C: RdpCore>(
     info!(person = %person.user, target = %grant.target, address = %grant.address, "RDP session authorized");
 
     let session_id = uuid::Uuid::now_v7();
-    let forwarded: Vec<_> = front.channels.iter().filter(|c| c.verdict.is_allowed()).collect();
+    let forwarded: Vec<_> = front
+        .channels
+        .iter()
+        .filter(|c| c.verdict.is_allowed())
+        .collect();
     let start = SessionStart {
         session_id,
         person: person.clone(),
@@ -214,7 +228,10 @@ pub async fn handle<C: RdpCore>(
         keyboard_subtype: front.gcc.core.keyboard_subtype,
         io_channel: FRONT_IO_CHANNEL,
         user_channel: FRONT_USER_CHANNEL,
-        channels: forwarded.iter().map(|c| (c.name.clone(), c.front_id)).collect(),
+        channels: forwarded
+            .iter()
+            .map(|c| (c.name.clone(), c.front_id))
+            .collect(),
     };
     let recorder = match core.open_recording(&start).await {
         Ok(r) => r,
@@ -229,7 +246,8 @@ pub async fn handle<C: RdpCore>(
             continue;
         };
         info!(channel = %refused.name, reason, "static channel refused");
-        core.channel_refused(session_id, ChannelKind::Static, &refused.name, reason).await;
+        core.channel_refused(session_id, ChannelKind::Static, &refused.name, reason)
+            .await;
         let event = core::RdpEvent::ChannelRefused {
             name: refused.name.clone(),
             reason: (*reason).to_owned(),
@@ -264,8 +282,12 @@ async fn run_session<C: RdpCore>(
     grant: &core::TargetGrant,
     recorder: Arc<Mutex<C::Recorder>>,
 ) -> Result<(), RdpError> {
-    let forwarded: Vec<front::FrontChannel> =
-        front.channels.iter().filter(|c| c.verdict.is_allowed()).cloned().collect();
+    let forwarded: Vec<front::FrontChannel> = front
+        .channels
+        .iter()
+        .filter(|c| c.verdict.is_allowed())
+        .cloned()
+        .collect();
     let back = match back::connect(back::BackRequest {
         grant,
         client_gcc: &front.gcc,
@@ -281,7 +303,12 @@ async fn run_session<C: RdpCore>(
         }
     };
 
-    let mut map = ChannelMap::new(FRONT_USER_CHANNEL, back.user_channel, FRONT_IO_CHANNEL, back.io_channel);
+    let mut map = ChannelMap::new(
+        FRONT_USER_CHANNEL,
+        back.user_channel,
+        FRONT_IO_CHANNEL,
+        back.io_channel,
+    );
     for (channel, back_id) in forwarded.iter().zip(back.channel_ids.iter()) {
         map.link_named(&channel.name, channel.front_id, *back_id);
     }
@@ -318,7 +345,12 @@ async fn run_session<C: RdpCore>(
         .map(|info| info.action)
         .unwrap_or(ironrdp_pdu::Action::X224);
     relay
-        .forward_from_target(first_action, back.first_pdu.freeze(), &front_write, &back_write)
+        .forward_from_target(
+            first_action,
+            back.first_pdu.freeze(),
+            &front_write,
+            &back_write,
+        )
         .await?;
 
     let up = relay.client_to_target(front_reader, back_write.clone());
@@ -354,7 +386,8 @@ async fn send_indication<T: ironrdp_core::Encode>(
         channel_id: FRONT_IO_CHANNEL,
         user_data: Cow::Owned(user_data),
     };
-    let bytes = encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
+    let bytes =
+        encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
     use ironrdp_async::FramedWrite as _;
     framed
         .write_all(&bytes)
@@ -370,7 +403,9 @@ async fn refuse_client(framed: &mut front::FrontFramed) {
         pdu_source: FRONT_USER_CHANNEL,
         share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
             share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
-                ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::ServerInsufficientPrivileges),
+                ErrorInfo::ProtocolIndependentCode(
+                    ProtocolIndependentCode::ServerInsufficientPrivileges,
+                ),
             )),
             stream_priority: StreamPriority::Undefined,
             compression_flags: CompressionFlags::empty(),
@@ -381,7 +416,8 @@ async fn refuse_client(framed: &mut front::FrontFramed) {
         warn!(error = %e, "could not send the refusal to the client");
         return;
     }
-    let ultimatum = mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
+    let ultimatum =
+        mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
     if let Ok(bytes) = encode_vec(&X224(ultimatum)) {
         use ironrdp_async::FramedWrite as _;
         let _ = framed.write_all(&bytes).await;

@@ -85,7 +85,9 @@ const PDUTYPE2_SAVE_SESSION_INFO: u8 = 0x26;
 /// client: server redirection (it would send the client around the
 /// gateway) and Save Session Info (auto-reconnect cookies).
 pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
-    let pdu_type = user_data.get(2..4).map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    let pdu_type = user_data
+        .get(2..4)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
     if pdu_type == PDUTYPE_SERVER_REDIRECT {
         return Some("server redirection");
     }
@@ -131,7 +133,10 @@ pub(crate) fn parse_dvc_create(chunk: &[u8]) -> Option<DvcCreate> {
     id.get_mut(..id_len)?.copy_from_slice(id_bytes);
     let channel_id = u32::from_le_bytes(id);
     let name_bytes = body.get(1 + id_len..)?;
-    let end = name_bytes.iter().position(|b| *b == 0).unwrap_or(name_bytes.len());
+    let end = name_bytes
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(name_bytes.len());
     let name = String::from_utf8_lossy(name_bytes.get(..end)?).into_owned();
     Some(DvcCreate {
         cb_id,
@@ -181,9 +186,16 @@ impl<C: RdpCore> Relay<C> {
             .map_err(|r| RdpError::Recording(r.reason))
     }
 
-    async fn refuse_channel(&self, kind: ChannelKind, name: &str, reason: &str) -> Result<(), RdpError> {
+    async fn refuse_channel(
+        &self,
+        kind: ChannelKind,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), RdpError> {
         info!(session = %self.session_id, channel = name, ?kind, reason, "channel refused");
-        self.core.channel_refused(self.session_id, kind, name, reason).await;
+        self.core
+            .channel_refused(self.session_id, kind, name, reason)
+            .await;
         self.record(RdpEvent::ChannelRefused {
             name: name.to_owned(),
             reason: reason.to_owned(),
@@ -225,13 +237,17 @@ impl<C: RdpCore> Relay<C> {
                         .0;
                     match msg {
                         mcs::McsMessage::SendDataRequest(req) => {
-                            let Some(back_channel) = self.map.client_to_target(req.channel_id) else {
+                            let Some(back_channel) = self.map.client_to_target(req.channel_id)
+                            else {
                                 if let Some(name) = self.map.refused.get(&req.channel_id) {
                                     if warned.insert(req.channel_id) {
                                         debug!(channel = %name, "dropping data on refused channel");
                                     }
                                 } else if warned.insert(req.channel_id) {
-                                    warn!(channel_id = req.channel_id, "client sent on an unknown channel; dropped");
+                                    warn!(
+                                        channel_id = req.channel_id,
+                                        "client sent on an unknown channel; dropped"
+                                    );
                                 }
                                 continue;
                             };
@@ -248,7 +264,8 @@ impl<C: RdpCore> Relay<C> {
                                 channel_id: back_channel,
                                 user_data: req.user_data,
                             };
-                            let bytes = encode_vec(&X224(out)).map_err(|e| RdpError::protocol("re-encoding client PDU", e))?;
+                            let bytes = encode_vec(&X224(out))
+                                .map_err(|e| RdpError::protocol("re-encoding client PDU", e))?;
                             write(&to, &bytes).await?;
                         }
                         mcs::McsMessage::DisconnectProviderUltimatum(_) => {
@@ -281,7 +298,8 @@ impl<C: RdpCore> Relay<C> {
                 .read_pdu()
                 .await
                 .map_err(|e| RdpError::io("reading from target", e))?;
-            self.forward_from_target(action, pdu.freeze(), &to, &back_to).await?;
+            self.forward_from_target(action, pdu.freeze(), &to, &back_to)
+                .await?;
         }
     }
 
@@ -314,7 +332,10 @@ impl<C: RdpCore> Relay<C> {
                 match msg {
                     mcs::McsMessage::SendDataIndication(ind) => {
                         let Some(front_channel) = self.map.target_to_client(ind.channel_id) else {
-                            warn!(channel_id = ind.channel_id, "target sent on an unknown channel; dropped");
+                            warn!(
+                                channel_id = ind.channel_id,
+                                "target sent on an unknown channel; dropped"
+                            );
                             return Ok(());
                         };
                         if self.map.back_recorded.contains(&ind.channel_id) {
@@ -331,15 +352,19 @@ impl<C: RdpCore> Relay<C> {
                         }
                         if Some(ind.channel_id) == self.map.back_drdynvc {
                             if let Some(create) = parse_dvc_create(&ind.user_data) {
-                                if let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name) {
-                                    self.refuse_channel(ChannelKind::Dynamic, &create.name, reason).await?;
+                                if let channels::ChannelVerdict::Refused { reason } =
+                                    channels::dynamic_channel(&create.name)
+                                {
+                                    self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
+                                        .await?;
                                     let refusal = mcs::SendDataRequest {
                                         initiator_id: self.map.back_user,
                                         channel_id: ind.channel_id,
                                         user_data: Cow::Owned(dvc_refusal(&create)),
                                     };
-                                    let bytes = encode_vec(&X224(refusal))
-                                        .map_err(|e| RdpError::protocol("encoding DVC refusal", e))?;
+                                    let bytes = encode_vec(&X224(refusal)).map_err(|e| {
+                                        RdpError::protocol("encoding DVC refusal", e)
+                                    })?;
                                     return write(back_to, &bytes).await;
                                 }
                                 info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
@@ -355,7 +380,8 @@ impl<C: RdpCore> Relay<C> {
                             channel_id: front_channel,
                             user_data: ind.user_data,
                         };
-                        let bytes = encode_vec(&X224(out)).map_err(|e| RdpError::protocol("re-encoding target PDU", e))?;
+                        let bytes = encode_vec(&X224(out))
+                            .map_err(|e| RdpError::protocol("re-encoding target PDU", e))?;
                         write(to, &bytes).await
                     }
                     mcs::McsMessage::DisconnectProviderUltimatum(_) => {
@@ -385,9 +411,14 @@ fn mcs_name(msg: &mcs::McsMessage<'_>) -> &'static str {
     }
 }
 
-async fn write<S: AsyncWrite + Unpin>(to: &Mutex<WriteHalf<S>>, bytes: &[u8]) -> Result<(), RdpError> {
+async fn write<S: AsyncWrite + Unpin>(
+    to: &Mutex<WriteHalf<S>>,
+    bytes: &[u8],
+) -> Result<(), RdpError> {
     let mut w = to.lock().await;
-    w.write_all(bytes).await.map_err(|e| RdpError::io("forwarding", e))?;
+    w.write_all(bytes)
+        .await
+        .map_err(|e| RdpError::io("forwarding", e))?;
     w.flush().await.map_err(|e| RdpError::io("forwarding", e))
 }
 
@@ -449,14 +480,20 @@ mod tests {
         assert_eq!(parse_dvc_create(&[1, 2, 3]), None);
         // Two-byte id.
         let c = parse_dvc_create(&chunk(&[0x11, 0x34, 0x12, b'X', 0], 3));
-        assert_eq!(c.map(|c| (c.channel_id, c.name)), Some((0x1234, "X".into())));
+        assert_eq!(
+            c.map(|c| (c.channel_id, c.name)),
+            Some((0x1234, "X".into()))
+        );
     }
 
     #[test]
     fn redirection_and_session_info_are_withheld() {
         // totalLength, pduType=0x1A (0x10 | 0xA), pduSource
         let redirect = [0, 0, 0x1A, 0, 0xEA, 0x03, 0, 0];
-        assert_eq!(is_withheld_server_pdu(&redirect), Some("server redirection"));
+        assert_eq!(
+            is_withheld_server_pdu(&redirect),
+            Some("server redirection")
+        );
         let mut data = vec![0u8; 18];
         data[2] = 0x17;
         data[14] = 0x26;
