@@ -264,11 +264,14 @@ pub async fn handle<C: RdpCore>(
         Err(e) => e.to_string(),
     };
     // Recording is sealed whatever happened.
-    let recorder = Arc::try_unwrap(recorder).map(Mutex::into_inner);
-    if let Ok(recorder) = recorder {
-        if let Err(r) = recorder.finish().await {
-            warn!(reason = %r.reason, "sealing the recording failed");
+    match Arc::try_unwrap(recorder).map(Mutex::into_inner) {
+        Ok(recorder) => {
+            if let Err(r) = recorder.finish().await {
+                warn!(reason = %r.reason, "sealing the recording failed");
+            }
         }
+        // The relay tasks hold no clone once run_session returned.
+        Err(_) => warn!("recording still shared at close; not sealed"),
     }
     core.session_closed(session_id, &reason).await;
     result

@@ -203,6 +203,39 @@ impl<C: RdpCore> Relay<C> {
         .await
     }
 
+    /// If a drdynvc chunk from the target opens a dynamic channel that is not
+    /// allowed, answer the target with a failed Create Response ourselves
+    /// and report `true`: the chunk must not reach the client.
+    async fn refuse_dvc<B>(
+        &self,
+        back_channel: u16,
+        chunk: &[u8],
+        back_to: &Writer<B>,
+    ) -> Result<bool, RdpError>
+    where
+        B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        let Some(create) = parse_dvc_create(chunk) else {
+            return Ok(false);
+        };
+        let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name)
+        else {
+            info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
+            return Ok(false);
+        };
+        self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
+            .await?;
+        let refusal = mcs::SendDataRequest {
+            initiator_id: self.map.back_user,
+            channel_id: back_channel,
+            user_data: Cow::Owned(dvc_refusal(&create)),
+        };
+        let bytes = encode_vec(&X224(refusal))
+            .map_err(|e| RdpError::protocol("encoding DVC refusal", e))?;
+        write(back_to, &bytes).await?;
+        Ok(true)
+    }
+
     /// Client → target.
     pub(crate) async fn client_to_target<F, B>(
         &self,
@@ -350,25 +383,12 @@ impl<C: RdpCore> Relay<C> {
                             })
                             .await?;
                         }
-                        if Some(ind.channel_id) == self.map.back_drdynvc {
-                            if let Some(create) = parse_dvc_create(&ind.user_data) {
-                                if let channels::ChannelVerdict::Refused { reason } =
-                                    channels::dynamic_channel(&create.name)
-                                {
-                                    self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
-                                        .await?;
-                                    let refusal = mcs::SendDataRequest {
-                                        initiator_id: self.map.back_user,
-                                        channel_id: ind.channel_id,
-                                        user_data: Cow::Owned(dvc_refusal(&create)),
-                                    };
-                                    let bytes = encode_vec(&X224(refusal)).map_err(|e| {
-                                        RdpError::protocol("encoding DVC refusal", e)
-                                    })?;
-                                    return write(back_to, &bytes).await;
-                                }
-                                info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
-                            }
+                        if Some(ind.channel_id) == self.map.back_drdynvc
+                            && self
+                                .refuse_dvc(ind.channel_id, &ind.user_data, back_to)
+                                .await?
+                        {
+                            return Ok(());
                         }
                         let initiator = if ind.initiator_id == self.map.back_user {
                             self.map.front_user
@@ -449,7 +469,7 @@ mod tests {
 
     #[test]
     fn dvc_create_request_is_parsed_and_refused() {
-        let mut dvc = vec![0x10 | 0x00, 7];
+        let mut dvc = vec![0x10, 7];
         dvc.extend_from_slice(b"URBDRC\0");
         let create = parse_dvc_create(&chunk(&dvc, 3));
         assert_eq!(
