@@ -135,8 +135,18 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         client_log_text(&client_log)
     );
 
-    // What the target got: no clipboard, no drive redirection.
+    // What the target got: only drdynvc; no clipboard, drive or sound.
     let xrdp_log = xrdp.log_text();
+    assert!(
+        xrdp_log.contains("Adding channel: name drdynvc"),
+        "xrdp log:\n{xrdp_log}"
+    );
+    for refused in ["cliprdr", "rdpdr", "rdpsnd"] {
+        assert!(
+            !xrdp_log.contains(&format!("Adding channel: name {refused}")),
+            "{refused} reached the target"
+        );
+    }
     drop(client);
     end_test_user_sessions();
 
@@ -196,7 +206,170 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         })
         .count();
     assert!(output > 0, "no server graphics recorded");
-    println!("xrdp log:\n{xrdp_log}");
+}
+
+/// Wait for the client to exit by itself; `None` if it is still connected.
+fn client_exit(client: &mut Daemon, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = client.child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_target() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).expect("share dir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let drive = format!("/drive:share,{}", share.display());
+
+    // Control: without sekisho the target does get clipboard and drive.
+    let log = dir.path().join("direct.log");
+    let direct = xfreerdp(
+        &x.display,
+        xrdp.port,
+        TEST_USER,
+        TEST_PASSWORD,
+        &["/sec:tls", "+clipboard", &drive],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "direct session did not start:\n{}",
+        client_log(&log)
+    );
+    let direct_log = xrdp.log_text();
+    assert!(
+        direct_log.contains("Adding channel: name cliprdr"),
+        "xrdp log:\n{direct_log}"
+    );
+    assert!(
+        direct_log.contains("Adding channel: name rdpdr"),
+        "xrdp log:\n{direct_log}"
+    );
+    drop(direct);
+    end_test_user_sessions();
+    let seen_before = xrdp.log_text().matches("Client supplied username").count();
+
+    // Wrong password, a virtual target, a target whose certificate does not
+    // match the pin: each refused, none signs in on the target.
+    for (user, password, what, signs_in) in [
+        ("tester@xrdp1", "wrong-pw", "wrong password", false),
+        ("tester@vm1", "pw-123456", "virtual target", true),
+        (
+            "tester@xrdp-wrong-pin",
+            "pw-123456",
+            "certificate pin",
+            true,
+        ),
+        (
+            "xrdp1\\tester",
+            "wrong-pw",
+            "wrong password (domain form)",
+            false,
+        ),
+    ] {
+        let before = gw.core.journal().sign_ins.len();
+        let log = dir.path().join("refused.log");
+        let mut client = xfreerdp(&x.display, gw.port, user, password, &["/sec:tls"], &log);
+        let status = client_exit(&mut client, Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{what}: client not refused ({status:?}):\n{}",
+            client_log(&log)
+        );
+        let journal = gw.core.journal();
+        let attempts = &journal.sign_ins[before..];
+        // A refused client must not come back by itself.
+        assert_eq!(
+            attempts.len(),
+            1,
+            "{what}: {attempts:?}\n{}",
+            client_log(&log)
+        );
+        assert_eq!(attempts[0], ("tester".to_owned(), signs_in), "{what}");
+        assert!(
+            client_log(&log).contains("ERRINFO_SERVER_"),
+            "{what}: the client did not show an RDP error:\n{}",
+            client_log(&log)
+        );
+    }
+    assert!(!session_user_running(), "a refused client got a session");
+    assert_eq!(
+        xrdp.log_text().matches("Client supplied username").count(),
+        seen_before,
+        "a refused client signed in on the target"
+    );
+    let journal = gw.core.journal();
+    assert!(journal.authorizations.iter().any(|(_, t, r)| {
+        t == "vm1"
+            && r.as_ref()
+                .err()
+                .is_some_and(|e| e == "use the terminal connection")
+    }));
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, reason)| reason.contains("does not match the pinned")),
+        "pin mismatch not reported: {:?}",
+        journal.closed
+    );
+}
+
+#[test]
+fn killing_the_session_disconnects_the_client() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}",
+        client_log(&log)
+    );
+    assert!(
+        client_exit(&mut client, Duration::from_secs(1)).is_none(),
+        "client left early"
+    );
+    gw.core.kill.send_replace(Some("stopped by admin".into()));
+    let status = client_exit(&mut client, Duration::from_secs(15));
+    assert!(status.is_some(), "client still connected after kill");
+    end_test_user_sessions();
+    let journal = gw.core.journal();
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, r)| r.contains("stopped by admin")),
+        "{:?}",
+        journal.closed
+    );
+    assert_eq!(journal.finished, 1, "recording not sealed");
 }
 
 fn client_log_text(p: &std::path::Path) -> String {

@@ -181,7 +181,11 @@ pub async fn handle<C: RdpCore>(
     let creds = &front.client_info.credentials;
     let Some((user, target)) = front::split_target(&creds.username, creds.domain.as_deref()) else {
         let reason = "user name must name the target as person@target or target\\person";
-        refuse_client(&mut front.framed).await;
+        refuse_client(
+            &mut front.framed,
+            ProtocolIndependentCode::ServerDeniedConnection,
+        )
+        .await;
         return Err(RdpError::Refused(reason.into()));
     };
     let sign_in = SignIn {
@@ -195,7 +199,11 @@ pub async fn handle<C: RdpCore>(
     let person = match core.authenticate(&sign_in).await {
         Ok(p) => p,
         Err(refusal) => {
-            refuse_client(&mut front.framed).await;
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
             return Err(RdpError::Refused(refusal.reason));
         }
     };
@@ -203,7 +211,11 @@ pub async fn handle<C: RdpCore>(
     let grant = match core.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {
-            refuse_client(&mut front.framed).await;
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerInsufficientPrivileges,
+            )
+            .await;
             return Err(RdpError::Refused(refusal.reason));
         }
     };
@@ -236,7 +248,11 @@ pub async fn handle<C: RdpCore>(
     let recorder = match core.open_recording(&start).await {
         Ok(r) => r,
         Err(refusal) => {
-            refuse_client(&mut front.framed).await;
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
             return Err(RdpError::Recording(refusal.reason));
         }
     };
@@ -253,7 +269,11 @@ pub async fn handle<C: RdpCore>(
             reason: (*reason).to_owned(),
         };
         if let Err(r) = recorder.lock().await.record(event).await {
-            refuse_client(&mut front.framed).await;
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
             return Err(RdpError::Recording(r.reason));
         }
     }
@@ -301,7 +321,11 @@ async fn run_session<C: RdpCore>(
     {
         Ok(b) => b,
         Err(e) => {
-            refuse_client(&mut front.framed).await;
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
             return Err(e);
         }
     };
@@ -363,6 +387,9 @@ async fn run_session<C: RdpCore>(
         r = down => r,
         reason = kill.killed() => {
             info!(%reason, "session killed");
+            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {
+                let _ = front_write.lock().await.write_all(&bytes).await;
+            }
             Err(RdpError::Refused(format!("killed: {reason}")))
         }
     };
@@ -379,50 +406,72 @@ fn keyboard_type_code(t: ironrdp_pdu::gcc::KeyboardType) -> u32 {
     t.0
 }
 
-async fn send_indication<T: ironrdp_core::Encode>(
-    framed: &mut front::FrontFramed,
-    pdu: &T,
-) -> Result<(), RdpError> {
+fn indication_bytes<T: ironrdp_core::Encode>(pdu: &T) -> Result<Vec<u8>, RdpError> {
     let user_data = encode_vec(pdu).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
     let ind = mcs::SendDataIndication {
         initiator_id: FRONT_USER_CHANNEL,
         channel_id: FRONT_IO_CHANNEL,
         user_data: Cow::Owned(user_data),
     };
-    let bytes =
-        encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
+    encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))
+}
+
+async fn send_indication<T: ironrdp_core::Encode>(
+    framed: &mut front::FrontFramed,
+    pdu: &T,
+) -> Result<(), RdpError> {
     use ironrdp_async::FramedWrite as _;
+    let bytes = indication_bytes(pdu)?;
     framed
         .write_all(&bytes)
         .await
         .map_err(|e| RdpError::io("writing to client", e))
 }
 
-/// Tell the client it was refused, in a form clients show (Set Error Info,
-/// then disconnect). Best effort: the connection is closing anyway.
-async fn refuse_client(framed: &mut front::FrontFramed) {
+/// What the client is told when it is turned away or its session ends:
+/// "valid client" licensing when the client still waits for it (every
+/// refusal comes after its Client Info PDU), then Set Error Info with a
+/// code clients show, then an MCS disconnect. FreeRDP reports the code and
+/// does not retry.
+fn refusal_pdus(code: ProtocolIndependentCode, licensed: bool) -> Result<Vec<u8>, RdpError> {
+    let mut out = Vec::new();
+    if !licensed {
+        let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+            .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+            .into();
+        out.extend(indication_bytes(&license)?);
+    }
     let info = ShareControlHeader {
         share_id: 0,
         pdu_source: FRONT_USER_CHANNEL,
         share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
             share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
-                ErrorInfo::ProtocolIndependentCode(
-                    ProtocolIndependentCode::ServerInsufficientPrivileges,
-                ),
+                ErrorInfo::ProtocolIndependentCode(code),
             )),
             stream_priority: StreamPriority::Undefined,
             compression_flags: CompressionFlags::empty(),
             compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
         }),
     };
-    if let Err(e) = send_indication(framed, &info).await {
-        warn!(error = %e, "could not send the refusal to the client");
-        return;
-    }
+    out.extend(indication_bytes(&info)?);
     let ultimatum =
         mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
-    if let Ok(bytes) = encode_vec(&X224(ultimatum)) {
-        use ironrdp_async::FramedWrite as _;
-        let _ = framed.write_all(&bytes).await;
+    out.extend(
+        encode_vec(&X224(ultimatum)).map_err(|e| RdpError::protocol("encoding disconnect", e))?,
+    );
+    Ok(out)
+}
+
+/// Tell a client that has not been licensed yet that it is refused. Best
+/// effort: the connection is closing anyway.
+async fn refuse_client(framed: &mut front::FrontFramed, code: ProtocolIndependentCode) {
+    use ironrdp_async::FramedWrite as _;
+    match refusal_pdus(code, false) {
+        Ok(bytes) => {
+            if let Err(e) = framed.write_all(&bytes).await {
+                warn!(error = %e, "could not send the refusal to the client");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not encode the refusal"),
     }
 }
