@@ -86,6 +86,10 @@ use self::core::{ChannelKind, FrontSecurity, RdpCore, RdpRecorder as _, SessionS
 use self::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL};
 use self::relay::{ChannelMap, Relay};
 
+/// How long a client may take from TCP connect to its Client Info PDU
+/// (mstsc's credential prompt comes before the connection, so this is short).
+const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why an RDP connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum RdpError {
@@ -176,7 +180,10 @@ pub async fn handle<C: RdpCore>(
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
-    let mut front = front::accept(tcp, tls).await?;
+    // A client that stalls before signing in must not hold a task forever.
+    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, front::accept(tcp, tls))
+        .await
+        .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
     let creds = &front.client_info.credentials;
     let Some((user, target)) = front::split_target(&creds.username, creds.domain.as_deref()) else {
