@@ -11,7 +11,7 @@ use std::time::Duration;
 use ironrdp_async::{Framed, FramedWrite as _, single_sequence_step};
 use ironrdp_connector::{
     ChannelConnectionSequence, ChannelConnectionState, LicenseCache, LicenseExchangeSequence,
-    LicenseExchangeState,
+    LicenseExchangeState, Sequence as _,
 };
 use ironrdp_core::{WriteBuf, decode, encode_vec};
 use ironrdp_pdu::gcc::{self, ClientGccBlocks};
@@ -154,7 +154,8 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
         correlation_info: None,
     };
-    let request_pdu = encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
+    let request_pdu =
+        encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
     framed
         .write_all(&request_pdu)
         .await
@@ -173,10 +174,14 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
             protocol
         }
         nego::ConnectionConfirm::Response { protocol, .. } => {
-            return Err(RdpError::Target(format!("target selected unsupported security {protocol:?}")));
+            return Err(RdpError::Target(format!(
+                "target selected unsupported security {protocol:?}"
+            )));
         }
         nego::ConnectionConfirm::Failure { code } => {
-            return Err(RdpError::Target(format!("target refused negotiation: {code:?}")));
+            return Err(RdpError::Target(format!(
+                "target refused negotiation: {code:?}"
+            )));
         }
     };
     info!(security = ?selected, "target security selected");
@@ -202,7 +207,9 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
             .and_then(|c| c.first())
             .ok_or_else(|| RdpError::Target("target sent no certificate".into()))?;
         subject_public_key(leaf.as_ref())
-            .ok_or_else(|| RdpError::Target("target certificate has no readable public key".into()))?
+            .ok_or_else(|| {
+                RdpError::Target("target certificate has no readable public key".into())
+            })?
             .to_vec()
     };
     let mut framed = BackFramed::new(tls);
@@ -239,6 +246,12 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         // no graphics pipeline until the recorder decodes it.
         flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_SKIP_CHANNELJOIN);
         flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_DYN_VC_GFX_PROTOCOL);
+        // No network auto-detection: its connect-time PDUs would arrive
+        // during the gateway's own handshake, with nobody to answer them.
+        flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_NET_CHAR_AUTODETECT);
+    }
+    if blocks.core.optional_data.connection_type == Some(gcc::ConnectionType::Autodetect) {
+        blocks.core.optional_data.connection_type = Some(gcc::ConnectionType::Lan);
     }
     blocks.network = Some(gcc::ClientNetworkData {
         channels: req.channels.clone(),
@@ -338,16 +351,48 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         [0; 4],
         Arc::new(NoLicenseCache),
     );
-    while !matches!(licensing.state, LicenseExchangeState::LicenseExchanged) {
-        single_sequence_step(&mut framed, &mut licensing, &mut buf)
+    // The licensing PDUs are fed to the sequence one by one, so that a PDU
+    // that is not about licensing (a target that skips it) ends the phase
+    // instead of failing it.
+    let first_pdu = loop {
+        let (action, pdu) = framed
+            .read_pdu()
             .await
-            .map_err(|e| RdpError::Target(format!("licensing: {e}")))?;
-    }
-    info!("target licensing done");
-    let (_, first_pdu) = framed
-        .read_pdu()
-        .await
-        .map_err(|e| RdpError::io("reading the first PDU after licensing", e))?;
+            .map_err(|e| RdpError::io("reading licensing PDU", e))?;
+        if action == ironrdp_pdu::Action::X224 && is_autodetect_pdu(&pdu) {
+            // Some servers (FreeRDP) probe anyway; the probe is optional.
+            debug!("target auto-detect request ignored");
+            continue;
+        }
+        if action != ironrdp_pdu::Action::X224 || !is_license_pdu(&pdu) {
+            if !matches!(licensing.state, LicenseExchangeState::NewLicenseRequest) {
+                return Err(RdpError::Target("licensing exchange cut short".into()));
+            }
+            debug!(pdu = %hex::encode(pdu.get(..pdu.len().min(48)).unwrap_or_default()), "target skipped licensing");
+            break pdu;
+        }
+        buf.clear();
+        let written = licensing.step(&pdu, None, &mut buf).map_err(|e| {
+            RdpError::Target(format!(
+                "licensing: {e} (PDU starts {})",
+                hex::encode(pdu.get(..pdu.len().min(32)).unwrap_or_default())
+            ))
+        })?;
+        if let Some(n) = written.size() {
+            framed
+                .write_all(buf.filled().get(..n).unwrap_or_default())
+                .await
+                .map_err(|e| RdpError::io("writing licensing PDU", e))?;
+        }
+        if matches!(licensing.state, LicenseExchangeState::LicenseExchanged) {
+            info!("target licensing done");
+            let (_, pdu) = framed
+                .read_pdu()
+                .await
+                .map_err(|e| RdpError::io("reading the first PDU after licensing", e))?;
+            break pdu;
+        }
+    };
 
     Ok(BackSession {
         framed,
@@ -378,6 +423,25 @@ fn without_auto_reconnect(
     b.performance_flags(flags).build()
 }
 
+/// Whether an X.224 PDU from the target is a Send Data Indication whose
+/// basic security header flags it as licensing.
+fn is_license_pdu(pdu: &[u8]) -> bool {
+    security_flags(pdu)
+        .is_some_and(|flags| flags & BasicSecurityHeaderFlags::LICENSE_PKT.bits() != 0)
+}
+
+/// SEC_AUTODETECT_REQ (MS-RDPBCGR 2.2.8.1.1.2.1).
+fn is_autodetect_pdu(pdu: &[u8]) -> bool {
+    const SEC_AUTODETECT_REQ: u16 = 0x1000;
+    security_flags(pdu).is_some_and(|flags| flags & SEC_AUTODETECT_REQ != 0)
+}
+
+fn security_flags(pdu: &[u8]) -> Option<u16> {
+    let X224(indication) = decode::<X224<mcs::SendDataIndication<'_>>>(pdu).ok()?;
+    let b = indication.user_data.get(..2)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
 /// CredSSP reaches no KDC: NTLM only.
 struct NoNetwork;
 
@@ -386,7 +450,9 @@ impl ironrdp_async::NetworkClient for NoNetwork {
         &mut self,
         _request: &ironrdp_connector::sspi::generator::NetworkRequest,
     ) -> ironrdp_connector::ConnectorResult<Vec<u8>> {
-        Err(ironrdp_connector::general_err!("sekisho does not contact a KDC for target sign-in"))
+        Err(ironrdp_connector::general_err!(
+            "sekisho does not contact a KDC for target sign-in"
+        ))
     }
 }
 
@@ -402,7 +468,9 @@ fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
             return None;
         }
         let bytes = rest.get(..n)?;
-        let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, rest.get(n..)?)
     };
     Some((tag, rest.get(..len)?, rest.get(len..)?))
@@ -481,7 +549,10 @@ mod tests {
         for cut in [0, 1, 2, 10, der.len() / 2, der.len() - 1] {
             assert_eq!(subject_public_key(&der[..cut]), None, "cut at {cut}");
         }
-        assert_eq!(subject_public_key(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            subject_public_key(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
     }
 
     #[test]

@@ -442,3 +442,166 @@ pub fn client_log(log: &Path) -> String {
 pub fn _used() -> (&'static str, &'static str) {
     (TEST_USER, TEST_PASSWORD)
 }
+
+/// SHA-256 of the certificate a TLS-or-NLA RDP server presents (the test
+/// pins what it sees, as an admin would after checking it out of band).
+pub fn probe_cert_sha256(port: u16) -> [u8; 32] {
+    use std::io::{Read as _, Write as _};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug)]
+    struct Capture(Mutex<Option<[u8; 32]>>, Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().expect("lock") =
+                Some(sekisho::rdp::back::cert_sha256(end_entity.as_ref()));
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let capture = Arc::new(Capture(Mutex::new(None), provider.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect for probe");
+    // X.224 Connection Request asking for TLS or NLA.
+    let request = ironrdp_core::encode_vec(&ironrdp_pdu::x224::X224(
+        ironrdp_pdu::nego::ConnectionRequest {
+            nego_data: None,
+            flags: ironrdp_pdu::nego::RequestFlags::empty(),
+            protocol: ironrdp_pdu::nego::SecurityProtocol::SSL
+                | ironrdp_pdu::nego::SecurityProtocol::HYBRID,
+            correlation_info: None,
+        },
+    ))
+    .expect("encode");
+    tcp.write_all(&request).expect("write");
+    let mut confirm = [0u8; 19];
+    tcp.read_exact(&mut confirm).expect("read confirm");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("tls");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("TLS handshake for probe");
+    }
+    let pin = capture.0.lock().expect("lock").expect("a certificate");
+    pin
+}
+
+/// The FreeRDP 3 shadow server sharing an X display, NLA only, with one
+/// account in its own SAM file.
+pub struct Shadow {
+    pub port: u16,
+    pub log: PathBuf,
+    _daemon: Daemon,
+}
+
+pub const SHADOW_USER: &str = "shadowop";
+pub const SHADOW_PASSWORD: &str = "Shadow-pw-52";
+
+impl Shadow {
+    pub fn start(dir: &Path, display: &str) -> Shadow {
+        require_tool(
+            "freerdp-shadow-cli3",
+            "freerdp3-shadow-x11 (bookworm-backports)",
+        );
+        require_tool("winpr-hash", "winpr-utils");
+        let sam = dir.join("shadow.sam");
+        let out = run(Command::new("winpr-hash").args([
+            "-u",
+            SHADOW_USER,
+            "-p",
+            SHADOW_PASSWORD,
+            "-f",
+            "sam",
+        ]));
+        assert!(out.status.success(), "winpr-hash failed");
+        fs::write(&sam, &out.stdout).expect("write sam");
+        let port = free_port();
+        let log = dir.join("shadow.log");
+        let log_file = fs::File::create(&log).expect("shadow log");
+        let err_file = log_file.try_clone().expect("clone");
+        let daemon = Daemon::spawn(
+            "freerdp-shadow-cli3",
+            Command::new("freerdp-shadow-cli3")
+                .env("DISPLAY", display)
+                .env("HOME", dir)
+                .arg("/bind-address:127.0.0.1")
+                .arg(format!("/port:{port}"))
+                .arg("/sec:nla")
+                .arg(format!("/sam-file:{}", sam.display()))
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(err_file),
+        );
+        let up = wait_until(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up,
+            "shadow server not listening:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Shadow {
+            port,
+            log,
+            _daemon: daemon,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// An xterm (a root shell) on `display`, for typing into a shared desktop.
+pub fn xterm_on(display: &str) -> Daemon {
+    Daemon::spawn(
+        "xterm",
+        Command::new("xterm")
+            .env("DISPLAY", display)
+            .args(["-geometry", "120x40+0+0", "-title", "shadow-term"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
