@@ -375,3 +375,48 @@ fn killing_the_session_disconnects_the_client() {
 fn client_log_text(p: &std::path::Path) -> String {
     client_log(p)
 }
+
+#[test]
+fn a_failing_recording_ends_the_session() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let mut core = fake_core(&xrdp);
+    // Fails while the connection is being finalized (after the channel
+    // refusals and the first capability PDUs were recorded).
+    core.fail_recording_after = Some(10);
+    let gw = start_gateway(dir.path(), core);
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    let status = client_exit(&mut client, Duration::from_secs(30));
+    end_test_user_sessions();
+    assert!(
+        status.is_some(),
+        "client still connected with a broken recording"
+    );
+    let journal = gw.core.journal();
+    assert_eq!(
+        journal.events.len(),
+        10,
+        "events recorded beyond the failure"
+    );
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, r)| r.contains("recording failed: disk full")),
+        "{:?}",
+        journal.closed
+    );
+}

@@ -146,6 +146,20 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
     Ok(Arc::new(config))
 }
 
+/// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
+/// certificate `init` made, and serve until the listener fails.
+pub async fn serve_config<C: RdpCore>(
+    config: &crate::config::Config,
+    core: Arc<C>,
+) -> anyhow::Result<()> {
+    let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
+    let listener = TcpListener::bind(config.rdp.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
+    serve(listener, tls, core).await?;
+    Ok(())
+}
+
 /// Accept RDP clients on `listener` until it fails; each connection runs in
 /// its own task.
 pub async fn serve<C: RdpCore>(

@@ -248,10 +248,12 @@ impl<C: RdpCore> Relay<C> {
     {
         let mut warned: std::collections::HashSet<u16> = Default::default();
         loop {
-            let (action, pdu) = from
-                .read_pdu()
-                .await
-                .map_err(|e| RdpError::io("reading from client", e))?;
+            let (action, pdu) = match from.read_pdu().await {
+                Ok(read) => read,
+                // The client closed its connection: a normal end.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(RdpError::io("reading from client", e)),
+            };
             let pdu = pdu.freeze();
             match action {
                 ironrdp_pdu::Action::FastPath => {
@@ -327,10 +329,13 @@ impl<C: RdpCore> Relay<C> {
         B: AsyncRead + AsyncWrite + Send + Sync + Unpin,
     {
         loop {
-            let (action, pdu) = from
-                .read_pdu()
-                .await
-                .map_err(|e| RdpError::io("reading from target", e))?;
+            let (action, pdu) = match from.read_pdu().await {
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(RdpError::TargetClosed);
+                }
+                Err(e) => return Err(RdpError::io("reading from target", e)),
+            };
             self.forward_from_target(action, pdu.freeze(), &to, &back_to)
                 .await?;
         }
