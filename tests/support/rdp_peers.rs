@@ -523,8 +523,7 @@ pub fn probe_cert_sha256(port: u16) -> [u8; 32] {
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).expect("TLS handshake for probe");
     }
-    let pin = capture.0.lock().expect("lock").expect("a certificate");
-    pin
+    capture.0.lock().expect("lock").expect("a certificate")
 }
 
 /// The FreeRDP 3 shadow server sharing an X display, NLA only, with one
