@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod rdp;
 pub mod recording;
 pub mod session;
 pub mod ssh;

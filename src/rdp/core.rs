@@ -1,0 +1,202 @@
+//! What the RDP gateway needs from the rest of sekisho, as one trait with
+//! plain types, so that `rdp/` depends on no other module's internals. The
+//! serve command implements it on the real auth, policy, store, session and
+//! recording modules; tests implement it in memory.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+
+/// How the client protected its sign-in on the front side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontSecurity {
+    /// TLS: the password field carries password + 6-digit code, or a ticket.
+    Tls,
+    /// CredSSP: the password field carries a one-time ticket.
+    Nla,
+}
+
+/// A sign-in attempt as the client sent it, the target already split off.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The sekisho user name (without the target part).
+    pub user: String,
+    /// Password followed by a TOTP code, a bare password (inside the sign-in
+    /// window), or a one-time ticket; the authenticator tells them apart.
+    pub secret: String,
+    pub source: IpAddr,
+    pub security: FrontSecurity,
+}
+
+/// Who signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub user: String,
+}
+
+/// A refusal with the reason that goes to the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything needed to reach the target, decided by policy.
+#[derive(Clone)]
+pub struct TargetGrant {
+    /// Policy name of the target.
+    pub target: String,
+    pub address: SocketAddr,
+    /// Account and injected credential; never shown to the client.
+    pub account: String,
+    pub domain: Option<String>,
+    pub password: String,
+    /// SHA-256 of the DER of the target's TLS leaf certificate.
+    pub cert_sha256: [u8; 32],
+    /// The session this one hops from, when it is a server-to-server hop.
+    pub parent_session: Option<uuid::Uuid>,
+}
+
+impl std::fmt::Debug for TargetGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential is deliberately left out of logs.
+        f.debug_struct("TargetGrant")
+            .field("target", &self.target)
+            .field("address", &self.address)
+            .field("account", &self.account)
+            .field("parent_session", &self.parent_session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Metadata the recording header needs to decode the session later.
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    pub session_id: uuid::Uuid,
+    pub person: Person,
+    pub target: String,
+    pub source: IpAddr,
+    pub parent_session: Option<uuid::Uuid>,
+    pub desktop_width: u16,
+    pub desktop_height: u16,
+    /// Keyboard layout (e.g. 0x411 Japanese) and type (7 = Japanese) from the
+    /// client's core data, so keystrokes can be rendered as text.
+    pub keyboard_layout: u32,
+    pub keyboard_type: u32,
+    pub keyboard_subtype: u32,
+    /// MCS I/O and user channel ids as the client sees them.
+    pub io_channel: u16,
+    pub user_channel: u16,
+    /// Static channels forwarded, with the ids the client sees.
+    pub channels: Vec<(String, u16)>,
+}
+
+/// Which way a PDU went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// One recorded event. PDUs are kept whole (as on the wire, after the
+/// gateway's rewriting) so a replayer can decode them with ironrdp.
+#[derive(Debug, Clone)]
+pub enum RdpEvent {
+    /// A fast-path PDU: client input or server graphics/pointer update.
+    FastPath { direction: Direction, pdu: Bytes },
+    /// A slow-path X.224/MCS PDU on the I/O or user channel (slow-path
+    /// input, Demand Active with the share id and codecs, bitmap updates).
+    SlowPath {
+        direction: Direction,
+        channel: u16,
+        pdu: Bytes,
+    },
+    /// A channel that was refused (static or dynamic).
+    ChannelRefused { name: String, reason: String },
+}
+
+/// A channel refusal kind for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Static,
+    Dynamic,
+}
+
+/// Writes one session's recording. A failed `record` ends the session
+/// (fail closed).
+pub trait RdpRecorder: Send + 'static {
+    fn record(&mut self, event: RdpEvent) -> impl Future<Output = Result<(), Refusal>> + Send;
+    fn finish(self) -> impl Future<Output = Result<(), Refusal>> + Send;
+}
+
+/// Kill signal for a live session: resolves with the reason when an
+/// administrator (or a time limit) ends it.
+pub struct KillSignal(pub tokio::sync::watch::Receiver<Option<String>>);
+
+impl KillSignal {
+    /// Wait until a kill is requested; pending forever if the sender is gone
+    /// without killing.
+    pub async fn killed(&mut self) -> String {
+        loop {
+            if let Some(reason) = self.0.borrow().clone() {
+                return reason;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The gateway's view of sekisho.
+pub trait RdpCore: Send + Sync + 'static {
+    type Recorder: RdpRecorder;
+
+    /// Check the sign-in; a refusal is audited by the implementation.
+    fn authenticate(
+        &self,
+        sign_in: &SignIn,
+    ) -> impl Future<Output = Result<Person, Refusal>> + Send;
+
+    /// Apply the RDP rule (physical target, or an allowed hop) and resolve
+    /// the target's address, account, credential and certificate pin.
+    fn authorize(
+        &self,
+        person: &Person,
+        target: &str,
+        source: IpAddr,
+    ) -> impl Future<Output = Result<TargetGrant, Refusal>> + Send;
+
+    /// Open the recording; no recording, no session.
+    fn open_recording(
+        &self,
+        start: &SessionStart,
+    ) -> impl Future<Output = Result<Self::Recorder, Refusal>> + Send;
+
+    /// Audit a refused channel.
+    fn channel_refused(
+        &self,
+        session_id: uuid::Uuid,
+        kind: ChannelKind,
+        name: &str,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Register the live session; the returned signal fires on kill.
+    fn register_live(&self, start: &SessionStart) -> impl Future<Output = KillSignal> + Send;
+
+    /// The session ended (normally or not); `reason` says why.
+    fn session_closed(
+        &self,
+        session_id: uuid::Uuid,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send;
+}

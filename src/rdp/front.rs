@@ -1,0 +1,307 @@
+//! Client-facing handshake: X.224 negotiation (TLS only; standard RDP
+//! security refused) through ironrdp-acceptor, the TLS upgrade, and the MCS
+//! phase played as a server up to the Client Info PDU, which carries the
+//! sign-in. The gateway answers the MCS phase itself because the target is
+//! named in the user name, which only arrives in the Client Info PDU.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use ironrdp_acceptor::{Acceptor, ChannelConnectionSequence, DesktopSize};
+use ironrdp_async::{Framed, FramedWrite as _, single_sequence_step};
+use ironrdp_connector::Sequence as _;
+use ironrdp_core::{WriteBuf, decode, encode_vec};
+use ironrdp_pdu::gcc::{self, ClientGccBlocks};
+use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
+use ironrdp_pdu::x224::{X224, X224Data};
+use ironrdp_pdu::{X224_HINT, mcs};
+use ironrdp_tokio::TokioStream;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info};
+
+use super::RdpError;
+use super::channels::{self, ChannelVerdict};
+
+/// MCS ids the gateway hands to the client. They mirror what Windows and
+/// xrdp assign, but the relay never relies on that: it maps every id.
+pub(crate) const FRONT_USER_CHANNEL: u16 = 1002;
+pub(crate) const FRONT_IO_CHANNEL: u16 = 1003;
+
+pub(crate) type FrontFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
+
+/// A static channel as the client requested it.
+#[derive(Debug, Clone)]
+pub(crate) struct FrontChannel {
+    pub def: gcc::ChannelDef,
+    pub name: String,
+    /// The id the client was given.
+    pub front_id: u16,
+    pub verdict: ChannelVerdict,
+}
+
+/// The client side after the Client Info PDU.
+pub(crate) struct FrontSession {
+    pub framed: FrontFramed,
+    /// The client's GCC blocks, as sent (the back side filters them).
+    pub gcc: ClientGccBlocks,
+    pub channels: Vec<FrontChannel>,
+    pub client_info: ClientInfo,
+}
+
+/// Run the X.224 negotiation with ironrdp-acceptor. Only TLS is offered:
+/// a client asking for standard RDP security (RC4) gets an RDP negotiation
+/// failure (SSL_REQUIRED_BY_SERVER) rather than a reset.
+async fn negotiate(tcp: TcpStream) -> Result<(TcpStream, SecurityProtocol), RdpError> {
+    // Desktop size and capabilities are unused: the acceptor is dropped at
+    // the security upgrade, before it would send any of them.
+    let mut acceptor = Acceptor::new(
+        SecurityProtocol::SSL,
+        DesktopSize {
+            width: 1024,
+            height: 768,
+        },
+        Vec::new(),
+        None,
+    );
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+
+    let request_pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading X.224 connection request", e))?;
+    let request = decode::<X224<nego::ConnectionRequest>>(&request_pdu)
+        .map_err(|e| RdpError::protocol("X.224 connection request", e))?
+        .0;
+    debug!(protocol = ?request.protocol, "client connection request");
+
+    let mut buf = WriteBuf::new();
+    acceptor
+        .step(&request_pdu, None, &mut buf)
+        .map_err(|e| RdpError::protocol("X.224 connection request", e))?;
+    buf.clear();
+    let confirm = acceptor.step_no_input(&mut buf);
+    // The acceptor writes the negotiation failure into the buffer before it
+    // reports the mismatch, so send whatever it wrote either way.
+    if buf.filled_len() > 0 {
+        framed
+            .write_all(buf.filled())
+            .await
+            .map_err(|e| RdpError::io("writing X.224 connection confirm", e))?;
+    }
+    if let Err(e) = confirm {
+        return Err(RdpError::Refused(format!(
+            "client offered no TLS (requested {:?}): {e}",
+            request.protocol
+        )));
+    }
+    if acceptor.reached_security_upgrade().is_none() {
+        return Err(RdpError::Protocol {
+            context: "X.224 negotiation",
+            message: "acceptor did not reach the security upgrade".into(),
+        });
+    }
+    Ok((framed.into_inner_no_leftover(), request.protocol))
+}
+
+/// Accept one client up to its Client Info PDU.
+pub(crate) async fn accept(
+    tcp: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<FrontSession, RdpError> {
+    let (tcp, requested_protocol) = negotiate(tcp).await?;
+    let tls_stream = tokio_rustls::TlsAcceptor::from(tls)
+        .accept(tcp)
+        .await
+        .map_err(|e| RdpError::io("TLS handshake with client", e))?;
+    let mut framed = FrontFramed::new(tls_stream);
+
+    // MCS Connect Initial with the client's GCC blocks.
+    let pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading MCS Connect Initial", e))?;
+    let data = decode::<X224<X224Data<'_>>>(&pdu)
+        .map_err(|e| RdpError::protocol("MCS Connect Initial", e))?
+        .0;
+    let initial = decode::<mcs::ConnectInitial>(data.data.as_ref())
+        .map_err(|e| RdpError::protocol("MCS Connect Initial", e))?;
+    let gcc = initial.conference_create_request.into_gcc_blocks();
+
+    let requested_channels = gcc
+        .network
+        .as_ref()
+        .map(|n| n.channels.clone())
+        .unwrap_or_default();
+    let mut channels = Vec::with_capacity(requested_channels.len());
+    for (i, def) in requested_channels.into_iter().enumerate() {
+        let offset = u16::try_from(i)
+            .ok()
+            .filter(|i| *i < 31) // MS-RDPBCGR: at most 31 static channels
+            .ok_or_else(|| RdpError::Protocol {
+                context: "client network data",
+                message: "too many static channels".into(),
+            })?;
+        let name = def
+            .name
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches('\0')
+            .to_owned();
+        let verdict = channels::static_channel(&name);
+        channels.push(FrontChannel {
+            def,
+            name,
+            front_id: FRONT_IO_CHANNEL + 1 + offset,
+            verdict,
+        });
+    }
+    info!(
+        channels = ?channels.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "client requested static channels"
+    );
+
+    // Every channel gets an id, refused ones too, so the client's view stays
+    // well formed; the relay drops whatever is sent on a refused one. No
+    // message channel and no multitransport are offered.
+    let front_ids: Vec<u16> = channels.iter().map(|c| c.front_id).collect();
+    let server_blocks = gcc::ServerGccBlocks {
+        core: gcc::ServerCoreData {
+            version: gcc::RdpVersion::V5_PLUS,
+            optional_data: gcc::ServerCoreOptionalData {
+                client_requested_protocols: Some(requested_protocol),
+                early_capability_flags: None,
+            },
+        },
+        security: gcc::ServerSecurityData::no_security(),
+        network: gcc::ServerNetworkData {
+            channel_ids: front_ids.clone(),
+            io_channel: FRONT_IO_CHANNEL,
+        },
+        message_channel: None,
+        multi_transport_channel: None,
+    };
+    let response = mcs::ConnectResponse {
+        conference_create_response: gcc::ConferenceCreateResponse::new(
+            FRONT_USER_CHANNEL,
+            server_blocks,
+        )
+        .map_err(|e| RdpError::protocol("building MCS Connect Response", e))?,
+        called_connect_id: 1,
+        domain_parameters: mcs::DomainParameters::target(),
+    };
+    let response_data = encode_vec(&response)
+        .map_err(|e| RdpError::protocol("encoding MCS Connect Response", e))?;
+    let response_pdu = encode_vec(&X224(X224Data {
+        data: Cow::Owned(response_data),
+    }))
+    .map_err(|e| RdpError::protocol("encoding MCS Connect Response", e))?;
+    framed
+        .write_all(&response_pdu)
+        .await
+        .map_err(|e| RdpError::io("writing MCS Connect Response", e))?;
+
+    // Erect domain, attach user, channel joins: the acceptor's sequence.
+    let mut joins = ChannelConnectionSequence::new(FRONT_USER_CHANNEL, FRONT_IO_CHANNEL, front_ids);
+    let mut buf = WriteBuf::new();
+    while !joins.is_done() {
+        single_sequence_step(&mut framed, &mut joins, &mut buf)
+            .await
+            .map_err(|e| RdpError::protocol("client channel connection", e))?;
+    }
+
+    // Client Info PDU (TLS: no RDP encryption; the security header only
+    // flags it as an info packet).
+    let pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading Client Info PDU", e))?;
+    let request = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu)
+        .map_err(|e| RdpError::protocol("Client Info PDU", e))?
+        .0;
+    let info = decode::<rdp::ClientInfoPdu>(request.user_data.as_ref())
+        .map_err(|e| RdpError::protocol("Client Info PDU", e))?;
+
+    Ok(FrontSession {
+        framed,
+        gcc,
+        channels,
+        client_info: info.client_info,
+    })
+}
+
+/// The target and the sekisho user, from the user name the client typed:
+/// `person@target` or `target\person` (the latter arrives split, with the
+/// target in the domain field).
+pub fn split_target(username: &str, domain: Option<&str>) -> Option<(String, String)> {
+    let domain = domain.map(str::trim).filter(|d| !d.is_empty());
+    if let Some(target) = domain {
+        if username.contains('@') || username.is_empty() {
+            return None;
+        }
+        return Some((username.to_owned(), target.to_owned()));
+    }
+    if let Some((target, person)) = username.split_once('\\') {
+        if !target.is_empty()
+            && !person.is_empty()
+            && !person.contains('\\')
+            && !person.contains('@')
+        {
+            return Some((person.to_owned(), target.to_owned()));
+        }
+        return None;
+    }
+    let (person, target) = username.rsplit_once('@')?;
+    if person.is_empty() || target.is_empty() || person.contains('@') {
+        return None;
+    }
+    Some((person.to_owned(), target.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_target;
+
+    #[test]
+    fn target_from_user_at_target() {
+        assert_eq!(
+            split_target("tanaka@fa-db01", None),
+            Some(("tanaka".into(), "fa-db01".into()))
+        );
+    }
+
+    #[test]
+    fn target_from_domain_field_or_backslash() {
+        assert_eq!(
+            split_target("tanaka", Some("fa-db01")),
+            Some(("tanaka".into(), "fa-db01".into()))
+        );
+        assert_eq!(
+            split_target("fa-db01\\tanaka", None),
+            Some(("tanaka".into(), "fa-db01".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_names_are_rejected() {
+        for (user, domain) in [
+            ("tanaka", None),
+            ("@fa-db01", None),
+            ("tanaka@", None),
+            ("a@b@c", None),
+            ("\\tanaka", None),
+            ("fa\\", None),
+            ("x\\y\\z", None),
+            ("", Some("fa-db01")),
+            ("a@b", Some("fa-db01")),
+        ] {
+            assert_eq!(split_target(user, domain), None, "{user:?} {domain:?}");
+        }
+        // An empty domain field is the same as none.
+        assert_eq!(
+            split_target("tanaka@fa", Some(" ")),
+            Some(("tanaka".into(), "fa".into()))
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! The RDP gateway: a stock RDP client connects to sekisho, signs in with
+//! `person@target` (or `target\person`) and password + one-time code, and is
+//! relayed to the target with a credential it never sees.
+//!
+//! # How the two handshakes are bridged
+//!
+//! The target is named in the user name, which over TLS arrives only in the
+//! Client Info PDU, after the MCS phase. So the gateway cannot simply splice
+//! the client's connection sequence onto the target's; it terminates both:
+//!
+//! 1. **Front** ([`front`]): ironrdp-acceptor runs the X.224 negotiation,
+//!    offering TLS only (a client asking for standard RDP security receives
+//!    an RDP negotiation failure). After the TLS upgrade the gateway answers
+//!    the MCS Connect Initial itself: I/O channel 1003, static channels
+//!    1004.. in the client's order (refused ones included, so the client's
+//!    view stays well formed), user channel 1002 (below the static range, so
+//!    the ids never collide), no message channel, no
+//!    multitransport. The acceptor's channel connection sequence handles
+//!    erect-domain, attach-user and joins; then the Client Info PDU yields
+//!    the user name and secret.
+//! 2. **Sign-in and policy** through [`core::RdpCore`]; refusals go back to
+//!    the client as a Set Error Info PDU plus a disconnect.
+//! 3. **Back** ([`back`]): X.224 and TLS to the target, whose leaf
+//!    certificate must hash to the pin in the grant. The MCS Connect Initial
+//!    carries the *client's* GCC blocks (desktop size, colour depth,
+//!    keyboard layout) with refused static channels removed, cluster,
+//!    message-channel and multitransport blocks removed, and the
+//!    skip-channel-join and graphics-pipeline flags cleared. The connector's
+//!    channel connection sequence joins every channel; the Client Info PDU
+//!    is the client's, with the injected account and password and without
+//!    auto-reconnect cookies. A target that answers licensing with "valid
+//!    client" is done; its next PDU (Demand Active) is the first relayed.
+//! 4. **Relay** ([`relay`]): the client receives "valid client" from the
+//!    gateway, then everything from Demand Active on is the target's own:
+//!    capability sets and the share id go through untouched, so the client
+//!    and target agree on them without the gateway rewriting share control
+//!    headers. Fast-path PDUs carry no channel ids and pass unchanged.
+//!    Slow-path MCS Send Data PDUs get their channel id and initiator
+//!    rewritten with a [`relay::ChannelMap`].
+//!
+//! # Channel ids when channels are filtered
+//!
+//! Client static channel *i* has front id `1004 + i`. Only allowed channels
+//! are requested from the target, which numbers them in its own way (usually
+//! 1004.. over the shorter list). The map links front and back ids of the
+//! I/O channel, the user channel and each forwarded static channel; a front
+//! id of a refused channel has no back id, and anything the client sends on
+//! it is dropped. Data from the target on an id not in the map is dropped.
+//! Inside `drdynvc`, DVC Create Requests for channels not on the dynamic
+//! allow-list are answered with a failed Create Response by the gateway and
+//! never reach the client.
+
+pub mod back;
+pub mod channels;
+pub mod core;
+pub mod front;
+pub mod relay;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ironrdp_async::Framed;
+use ironrdp_core::encode_vec;
+use ironrdp_pdu::mcs;
+use ironrdp_pdu::rdp::headers::{
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
+};
+use ironrdp_pdu::rdp::server_error_info::{
+    ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
+};
+use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
+use ironrdp_pdu::x224::X224;
+use ironrdp_tokio::TokioStream;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tracing::{Instrument as _, info, info_span, warn};
+
+use self::channels::ChannelVerdict;
+use self::core::{ChannelKind, FrontSecurity, RdpCore, RdpRecorder as _, SessionStart, SignIn};
+use self::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL};
+use self::relay::{ChannelMap, Relay};
+
+/// How long a client may take from TCP connect to its Client Info PDU
+/// (mstsc's credential prompt comes before the connection, so this is short).
+const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why an RDP connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum RdpError {
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+    #[error("malformed or unexpected {context}: {message}")]
+    Protocol {
+        context: &'static str,
+        message: String,
+    },
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("target: {0}")]
+    Target(String),
+    #[error("target closed the session")]
+    TargetClosed,
+    #[error("recording failed: {0}")]
+    Recording(String),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+impl RdpError {
+    pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
+        Self::Io { context, source }
+    }
+    pub(crate) fn protocol(context: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Protocol {
+            context,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The front TLS configuration from the certificate and key `init` made.
+pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, RdpError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| RdpError::Tls(format!("{}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RdpError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| RdpError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
+/// certificate `init` made, and serve until the listener fails.
+pub async fn serve_config<C: RdpCore>(
+    config: &crate::config::Config,
+    core: Arc<C>,
+) -> anyhow::Result<()> {
+    let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
+    let listener = TcpListener::bind(config.rdp.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
+    serve(listener, tls, core).await?;
+    Ok(())
+}
+
+/// Accept RDP clients on `listener` until it fails; each connection runs in
+/// its own task.
+pub async fn serve<C: RdpCore>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    core: Arc<C>,
+) -> std::io::Result<()> {
+    info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let tls = tls.clone();
+        let core = core.clone();
+        let span = info_span!("rdp", client = %peer);
+        tokio::spawn(
+            async move {
+                match handle(tcp, peer, tls, core).await {
+                    Ok(()) => info!("connection closed"),
+                    Err(e) => warn!(error = %e, "connection ended"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// One client connection, start to end.
+pub async fn handle<C: RdpCore>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    core: Arc<C>,
+) -> Result<(), RdpError> {
+    let _ = tcp.set_nodelay(true);
+    let source = crate::config::canonical_ip(peer.ip());
+    // A client that stalls before signing in must not hold a task forever.
+    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, front::accept(tcp, tls))
+        .await
+        .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
+
+    let creds = &front.client_info.credentials;
+    let Some((user, target)) = front::split_target(&creds.username, creds.domain.as_deref()) else {
+        let reason = "user name must name the target as person@target or target\\person";
+        refuse_client(
+            &mut front.framed,
+            ProtocolIndependentCode::ServerDeniedConnection,
+        )
+        .await;
+        return Err(RdpError::Refused(reason.into()));
+    };
+    let sign_in = SignIn {
+        user,
+        secret: creds.password.clone(),
+        source,
+        security: FrontSecurity::Tls,
+    };
+    // The bastion secret is not kept beyond this point.
+    front.client_info.credentials.password.clear();
+    let person = match core.authenticate(&sign_in).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            return Err(RdpError::Refused(refusal.reason));
+        }
+    };
+    drop(sign_in);
+    let grant = match core.authorize(&person, &target, source).await {
+        Ok(g) => g,
+        Err(refusal) => {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerInsufficientPrivileges,
+            )
+            .await;
+            return Err(RdpError::Refused(refusal.reason));
+        }
+    };
+    info!(person = %person.user, target = %grant.target, address = %grant.address, "RDP session authorized");
+
+    let session_id = uuid::Uuid::now_v7();
+    let forwarded: Vec<_> = front
+        .channels
+        .iter()
+        .filter(|c| c.verdict.is_allowed())
+        .collect();
+    let start = SessionStart {
+        session_id,
+        person: person.clone(),
+        target: grant.target.clone(),
+        source,
+        parent_session: grant.parent_session,
+        desktop_width: front.gcc.core.desktop_width,
+        desktop_height: front.gcc.core.desktop_height,
+        keyboard_layout: front.gcc.core.keyboard_layout,
+        keyboard_type: keyboard_type_code(front.gcc.core.keyboard_type),
+        keyboard_subtype: front.gcc.core.keyboard_subtype,
+        io_channel: FRONT_IO_CHANNEL,
+        user_channel: FRONT_USER_CHANNEL,
+        channels: forwarded
+            .iter()
+            .map(|c| (c.name.clone(), c.front_id))
+            .collect(),
+    };
+    let recorder = match core.open_recording(&start).await {
+        Ok(r) => r,
+        Err(refusal) => {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            return Err(RdpError::Recording(refusal.reason));
+        }
+    };
+    let recorder = Arc::new(Mutex::new(recorder));
+    for refused in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
+        let ChannelVerdict::Refused { reason } = &refused.verdict else {
+            continue;
+        };
+        info!(channel = %refused.name, reason, "static channel refused");
+        core.channel_refused(session_id, ChannelKind::Static, &refused.name, reason)
+            .await;
+        let event = core::RdpEvent::ChannelRefused {
+            name: refused.name.clone(),
+            reason: (*reason).to_owned(),
+        };
+        if let Err(r) = recorder.lock().await.record(event).await {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            return Err(RdpError::Recording(r.reason));
+        }
+    }
+
+    let result = run_session(&core, session_id, &start, front, &grant, recorder.clone()).await;
+    let reason = match &result {
+        Ok(()) => "closed".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    // Recording is sealed whatever happened.
+    match Arc::try_unwrap(recorder).map(Mutex::into_inner) {
+        Ok(recorder) => {
+            if let Err(r) = recorder.finish().await {
+                warn!(reason = %r.reason, "sealing the recording failed");
+            }
+        }
+        // The relay tasks hold no clone once run_session returned.
+        Err(_) => warn!("recording still shared at close; not sealed"),
+    }
+    core.session_closed(session_id, &reason).await;
+    result
+}
+
+async fn run_session<C: RdpCore>(
+    core: &Arc<C>,
+    session_id: uuid::Uuid,
+    start: &SessionStart,
+    mut front: front::FrontSession,
+    grant: &core::TargetGrant,
+    recorder: Arc<Mutex<C::Recorder>>,
+) -> Result<(), RdpError> {
+    let forwarded: Vec<front::FrontChannel> = front
+        .channels
+        .iter()
+        .filter(|c| c.verdict.is_allowed())
+        .cloned()
+        .collect();
+    let back = match back::connect(back::BackRequest {
+        grant,
+        client_gcc: &front.gcc,
+        channels: forwarded.iter().map(|c| c.def.clone()).collect(),
+        client_info: &front.client_info,
+    })
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            return Err(e);
+        }
+    };
+
+    let mut map = ChannelMap::new(
+        FRONT_USER_CHANNEL,
+        back.user_channel,
+        FRONT_IO_CHANNEL,
+        back.io_channel,
+    );
+    for (channel, back_id) in forwarded.iter().zip(back.channel_ids.iter()) {
+        map.link_named(&channel.name, channel.front_id, *back_id);
+    }
+    for channel in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
+        map.refuse(channel.front_id, &channel.name);
+    }
+
+    // Licensing towards the client: the gateway says "valid client".
+    let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+        .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+        .into();
+    send_indication(&mut front.framed, &license).await?;
+
+    let mut kill = core.register_live(start).await;
+    let relay = Arc::new(Relay {
+        core: core.clone(),
+        session_id,
+        map,
+        recorder,
+    });
+
+    let (front_stream, front_left) = front.framed.into_inner();
+    let (back_stream, back_left) = back.framed.into_inner();
+    let (front_read, front_write) = tokio::io::split(front_stream);
+    let (back_read, back_write) = tokio::io::split(back_stream);
+    let front_reader = Framed::<TokioStream<_>>::new_with_leftover(front_read, front_left);
+    let back_reader = Framed::<TokioStream<_>>::new_with_leftover(back_read, back_left);
+    let front_write = Arc::new(Mutex::new(front_write));
+    let back_write = Arc::new(Mutex::new(back_write));
+
+    let first_action = ironrdp_pdu::find_size(&back.first_pdu)
+        .ok()
+        .flatten()
+        .map(|info| info.action)
+        .unwrap_or(ironrdp_pdu::Action::X224);
+    relay
+        .forward_from_target(
+            first_action,
+            back.first_pdu.freeze(),
+            &front_write,
+            &back_write,
+        )
+        .await?;
+
+    let up = relay.client_to_target(front_reader, back_write.clone());
+    let down = relay.target_to_client(back_reader, front_write.clone(), back_write.clone());
+    let result = tokio::select! {
+        r = up => r,
+        r = down => r,
+        reason = kill.killed() => {
+            info!(%reason, "session killed");
+            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {
+                let _ = front_write.lock().await.write_all(&bytes).await;
+            }
+            Err(RdpError::Refused(format!("killed: {reason}")))
+        }
+    };
+    // Close both sides; errors here change nothing.
+    let _ = front_write.lock().await.shutdown().await;
+    let _ = back_write.lock().await.shutdown().await;
+    match result {
+        Err(RdpError::TargetClosed) => Ok(()),
+        other => other,
+    }
+}
+
+fn keyboard_type_code(t: ironrdp_pdu::gcc::KeyboardType) -> u32 {
+    t.0
+}
+
+fn indication_bytes<T: ironrdp_core::Encode>(pdu: &T) -> Result<Vec<u8>, RdpError> {
+    let user_data = encode_vec(pdu).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
+    let ind = mcs::SendDataIndication {
+        initiator_id: FRONT_USER_CHANNEL,
+        channel_id: FRONT_IO_CHANNEL,
+        user_data: Cow::Owned(user_data),
+    };
+    encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))
+}
+
+async fn send_indication<T: ironrdp_core::Encode>(
+    framed: &mut front::FrontFramed,
+    pdu: &T,
+) -> Result<(), RdpError> {
+    use ironrdp_async::FramedWrite as _;
+    let bytes = indication_bytes(pdu)?;
+    framed
+        .write_all(&bytes)
+        .await
+        .map_err(|e| RdpError::io("writing to client", e))
+}
+
+/// What the client is told when it is turned away or its session ends:
+/// "valid client" licensing when the client still waits for it (every
+/// refusal comes after its Client Info PDU), then Set Error Info with a
+/// code clients show, then an MCS disconnect. FreeRDP reports the code and
+/// does not retry.
+fn refusal_pdus(code: ProtocolIndependentCode, licensed: bool) -> Result<Vec<u8>, RdpError> {
+    let mut out = Vec::new();
+    if !licensed {
+        let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+            .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+            .into();
+        out.extend(indication_bytes(&license)?);
+    }
+    let info = ShareControlHeader {
+        share_id: 0,
+        pdu_source: FRONT_USER_CHANNEL,
+        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
+                ErrorInfo::ProtocolIndependentCode(code),
+            )),
+            stream_priority: StreamPriority::Undefined,
+            compression_flags: CompressionFlags::empty(),
+            compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+        }),
+    };
+    out.extend(indication_bytes(&info)?);
+    let ultimatum =
+        mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
+    out.extend(
+        encode_vec(&X224(ultimatum)).map_err(|e| RdpError::protocol("encoding disconnect", e))?,
+    );
+    Ok(out)
+}
+
+/// Tell a client that has not been licensed yet that it is refused. Best
+/// effort: the connection is closing anyway.
+async fn refuse_client(framed: &mut front::FrontFramed, code: ProtocolIndependentCode) {
+    use ironrdp_async::FramedWrite as _;
+    match refusal_pdus(code, false) {
+        Ok(bytes) => {
+            if let Err(e) = framed.write_all(&bytes).await {
+                warn!(error = %e, "could not send the refusal to the client");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not encode the refusal"),
+    }
+}

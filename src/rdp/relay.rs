@@ -1,0 +1,530 @@
+//! After both handshakes: forward PDUs both ways with MCS ids rewritten,
+//! drop what travels on refused channels, refuse dynamic channels that are
+//! not on the allow-list, strip server redirection and auto-reconnect
+//! material, and tap every input and graphics PDU for the recording.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ironrdp_async::Framed;
+use ironrdp_core::{decode, encode_vec};
+use ironrdp_pdu::mcs;
+use ironrdp_pdu::x224::X224;
+use ironrdp_tokio::TokioStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+
+use super::RdpError;
+use super::channels;
+use super::core::{ChannelKind, Direction, RdpCore, RdpEvent, RdpRecorder};
+
+/// MCS id translation between the client's view and the target's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChannelMap {
+    /// front id → back id for every forwarded channel (I/O, user, statics).
+    to_back: HashMap<u16, u16>,
+    to_front: HashMap<u16, u16>,
+    /// front ids of refused static channels, with their names.
+    refused: HashMap<u16, String>,
+    front_user: u16,
+    back_user: u16,
+    /// back id of drdynvc, when forwarded.
+    back_drdynvc: Option<u16>,
+    /// ids whose slow-path PDUs are recorded (I/O and user channel), back ids.
+    back_recorded: Vec<u16>,
+}
+
+impl ChannelMap {
+    pub(crate) fn new(front_user: u16, back_user: u16, front_io: u16, back_io: u16) -> Self {
+        let mut map = Self {
+            front_user,
+            back_user,
+            back_recorded: vec![back_io, back_user],
+            ..Self::default()
+        };
+        map.link(front_user, back_user);
+        map.link(front_io, back_io);
+        map
+    }
+
+    pub(crate) fn link(&mut self, front: u16, back: u16) {
+        self.to_back.insert(front, back);
+        self.to_front.insert(back, front);
+    }
+
+    pub(crate) fn link_named(&mut self, name: &str, front: u16, back: u16) {
+        self.link(front, back);
+        if name.eq_ignore_ascii_case("drdynvc") {
+            self.back_drdynvc = Some(back);
+        }
+    }
+
+    pub(crate) fn refuse(&mut self, front: u16, name: &str) {
+        self.refused.insert(front, name.to_owned());
+    }
+
+    pub(crate) fn client_to_target(&self, front: u16) -> Option<u16> {
+        self.to_back.get(&front).copied()
+    }
+
+    pub(crate) fn target_to_client(&self, back: u16) -> Option<u16> {
+        self.to_front.get(&back).copied()
+    }
+}
+
+/// The share control header's pduType for Server Redirection (MS-RDPBCGR 2.2.13.3.1).
+const PDUTYPE_SERVER_REDIRECT: u16 = 0x000A;
+const PDUTYPE_DATA: u16 = 0x0007;
+/// pduType2 of the Save Session Info PDU, which carries auto-reconnect cookies.
+const PDUTYPE2_SAVE_SESSION_INFO: u8 = 0x26;
+
+/// Whether a server slow-path PDU on the I/O channel must not reach the
+/// client: server redirection (it would send the client around the
+/// gateway) and Save Session Info (auto-reconnect cookies).
+pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
+    let pdu_type = user_data
+        .get(2..4)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    if pdu_type == PDUTYPE_SERVER_REDIRECT {
+        return Some("server redirection");
+    }
+    if pdu_type == PDUTYPE_DATA && user_data.get(14) == Some(&PDUTYPE2_SAVE_SESSION_INFO) {
+        return Some("save session info (auto-reconnect)");
+    }
+    None
+}
+
+const CHANNEL_FLAG_FIRST: u32 = 0x01;
+const CHANNEL_FLAG_LAST: u32 = 0x02;
+const DVC_CMD_CREATE: u8 = 0x01;
+
+/// A DVC Create Request found in one drdynvc chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct DvcCreate {
+    pub cb_id: u8,
+    pub channel_id: u32,
+    pub name: String,
+}
+
+/// Parse a server→client drdynvc static-channel chunk (channel PDU header
+/// + DVC PDU) if it is a whole DVC Create Request. Anything else is `None`.
+pub(crate) fn parse_dvc_create(chunk: &[u8]) -> Option<DvcCreate> {
+    let flags = u32::from_le_bytes(chunk.get(4..8)?.try_into().ok()?);
+    if flags & CHANNEL_FLAG_FIRST == 0 {
+        return None;
+    }
+    let body = chunk.get(8..)?;
+    let header = *body.first()?;
+    if header >> 4 != DVC_CMD_CREATE {
+        return None;
+    }
+    let cb_id = header & 0x03;
+    let id_len = match cb_id {
+        0 => 1,
+        1 => 2,
+        2 => 4,
+        _ => return None,
+    };
+    let id_bytes = body.get(1..1 + id_len)?;
+    let mut id = [0u8; 4];
+    id.get_mut(..id_len)?.copy_from_slice(id_bytes);
+    let channel_id = u32::from_le_bytes(id);
+    let name_bytes = body.get(1 + id_len..)?;
+    let end = name_bytes
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(name_bytes.len());
+    let name = String::from_utf8_lossy(name_bytes.get(..end)?).into_owned();
+    Some(DvcCreate {
+        cb_id,
+        channel_id,
+        name,
+    })
+}
+
+/// A DVC Create Response refusing the channel, wrapped in a single-chunk
+/// channel PDU header, as the client would send it.
+pub(crate) fn dvc_refusal(create: &DvcCreate) -> Vec<u8> {
+    // E_ACCESSDENIED-like failure status; any negative value refuses.
+    const CREATION_FAILED: i32 = -2_147_024_891; // 0x80070005
+    let mut dvc = vec![(DVC_CMD_CREATE << 4) | create.cb_id];
+    let id = create.channel_id.to_le_bytes();
+    let id_len = match create.cb_id {
+        0 => 1,
+        1 => 2,
+        _ => 4,
+    };
+    dvc.extend_from_slice(id.get(..id_len).unwrap_or(&id));
+    dvc.extend_from_slice(&CREATION_FAILED.to_le_bytes());
+    let mut out = Vec::with_capacity(8 + dvc.len());
+    out.extend_from_slice(&u32::try_from(dvc.len()).unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&(CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST).to_le_bytes());
+    out.extend_from_slice(&dvc);
+    out
+}
+
+type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
+type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
+
+pub(crate) struct Relay<C: RdpCore> {
+    pub core: Arc<C>,
+    pub session_id: uuid::Uuid,
+    pub map: ChannelMap,
+    pub recorder: Arc<Mutex<C::Recorder>>,
+}
+
+impl<C: RdpCore> Relay<C> {
+    async fn record(&self, event: RdpEvent) -> Result<(), RdpError> {
+        self.recorder
+            .lock()
+            .await
+            .record(event)
+            .await
+            .map_err(|r| RdpError::Recording(r.reason))
+    }
+
+    async fn refuse_channel(
+        &self,
+        kind: ChannelKind,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), RdpError> {
+        info!(session = %self.session_id, channel = name, ?kind, reason, "channel refused");
+        self.core
+            .channel_refused(self.session_id, kind, name, reason)
+            .await;
+        self.record(RdpEvent::ChannelRefused {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+    }
+
+    /// If a drdynvc chunk from the target opens a dynamic channel that is not
+    /// allowed, answer the target with a failed Create Response ourselves
+    /// and report `true`: the chunk must not reach the client.
+    async fn refuse_dvc<B>(
+        &self,
+        back_channel: u16,
+        chunk: &[u8],
+        back_to: &Writer<B>,
+    ) -> Result<bool, RdpError>
+    where
+        B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        let Some(create) = parse_dvc_create(chunk) else {
+            return Ok(false);
+        };
+        let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name)
+        else {
+            info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
+            return Ok(false);
+        };
+        self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
+            .await?;
+        let refusal = mcs::SendDataRequest {
+            initiator_id: self.map.back_user,
+            channel_id: back_channel,
+            user_data: Cow::Owned(dvc_refusal(&create)),
+        };
+        let bytes = encode_vec(&X224(refusal))
+            .map_err(|e| RdpError::protocol("encoding DVC refusal", e))?;
+        write(back_to, &bytes).await?;
+        Ok(true)
+    }
+
+    /// Client → target.
+    pub(crate) async fn client_to_target<F, B>(
+        &self,
+        mut from: Reader<F>,
+        to: Writer<B>,
+    ) -> Result<(), RdpError>
+    where
+        F: AsyncRead + AsyncWrite + Send + Sync + Unpin,
+        B: AsyncRead + AsyncWrite + Send + Sync + Unpin,
+    {
+        let mut warned: std::collections::HashSet<u16> = Default::default();
+        loop {
+            let (action, pdu) = match from.read_pdu().await {
+                Ok(read) => read,
+                // The client closed its connection: a normal end.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(RdpError::io("reading from client", e)),
+            };
+            let pdu = pdu.freeze();
+            match action {
+                ironrdp_pdu::Action::FastPath => {
+                    // Fast-path input carries no channel id: keyboard,
+                    // unicode and mouse events, recorded whole.
+                    self.record(RdpEvent::FastPath {
+                        direction: Direction::ClientToServer,
+                        pdu: pdu.clone(),
+                    })
+                    .await?;
+                    write(&to, &pdu).await?;
+                }
+                ironrdp_pdu::Action::X224 => {
+                    let msg = decode::<X224<mcs::McsMessage<'_>>>(&pdu)
+                        .map_err(|e| RdpError::protocol("MCS PDU from client", e))?
+                        .0;
+                    match msg {
+                        mcs::McsMessage::SendDataRequest(req) => {
+                            let Some(back_channel) = self.map.client_to_target(req.channel_id)
+                            else {
+                                if let Some(name) = self.map.refused.get(&req.channel_id) {
+                                    if warned.insert(req.channel_id) {
+                                        debug!(channel = %name, "dropping data on refused channel");
+                                    }
+                                } else if warned.insert(req.channel_id) {
+                                    warn!(
+                                        channel_id = req.channel_id,
+                                        "client sent on an unknown channel; dropped"
+                                    );
+                                }
+                                continue;
+                            };
+                            if self.map.back_recorded.contains(&back_channel) {
+                                self.record(RdpEvent::SlowPath {
+                                    direction: Direction::ClientToServer,
+                                    channel: req.channel_id,
+                                    pdu: Bytes::copy_from_slice(req.user_data.as_ref()),
+                                })
+                                .await?;
+                            }
+                            let out = mcs::SendDataRequest {
+                                initiator_id: self.map.back_user,
+                                channel_id: back_channel,
+                                user_data: req.user_data,
+                            };
+                            let bytes = encode_vec(&X224(out))
+                                .map_err(|e| RdpError::protocol("re-encoding client PDU", e))?;
+                            write(&to, &bytes).await?;
+                        }
+                        mcs::McsMessage::DisconnectProviderUltimatum(_) => {
+                            write(&to, &pdu).await?;
+                            return Ok(());
+                        }
+                        other => {
+                            // Joins and attaches after the handshake are not expected.
+                            warn!(pdu = ?mcs_name(&other), "unexpected MCS PDU from client; dropped");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Target → client.
+    pub(crate) async fn target_to_client<F, B>(
+        &self,
+        mut from: Reader<B>,
+        to: Writer<F>,
+        back_to: Writer<B>,
+    ) -> Result<(), RdpError>
+    where
+        F: AsyncRead + AsyncWrite + Send + Sync + Unpin,
+        B: AsyncRead + AsyncWrite + Send + Sync + Unpin,
+    {
+        loop {
+            let (action, pdu) = match from.read_pdu().await {
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(RdpError::TargetClosed);
+                }
+                Err(e) => return Err(RdpError::io("reading from target", e)),
+            };
+            self.forward_from_target(action, pdu.freeze(), &to, &back_to)
+                .await?;
+        }
+    }
+
+    /// Forward one target PDU (also used for the first PDU the back
+    /// handshake already read).
+    pub(crate) async fn forward_from_target<F, B>(
+        &self,
+        action: ironrdp_pdu::Action,
+        pdu: Bytes,
+        to: &Writer<F>,
+        back_to: &Writer<B>,
+    ) -> Result<(), RdpError>
+    where
+        F: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+        B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        match action {
+            ironrdp_pdu::Action::FastPath => {
+                self.record(RdpEvent::FastPath {
+                    direction: Direction::ServerToClient,
+                    pdu: pdu.clone(),
+                })
+                .await?;
+                write(to, &pdu).await
+            }
+            ironrdp_pdu::Action::X224 => {
+                let msg = decode::<X224<mcs::McsMessage<'_>>>(&pdu)
+                    .map_err(|e| RdpError::protocol("MCS PDU from target", e))?
+                    .0;
+                match msg {
+                    mcs::McsMessage::SendDataIndication(ind) => {
+                        let Some(front_channel) = self.map.target_to_client(ind.channel_id) else {
+                            warn!(
+                                channel_id = ind.channel_id,
+                                "target sent on an unknown channel; dropped"
+                            );
+                            return Ok(());
+                        };
+                        if self.map.back_recorded.contains(&ind.channel_id) {
+                            if let Some(what) = is_withheld_server_pdu(&ind.user_data) {
+                                info!(session = %self.session_id, what, "withheld from client");
+                                return Ok(());
+                            }
+                            self.record(RdpEvent::SlowPath {
+                                direction: Direction::ServerToClient,
+                                channel: front_channel,
+                                pdu: Bytes::copy_from_slice(ind.user_data.as_ref()),
+                            })
+                            .await?;
+                        }
+                        if Some(ind.channel_id) == self.map.back_drdynvc
+                            && self
+                                .refuse_dvc(ind.channel_id, &ind.user_data, back_to)
+                                .await?
+                        {
+                            return Ok(());
+                        }
+                        let initiator = if ind.initiator_id == self.map.back_user {
+                            self.map.front_user
+                        } else {
+                            ind.initiator_id
+                        };
+                        let out = mcs::SendDataIndication {
+                            initiator_id: initiator,
+                            channel_id: front_channel,
+                            user_data: ind.user_data,
+                        };
+                        let bytes = encode_vec(&X224(out))
+                            .map_err(|e| RdpError::protocol("re-encoding target PDU", e))?;
+                        write(to, &bytes).await
+                    }
+                    mcs::McsMessage::DisconnectProviderUltimatum(_) => {
+                        write(to, &pdu).await?;
+                        Err(RdpError::TargetClosed)
+                    }
+                    other => {
+                        warn!(pdu = ?mcs_name(&other), "unexpected MCS PDU from target; dropped");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn mcs_name(msg: &mcs::McsMessage<'_>) -> &'static str {
+    match msg {
+        mcs::McsMessage::ErectDomainRequest(_) => "ErectDomainRequest",
+        mcs::McsMessage::AttachUserRequest(_) => "AttachUserRequest",
+        mcs::McsMessage::AttachUserConfirm(_) => "AttachUserConfirm",
+        mcs::McsMessage::ChannelJoinRequest(_) => "ChannelJoinRequest",
+        mcs::McsMessage::ChannelJoinConfirm(_) => "ChannelJoinConfirm",
+        mcs::McsMessage::SendDataRequest(_) => "SendDataRequest",
+        mcs::McsMessage::SendDataIndication(_) => "SendDataIndication",
+        mcs::McsMessage::DisconnectProviderUltimatum(_) => "DisconnectProviderUltimatum",
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(
+    to: &Mutex<WriteHalf<S>>,
+    bytes: &[u8],
+) -> Result<(), RdpError> {
+    let mut w = to.lock().await;
+    w.write_all(bytes)
+        .await
+        .map_err(|e| RdpError::io("forwarding", e))?;
+    w.flush().await.map_err(|e| RdpError::io("forwarding", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(dvc: &[u8], flags: u32) -> Vec<u8> {
+        let mut v = (dvc.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(&flags.to_le_bytes());
+        v.extend_from_slice(dvc);
+        v
+    }
+
+    #[test]
+    fn channel_map_translates_both_ways_and_knows_refusals() {
+        let mut map = ChannelMap::new(1007, 1005, 1003, 1003);
+        map.link_named("drdynvc", 1006, 1004);
+        map.refuse(1004, "cliprdr");
+        assert_eq!(map.client_to_target(1007), Some(1005));
+        assert_eq!(map.client_to_target(1006), Some(1004));
+        assert_eq!(map.client_to_target(1004), None);
+        assert_eq!(map.target_to_client(1004), Some(1006));
+        assert_eq!(map.target_to_client(1005), Some(1007));
+        assert_eq!(map.back_drdynvc, Some(1004));
+        assert_eq!(map.refused.get(&1004).map(String::as_str), Some("cliprdr"));
+    }
+
+    #[test]
+    fn dvc_create_request_is_parsed_and_refused() {
+        let mut dvc = vec![0x10, 7];
+        dvc.extend_from_slice(b"URBDRC\0");
+        let create = parse_dvc_create(&chunk(&dvc, 3));
+        assert_eq!(
+            create,
+            Some(DvcCreate {
+                cb_id: 0,
+                channel_id: 7,
+                name: "URBDRC".into()
+            })
+        );
+        let Some(create) = create else { return };
+        let refusal = dvc_refusal(&create);
+        // header(8) + cmd + id(1) + status(4)
+        assert_eq!(refusal.len(), 8 + 1 + 1 + 4);
+        assert_eq!(refusal[8], 0x10);
+        assert_eq!(refusal[9], 7);
+        assert!(i32::from_le_bytes([refusal[10], refusal[11], refusal[12], refusal[13]]) < 0);
+    }
+
+    #[test]
+    fn non_create_or_truncated_dvc_pdus_are_not_creates() {
+        // Data PDU (cmd 3).
+        assert_eq!(parse_dvc_create(&chunk(&[0x30, 1, 0xAA], 3)), None);
+        // Continuation chunk.
+        assert_eq!(parse_dvc_create(&chunk(&[0x10, 1, b'A', 0], 0)), None);
+        // Truncated: 4-byte id missing.
+        assert_eq!(parse_dvc_create(&chunk(&[0x12, 1], 3)), None);
+        assert_eq!(parse_dvc_create(&[1, 2, 3]), None);
+        // Two-byte id.
+        let c = parse_dvc_create(&chunk(&[0x11, 0x34, 0x12, b'X', 0], 3));
+        assert_eq!(
+            c.map(|c| (c.channel_id, c.name)),
+            Some((0x1234, "X".into()))
+        );
+    }
+
+    #[test]
+    fn redirection_and_session_info_are_withheld() {
+        // totalLength, pduType=0x1A (0x10 | 0xA), pduSource
+        let redirect = [0, 0, 0x1A, 0, 0xEA, 0x03, 0, 0];
+        assert_eq!(
+            is_withheld_server_pdu(&redirect),
+            Some("server redirection")
+        );
+        let mut data = vec![0u8; 18];
+        data[2] = 0x17;
+        data[14] = 0x26;
+        assert!(is_withheld_server_pdu(&data).is_some());
+        data[14] = 0x02; // update PDU
+        assert_eq!(is_withheld_server_pdu(&data), None);
+        assert_eq!(is_withheld_server_pdu(&[0]), None);
+    }
+}

@@ -1,0 +1,422 @@
+//! End to end: xfreerdp3 → sekisho → xrdp on loopback.
+
+#[path = "support/rdp_fake_core.rs"]
+mod rdp_fake_core;
+#[path = "support/rdp_peers.rs"]
+mod rdp_peers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdp_fake_core::FakeCore;
+use rdp_peers::*;
+use sekisho::rdp::core::{ChannelKind, Direction, RdpEvent, TargetGrant};
+
+struct Gateway {
+    port: u16,
+    core: Arc<FakeCore>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sekisho=debug")),
+        )
+        .with_test_writer()
+        .try_init();
+    let (cert, key, _) = self_signed(dir, "sekisho");
+    let tls = sekisho::rdp::tls_server_config(&cert, &key).expect("front TLS config");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let core = Arc::new(core);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind gateway");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(sekisho::rdp::serve(listener, tls, core.clone()));
+    Gateway {
+        port,
+        core,
+        _rt: rt,
+    }
+}
+
+fn grant(xrdp: &Xrdp) -> TargetGrant {
+    TargetGrant {
+        target: "xrdp1".into(),
+        address: SocketAddr::from(([127, 0, 0, 1], xrdp.port)),
+        account: TEST_USER.into(),
+        domain: None,
+        password: TEST_PASSWORD.into(),
+        cert_sha256: xrdp.pin,
+        parent_session: None,
+    }
+}
+
+fn fake_core(xrdp: &Xrdp) -> FakeCore {
+    let mut core = FakeCore::new();
+    core.users.insert("tester".into(), "pw-123456".into());
+    core.targets.insert("xrdp1".into(), Ok(grant(xrdp)));
+    let mut wrong_pin = grant(xrdp);
+    wrong_pin.cert_sha256 = [7; 32];
+    core.targets.insert("xrdp-wrong-pin".into(), Ok(wrong_pin));
+    core.targets
+        .insert("vm1".into(), Err("use the terminal connection".into()));
+    core
+}
+
+fn session_user_running() -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-u", TEST_USER, "xterm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).expect("share dir");
+    std::fs::write(share.join("secret.txt"), "must not cross").expect("write share file");
+
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+
+    let client_log = dir.path().join("client.log");
+    let drive = format!("/drive:share,{}", share.display());
+    let client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls", "+clipboard", &drive],
+        &client_log,
+    );
+
+    let up = wait_until(Duration::from_secs(30), session_user_running);
+    assert!(
+        up,
+        "no session of {TEST_USER} on the target.\nclient log:\n{}\nxrdp log:\n{}\nsesman log:\n{}",
+        client_log_text(&client_log),
+        xrdp.log_text(),
+        xrdp.sesman_log_text()
+    );
+    // Give xterm a moment to map and take focus.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let marker = dir.path().join("typed.txt");
+    let _ = std::fs::remove_file(&marker);
+    // The target writes as its own user; the temp dir must let it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
+    let typed = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
+    });
+    assert!(
+        typed,
+        "typed command did not run on the target.\nclient log:\n{}",
+        client_log_text(&client_log)
+    );
+
+    // What the target got: only drdynvc; no clipboard, drive or sound.
+    let xrdp_log = xrdp.log_text();
+    assert!(
+        xrdp_log.contains("Adding channel: name drdynvc"),
+        "xrdp log:\n{xrdp_log}"
+    );
+    for refused in ["cliprdr", "rdpdr", "rdpsnd"] {
+        assert!(
+            !xrdp_log.contains(&format!("Adding channel: name {refused}")),
+            "{refused} reached the target"
+        );
+    }
+    drop(client);
+    end_test_user_sessions();
+
+    let journal = gw.core.journal();
+    assert_eq!(journal.sign_ins, vec![("tester".to_owned(), true)]);
+    let refused: Vec<&str> = journal
+        .refused_channels
+        .iter()
+        .filter(|(k, _, _)| *k == ChannelKind::Static)
+        .map(|(_, n, _)| n.as_str())
+        .collect();
+    assert!(
+        refused.contains(&"cliprdr"),
+        "cliprdr not refused: {refused:?}"
+    );
+    assert!(refused.contains(&"rdpdr"), "rdpdr not refused: {refused:?}");
+    let started = journal.started.first().expect("a session started");
+    assert_eq!(
+        started
+            .channels
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        vec!["drdynvc"]
+    );
+    let input = journal
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                RdpEvent::FastPath {
+                    direction: Direction::ClientToServer,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        input > 20,
+        "only {input} client fast-path input PDUs recorded"
+    );
+    let output = journal
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                RdpEvent::FastPath {
+                    direction: Direction::ServerToClient,
+                    ..
+                } | RdpEvent::SlowPath {
+                    direction: Direction::ServerToClient,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(output > 0, "no server graphics recorded");
+}
+
+/// Wait for the client to exit by itself; `None` if it is still connected.
+fn client_exit(client: &mut Daemon, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = client.child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_target() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).expect("share dir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let drive = format!("/drive:share,{}", share.display());
+
+    // Control: without sekisho the target does get clipboard and drive.
+    let log = dir.path().join("direct.log");
+    let direct = xfreerdp(
+        &x.display,
+        xrdp.port,
+        TEST_USER,
+        TEST_PASSWORD,
+        &["/sec:tls", "+clipboard", &drive],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "direct session did not start:\n{}",
+        client_log(&log)
+    );
+    let direct_log = xrdp.log_text();
+    assert!(
+        direct_log.contains("Adding channel: name cliprdr"),
+        "xrdp log:\n{direct_log}"
+    );
+    assert!(
+        direct_log.contains("Adding channel: name rdpdr"),
+        "xrdp log:\n{direct_log}"
+    );
+    drop(direct);
+    end_test_user_sessions();
+    let seen_before = xrdp.log_text().matches("Client supplied username").count();
+
+    // Wrong password, a virtual target, a target whose certificate does not
+    // match the pin: each refused, none signs in on the target.
+    for (user, password, what, signs_in) in [
+        ("tester@xrdp1", "wrong-pw", "wrong password", false),
+        ("tester@vm1", "pw-123456", "virtual target", true),
+        (
+            "tester@xrdp-wrong-pin",
+            "pw-123456",
+            "certificate pin",
+            true,
+        ),
+        (
+            "xrdp1\\tester",
+            "wrong-pw",
+            "wrong password (domain form)",
+            false,
+        ),
+    ] {
+        let before = gw.core.journal().sign_ins.len();
+        let log = dir.path().join("refused.log");
+        let mut client = xfreerdp(&x.display, gw.port, user, password, &["/sec:tls"], &log);
+        let status = client_exit(&mut client, Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{what}: client not refused ({status:?}):\n{}",
+            client_log(&log)
+        );
+        let journal = gw.core.journal();
+        let attempts = &journal.sign_ins[before..];
+        // A refused client must not come back by itself.
+        assert_eq!(
+            attempts.len(),
+            1,
+            "{what}: {attempts:?}\n{}",
+            client_log(&log)
+        );
+        assert_eq!(attempts[0], ("tester".to_owned(), signs_in), "{what}");
+        assert!(
+            client_log(&log).contains("ERRINFO_SERVER_"),
+            "{what}: the client did not show an RDP error:\n{}",
+            client_log(&log)
+        );
+    }
+    assert!(!session_user_running(), "a refused client got a session");
+    assert_eq!(
+        xrdp.log_text().matches("Client supplied username").count(),
+        seen_before,
+        "a refused client signed in on the target"
+    );
+    let journal = gw.core.journal();
+    assert!(journal.authorizations.iter().any(|(_, t, r)| {
+        t == "vm1"
+            && r.as_ref()
+                .err()
+                .is_some_and(|e| e == "use the terminal connection")
+    }));
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, reason)| reason.contains("does not match the pinned")),
+        "pin mismatch not reported: {:?}",
+        journal.closed
+    );
+}
+
+#[test]
+fn killing_the_session_disconnects_the_client() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}",
+        client_log(&log)
+    );
+    assert!(
+        client_exit(&mut client, Duration::from_secs(1)).is_none(),
+        "client left early"
+    );
+    gw.core.kill.send_replace(Some("stopped by admin".into()));
+    let status = client_exit(&mut client, Duration::from_secs(15));
+    assert!(status.is_some(), "client still connected after kill");
+    end_test_user_sessions();
+    let journal = gw.core.journal();
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, r)| r.contains("stopped by admin")),
+        "{:?}",
+        journal.closed
+    );
+    assert_eq!(journal.finished, 1, "recording not sealed");
+}
+
+fn client_log_text(p: &std::path::Path) -> String {
+    client_log(p)
+}
+
+#[test]
+fn a_failing_recording_ends_the_session() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let mut core = fake_core(&xrdp);
+    // Fails while the connection is being finalized (after the channel
+    // refusals and the first capability PDUs were recorded).
+    core.fail_recording_after = Some(10);
+    let gw = start_gateway(dir.path(), core);
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    let status = client_exit(&mut client, Duration::from_secs(30));
+    end_test_user_sessions();
+    assert!(
+        status.is_some(),
+        "client still connected with a broken recording"
+    );
+    let journal = gw.core.journal();
+    assert_eq!(
+        journal.events.len(),
+        10,
+        "events recorded beyond the failure"
+    );
+    assert!(
+        journal
+            .closed
+            .iter()
+            .any(|(_, r)| r.contains("recording failed: disk full")),
+        "{:?}",
+        journal.closed
+    );
+}

@@ -1,0 +1,606 @@
+//! Real RDP peers for the integration tests: xrdp (+ xorgxrdp) as the
+//! target, Xvfb and xfreerdp3 as the client. Everything listens on
+//! 127.0.0.1 only. Daemons are started in their own process group and
+//! stopped by that group id.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The dedicated local account the target sessions run as.
+pub const TEST_USER: &str = "sekisho-rdpt";
+pub const TEST_PASSWORD: &str = "Target-pw-71";
+
+/// Fail (not skip) when a tool is missing, naming the Debian package.
+pub fn require_tool(bin: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+        || Path::new(bin).is_file();
+    assert!(
+        found,
+        "`{bin}` not found: install the Debian package `{package}` \
+         (xrdp and freerdp3-* come from bookworm-backports)"
+    );
+}
+
+pub fn require_rdp_peers() {
+    require_tool("xrdp", "xrdp (bookworm-backports)");
+    require_tool("xrdp-sesman", "xrdp (bookworm-backports)");
+    require_tool("/usr/lib/xorg/modules/libxorgxrdp.so", "xorgxrdp");
+    require_tool("xfreerdp3", "freerdp3-x11 (bookworm-backports)");
+    require_tool("Xvfb", "xvfb");
+    require_tool("xdotool", "xdotool");
+    require_tool("xterm", "xterm");
+    require_tool("xauth", "xauth");
+}
+
+/// Serialise tests that use xrdp-sesman, X displays and the test account.
+pub struct PeerLock(fs::File);
+
+pub fn lock_peers() -> PeerLock {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/sekisho-rdp-peers.lock")
+        .expect("open lock file");
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock failed");
+    PeerLock(file)
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A process group we started; killed on drop.
+pub struct Daemon {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Daemon {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: setsid in the child before exec; async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Daemon {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pgid = self.pid();
+        // SAFETY: signalling the process group this Daemon created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if !self.running() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Create the test account (idempotent) with an xterm desktop.
+pub fn ensure_test_user() -> PathBuf {
+    let exists = run(Command::new("id").arg(TEST_USER)).status.success();
+    if !exists {
+        let out = run(Command::new("useradd").args(["-m", "-s", "/bin/sh", TEST_USER]));
+        assert!(
+            out.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("chpasswd");
+    {
+        use std::io::Write as _;
+        let stdin = chpasswd.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{TEST_USER}:{TEST_PASSWORD}").expect("write chpasswd");
+    }
+    assert!(chpasswd.wait().expect("chpasswd").success());
+    let home = PathBuf::from(format!("/home/{TEST_USER}"));
+    let startwm = home.join("startwm.sh");
+    fs::write(
+        &startwm,
+        "#!/bin/sh\nexec xterm -geometry 100x30+0+0 -title sekisho-target-term\n",
+    )
+    .expect("write startwm.sh");
+    fs::set_permissions(&startwm, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = run(Command::new("chown")
+        .arg(format!("{TEST_USER}:{TEST_USER}"))
+        .arg(&startwm));
+    assert!(out.status.success());
+    home
+}
+
+/// Kill whatever the test account still runs (its xrdp session).
+pub fn end_test_user_sessions() {
+    let _ = run(Command::new("pkill").args(["-KILL", "-u", TEST_USER]));
+}
+
+/// Self-signed certificate + key (PEM) and the DER's SHA-256.
+pub fn self_signed(dir: &Path, stem: &str) -> (PathBuf, PathBuf, [u8; 32]) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen");
+    let cert = dir.join(format!("{stem}-cert.pem"));
+    let key = dir.join(format!("{stem}-key.pem"));
+    fs::write(&cert, ck.cert.pem()).expect("write cert");
+    fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let pin = sekisho::rdp::back::cert_sha256(ck.cert.der());
+    (cert, key, pin)
+}
+
+/// xrdp + xrdp-sesman with their own configuration on a free port.
+pub struct Xrdp {
+    pub port: u16,
+    pub log: PathBuf,
+    pub sesman_log: PathBuf,
+    pub pin: [u8; 32],
+    _sesman: Daemon,
+    _xrdp: Daemon,
+}
+
+impl Xrdp {
+    pub fn start(dir: &Path) -> Xrdp {
+        let out = run(Command::new("sh").arg("/usr/share/xrdp/socksetup"));
+        assert!(
+            out.status.success(),
+            "socksetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A stale pid file (from a killed run) stops sesman from starting.
+        let _ = fs::remove_file("/run/xrdp/xrdp-sesman.pid");
+        let _ = fs::remove_file("/run/xrdp/xrdp.pid");
+        let (cert, key, pin) = self_signed(dir, "xrdp");
+        let port = free_port();
+        // xrdp always looks for sesman at the port in /etc/xrdp/sesman.ini
+        // (3350); the peer lock keeps this to one test at a time.
+        let sesman_port = 3350;
+        let log = dir.join("xrdp.log");
+        let sesman_log = dir.join("xrdp-sesman.log");
+
+        let ini = fs::read_to_string("/etc/xrdp/xrdp.ini").expect("read xrdp.ini");
+        // Keep only the Xorg session type, so autologon lands there.
+        let ini = match ini.find("\n[Xvnc]") {
+            Some(i) => ini[..i].to_owned(),
+            None => ini,
+        };
+        let ini = set_keys(
+            &ini,
+            &[
+                ("port", &format!("tcp://127.0.0.1:{port}")),
+                ("security_layer", "tls"),
+                ("certificate", cert.to_str().expect("utf8")),
+                ("key_file", key.to_str().expect("utf8")),
+                ("LogFile", log.to_str().expect("utf8")),
+                ("LogLevel", "DEBUG"),
+                ("EnableSyslog", "false"),
+            ],
+        );
+        let xrdp_ini = dir.join("xrdp.ini");
+        fs::write(&xrdp_ini, ini).expect("write xrdp.ini");
+
+        let ses = fs::read_to_string("/etc/xrdp/sesman.ini").expect("read sesman.ini");
+        let ses = set_keys(
+            &ses,
+            &[
+                ("ListenPort", &sesman_port.to_string()),
+                ("LogFile", sesman_log.to_str().expect("utf8")),
+                ("LogLevel", "DEBUG"),
+                ("EnableSyslog", "false"),
+                ("X11DisplayOffset", "60"),
+                ("KillDisconnected", "true"),
+            ],
+        );
+        let ses = ses.replace("param=xrdp/xorg.conf", "param=/etc/X11/xrdp/xorg.conf");
+        let sesman_ini = dir.join("sesman.ini");
+        fs::write(&sesman_ini, ses).expect("write sesman.ini");
+
+        let sesman = Daemon::spawn(
+            "xrdp-sesman",
+            Command::new("xrdp-sesman")
+                .arg("-n")
+                .arg("-c")
+                .arg(&sesman_ini)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let xrdp = Daemon::spawn(
+            "xrdp",
+            Command::new("xrdp")
+                .arg("-n")
+                .arg("-c")
+                .arg(&xrdp_ini)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        for (what, p) in [("xrdp", port), ("xrdp-sesman", sesman_port)] {
+            // sesman (built with IPv6) binds "127.0.0.1" as [::1].
+            let up = wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+                    || std::net::TcpStream::connect(("::1", p)).is_ok()
+            });
+            assert!(
+                up,
+                "{what} is not listening on {p}.\nxrdp log:\n{}\nsesman log:\n{}",
+                fs::read_to_string(&log).unwrap_or_default(),
+                fs::read_to_string(&sesman_log).unwrap_or_default()
+            );
+        }
+        Xrdp {
+            port,
+            log,
+            sesman_log,
+            pin,
+            _sesman: sesman,
+            _xrdp: xrdp,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn sesman_log_text(&self) -> String {
+        fs::read_to_string(&self.sesman_log).unwrap_or_default()
+    }
+}
+
+/// Replace the first `key=value` line of each key (the [Globals] or
+/// [Logging] one, which come first in the stock files).
+fn set_keys(ini: &str, keys: &[(&str, &str)]) -> String {
+    let mut done = vec![false; keys.len()];
+    ini.lines()
+        .map(|line| {
+            for (i, (k, v)) in keys.iter().enumerate() {
+                if !done[i] && line.starts_with(&format!("{k}=")) {
+                    done[i] = true;
+                    return format!("{k}={v}");
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listening on 127.0.0.1:{port} after {timeout:?}");
+}
+
+/// Xvfb on a free display number.
+pub struct Xvfb {
+    pub display: String,
+    _daemon: Daemon,
+}
+
+impl Xvfb {
+    pub fn start() -> Xvfb {
+        let n = (80..99)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display");
+        let display = format!(":{n}");
+        let daemon = Daemon::spawn(
+            "Xvfb",
+            Command::new("Xvfb")
+                .args([
+                    display.as_str(),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(sock.exists(), "Xvfb did not start on {display}");
+        Xvfb {
+            display,
+            _daemon: daemon,
+        }
+    }
+}
+
+/// xfreerdp3 connecting to 127.0.0.1:port as `user`/`password`.
+pub fn xfreerdp(
+    display: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+    log: &Path,
+) -> Daemon {
+    let log_file = fs::File::create(log).expect("client log");
+    let err_file = log_file.try_clone().expect("clone log");
+    let mut cmd = Command::new("xfreerdp3");
+    cmd.env("DISPLAY", display)
+        .env("WLOG_LEVEL", "INFO")
+        .arg(format!("/v:127.0.0.1:{port}"))
+        .arg(format!("/u:{user}"))
+        .arg(format!("/p:{password}"))
+        .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file);
+    Daemon::spawn("xfreerdp3", &mut cmd)
+}
+
+/// Wait until `f` holds, polling.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+/// Type a line into the FreeRDP window on `display`.
+pub fn type_into_client(display: &str, text: &str) {
+    let search = run(Command::new("xdotool")
+        .env("DISPLAY", display)
+        .args(["search", "--name", "FreeRDP"]));
+    let window = String::from_utf8_lossy(&search.stdout)
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .expect("FreeRDP window on the client display");
+    let _ = run(Command::new("xdotool").env("DISPLAY", display).args([
+        "windowactivate",
+        "--sync",
+        &window,
+    ]));
+    let _ = run(Command::new("xdotool").env("DISPLAY", display).args([
+        "mousemove",
+        "--sync",
+        "300",
+        "300",
+    ]));
+    let _ = run(Command::new("xdotool").env("DISPLAY", display).args([
+        "windowfocus",
+        "--sync",
+        &window,
+    ]));
+    let out = run(Command::new("xdotool")
+        .env("DISPLAY", display)
+        .args(["type", "--delay", "40", text]));
+    assert!(out.status.success(), "xdotool type failed");
+    let out = run(Command::new("xdotool")
+        .env("DISPLAY", display)
+        .args(["key", "Return"]));
+    assert!(out.status.success(), "xdotool key failed");
+}
+
+pub fn client_log(log: &Path) -> String {
+    fs::read_to_string(log).unwrap_or_default()
+}
+
+/// First self-check of a test: the helper itself found its tools.
+pub fn _used() -> (&'static str, &'static str) {
+    (TEST_USER, TEST_PASSWORD)
+}
+
+/// SHA-256 of the certificate a TLS-or-NLA RDP server presents (the test
+/// pins what it sees, as an admin would after checking it out of band).
+pub fn probe_cert_sha256(port: u16) -> [u8; 32] {
+    use std::io::{Read as _, Write as _};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug)]
+    struct Capture(Mutex<Option<[u8; 32]>>, Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().expect("lock") =
+                Some(sekisho::rdp::back::cert_sha256(end_entity.as_ref()));
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let capture = Arc::new(Capture(Mutex::new(None), provider.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect for probe");
+    // X.224 Connection Request asking for TLS or NLA.
+    let request = ironrdp_core::encode_vec(&ironrdp_pdu::x224::X224(
+        ironrdp_pdu::nego::ConnectionRequest {
+            nego_data: None,
+            flags: ironrdp_pdu::nego::RequestFlags::empty(),
+            protocol: ironrdp_pdu::nego::SecurityProtocol::SSL
+                | ironrdp_pdu::nego::SecurityProtocol::HYBRID,
+            correlation_info: None,
+        },
+    ))
+    .expect("encode");
+    tcp.write_all(&request).expect("write");
+    let mut confirm = [0u8; 19];
+    tcp.read_exact(&mut confirm).expect("read confirm");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("tls");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("TLS handshake for probe");
+    }
+    capture.0.lock().expect("lock").expect("a certificate")
+}
+
+/// The FreeRDP 3 shadow server sharing an X display, NLA only, with one
+/// account in its own SAM file.
+pub struct Shadow {
+    pub port: u16,
+    pub log: PathBuf,
+    _daemon: Daemon,
+}
+
+pub const SHADOW_USER: &str = "shadowop";
+pub const SHADOW_PASSWORD: &str = "Shadow-pw-52";
+
+impl Shadow {
+    pub fn start(dir: &Path, display: &str) -> Shadow {
+        require_tool(
+            "freerdp-shadow-cli3",
+            "freerdp3-shadow-x11 (bookworm-backports)",
+        );
+        require_tool("winpr-hash", "winpr-utils");
+        let sam = dir.join("shadow.sam");
+        let out = run(Command::new("winpr-hash").args([
+            "-u",
+            SHADOW_USER,
+            "-p",
+            SHADOW_PASSWORD,
+            "-f",
+            "sam",
+        ]));
+        assert!(out.status.success(), "winpr-hash failed");
+        fs::write(&sam, &out.stdout).expect("write sam");
+        let port = free_port();
+        let log = dir.join("shadow.log");
+        let log_file = fs::File::create(&log).expect("shadow log");
+        let err_file = log_file.try_clone().expect("clone");
+        let daemon = Daemon::spawn(
+            "freerdp-shadow-cli3",
+            Command::new("freerdp-shadow-cli3")
+                .env("DISPLAY", display)
+                .env("HOME", dir)
+                .arg("/bind-address:127.0.0.1")
+                .arg(format!("/port:{port}"))
+                .arg("/sec:nla")
+                .arg(format!("/sam-file:{}", sam.display()))
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(err_file),
+        );
+        let up = wait_until(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up,
+            "shadow server not listening:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Shadow {
+            port,
+            log,
+            _daemon: daemon,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// An xterm (a root shell) on `display`, for typing into a shared desktop.
+pub fn xterm_on(display: &str) -> Daemon {
+    Daemon::spawn(
+        "xterm",
+        Command::new("xterm")
+            .env("DISPLAY", display)
+            .args(["-geometry", "120x40+0+0", "-title", "shadow-term"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
