@@ -986,3 +986,33 @@ fn random_bytes_after_a_valid_header_never_panic_or_verify_intact() {
         let _ = r.index().map(|i| i.len());
     }
 }
+
+#[test]
+fn over_long_texts_are_cut_and_the_archive_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.skrec");
+    let mut w = ArchiveWriter::create(&path, &meta("long"), WriterOptions::default()).unwrap();
+    let huge = "警".repeat(3 << 20); // 9 MiB of 3-byte characters
+    w.append(
+        0,
+        &Event::Mark {
+            label: "note".into(),
+            detail: huge,
+        },
+    )
+    .unwrap();
+    w.seal(&key(1)).unwrap();
+    let (events, _) = read_all(&path);
+    match &events[0].event {
+        Event::Mark { label, detail } => {
+            assert_eq!(label, "note");
+            assert!(detail.len() <= sekisho::recording::MAX_EVENT_TEXT && detail.len() > 60_000);
+            assert!(detail.chars().all(|c| c == '警'));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        verify_file(&path, &[key(1).public()]).unwrap().verdict,
+        Verdict::Intact { .. }
+    ));
+}

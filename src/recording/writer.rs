@@ -334,6 +334,11 @@ impl ArchiveWriter {
     }
 
     fn append_one(&mut self, t_us: u64, event: &Event) -> Result<(), RecordingFailed> {
+        // Texts come from the bastion, but a chunk must stay within the
+        // format's bound whatever they hold.
+        if let Some(clamped) = clamp_texts(event) {
+            return self.append_one(t_us, &clamped);
+        }
         let t = t_us.max(self.last_us);
         if self.chunk_events == 0 {
             self.chunk_first_us = t;
@@ -510,6 +515,69 @@ impl ArchiveWriter {
         let _ = self.flush_chunk();
         let _ = self.file.sync_data();
         self.summary()
+    }
+}
+
+/// Longest text field kept in an event (longer ones are cut).
+pub const MAX_EVENT_TEXT: usize = 64 * 1024;
+
+fn clamp(s: &str) -> String {
+    let mut end = MAX_EVENT_TEXT.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// A copy of `event` with over-long texts cut, or None if none is too long.
+fn clamp_texts(event: &Event) -> Option<Event> {
+    let long = |s: &String| s.len() > MAX_EVENT_TEXT;
+    match event {
+        Event::Pty {
+            channel,
+            term,
+            cols,
+            rows,
+        } if long(term) => Some(Event::Pty {
+            channel: *channel,
+            term: clamp(term),
+            cols: *cols,
+            rows: *rows,
+        }),
+        Event::ChannelOpened {
+            channel,
+            kind,
+            detail,
+        } if long(kind) || long(detail) => Some(Event::ChannelOpened {
+            channel: *channel,
+            kind: clamp(kind),
+            detail: clamp(detail),
+        }),
+        Event::ChannelRefused {
+            channel,
+            kind,
+            detail,
+        } if long(kind) || long(detail) => Some(Event::ChannelRefused {
+            channel: *channel,
+            kind: clamp(kind),
+            detail: clamp(detail),
+        }),
+        Event::ExitSignal {
+            channel,
+            signal,
+            core_dumped,
+            message,
+        } if long(signal) || long(message) => Some(Event::ExitSignal {
+            channel: *channel,
+            signal: clamp(signal),
+            core_dumped: *core_dumped,
+            message: clamp(message),
+        }),
+        Event::Mark { label, detail } if long(label) || long(detail) => Some(Event::Mark {
+            label: clamp(label),
+            detail: clamp(detail),
+        }),
+        _ => None,
     }
 }
 
