@@ -701,7 +701,8 @@ impl Recorder {
         self.shared.state.borrow().clone()
     }
 
-    /// Resolves when the writer fails (never, if it does not).
+    /// Resolves when the writer fails (never, if it does not), or with
+    /// `Sealed` once another handle has sealed the archive.
     pub async fn failed(&self) -> RecordingFailed {
         let mut rx = self.shared.state.subscribe();
         match rx.wait_for(Option::is_some).await {
