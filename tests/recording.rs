@@ -1016,3 +1016,27 @@ fn over_long_texts_are_cut_and_the_archive_stays_valid() {
         Verdict::Intact { .. }
     ));
 }
+
+#[test]
+fn record_async_waits_for_room_without_losing_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions {
+        queue_events: 2,
+        ..WriterOptions::default()
+    };
+    let rec = Recorder::open(dir.path(), &meta("async"), key(1), opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..2000 {
+            rec.record_async(output(&format!("{i}\n"))).await.unwrap();
+        }
+    });
+    let path = rec.path().to_owned();
+    assert_eq!(rec.seal().unwrap().events, 2000);
+    let (events, _) = read_all(&path);
+    assert_eq!(events.len(), 2000);
+    assert_eq!(events[1999].event, output("1999\n"));
+}

@@ -604,7 +604,7 @@ struct Shared {
 /// writer, `record` blocks its caller until there is room — backpressure to
 /// the relay and through TCP to the peer, never dropped events and never
 /// unbounded memory. At the measured writer speed a full queue drains in
-/// milliseconds. Once the writer has failed, `record` returns the error
+/// milliseconds; `record_async` waits without blocking an executor thread. Once the writer has failed, `record` returns the error
 /// immediately; `failed()` lets a relay `select!` on that.
 #[derive(Clone)]
 pub struct Recorder {
@@ -694,6 +694,29 @@ impl Recorder {
         self.tx
             .send(Msg::Event(t, event))
             .map_err(|_| self.current_failure())
+    }
+
+    /// Like `record`, but waits for queue room without blocking the async
+    /// executor's thread (polls every millisecond while the queue is full).
+    /// The event keeps the time it was offered at.
+    pub async fn record_async(&self, event: Event) -> Result<(), RecordingFailed> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(self.current_failure());
+        }
+        let mut msg = Msg::Event(self.now_us(), event);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(m)) => {
+                    if self.shared.failed.load(Ordering::Acquire) {
+                        return Err(self.current_failure());
+                    }
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+            }
+        }
     }
 
     /// Has the writer failed?
