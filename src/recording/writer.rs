@@ -290,47 +290,54 @@ impl ArchiveWriter {
     }
 
     /// Appends an event at `t_us`; cuts a chunk when the buffer is full.
+    /// Data over `MAX_EVENT_DATA` is split into consecutive events with the
+    /// same time, so no chunk exceeds the format's bound.
     pub fn append(&mut self, t_us: u64, event: &Event) -> Result<(), RecordingFailed> {
         self.check()?;
-        // Split oversized data so no chunk exceeds the format's bound.
-        if event.payload_len() > MAX_EVENT_DATA {
-            let (data, rebuild): (&Bytes, fn(&Event, Bytes) -> Event) = match event {
-                Event::Input { data, .. } => (data, |e, d| match e {
-                    Event::Input { channel, .. } => Event::Input {
-                        channel: *channel,
-                        data: d,
-                    },
-                    other => other.clone(),
-                }),
-                Event::Output { data, .. } => (data, |e, d| match e {
-                    Event::Output {
-                        channel, stream, ..
-                    } => Event::Output {
-                        channel: *channel,
-                        stream: *stream,
-                        data: d,
-                    },
-                    other => other.clone(),
-                }),
-                // Exec commands are capped instead: nobody types 1 MiB.
-                Event::Exec { channel, command } => {
-                    let cut = Event::Exec {
-                        channel: *channel,
-                        command: command.slice(..MAX_EVENT_DATA),
-                    };
-                    return self.append_one(t_us, &cut);
+        match event {
+            Event::Input { channel, data } if data.len() > MAX_EVENT_DATA => {
+                for data in pieces(data) {
+                    self.append_one(
+                        t_us,
+                        &Event::Input {
+                            channel: *channel,
+                            data,
+                        },
+                    )?;
                 }
-                _ => return self.append_one(t_us, event),
-            };
-            let mut start = 0;
-            while start < data.len() {
-                let end = (start + MAX_EVENT_DATA).min(data.len());
-                self.append_one(t_us, &rebuild(event, data.slice(start..end)))?;
-                start = end;
+                Ok(())
             }
-            return Ok(());
+            Event::Output {
+                channel,
+                stream,
+                data,
+            } if data.len() > MAX_EVENT_DATA => {
+                for data in pieces(data) {
+                    let (channel, stream) = (*channel, *stream);
+                    self.append_one(
+                        t_us,
+                        &Event::Output {
+                            channel,
+                            stream,
+                            data,
+                        },
+                    )?;
+                }
+                Ok(())
+            }
+            // Exec commands are capped instead: nobody types 1 MiB.
+            Event::Exec { channel, command } if command.len() > MAX_EVENT_DATA => {
+                let command = command.slice(..MAX_EVENT_DATA);
+                self.append_one(
+                    t_us,
+                    &Event::Exec {
+                        channel: *channel,
+                        command,
+                    },
+                )
+            }
+            _ => self.append_one(t_us, event),
         }
-        self.append_one(t_us, event)
     }
 
     fn append_one(&mut self, t_us: u64, event: &Event) -> Result<(), RecordingFailed> {
@@ -516,6 +523,12 @@ impl ArchiveWriter {
         let _ = self.file.sync_data();
         self.summary()
     }
+}
+
+fn pieces(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    (0..data.len())
+        .step_by(MAX_EVENT_DATA)
+        .map(move |start| data.slice(start..(start + MAX_EVENT_DATA).min(data.len())))
 }
 
 /// Longest text field kept in an event (longer ones are cut).
