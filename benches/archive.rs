@@ -38,7 +38,7 @@ fn main() {
         .filter_map(|l| l.trim().parse().ok())
         .collect();
     println!(
-        "| workload | zstd level | MB in | MB out | ratio | MB/s (wall) | MB per CPU-s | peak RSS (MiB) | RSS growth (MiB) |"
+        "| workload | zstd level | MB in | MB out | ratio | MB/s (wall) | MB/s per writer-thread CPU-s | peak RSS (MiB) | RSS growth (MiB) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("bench executable path");
@@ -67,11 +67,12 @@ fn vm_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn cpu_seconds() -> f64 {
+/// CPU seconds of the process (`RUSAGE_SELF`) or calling thread (`RUSAGE_THREAD`).
+fn cpu_seconds(who: i32) -> f64 {
     let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct we pass.
     let u = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
+        libc::getrusage(who, u.as_mut_ptr());
         u.assume_init()
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -117,7 +118,8 @@ fn run_one(name: &str, level: i32) {
     let total = total_mb << 20;
     let mut rng = StdRng::seed_from_u64(7);
     let rss_before = vm_kib("VmRSS:");
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds(libc::RUSAGE_SELF);
+    let main0 = cpu_seconds(libc::RUSAGE_THREAD);
     let start = Instant::now();
     let rec = Recorder::create(
         &dir.path().join("bench.skrec"),
@@ -150,7 +152,9 @@ fn run_one(name: &str, level: i32) {
     }
     let summary = rec.seal().expect("seal");
     let wall = start.elapsed().max(Duration::from_micros(1)).as_secs_f64();
-    let cpu = (cpu_seconds() - cpu0).max(1e-6);
+    // The writer thread's CPU: the process's minus this (feeding) thread's.
+    let main_cpu = cpu_seconds(libc::RUSAGE_THREAD) - main0;
+    let cpu = (cpu_seconds(libc::RUSAGE_SELF) - cpu0 - main_cpu).max(1e-6);
     let mb_in = fed as f64 / 1e6;
     let mb_out = summary.size as f64 / 1e6;
     println!(
@@ -239,11 +243,20 @@ fn ls_lr_usr() -> Vec<u8> {
     v
 }
 
-/// A `top`-like full-screen program redrawing every second.
+/// A `top`-like full-screen program redrawing every second: the whole
+/// screen is rewritten each time, but only some fields change between frames.
 fn redraw(size: usize) -> Vec<u8> {
+    struct Proc {
+        pid: u32,
+        user: &'static str,
+        virt: u32,
+        res: u32,
+        shr: u32,
+        cpu: f32,
+        time_cs: u32,
+        cmd: &'static str,
+    }
     let mut rng = StdRng::seed_from_u64(3);
-    let mut s = String::with_capacity(size + 8192);
-    let mut tick = 0u32;
     let cmds = [
         "postgres",
         "java",
@@ -256,47 +269,76 @@ fn redraw(size: usize) -> Vec<u8> {
         "python3",
         "kworker/0:1",
     ];
+    let mut procs: Vec<Proc> = (0..40u32)
+        .map(|i| Proc {
+            pid: 1000 + i * 37,
+            user: if i % 3 == 0 { "postgres" } else { "root" },
+            virt: rng.gen_range(10_000..4_000_000),
+            res: rng.gen_range(1_000..900_000),
+            shr: rng.gen_range(1_000..90_000),
+            cpu: 0.0,
+            time_cs: rng.gen_range(0..1_000_000),
+            cmd: cmds[(i as usize) % cmds.len()],
+        })
+        .collect();
+    let mut s = String::with_capacity(size + 8192);
+    let mut tick = 0u32;
+    let mut load = [0.52f32, 0.61, 0.70];
     while s.len() < size {
         tick += 1;
+        for l in &mut load {
+            *l = (*l + rng.gen_range(-0.05..0.05)).max(0.0);
+        }
+        for p in &mut procs {
+            // A few processes are busy; the rest stay idle and unchanged.
+            p.cpu = if rng.gen_ratio(1, 6) {
+                rng.gen_range(0.3..45.0)
+            } else {
+                0.0
+            };
+            p.time_cs += (p.cpu * 1.0) as u32;
+            if rng.gen_ratio(1, 10) {
+                p.res = p.res.saturating_add(rng.gen_range(0..64));
+            }
+        }
+        procs.sort_by(|a, b| b.cpu.total_cmp(&a.cpu).then(a.pid.cmp(&b.pid)));
         s += "\x1b[H\x1b[?25l";
         s += &format!(
             "top - 10:{:02}:{:02} up 12 days,  3:04,  2 users,  load average: {:.2}, {:.2}, {:.2}\x1b[K\r\n",
             (tick / 60) % 60,
             tick % 60,
-            rng.gen_range(0.0..4.0),
-            rng.gen_range(0.0..4.0),
-            rng.gen_range(0.0..4.0)
+            load[0],
+            load[1],
+            load[2]
         );
+        let running = procs.iter().filter(|p| p.cpu > 0.0).count();
         s += &format!(
-            "Tasks: {} total,   {} running, {} sleeping,   0 stopped,   0 zombie\x1b[K\r\n",
-            rng.gen_range(200..240),
-            rng.gen_range(1..5),
-            rng.gen_range(190..230)
+            "Tasks: 213 total, {running:3} running, {:3} sleeping,   0 stopped,   0 zombie\x1b[K\r\n",
+            213 - running
         );
+        let us: f32 = procs.iter().map(|p| p.cpu).sum::<f32>() / 4.0;
         s += &format!(
-            "%Cpu(s): {:4.1} us, {:4.1} sy,  0.0 ni, {:4.1} id,  0.1 wa,  0.0 hi,  0.1 si,  0.0 st\x1b[K\r\n",
-            rng.gen_range(0.0..30.0),
-            rng.gen_range(0.0..10.0),
-            rng.gen_range(60.0..99.0)
+            "%Cpu(s): {us:4.1} us,  1.2 sy,  0.0 ni, {:4.1} id,  0.1 wa,  0.0 hi,  0.1 si,  0.0 st\x1b[K\r\n",
+            (98.6 - us).max(0.0)
         );
         s += "MiB Mem :  15928.4 total,   2104.7 free,   6021.3 used,   7802.4 buff/cache\x1b[K\r\n\x1b[K\r\n";
         s += "\x1b[7m    PID USER      PR  NI    VIRT    RES    SHR S  %CPU  %MEM     TIME+ COMMAND          \x1b[m\x1b[K\r\n";
-        for row in 0..40 {
+        for (row, p) in procs.iter().enumerate() {
             s += &format!(
                 "\x1b[{};1H{:7} {:<9} 20   0 {:7} {:6} {:6} {} {:5.1} {:5.1} {:>3}:{:02}.{:02} {:<16}\x1b[K",
                 row + 8,
-                1000 + row * 37,
-                if row % 3 == 0 { "postgres" } else { "root" },
-                rng.gen_range(10_000..4_000_000),
-                rng.gen_range(1_000..900_000),
-                rng.gen_range(1_000..90_000),
-                if rng.gen_ratio(1, 8) { 'R' } else { 'S' },
-                rng.gen_range(0.0..99.0),
-                rng.gen_range(0.0..20.0),
-                rng.gen_range(0..300),
-                rng.gen_range(0..60),
-                rng.gen_range(0..100),
-                cmds[(row as usize) % cmds.len()]
+                p.pid,
+                p.user,
+                p.virt,
+                p.res,
+                p.shr,
+                if p.cpu > 0.0 { 'R' } else { 'S' },
+                p.cpu,
+                p.res as f32 / 159_284.0,
+                p.time_cs / 6000,
+                (p.time_cs / 100) % 60,
+                p.time_cs % 100,
+                p.cmd
             );
         }
     }

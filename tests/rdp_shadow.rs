@@ -45,6 +45,7 @@ fn typed_text_reaches_the_nla_shadow_server_through_sekisho() {
     core.targets.insert(
         "shadow1".into(),
         Ok(TargetGrant {
+            session_id: uuid::Uuid::now_v7(),
             target: "shadow1".into(),
             address: SocketAddr::from(([127, 0, 0, 1], shadow.port)),
             account: SHADOW_USER.into(),

@@ -50,6 +50,7 @@ fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
 
 fn grant(xrdp: &Xrdp) -> TargetGrant {
     TargetGrant {
+        session_id: uuid::Uuid::now_v7(),
         target: "xrdp1".into(),
         address: SocketAddr::from(([127, 0, 0, 1], xrdp.port)),
         account: TEST_USER.into(),

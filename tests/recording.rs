@@ -899,3 +899,144 @@ fn sigkill_mid_session_leaves_an_incomplete_archive_up_to_the_last_flush() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Builds header ‖ one chunk whose digest and check are valid for `raw`.
+fn forged_chunk_file(raw: &[u8], events: u32, comp_len_override: Option<u32>) -> Vec<u8> {
+    let json = serde_json::to_vec(&meta("forged")).unwrap();
+    let (mut bytes, d0) = format::encode_header(&json);
+    let payload = zstd::bulk::compress(raw, 3).unwrap();
+    let mut h = format::ChunkHeader {
+        seq: 0,
+        t_first_us: 0,
+        t_last_us: 0,
+        events,
+        flags: 0,
+        raw_len: raw.len() as u32,
+        comp_len: comp_len_override.unwrap_or(payload.len() as u32),
+        digest: [0; 32],
+    };
+    h.digest = h.compute_digest(&d0, &payload);
+    bytes.extend_from_slice(&h.encode());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[test]
+fn consistent_chain_over_malformed_events_is_still_tampered() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("forged.skrec");
+    // Unknown event kind 200.
+    std::fs::write(&p, forged_chunk_file(&[0, 200], 1, None)).unwrap();
+    match verify_file(&p, &[]).unwrap().verdict {
+        Verdict::Tampered {
+            chunk: Some(0),
+            detail,
+            ..
+        } => assert!(detail.contains("unknown event kind"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    // Header says 2 events, payload holds 1 (a Mark with empty strings).
+    std::fs::write(&p, forged_chunk_file(&[0, 12, 0, 0], 2, None)).unwrap();
+    assert!(matches!(
+        verify_file(&p, &[]).unwrap().verdict,
+        Verdict::Tampered { chunk: Some(0), .. }
+    ));
+    // The same with the right count is sound (incomplete: no trailer).
+    std::fs::write(&p, forged_chunk_file(&[0, 12, 0, 0], 1, None)).unwrap();
+    assert!(matches!(
+        verify_file(&p, &[]).unwrap().verdict,
+        Verdict::Incomplete {
+            sound_until_us: Some(0),
+            ..
+        }
+    ));
+    // A self-consistent header with an absurd length is refused before any
+    // allocation, and called tampered, not a cut.
+    std::fs::write(&p, forged_chunk_file(&[0, 12, 0, 0], 1, Some(u32::MAX))).unwrap();
+    match verify_file(&p, &[]).unwrap().verdict {
+        Verdict::Tampered { detail, .. } => {
+            assert!(detail.contains("larger than the format allows"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(Reader::open(&p).unwrap().events().any(|e| e.is_err()));
+}
+
+#[test]
+fn random_bytes_after_a_valid_header_never_panic_or_verify_intact() {
+    use rand::{Rng as _, SeedableRng as _};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("noise.skrec");
+    let json = serde_json::to_vec(&meta("noise")).unwrap();
+    let (header, _) = format::encode_header(&json);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..300 {
+        let mut bytes = header.clone();
+        let n = rng.gen_range(0..400);
+        // Half the rounds start with a plausible tag.
+        if round % 2 == 0 {
+            bytes.extend_from_slice(if round % 4 == 0 { b"CHNK" } else { b"TRLR" });
+        }
+        bytes.extend((0..n).map(|_| rng.r#gen::<u8>()));
+        std::fs::write(&p, &bytes).unwrap();
+        let v = verify_file(&p, &[key(1).public()]).unwrap().verdict;
+        assert!(!matches!(v, Verdict::Intact { .. }), "round {round}");
+        let mut r = Reader::open(&p).unwrap();
+        let _ = r.events().count();
+        let _ = r.index().map(|i| i.len());
+    }
+}
+
+#[test]
+fn over_long_texts_are_cut_and_the_archive_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.skrec");
+    let mut w = ArchiveWriter::create(&path, &meta("long"), WriterOptions::default()).unwrap();
+    let huge = "警".repeat(3 << 20); // 9 MiB of 3-byte characters
+    w.append(
+        0,
+        &Event::Mark {
+            label: "note".into(),
+            detail: huge,
+        },
+    )
+    .unwrap();
+    w.seal(&key(1)).unwrap();
+    let (events, _) = read_all(&path);
+    match &events[0].event {
+        Event::Mark { label, detail } => {
+            assert_eq!(label, "note");
+            assert!(detail.len() <= sekisho::recording::MAX_EVENT_TEXT && detail.len() > 60_000);
+            assert!(detail.chars().all(|c| c == '警'));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        verify_file(&path, &[key(1).public()]).unwrap().verdict,
+        Verdict::Intact { .. }
+    ));
+}
+
+#[test]
+fn record_async_waits_for_room_without_losing_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions {
+        queue_events: 2,
+        ..WriterOptions::default()
+    };
+    let rec = Recorder::open(dir.path(), &meta("async"), key(1), opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..2000 {
+            rec.record_async(output(&format!("{i}\n"))).await.unwrap();
+        }
+    });
+    let path = rec.path().to_owned();
+    assert_eq!(rec.seal().unwrap().events, 2000);
+    let (events, _) = read_all(&path);
+    assert_eq!(events.len(), 2000);
+    assert_eq!(events[1999].event, output("1999\n"));
+}

@@ -91,7 +91,7 @@ fn configured_keys(private: &Path) -> anyhow::Result<Vec<PublicKey>> {
     Ok(keys)
 }
 
-/// Finds `<recordings>/**/<id>.*` without the store.
+/// Finds `<recordings>/YYYY/MM/DD/<id>.skrec` without the store.
 pub(super) fn find_session(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
     if id.contains('/') || id.starts_with('.') || id.is_empty() {
         anyhow::bail!("{id}: no such file, and not a session id");
@@ -113,7 +113,10 @@ pub(super) fn find_session(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
             };
             if kind.is_dir() && depth < 4 {
                 stack.push((path, depth + 1));
-            } else if kind.is_file() && path.file_stem().is_some_and(|s| s == id) {
+            } else if kind.is_file()
+                && path.file_stem().is_some_and(|s| s == id)
+                && path.extension().is_some_and(|e| e == recording::EXTENSION)
+            {
                 found.push(path);
             }
         }

@@ -22,6 +22,8 @@ pub enum FrontSecurity {
 pub struct SignIn {
     /// The sekisho user name (without the target part).
     pub user: String,
+    /// The target named in the user name; a one-time ticket is bound to it.
+    pub target: String,
     /// Password followed by a TOTP code, a bare password (inside the sign-in
     /// window), or a one-time ticket; the authenticator tells them apart.
     pub secret: String,
@@ -52,6 +54,9 @@ impl Refusal {
 /// Everything needed to reach the target, decided by policy.
 #[derive(Clone)]
 pub struct TargetGrant {
+    /// The session's id, chosen by the core when it decides, so the audit
+    /// log's allow event and the recording carry the same id.
+    pub session_id: uuid::Uuid,
     /// Policy name of the target.
     pub target: String,
     pub address: SocketAddr,

@@ -51,6 +51,7 @@
 //! never reach the client.
 
 pub mod back;
+pub mod bastion;
 pub mod channels;
 pub mod core;
 pub mod front;
@@ -211,6 +212,7 @@ pub async fn handle<C: RdpCore>(
     };
     let sign_in = SignIn {
         user,
+        target: target.clone(),
         secret: creds.password.clone(),
         source,
         security: FrontSecurity::Tls,
@@ -242,7 +244,7 @@ pub async fn handle<C: RdpCore>(
     };
     info!(person = %person.user, target = %grant.target, address = %grant.address, "RDP session authorized");
 
-    let session_id = uuid::Uuid::now_v7();
+    let session_id = grant.session_id;
     let forwarded: Vec<_> = front
         .channels
         .iter()

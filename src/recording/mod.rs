@@ -23,6 +23,6 @@ pub use keys::{
 pub use reader::{Events, ReadError, Reader};
 pub use verify::{Region, Report, Verdict, VerifyError, verify_file};
 pub use writer::{
-    ArchiveStatus, ArchiveSummary, ArchiveWriter, MAX_EVENT_DATA, Recorder, RecordingFailed,
-    SealFailed, WriterOptions, archive_path,
+    ArchiveStatus, ArchiveSummary, ArchiveWriter, MAX_EVENT_DATA, MAX_EVENT_TEXT, Recorder,
+    RecordingFailed, SealFailed, WriterOptions, archive_path,
 };

@@ -290,10 +290,10 @@ fn walk<R: std::io::Read + std::io::Seek>(
                     sound_until_us: last_t,
                     chunks: seq,
                     events,
-                    reason: format!(
-                        "no trailer: the file ends after chunk {}",
-                        seq.saturating_sub(1)
-                    ),
+                    reason: match seq {
+                        0 => "no trailer: the file ends after the header".into(),
+                        n => format!("no trailer: the file ends after chunk {}", n - 1),
+                    },
                 });
             }
             Err(Problem::Truncated) => {

@@ -290,50 +290,62 @@ impl ArchiveWriter {
     }
 
     /// Appends an event at `t_us`; cuts a chunk when the buffer is full.
+    /// Data over `MAX_EVENT_DATA` is split into consecutive events with the
+    /// same time, so no chunk exceeds the format's bound.
     pub fn append(&mut self, t_us: u64, event: &Event) -> Result<(), RecordingFailed> {
         self.check()?;
-        // Split oversized data so no chunk exceeds the format's bound.
-        if event.payload_len() > MAX_EVENT_DATA {
-            let (data, rebuild): (&Bytes, fn(&Event, Bytes) -> Event) = match event {
-                Event::Input { data, .. } => (data, |e, d| match e {
-                    Event::Input { channel, .. } => Event::Input {
-                        channel: *channel,
-                        data: d,
-                    },
-                    other => other.clone(),
-                }),
-                Event::Output { data, .. } => (data, |e, d| match e {
-                    Event::Output {
-                        channel, stream, ..
-                    } => Event::Output {
-                        channel: *channel,
-                        stream: *stream,
-                        data: d,
-                    },
-                    other => other.clone(),
-                }),
-                // Exec commands are capped instead: nobody types 1 MiB.
-                Event::Exec { channel, command } => {
-                    let cut = Event::Exec {
-                        channel: *channel,
-                        command: command.slice(..MAX_EVENT_DATA),
-                    };
-                    return self.append_one(t_us, &cut);
+        match event {
+            Event::Input { channel, data } if data.len() > MAX_EVENT_DATA => {
+                for data in pieces(data) {
+                    self.append_one(
+                        t_us,
+                        &Event::Input {
+                            channel: *channel,
+                            data,
+                        },
+                    )?;
                 }
-                _ => return self.append_one(t_us, event),
-            };
-            let mut start = 0;
-            while start < data.len() {
-                let end = (start + MAX_EVENT_DATA).min(data.len());
-                self.append_one(t_us, &rebuild(event, data.slice(start..end)))?;
-                start = end;
+                Ok(())
             }
-            return Ok(());
+            Event::Output {
+                channel,
+                stream,
+                data,
+            } if data.len() > MAX_EVENT_DATA => {
+                for data in pieces(data) {
+                    let (channel, stream) = (*channel, *stream);
+                    self.append_one(
+                        t_us,
+                        &Event::Output {
+                            channel,
+                            stream,
+                            data,
+                        },
+                    )?;
+                }
+                Ok(())
+            }
+            // Exec commands are capped instead: nobody types 1 MiB.
+            Event::Exec { channel, command } if command.len() > MAX_EVENT_DATA => {
+                let command = command.slice(..MAX_EVENT_DATA);
+                self.append_one(
+                    t_us,
+                    &Event::Exec {
+                        channel: *channel,
+                        command,
+                    },
+                )
+            }
+            _ => self.append_one(t_us, event),
         }
-        self.append_one(t_us, event)
     }
 
     fn append_one(&mut self, t_us: u64, event: &Event) -> Result<(), RecordingFailed> {
+        // Texts come from the bastion, but a chunk must stay within the
+        // format's bound whatever they hold.
+        if let Some(clamped) = clamp_texts(event) {
+            return self.append_one(t_us, &clamped);
+        }
         let t = t_us.max(self.last_us);
         if self.chunk_events == 0 {
             self.chunk_first_us = t;
@@ -513,6 +525,75 @@ impl ArchiveWriter {
     }
 }
 
+fn pieces(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    (0..data.len())
+        .step_by(MAX_EVENT_DATA)
+        .map(move |start| data.slice(start..(start + MAX_EVENT_DATA).min(data.len())))
+}
+
+/// Longest text field kept in an event (longer ones are cut).
+pub const MAX_EVENT_TEXT: usize = 64 * 1024;
+
+fn clamp(s: &str) -> String {
+    let mut end = MAX_EVENT_TEXT.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// A copy of `event` with over-long texts cut, or None if none is too long.
+fn clamp_texts(event: &Event) -> Option<Event> {
+    let long = |s: &String| s.len() > MAX_EVENT_TEXT;
+    match event {
+        Event::Pty {
+            channel,
+            term,
+            cols,
+            rows,
+        } if long(term) => Some(Event::Pty {
+            channel: *channel,
+            term: clamp(term),
+            cols: *cols,
+            rows: *rows,
+        }),
+        Event::ChannelOpened {
+            channel,
+            kind,
+            detail,
+        } if long(kind) || long(detail) => Some(Event::ChannelOpened {
+            channel: *channel,
+            kind: clamp(kind),
+            detail: clamp(detail),
+        }),
+        Event::ChannelRefused {
+            channel,
+            kind,
+            detail,
+        } if long(kind) || long(detail) => Some(Event::ChannelRefused {
+            channel: *channel,
+            kind: clamp(kind),
+            detail: clamp(detail),
+        }),
+        Event::ExitSignal {
+            channel,
+            signal,
+            core_dumped,
+            message,
+        } if long(signal) || long(message) => Some(Event::ExitSignal {
+            channel: *channel,
+            signal: clamp(signal),
+            core_dumped: *core_dumped,
+            message: clamp(message),
+        }),
+        Event::Mark { label, detail } if long(label) || long(detail) => Some(Event::Mark {
+            label: clamp(label),
+            detail: clamp(detail),
+        }),
+        _ => None,
+    }
+}
+
 enum Msg {
     Event(u64, Event),
     Flush(mpsc::Sender<Result<(), RecordingFailed>>),
@@ -536,7 +617,7 @@ struct Shared {
 /// writer, `record` blocks its caller until there is room — backpressure to
 /// the relay and through TCP to the peer, never dropped events and never
 /// unbounded memory. At the measured writer speed a full queue drains in
-/// milliseconds. Once the writer has failed, `record` returns the error
+/// milliseconds; `record_async` waits without blocking an executor thread. Once the writer has failed, `record` returns the error
 /// immediately; `failed()` lets a relay `select!` on that.
 #[derive(Clone)]
 pub struct Recorder {
@@ -628,12 +709,36 @@ impl Recorder {
             .map_err(|_| self.current_failure())
     }
 
+    /// Like `record`, but waits for queue room without blocking the async
+    /// executor's thread (polls every millisecond while the queue is full).
+    /// The event keeps the time it was offered at.
+    pub async fn record_async(&self, event: Event) -> Result<(), RecordingFailed> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(self.current_failure());
+        }
+        let mut msg = Msg::Event(self.now_us(), event);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(m)) => {
+                    if self.shared.failed.load(Ordering::Acquire) {
+                        return Err(self.current_failure());
+                    }
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+            }
+        }
+    }
+
     /// Has the writer failed?
     pub fn has_failed(&self) -> Option<RecordingFailed> {
         self.shared.state.borrow().clone()
     }
 
-    /// Resolves when the writer fails (never, if it does not).
+    /// Resolves when the writer fails (never, if it does not), or with
+    /// `Sealed` once another handle has sealed the archive.
     pub async fn failed(&self) -> RecordingFailed {
         let mut rx = self.shared.state.subscribe();
         match rx.wait_for(Option::is_some).await {

@@ -100,7 +100,11 @@ impl RdpCore for FakeCore {
         _source: IpAddr,
     ) -> Result<TargetGrant, Refusal> {
         let result = match self.targets.get(target) {
-            Some(Ok(grant)) => Ok(grant.clone()),
+            // Each grant is a new session.
+            Some(Ok(grant)) => Ok(TargetGrant {
+                session_id: uuid::Uuid::now_v7(),
+                ..grant.clone()
+            }),
             Some(Err(reason)) => Err(Refusal::new(reason.clone())),
             None => Err(Refusal::new(format!("unknown target {target}"))),
         };

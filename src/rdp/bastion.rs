@@ -1,0 +1,356 @@
+//! The real [`RdpCore`]: sign-in through `auth`, the RDP rule through
+//! `policy::decide`, archives through `recording`, sessions and audit through
+//! `store`, all via the protocol-independent [`Bastion`].
+//!
+//! Sign-in over TLS: the password field carries the password followed by the
+//! 6-digit code, or a one-time ticket. Inside the sign-in window (opened by
+//! a code accepted from the same address, e.g. an SSH sign-in) the bare
+//! password is accepted too. Over NLA only a ticket is accepted, because
+//! CredSSP hands the bastion no second field for a code.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::core::{
+    ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpCore, RdpEvent, RdpRecorder,
+    Refusal, SessionStart, SignIn, TargetGrant,
+};
+use crate::policy::{Pin, Protocol};
+use crate::recording::{DesktopSize, Event, Recorder, Stream};
+use crate::session::{Authorized, Bastion, LiveGuard, StopCause};
+use crate::store::SessionStatus;
+
+/// Fast-path PDUs carry no MCS channel; they are recorded on this channel
+/// number, which no MCS channel uses (MCS ids start at 1001).
+pub const FASTPATH_CHANNEL: u32 = 0;
+
+/// The message a refused sign-in gets; which factor failed is in the audit
+/// log only.
+const SIGN_IN_FAILED: &str = "sign-in failed";
+
+struct Pending {
+    authorized: Authorized,
+    recorder: Option<Recorder>,
+    guard: Option<LiveGuard>,
+}
+
+/// [`RdpCore`] over a running [`Bastion`].
+pub struct BastionRdp {
+    bastion: Arc<Bastion>,
+    pending: Mutex<HashMap<Uuid, Pending>>,
+}
+
+impl BastionRdp {
+    pub fn new(bastion: Arc<Bastion>) -> BastionRdp {
+        BastionRdp {
+            bastion,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Password followed by a code, or (inside the sign-in window) the bare
+    /// password.
+    async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
+        let auth = &self.bastion.auth;
+        let window = !self.bastion.config.auth.signin_window.is_zero()
+            && matches!(
+                self.bastion.store.signin_window(user, source, Utc::now()).await,
+                Ok(Some(_))
+            );
+        if window && auth.check_password(user, secret, source).await.is_ok() {
+            // Audits the sign-in by window.
+            return auth.window_open(user, source).await;
+        }
+        let Some((password, code)) = split_code(secret) else {
+            return false;
+        };
+        auth.check_password(user, password, source).await.is_ok()
+            && auth.check_totp(user, code, source).await.is_ok()
+    }
+}
+
+/// `password123456` → (`password`, `123456`): the last six characters when
+/// they are digits and something comes before them.
+fn split_code(secret: &str) -> Option<(&str, &str)> {
+    let cut = secret.len().checked_sub(6)?;
+    if cut == 0 || !secret.is_char_boundary(cut) {
+        return None;
+    }
+    let (password, code) = secret.split_at(cut);
+    code.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then_some((password, code))
+}
+
+/// The archive of one RDP session.
+pub struct RdpRecording {
+    recorder: Recorder,
+}
+
+impl RdpRecorder for RdpRecording {
+    async fn record(&mut self, event: RdpEvent) -> Result<(), Refusal> {
+        self.recorder
+            .record(archive_event(event))
+            .map_err(|e| Refusal::new(format!("the session cannot be recorded: {e}")))
+    }
+
+    /// Flushes; the archive is sealed by `session_closed`, which also writes
+    /// the summary into the session row.
+    async fn finish(self) -> Result<(), Refusal> {
+        let recorder = self.recorder;
+        match tokio::task::spawn_blocking(move || recorder.flush()).await {
+            Ok(r) => r.map_err(|e| Refusal::new(e.to_string())),
+            Err(e) => Err(Refusal::new(format!("flushing the recording: {e}"))),
+        }
+    }
+}
+
+fn archive_event(event: RdpEvent) -> Event {
+    match event {
+        RdpEvent::FastPath { direction, pdu } => pdu_event(direction, FASTPATH_CHANNEL, pdu),
+        RdpEvent::SlowPath {
+            direction,
+            channel,
+            pdu,
+        } => pdu_event(direction, u32::from(channel), pdu),
+        RdpEvent::ChannelRefused { name, reason } => Event::ChannelRefused {
+            channel: 0,
+            kind: name,
+            detail: reason,
+        },
+    }
+}
+
+fn pdu_event(direction: Direction, channel: u32, data: bytes::Bytes) -> Event {
+    match direction {
+        Direction::ClientToServer => Event::Input { channel, data },
+        Direction::ServerToClient => Event::Output {
+            channel,
+            stream: Stream::Stdout,
+            data,
+        },
+    }
+}
+
+impl RdpCore for BastionRdp {
+    type Recorder = RdpRecording;
+
+    async fn authenticate(&self, sign_in: &SignIn) -> Result<Person, Refusal> {
+        let auth = &self.bastion.auth;
+        let source = crate::config::canonical_ip(sign_in.source);
+        let ok = if crate::auth::tickets::looks_like_ticket(&sign_in.secret) {
+            auth.redeem_ticket(&sign_in.user, &sign_in.secret, &sign_in.target, "rdp", source)
+                .await
+                .is_ok()
+        } else if sign_in.security == FrontSecurity::Nla {
+            // A password alone would skip the second factor.
+            self.bastion
+                .channel_blocked(
+                    &sign_in.user,
+                    source,
+                    None,
+                    "nla-password",
+                    "NLA sign-in without a one-time ticket refused (use a ticket, or TLS with password+code)",
+                )
+                .await;
+            false
+        } else {
+            self.password_sign_in(&sign_in.user, &sign_in.secret, source)
+                .await
+        };
+        if ok {
+            Ok(Person {
+                user: sign_in.user.clone(),
+            })
+        } else {
+            tokio::time::sleep(self.bastion.config.auth.failure_delay).await;
+            Err(Refusal::new(SIGN_IN_FAILED))
+        }
+    }
+
+    async fn authorize(
+        &self,
+        person: &Person,
+        target: &str,
+        source: IpAddr,
+    ) -> Result<TargetGrant, Refusal> {
+        let a = self
+            .bastion
+            .authorize(&person.user, target, Protocol::Rdp, source)
+            .await
+            .map_err(|r| Refusal::new(r.reason))?;
+        let Pin::CertSha256(pin) = a.grant.endpoint.pin else {
+            return Err(Refusal::new(format!(
+                "no RDP certificate is pinned for {target}"
+            )));
+        };
+        let password = String::from_utf8(a.credential.to_vec()).map_err(|_| {
+            Refusal::new(format!(
+                "the credential for {target} is unusable; ask the administrator"
+            ))
+        })?;
+        let grant = TargetGrant {
+            session_id: a.id,
+            target: a.grant.target.name.clone(),
+            address: SocketAddr::new(a.grant.target.address, a.grant.endpoint.port),
+            account: a.grant.endpoint.account.clone(),
+            domain: None,
+            password,
+            cert_sha256: pin,
+            parent_session: a.grant.hop_parent,
+        };
+        self.pending().insert(
+            a.id,
+            Pending {
+                authorized: a,
+                recorder: None,
+                guard: None,
+            },
+        );
+        Ok(grant)
+    }
+
+    async fn open_recording(&self, start: &SessionStart) -> Result<RdpRecording, Refusal> {
+        let info = serde_json::json!({
+            "fastpath_channel": FASTPATH_CHANNEL,
+            "io_channel": start.io_channel,
+            "user_channel": start.user_channel,
+            "channels": start.channels.iter().map(|(name, id)| serde_json::json!({"name": name, "id": id})).collect::<Vec<_>>(),
+            "keyboard_layout": start.keyboard_layout,
+            "keyboard_type": start.keyboard_type,
+            "keyboard_subtype": start.keyboard_subtype,
+        });
+        let desktop = DesktopSize {
+            width: u32::from(start.desktop_width),
+            height: u32::from(start.desktop_height),
+        };
+        let opened = {
+            let mut pending = self.pending();
+            let Some(p) = pending.get_mut(&start.session_id) else {
+                return Err(Refusal::new("the session was not authorized"));
+            };
+            let r = self
+                .bastion
+                .open_recording(&p.authorized, None, Some(desktop), info);
+            if let Ok(r) = &r {
+                p.recorder = Some(r.clone());
+            }
+            r
+        };
+        match opened {
+            Ok(recorder) => Ok(RdpRecording { recorder }),
+            Err(e) => {
+                let removed = self.pending().remove(&start.session_id);
+                if let Some(p) = removed {
+                    self.bastion.recording_failed(&p.authorized, &e).await;
+                }
+                Err(Refusal::new(format!(
+                    "the session cannot be recorded, so it is not opened ({e})"
+                )))
+            }
+        }
+    }
+
+    async fn channel_refused(&self, session_id: Uuid, kind: ChannelKind, name: &str, reason: &str) {
+        let (user, source) = {
+            let pending = self.pending();
+            match pending.get(&session_id) {
+                Some(p) => (p.authorized.user.name.clone(), p.authorized.source),
+                None => return,
+            }
+        };
+        let kind = match kind {
+            ChannelKind::Static => "rdp-static-channel",
+            ChannelKind::Dynamic => "rdp-dynamic-channel",
+        };
+        self.bastion
+            .channel_blocked(&user, source, Some(session_id), kind, &format!("{name}: {reason}"))
+            .await;
+    }
+
+    async fn register_live(&self, start: &SessionStart) -> KillSignal {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let id = start.session_id;
+        let taken = self.pending().remove(&id);
+        let Some(mut p) = taken else {
+            let _ = tx.send(Some("the session was not authorized".into()));
+            return KillSignal(rx);
+        };
+        let Some(recorder) = p.recorder.clone() else {
+            let _ = tx.send(Some("the session has no recording".into()));
+            self.pending().insert(id, p);
+            return KillSignal(rx);
+        };
+        match self.bastion.session_started(&p.authorized, &recorder).await {
+            Ok(guard) => {
+                let mut stop = guard.stop.clone();
+                let ends_at = p.authorized.grant.ends_at;
+                p.guard = Some(guard);
+                self.pending().insert(id, p);
+                tokio::spawn(async move {
+                    let left = (ends_at - Utc::now()).to_std().unwrap_or_default();
+                    let reason = tokio::select! {
+                        cause = stop.wait_for(Option::is_some) => match cause {
+                            Ok(c) => format!("stopped by an administrator: {}", c.as_ref().map(|c| c.to_string()).unwrap_or_default()),
+                            Err(_) => return,
+                        },
+                        _ = tokio::time::sleep(left) => "the allowed time for this session has ended".to_string(),
+                    };
+                    let _ = tx.send(Some(reason));
+                });
+            }
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "cannot record the session start");
+                let _ = tx.send(Some("sekisho cannot record this session (internal error)".into()));
+                self.pending().insert(id, p);
+            }
+        }
+        KillSignal(rx)
+    }
+
+    async fn session_closed(&self, session_id: Uuid, reason: &str) {
+        let taken = self.pending().remove(&session_id);
+        let Some(p) = taken else {
+            tracing::warn!(session = %session_id, "end of an RDP session that is not known");
+            return;
+        };
+        let Some(recorder) = p.recorder else {
+            tracing::error!(session = %session_id, "an RDP session ended without its recording");
+            return;
+        };
+        let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
+        let status = match stop {
+            Some(StopCause::Killed { .. }) => SessionStatus::Killed,
+            Some(StopCause::Shutdown) => SessionStatus::Ended,
+            None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
+            None => SessionStatus::Ended,
+        };
+        self.bastion
+            .session_ended(&p.authorized, recorder, status, reason)
+            .await;
+        drop(p.guard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_code;
+
+    #[test]
+    fn code_is_split_off_the_end() {
+        assert_eq!(split_code("secret123456"), Some(("secret", "123456")));
+        assert_eq!(split_code("123456"), None, "a code alone has no password");
+        assert_eq!(split_code("secret12345a"), None);
+        assert_eq!(split_code("short"), None);
+        assert_eq!(split_code("パスワード123456"), Some(("パスワード", "123456")));
+        assert_eq!(split_code("pw1234567"), Some(("pw1", "234567")));
+    }
+}
