@@ -100,7 +100,21 @@ async fn spawn_listeners(
             .context("the SSH listener")
         });
     }
-    let _ = shutdown;
+    if cfg.rdp.enabled {
+        let tls = crate::rdp::tls_server_config(&cfg.paths.tls_cert(), &cfg.paths.tls_key())?;
+        let listener = tokio::net::TcpListener::bind(cfg.rdp.listen)
+            .await
+            .with_context(|| format!("listening for RDP on {}", cfg.rdp.listen))?;
+        tracing::info!(listen = %cfg.rdp.listen, "RDP listener ready");
+        let core = Arc::new(crate::rdp::bastion::BastionRdp::new(bastion.clone()));
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                r = crate::rdp::serve(listener, tls, core) => r.context("the RDP listener"),
+                _ = stop.wait_for(|s| *s) => Ok(()),
+            }
+        });
+    }
     Ok(())
 }
 

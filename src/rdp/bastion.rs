@@ -62,7 +62,10 @@ impl BastionRdp {
         let auth = &self.bastion.auth;
         let window = !self.bastion.config.auth.signin_window.is_zero()
             && matches!(
-                self.bastion.store.signin_window(user, source, Utc::now()).await,
+                self.bastion
+                    .store
+                    .signin_window(user, source, Utc::now())
+                    .await,
                 Ok(Some(_))
             );
         if window && auth.check_password(user, secret, source).await.is_ok() {
@@ -147,9 +150,15 @@ impl RdpCore for BastionRdp {
         let auth = &self.bastion.auth;
         let source = crate::config::canonical_ip(sign_in.source);
         let ok = if crate::auth::tickets::looks_like_ticket(&sign_in.secret) {
-            auth.redeem_ticket(&sign_in.user, &sign_in.secret, &sign_in.target, "rdp", source)
-                .await
-                .is_ok()
+            auth.redeem_ticket(
+                &sign_in.user,
+                &sign_in.secret,
+                &sign_in.target,
+                "rdp",
+                source,
+            )
+            .await
+            .is_ok()
         } else if sign_in.security == FrontSecurity::Nla {
             // A password alone would skip the second factor.
             self.bastion
@@ -272,7 +281,13 @@ impl RdpCore for BastionRdp {
             ChannelKind::Dynamic => "rdp-dynamic-channel",
         };
         self.bastion
-            .channel_blocked(&user, source, Some(session_id), kind, &format!("{name}: {reason}"))
+            .channel_blocked(
+                &user,
+                source,
+                Some(session_id),
+                kind,
+                &format!("{name}: {reason}"),
+            )
             .await;
     }
 
@@ -298,9 +313,10 @@ impl RdpCore for BastionRdp {
                 tokio::spawn(async move {
                     let left = (ends_at - Utc::now()).to_std().unwrap_or_default();
                     let reason = tokio::select! {
-                        cause = stop.wait_for(Option::is_some) => match cause {
-                            Ok(c) => format!("stopped by an administrator: {}", c.as_ref().map(|c| c.to_string()).unwrap_or_default()),
-                            Err(_) => return,
+                        cause = stop.wait_for(Option::is_some) => match cause.as_deref() {
+                            Ok(Some(c @ StopCause::Killed { .. })) => format!("stopped by an administrator: {c}"),
+                            Ok(Some(StopCause::Shutdown)) => "sekisho is shutting down".to_string(),
+                            Ok(None) | Err(_) => return,
                         },
                         _ = tokio::time::sleep(left) => "the allowed time for this session has ended".to_string(),
                     };
@@ -309,7 +325,9 @@ impl RdpCore for BastionRdp {
             }
             Err(e) => {
                 tracing::error!(session = %id, error = %e, "cannot record the session start");
-                let _ = tx.send(Some("sekisho cannot record this session (internal error)".into()));
+                let _ = tx.send(Some(
+                    "sekisho cannot record this session (internal error)".into(),
+                ));
                 self.pending().insert(id, p);
             }
         }
@@ -350,7 +368,10 @@ mod tests {
         assert_eq!(split_code("123456"), None, "a code alone has no password");
         assert_eq!(split_code("secret12345a"), None);
         assert_eq!(split_code("short"), None);
-        assert_eq!(split_code("パスワード123456"), Some(("パスワード", "123456")));
+        assert_eq!(
+            split_code("パスワード123456"),
+            Some(("パスワード", "123456"))
+        );
         assert_eq!(split_code("pw1234567"), Some(("pw1", "234567")));
     }
 }
