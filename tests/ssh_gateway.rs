@@ -926,3 +926,27 @@ fn an_unreachable_target_is_explained() {
         "{ended:?}"
     );
 }
+
+#[test]
+fn full_duplex_cat_of_twenty_megabytes_does_not_stall() {
+    use sha2::{Digest, Sha256};
+    let mut input = Vec::with_capacity(20_000_000);
+    let mut x: u32 = 0x2545_f491;
+    while input.len() < 20_000_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        input.extend_from_slice(&x.to_le_bytes());
+    }
+    let start = Instant::now();
+    let out = ssh("tanaka@db01").remote("cat").output_with_input(&input);
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), input.len());
+    assert_eq!(Sha256::digest(&out.stdout), Sha256::digest(&input));
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
