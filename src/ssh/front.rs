@@ -446,16 +446,18 @@ impl<C: SshCore> Connection<C> {
         };
         match state {
             ChanState::Setup(Some(mut back)) => {
-                let live = self.live();
-                if let Some(live) = &live {
-                    let channel = u32::from(id);
-                    live.record(match exec {
-                        Some(cmd) => SessionEvent::Exec {
-                            channel,
-                            command: String::from_utf8_lossy(cmd).into_owned(),
-                        },
-                        None => SessionEvent::Shell { channel },
-                    });
+                let channel = u32::from(id);
+                let event = match exec {
+                    Some(cmd) => SessionEvent::Exec {
+                        channel,
+                        command: String::from_utf8_lossy(cmd).into_owned(),
+                    },
+                    None => SessionEvent::Shell { channel },
+                };
+                // Fail closed: what cannot be recorded does not start.
+                if !self.live().is_some_and(|live| live.record(event)) {
+                    session.channel_failure(id)?;
+                    return Ok(());
                 }
                 let sent = match exec {
                     Some(cmd) => back.exec(true, cmd.to_vec()).await,

@@ -371,12 +371,20 @@ impl Ssh {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn ssh: {e}"));
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(input);
-        }
-        child
+        // Written from another thread, so a full stdout pipe cannot stall it.
+        let writer = child.stdin.take().map(|mut stdin| {
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            })
+        });
+        let out = child
             .wait_with_output()
-            .unwrap_or_else(|e| panic!("wait ssh: {e}"))
+            .unwrap_or_else(|e| panic!("wait ssh: {e}"));
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        out
     }
 
     pub fn spawn(&self) -> Child {
