@@ -550,3 +550,99 @@ fn admin_kill_ends_a_live_session_within_a_second() {
         "reason not shown: {stderr}"
     );
 }
+
+#[test]
+fn exports_show_what_was_typed_and_what_was_shown() {
+    let out = run(ssh(
+        "tanaka@db01",
+        "127.0.0.11",
+        PASSWORD,
+        // Inside the window opened by the first test, or a fresh code.
+        &code("tanaka"),
+        &["echo exported-output"],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = env();
+    // The newest archive of tanaka's that shows this output.
+    let mut found = None;
+    let ok_found = wait_for(Duration::from_secs(5), || {
+        let list = ok(sekisho(
+            &e.dir,
+            &[
+                "audit",
+                "--kind",
+                "session_end",
+                "--user",
+                "tanaka",
+                "--json",
+            ],
+            None,
+        ));
+        for line in list.lines().rev() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let id = v["session"].as_str().unwrap_or_default().to_string();
+            let keys = sekisho(&e.dir, &["export", &id, "--format", "keystrokes"], None);
+            if String::from_utf8_lossy(&keys.stdout).contains("echo exported-output") {
+                found = Some((id, String::from_utf8_lossy(&keys.stdout).into_owned()));
+                return true;
+            }
+        }
+        false
+    });
+    assert!(ok_found, "no keystroke export shows the command line");
+    let (id, keys) = found.expect("found");
+    assert!(keys.contains("[exec]"), "{keys}");
+    assert!(keys.contains("user tanaka"), "{keys}");
+
+    let cast = e.dir.join(format!("{id}.cast"));
+    ok(sekisho(
+        &e.dir,
+        &[
+            "export",
+            &id,
+            "--format",
+            "asciicast",
+            "-o",
+            cast.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let text = std::fs::read_to_string(&cast).expect("cast written");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("header")).expect("header json");
+    assert_eq!(header["version"], 2);
+    assert!(text.contains("exported-output"), "{text}");
+    let play = Command::new(sshd::require("asciinema", "asciinema"))
+        .arg("play")
+        .arg(&cast)
+        .stdin(Stdio::null())
+        .output()
+        .expect("asciinema");
+    assert!(
+        play.status.success(),
+        "asciinema refused the cast: {}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    assert!(String::from_utf8_lossy(&play.stdout).contains("exported-output"));
+
+    // PNG is for desktop recordings: a clear refusal, nothing written.
+    let png = e.dir.join("frame.png");
+    let refused = sekisho(
+        &e.dir,
+        &[
+            "export",
+            &id,
+            "--format",
+            "png",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(!png.exists(), "a refused export left a file");
+}

@@ -30,6 +30,8 @@ pub enum LineEnd {
     Eof,
     /// The session ended with this line unfinished.
     Unfinished,
+    /// A command line given to the target directly (`ssh host 'cmd'`).
+    Exec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +210,15 @@ pub fn typed_lines(
     for item in events {
         let TimedEvent { t_us, event } = item?;
         last_t = t_us;
+        if let Event::Exec { channel, command } = &event {
+            lines.push(TypedLine {
+                channel: *channel,
+                t_start_us: t_us,
+                t_end_us: t_us,
+                text: String::from_utf8_lossy(command).into_owned(),
+                ended_by: LineEnd::Exec,
+            });
+        }
         if let Event::Input { channel, data } = event {
             let ed = editors.entry(channel).or_insert_with(LineEditor::new);
             for &b in data.iter() {
@@ -253,6 +264,7 @@ pub fn write_keystroke_log<W: Write>(
             LineEnd::Interrupt => "  [^C]",
             LineEnd::Eof => "  [^D]",
             LineEnd::Unfinished => "  [unfinished]",
+            LineEnd::Exec => "  [exec]",
         };
         writeln!(
             out,
