@@ -206,6 +206,50 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         })
         .count();
     assert!(output > 0, "no server graphics recorded");
+
+    // Steering: the target drew with bitmaps only (no orders, no surface
+    // commands) and nothing was bulk-compressed.
+    let mut updates = 0;
+    for event in &journal.events {
+        if let RdpEvent::FastPath {
+            direction: Direction::ServerToClient,
+            pdu,
+        } = event
+        {
+            for (code, compressed) in fast_path_updates(pdu) {
+                updates += 1;
+                assert_ne!(code, 0x0, "drawing orders reached the recording");
+                assert_ne!(code, 0x4, "surface commands reached the recording");
+                assert!(!compressed, "bulk-compressed update");
+            }
+        }
+    }
+    assert!(updates > 0, "no fast-path updates parsed");
+}
+
+/// (updateCode, bulk-compressed) of each update in a fast-path output PDU
+/// (MS-RDPBCGR 2.2.9.1.2), as a test-side cross-check.
+fn fast_path_updates(pdu: &[u8]) -> Vec<(u8, bool)> {
+    let mut out = Vec::new();
+    let Some(&len1) = pdu.get(1) else { return out };
+    let mut pos = if len1 & 0x80 != 0 { 3 } else { 2 };
+    while let Some(&header) = pdu.get(pos) {
+        let code = header & 0x0f;
+        let compressed = (header >> 6) & 0x03 == 0x02;
+        pos += 1;
+        if compressed {
+            pos += 1;
+        }
+        let Some(size) = pdu
+            .get(pos..pos + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        out.push((code, compressed));
+        pos += 2 + size;
+    }
+    out
 }
 
 /// Wait for the client to exit by itself; `None` if it is still connected.

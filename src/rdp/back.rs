@@ -319,6 +319,9 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
     };
     info.password_cookie = None;
     info.flags |= rdp::client_info::ClientInfoFlags::AUTOLOGON;
+    // No bulk compression: the recording must decode every PDU on its own.
+    info.flags
+        .remove(rdp::client_info::ClientInfoFlags::COMPRESSION);
     info.extra_info.optional_data = without_auto_reconnect(&info.extra_info.optional_data);
     let info_pdu = rdp::ClientInfoPdu {
         security_header: rdp::headers::BasicSecurityHeader {

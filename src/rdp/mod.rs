@@ -55,6 +55,7 @@ pub mod channels;
 pub mod core;
 pub mod front;
 pub mod relay;
+pub mod steer;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

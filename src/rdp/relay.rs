@@ -18,8 +18,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::RdpError;
-use super::channels;
 use super::core::{ChannelKind, Direction, RdpCore, RdpEvent, RdpRecorder};
+use super::{channels, steer};
 
 /// MCS id translation between the client's view and the target's.
 #[derive(Debug, Clone, Default)]
@@ -286,18 +286,30 @@ impl<C: RdpCore> Relay<C> {
                                 }
                                 continue;
                             };
+                            let mut user_data = req.user_data;
                             if self.map.back_recorded.contains(&back_channel) {
+                                // The target sees the steered capabilities;
+                                // so does the recording.
+                                if let Some(steered) = steer::steer_confirm_active(&user_data)
+                                    .map_err(|m| RdpError::Protocol {
+                                        context: "client Confirm Active",
+                                        message: m,
+                                    })?
+                                {
+                                    debug!("client capabilities steered to decodable graphics");
+                                    user_data = Cow::Owned(steered);
+                                }
                                 self.record(RdpEvent::SlowPath {
                                     direction: Direction::ClientToServer,
                                     channel: req.channel_id,
-                                    pdu: Bytes::copy_from_slice(req.user_data.as_ref()),
+                                    pdu: Bytes::copy_from_slice(user_data.as_ref()),
                                 })
                                 .await?;
                             }
                             let out = mcs::SendDataRequest {
                                 initiator_id: self.map.back_user,
                                 channel_id: back_channel,
-                                user_data: req.user_data,
+                                user_data,
                             };
                             let bytes = encode_vec(&X224(out))
                                 .map_err(|e| RdpError::protocol("re-encoding client PDU", e))?;
