@@ -40,7 +40,15 @@ fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind gateway");
     let port = listener.local_addr().expect("addr").port();
-    rt.spawn(sekisho::rdp::serve(listener, tls, core.clone()));
+    let options = sekisho::rdp::GatewayOptions {
+        keyframe_interval: Duration::from_secs(1),
+    };
+    rt.spawn(sekisho::rdp::serve_with(
+        listener,
+        tls,
+        core.clone(),
+        options,
+    ));
     Gateway {
         port,
         core,
@@ -224,7 +232,85 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
             }
         }
     }
-    assert!(updates > 0, "no fast-path updates parsed");
+    for event in &journal.events {
+        if let RdpEvent::SlowPath {
+            direction: Direction::ServerToClient,
+            pdu,
+            ..
+        } = event
+            && let Some((update, compressed)) = slow_path_update(pdu)
+        {
+            updates += 1;
+            assert_ne!(update, 0x0000, "drawing orders reached the recording");
+            assert!(!compressed, "bulk-compressed update");
+        }
+    }
+    assert!(updates > 0, "no updates parsed");
+
+    // Keyframes: requested every second, each followed by bitmap updates.
+    let keyframes: Vec<usize> = journal
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                RdpEvent::Keyframe {
+                    width: 1024,
+                    height: 768
+                }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keyframes.len() >= 2, "keyframes: {keyframes:?}");
+    let first = keyframes[0];
+    let redrawn = journal.events[first..].iter().any(|e| match e {
+        RdpEvent::FastPath {
+            direction: Direction::ServerToClient,
+            pdu,
+        } => fast_path_updates(pdu).iter().any(|(code, _)| *code == 0x1),
+        RdpEvent::SlowPath {
+            direction: Direction::ServerToClient,
+            pdu,
+            ..
+        } => slow_path_update(pdu).is_some_and(|(update, _)| update == 0x0001),
+        _ => false,
+    });
+    let summary: Vec<String> = journal.events[first..]
+        .iter()
+        .map(|e| match e {
+            RdpEvent::FastPath { direction, pdu } => {
+                format!("fp {direction:?} {:?}", fast_path_updates(pdu))
+            }
+            RdpEvent::SlowPath {
+                direction,
+                channel,
+                pdu,
+            } => {
+                format!("sp {direction:?} ch{channel} {}", pdu.len())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        redrawn,
+        "no bitmap update after a keyframe request: {summary:#?}"
+    );
+}
+
+/// (updateType, bulk-compressed) of a slow-path Update PDU (share data
+/// pduType2 = PDUTYPE2_UPDATE), MS-RDPBCGR 2.2.9.1.1.3.
+fn slow_path_update(pdu: &[u8]) -> Option<(u16, bool)> {
+    let pdu_type = u16::from_le_bytes([*pdu.get(2)?, *pdu.get(3)?]) & 0x0f;
+    if pdu_type != 0x7 || *pdu.get(14)? != 0x02 {
+        return None;
+    }
+    let compressed = pdu.get(15)? & 0x20 != 0;
+    Some((
+        u16::from_le_bytes([*pdu.get(18)?, *pdu.get(19)?]),
+        compressed,
+    ))
 }
 
 /// (updateCode, bulk-compressed) of each update in a fast-path output PDU

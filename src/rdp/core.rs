@@ -119,6 +119,9 @@ pub enum RdpEvent {
         channel: u16,
         pdu: Bytes,
     },
+    /// The gateway asked the target to redraw the whole desktop (Refresh
+    /// Rect); the updates that follow form a keyframe a replayer can seek to.
+    Keyframe { width: u16, height: u16 },
     /// A channel that was refused (static or dynamic).
     ChannelRefused { name: String, reason: String },
 }

@@ -91,6 +91,22 @@ use self::relay::{ChannelMap, Relay};
 /// (mstsc's credential prompt comes before the connection, so this is short).
 const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Tunables of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// How often the target is asked to redraw the whole desktop, so that
+    /// a replayer can seek (a keyframe). Zero turns keyframes off.
+    pub keyframe_interval: std::time::Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            keyframe_interval: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// Why an RDP connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum RdpError {
@@ -168,15 +184,26 @@ pub async fn serve<C: RdpCore>(
     tls: Arc<rustls::ServerConfig>,
     core: Arc<C>,
 ) -> std::io::Result<()> {
+    serve_with(listener, tls, core, GatewayOptions::default()).await
+}
+
+/// [`serve`] with explicit options.
+pub async fn serve_with<C: RdpCore>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    core: Arc<C>,
+    options: GatewayOptions,
+) -> std::io::Result<()> {
     info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
     loop {
         let (tcp, peer) = listener.accept().await?;
         let tls = tls.clone();
         let core = core.clone();
+        let options = options.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
-                match handle(tcp, peer, tls, core).await {
+                match handle(tcp, peer, tls, core, options).await {
                     Ok(()) => info!("connection closed"),
                     Err(e) => warn!(error = %e, "connection ended"),
                 }
@@ -192,6 +219,7 @@ pub async fn handle<C: RdpCore>(
     peer: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     core: Arc<C>,
+    options: GatewayOptions,
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
@@ -300,7 +328,16 @@ pub async fn handle<C: RdpCore>(
         }
     }
 
-    let result = run_session(&core, session_id, &start, front, &grant, recorder.clone()).await;
+    let result = run_session(
+        &core,
+        session_id,
+        &start,
+        front,
+        &grant,
+        recorder.clone(),
+        &options,
+    )
+    .await;
     let reason = match &result {
         Ok(()) => "closed".to_owned(),
         Err(e) => e.to_string(),
@@ -326,6 +363,7 @@ async fn run_session<C: RdpCore>(
     mut front: front::FrontSession,
     grant: &core::TargetGrant,
     recorder: Arc<Mutex<C::Recorder>>,
+    options: &GatewayOptions,
 ) -> Result<(), RdpError> {
     let forwarded: Vec<front::FrontChannel> = front
         .channels
@@ -377,6 +415,7 @@ async fn run_session<C: RdpCore>(
         session_id,
         map,
         recorder,
+        share_id: std::sync::Mutex::new(None),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();
@@ -404,9 +443,23 @@ async fn run_session<C: RdpCore>(
 
     let up = relay.client_to_target(front_reader, back_write.clone());
     let down = relay.target_to_client(back_reader, front_write.clone(), back_write.clone());
+    let keyframes = async {
+        if options.keyframe_interval.is_zero() {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(options.keyframe_interval);
+        tick.tick().await; // the first tick is immediate; the session has just drawn itself
+        loop {
+            tick.tick().await;
+            relay
+                .request_keyframe(&back_write, start.desktop_width, start.desktop_height)
+                .await?;
+        }
+    };
     let result = tokio::select! {
         r = up => r,
         r = down => r,
+        r = keyframes => r,
         reason = kill.killed() => {
             info!(%reason, "session killed");
             if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {

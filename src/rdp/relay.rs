@@ -10,7 +10,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ironrdp_async::Framed;
 use ironrdp_core::{decode, encode_vec};
+use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_pdu::mcs;
+use ironrdp_pdu::rdp::client_info::CompressionType;
+use ironrdp_pdu::rdp::headers::{
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
+};
+use ironrdp_pdu::rdp::refresh_rectangle::RefreshRectanglePdu;
 use ironrdp_pdu::x224::X224;
 use ironrdp_tokio::TokioStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
@@ -31,6 +38,7 @@ pub(crate) struct ChannelMap {
     refused: HashMap<u16, String>,
     front_user: u16,
     back_user: u16,
+    front_io: u16,
     /// back id of drdynvc, when forwarded.
     back_drdynvc: Option<u16>,
     /// ids whose slow-path PDUs are recorded (I/O and user channel), back ids.
@@ -42,6 +50,7 @@ impl ChannelMap {
         let mut map = Self {
             front_user,
             back_user,
+            front_io,
             back_recorded: vec![back_io, back_user],
             ..Self::default()
         };
@@ -174,6 +183,28 @@ pub(crate) struct Relay<C: RdpCore> {
     pub session_id: uuid::Uuid,
     pub map: ChannelMap,
     pub recorder: Arc<Mutex<C::Recorder>>,
+    /// The share id of the active share (from the target's Demand Active),
+    /// `None` before activation and after Deactivate All.
+    pub share_id: std::sync::Mutex<Option<u32>>,
+}
+
+const PDUTYPE_DEMAND_ACTIVE: u16 = 0x0001;
+const PDUTYPE_DEACTIVATE_ALL: u16 = 0x0006;
+
+/// Track activation from a target I/O channel PDU: the share id of a
+/// Demand Active, or deactivation.
+pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
+    let pdu_type = user_data
+        .get(2..4)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    match pdu_type {
+        PDUTYPE_DEMAND_ACTIVE => {
+            let id = user_data.get(6..10)?;
+            Some(Some(u32::from_le_bytes([id[0], id[1], id[2], id[3]])))
+        }
+        PDUTYPE_DEACTIVATE_ALL => Some(None),
+        _ => None,
+    }
 }
 
 impl<C: RdpCore> Relay<C> {
@@ -234,6 +265,54 @@ impl<C: RdpCore> Relay<C> {
             .map_err(|e| RdpError::protocol("encoding DVC refusal", e))?;
         write(back_to, &bytes).await?;
         Ok(true)
+    }
+
+    /// Ask the target to redraw the whole desktop, so that the recording
+    /// gets a keyframe. Skipped while no share is active.
+    pub(crate) async fn request_keyframe<B>(
+        &self,
+        back_to: &Writer<B>,
+        width: u16,
+        height: u16,
+    ) -> Result<(), RdpError>
+    where
+        B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        let Some(share_id) = *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return Ok(());
+        };
+        let refresh = ShareControlHeader {
+            share_id,
+            pdu_source: self.map.back_user,
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::RefreshRectangle(RefreshRectanglePdu {
+                    areas_to_refresh: vec![InclusiveRectangle {
+                        left: 0,
+                        top: 0,
+                        right: width.saturating_sub(1),
+                        bottom: height.saturating_sub(1),
+                    }],
+                }),
+                stream_priority: StreamPriority::Low,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }),
+        };
+        let user_data =
+            encode_vec(&refresh).map_err(|e| RdpError::protocol("encoding Refresh Rect", e))?;
+        let Some(back_io) = self.map.client_to_target(self.map.front_io) else {
+            return Ok(());
+        };
+        let send = mcs::SendDataRequest {
+            initiator_id: self.map.back_user,
+            channel_id: back_io,
+            user_data: Cow::Owned(user_data),
+        };
+        let bytes =
+            encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Refresh Rect", e))?;
+        // Recorded before it is sent: the redraw follows the marker.
+        self.record(RdpEvent::Keyframe { width, height }).await?;
+        write(back_to, &bytes).await
     }
 
     /// Client → target.
@@ -389,6 +468,10 @@ impl<C: RdpCore> Relay<C> {
                             return Ok(());
                         };
                         if self.map.back_recorded.contains(&ind.channel_id) {
+                            if let Some(share) = share_transition(&ind.user_data) {
+                                debug!(share_id = ?share, "share state");
+                                *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) = share;
+                            }
                             if let Some(what) = is_withheld_server_pdu(&ind.user_data) {
                                 info!(session = %self.session_id, what, "withheld from client");
                                 return Ok(());
@@ -521,6 +604,19 @@ mod tests {
             c.map(|c| (c.channel_id, c.name)),
             Some((0x1234, "X".into()))
         );
+    }
+
+    #[test]
+    fn share_id_follows_demand_active_and_deactivate_all() {
+        // totalLength, pduType=0x11 (Demand Active), pduSource, shareId.
+        let demand = [0x20, 0, 0x11, 0, 0xea, 0x03, 0x78, 0x56, 0x34, 0x12, 0, 0];
+        assert_eq!(share_transition(&demand), Some(Some(0x1234_5678)));
+        let deactivate = [0x10, 0, 0x16, 0, 0xea, 0x03, 0, 0, 0, 0];
+        assert_eq!(share_transition(&deactivate), Some(None));
+        let data = [0x10, 0, 0x17, 0, 0xea, 0x03, 0, 0, 0, 0];
+        assert_eq!(share_transition(&data), None);
+        // A truncated Demand Active is not an activation.
+        assert_eq!(share_transition(&demand[..8]), None);
     }
 
     #[test]
