@@ -42,6 +42,7 @@ fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
     let port = listener.local_addr().expect("addr").port();
     let options = sekisho::rdp::GatewayOptions {
         keyframe_interval: Duration::from_secs(1),
+        offer_nla: true,
     };
     rt.spawn(sekisho::rdp::serve_with(
         listener,
@@ -71,6 +72,8 @@ fn grant(xrdp: &Xrdp) -> TargetGrant {
 fn fake_core(xrdp: &Xrdp) -> FakeCore {
     let mut core = FakeCore::new();
     core.users.insert("tester".into(), "pw-123456".into());
+    core.tickets
+        .insert("tester".into(), "TICKET-8841-2207".into());
     core.targets.insert("xrdp1".into(), Ok(grant(xrdp)));
     let mut wrong_pin = grant(xrdp);
     wrong_pin.cert_sha256 = [7; 32];
@@ -548,5 +551,79 @@ fn a_failing_recording_ends_the_session() {
             .any(|(_, r)| r.contains("recording failed: disk full")),
         "{:?}",
         journal.closed
+    );
+}
+
+#[test]
+fn nla_with_a_ticket_reaches_xrdp_and_a_wrong_ticket_does_not() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+
+    // Wrong ticket: CredSSP fails, nothing reaches the target.
+    let log = dir.path().join("bad.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "TICKET-0000-0000",
+        &["/sec:nla"],
+        &log,
+    );
+    let status = client_exit(&mut client, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "wrong ticket accepted:\n{}",
+        client_log(&log)
+    );
+    assert!(
+        !xrdp.log_text().contains("Client supplied username"),
+        "target reached"
+    );
+    {
+        let journal = gw.core.journal();
+        assert!(journal.sign_ins.is_empty(), "{:?}", journal.sign_ins);
+        assert!(
+            journal
+                .nla_refusals
+                .iter()
+                .any(|r| r.starts_with("tester@xrdp1: NLA sign-in failed")),
+            "NLA refusal not audited: {:?}",
+            journal.nla_refusals
+        );
+    }
+
+    // The right ticket: mstsc-style NLA sign-in, session on the target.
+    let log = dir.path().join("good.log");
+    let client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "TICKET-8841-2207",
+        &["/sec:nla"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "NLA session did not start:\n{}",
+        client_log(&log)
+    );
+    drop(client);
+    end_test_user_sessions();
+    let journal = gw.core.journal();
+    assert_eq!(journal.sign_ins, vec![("tester".to_owned(), true)]);
+    assert_eq!(
+        journal.sign_in_security,
+        vec![sekisho::rdp::core::FrontSecurity::Nla]
+    );
+    assert!(
+        journal
+            .nla_lookups
+            .contains(&("tester".to_owned(), "xrdp1".to_owned()))
     );
 }

@@ -54,6 +54,7 @@ pub mod back;
 pub mod channels;
 pub mod core;
 pub mod front;
+mod nla;
 pub mod relay;
 pub mod steer;
 
@@ -97,12 +98,15 @@ pub struct GatewayOptions {
     /// How often the target is asked to redraw the whole desktop, so that
     /// a replayer can seek (a keyframe). Zero turns keyframes off.
     pub keyframe_interval: std::time::Duration,
+    /// Offer NLA (CredSSP with a one-time ticket) besides TLS.
+    pub offer_nla: bool,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             keyframe_interval: std::time::Duration::from_secs(30),
+            offer_nla: true,
         }
     }
 }
@@ -144,12 +148,25 @@ impl RdpError {
     }
 }
 
+/// The front TLS configuration and the public key CredSSP binds to.
+#[derive(Clone)]
+pub struct FrontTls {
+    pub config: Arc<rustls::ServerConfig>,
+    /// subjectPublicKey of the certificate (MS-CSSP public key binding).
+    pub public_key: Vec<u8>,
+}
+
 /// The front TLS configuration from the certificate and key `init` made.
-pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, RdpError> {
+pub fn tls_server_config(cert: &Path, key: &Path) -> Result<FrontTls, RdpError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?;
+    let public_key = certs
+        .first()
+        .and_then(|c| back::subject_public_key(c.as_ref()))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| RdpError::Tls(format!("{}: no readable certificate", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| RdpError::Tls(format!("{}: {e}", key.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -160,7 +177,10 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| RdpError::Tls(e.to_string()))?;
-    Ok(Arc::new(config))
+    Ok(FrontTls {
+        config: Arc::new(config),
+        public_key,
+    })
 }
 
 /// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
@@ -181,7 +201,7 @@ pub async fn serve_config<C: RdpCore>(
 /// its own task.
 pub async fn serve<C: RdpCore>(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: FrontTls,
     core: Arc<C>,
 ) -> std::io::Result<()> {
     serve_with(listener, tls, core, GatewayOptions::default()).await
@@ -190,7 +210,7 @@ pub async fn serve<C: RdpCore>(
 /// [`serve`] with explicit options.
 pub async fn serve_with<C: RdpCore>(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: FrontTls,
     core: Arc<C>,
     options: GatewayOptions,
 ) -> std::io::Result<()> {
@@ -217,19 +237,33 @@ pub async fn serve_with<C: RdpCore>(
 pub async fn handle<C: RdpCore>(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
+    tls: FrontTls,
     core: Arc<C>,
     options: GatewayOptions,
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
     // A client that stalls before signing in must not hold a task forever.
-    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, front::accept(tcp, tls))
+    let accept = front::accept(tcp, &tls, options.offer_nla, core.as_ref(), source);
+    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, accept)
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
-    let creds = &front.client_info.credentials;
-    let Some((user, target)) = front::split_target(&creds.username, creds.domain.as_deref()) else {
+    // NLA: the name and the secret are the ones proved over CredSSP (the
+    // Client Info PDU then usually carries no password).
+    let (username, domain, secret, security) = match front.nla.take() {
+        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
+        None => {
+            let creds = &front.client_info.credentials;
+            (
+                creds.username.clone(),
+                creds.domain.clone(),
+                creds.password.clone(),
+                FrontSecurity::Tls,
+            )
+        }
+    };
+    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
         let reason = "user name must name the target as person@target or target\\person";
         refuse_client(
             &mut front.framed,
@@ -240,9 +274,9 @@ pub async fn handle<C: RdpCore>(
     };
     let sign_in = SignIn {
         user,
-        secret: creds.password.clone(),
+        secret,
         source,
-        security: FrontSecurity::Tls,
+        security,
     };
     // The bastion secret is not kept beyond this point.
     front.client_info.credentials.password.clear();
