@@ -450,6 +450,7 @@ async fn run_session<C: RdpCore>(
         map,
         recorder,
         share_id: std::sync::Mutex::new(None),
+        dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();

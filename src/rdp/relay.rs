@@ -175,6 +175,97 @@ pub(crate) fn dvc_refusal(create: &DvcCreate) -> Vec<u8> {
     out
 }
 
+/// Which dynamic channel traffic may pass inside `drdynvc`: only PDUs of
+/// channels whose creation the gateway let through, plus the channel-less
+/// control PDUs (capabilities, soft-sync). A message split into several
+/// static-channel chunks is judged by its first chunk.
+#[derive(Debug, Default)]
+pub(crate) struct DvcGate {
+    allowed: std::collections::HashSet<u32>,
+    client_passing: bool,
+    server_passing: bool,
+}
+
+const DVC_CMD_CLOSE: u8 = 0x04;
+
+/// Channel id of a DVC PDU whose command carries one, `Ok(None)` for the
+/// channel-less commands, `Err(())` for unknown commands or short input.
+fn dvc_channel_id(dvc: &[u8]) -> Result<Option<u32>, ()> {
+    let header = *dvc.first().ok_or(())?;
+    let cmd = header >> 4;
+    match cmd {
+        // Create, Data First, Data, Close, Data First Compressed, Data Compressed.
+        0x01 | 0x02 | 0x03 | 0x04 | 0x06 | 0x07 => {
+            let id_len = match header & 0x03 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return Err(()),
+            };
+            let bytes = dvc.get(1..1 + id_len).ok_or(())?;
+            let mut id = [0u8; 4];
+            id.get_mut(..id_len).ok_or(())?.copy_from_slice(bytes);
+            Ok(Some(u32::from_le_bytes(id)))
+        }
+        // Capabilities, Soft-Sync Request/Response.
+        0x05 | 0x08 | 0x09 => Ok(None),
+        _ => Err(()),
+    }
+}
+
+impl DvcGate {
+    pub(crate) fn allow(&mut self, channel_id: u32) {
+        self.allowed.insert(channel_id);
+    }
+
+    fn judge(&mut self, chunk: &[u8], from_client: bool) -> bool {
+        let Some(flags) = chunk
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+        else {
+            return false;
+        };
+        let passing = if flags & CHANNEL_FLAG_FIRST == 0 {
+            // Continuation: same fate as its first chunk.
+            if from_client {
+                self.client_passing
+            } else {
+                self.server_passing
+            }
+        } else {
+            let body = chunk.get(8..).unwrap_or_default();
+            match dvc_channel_id(body) {
+                Ok(None) => true,
+                Ok(Some(id)) => {
+                    let ok = self.allowed.contains(&id);
+                    if ok && body.first().map(|h| h >> 4) == Some(DVC_CMD_CLOSE) && !from_client {
+                        self.allowed.remove(&id);
+                    }
+                    ok
+                }
+                Err(()) => false,
+            }
+        };
+        if from_client {
+            self.client_passing = passing;
+        } else {
+            self.server_passing = passing;
+        }
+        passing
+    }
+
+    /// Whether a client→target drdynvc chunk may pass.
+    pub(crate) fn pass_from_client(&mut self, chunk: &[u8]) -> bool {
+        self.judge(chunk, true)
+    }
+
+    /// Whether a target→client drdynvc chunk (not a Create Request) may pass.
+    pub(crate) fn pass_from_target(&mut self, chunk: &[u8]) -> bool {
+        self.judge(chunk, false)
+    }
+}
+
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
 type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
 
@@ -186,6 +277,7 @@ pub(crate) struct Relay<C: RdpCore> {
     /// The share id of the active share (from the target's Demand Active),
     /// `None` before activation and after Deactivate All.
     pub share_id: std::sync::Mutex<Option<u32>>,
+    pub dvc_gate: std::sync::Mutex<DvcGate>,
 }
 
 const PDUTYPE_DEMAND_ACTIVE: u16 = 0x0001;
@@ -234,9 +326,10 @@ impl<C: RdpCore> Relay<C> {
         .await
     }
 
-    /// If a drdynvc chunk from the target opens a dynamic channel that is not
-    /// allowed, answer the target with a failed Create Response ourselves
-    /// and report `true`: the chunk must not reach the client.
+    /// Judge a drdynvc chunk from the target. A Create Request for a channel
+    /// that is not allowed is answered with a failed Create Response by the
+    /// gateway; it, and any PDU of a channel that was not opened, reports
+    /// `true`: the chunk must not reach the client.
     async fn refuse_dvc<B>(
         &self,
         back_channel: u16,
@@ -247,11 +340,23 @@ impl<C: RdpCore> Relay<C> {
         B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
     {
         let Some(create) = parse_dvc_create(chunk) else {
-            return Ok(false);
+            let pass = self
+                .dvc_gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pass_from_target(chunk);
+            if !pass {
+                debug!("target drdynvc PDU for a channel not opened; dropped");
+            }
+            return Ok(!pass);
         };
         let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name)
         else {
             info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
+            let mut gate = self.dvc_gate.lock().unwrap_or_else(|p| p.into_inner());
+            gate.allow(create.channel_id);
+            // The Create Request itself passes and starts a new message.
+            gate.pass_from_target(chunk);
             return Ok(false);
         };
         self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
@@ -365,6 +470,16 @@ impl<C: RdpCore> Relay<C> {
                                 }
                                 continue;
                             };
+                            if Some(back_channel) == self.map.back_drdynvc
+                                && !self
+                                    .dvc_gate
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .pass_from_client(&req.user_data)
+                            {
+                                debug!("client drdynvc PDU for a channel not opened; dropped");
+                                continue;
+                            }
                             let mut user_data = req.user_data;
                             if self.map.back_recorded.contains(&back_channel) {
                                 // The target sees the steered capabilities;
@@ -604,6 +719,32 @@ mod tests {
             c.map(|c| (c.channel_id, c.name)),
             Some((0x1234, "X".into()))
         );
+    }
+
+    #[test]
+    fn dvc_gate_passes_only_opened_channels() {
+        let mut gate = DvcGate::default();
+        // Capabilities (cmd 5) pass before anything is open.
+        assert!(gate.pass_from_target(&chunk(&[0x50, 0, 3, 0], 3)));
+        assert!(gate.pass_from_client(&chunk(&[0x50, 0, 3, 0], 3)));
+        // Data (cmd 3) on channel 9: not opened.
+        assert!(!gate.pass_from_client(&chunk(&[0x30, 9, 1, 2], 3)));
+        // A pre-emptive Create Response (cmd 1) for channel 9 is dropped too.
+        assert!(!gate.pass_from_client(&chunk(&[0x10, 9, 0, 0, 0, 0], 3)));
+        // Its continuation chunks follow the first chunk's fate.
+        assert!(!gate.pass_from_client(&chunk(&[0xAA, 0xBB], 0)));
+        gate.allow(7);
+        assert!(gate.pass_from_client(&chunk(&[0x30, 7, 1, 2], 1)));
+        assert!(gate.pass_from_client(&chunk(&[0xAA, 0xBB], 2)));
+        // Two-byte id 7.
+        assert!(gate.pass_from_target(&chunk(&[0x31, 7, 0, 9], 3)));
+        // The target closes channel 7; afterwards its data is dropped.
+        assert!(gate.pass_from_target(&chunk(&[0x40, 7], 3)));
+        assert!(!gate.pass_from_target(&chunk(&[0x30, 7, 1], 3)));
+        // Unknown commands and short chunks never pass.
+        assert!(!gate.pass_from_client(&chunk(&[0xF0, 7], 3)));
+        assert!(!gate.pass_from_client(&[1, 2, 3]));
+        assert!(!gate.pass_from_client(&chunk(&[], 3)));
     }
 
     #[test]
