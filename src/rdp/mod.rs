@@ -1,54 +1,70 @@
 //! The RDP gateway: a stock RDP client connects to sekisho, signs in with
-//! `person@target` (or `target\person`) and password + one-time code, and is
-//! relayed to the target with a credential it never sees.
+//! `person@target` (or `target\person`) and password + one-time code (TLS)
+//! or a one-time ticket (NLA), and is relayed to the target with a
+//! credential it never sees.
 //!
 //! # How the two handshakes are bridged
 //!
-//! The target is named in the user name, which over TLS arrives only in the
-//! Client Info PDU, after the MCS phase. So the gateway cannot simply splice
-//! the client's connection sequence onto the target's; it terminates both:
+//! Over TLS the target is named in the user name, which arrives only in the
+//! Client Info PDU, after the MCS phase. So the gateway cannot splice the
+//! client's connection sequence onto the target's; it terminates both and
+//! joins them at the capability exchange:
 //!
 //! 1. **Front** ([`front`]): ironrdp-acceptor runs the X.224 negotiation,
-//!    offering TLS only (a client asking for standard RDP security receives
-//!    an RDP negotiation failure). After the TLS upgrade the gateway answers
-//!    the MCS Connect Initial itself: I/O channel 1003, static channels
-//!    1004.. in the client's order (refused ones included, so the client's
-//!    view stays well formed), user channel 1002 (below the static range, so
-//!    the ids never collide), no message channel, no
+//!    offering TLS and NLA (a client asking for standard RDP security gets an
+//!    RDP negotiation failure, SSL_REQUIRED_BY_SERVER). After the TLS
+//!    upgrade, an NLA client runs CredSSP with the gateway as server
+//!    (`nla.rs`): the NTLM AUTHENTICATE message names the user, the core
+//!    supplies that person's one-time ticket, sspi verifies the proof. The
+//!    gateway then answers the MCS Connect Initial itself: I/O channel 1003,
+//!    static channels 1004.. in the client's order (refused ones included,
+//!    so the client's view stays well formed), user channel 1002 (below the
+//!    static range, so ids never collide), no message channel, no
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
-//!    the user name and secret.
-//! 2. **Sign-in and policy** through [`core::RdpCore`]; refusals go back to
-//!    the client as a Set Error Info PDU plus a disconnect.
-//! 3. **Back** ([`back`]): X.224 and TLS to the target, whose leaf
-//!    certificate must hash to the pin in the grant. The MCS Connect Initial
-//!    carries the *client's* GCC blocks (desktop size, colour depth,
-//!    keyboard layout) with refused static channels removed, cluster,
-//!    message-channel and multitransport blocks removed, and the
-//!    skip-channel-join and graphics-pipeline flags cleared. The connector's
-//!    channel connection sequence joins every channel; the Client Info PDU
-//!    is the client's, with the injected account and password and without
-//!    auto-reconnect cookies. A target that answers licensing with "valid
-//!    client" is done; its next PDU (Demand Active) is the first relayed.
+//!    the user name and secret (TLS) or just the client's settings (NLA).
+//! 2. **Sign-in and policy** through [`core::RdpCore`]. A refusal reaches the
+//!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
+//!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
+//!    disconnect, so the client reports it and does not retry.
+//! 3. **Back** ([`back`]): X.224 (TLS or NLA) and TLS to the target, whose
+//!    leaf certificate must hash to the pin in the grant; CredSSP with the
+//!    injected credential through ironrdp-connector when the target wants
+//!    NLA. The MCS Connect Initial carries the *client's* GCC blocks
+//!    (desktop size, colour depth, keyboard layout) with refused static
+//!    channels removed; cluster (redirection), message-channel and
+//!    multitransport blocks removed; skip-channel-join, graphics-pipeline and
+//!    network-autodetect flags cleared. The connector's channel connection
+//!    sequence joins every channel; the Client Info PDU is the client's, with
+//!    the injected account and password, without auto-reconnect cookie and
+//!    without bulk compression. Licensing runs with the connector's license
+//!    exchange; the target's next PDU (Demand Active) is the first relayed.
 //! 4. **Relay** ([`relay`]): the client receives "valid client" from the
 //!    gateway, then everything from Demand Active on is the target's own:
-//!    capability sets and the share id go through untouched, so the client
-//!    and target agree on them without the gateway rewriting share control
-//!    headers. Fast-path PDUs carry no channel ids and pass unchanged.
-//!    Slow-path MCS Send Data PDUs get their channel id and initiator
-//!    rewritten with a [`relay::ChannelMap`].
+//!    capability sets and the share id go through, so client and target
+//!    agree on them without the gateway rewriting share control headers.
+//!    The one exception is the client's Confirm Active, steered
+//!    ([`steer`]) to announce no drawing orders, bitmap codecs or surface
+//!    commands, so every update the target sends is a bitmap the recorder
+//!    can decode. Fast-path PDUs carry no channel ids and pass unchanged.
+//!    Slow-path MCS Send Data PDUs get channel id and initiator rewritten
+//!    with a [`relay::ChannelMap`]. Server Redirection and Save Session Info
+//!    (auto-reconnect cookies) never reach the client. Every so often the
+//!    gateway sends the target a Refresh Rect for the whole desktop and
+//!    records a keyframe marker before the redraw.
 //!
 //! # Channel ids when channels are filtered
 //!
 //! Client static channel *i* has front id `1004 + i`. Only allowed channels
-//! are requested from the target, which numbers them in its own way (usually
+//! are requested from the target, which numbers them its own way (usually
 //! 1004.. over the shorter list). The map links front and back ids of the
 //! I/O channel, the user channel and each forwarded static channel; a front
 //! id of a refused channel has no back id, and anything the client sends on
 //! it is dropped. Data from the target on an id not in the map is dropped.
 //! Inside `drdynvc`, DVC Create Requests for channels not on the dynamic
 //! allow-list are answered with a failed Create Response by the gateway and
-//! never reach the client.
+//! never reach the client, and a [`relay::DvcGate`] lets through only PDUs
+//! of channels that were let open (both directions).
 
 pub mod back;
 pub mod channels;
