@@ -48,7 +48,7 @@
 //!    commands, so every update the target sends is a bitmap the recorder
 //!    can decode. Fast-path PDUs carry no channel ids and pass unchanged.
 //!    Slow-path MCS Send Data PDUs get channel id and initiator rewritten
-//!    with a [`relay::ChannelMap`]. Server Redirection and Save Session Info
+//!    with a `relay::ChannelMap`. Server Redirection and Save Session Info
 //!    (auto-reconnect cookies) never reach the client. Every so often the
 //!    gateway sends the target a Refresh Rect for the whole desktop and
 //!    records a keyframe marker before the redraw.
@@ -63,7 +63,7 @@
 //! it is dropped. Data from the target on an id not in the map is dropped.
 //! Inside `drdynvc`, DVC Create Requests for channels not on the dynamic
 //! allow-list are answered with a failed Create Response by the gateway and
-//! never reach the client, and a [`relay::DvcGate`] lets through only PDUs
+//! never reach the client, and a `relay::DvcGate` lets through only PDUs
 //! of channels that were let open (both directions).
 
 pub mod back;
