@@ -441,8 +441,7 @@ fn is_autodetect_pdu(pdu: &[u8]) -> bool {
 
 fn security_flags(pdu: &[u8]) -> Option<u16> {
     let X224(indication) = decode::<X224<mcs::SendDataIndication<'_>>>(pdu).ok()?;
-    let b = indication.user_data.get(..2)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
+    super::le_u16(&indication.user_data, 0)
 }
 
 /// CredSSP reaches no KDC: NTLM only.

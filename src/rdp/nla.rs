@@ -101,7 +101,7 @@ pub(crate) fn ntlm_authenticate_user(token: &[u8]) -> Option<(String, Option<Str
         }
         let units: Vec<u16> = bytes
             .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .filter_map(|c| super::le_u16(c, 0))
             .collect();
         String::from_utf16(&units).ok()
     };

@@ -94,9 +94,7 @@ const PDUTYPE2_SAVE_SESSION_INFO: u8 = 0x26;
 /// client: server redirection (it would send the client around the
 /// gateway) and Save Session Info (auto-reconnect cookies).
 pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
-    let pdu_type = user_data
-        .get(2..4)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
     if pdu_type == PDUTYPE_SERVER_REDIRECT {
         return Some("server redirection");
     }
@@ -286,14 +284,9 @@ const PDUTYPE_DEACTIVATE_ALL: u16 = 0x0006;
 /// Track activation from a target I/O channel PDU: the share id of a
 /// Demand Active, or deactivation.
 pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
-    let pdu_type = user_data
-        .get(2..4)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
     match pdu_type {
-        PDUTYPE_DEMAND_ACTIVE => {
-            let id = user_data.get(6..10)?;
-            Some(Some(u32::from_le_bytes([id[0], id[1], id[2], id[3]])))
-        }
+        PDUTYPE_DEMAND_ACTIVE => Some(Some(super::le_u32(user_data, 6)?)),
         PDUTYPE_DEACTIVATE_ALL => Some(None),
         _ => None,
     }

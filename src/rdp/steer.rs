@@ -52,10 +52,7 @@ pub fn restrict_capabilities(caps: &mut Vec<CapabilitySet>) {
 /// A Confirm Active that cannot be decoded is an error: it must not reach
 /// the target unsteered.
 pub fn steer_confirm_active(user_data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let Some(pdu_type) = user_data
-        .get(2..4)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)
-    else {
+    let Some(pdu_type) = super::le_u16(user_data, 2).map(|t| t & 0x000F) else {
         return Ok(None);
     };
     if pdu_type != PDUTYPE_CONFIRM_ACTIVE {
