@@ -20,6 +20,10 @@ struct Gateway {
 }
 
 fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
+    start_gateway_with(dir, core, Duration::ZERO)
+}
+
+fn start_gateway_with(dir: &std::path::Path, core: FakeCore, idle_timeout: Duration) -> Gateway {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -43,6 +47,7 @@ fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
     let options = sekisho::rdp::GatewayOptions {
         keyframe_interval: Duration::from_secs(1),
         offer_nla: true,
+        idle_timeout,
     };
     rt.spawn(sekisho::rdp::serve_with(
         listener,
@@ -625,5 +630,45 @@ fn nla_with_a_ticket_reaches_xrdp_and_a_wrong_ticket_does_not() {
         journal
             .nla_lookups
             .contains(&("tester".to_owned(), "xrdp1".to_owned()))
+    );
+}
+
+#[test]
+fn an_idle_session_is_ended() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway_with(dir.path(), fake_core(&xrdp), Duration::from_secs(4));
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}",
+        client_log(&log)
+    );
+    let status = client_exit(&mut client, Duration::from_secs(20));
+    end_test_user_sessions();
+    assert!(status.is_some(), "idle client still connected");
+    assert!(
+        client_log(&log).contains("ERRINFO_IDLE_TIMEOUT"),
+        "{}",
+        client_log(&log)
+    );
+    let journal = gw.core.journal();
+    assert!(
+        journal.closed.iter().any(|(_, r)| r.contains("idle for")),
+        "{:?}",
+        journal.closed
     );
 }

@@ -129,6 +129,9 @@ pub struct GatewayOptions {
     pub keyframe_interval: std::time::Duration,
     /// Offer NLA (CredSSP with a one-time ticket) besides TLS.
     pub offer_nla: bool,
+    /// A session without client input for this long is ended
+    /// (`[sessions] idle_timeout`); zero turns it off.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for GatewayOptions {
@@ -136,6 +139,7 @@ impl Default for GatewayOptions {
         Self {
             keyframe_interval: std::time::Duration::from_secs(30),
             offer_nla: true,
+            idle_timeout: std::time::Duration::ZERO,
         }
     }
 }
@@ -480,6 +484,7 @@ async fn run_session<C: RdpCore>(
         recorder,
         share_id: std::sync::Mutex::new(None),
         dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
+        last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();
@@ -520,10 +525,30 @@ async fn run_session<C: RdpCore>(
                 .await?;
         }
     };
+    let idle = async {
+        if options.idle_timeout.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let last = *relay.last_input.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = last + options.idle_timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return options.idle_timeout;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
     let result = tokio::select! {
         r = up => r,
         r = down => r,
         r = keyframes => r,
+        limit = idle => {
+            info!(?limit, "session idle");
+            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::IdleTimeout, true) {
+                let _ = front_write.lock().await.write_all(&bytes).await;
+            }
+            Err(RdpError::Refused(format!("idle for {limit:?}")))
+        }
         reason = kill.killed() => {
             info!(%reason, "session killed");
             if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {

@@ -104,6 +104,16 @@ pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// pduType2 of a slow-path Input Event PDU (MS-RDPBCGR 2.2.8.1.1.3).
+const PDUTYPE2_INPUT: u8 = 0x1C;
+
+/// Whether a client I/O channel PDU is slow-path input (clients without
+/// fast-path input send keyboard and mouse this way).
+pub(crate) fn is_slow_path_input(user_data: &[u8]) -> bool {
+    super::le_u16(user_data, 2).map(|t| t & 0x000F) == Some(PDUTYPE_DATA)
+        && user_data.get(14) == Some(&PDUTYPE2_INPUT)
+}
+
 const CHANNEL_FLAG_FIRST: u32 = 0x01;
 const CHANNEL_FLAG_LAST: u32 = 0x02;
 const DVC_CMD_CREATE: u8 = 0x01;
@@ -276,6 +286,8 @@ pub(crate) struct Relay<C: RdpCore> {
     /// `None` before activation and after Deactivate All.
     pub share_id: std::sync::Mutex<Option<u32>>,
     pub dvc_gate: std::sync::Mutex<DvcGate>,
+    /// When the client last sent input (fast-path input PDUs), for the idle limit.
+    pub last_input: std::sync::Mutex<tokio::time::Instant>,
 }
 
 const PDUTYPE_DEMAND_ACTIVE: u16 = 0x0001;
@@ -434,6 +446,8 @@ impl<C: RdpCore> Relay<C> {
             let pdu = pdu.freeze();
             match action {
                 ironrdp_pdu::Action::FastPath => {
+                    *self.last_input.lock().unwrap_or_else(|p| p.into_inner()) =
+                        tokio::time::Instant::now();
                     // Fast-path input carries no channel id: keyboard,
                     // unicode and mouse events, recorded whole.
                     self.record(RdpEvent::FastPath {
@@ -475,6 +489,10 @@ impl<C: RdpCore> Relay<C> {
                             }
                             let mut user_data = req.user_data;
                             if self.map.back_recorded.contains(&back_channel) {
+                                if is_slow_path_input(&user_data) {
+                                    *self.last_input.lock().unwrap_or_else(|p| p.into_inner()) =
+                                        tokio::time::Instant::now();
+                                }
                                 // The target sees the steered capabilities;
                                 // so does the recording.
                                 if let Some(steered) = steer::steer_confirm_active(&user_data)
@@ -751,6 +769,17 @@ mod tests {
         assert_eq!(share_transition(&data), None);
         // A truncated Demand Active is not an activation.
         assert_eq!(share_transition(&demand[..8]), None);
+    }
+
+    #[test]
+    fn slow_path_input_is_recognised() {
+        let mut input = vec![0u8; 20];
+        input[2] = 0x17;
+        input[14] = 0x1C;
+        assert!(is_slow_path_input(&input));
+        input[14] = 0x1F; // synchronize
+        assert!(!is_slow_path_input(&input));
+        assert!(!is_slow_path_input(&input[..10]));
     }
 
     #[test]
