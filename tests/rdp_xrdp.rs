@@ -255,6 +255,15 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
     }
     assert!(updates > 0, "no updates parsed");
 
+    // The share id a replayer needs is recorded before the Demand Active.
+    assert!(
+        journal
+            .events
+            .iter()
+            .any(|e| matches!(e, RdpEvent::ShareActivated { share_id } if *share_id != 0)),
+        "no share activation recorded"
+    );
+
     // Keyframes: requested every second, each followed by bitmap updates.
     let keyframes: Vec<usize> = journal
         .events

@@ -119,6 +119,9 @@ pub enum RdpEvent {
         channel: u16,
         pdu: Bytes,
     },
+    /// The target activated a share (its Demand Active follows as a
+    /// SlowPath event, with the capability sets the replayer decodes with).
+    ShareActivated { share_id: u32 },
     /// The gateway asked the target to redraw the whole desktop (Refresh
     /// Rect); the updates that follow form a keyframe a replayer can seek to.
     Keyframe { width: u16, height: u16 },

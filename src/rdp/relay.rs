@@ -597,6 +597,9 @@ impl<C: RdpCore> Relay<C> {
                             if let Some(share) = share_transition(&ind.user_data) {
                                 debug!(share_id = ?share, "share state");
                                 *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) = share;
+                                if let Some(share_id) = share {
+                                    self.record(RdpEvent::ShareActivated { share_id }).await?;
+                                }
                             }
                             if let Some(what) = is_withheld_server_pdu(&ind.user_data) {
                                 info!(session = %self.session_id, what, "withheld from client");
