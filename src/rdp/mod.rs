@@ -226,7 +226,11 @@ pub async fn serve_config<C: RdpCore>(
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
-    serve(listener, tls, core).await?;
+    let options = GatewayOptions {
+        idle_timeout: config.sessions.idle_timeout,
+        ..GatewayOptions::default()
+    };
+    serve_with(listener, tls, core, options).await?;
     Ok(())
 }
 
