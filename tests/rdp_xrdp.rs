@@ -486,12 +486,13 @@ fn killing_the_session_disconnects_the_client() {
     let x = Xvfb::start();
     let gw = start_gateway(dir.path(), fake_core(&xrdp));
     let log = dir.path().join("client.log");
+    // A Japanese 106/109 keyboard: the recording must know the layout.
     let mut client = xfreerdp(
         &x.display,
         gw.port,
         "tester@xrdp1",
         "pw-123456",
-        &["/sec:tls"],
+        &["/sec:tls", "/kbd:layout:0x411,type:7"],
         &log,
     );
     assert!(
@@ -499,6 +500,12 @@ fn killing_the_session_disconnects_the_client() {
         "session did not start:\n{}",
         client_log(&log)
     );
+    {
+        let journal = gw.core.journal();
+        let start = journal.started.first().expect("session started");
+        assert_eq!(start.keyboard_layout, 0x411, "keyboard layout not recorded");
+        assert_eq!(start.keyboard_type, 7, "keyboard type not recorded");
+    }
     assert!(
         client_exit(&mut client, Duration::from_secs(1)).is_none(),
         "client left early"
