@@ -68,9 +68,16 @@ async fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
 }
 
 #[tokio::test]
-async fn tls_is_selected_when_offered_with_others() {
+async fn nla_is_preferred_and_tls_accepted() {
     let (port, _dir) = gateway().await;
-    match negotiate(port, SecurityProtocol::SSL | SecurityProtocol::HYBRID).await {
+    let all = SecurityProtocol::SSL | SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX;
+    match negotiate(port, all).await {
+        nego::ConnectionConfirm::Response { protocol, .. } => {
+            assert_eq!(protocol, SecurityProtocol::HYBRID)
+        }
+        other => panic!("NLA not selected: {other:?}"),
+    }
+    match negotiate(port, SecurityProtocol::SSL).await {
         nego::ConnectionConfirm::Response { protocol, .. } => {
             assert_eq!(protocol, SecurityProtocol::SSL)
         }

@@ -20,6 +20,10 @@ struct Gateway {
 }
 
 fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
+    start_gateway_with(dir, core, Duration::ZERO)
+}
+
+fn start_gateway_with(dir: &std::path::Path, core: FakeCore, idle_timeout: Duration) -> Gateway {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,7 +44,17 @@ fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind gateway");
     let port = listener.local_addr().expect("addr").port();
-    rt.spawn(sekisho::rdp::serve(listener, tls, core.clone()));
+    let options = sekisho::rdp::GatewayOptions {
+        keyframe_interval: Duration::from_secs(1),
+        offer_nla: true,
+        idle_timeout,
+    };
+    rt.spawn(sekisho::rdp::serve_with(
+        listener,
+        tls,
+        core.clone(),
+        options,
+    ));
     Gateway {
         port,
         core,
@@ -64,6 +78,8 @@ fn grant(xrdp: &Xrdp) -> TargetGrant {
 fn fake_core(xrdp: &Xrdp) -> FakeCore {
     let mut core = FakeCore::new();
     core.users.insert("tester".into(), "pw-123456".into());
+    core.tickets
+        .insert("tester".into(), "TICKET-8841-2207".into());
     core.targets.insert("xrdp1".into(), Ok(grant(xrdp)));
     let mut wrong_pin = grant(xrdp);
     wrong_pin.cert_sha256 = [7; 32];
@@ -207,6 +223,137 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         })
         .count();
     assert!(output > 0, "no server graphics recorded");
+
+    // Steering: the target drew with bitmaps only (no orders, no surface
+    // commands) and nothing was bulk-compressed.
+    let mut updates = 0;
+    for event in &journal.events {
+        if let RdpEvent::FastPath {
+            direction: Direction::ServerToClient,
+            pdu,
+        } = event
+        {
+            for (code, compressed) in fast_path_updates(pdu) {
+                updates += 1;
+                assert_ne!(code, 0x0, "drawing orders reached the recording");
+                assert_ne!(code, 0x4, "surface commands reached the recording");
+                assert!(!compressed, "bulk-compressed update");
+            }
+        }
+    }
+    for event in &journal.events {
+        if let RdpEvent::SlowPath {
+            direction: Direction::ServerToClient,
+            pdu,
+            ..
+        } = event
+            && let Some((update, compressed)) = slow_path_update(pdu)
+        {
+            updates += 1;
+            assert_ne!(update, 0x0000, "drawing orders reached the recording");
+            assert!(!compressed, "bulk-compressed update");
+        }
+    }
+    assert!(updates > 0, "no updates parsed");
+
+    // The share id a replayer needs is recorded before the Demand Active.
+    assert!(
+        journal
+            .events
+            .iter()
+            .any(|e| matches!(e, RdpEvent::ShareActivated { share_id } if *share_id != 0)),
+        "no share activation recorded"
+    );
+
+    // Keyframes: requested every second, each followed by bitmap updates.
+    let keyframes: Vec<usize> = journal
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                RdpEvent::Keyframe {
+                    width: 1024,
+                    height: 768
+                }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keyframes.len() >= 2, "keyframes: {keyframes:?}");
+    let first = keyframes[0];
+    let redrawn = journal.events[first..].iter().any(|e| match e {
+        RdpEvent::FastPath {
+            direction: Direction::ServerToClient,
+            pdu,
+        } => fast_path_updates(pdu).iter().any(|(code, _)| *code == 0x1),
+        RdpEvent::SlowPath {
+            direction: Direction::ServerToClient,
+            pdu,
+            ..
+        } => slow_path_update(pdu).is_some_and(|(update, _)| update == 0x0001),
+        _ => false,
+    });
+    let summary: Vec<String> = journal.events[first..]
+        .iter()
+        .map(|e| match e {
+            RdpEvent::FastPath { direction, pdu } => {
+                format!("fp {direction:?} {:?}", fast_path_updates(pdu))
+            }
+            RdpEvent::SlowPath {
+                direction,
+                channel,
+                pdu,
+            } => {
+                format!("sp {direction:?} ch{channel} {}", pdu.len())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        redrawn,
+        "no bitmap update after a keyframe request: {summary:#?}"
+    );
+}
+
+/// (updateType, bulk-compressed) of a slow-path Update PDU (share data
+/// pduType2 = PDUTYPE2_UPDATE), MS-RDPBCGR 2.2.9.1.1.3.
+fn slow_path_update(pdu: &[u8]) -> Option<(u16, bool)> {
+    let pdu_type = u16::from_le_bytes([*pdu.get(2)?, *pdu.get(3)?]) & 0x0f;
+    if pdu_type != 0x7 || *pdu.get(14)? != 0x02 {
+        return None;
+    }
+    let compressed = pdu.get(15)? & 0x20 != 0;
+    Some((
+        u16::from_le_bytes([*pdu.get(18)?, *pdu.get(19)?]),
+        compressed,
+    ))
+}
+
+/// (updateCode, bulk-compressed) of each update in a fast-path output PDU
+/// (MS-RDPBCGR 2.2.9.1.2), as a test-side cross-check.
+fn fast_path_updates(pdu: &[u8]) -> Vec<(u8, bool)> {
+    let mut out = Vec::new();
+    let Some(&len1) = pdu.get(1) else { return out };
+    let mut pos = if len1 & 0x80 != 0 { 3 } else { 2 };
+    while let Some(&header) = pdu.get(pos) {
+        let code = header & 0x0f;
+        let compressed = (header >> 6) & 0x03 == 0x02;
+        pos += 1;
+        if compressed {
+            pos += 1;
+        }
+        let Some(size) = pdu
+            .get(pos..pos + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        out.push((code, compressed));
+        pos += 2 + size;
+    }
+    out
 }
 
 /// Wait for the client to exit by itself; `None` if it is still connected.
@@ -340,12 +487,13 @@ fn killing_the_session_disconnects_the_client() {
     let x = Xvfb::start();
     let gw = start_gateway(dir.path(), fake_core(&xrdp));
     let log = dir.path().join("client.log");
+    // A Japanese 106/109 keyboard: the recording must know the layout.
     let mut client = xfreerdp(
         &x.display,
         gw.port,
         "tester@xrdp1",
         "pw-123456",
-        &["/sec:tls"],
+        &["/sec:tls", "/kbd:layout:0x411,type:7"],
         &log,
     );
     assert!(
@@ -353,6 +501,12 @@ fn killing_the_session_disconnects_the_client() {
         "session did not start:\n{}",
         client_log(&log)
     );
+    {
+        let journal = gw.core.journal();
+        let start = journal.started.first().expect("session started");
+        assert_eq!(start.keyboard_layout, 0x411, "keyboard layout not recorded");
+        assert_eq!(start.keyboard_type, 7, "keyboard type not recorded");
+    }
     assert!(
         client_exit(&mut client, Duration::from_secs(1)).is_none(),
         "client left early"
@@ -417,6 +571,120 @@ fn a_failing_recording_ends_the_session() {
             .closed
             .iter()
             .any(|(_, r)| r.contains("recording failed: disk full")),
+        "{:?}",
+        journal.closed
+    );
+}
+
+#[test]
+fn nla_with_a_ticket_reaches_xrdp_and_a_wrong_ticket_does_not() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+
+    // Wrong ticket: CredSSP fails, nothing reaches the target.
+    let log = dir.path().join("bad.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "TICKET-0000-0000",
+        &["/sec:nla"],
+        &log,
+    );
+    let status = client_exit(&mut client, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "wrong ticket accepted:\n{}",
+        client_log(&log)
+    );
+    assert!(
+        !xrdp.log_text().contains("Client supplied username"),
+        "target reached"
+    );
+    {
+        let journal = gw.core.journal();
+        assert!(journal.sign_ins.is_empty(), "{:?}", journal.sign_ins);
+        assert!(
+            journal
+                .nla_refusals
+                .iter()
+                .any(|r| r.starts_with("tester@xrdp1: NLA sign-in failed")),
+            "NLA refusal not audited: {:?}",
+            journal.nla_refusals
+        );
+    }
+
+    // The right ticket: mstsc-style NLA sign-in, session on the target.
+    let log = dir.path().join("good.log");
+    let client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "TICKET-8841-2207",
+        &["/sec:nla"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "NLA session did not start:\n{}",
+        client_log(&log)
+    );
+    drop(client);
+    end_test_user_sessions();
+    let journal = gw.core.journal();
+    assert_eq!(journal.sign_ins, vec![("tester".to_owned(), true)]);
+    assert_eq!(
+        journal.sign_in_security,
+        vec![sekisho::rdp::core::FrontSecurity::Nla]
+    );
+    assert!(
+        journal
+            .nla_lookups
+            .contains(&("tester".to_owned(), "xrdp1".to_owned()))
+    );
+}
+
+#[test]
+fn an_idle_session_is_ended() {
+    require_rdp_peers();
+    let _lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xrdp = Xrdp::start(dir.path());
+    let x = Xvfb::start();
+    let gw = start_gateway_with(dir.path(), fake_core(&xrdp), Duration::from_secs(4));
+    let log = dir.path().join("client.log");
+    let mut client = xfreerdp(
+        &x.display,
+        gw.port,
+        "tester@xrdp1",
+        "pw-123456",
+        &["/sec:tls"],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}",
+        client_log(&log)
+    );
+    let status = client_exit(&mut client, Duration::from_secs(20));
+    end_test_user_sessions();
+    assert!(status.is_some(), "idle client still connected");
+    assert!(
+        client_log(&log).contains("ERRINFO_IDLE_TIMEOUT"),
+        "{}",
+        client_log(&log)
+    );
+    let journal = gw.core.journal();
+    assert!(
+        journal.closed.iter().any(|(_, r)| r.contains("idle for")),
         "{:?}",
         journal.closed
     );

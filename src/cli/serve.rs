@@ -107,10 +107,15 @@ async fn spawn_listeners(
             .with_context(|| format!("listening for RDP on {}", cfg.rdp.listen))?;
         tracing::info!(listen = %cfg.rdp.listen, "RDP listener ready");
         let core = Arc::new(crate::rdp::bastion::BastionRdp::new(bastion.clone()));
+        let options = crate::rdp::GatewayOptions {
+            idle_timeout: cfg.sessions.idle_timeout,
+            offer_nla: crate::rdp::bastion::NLA_SIGN_IN,
+            ..crate::rdp::GatewayOptions::default()
+        };
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
-                r = crate::rdp::serve(listener, tls, core) => r.context("the RDP listener"),
+                r = crate::rdp::serve_with(listener, tls, core, options) => r.context("the RDP listener"),
                 _ = stop.wait_for(|s| *s) => Ok(()),
             }
         });

@@ -319,6 +319,9 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
     };
     info.password_cookie = None;
     info.flags |= rdp::client_info::ClientInfoFlags::AUTOLOGON;
+    // No bulk compression: the recording must decode every PDU on its own.
+    info.flags
+        .remove(rdp::client_info::ClientInfoFlags::COMPRESSION);
     info.extra_info.optional_data = without_auto_reconnect(&info.extra_info.optional_data);
     let info_pdu = rdp::ClientInfoPdu {
         security_header: rdp::headers::BasicSecurityHeader {
@@ -438,8 +441,7 @@ fn is_autodetect_pdu(pdu: &[u8]) -> bool {
 
 fn security_flags(pdu: &[u8]) -> Option<u16> {
     let X224(indication) = decode::<X224<mcs::SendDataIndication<'_>>>(pdu).ok()?;
-    let b = indication.user_data.get(..2)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
+    super::le_u16(&indication.user_data, 0)
 }
 
 /// CredSSP reaches no KDC: NTLM only.

@@ -28,6 +28,10 @@ use crate::store::SessionStatus;
 /// number, which no MCS channel uses (MCS ids start at 1001).
 pub const FASTPATH_CHANNEL: u32 = 0;
 
+/// Whether the front offers NLA: it needs `nla_secret`, which needs tickets
+/// the bastion can read back (they are stored hashed today).
+pub const NLA_SIGN_IN: bool = false;
+
 /// The message a refused sign-in gets; which factor failed is in the audit
 /// log only.
 const SIGN_IN_FAILED: &str = "sign-in failed";
@@ -124,6 +128,13 @@ fn archive_event(event: RdpEvent) -> Event {
             channel,
             pdu,
         } => pdu_event(direction, u32::from(channel), pdu),
+        RdpEvent::ShareActivated { share_id } => Event::Mark {
+            label: "share_activated".into(),
+            detail: share_id.to_string(),
+        },
+        // The index of the sealed archive lists keyframes for seeking; the
+        // desktop size is in the header (and in the Demand Active that follows).
+        RdpEvent::Keyframe { .. } => Event::Keyframe,
         RdpEvent::ChannelRefused { name, reason } => Event::ChannelRefused {
             channel: 0,
             kind: name,
@@ -183,6 +194,28 @@ impl RdpCore for BastionRdp {
             tokio::time::sleep(self.bastion.config.auth.failure_delay).await;
             Err(Refusal::new(SIGN_IN_FAILED))
         }
+    }
+
+    /// Tickets are stored only as hashes, so the bastion cannot act as the
+    /// NTLM verifier for one: NLA sign-in at the front is refused (audited)
+    /// until tickets are kept sealed for their short life. TLS sign-in works.
+    async fn nla_secret(&self, _user: &str, _target: &str, _source: IpAddr) -> Option<String> {
+        None
+    }
+
+    async fn nla_refused(&self, user: &str, source: IpAddr, reason: &str) {
+        self.bastion
+            .audit(
+                crate::store::AuditEvent::new(
+                    crate::store::AuditKind::SigninFailure,
+                    format!("RDP NLA sign-in refused: {reason}"),
+                )
+                .user(user)
+                .source(crate::config::canonical_ip(source))
+                .protocol("rdp")
+                .with("method", "nla"),
+            )
+            .await;
     }
 
     async fn authorize(

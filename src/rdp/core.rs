@@ -124,6 +124,12 @@ pub enum RdpEvent {
         channel: u16,
         pdu: Bytes,
     },
+    /// The target activated a share (its Demand Active follows as a
+    /// SlowPath event, with the capability sets the replayer decodes with).
+    ShareActivated { share_id: u32 },
+    /// The gateway asked the target to redraw the whole desktop (Refresh
+    /// Rect); the updates that follow form a keyframe a replayer can seek to.
+    Keyframe { width: u16, height: u16 },
     /// A channel that was refused (static or dynamic).
     ChannelRefused { name: String, reason: String },
 }
@@ -170,6 +176,26 @@ pub trait RdpCore: Send + Sync + 'static {
         &self,
         sign_in: &SignIn,
     ) -> impl Future<Output = Result<Person, Refusal>> + Send;
+
+    /// The secret an NLA (CredSSP) client must prove for `user` going to
+    /// `target`: the person's live one-time ticket, or `None`. This only
+    /// looks up; `authenticate` is still called with the proved secret
+    /// (and consumes the ticket and audits).
+    fn nla_secret(
+        &self,
+        user: &str,
+        target: &str,
+        source: IpAddr,
+    ) -> impl Future<Output = Option<String>> + Send;
+
+    /// Audit a failed NLA sign-in (the secret never reaches the gateway in
+    /// clear, so `authenticate` cannot be called for it).
+    fn nla_refused(
+        &self,
+        user: &str,
+        source: IpAddr,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send;
 
     /// Apply the RDP rule (physical target, or an allowed hop) and resolve
     /// the target's address, account, credential and certificate pin.

@@ -5,7 +5,6 @@
 //! named in the user name, which only arrives in the Client Info PDU.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use ironrdp_acceptor::{Acceptor, ChannelConnectionSequence, DesktopSize};
 use ironrdp_async::{Framed, FramedWrite as _, single_sequence_step};
@@ -21,8 +20,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
 
-use super::RdpError;
+use std::net::IpAddr;
+
 use super::channels::{self, ChannelVerdict};
+use super::core::RdpCore;
+use super::{FrontTls, RdpError, nla};
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
 /// xrdp assign, but the relay never relies on that: it maps every id.
@@ -44,6 +46,8 @@ pub(crate) struct FrontChannel {
 /// The client side after the Client Info PDU.
 pub(crate) struct FrontSession {
     pub framed: FrontFramed,
+    /// Set when the client signed in with CredSSP.
+    pub nla: Option<super::nla::NlaIdentity>,
     /// The client's GCC blocks, as sent (the back side filters them).
     pub gcc: ClientGccBlocks,
     pub channels: Vec<FrontChannel>,
@@ -53,11 +57,20 @@ pub(crate) struct FrontSession {
 /// Run the X.224 negotiation with ironrdp-acceptor. Only TLS is offered:
 /// a client asking for standard RDP security (RC4) gets an RDP negotiation
 /// failure (SSL_REQUIRED_BY_SERVER) rather than a reset.
-async fn negotiate(tcp: TcpStream) -> Result<(TcpStream, SecurityProtocol), RdpError> {
+/// Returns the stream, the protocols the client requested and the one selected.
+async fn negotiate(
+    tcp: TcpStream,
+    offer_nla: bool,
+) -> Result<(TcpStream, SecurityProtocol, SecurityProtocol), RdpError> {
     // Desktop size and capabilities are unused: the acceptor is dropped at
     // the security upgrade, before it would send any of them.
+    let offered = if offer_nla {
+        SecurityProtocol::SSL | SecurityProtocol::HYBRID
+    } else {
+        SecurityProtocol::SSL
+    };
     let mut acceptor = Acceptor::new(
-        SecurityProtocol::SSL,
+        offered,
         DesktopSize {
             width: 1024,
             height: 768,
@@ -102,20 +115,40 @@ async fn negotiate(tcp: TcpStream) -> Result<(TcpStream, SecurityProtocol), RdpE
             message: "acceptor did not reach the security upgrade".into(),
         });
     }
-    Ok((framed.into_inner_no_leftover(), request.protocol))
+    // What the acceptor chose is in the confirm it wrote.
+    let selected = match decode::<X224<nego::ConnectionConfirm>>(buf.filled()) {
+        Ok(X224(nego::ConnectionConfirm::Response { protocol, .. })) => protocol,
+        _ => {
+            return Err(RdpError::Protocol {
+                context: "X.224 negotiation",
+                message: "acceptor wrote no connection confirm".into(),
+            });
+        }
+    };
+    debug!(selected = ?selected, "front security selected");
+    Ok((framed.into_inner_no_leftover(), request.protocol, selected))
 }
 
 /// Accept one client up to its Client Info PDU.
-pub(crate) async fn accept(
+pub(crate) async fn accept<C: RdpCore>(
     tcp: TcpStream,
-    tls: Arc<rustls::ServerConfig>,
+    tls: &FrontTls,
+    offer_nla: bool,
+    core: &C,
+    source: IpAddr,
 ) -> Result<FrontSession, RdpError> {
-    let (tcp, requested_protocol) = negotiate(tcp).await?;
-    let tls_stream = tokio_rustls::TlsAcceptor::from(tls)
+    let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
+    let tls_stream = tokio_rustls::TlsAcceptor::from(tls.config.clone())
         .accept(tcp)
         .await
         .map_err(|e| RdpError::io("TLS handshake with client", e))?;
     let mut framed = FrontFramed::new(tls_stream);
+    let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
+        // A failed proof is audited inside; I/O errors are not sign-ins.
+        Some(nla::accept(&mut framed, core, source, tls.public_key.clone()).await?)
+    } else {
+        None
+    };
 
     // MCS Connect Initial with the client's GCC blocks.
     let pdu = framed
@@ -225,6 +258,7 @@ pub(crate) async fn accept(
 
     Ok(FrontSession {
         framed,
+        nla,
         gcc,
         channels,
         client_info: info.client_info,

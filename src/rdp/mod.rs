@@ -1,61 +1,79 @@
 //! The RDP gateway: a stock RDP client connects to sekisho, signs in with
-//! `person@target` (or `target\person`) and password + one-time code, and is
-//! relayed to the target with a credential it never sees.
+//! `person@target` (or `target\person`) and password + one-time code (TLS)
+//! or a one-time ticket (NLA), and is relayed to the target with a
+//! credential it never sees.
 //!
 //! # How the two handshakes are bridged
 //!
-//! The target is named in the user name, which over TLS arrives only in the
-//! Client Info PDU, after the MCS phase. So the gateway cannot simply splice
-//! the client's connection sequence onto the target's; it terminates both:
+//! Over TLS the target is named in the user name, which arrives only in the
+//! Client Info PDU, after the MCS phase. So the gateway cannot splice the
+//! client's connection sequence onto the target's; it terminates both and
+//! joins them at the capability exchange:
 //!
 //! 1. **Front** ([`front`]): ironrdp-acceptor runs the X.224 negotiation,
-//!    offering TLS only (a client asking for standard RDP security receives
-//!    an RDP negotiation failure). After the TLS upgrade the gateway answers
-//!    the MCS Connect Initial itself: I/O channel 1003, static channels
-//!    1004.. in the client's order (refused ones included, so the client's
-//!    view stays well formed), user channel 1002 (below the static range, so
-//!    the ids never collide), no message channel, no
+//!    offering TLS and NLA (a client asking for standard RDP security gets an
+//!    RDP negotiation failure, SSL_REQUIRED_BY_SERVER). After the TLS
+//!    upgrade, an NLA client runs CredSSP with the gateway as server
+//!    (`nla.rs`): the NTLM AUTHENTICATE message names the user, the core
+//!    supplies that person's one-time ticket, sspi verifies the proof. The
+//!    gateway then answers the MCS Connect Initial itself: I/O channel 1003,
+//!    static channels 1004.. in the client's order (refused ones included,
+//!    so the client's view stays well formed), user channel 1002 (below the
+//!    static range, so ids never collide), no message channel, no
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
-//!    the user name and secret.
-//! 2. **Sign-in and policy** through [`core::RdpCore`]; refusals go back to
-//!    the client as a Set Error Info PDU plus a disconnect.
-//! 3. **Back** ([`back`]): X.224 and TLS to the target, whose leaf
-//!    certificate must hash to the pin in the grant. The MCS Connect Initial
-//!    carries the *client's* GCC blocks (desktop size, colour depth,
-//!    keyboard layout) with refused static channels removed, cluster,
-//!    message-channel and multitransport blocks removed, and the
-//!    skip-channel-join and graphics-pipeline flags cleared. The connector's
-//!    channel connection sequence joins every channel; the Client Info PDU
-//!    is the client's, with the injected account and password and without
-//!    auto-reconnect cookies. A target that answers licensing with "valid
-//!    client" is done; its next PDU (Demand Active) is the first relayed.
+//!    the user name and secret (TLS) or just the client's settings (NLA).
+//! 2. **Sign-in and policy** through [`core::RdpCore`]. A refusal reaches the
+//!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
+//!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
+//!    disconnect, so the client reports it and does not retry.
+//! 3. **Back** ([`back`]): X.224 (TLS or NLA) and TLS to the target, whose
+//!    leaf certificate must hash to the pin in the grant; CredSSP with the
+//!    injected credential through ironrdp-connector when the target wants
+//!    NLA. The MCS Connect Initial carries the *client's* GCC blocks
+//!    (desktop size, colour depth, keyboard layout) with refused static
+//!    channels removed; cluster (redirection), message-channel and
+//!    multitransport blocks removed; skip-channel-join, graphics-pipeline and
+//!    network-autodetect flags cleared. The connector's channel connection
+//!    sequence joins every channel; the Client Info PDU is the client's, with
+//!    the injected account and password, without auto-reconnect cookie and
+//!    without bulk compression. Licensing runs with the connector's license
+//!    exchange; the target's next PDU (Demand Active) is the first relayed.
 //! 4. **Relay** ([`relay`]): the client receives "valid client" from the
 //!    gateway, then everything from Demand Active on is the target's own:
-//!    capability sets and the share id go through untouched, so the client
-//!    and target agree on them without the gateway rewriting share control
-//!    headers. Fast-path PDUs carry no channel ids and pass unchanged.
-//!    Slow-path MCS Send Data PDUs get their channel id and initiator
-//!    rewritten with a [`relay::ChannelMap`].
+//!    capability sets and the share id go through, so client and target
+//!    agree on them without the gateway rewriting share control headers.
+//!    The one exception is the client's Confirm Active, steered
+//!    ([`steer`]) to announce no drawing orders, bitmap codecs or surface
+//!    commands, so every update the target sends is a bitmap the recorder
+//!    can decode. Fast-path PDUs carry no channel ids and pass unchanged.
+//!    Slow-path MCS Send Data PDUs get channel id and initiator rewritten
+//!    with a `relay::ChannelMap`. Server Redirection and Save Session Info
+//!    (auto-reconnect cookies) never reach the client. Every so often the
+//!    gateway sends the target a Refresh Rect for the whole desktop and
+//!    records a keyframe marker before the redraw.
 //!
 //! # Channel ids when channels are filtered
 //!
 //! Client static channel *i* has front id `1004 + i`. Only allowed channels
-//! are requested from the target, which numbers them in its own way (usually
+//! are requested from the target, which numbers them its own way (usually
 //! 1004.. over the shorter list). The map links front and back ids of the
 //! I/O channel, the user channel and each forwarded static channel; a front
 //! id of a refused channel has no back id, and anything the client sends on
 //! it is dropped. Data from the target on an id not in the map is dropped.
 //! Inside `drdynvc`, DVC Create Requests for channels not on the dynamic
 //! allow-list are answered with a failed Create Response by the gateway and
-//! never reach the client.
+//! never reach the client, and a `relay::DvcGate` lets through only PDUs
+//! of channels that were let open (both directions).
 
 pub mod back;
 pub mod bastion;
 pub mod channels;
 pub mod core;
 pub mod front;
+mod nla;
 pub mod relay;
+pub mod steer;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -90,6 +108,42 @@ use self::relay::{ChannelMap, Relay};
 /// How long a client may take from TCP connect to its Client Info PDU
 /// (mstsc's credential prompt comes before the connection, so this is short).
 const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Little-endian u16 at `at`, `None` past the end (wire parsing without
+/// indexing).
+pub(crate) fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    let pair: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_le_bytes(pair))
+}
+
+/// Little-endian u32 at `at`, `None` past the end.
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let quad: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(quad))
+}
+
+/// Tunables of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// How often the target is asked to redraw the whole desktop, so that
+    /// a replayer can seek (a keyframe). Zero turns keyframes off.
+    pub keyframe_interval: std::time::Duration,
+    /// Offer NLA (CredSSP with a one-time ticket) besides TLS.
+    pub offer_nla: bool,
+    /// A session without client input for this long is ended
+    /// (`[sessions] idle_timeout`); zero turns it off.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            keyframe_interval: std::time::Duration::from_secs(30),
+            offer_nla: true,
+            idle_timeout: std::time::Duration::ZERO,
+        }
+    }
+}
 
 /// Why an RDP connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -128,12 +182,25 @@ impl RdpError {
     }
 }
 
+/// The front TLS configuration and the public key CredSSP binds to.
+#[derive(Clone)]
+pub struct FrontTls {
+    pub config: Arc<rustls::ServerConfig>,
+    /// subjectPublicKey of the certificate (MS-CSSP public key binding).
+    pub public_key: Vec<u8>,
+}
+
 /// The front TLS configuration from the certificate and key `init` made.
-pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, RdpError> {
+pub fn tls_server_config(cert: &Path, key: &Path) -> Result<FrontTls, RdpError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RdpError::Tls(format!("{}: {e}", cert.display())))?;
+    let public_key = certs
+        .first()
+        .and_then(|c| back::subject_public_key(c.as_ref()))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| RdpError::Tls(format!("{}: no readable certificate", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| RdpError::Tls(format!("{}: {e}", key.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -144,7 +211,10 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| RdpError::Tls(e.to_string()))?;
-    Ok(Arc::new(config))
+    Ok(FrontTls {
+        config: Arc::new(config),
+        public_key,
+    })
 }
 
 /// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
@@ -157,7 +227,11 @@ pub async fn serve_config<C: RdpCore>(
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
-    serve(listener, tls, core).await?;
+    let options = GatewayOptions {
+        idle_timeout: config.sessions.idle_timeout,
+        ..GatewayOptions::default()
+    };
+    serve_with(listener, tls, core, options).await?;
     Ok(())
 }
 
@@ -165,18 +239,29 @@ pub async fn serve_config<C: RdpCore>(
 /// its own task.
 pub async fn serve<C: RdpCore>(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: FrontTls,
     core: Arc<C>,
+) -> std::io::Result<()> {
+    serve_with(listener, tls, core, GatewayOptions::default()).await
+}
+
+/// [`serve`] with explicit options.
+pub async fn serve_with<C: RdpCore>(
+    listener: TcpListener,
+    tls: FrontTls,
+    core: Arc<C>,
+    options: GatewayOptions,
 ) -> std::io::Result<()> {
     info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
     loop {
         let (tcp, peer) = listener.accept().await?;
         let tls = tls.clone();
         let core = core.clone();
+        let options = options.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
-                match handle(tcp, peer, tls, core).await {
+                match handle(tcp, peer, tls, core, options).await {
                     Ok(()) => info!("connection closed"),
                     Err(e) => warn!(error = %e, "connection ended"),
                 }
@@ -190,18 +275,33 @@ pub async fn serve<C: RdpCore>(
 pub async fn handle<C: RdpCore>(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
+    tls: FrontTls,
     core: Arc<C>,
+    options: GatewayOptions,
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
     // A client that stalls before signing in must not hold a task forever.
-    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, front::accept(tcp, tls))
+    let accept = front::accept(tcp, &tls, options.offer_nla, core.as_ref(), source);
+    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, accept)
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
-    let creds = &front.client_info.credentials;
-    let Some((user, target)) = front::split_target(&creds.username, creds.domain.as_deref()) else {
+    // NLA: the name and the secret are the ones proved over CredSSP (the
+    // Client Info PDU then usually carries no password).
+    let (username, domain, secret, security) = match front.nla.take() {
+        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
+        None => {
+            let creds = &front.client_info.credentials;
+            (
+                creds.username.clone(),
+                creds.domain.clone(),
+                creds.password.clone(),
+                FrontSecurity::Tls,
+            )
+        }
+    };
+    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
         let reason = "user name must name the target as person@target or target\\person";
         refuse_client(
             &mut front.framed,
@@ -213,9 +313,9 @@ pub async fn handle<C: RdpCore>(
     let sign_in = SignIn {
         user,
         target: target.clone(),
-        secret: creds.password.clone(),
+        secret,
         source,
-        security: FrontSecurity::Tls,
+        security,
     };
     // The bastion secret is not kept beyond this point.
     front.client_info.credentials.password.clear();
@@ -301,7 +401,16 @@ pub async fn handle<C: RdpCore>(
         }
     }
 
-    let result = run_session(&core, session_id, &start, front, &grant, recorder.clone()).await;
+    let result = run_session(
+        &core,
+        session_id,
+        &start,
+        front,
+        &grant,
+        recorder.clone(),
+        &options,
+    )
+    .await;
     let reason = match &result {
         Ok(()) => "closed".to_owned(),
         Err(e) => e.to_string(),
@@ -327,6 +436,7 @@ async fn run_session<C: RdpCore>(
     mut front: front::FrontSession,
     grant: &core::TargetGrant,
     recorder: Arc<Mutex<C::Recorder>>,
+    options: &GatewayOptions,
 ) -> Result<(), RdpError> {
     let forwarded: Vec<front::FrontChannel> = front
         .channels
@@ -378,6 +488,9 @@ async fn run_session<C: RdpCore>(
         session_id,
         map,
         recorder,
+        share_id: std::sync::Mutex::new(None),
+        dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
+        last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();
@@ -405,9 +518,43 @@ async fn run_session<C: RdpCore>(
 
     let up = relay.client_to_target(front_reader, back_write.clone());
     let down = relay.target_to_client(back_reader, front_write.clone(), back_write.clone());
+    let keyframes = async {
+        if options.keyframe_interval.is_zero() {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(options.keyframe_interval);
+        tick.tick().await; // the first tick is immediate; the session has just drawn itself
+        loop {
+            tick.tick().await;
+            relay
+                .request_keyframe(&back_write, start.desktop_width, start.desktop_height)
+                .await?;
+        }
+    };
+    let idle = async {
+        if options.idle_timeout.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let last = *relay.last_input.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = last + options.idle_timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return options.idle_timeout;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
     let result = tokio::select! {
         r = up => r,
         r = down => r,
+        r = keyframes => r,
+        limit = idle => {
+            info!(?limit, "session idle");
+            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::IdleTimeout, true) {
+                let _ = front_write.lock().await.write_all(&bytes).await;
+            }
+            Err(RdpError::Refused(format!("idle for {limit:?}")))
+        }
         reason = kill.killed() => {
             info!(%reason, "session killed");
             if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {

@@ -10,7 +10,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ironrdp_async::Framed;
 use ironrdp_core::{decode, encode_vec};
+use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_pdu::mcs;
+use ironrdp_pdu::rdp::client_info::CompressionType;
+use ironrdp_pdu::rdp::headers::{
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
+};
+use ironrdp_pdu::rdp::refresh_rectangle::RefreshRectanglePdu;
 use ironrdp_pdu::x224::X224;
 use ironrdp_tokio::TokioStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
@@ -18,8 +25,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::RdpError;
-use super::channels;
 use super::core::{ChannelKind, Direction, RdpCore, RdpEvent, RdpRecorder};
+use super::{channels, steer};
 
 /// MCS id translation between the client's view and the target's.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +38,7 @@ pub(crate) struct ChannelMap {
     refused: HashMap<u16, String>,
     front_user: u16,
     back_user: u16,
+    front_io: u16,
     /// back id of drdynvc, when forwarded.
     back_drdynvc: Option<u16>,
     /// ids whose slow-path PDUs are recorded (I/O and user channel), back ids.
@@ -42,6 +50,7 @@ impl ChannelMap {
         let mut map = Self {
             front_user,
             back_user,
+            front_io,
             back_recorded: vec![back_io, back_user],
             ..Self::default()
         };
@@ -85,9 +94,7 @@ const PDUTYPE2_SAVE_SESSION_INFO: u8 = 0x26;
 /// client: server redirection (it would send the client around the
 /// gateway) and Save Session Info (auto-reconnect cookies).
 pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
-    let pdu_type = user_data
-        .get(2..4)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x000F)?;
+    let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
     if pdu_type == PDUTYPE_SERVER_REDIRECT {
         return Some("server redirection");
     }
@@ -95,6 +102,16 @@ pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
         return Some("save session info (auto-reconnect)");
     }
     None
+}
+
+/// pduType2 of a slow-path Input Event PDU (MS-RDPBCGR 2.2.8.1.1.3).
+const PDUTYPE2_INPUT: u8 = 0x1C;
+
+/// Whether a client I/O channel PDU is slow-path input (clients without
+/// fast-path input send keyboard and mouse this way).
+pub(crate) fn is_slow_path_input(user_data: &[u8]) -> bool {
+    super::le_u16(user_data, 2).map(|t| t & 0x000F) == Some(PDUTYPE_DATA)
+        && user_data.get(14) == Some(&PDUTYPE2_INPUT)
 }
 
 const CHANNEL_FLAG_FIRST: u32 = 0x01;
@@ -166,6 +183,97 @@ pub(crate) fn dvc_refusal(create: &DvcCreate) -> Vec<u8> {
     out
 }
 
+/// Which dynamic channel traffic may pass inside `drdynvc`: only PDUs of
+/// channels whose creation the gateway let through, plus the channel-less
+/// control PDUs (capabilities, soft-sync). A message split into several
+/// static-channel chunks is judged by its first chunk.
+#[derive(Debug, Default)]
+pub(crate) struct DvcGate {
+    allowed: std::collections::HashSet<u32>,
+    client_passing: bool,
+    server_passing: bool,
+}
+
+const DVC_CMD_CLOSE: u8 = 0x04;
+
+/// Channel id of a DVC PDU whose command carries one, `Ok(None)` for the
+/// channel-less commands, `Err(())` for unknown commands or short input.
+fn dvc_channel_id(dvc: &[u8]) -> Result<Option<u32>, ()> {
+    let header = *dvc.first().ok_or(())?;
+    let cmd = header >> 4;
+    match cmd {
+        // Create, Data First, Data, Close, Data First Compressed, Data Compressed.
+        0x01 | 0x02 | 0x03 | 0x04 | 0x06 | 0x07 => {
+            let id_len = match header & 0x03 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return Err(()),
+            };
+            let bytes = dvc.get(1..1 + id_len).ok_or(())?;
+            let mut id = [0u8; 4];
+            id.get_mut(..id_len).ok_or(())?.copy_from_slice(bytes);
+            Ok(Some(u32::from_le_bytes(id)))
+        }
+        // Capabilities, Soft-Sync Request/Response.
+        0x05 | 0x08 | 0x09 => Ok(None),
+        _ => Err(()),
+    }
+}
+
+impl DvcGate {
+    pub(crate) fn allow(&mut self, channel_id: u32) {
+        self.allowed.insert(channel_id);
+    }
+
+    fn judge(&mut self, chunk: &[u8], from_client: bool) -> bool {
+        let Some(flags) = chunk
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+        else {
+            return false;
+        };
+        let passing = if flags & CHANNEL_FLAG_FIRST == 0 {
+            // Continuation: same fate as its first chunk.
+            if from_client {
+                self.client_passing
+            } else {
+                self.server_passing
+            }
+        } else {
+            let body = chunk.get(8..).unwrap_or_default();
+            match dvc_channel_id(body) {
+                Ok(None) => true,
+                Ok(Some(id)) => {
+                    let ok = self.allowed.contains(&id);
+                    if ok && body.first().map(|h| h >> 4) == Some(DVC_CMD_CLOSE) && !from_client {
+                        self.allowed.remove(&id);
+                    }
+                    ok
+                }
+                Err(()) => false,
+            }
+        };
+        if from_client {
+            self.client_passing = passing;
+        } else {
+            self.server_passing = passing;
+        }
+        passing
+    }
+
+    /// Whether a client→target drdynvc chunk may pass.
+    pub(crate) fn pass_from_client(&mut self, chunk: &[u8]) -> bool {
+        self.judge(chunk, true)
+    }
+
+    /// Whether a target→client drdynvc chunk (not a Create Request) may pass.
+    pub(crate) fn pass_from_target(&mut self, chunk: &[u8]) -> bool {
+        self.judge(chunk, false)
+    }
+}
+
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
 type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
 
@@ -174,6 +282,26 @@ pub(crate) struct Relay<C: RdpCore> {
     pub session_id: uuid::Uuid,
     pub map: ChannelMap,
     pub recorder: Arc<Mutex<C::Recorder>>,
+    /// The share id of the active share (from the target's Demand Active),
+    /// `None` before activation and after Deactivate All.
+    pub share_id: std::sync::Mutex<Option<u32>>,
+    pub dvc_gate: std::sync::Mutex<DvcGate>,
+    /// When the client last sent input (fast-path input PDUs), for the idle limit.
+    pub last_input: std::sync::Mutex<tokio::time::Instant>,
+}
+
+const PDUTYPE_DEMAND_ACTIVE: u16 = 0x0001;
+const PDUTYPE_DEACTIVATE_ALL: u16 = 0x0006;
+
+/// Track activation from a target I/O channel PDU: the share id of a
+/// Demand Active, or deactivation.
+pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
+    let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
+    match pdu_type {
+        PDUTYPE_DEMAND_ACTIVE => Some(Some(super::le_u32(user_data, 6)?)),
+        PDUTYPE_DEACTIVATE_ALL => Some(None),
+        _ => None,
+    }
 }
 
 impl<C: RdpCore> Relay<C> {
@@ -203,9 +331,10 @@ impl<C: RdpCore> Relay<C> {
         .await
     }
 
-    /// If a drdynvc chunk from the target opens a dynamic channel that is not
-    /// allowed, answer the target with a failed Create Response ourselves
-    /// and report `true`: the chunk must not reach the client.
+    /// Judge a drdynvc chunk from the target. A Create Request for a channel
+    /// that is not allowed is answered with a failed Create Response by the
+    /// gateway; it, and any PDU of a channel that was not opened, reports
+    /// `true`: the chunk must not reach the client.
     async fn refuse_dvc<B>(
         &self,
         back_channel: u16,
@@ -216,11 +345,23 @@ impl<C: RdpCore> Relay<C> {
         B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
     {
         let Some(create) = parse_dvc_create(chunk) else {
-            return Ok(false);
+            let pass = self
+                .dvc_gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pass_from_target(chunk);
+            if !pass {
+                debug!("target drdynvc PDU for a channel not opened; dropped");
+            }
+            return Ok(!pass);
         };
         let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name)
         else {
             info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
+            let mut gate = self.dvc_gate.lock().unwrap_or_else(|p| p.into_inner());
+            gate.allow(create.channel_id);
+            // The Create Request itself passes and starts a new message.
+            gate.pass_from_target(chunk);
             return Ok(false);
         };
         self.refuse_channel(ChannelKind::Dynamic, &create.name, reason)
@@ -234,6 +375,54 @@ impl<C: RdpCore> Relay<C> {
             .map_err(|e| RdpError::protocol("encoding DVC refusal", e))?;
         write(back_to, &bytes).await?;
         Ok(true)
+    }
+
+    /// Ask the target to redraw the whole desktop, so that the recording
+    /// gets a keyframe. Skipped while no share is active.
+    pub(crate) async fn request_keyframe<B>(
+        &self,
+        back_to: &Writer<B>,
+        width: u16,
+        height: u16,
+    ) -> Result<(), RdpError>
+    where
+        B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        let Some(share_id) = *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return Ok(());
+        };
+        let refresh = ShareControlHeader {
+            share_id,
+            pdu_source: self.map.back_user,
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::RefreshRectangle(RefreshRectanglePdu {
+                    areas_to_refresh: vec![InclusiveRectangle {
+                        left: 0,
+                        top: 0,
+                        right: width.saturating_sub(1),
+                        bottom: height.saturating_sub(1),
+                    }],
+                }),
+                stream_priority: StreamPriority::Low,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }),
+        };
+        let user_data =
+            encode_vec(&refresh).map_err(|e| RdpError::protocol("encoding Refresh Rect", e))?;
+        let Some(back_io) = self.map.client_to_target(self.map.front_io) else {
+            return Ok(());
+        };
+        let send = mcs::SendDataRequest {
+            initiator_id: self.map.back_user,
+            channel_id: back_io,
+            user_data: Cow::Owned(user_data),
+        };
+        let bytes =
+            encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Refresh Rect", e))?;
+        // Recorded before it is sent: the redraw follows the marker.
+        self.record(RdpEvent::Keyframe { width, height }).await?;
+        write(back_to, &bytes).await
     }
 
     /// Client → target.
@@ -257,6 +446,8 @@ impl<C: RdpCore> Relay<C> {
             let pdu = pdu.freeze();
             match action {
                 ironrdp_pdu::Action::FastPath => {
+                    *self.last_input.lock().unwrap_or_else(|p| p.into_inner()) =
+                        tokio::time::Instant::now();
                     // Fast-path input carries no channel id: keyboard,
                     // unicode and mouse events, recorded whole.
                     self.record(RdpEvent::FastPath {
@@ -286,18 +477,44 @@ impl<C: RdpCore> Relay<C> {
                                 }
                                 continue;
                             };
+                            if Some(back_channel) == self.map.back_drdynvc
+                                && !self
+                                    .dvc_gate
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .pass_from_client(&req.user_data)
+                            {
+                                debug!("client drdynvc PDU for a channel not opened; dropped");
+                                continue;
+                            }
+                            let mut user_data = req.user_data;
                             if self.map.back_recorded.contains(&back_channel) {
+                                if is_slow_path_input(&user_data) {
+                                    *self.last_input.lock().unwrap_or_else(|p| p.into_inner()) =
+                                        tokio::time::Instant::now();
+                                }
+                                // The target sees the steered capabilities;
+                                // so does the recording.
+                                if let Some(steered) = steer::steer_confirm_active(&user_data)
+                                    .map_err(|m| RdpError::Protocol {
+                                        context: "client Confirm Active",
+                                        message: m,
+                                    })?
+                                {
+                                    debug!("client capabilities steered to decodable graphics");
+                                    user_data = Cow::Owned(steered);
+                                }
                                 self.record(RdpEvent::SlowPath {
                                     direction: Direction::ClientToServer,
                                     channel: req.channel_id,
-                                    pdu: Bytes::copy_from_slice(req.user_data.as_ref()),
+                                    pdu: Bytes::copy_from_slice(user_data.as_ref()),
                                 })
                                 .await?;
                             }
                             let out = mcs::SendDataRequest {
                                 initiator_id: self.map.back_user,
                                 channel_id: back_channel,
-                                user_data: req.user_data,
+                                user_data,
                             };
                             let bytes = encode_vec(&X224(out))
                                 .map_err(|e| RdpError::protocol("re-encoding client PDU", e))?;
@@ -377,6 +594,13 @@ impl<C: RdpCore> Relay<C> {
                             return Ok(());
                         };
                         if self.map.back_recorded.contains(&ind.channel_id) {
+                            if let Some(share) = share_transition(&ind.user_data) {
+                                debug!(share_id = ?share, "share state");
+                                *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) = share;
+                                if let Some(share_id) = share {
+                                    self.record(RdpEvent::ShareActivated { share_id }).await?;
+                                }
+                            }
                             if let Some(what) = is_withheld_server_pdu(&ind.user_data) {
                                 info!(session = %self.session_id, what, "withheld from client");
                                 return Ok(());
@@ -509,6 +733,56 @@ mod tests {
             c.map(|c| (c.channel_id, c.name)),
             Some((0x1234, "X".into()))
         );
+    }
+
+    #[test]
+    fn dvc_gate_passes_only_opened_channels() {
+        let mut gate = DvcGate::default();
+        // Capabilities (cmd 5) pass before anything is open.
+        assert!(gate.pass_from_target(&chunk(&[0x50, 0, 3, 0], 3)));
+        assert!(gate.pass_from_client(&chunk(&[0x50, 0, 3, 0], 3)));
+        // Data (cmd 3) on channel 9: not opened.
+        assert!(!gate.pass_from_client(&chunk(&[0x30, 9, 1, 2], 3)));
+        // A pre-emptive Create Response (cmd 1) for channel 9 is dropped too.
+        assert!(!gate.pass_from_client(&chunk(&[0x10, 9, 0, 0, 0, 0], 3)));
+        // Its continuation chunks follow the first chunk's fate.
+        assert!(!gate.pass_from_client(&chunk(&[0xAA, 0xBB], 0)));
+        gate.allow(7);
+        assert!(gate.pass_from_client(&chunk(&[0x30, 7, 1, 2], 1)));
+        assert!(gate.pass_from_client(&chunk(&[0xAA, 0xBB], 2)));
+        // Two-byte id 7.
+        assert!(gate.pass_from_target(&chunk(&[0x31, 7, 0, 9], 3)));
+        // The target closes channel 7; afterwards its data is dropped.
+        assert!(gate.pass_from_target(&chunk(&[0x40, 7], 3)));
+        assert!(!gate.pass_from_target(&chunk(&[0x30, 7, 1], 3)));
+        // Unknown commands and short chunks never pass.
+        assert!(!gate.pass_from_client(&chunk(&[0xF0, 7], 3)));
+        assert!(!gate.pass_from_client(&[1, 2, 3]));
+        assert!(!gate.pass_from_client(&chunk(&[], 3)));
+    }
+
+    #[test]
+    fn share_id_follows_demand_active_and_deactivate_all() {
+        // totalLength, pduType=0x11 (Demand Active), pduSource, shareId.
+        let demand = [0x20, 0, 0x11, 0, 0xea, 0x03, 0x78, 0x56, 0x34, 0x12, 0, 0];
+        assert_eq!(share_transition(&demand), Some(Some(0x1234_5678)));
+        let deactivate = [0x10, 0, 0x16, 0, 0xea, 0x03, 0, 0, 0, 0];
+        assert_eq!(share_transition(&deactivate), Some(None));
+        let data = [0x10, 0, 0x17, 0, 0xea, 0x03, 0, 0, 0, 0];
+        assert_eq!(share_transition(&data), None);
+        // A truncated Demand Active is not an activation.
+        assert_eq!(share_transition(&demand[..8]), None);
+    }
+
+    #[test]
+    fn slow_path_input_is_recognised() {
+        let mut input = vec![0u8; 20];
+        input[2] = 0x17;
+        input[14] = 0x1C;
+        assert!(is_slow_path_input(&input));
+        input[14] = 0x1F; // synchronize
+        assert!(!is_slow_path_input(&input));
+        assert!(!is_slow_path_input(&input[..10]));
     }
 
     #[test]

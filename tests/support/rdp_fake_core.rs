@@ -7,13 +7,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use sekisho::rdp::core::{
-    ChannelKind, KillSignal, Person, RdpCore, RdpEvent, RdpRecorder, Refusal, SessionStart, SignIn,
-    TargetGrant,
+    ChannelKind, FrontSecurity, KillSignal, Person, RdpCore, RdpEvent, RdpRecorder, Refusal,
+    SessionStart, SignIn, TargetGrant,
 };
 
 #[derive(Default)]
 pub struct Journal {
     pub sign_ins: Vec<(String, bool)>,
+    pub sign_in_security: Vec<FrontSecurity>,
+    pub nla_lookups: Vec<(String, String)>,
+    pub nla_refusals: Vec<String>,
     pub authorizations: Vec<(String, String, Result<(), String>)>,
     pub started: Vec<SessionStart>,
     pub events: Vec<RdpEvent>,
@@ -25,6 +28,8 @@ pub struct Journal {
 pub struct FakeCore {
     /// user → secret that is accepted.
     pub users: HashMap<String, String>,
+    /// user → one-time ticket for NLA.
+    pub tickets: HashMap<String, String>,
     /// target name → grant, or the refusal reason.
     pub targets: HashMap<String, Result<TargetGrant, String>>,
     pub journal: Arc<Mutex<Journal>>,
@@ -37,6 +42,7 @@ impl FakeCore {
     pub fn new() -> Self {
         Self {
             users: HashMap::new(),
+            tickets: HashMap::new(),
             targets: HashMap::new(),
             journal: Arc::default(),
             fail_recording_after: None,
@@ -82,8 +88,14 @@ impl RdpCore for FakeCore {
     type Recorder = FakeRecorder;
 
     async fn authenticate(&self, sign_in: &SignIn) -> Result<Person, Refusal> {
-        let ok = self.users.get(&sign_in.user) == Some(&sign_in.secret);
-        self.journal().sign_ins.push((sign_in.user.clone(), ok));
+        let ok = match sign_in.security {
+            FrontSecurity::Tls => self.users.get(&sign_in.user) == Some(&sign_in.secret),
+            FrontSecurity::Nla => self.tickets.get(&sign_in.user) == Some(&sign_in.secret),
+        };
+        let mut journal = self.journal();
+        journal.sign_ins.push((sign_in.user.clone(), ok));
+        journal.sign_in_security.push(sign_in.security);
+        drop(journal);
         if ok {
             Ok(Person {
                 user: sign_in.user.clone(),
@@ -91,6 +103,19 @@ impl RdpCore for FakeCore {
         } else {
             Err(Refusal::new("wrong password or code"))
         }
+    }
+
+    async fn nla_secret(&self, user: &str, target: &str, _source: IpAddr) -> Option<String> {
+        self.journal()
+            .nla_lookups
+            .push((user.to_owned(), target.to_owned()));
+        self.tickets.get(user).cloned()
+    }
+
+    async fn nla_refused(&self, user: &str, _source: IpAddr, reason: &str) {
+        self.journal()
+            .nla_refusals
+            .push(format!("{user}: {reason}"));
     }
 
     async fn authorize(

@@ -156,9 +156,19 @@ pub fn ensure_test_user() -> PathBuf {
     home
 }
 
-/// Kill whatever the test account still runs (its xrdp session).
+/// End whatever the test account still runs (its xrdp session): TERM
+/// first, so its X server removes its lock, then KILL what is left.
 pub fn end_test_user_sessions() {
-    let _ = run(Command::new("pkill").args(["-KILL", "-u", TEST_USER]));
+    let _ = run(Command::new("pkill").args(["-TERM", "-u", TEST_USER]));
+    let gone = wait_until(Duration::from_secs(5), || {
+        !run(Command::new("pgrep").args(["-u", TEST_USER]))
+            .status
+            .success()
+    });
+    if !gone {
+        let _ = run(Command::new("pkill").args(["-KILL", "-u", TEST_USER]));
+    }
+    clean_stale_displays();
 }
 
 /// Self-signed certificate + key (PEM) and the DER's SHA-256.
@@ -325,13 +335,35 @@ pub struct Xvfb {
     _daemon: Daemon,
 }
 
+/// Whether X display `n` is free: no lock file, or a lock left by a
+/// process that is gone (Xvfb then takes the display over).
+fn display_free(n: u32) -> bool {
+    match fs::read_to_string(format!("/tmp/.X{n}-lock")) {
+        Err(_) => true,
+        Ok(pid) => pid
+            .trim()
+            .parse::<u32>()
+            .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .unwrap_or(false),
+    }
+}
+
+/// Remove X lock files and sockets of displays whose server is gone (a
+/// killed session leaves them, and xrdp-sesman then skips those numbers).
+pub fn clean_stale_displays() {
+    for n in 60..130 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists() && display_free(n) {
+            let _ = fs::remove_file(format!("/tmp/.X{n}-lock"));
+            let _ = fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
+        }
+    }
+}
+
 impl Xvfb {
     pub fn start() -> Xvfb {
-        let n = (80..99)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
+        clean_stale_displays();
+        let n = (100..130)
+            .find(|n| display_free(*n) && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
             .expect("a free X display");
         let display = format!(":{n}");
         let daemon = Daemon::spawn(

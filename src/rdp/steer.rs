@@ -1,0 +1,163 @@
+//! Steering the capability exchange so that every frame the target sends
+//! can be decoded by the recorder: the client's Confirm Active is rewritten
+//! on its way to the target to announce no drawing orders, no bitmap codecs
+//! (RemoteFX, NSCodec) and no surface commands. What remains are bitmap
+//! updates (raw, interleaved RLE or planar) and pointer updates, which
+//! ironrdp-graphics decodes. Bulk compression is switched off separately,
+//! in the Client Info PDU the gateway sends to the target.
+
+use ironrdp_core::{decode, encode_vec};
+use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, Order, OrderFlags, OrderSupportExFlags};
+use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu};
+
+/// share control pduType of a Confirm Active PDU (MS-RDPBCGR 2.2.8.1.1.1.1).
+const PDUTYPE_CONFIRM_ACTIVE: u16 = 0x0003;
+
+/// Restrict a client's capability sets to what the recorder decodes.
+pub fn restrict_capabilities(caps: &mut Vec<CapabilitySet>) {
+    let mut had_order = false;
+    for cap in caps.iter_mut() {
+        if let CapabilitySet::Order(_) = cap {
+            had_order = true;
+            // All support bits zero: the target may not send any order.
+            *cap = CapabilitySet::Order(Order::new(
+                OrderFlags::NEGOTIATE_ORDER_SUPPORT | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
+                OrderSupportExFlags::empty(),
+                0,
+                0,
+            ));
+        }
+    }
+    if !had_order {
+        // The order set is mandatory; add one that supports nothing.
+        caps.push(CapabilitySet::Order(Order::new(
+            OrderFlags::NEGOTIATE_ORDER_SUPPORT | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
+            OrderSupportExFlags::empty(),
+            0,
+            0,
+        )));
+    }
+    caps.retain(|cap| {
+        !matches!(
+            cap,
+            CapabilitySet::BitmapCodecs(_)
+                | CapabilitySet::SurfaceCommands(_)
+                | CapabilitySet::FrameAcknowledge(_)
+        )
+    });
+}
+
+/// If `user_data` (an I/O channel Send Data payload from the client) is a
+/// Confirm Active PDU, the steered replacement; otherwise `None`.
+/// A Confirm Active that cannot be decoded is an error: it must not reach
+/// the target unsteered.
+pub fn steer_confirm_active(user_data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let Some(pdu_type) = super::le_u16(user_data, 2).map(|t| t & 0x000F) else {
+        return Ok(None);
+    };
+    if pdu_type != PDUTYPE_CONFIRM_ACTIVE {
+        return Ok(None);
+    }
+    let mut header =
+        decode::<ShareControlHeader>(user_data).map_err(|e| format!("Confirm Active: {e}"))?;
+    let ShareControlPdu::ClientConfirmActive(confirm) = &mut header.share_control_pdu else {
+        return Err("Confirm Active type with another body".into());
+    };
+    restrict_capabilities(&mut confirm.pdu.capability_sets);
+    encode_vec(&header)
+        .map(Some)
+        .map_err(|e| format!("re-encoding Confirm Active: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironrdp_pdu::rdp::capability_sets::{
+        BitmapCodecs, ClientConfirmActive, DemandActive, SurfaceCommands,
+    };
+
+    fn order_with_everything() -> CapabilitySet {
+        use ironrdp_pdu::rdp::capability_sets::OrderSupportIndex;
+        let mut order = Order::new(
+            OrderFlags::NEGOTIATE_ORDER_SUPPORT,
+            OrderSupportExFlags::empty(),
+            230400,
+            0,
+        );
+        order.set_support_flag(OrderSupportIndex::DstBlt, true);
+        order.set_support_flag(OrderSupportIndex::MemBlt, true);
+        CapabilitySet::Order(order)
+    }
+
+    #[test]
+    fn orders_codecs_and_surface_commands_are_removed() {
+        let mut caps = vec![
+            order_with_everything(),
+            CapabilitySet::BitmapCodecs(BitmapCodecs(Vec::new())),
+            CapabilitySet::SurfaceCommands(SurfaceCommands {
+                flags: ironrdp_pdu::rdp::capability_sets::CmdFlags::all(),
+            }),
+            CapabilitySet::Font(vec![1, 0, 0, 0]),
+        ];
+        restrict_capabilities(&mut caps);
+        assert_eq!(caps.len(), 2, "{caps:?}");
+        let Some(CapabilitySet::Order(order)) = caps.first_mut() else {
+            panic!("order set gone: {caps:?}")
+        };
+        use ironrdp_pdu::rdp::capability_sets::OrderSupportIndex;
+        assert!(!order.get_support_flag(OrderSupportIndex::DstBlt));
+        assert!(!order.get_support_flag(OrderSupportIndex::MemBlt));
+        assert!(matches!(caps.get(1), Some(CapabilitySet::Font(_))));
+    }
+
+    #[test]
+    fn a_missing_order_set_is_added_empty() {
+        let mut caps = vec![CapabilitySet::Font(vec![1, 0, 0, 0])];
+        restrict_capabilities(&mut caps);
+        assert!(caps.iter().any(|c| matches!(c, CapabilitySet::Order(_))));
+    }
+
+    #[test]
+    fn confirm_active_is_rewritten_and_other_pdus_pass() {
+        let header = ShareControlHeader {
+            share_id: 0x1234,
+            pdu_source: 1002,
+            share_control_pdu: ShareControlPdu::ClientConfirmActive(ClientConfirmActive {
+                originator_id: 0x03ea,
+                pdu: DemandActive {
+                    source_descriptor: "MSTSC".into(),
+                    capability_sets: vec![
+                        order_with_everything(),
+                        CapabilitySet::BitmapCodecs(BitmapCodecs(Vec::new())),
+                    ],
+                },
+            }),
+        };
+        let Ok(bytes) = encode_vec(&header) else {
+            panic!("encode")
+        };
+        let steered = steer_confirm_active(&bytes);
+        let Ok(Some(steered)) = steered else {
+            panic!("not steered: {steered:?}")
+        };
+        let Ok(back) = decode::<ShareControlHeader>(&steered) else {
+            panic!("decode")
+        };
+        assert_eq!(back.share_id, 0x1234);
+        let ShareControlPdu::ClientConfirmActive(confirm) = back.share_control_pdu else {
+            panic!("type changed")
+        };
+        assert!(
+            !confirm
+                .pdu
+                .capability_sets
+                .iter()
+                .any(|c| matches!(c, CapabilitySet::BitmapCodecs(_)))
+        );
+        // A data PDU (type 7) and short input are left alone.
+        assert_eq!(steer_confirm_active(&[0, 0, 0x17, 0, 0, 0]), Ok(None));
+        assert_eq!(steer_confirm_active(&[1]), Ok(None));
+        // A truncated Confirm Active is refused, not forwarded.
+        assert!(steer_confirm_active(&bytes[..bytes.len() / 2]).is_err());
+    }
+}
