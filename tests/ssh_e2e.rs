@@ -7,270 +7,37 @@
 #[allow(dead_code)]
 mod sshd;
 
+#[path = "support/deployment.rs"]
+mod deployment;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-struct Deployment {
-    dir: PathBuf,
-    ssh_port: u16,
-    ssh_config: PathBuf,
-    askpass: PathBuf,
-    /// base32 TOTP secrets by user.
-    totp: Vec<(String, String)>,
-    _sshd: sshd::Sshd,
-}
-
-const PASSWORD: &str = "e2e-password-123";
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
-
-fn sekisho(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut cmd = Command::new(bin());
-    cmd.arg("--config")
-        .arg(dir.join("sekisho.toml"))
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn sekisho");
-    if let Some(mut i) = child.stdin.take() {
-        if let Some(s) = stdin {
-            i.write_all(s.as_bytes()).expect("stdin");
-        }
-    }
-    child.wait_with_output().expect("wait sekisho")
-}
-
-fn ok(o: Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "command failed: {t}");
-    t
-}
+use deployment::{Deployment, PASSWORD, read, wait_for};
 
 fn env() -> &'static Deployment {
     static D: OnceLock<Deployment> = OnceLock::new();
-    D.get_or_init(setup)
+    D.get_or_init(|| Deployment::start(Path::new(env!("CARGO_BIN_EXE_sekisho")), "sekisho-e2e"))
 }
 
-fn setup() -> Deployment {
-    sshd::require_all();
-    let dir = tempfile::Builder::new()
-        .prefix("sekisho-e2e")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    ok(sekisho(
-        &dir,
-        &["init", "--dir", dir.to_str().unwrap()],
-        None,
-    ));
-
-    let target = sshd::Sshd::start(&dir);
-    let ssh_port = sshd::free_port();
-    std::fs::write(
-        dir.join("sekisho.toml"),
-        format!(
-            r#"
-[ssh]
-listen = "127.0.0.1:{ssh_port}"
-[rdp]
-enabled = false
-[auth]
-failure_delay = "100ms"
-signin_window = "10m"
-[sessions]
-idle_timeout = "0"
-warn_before_end = "1m"
-[[network]]
-name = "lab"
-cidrs = ["127.0.0.0/8"]
-"#
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.join("policies/lab.toml"),
-        format!(
-            r#"
-[system]
-name = "lab"
-zone = "lgwan"
-
-[[target]]
-name = "db01"
-address = "127.0.0.1"
-kind = "virtual"
-ssh = {{ port = {port}, account = "root", credential = "db01-root", host_key = "{fp}" }}
-
-[[access]]
-vendor = "acme"
-users = ["tanaka", "suzuki", "ito", "sato"]
-contract = {{ from = "2026-01-01", until = "2099-12-31" }}
-hours = "always"
-max_session = "2h"
-protocols = ["ssh"]
-sources = ["lab"]
-
-[[access]]
-vendor = "acme"
-users = ["kato"]
-contract = {{ from = "2025-04-01", until = "2026-03-31" }}
-hours = "always"
-max_session = "2h"
-protocols = ["ssh"]
-sources = ["lab"]
-"#,
-            port = target.port,
-            fp = target.host_key_fingerprint
-        ),
-    )
-    .expect("policy");
-
-    ok(sekisho(&dir, &["vendor", "add", "acme"], None));
-    let mut totp = Vec::new();
-    for user in ["tanaka", "suzuki", "ito", "kato", "sato"] {
-        let out = ok(sekisho(
-            &dir,
-            &[
-                "user",
-                "add",
-                user,
-                "--role",
-                "engineer",
-                "--vendor",
-                "acme",
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        ));
-        let secret = out
-            .lines()
-            .find_map(|l| l.strip_prefix("TOTP secret: "))
-            .expect("TOTP secret printed")
-            .trim()
-            .to_string();
-        totp.push((user.to_string(), secret));
-    }
-    ok(sekisho(
-        &dir,
-        &["secret", "set", "db01-root"],
-        Some(&target.client_key_pem),
-    ));
-    let check = ok(sekisho(&dir, &["policy", "check"], None));
-    assert!(check.contains("OK"), "{check}");
-
-    let serve = Command::new(bin())
-        .arg("--config")
-        .arg(dir.join("sekisho.toml"))
-        .arg("serve")
-        .env("SEKISHO_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
-        .spawn()
-        .expect("start sekisho serve");
-    sshd::stop_at_exit(serve);
-    let up = wait_for(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
-    });
-    assert!(
-        up,
-        "sekisho serve did not listen: {}",
-        read(&dir.join("serve.log"))
-    );
-
-    let askpass = dir.join("askpass.sh");
-    std::fs::write(
-        &askpass,
-        "#!/bin/sh\ncase \"$1\" in\n  *ode*) printf '%s\\n' \"$E2E_CODE\" ;;\n  *) printf '%s\\n' \"$E2E_PASSWORD\" ;;\nesac\n",
-    )
-    .expect("askpass");
-    chmod(&askpass, 0o755);
-    let ssh_config = dir.join("ssh_config");
-    std::fs::write(
-        &ssh_config,
-        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
-         PubkeyAuthentication no\n  PreferredAuthentications password,keyboard-interactive\n  \
-         NumberOfPasswordPrompts 1\n  ConnectTimeout 10\n",
-    )
-    .expect("ssh_config");
-
-    Deployment {
-        dir,
-        ssh_port,
-        ssh_config,
-        askpass,
-        totp,
-        _sshd: target,
-    }
+fn sekisho(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    deployment::sekisho(&env().bin, dir, args, stdin)
 }
 
-fn chmod(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
+fn ok(o: Output) -> String {
+    deployment::ok(o)
 }
 
 /// The current TOTP code of `user`.
 fn code(user: &str) -> String {
-    let e = env();
-    let secret = &e
-        .totp
-        .iter()
-        .find(|(u, _)| u == user)
-        .expect("known user")
-        .1;
-    let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret)
-        .expect("base32 secret");
-    let step = chrono::Utc::now().timestamp() / 30;
-    sekisho::auth::totp::code_for_step(&key, step, 6).expect("code")
+    env().code(user)
 }
 
 /// `ssh` through the bastion as `user@target` from source address `from`.
 fn ssh(login: &str, from: &str, password: &str, code: &str, remote: &[&str]) -> Command {
-    let e = env();
-    let mut c = Command::new("setsid");
-    c.arg("-w")
-        .arg("ssh")
-        .arg("-F")
-        .arg(&e.ssh_config)
-        .arg("-p")
-        .arg(e.ssh_port.to_string())
-        .arg("-b")
-        .arg(from)
-        .arg(format!("{login}@127.0.0.1"))
-        .args(remote)
-        .env("SSH_ASKPASS", &e.askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("E2E_PASSWORD", password)
-        .env("E2E_CODE", code)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("DISPLAY")
-        .stdin(Stdio::null());
-    c
+    env().ssh(login, from, password, code, remote)
 }
 
 fn run(mut c: Command) -> Output {

@@ -1,0 +1,340 @@
+//! A real sekisho deployment for end-to-end tests and benchmarks:
+//! `sekisho init`, the admin CLI (vendor, users, secret, policy), a real
+//! OpenSSH sshd target, a real `sekisho serve` process, and the OpenSSH
+//! client signing in with password + TOTP through `SSH_ASKPASS`.
+//!
+//! Include it with `#[path = ".../support/deployment.rs"] mod deployment;`
+//! next to `#[path = ".../support/sshd.rs"] mod sshd;` (it uses `super::sshd`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::sshd;
+
+/// Every user's password.
+pub const PASSWORD: &str = "e2e-password-123";
+
+/// The users the deployment creates (vendor `acme`). All but `kato` may
+/// reach `db01`; `kato`'s contract has ended.
+pub const USERS: [&str; 5] = ["tanaka", "suzuki", "ito", "kato", "sato"];
+
+pub struct Deployment {
+    /// The `sekisho` binary this deployment runs.
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    /// sekisho's SSH listener on 127.0.0.1.
+    pub ssh_port: u16,
+    /// OpenSSH client config for connections to sekisho.
+    pub ssh_config: PathBuf,
+    pub askpass: PathBuf,
+    /// base32 TOTP secrets by user.
+    pub totp: Vec<(String, String)>,
+    /// The pid of `sekisho serve`.
+    pub serve_pid: u32,
+    /// The target sshd (`db01`): its port, pinned host key, and the key
+    /// sekisho injects (authorized for root).
+    pub target: sshd::Sshd,
+    _serve: ServeGuard,
+}
+
+/// Stops `sekisho serve` when dropped.
+struct ServeGuard(u32);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0) {
+            // SAFETY: kill(2) on a pid we started; no memory is involved.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// Runs `sekisho --config DIR/sekisho.toml ARGS` with `stdin`.
+pub fn sekisho(bin: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(dir.join("sekisho.toml"))
+        .args(args)
+        .env_remove("SEKISHO_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    if let Some(mut i) = child.stdin.take()
+        && let Some(s) = stdin
+    {
+        i.write_all(s.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("wait sekisho")
+}
+
+/// Asserts success; returns stdout and stderr together.
+pub fn ok(o: Output) -> String {
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "command failed: {t}");
+    t
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+impl Deployment {
+    /// Initialises a deployment in a new temporary directory named
+    /// `prefix…` and starts `bin serve` on a free 127.0.0.1 port.
+    pub fn start(bin: &Path, prefix: &str) -> Deployment {
+        sshd::require_all();
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build --release --locked`",
+            bin.display()
+        );
+        let bin = bin.to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let dir_s = dir.to_str().expect("utf-8 temp dir").to_string();
+        ok(sekisho(&bin, &dir, &["init", "--dir", &dir_s], None));
+
+        let target = sshd::Sshd::start(&dir);
+        let ssh_port = sshd::free_port();
+        std::fs::write(
+            dir.join("sekisho.toml"),
+            format!(
+                r#"
+[ssh]
+listen = "127.0.0.1:{ssh_port}"
+[rdp]
+enabled = false
+[auth]
+failure_delay = "100ms"
+signin_window = "10m"
+[sessions]
+idle_timeout = "0"
+warn_before_end = "1m"
+[[network]]
+name = "lab"
+cidrs = ["127.0.0.0/8"]
+"#
+            ),
+        )
+        .expect("config");
+        std::fs::write(
+            dir.join("policies/lab.toml"),
+            format!(
+                r#"
+[system]
+name = "lab"
+zone = "lgwan"
+
+[[target]]
+name = "db01"
+address = "127.0.0.1"
+kind = "virtual"
+ssh = {{ port = {port}, account = "root", credential = "db01-root", host_key = "{fp}" }}
+
+[[access]]
+vendor = "acme"
+users = ["tanaka", "suzuki", "ito", "sato"]
+contract = {{ from = "2026-01-01", until = "2099-12-31" }}
+hours = "always"
+max_session = "2h"
+protocols = ["ssh"]
+sources = ["lab"]
+
+[[access]]
+vendor = "acme"
+users = ["kato"]
+contract = {{ from = "2025-04-01", until = "2026-03-31" }}
+hours = "always"
+max_session = "2h"
+protocols = ["ssh"]
+sources = ["lab"]
+"#,
+                port = target.port,
+                fp = target.host_key_fingerprint
+            ),
+        )
+        .expect("policy");
+
+        ok(sekisho(&bin, &dir, &["vendor", "add", "acme"], None));
+        let mut totp = Vec::new();
+        for user in USERS {
+            let out = ok(sekisho(
+                &bin,
+                &dir,
+                &[
+                    "user",
+                    "add",
+                    user,
+                    "--role",
+                    "engineer",
+                    "--vendor",
+                    "acme",
+                    "--password-stdin",
+                ],
+                Some(&format!("{PASSWORD}\n")),
+            ));
+            let secret = out
+                .lines()
+                .find_map(|l| l.strip_prefix("TOTP secret: "))
+                .expect("TOTP secret printed")
+                .trim()
+                .to_string();
+            totp.push((user.to_string(), secret));
+        }
+        ok(sekisho(
+            &bin,
+            &dir,
+            &["secret", "set", "db01-root"],
+            Some(&target.client_key_pem),
+        ));
+        let check = ok(sekisho(&bin, &dir, &["policy", "check"], None));
+        assert!(check.contains("OK"), "{check}");
+
+        let serve = Command::new(&bin)
+            .arg("--config")
+            .arg(dir.join("sekisho.toml"))
+            .arg("serve")
+            .env("SEKISHO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
+            .spawn()
+            .expect("start sekisho serve");
+        let serve_pid = serve.id();
+        let guard = ServeGuard(serve_pid);
+        sshd::stop_at_exit(serve);
+        let up = wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
+        });
+        assert!(
+            up,
+            "sekisho serve did not listen: {}",
+            read(&dir.join("serve.log"))
+        );
+
+        let askpass = dir.join("askpass.sh");
+        std::fs::write(
+            &askpass,
+            "#!/bin/sh\ncase \"$1\" in\n  *ode*) printf '%s\\n' \"$E2E_CODE\" ;;\n  *) printf '%s\\n' \"$E2E_PASSWORD\" ;;\nesac\n",
+        )
+        .expect("askpass");
+        chmod(&askpass, 0o755);
+        let ssh_config = dir.join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+             PubkeyAuthentication no\n  PreferredAuthentications password,keyboard-interactive\n  \
+             NumberOfPasswordPrompts 1\n  ConnectTimeout 10\n",
+        )
+        .expect("ssh_config");
+
+        Deployment {
+            bin,
+            dir,
+            ssh_port,
+            ssh_config,
+            askpass,
+            totp,
+            serve_pid,
+            target,
+            _serve: guard,
+        }
+    }
+
+    /// Runs an admin command against this deployment.
+    pub fn sekisho(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        sekisho(&self.bin, &self.dir, args, stdin)
+    }
+
+    /// The current TOTP code of `user`.
+    pub fn code(&self, user: &str) -> String {
+        let secret = &self
+            .totp
+            .iter()
+            .find(|(u, _)| u == user)
+            .expect("known user")
+            .1;
+        let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret)
+            .expect("base32 secret");
+        let step = chrono::Utc::now().timestamp() / 30;
+        sekisho::auth::totp::code_for_step(&key, step, 6).expect("code")
+    }
+
+    /// `ssh` (under `setsid -w`, answering prompts through askpass) to
+    /// sekisho as `login` (`person@target`) from source address `from`.
+    pub fn ssh(
+        &self,
+        login: &str,
+        from: &str,
+        password: &str,
+        code: &str,
+        remote: &[&str],
+    ) -> Command {
+        self.ssh_with(&[], login, from, password, code, remote)
+    }
+
+    /// Like [`Deployment::ssh`], with client options `opts` (such as `-tt`)
+    /// before the destination.
+    pub fn ssh_with(
+        &self,
+        opts: &[&str],
+        login: &str,
+        from: &str,
+        password: &str,
+        code: &str,
+        remote: &[&str],
+    ) -> Command {
+        let mut c = Command::new("setsid");
+        c.arg("-w")
+            .arg("ssh")
+            .arg("-F")
+            .arg(&self.ssh_config)
+            .arg("-p")
+            .arg(self.ssh_port.to_string())
+            .arg("-b")
+            .arg(from)
+            .args(opts)
+            .arg(format!("{login}@127.0.0.1"))
+            .args(remote)
+            .env("SSH_ASKPASS", &self.askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("E2E_PASSWORD", password)
+            .env("E2E_CODE", code)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null());
+        c
+    }
+}
