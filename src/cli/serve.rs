@@ -40,6 +40,17 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("marking sessions left live by an earlier crash")?;
     for id in &abandoned {
         tracing::warn!(session = %id, "session left live by an earlier run marked abnormal");
+        bastion
+            .audit(
+                crate::store::AuditEvent::new(
+                    crate::store::AuditKind::SessionAbnormal,
+                    format!(
+                        "session {id} was still live when sekisho last stopped abnormally; its recording ends at the last flush"
+                    ),
+                )
+                .session(*id),
+            )
+            .await;
     }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
