@@ -3,7 +3,6 @@
 //! marks the session as ended abnormally (with an audit event).
 
 #[path = "support/sshd.rs"]
-#[allow(dead_code)]
 mod sshd;
 
 #[path = "support/deployment.rs"]
