@@ -39,6 +39,31 @@ fn ssh(login: &str, from: &str, password: &str, code: &str, remote: &[&str]) -> 
     env().ssh(login, from, password, code, remote)
 }
 
+/// Signs `user` in once from `from` with a code, so that later connections
+/// from that address ride the sign-in window. A code is accepted once per
+/// 30-s step per user, so tests sharing a user must not each send one.
+fn open_window(user: &str, from: &str) {
+    static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+    let key = format!("{user} {from}");
+    if opened.contains(&key) {
+        return;
+    }
+    let out = run(ssh(
+        &format!("{user}@db01"),
+        from,
+        PASSWORD,
+        &code(user),
+        &["true"],
+    ));
+    assert!(
+        out.status.success(),
+        "opening the sign-in window failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    opened.push(key);
+}
+
 fn run(mut c: Command) -> Output {
     c.output().expect("run ssh")
 }
@@ -49,11 +74,12 @@ fn audit(kind: &str) -> String {
 
 #[test]
 fn password_and_code_exec_relays_exit_status_and_is_recorded() {
+    open_window("tanaka", "127.0.0.11");
     let out = run(ssh(
         "tanaka@db01",
         "127.0.0.11",
         PASSWORD,
-        &code("tanaka"),
+        "000000",
         &["echo through-sekisho; echo to-stderr >&2; exit 3"],
     ));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -319,12 +345,12 @@ fn admin_kill_ends_a_live_session_within_a_second() {
 
 #[test]
 fn exports_show_what_was_typed_and_what_was_shown() {
+    open_window("tanaka", "127.0.0.11");
     let out = run(ssh(
         "tanaka@db01",
         "127.0.0.11",
         PASSWORD,
-        // Inside the window opened by the first test, or a fresh code.
-        &code("tanaka"),
+        "000000",
         &["echo exported-output"],
     ));
     assert!(
@@ -411,4 +437,85 @@ fn exports_show_what_was_typed_and_what_was_shown() {
     );
     assert!(!refused.status.success());
     assert!(!png.exists(), "a refused export left a file");
+}
+
+#[test]
+fn replay_keeps_the_timing_scaled_and_shortens_long_pauses() {
+    open_window("tanaka", "127.0.0.11");
+    let out = run(ssh(
+        "tanaka@db01",
+        "127.0.0.11",
+        PASSWORD,
+        "000000",
+        &["echo first-line; sleep 2; echo second-line"],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = env();
+    let mut id = String::new();
+    let found = wait_for(Duration::from_secs(5), || {
+        let list = ok(sekisho(
+            &e.dir,
+            &[
+                "audit",
+                "--kind",
+                "session_end",
+                "--user",
+                "tanaka",
+                "--json",
+            ],
+            None,
+        ));
+        list.lines().rev().any(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let candidate = v["session"].as_str().unwrap_or_default().to_string();
+            let keys = sekisho(
+                &e.dir,
+                &["export", &candidate, "--format", "keystrokes"],
+                None,
+            );
+            let hit = String::from_utf8_lossy(&keys.stdout).contains("second-line");
+            if hit {
+                id = candidate;
+            }
+            hit
+        })
+    });
+    assert!(found, "session not found");
+
+    let timed = |args: &[&str]| {
+        let start = Instant::now();
+        let mut all = vec!["replay", id.as_str()];
+        all.extend_from_slice(args);
+        let o = sekisho(&e.dir, &all, None);
+        (
+            start.elapsed(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            o.status,
+        )
+    };
+    // Real timing: the 2 s pause is kept.
+    let (real, shown, status) = timed(&["--max-idle", "0"]);
+    assert!(status.success());
+    assert_eq!(shown, "first-line\nsecond-line\n");
+    assert!(
+        real >= Duration::from_millis(1800),
+        "pause not kept: {real:?}"
+    );
+    // Four times faster.
+    let (fast, _, _) = timed(&["--max-idle", "0", "--speed", "4"]);
+    assert!(
+        fast < Duration::from_millis(1500) && fast >= Duration::from_millis(400),
+        "{fast:?}"
+    );
+    // Idle skipping: the pause is cut to 0.2 s.
+    let (skipped, shown, _) = timed(&["--max-idle", "0.2"]);
+    assert_eq!(shown, "first-line\nsecond-line\n");
+    assert!(
+        skipped < Duration::from_millis(1200),
+        "pause not shortened: {skipped:?}"
+    );
 }
