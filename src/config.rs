@@ -84,6 +84,9 @@ pub struct SshListener {
 pub struct RdpListener {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// How often the target is asked to redraw the whole desktop, so a
+    /// replayer can seek to it (a keyframe); zero turns keyframes off.
+    pub keyframe_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +161,7 @@ struct RawConfig {
     #[serde(default)]
     ssh: RawListener,
     #[serde(default)]
-    rdp: RawListener,
+    rdp: RawRdp,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -188,6 +191,14 @@ struct RawDatabase {
 struct RawListener {
     enabled: Option<bool>,
     listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRdp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    keyframe_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -327,6 +338,7 @@ impl Config {
             rdp: RdpListener {
                 enabled: raw.rdp.enabled.unwrap_or(true),
                 listen: addr("rdp.listen", raw.rdp.listen, "127.0.0.1:3389")?,
+                keyframe_interval: dur("rdp.keyframe_interval", raw.rdp.keyframe_interval, "30s")?,
             },
             auth: AuthLimits {
                 signin_window: dur("auth.signin_window", raw.auth.signin_window, "10m")?,
