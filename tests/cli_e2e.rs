@@ -270,12 +270,12 @@ fn credential_names(dir: &Path) -> Vec<String> {
         let text = std::fs::read_to_string(&p).unwrap();
         for part in text.split("credential").skip(1) {
             let part = part.trim_start().trim_start_matches('=').trim_start();
-            if let Some(rest) = part.strip_prefix('"') {
-                if let Some(end) = rest.find('"') {
-                    let n = rest[..end].to_string();
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
+            if let Some(rest) = part.strip_prefix('"')
+                && let Some(end) = rest.find('"')
+            {
+                let n = rest[..end].to_string();
+                if !names.contains(&n) {
+                    names.push(n);
                 }
             }
         }

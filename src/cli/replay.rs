@@ -32,7 +32,7 @@ pub async fn run(g: &Global, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !(a.speed.is_finite() && a.speed > 0.0) {
         anyhow::bail!("--speed must be a positive number");
     }
-    if !(a.max_idle.is_finite() && a.max_idle >= 0.0) || !(a.from.is_finite() && a.from >= 0.0) {
+    if !(a.max_idle.is_finite() && a.max_idle >= 0.0 && a.from.is_finite() && a.from >= 0.0) {
         anyhow::bail!("--max-idle and --from must be zero or positive numbers of seconds");
     }
     let path = super::archive_path(g, &a.session)?;

@@ -98,11 +98,11 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             // The serving process polls several times a second; wait to confirm.
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Some(s) = store.session(id).await? {
-                    if s.status != SessionStatus::Live {
-                        println!("session {id} ended ({})", s.status.as_str());
-                        return Ok(ExitCode::SUCCESS);
-                    }
+                if let Some(s) = store.session(id).await?
+                    && s.status != SessionStatus::Live
+                {
+                    println!("session {id} ended ({})", s.status.as_str());
+                    return Ok(ExitCode::SUCCESS);
                 }
             }
             println!(
