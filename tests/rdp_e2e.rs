@@ -599,3 +599,79 @@ fn admin_kill_disconnects_the_client_and_the_session_ends_killed() {
     drop(client);
     end_test_user_sessions();
 }
+
+#[test]
+fn nla_sign_in_with_a_one_time_ticket_reaches_xrdp_once() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let issued = ok(sekisho(
+        &d.dir,
+        &[
+            "ticket",
+            "issue",
+            "--user",
+            "kato",
+            "--target",
+            "xrdp1",
+            "--protocol",
+            "rdp",
+        ],
+        None,
+    ));
+    let ticket = issued
+        .lines()
+        .next()
+        .expect("the ticket on the first line")
+        .trim()
+        .to_string();
+
+    // mstsc-style: NLA (CredSSP/NTLM) with the ticket as the password.
+    let client = d.client(&x.display, "kato@xrdp1", &ticket, &["/sec:nla"]);
+    let up = wait_until(Duration::from_secs(30), session_user_running);
+    assert!(
+        up,
+        "NLA session did not reach the target.\nclient log:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    drop(client);
+    end_test_user_sessions();
+    let signins = d.audit("signin_success", "kato");
+    assert!(
+        signins.iter().any(|e| e["data"]["method"] == "ticket"),
+        "{signins:?}"
+    );
+    assert_eq!(d.audit("session_start", "kato").len(), 1);
+
+    // The same ticket again: refused, nothing reaches the target.
+    let mut again = d.client(&x.display, "kato@xrdp1", &ticket, &["/sec:nla"]);
+    let status = again.exit_within(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a spent ticket was accepted ({status:?}):\n{}",
+        again.log()
+    );
+    assert!(!session_user_running(), "a session reached the target");
+    assert_eq!(d.audit("session_start", "kato").len(), 1);
+    assert!(
+        !d.audit("signin_failure", "kato").is_empty(),
+        "the refused NLA sign-in is not audited"
+    );
+
+    // A password with a code is no NLA secret: refused and audited.
+    let code = d.code("kato");
+    let mut pw = d.client(
+        &x.display,
+        "kato@xrdp1",
+        &format!("{PASSWORD}{code}"),
+        &["/sec:nla"],
+    );
+    let status = pw.exit_within(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "NLA with a password was accepted ({status:?}):\n{}",
+        pw.log()
+    );
+    assert!(!session_user_running(), "a session reached the target");
+}

@@ -216,19 +216,21 @@ impl RdpCore for BastionRdp {
         }
     }
 
+    /// Audited under the person's name, with the target they named (the
+    /// client sends `person@target`), so `audit --user` finds it.
     async fn nla_refused(&self, user: &str, source: IpAddr, reason: &str) {
-        self.bastion
-            .audit(
-                crate::store::AuditEvent::new(
-                    crate::store::AuditKind::SigninFailure,
-                    format!("RDP NLA sign-in refused: {reason}"),
-                )
-                .user(user)
-                .source(crate::config::canonical_ip(source))
-                .protocol("rdp")
-                .with("method", "nla"),
-            )
-            .await;
+        let mut event = crate::store::AuditEvent::new(
+            crate::store::AuditKind::SigninFailure,
+            format!("RDP NLA sign-in of {user} refused: {reason}"),
+        )
+        .source(crate::config::canonical_ip(source))
+        .protocol("rdp")
+        .with("method", "nla");
+        event = match super::front::split_target(user, None) {
+            Some((person, target)) => event.user(person).target(target),
+            None => event.user(user),
+        };
+        self.bastion.audit(event).await;
     }
 
     async fn authorize(
