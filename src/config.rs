@@ -489,6 +489,25 @@ mod tests {
         assert_eq!(c.database_url, "sqlite:///srv/sekisho/sekisho.db");
         assert_eq!(c.ssh.listen, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(c.auth.signin_window, Duration::from_secs(600));
+        assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn rdp_keyframe_interval() {
+        let c = Config::parse("[rdp]\nkeyframe_interval = \"2s\"", Path::new("/x/s.toml")).unwrap();
+        assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(2));
+        let c = Config::parse("[rdp]\nkeyframe_interval = \"0\"", Path::new("/x/s.toml")).unwrap();
+        assert!(c.rdp.keyframe_interval.is_zero());
+        let err = Config::parse(
+            "[rdp]\nkeyframe_interval = \"often\"",
+            Path::new("/x/s.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rdp.keyframe_interval"), "{err}");
+        // [ssh] has no keyframes.
+        assert!(
+            Config::parse("[ssh]\nkeyframe_interval = \"1s\"", Path::new("/x/s.toml")).is_err()
+        );
     }
 
     #[test]
