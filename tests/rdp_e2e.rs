@@ -137,6 +137,12 @@ address = "127.0.0.4"
 kind = "virtual"
 rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
 
+[[target]]
+name = "down1"
+address = "127.0.0.5"
+kind = "physical"
+rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
+
 [[access]]
 vendor = "acme"
 users = ["tanaka", "suzuki", "sato", "ito", "kato"]
@@ -478,7 +484,7 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
 }
 
 #[test]
-fn wrong_code_and_virtual_target_are_refused_and_audited() {
+fn wrong_code_virtual_target_and_unreachable_target_are_refused_and_audited() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
@@ -534,6 +540,32 @@ fn wrong_code_and_virtual_target_are_refused_and_audited() {
         "no rdp_virtual deny: {deny:?}"
     );
     assert!(d.audit("session_start", "sato").is_empty());
+
+    // A physical target that does not answer: refused, and the session's
+    // row and archive say it failed.
+    let code = d.code("tanaka");
+    let mut client = d.client(
+        &x.display,
+        "tanaka@down1",
+        &format!("{PASSWORD}{code}"),
+        &["/sec:tls"],
+    );
+    let status = client.exit_within(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "client not refused ({status:?}):\n{}",
+        client.log()
+    );
+    let mut end = Vec::new();
+    let ended = wait_until(Duration::from_secs(10), || {
+        end = d.audit("session_end", "tanaka");
+        !end.is_empty()
+    });
+    assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
+    assert_eq!(end[0]["data"]["status"], "failed", "{end:?}");
+    let id = end[0]["session"].as_str().expect("session id");
+    let verify = sekisho(&d.dir, &["verify", id], None);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
 #[test]

@@ -392,6 +392,21 @@ impl RdpCore for BastionRdp {
             tracing::error!(session = %session_id, "an RDP session ended without its recording");
             return;
         };
+        if p.guard.is_none() {
+            // The target was never reached (unreachable, certificate not the
+            // pinned one, refused): the session still gets its row, ended as
+            // failed, as an SSH session that cannot reach its target does.
+            match self.bastion.session_started(&p.authorized, &recorder).await {
+                Ok(guard) => drop(guard),
+                Err(e) => {
+                    tracing::error!(session = %session_id, error = %e, "cannot record the session start");
+                }
+            }
+            self.bastion
+                .session_ended(&p.authorized, recorder, SessionStatus::Failed, reason)
+                .await;
+            return;
+        }
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
         let status = match stop {
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
