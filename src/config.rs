@@ -84,6 +84,9 @@ pub struct SshListener {
 pub struct RdpListener {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// How often the target is asked to redraw the whole desktop, so a
+    /// replayer can seek to it (a keyframe); zero turns keyframes off.
+    pub keyframe_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +161,7 @@ struct RawConfig {
     #[serde(default)]
     ssh: RawListener,
     #[serde(default)]
-    rdp: RawListener,
+    rdp: RawRdp,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -188,6 +191,14 @@ struct RawDatabase {
 struct RawListener {
     enabled: Option<bool>,
     listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRdp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    keyframe_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -327,6 +338,7 @@ impl Config {
             rdp: RdpListener {
                 enabled: raw.rdp.enabled.unwrap_or(true),
                 listen: addr("rdp.listen", raw.rdp.listen, "127.0.0.1:3389")?,
+                keyframe_interval: dur("rdp.keyframe_interval", raw.rdp.keyframe_interval, "30s")?,
             },
             auth: AuthLimits {
                 signin_window: dur("auth.signin_window", raw.auth.signin_window, "10m")?,
@@ -477,6 +489,25 @@ mod tests {
         assert_eq!(c.database_url, "sqlite:///srv/sekisho/sekisho.db");
         assert_eq!(c.ssh.listen, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(c.auth.signin_window, Duration::from_secs(600));
+        assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn rdp_keyframe_interval() {
+        let c = Config::parse("[rdp]\nkeyframe_interval = \"2s\"", Path::new("/x/s.toml")).unwrap();
+        assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(2));
+        let c = Config::parse("[rdp]\nkeyframe_interval = \"0\"", Path::new("/x/s.toml")).unwrap();
+        assert!(c.rdp.keyframe_interval.is_zero());
+        let err = Config::parse(
+            "[rdp]\nkeyframe_interval = \"often\"",
+            Path::new("/x/s.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rdp.keyframe_interval"), "{err}");
+        // [ssh] has no keyframes.
+        assert!(
+            Config::parse("[ssh]\nkeyframe_interval = \"1s\"", Path::new("/x/s.toml")).is_err()
+        );
     }
 
     #[test]

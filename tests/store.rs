@@ -182,16 +182,49 @@ async fn keys_and_signin(store: &Store) {
 
 async fn tickets_once(store: &Store) {
     let a = Authenticator::new(store.clone(), limits());
-    let t = tickets::issue(
-        store,
-        Duration::from_secs(300),
-        "tanaka",
-        "fa-db01",
-        "rdp",
-        "admin-op",
-    )
-    .await
-    .unwrap();
+    let key = MasterKey::from_bytes([11; 32]);
+    let issue = |target: &'static str, protocol: &'static str| {
+        let key = &key;
+        async move {
+            tickets::issue(
+                store,
+                key,
+                Duration::from_secs(300),
+                "tanaka",
+                target,
+                protocol,
+                "admin-op",
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let t = issue("fa-db01", "rdp").await;
+    // An SSH ticket is never kept readable.
+    let ssh = issue("fa-db01", "ssh").await;
+    assert_eq!(store.sealed_ticket_count().await.unwrap(), 1);
+    // NLA reads back the RDP ticket, for its person and target only.
+    let read = |target: &'static str| {
+        let key = &key;
+        async move {
+            tickets::readable_rdp_ticket(store, key, "tanaka", target)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read("fa-db01").await.as_deref(), Some(&*t.text));
+    assert!(read("fa-app01").await.is_none());
+    assert!(
+        tickets::readable_rdp_ticket(store, &key, "suzuki", "fa-db01")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The newest of two live tickets.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let newer = issue("fa-db01", "rdp").await;
+    assert_eq!(read("fa-db01").await.as_deref(), Some(&*newer.text));
+
     let src = ip("127.0.0.7");
     assert!(
         a.redeem_ticket("tanaka", &t.text, "fa-app01", "rdp", src)
@@ -206,12 +239,19 @@ async fn tickets_once(store: &Store) {
             .await
             .is_err()
     );
+    // Using a ticket drops its sealed text at once.
+    a.redeem_ticket("tanaka", &newer.text, "fa-db01", "rdp", src)
+        .await
+        .unwrap();
+    assert!(read("fa-db01").await.is_none());
+    assert_eq!(store.sealed_ticket_count().await.unwrap(), 0);
+    assert!(!ssh.text.is_empty());
     assert_eq!(
         store
             .purge_tickets(Utc::now() + chrono::Duration::hours(1))
             .await
             .unwrap(),
-        1
+        3
     );
 }
 

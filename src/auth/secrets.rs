@@ -189,6 +189,11 @@ impl SecretStore {
         SecretStore { store, key }
     }
 
+    /// The master key, for other values sealed with it (RDP tickets).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
+    }
+
     /// Sets (or replaces) a secret.
     pub async fn set(&self, name: &str, value: &[u8]) -> Result<(), SecretError> {
         check_secret_name(name)?;

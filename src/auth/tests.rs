@@ -311,6 +311,7 @@ async fn tickets_single_use_bound_and_expiring() {
     .await;
     let t = tickets::issue(
         &f.store,
+        &ticket_key(),
         Duration::from_secs(300),
         "tanaka",
         "fa-db01",
@@ -367,6 +368,7 @@ async fn tickets_single_use_bound_and_expiring() {
         .unwrap();
     let t2 = tickets::issue(
         &f.store,
+        &ticket_key(),
         Duration::from_secs(300),
         "tanaka",
         "fa-db01",
@@ -409,6 +411,7 @@ async fn tickets_single_use_bound_and_expiring() {
     assert!(
         tickets::issue(
             &f.store,
+            &ticket_key(),
             Duration::from_secs(300),
             "nobody",
             "x",
@@ -421,6 +424,7 @@ async fn tickets_single_use_bound_and_expiring() {
     assert!(
         tickets::issue(
             &f.store,
+            &ticket_key(),
             Duration::from_secs(300),
             "tanaka",
             "x",
@@ -505,4 +509,8 @@ fn names_are_checked() {
     assert!(check_name("user", "Tanaka").is_err());
     assert!(check_name("user", "a@b").is_err());
     assert!(check_name("user", &"a".repeat(65)).is_err());
+}
+
+fn ticket_key() -> super::secrets::MasterKey {
+    super::secrets::MasterKey::from_bytes([9; 32])
 }

@@ -1,7 +1,13 @@
 //! One-time tickets, for clients that cannot prompt for a code (an RDP
 //! client sends one password and nothing more). A ticket is 160 random bits,
-//! printed once, stored only as its SHA-256, single use, short-lived, and
+//! printed once, looked up by its SHA-256, single use, short-lived, and
 //! bound to one person, one target and one protocol.
+//!
+//! An RDP ticket is also kept sealed with the secret-store master key
+//! (XChaCha20-Poly1305, its hash bound as associated data) for its short
+//! life: NLA (CredSSP/NTLM) makes the bastion prove it knows the secret, so
+//! it must read the ticket back. The sealed text is dropped when the ticket
+//! is used, and the row when it expires. SSH tickets are never sealed.
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -9,7 +15,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::AuthError;
-use crate::store::{AuditEvent, AuditKind, Store};
+use super::secrets::MasterKey;
+use crate::store::{AuditEvent, AuditKind, SecretRow, Store};
 
 /// Every ticket starts with this, so a gateway can tell a ticket typed into
 /// a password field from a password.
@@ -63,10 +70,48 @@ pub fn check_protocol(protocol: &str) -> Result<(), AuthError> {
     }
 }
 
+/// The secret-store name a ticket's sealed text is bound to.
+fn sealed_name(hash_hex: &str) -> String {
+    format!("ticket/{hash_hex}")
+}
+
+/// Seals a ticket's text for storage next to its hash.
+pub fn seal(key: &MasterKey, hash_hex: &str, text: &str) -> Result<SecretRow, AuthError> {
+    super::secrets::seal(key, &sealed_name(hash_hex), text.as_bytes())
+        .map_err(|e| AuthError::Invalid(format!("sealing the ticket: {e}")))
+}
+
+/// Opens a sealed ticket text; `None` if it does not belong to `hash_hex`
+/// (or was sealed with another key, or is not the ticket of that hash).
+pub fn open(key: &MasterKey, hash_hex: &str, row: &SecretRow) -> Option<Zeroizing<String>> {
+    let plain = super::secrets::open(key, &sealed_name(hash_hex), row).ok()?;
+    let text = Zeroizing::new(String::from_utf8(plain.to_vec()).ok()?);
+    (hash(&text) == hash_hex).then_some(text)
+}
+
+/// The text of `user`'s newest unused, unexpired RDP ticket for `target`,
+/// for an NLA sign-in to verify against. Redeeming it is still needed.
+pub async fn readable_rdp_ticket(
+    store: &Store,
+    key: &MasterKey,
+    user: &str,
+    target: &str,
+) -> Result<Option<Zeroizing<String>>, AuthError> {
+    let Some((hash_hex, row)) = store
+        .live_sealed_ticket(user, target, "rdp", Utc::now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(open(key, &hash_hex, &row))
+}
+
 /// Issues a ticket for `user` to reach `target` over `protocol`, valid for
-/// `lifetime` from now, and audits it (without the ticket text).
+/// `lifetime` from now, and audits it (without the ticket text). An RDP
+/// ticket is also stored sealed with `key`, for NLA sign-in.
 pub async fn issue(
     store: &Store,
+    key: &MasterKey,
     lifetime: std::time::Duration,
     user: &str,
     target: &str,
@@ -95,15 +140,21 @@ pub async fn issue(
         .map_err(|_| AuthError::Invalid("auth.ticket_lifetime is too long".into()))?;
     let expires_at = now + lifetime;
     let text = generate();
+    let hash_hex = hash(&text);
+    let sealed = match protocol {
+        "rdp" => Some(seal(key, &hash_hex, &text)?),
+        _ => None,
+    };
     store
         .add_ticket(
-            &hash(&text),
+            &hash_hex,
             user,
             target,
             protocol,
             issued_by,
             now,
             expires_at,
+            sealed.as_ref(),
         )
         .await?;
     store
@@ -149,5 +200,28 @@ mod tests {
         assert_ne!(hash(&a), hash(&b));
         assert!(check_protocol("ssh").is_ok());
         assert!(check_protocol("telnet").is_err());
+    }
+
+    #[test]
+    fn sealed_tickets_open_only_under_their_own_hash_and_key() {
+        let key = MasterKey::from_bytes([3; 32]);
+        let a = generate();
+        let b = generate();
+        let row = seal(&key, &hash(&a), &a).expect("seal");
+        assert_eq!(
+            open(&key, &hash(&a), &row).as_deref().map(String::as_str),
+            Some(a.as_str())
+        );
+        assert!(
+            open(&key, &hash(&b), &row).is_none(),
+            "moved to another ticket"
+        );
+        assert!(open(&MasterKey::from_bytes([4; 32]), &hash(&a), &row).is_none());
+        let mut edited = row.clone();
+        edited.ciphertext[0] ^= 1;
+        assert!(open(&key, &hash(&a), &edited).is_none());
+        // Sealed under b's hash but holding a's text: refused too.
+        let swapped = seal(&key, &hash(&b), &a).expect("seal");
+        assert!(open(&key, &hash(&b), &swapped).is_none());
     }
 }

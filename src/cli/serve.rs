@@ -121,7 +121,7 @@ async fn spawn_listeners(
         let options = crate::rdp::GatewayOptions {
             idle_timeout: cfg.sessions.idle_timeout,
             offer_nla: crate::rdp::bastion::NLA_SIGN_IN,
-            ..crate::rdp::GatewayOptions::default()
+            keyframe_interval: cfg.rdp.keyframe_interval,
         };
         let mut stop = shutdown.clone();
         tasks.spawn(async move {

@@ -1,5 +1,6 @@
 //! `sekisho ticket issue`: a one-time ticket for a client that cannot prompt
-//! for a code. The ticket is printed once and stored only as a hash.
+//! for a code. The ticket is printed once and looked up by its hash; an RDP
+//! ticket is also kept sealed with the master key until used (for NLA).
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -50,8 +51,11 @@ pub async fn run(g: &Global, cmd: TicketCmd) -> anyhow::Result<ExitCode> {
                 }
                 Some(_) => {}
             }
+            let key = crate::auth::secrets::load_master_key(&cfg.paths.master_key())
+                .context("loading the master key (written by `sekisho init`)")?;
             let t = tickets::issue(
                 &store,
+                &key,
                 cfg.auth.ticket_lifetime,
                 &user,
                 &target,

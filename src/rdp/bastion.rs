@@ -28,9 +28,9 @@ use crate::store::SessionStatus;
 /// number, which no MCS channel uses (MCS ids start at 1001).
 pub const FASTPATH_CHANNEL: u32 = 0;
 
-/// Whether the front offers NLA: it needs `nla_secret`, which needs tickets
-/// the bastion can read back (they are stored hashed today).
-pub const NLA_SIGN_IN: bool = false;
+/// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
+/// the bastion reads back from its sealed copy (`nla_secret`).
+pub const NLA_SIGN_IN: bool = true;
 
 /// The message a refused sign-in gets; which factor failed is in the audit
 /// log only.
@@ -196,26 +196,41 @@ impl RdpCore for BastionRdp {
         }
     }
 
-    /// Tickets are stored only as hashes, so the bastion cannot act as the
-    /// NTLM verifier for one: NLA sign-in at the front is refused (audited)
-    /// until tickets are kept sealed for their short life. TLS sign-in works.
-    async fn nla_secret(&self, _user: &str, _target: &str, _source: IpAddr) -> Option<String> {
-        None
+    /// The person's newest unused, unexpired RDP ticket for the target,
+    /// read back from its sealed copy (NTLM needs the secret itself).
+    /// `authenticate` then redeems it, so it works once.
+    async fn nla_secret(&self, user: &str, target: &str, _source: IpAddr) -> Option<String> {
+        match crate::auth::tickets::readable_rdp_ticket(
+            &self.bastion.store,
+            self.bastion.secrets.master_key(),
+            user,
+            target,
+        )
+        .await
+        {
+            Ok(t) => t.map(|t| t.as_str().to_owned()),
+            Err(e) => {
+                tracing::error!(user, target, error = %e, "reading a one-time ticket for NLA failed");
+                None
+            }
+        }
     }
 
+    /// Audited under the person's name, with the target they named (the
+    /// client sends `person@target`), so `audit --user` finds it.
     async fn nla_refused(&self, user: &str, source: IpAddr, reason: &str) {
-        self.bastion
-            .audit(
-                crate::store::AuditEvent::new(
-                    crate::store::AuditKind::SigninFailure,
-                    format!("RDP NLA sign-in refused: {reason}"),
-                )
-                .user(user)
-                .source(crate::config::canonical_ip(source))
-                .protocol("rdp")
-                .with("method", "nla"),
-            )
-            .await;
+        let mut event = crate::store::AuditEvent::new(
+            crate::store::AuditKind::SigninFailure,
+            format!("RDP NLA sign-in of {user} refused: {reason}"),
+        )
+        .source(crate::config::canonical_ip(source))
+        .protocol("rdp")
+        .with("method", "nla");
+        event = match super::front::split_target(user, None) {
+            Some((person, target)) => event.user(person).target(target),
+            None => event.user(user),
+        };
+        self.bastion.audit(event).await;
     }
 
     async fn authorize(
@@ -377,6 +392,21 @@ impl RdpCore for BastionRdp {
             tracing::error!(session = %session_id, "an RDP session ended without its recording");
             return;
         };
+        if p.guard.is_none() {
+            // The target was never reached (unreachable, certificate not the
+            // pinned one, refused): the session still gets its row, ended as
+            // failed, as an SSH session that cannot reach its target does.
+            match self.bastion.session_started(&p.authorized, &recorder).await {
+                Ok(guard) => drop(guard),
+                Err(e) => {
+                    tracing::error!(session = %session_id, error = %e, "cannot record the session start");
+                }
+            }
+            self.bastion
+                .session_ended(&p.authorized, recorder, SessionStatus::Failed, reason)
+                .await;
+            return;
+        }
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
         let status = match stop {
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,

@@ -589,7 +589,8 @@ impl Store {
 
     // ---- one-time tickets -------------------------------------------------
 
-    /// Stores a ticket by the SHA-256 of its text (the text itself is never stored).
+    /// Stores a ticket by the SHA-256 of its text. The text itself is
+    /// stored only sealed (`sealed`, RDP tickets, for NLA), never in clear.
     #[allow(clippy::too_many_arguments)]
     pub async fn add_ticket(
         &self,
@@ -600,24 +601,82 @@ impl Store {
         issued_by: &str,
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        sealed: Option<&super::SecretRow>,
     ) -> Result<(), StoreError> {
         if self.user(user).await?.is_none() {
             return Err(StoreError::NoUser(user.into()));
         }
-        sqlx::query(
-            "INSERT INTO tickets (hash, user_name, target, protocol, issued_by, issued_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let query = match sealed {
+            None => sqlx::query(
+                "INSERT INTO tickets (hash, user_name, target, protocol, issued_by, issued_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            ),
+            Some(_) => sqlx::query(
+                "INSERT INTO tickets (hash, user_name, target, protocol, issued_by, issued_at, expires_at,
+                                      sealed_nonce, sealed_text)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            ),
+        };
+        let mut query = query
+            .bind(hash_hex)
+            .bind(user)
+            .bind(target)
+            .bind(protocol)
+            .bind(issued_by)
+            .bind(to_micros(issued_at))
+            .bind(to_micros(expires_at));
+        if let Some(row) = sealed {
+            query = query
+                .bind(row.nonce.as_slice())
+                .bind(row.ciphertext.as_slice());
+        }
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The newest unused, unexpired ticket of `user` for `target` over
+    /// `protocol` that is kept sealed: its hash and sealed text.
+    pub async fn live_sealed_ticket(
+        &self,
+        user: &str,
+        target: &str,
+        protocol: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, super::SecretRow)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT hash, sealed_nonce, sealed_text FROM tickets
+             WHERE user_name = $1 AND target = $2 AND protocol = $3
+               AND used_at IS NULL AND expires_at > $4
+               AND sealed_nonce IS NOT NULL AND sealed_text IS NOT NULL
+             ORDER BY issued_at DESC
+             LIMIT 1",
         )
-        .bind(hash_hex)
         .bind(user)
         .bind(target)
         .bind(protocol)
-        .bind(issued_by)
-        .bind(to_micros(issued_at))
-        .bind(to_micros(expires_at))
-        .execute(&self.pool)
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        row.map(|r| {
+            Ok((
+                r.try_get("hash")?,
+                super::SecretRow {
+                    nonce: r.try_get("sealed_nonce")?,
+                    ciphertext: r.try_get("sealed_text")?,
+                },
+            ))
+        })
+        .transpose()
+    }
+
+    /// How many tickets still hold a sealed text (for tests and checks).
+    pub async fn sealed_ticket_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tickets WHERE sealed_nonce IS NOT NULL OR sealed_text IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     pub async fn ticket(&self, hash_hex: &str) -> Result<Option<TicketRow>, StoreError> {
@@ -642,11 +701,12 @@ impl Store {
         .transpose()
     }
 
-    /// Marks a ticket used; false if it was already used (or does not exist).
-    /// Atomic, so a ticket redeemed twice at once is accepted once.
+    /// Marks a ticket used and drops its sealed text; false if it was
+    /// already used (or does not exist). Atomic, so a ticket redeemed twice
+    /// at once is accepted once.
     pub async fn use_ticket(&self, hash_hex: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done =
-            sqlx::query("UPDATE tickets SET used_at = $1 WHERE hash = $2 AND used_at IS NULL")
+            sqlx::query("UPDATE tickets SET used_at = $1, sealed_nonce = NULL, sealed_text = NULL WHERE hash = $2 AND used_at IS NULL")
                 .bind(to_micros(at))
                 .bind(hash_hex)
                 .execute(&self.pool)
@@ -654,12 +714,19 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes tickets that expired before `before`; returns how many.
+    /// Deletes tickets that expired before `before` and drops the sealed
+    /// text of spent ones; returns how many tickets were deleted.
     pub async fn purge_tickets(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM tickets WHERE expires_at < $1")
             .bind(to_micros(before))
             .execute(&self.pool)
             .await?;
+        sqlx::query(
+            "UPDATE tickets SET sealed_nonce = NULL, sealed_text = NULL
+             WHERE used_at IS NOT NULL AND (sealed_nonce IS NOT NULL OR sealed_text IS NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -195,6 +195,12 @@ pub struct Xrdp {
 
 impl Xrdp {
     pub fn start(dir: &Path) -> Xrdp {
+        Xrdp::start_at(dir, "127.0.0.1")
+    }
+
+    /// xrdp listening on another loopback address (`ip`, e.g. 127.0.0.2),
+    /// so that a client on 127.0.0.1 does not come from the target's address.
+    pub fn start_at(dir: &Path, ip: &str) -> Xrdp {
         let out = run(Command::new("sh").arg("/usr/share/xrdp/socksetup"));
         assert!(
             out.status.success(),
@@ -221,7 +227,7 @@ impl Xrdp {
         let ini = set_keys(
             &ini,
             &[
-                ("port", &format!("tcp://127.0.0.1:{port}")),
+                ("port", &format!("tcp://{ip}:{port}")),
                 ("security_layer", "tls"),
                 ("certificate", cert.to_str().expect("utf8")),
                 ("key_file", key.to_str().expect("utf8")),
@@ -267,10 +273,13 @@ impl Xrdp {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        for (what, p) in [("xrdp", port), ("xrdp-sesman", sesman_port)] {
+        for (what, host, p) in [
+            ("xrdp", ip, port),
+            ("xrdp-sesman", "127.0.0.1", sesman_port),
+        ] {
             // sesman (built with IPv6) binds "127.0.0.1" as [::1].
             let up = wait_until(Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+                std::net::TcpStream::connect((host, p)).is_ok()
                     || std::net::TcpStream::connect(("::1", p)).is_ok()
             });
             assert!(
@@ -478,6 +487,11 @@ pub fn _used() -> (&'static str, &'static str) {
 /// SHA-256 of the certificate a TLS-or-NLA RDP server presents (the test
 /// pins what it sees, as an admin would after checking it out of band).
 pub fn probe_cert_sha256(port: u16) -> [u8; 32] {
+    probe_cert_sha256_at("127.0.0.1", port)
+}
+
+/// [`probe_cert_sha256`] of a server on another loopback address.
+pub fn probe_cert_sha256_at(ip: &str, port: u16) -> [u8; 32] {
     use std::io::{Read as _, Write as _};
     use std::sync::{Arc, Mutex};
 
@@ -535,7 +549,7 @@ pub fn probe_cert_sha256(port: u16) -> [u8; 32] {
         .dangerous()
         .with_custom_certificate_verifier(capture.clone())
         .with_no_client_auth();
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect for probe");
+    let mut tcp = std::net::TcpStream::connect((ip, port)).expect("connect for probe");
     // X.224 Connection Request asking for TLS or NLA.
     let request = ironrdp_core::encode_vec(&ironrdp_pdu::x224::X224(
         ironrdp_pdu::nego::ConnectionRequest {
