@@ -180,8 +180,21 @@ impl SshCore for BastionSsh {
     async fn check_password(&self, attempt: &SignIn, secret: &str) -> FirstFactor {
         let auth = &self.bastion.auth;
         if crate::auth::tickets::looks_like_ticket(secret) {
-            // A ticket is bound to one target; it must be named in the user name.
-            let target = attempt.target.clone().unwrap_or_default();
+            // A ticket is bound to one target. When the user name names none
+            // (`ssh tanaka@bastion`), the ticket's own target is the one;
+            // `redeem_ticket` still checks person, use, expiry and protocol.
+            let target = match &attempt.target {
+                Some(t) => t.clone(),
+                None => auth
+                    .store()
+                    .ticket(&crate::auth::tickets::hash(secret))
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|t| t.user == attempt.person)
+                    .map(|t| t.target)
+                    .unwrap_or_default(),
+            };
             return match auth
                 .redeem_ticket(&attempt.person, secret, &target, "ssh", attempt.source)
                 .await
