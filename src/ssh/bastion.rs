@@ -17,8 +17,12 @@ use super::core::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Authorized, Bastion, LiveGuard};
+use crate::session::{Authorized, Bastion, LiveGuard, StopCause};
 use crate::store::SessionStatus;
+
+/// How long a session may take to end by the gateway's own shutdown before
+/// the bastion's shutdown stops it through the kill signal.
+const SHUTDOWN_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A session between `authorize` and `session_ended`.
 struct Pending {
@@ -383,10 +387,20 @@ impl SshCore for BastionSsh {
                 p.guard = Some(guard);
                 self.pending().insert(id, p);
                 tokio::spawn(async move {
-                    if let Ok(cause) = stop.wait_for(Option::is_some).await {
-                        let reason = cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
-                        let _ = tx.send(reason);
+                    let cause = match stop.wait_for(Option::is_some).await {
+                        Ok(cause) => cause.clone(),
+                        Err(_) => return,
+                    };
+                    if cause == Some(StopCause::Shutdown) {
+                        // The SSH gateway stops with the bastion and ends each
+                        // session itself ("sekisho is shutting down", status
+                        // shutdown). Firing the kill signal at once would race
+                        // it and could end the session as "stopped by an
+                        // administrator"; it is only a fallback here.
+                        tokio::time::sleep(SHUTDOWN_FALLBACK).await;
                     }
+                    let reason = cause.map(|c| c.to_string()).unwrap_or_default();
+                    let _ = tx.send(reason);
                 });
             }
             Err(e) => {

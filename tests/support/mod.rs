@@ -392,9 +392,7 @@ pub fn spawn_serve(config: &Path, port: u16) -> Child {
 fn keep_serve(config: &Path, port: u16) {
     register_cleanup();
     let child = spawn_serve(config, port);
-    if let Ok(mut s) = SERVES.lock() {
-        s.push(child);
-    }
+    SERVES.lock().unwrap_or_else(|p| p.into_inner()).push(child);
 }
 
 /// Sends SIGTERM to a child and waits up to `limit` for it to exit.
