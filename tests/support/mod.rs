@@ -34,6 +34,8 @@ use sshd::Sshd;
 
 /// Every person's password.
 pub const PASSWORD: &str = "gateway-pass-4711";
+/// Every client run through the gateway is stopped after this long.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// `[auth] failure_delay` of the deployment.
 pub const FAILURE_DELAY: Duration = Duration::from_millis(400);
 
@@ -774,7 +776,11 @@ impl Ssh {
         let e = env();
         let code = self.code.clone().unwrap_or_else(|| code(self.person()));
         let mut c = Command::new("setsid");
+        // A stalled session fails its test instead of hanging the suite.
         c.arg("-w")
+            .arg("timeout")
+            .arg("--foreground")
+            .arg(CLIENT_TIMEOUT.as_secs().to_string())
             .arg("ssh")
             .arg("-F")
             .arg(&e.ssh_config)
