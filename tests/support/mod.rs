@@ -772,16 +772,22 @@ impl Ssh {
         self.login.split('@').next().unwrap_or_default()
     }
 
+    /// `setsid -w ssh …` (the child is ssh itself, so `kill` stops it).
     pub fn command(&self) -> Command {
+        self.build(false)
+    }
+
+    /// With `timed`, ssh runs under `timeout`: a stalled session fails its
+    /// test instead of hanging the suite (for `output*`, which wait).
+    fn build(&self, timed: bool) -> Command {
         let e = env();
         let code = self.code.clone().unwrap_or_else(|| code(self.person()));
         let mut c = Command::new("setsid");
-        // A stalled session fails its test instead of hanging the suite.
-        c.arg("-w")
-            .arg("timeout")
-            .arg("--foreground")
-            .arg(CLIENT_TIMEOUT.as_secs().to_string())
-            .arg("ssh")
+        c.arg("-w");
+        if timed {
+            c.arg("timeout").arg(CLIENT_TIMEOUT.as_secs().to_string());
+        }
+        c.arg("ssh")
             .arg("-F")
             .arg(&e.ssh_config)
             .arg("-p")
@@ -805,14 +811,14 @@ impl Ssh {
     }
 
     pub fn output(&self) -> Output {
-        let mut c = self.command();
+        let mut c = self.build(true);
         sshd::run(&mut c)
     }
 
     /// Runs with `input` on stdin.
     pub fn output_with_input(&self, input: &[u8]) -> Output {
         use std::io::Write;
-        let mut c = self.command();
+        let mut c = self.build(true);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
