@@ -230,3 +230,45 @@ pub(crate) fn signal_name_of(sig: &Sig) -> String {
         Sig::Custom(name) => name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn byte() -> Input {
+        Input::Data(Bytes::from_static(b"x"))
+    }
+
+    #[tokio::test]
+    async fn input_waits_only_above_the_budget_and_never_once_the_pump_stopped() {
+        let (tx, rx) = input_queue();
+        // Far more packets than a bounded queue would take: none waits, so
+        // the front loop stays free to read window adjustments.
+        for _ in 0..10_000 {
+            let sent = tokio::time::timeout(Duration::from_secs(1), tx.send(byte())).await;
+            assert!(matches!(sent, Ok(Ok(()))));
+        }
+        assert_eq!(rx.budget.queued.load(Ordering::Acquire), 10_000);
+        // Above the budget the sender waits for the pump...
+        rx.budget.queued.store(INPUT_BUDGET + 1, Ordering::Release);
+        let waited = tokio::time::timeout(Duration::from_millis(100), tx.send(byte())).await;
+        assert!(waited.is_err(), "sent above the budget");
+        // ...and is released when the pump drains below it.
+        let budget = rx.budget.clone();
+        let drain = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            budget.queued.store(0, Ordering::Release);
+            budget.drained.notify_waiters();
+        });
+        let sent = tokio::time::timeout(Duration::from_secs(2), tx.send(byte())).await;
+        assert!(matches!(sent, Ok(Ok(()))));
+        let _ = drain.await;
+        // A stopped pump never leaves the sender waiting.
+        rx.budget.queued.store(INPUT_BUDGET + 1, Ordering::Release);
+        drop(rx);
+        let sent = tokio::time::timeout(Duration::from_secs(1), tx.send(byte())).await;
+        assert!(matches!(sent, Ok(Err(()))));
+    }
+}
