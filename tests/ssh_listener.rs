@@ -1,73 +1,84 @@
-//! The SSH listener from `sekisho.toml`: address and host key from the config.
+//! The SSH listener of a real `sekisho serve`: address from `sekisho.toml`,
+//! host key made by `sekisho init`, a clean stop on SIGTERM, and a clear
+//! error when the host key is missing.
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use sekisho::config::Config;
-use support::fake_core::{FakeCore, State};
+use support::{ok, sekisho_with, text};
 
-fn empty_core() -> Arc<FakeCore> {
-    Arc::new(FakeCore {
-        people: HashMap::new(),
-        keys: HashMap::new(),
-        targets: HashMap::new(),
-        state: Mutex::new(State::default()),
-    })
+/// `sekisho init` in `dir`, then a config listening for SSH on `port`.
+fn deployment(dir: &Path, port: u16) -> std::path::PathBuf {
+    let config = dir.join("sekisho.toml");
+    ok(sekisho_with(
+        &config,
+        &["init", "--dir", &dir.display().to_string()],
+        None,
+    ));
+    std::fs::write(
+        &config,
+        format!("[ssh]\nlisten = \"127.0.0.1:{port}\"\n[rdp]\nenabled = false\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    config
 }
 
-#[tokio::test]
-async fn listens_where_the_config_says_with_the_init_host_key() {
-    support::sshd::require("ssh-keygen", "openssh-client");
+#[test]
+fn listens_where_the_config_says_with_the_init_host_key() {
+    support::sshd::require("ssh-keyscan", "openssh-client");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = support::sshd::free_port();
-    std::fs::create_dir_all(dir.path().join("keys")).unwrap_or_else(|e| panic!("{e}"));
-    support::sshd::keygen(&dir.path().join("keys/ssh_host_ed25519_key"));
-    let file = dir.path().join("sekisho.toml");
-    std::fs::write(&file, format!("[ssh]\nlisten = \"127.0.0.1:{port}\"\n"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        sekisho::ssh::serve_with_config(&config, empty_core(), async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
-    let banner = tokio::task::spawn_blocking(move || {
-        for _ in 0..100 {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                let mut buf = [0u8; 64];
-                let n = s.read(&mut buf).unwrap_or(0);
-                return String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned();
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        String::new()
-    })
-    .await
-    .unwrap_or_default();
+    let config = deployment(dir.path(), port);
+    let mut serve = support::ServeGuard(support::spawn_serve(&config, port));
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let banner = text(buf.get(..n).unwrap_or(&[]));
     assert!(banner.starts_with("SSH-2.0-sekisho"), "{banner:?}");
-    let _ = stop_tx.send(());
-    let result = tokio::time::timeout(Duration::from_secs(5), server).await;
-    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+    drop(s);
+
+    // The key it presents is the one `sekisho init` wrote.
+    let scan = Command::new("ssh-keyscan")
+        .args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap_or_else(|e| panic!("ssh-keyscan: {e}"));
+    let scanned = dir.path().join("scanned.pub");
+    let line = text(&scan.stdout)
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    std::fs::write(&scanned, format!("{line}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let presented = support::sshd::fingerprint(&scanned);
+    let written = support::sshd::fingerprint(&dir.path().join("keys/ssh_host_ed25519_key"));
+    assert_eq!(presented, written);
+
+    let status = support::terminate(&mut serve.0, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
-#[tokio::test]
-async fn a_missing_host_key_says_to_run_init() {
+#[test]
+fn a_missing_host_key_says_to_run_init() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.path().join("sekisho.toml");
-    std::fs::write(&file, "[ssh]\nlisten = \"127.0.0.1:0\"\n").unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let err = sekisho::ssh::serve_with_config(&config, empty_core(), std::future::pending())
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let port = support::sshd::free_port();
+    let config = deployment(dir.path(), port);
+    std::fs::remove_file(dir.path().join("keys/ssh_host_ed25519_key"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(support::bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("SEKISHO_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("sekisho serve: {e}"));
+    assert!(!out.status.success(), "{out:?}");
+    let err = text(&out.stderr);
     assert!(
         err.contains("ssh_host_ed25519_key") && err.contains("sekisho init"),
         "{err}"

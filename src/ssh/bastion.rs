@@ -17,8 +17,12 @@ use super::core::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Authorized, Bastion, LiveGuard};
+use crate::session::{Authorized, Bastion, LiveGuard, StopCause};
 use crate::store::SessionStatus;
+
+/// How long a session may take to end by the gateway's own shutdown before
+/// the bastion's shutdown stops it through the kill signal.
+const SHUTDOWN_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A session between `authorize` and `session_ended`.
 struct Pending {
@@ -180,8 +184,21 @@ impl SshCore for BastionSsh {
     async fn check_password(&self, attempt: &SignIn, secret: &str) -> FirstFactor {
         let auth = &self.bastion.auth;
         if crate::auth::tickets::looks_like_ticket(secret) {
-            // A ticket is bound to one target; it must be named in the user name.
-            let target = attempt.target.clone().unwrap_or_default();
+            // A ticket is bound to one target. When the user name names none
+            // (`ssh tanaka@bastion`), the ticket's own target is the one;
+            // `redeem_ticket` still checks person, use, expiry and protocol.
+            let target = match &attempt.target {
+                Some(t) => t.clone(),
+                None => auth
+                    .store()
+                    .ticket(&crate::auth::tickets::hash(secret))
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|t| t.user == attempt.person)
+                    .map(|t| t.target)
+                    .unwrap_or_default(),
+            };
             return match auth
                 .redeem_ticket(&attempt.person, secret, &target, "ssh", attempt.source)
                 .await
@@ -370,10 +387,20 @@ impl SshCore for BastionSsh {
                 p.guard = Some(guard);
                 self.pending().insert(id, p);
                 tokio::spawn(async move {
-                    if let Ok(cause) = stop.wait_for(Option::is_some).await {
-                        let reason = cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
-                        let _ = tx.send(reason);
+                    let cause = match stop.wait_for(Option::is_some).await {
+                        Ok(cause) => cause.clone(),
+                        Err(_) => return,
+                    };
+                    if cause == Some(StopCause::Shutdown) {
+                        // The SSH gateway stops with the bastion and ends each
+                        // session itself ("sekisho is shutting down", status
+                        // shutdown). Firing the kill signal at once would race
+                        // it and could end the session as "stopped by an
+                        // administrator"; it is only a fallback here.
+                        tokio::time::sleep(SHUTDOWN_FALLBACK).await;
                     }
+                    let reason = cause.map(|c| c.to_string()).unwrap_or_default();
+                    let _ = tx.send(reason);
                 });
             }
             Err(e) => {

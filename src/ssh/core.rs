@@ -3,10 +3,11 @@
 //! The gateway (front, back, relay) only speaks SSH. Everything that is a
 //! decision or a record — who the person is, whether they may reach this
 //! target now, which credential to inject, where the recording goes, whether
-//! an admin wants the session stopped — is asked of an [`SshCore`]. The lead
-//! wires the real one from `auth`, `policy`, `store`, `recording` and
-//! `session`; the tests use an in-memory one. The types here are plain on
-//! purpose, so neither side has to import the other's internals.
+//! an admin wants the session stopped — is asked of an [`SshCore`]. The real
+//! one is [`BastionSsh`](super::bastion::BastionSsh), over `auth`, `policy`,
+//! `store`, `recording` and `session`; the integration tests drive it through
+//! real `sekisho serve` processes. The types here are plain on purpose, so
+//! neither side has to import the other's internals.
 
 use std::future::Future;
 use std::net::IpAddr;

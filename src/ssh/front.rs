@@ -26,7 +26,6 @@ use russh::{
     Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet,
     Pty, Sig,
 };
-use tokio::sync::mpsc;
 
 use super::Shared;
 use super::back;
@@ -35,7 +34,7 @@ use super::core::{
     SessionEnd, SessionEvent, SessionRecorder, SignIn, SshCore,
 };
 use super::live::{Live, supervise};
-use super::relay::{INPUT_QUEUE, Input, pump_input, pump_output};
+use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
 use super::rules;
 
 /// How long a request forwarded to the target may wait for its answer.
@@ -102,7 +101,7 @@ enum ChanState {
     Setup(Option<Channel<russh::client::Msg>>),
     /// The menu of targets is shown; the person types a choice.
     Menu(String),
-    Running(mpsc::Sender<Input>),
+    Running(InputSender),
     Done,
 }
 
@@ -426,7 +425,7 @@ impl<C: SshCore> Connection<C> {
             return;
         };
         let (back_read, back_write) = back.split();
-        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (tx, rx) = input_queue();
         tokio::spawn(pump_input(rx, back_write));
         tokio::spawn(pump_output(id, back_read, writer, session.handle(), live));
         ch.state = ChanState::Running(tx);

@@ -4,15 +4,20 @@
 //! Output (target → person) is the heavy direction: the `Bytes` russh hands
 //! us are recorded and forwarded without copying, and the write waits for the
 //! person's window, so a slow client slows the target down instead of
-//! filling memory. Input (person → target) goes through a bounded queue so
-//! the front connection's event loop is never blocked by the target's window
-//! for long. No lock is held across an await.
+//! filling memory. Input (person → target) goes through a queue that the
+//! front connection's event loop does not wait on (up to [`INPUT_BUDGET`]
+//! bytes): russh runs both directions of a connection in one loop, so if that
+//! loop waited for the target to take input while the output pump waited for
+//! the person's window (which only that loop can reopen), a full-duplex
+//! stream (`cat` of a large file) would stall forever. No lock is held
+//! across an await.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::core::{ExitStatus, SessionEvent, SessionRecorder};
 use super::live::Live;
@@ -32,17 +37,84 @@ pub(crate) enum Input {
     Close,
 }
 
-/// Input packets queued toward the target before the front loop waits.
-pub(crate) const INPUT_QUEUE: usize = 256;
+/// Input bytes queued toward the target before the front loop waits for the
+/// target to take some. Far above what a person types or pastes; reached only
+/// when a client pushes bulk data much faster than the target reads it.
+pub(crate) const INPUT_BUDGET: usize = 64 << 20;
+
+/// What the input queue's two ends share.
+#[derive(Default)]
+struct Budget {
+    /// Data bytes queued and not yet handed to the target.
+    queued: AtomicUsize,
+    /// The pump has stopped; nothing will be taken any more.
+    closed: AtomicBool,
+    drained: Notify,
+}
+
+/// The front side of a channel's input queue.
+pub(crate) struct InputSender {
+    tx: mpsc::UnboundedSender<Input>,
+    budget: Arc<Budget>,
+}
+
+/// The pump side of a channel's input queue.
+pub(crate) struct InputReceiver {
+    rx: mpsc::UnboundedReceiver<Input>,
+    budget: Arc<Budget>,
+}
+
+/// A new input queue for one channel.
+pub(crate) fn input_queue() -> (InputSender, InputReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Budget::default());
+    (
+        InputSender {
+            tx,
+            budget: budget.clone(),
+        },
+        InputReceiver { rx, budget },
+    )
+}
+
+impl InputSender {
+    /// Queues `msg` in order. Waits only while more than [`INPUT_BUDGET`]
+    /// bytes are queued; Err when the pump has stopped.
+    pub(crate) async fn send(&self, msg: Input) -> Result<(), ()> {
+        if let Input::Data(data) = &msg {
+            loop {
+                let drained = self.budget.drained.notified();
+                if self.budget.closed.load(Ordering::Acquire)
+                    || self.budget.queued.load(Ordering::Acquire) <= INPUT_BUDGET
+                {
+                    break;
+                }
+                drained.await;
+            }
+            self.budget.queued.fetch_add(data.len(), Ordering::AcqRel);
+        }
+        self.tx.send(msg).map_err(|_| ())
+    }
+}
+
+impl Drop for InputReceiver {
+    fn drop(&mut self) {
+        self.budget.closed.store(true, Ordering::Release);
+        self.budget.drained.notify_waiters();
+    }
+}
 
 /// Sends the person's input to the target until the channel closes.
-pub(crate) async fn pump_input(
-    mut rx: mpsc::Receiver<Input>,
-    back: ChannelWriteHalf<russh::client::Msg>,
-) {
-    while let Some(msg) = rx.recv().await {
+pub(crate) async fn pump_input(mut rx: InputReceiver, back: ChannelWriteHalf<russh::client::Msg>) {
+    while let Some(msg) = rx.rx.recv().await {
         let r = match msg {
-            Input::Data(data) => back.data_bytes(data).await,
+            Input::Data(data) => {
+                let len = data.len();
+                let r = back.data_bytes(data).await;
+                rx.budget.queued.fetch_sub(len, Ordering::AcqRel);
+                rx.budget.drained.notify_waiters();
+                r
+            }
             Input::Eof => back.eof().await,
             Input::WindowChange { cols, rows, px, py } => {
                 back.window_change(cols, rows, px, py).await
@@ -156,5 +228,47 @@ pub(crate) fn signal_name_of(sig: &Sig) -> String {
         Sig::TERM => "TERM".into(),
         Sig::USR1 => "USR1".into(),
         Sig::Custom(name) => name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn byte() -> Input {
+        Input::Data(Bytes::from_static(b"x"))
+    }
+
+    #[tokio::test]
+    async fn input_waits_only_above_the_budget_and_never_once_the_pump_stopped() {
+        let (tx, rx) = input_queue();
+        // Far more packets than a bounded queue would take: none waits, so
+        // the front loop stays free to read window adjustments.
+        for _ in 0..10_000 {
+            let sent = tokio::time::timeout(Duration::from_secs(1), tx.send(byte())).await;
+            assert!(matches!(sent, Ok(Ok(()))));
+        }
+        assert_eq!(rx.budget.queued.load(Ordering::Acquire), 10_000);
+        // Above the budget the sender waits for the pump...
+        rx.budget.queued.store(INPUT_BUDGET + 1, Ordering::Release);
+        let waited = tokio::time::timeout(Duration::from_millis(100), tx.send(byte())).await;
+        assert!(waited.is_err(), "sent above the budget");
+        // ...and is released when the pump drains below it.
+        let budget = rx.budget.clone();
+        let drain = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            budget.queued.store(0, Ordering::Release);
+            budget.drained.notify_waiters();
+        });
+        let sent = tokio::time::timeout(Duration::from_secs(2), tx.send(byte())).await;
+        assert!(matches!(sent, Ok(Ok(()))));
+        let _ = drain.await;
+        // A stopped pump never leaves the sender waiting.
+        rx.budget.queued.store(INPUT_BUDGET + 1, Ordering::Release);
+        drop(rx);
+        let sent = tokio::time::timeout(Duration::from_secs(1), tx.send(byte())).await;
+        assert!(matches!(sent, Ok(Err(()))));
     }
 }

@@ -1,37 +1,90 @@
-//! Shared fixture for the ssh gateway tests: one sshd target, two gateways
-//! (the second with a short idle timeout) over one fake core, and an OpenSSH
-//! client driven with askpass.
+//! Shared fixture for the ssh gateway tests: a real deployment (`sekisho
+//! init`, a vendor, people with their own TOTP secrets, target credentials in
+//! the secret store, a policy pinning the target's host key) served by real
+//! `sekisho serve` processes over one database, in front of one real sshd
+//! that stands for several targets (one address each). The OpenSSH client
+//! is driven with askpass. Assertions go through the CLI (`sekisho audit
+//! --json`, `sessions list --json`, `sessions kill`) and the archive reader.
+//!
+//! Serve processes (all share the database, policies, keys):
+//! - `port`: the normal one (`warn_before_end = 3s`, no idle timeout);
+//! - `idle_port`: `idle_timeout = 2s`;
+//! - `norec_port`: its recordings directory cannot be created;
+//! - `recbreak_port`: its recordings live on a 1 MiB tmpfs.
+//!
+//! People and source addresses are planned so tests can run in parallel: a
+//! code is accepted once per person per 30-s step, a sign-in window is per
+//! person and source address, and three failures in a row lock a person.
+//! `tanaka` signs in once with a code from 127.0.0.1 at setup; every other
+//! test as tanaka from 127.0.0.1 needs the password only (the window). Each
+//! test that needs a code or a failure has a person of its own.
 #![allow(dead_code)]
 
-pub mod fake_core;
 pub mod postgres;
 pub mod pty;
 pub mod sshd;
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use fake_core::{FakeCore, Person, State, Target};
-use sekisho::ssh::Limits;
 use sshd::Sshd;
 
-pub const PASSWORD: &str = "tanaka-pass";
+/// Every person's password.
+pub const PASSWORD: &str = "gateway-pass-4711";
+/// Every client run through the gateway is stopped after this long.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// `[auth] failure_delay` of the deployment.
 pub const FAILURE_DELAY: Duration = Duration::from_millis(400);
+
+/// People covered by the main access entry (2 h sessions, always).
+/// - tanaka: most tests, from 127.0.0.1 inside the sign-in window;
+/// - hayashi: password + code; mori: registered key (+ code);
+/// - ueda, ono: a wrong code, a wrong password; suzuki: locked out;
+/// - kimura, kudo: tickets; ito: the sign-in window; kubo: keyboard-interactive;
+/// - endo, fujita, goto, honda: one recorded session each; iwata: the
+///   recording that breaks.
+pub const MAIN_USERS: &[&str] = &[
+    "tanaka", "hayashi", "mori", "ueda", "ono", "suzuki", "kimura", "kudo", "ito", "kubo", "endo",
+    "fujita", "goto", "honda", "iwata",
+];
+/// Access only at hours that exclude now.
+pub const HOURS_USER: &str = "sato";
+/// Access under a contract that has ended.
+pub const CONTRACT_USER: &str = "kato";
+/// Access with `max_session = "6s"`.
+pub const SHORT_USER: &str = "sasaki";
+
+/// Targets: one sshd, one address each (addresses are unique in a policy).
+pub const DB01: &str = "127.0.0.1";
+pub const APP01: &str = "127.0.0.2";
+pub const BADPIN: &str = "127.0.0.3";
+pub const PW01: &str = "127.0.0.4";
+pub const BADCRED: &str = "127.0.0.5";
+/// Nothing listens here.
+pub const DOWN: &str = "127.0.0.6";
 
 pub struct Env {
     pub dir: PathBuf,
-    pub core: Arc<FakeCore>,
+    /// The normal `sekisho serve`.
     pub port: u16,
+    /// `sekisho serve` with `idle_timeout = 2s`.
     pub idle_port: u16,
+    /// `sekisho serve` whose recordings directory cannot be created.
+    pub norec_port: u16,
+    /// `sekisho serve` whose recordings are on a 1 MiB tmpfs.
+    pub recbreak_port: u16,
+    pub recordings: PathBuf,
+    pub recbreak_recordings: PathBuf,
     pub sshd: Sshd,
     pub ssh_config: PathBuf,
     pub askpass: PathBuf,
+    /// A terminal key registered for `mori`.
     pub vendor_key: PathBuf,
-    pub host_key: PathBuf,
-    pub limits: Limits,
+    /// Decoded TOTP keys by person.
+    totp: HashMap<String, Vec<u8>>,
 }
 
 static ENV: OnceLock<Env> = OnceLock::new();
@@ -40,152 +93,528 @@ pub fn env() -> &'static Env {
     ENV.get_or_init(setup)
 }
 
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
+}
+
+/// Runs `sekisho --config CONFIG ARGS` with `stdin` piped in.
+pub fn sekisho_with(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("SEKISHO_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn sekisho: {e}"));
+    if let Some(mut i) = child.stdin.take()
+        && let Some(s) = stdin
+    {
+        let _ = i.write_all(s.as_bytes());
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait sekisho: {e}"))
+}
+
+/// Stdout and stderr of a command that must succeed.
+pub fn ok(o: Output) -> String {
+    let t = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "command failed: {t}");
+    t
+}
+
+/// `sekisho ARGS` on the deployment.
+pub fn sekisho(args: &[&str]) -> Output {
+    sekisho_with(&env().dir.join("sekisho.toml"), args, None)
+}
+
+/// `sekisho audit --json ARGS`, one value per event, oldest first.
+pub fn audit(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    ok(sekisho(&all))
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Events of `kind` about `user`.
+pub fn audit_of(kind: &str, user: &str) -> Vec<serde_json::Value> {
+    audit(&["--kind", kind, "--user", user])
+}
+
+/// `sekisho sessions list --json`.
+pub fn live_sessions() -> Vec<serde_json::Value> {
+    ok(sekisho(&["sessions", "list", "--json"]))
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `sekisho ticket issue`: the ticket (first line).
+pub fn ticket(user: &str, target: &str) -> String {
+    let out = ok(sekisho(&[
+        "ticket",
+        "issue",
+        "--user",
+        user,
+        "--target",
+        target,
+        "--protocol",
+        "ssh",
+    ]));
+    out.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// The session id of `user`'s newest ended session; waits for the end (the
+/// row is closed just after the client has gone).
+pub fn ended_session(user: &str) -> String {
+    let mut id = None;
+    wait_for(Duration::from_secs(10), || {
+        id = audit_of("session_end", user)
+            .last()
+            .and_then(|v| v["session"].as_str().map(str::to_string));
+        id.is_some()
+    });
+    id.unwrap_or_else(|| panic!("no session_end event for {user}"))
+}
+
+/// The `session_end` event of a session (waits for it).
+pub fn session_end(session: &str) -> serde_json::Value {
+    let mut end = None;
+    wait_for(Duration::from_secs(10), || {
+        end = audit(&["--kind", "session_end", "--session", session])
+            .into_iter()
+            .next();
+        end.is_some()
+    });
+    end.unwrap_or_else(|| panic!("session {session} has not ended"))
+}
+
+/// The archive `<id>.skrec` under the deployment's recordings.
+pub fn archive_of(session: &str) -> PathBuf {
+    let e = env();
+    let name = format!("{session}.skrec");
+    [&e.recordings, &e.recbreak_recordings]
+        .into_iter()
+        .find_map(|root| find_file(root, &name))
+        .unwrap_or_else(|| panic!("no archive {name}"))
+}
+
+fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy() == name) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Every event recorded for a session, read back from its archive.
+pub fn recorded(session: &str) -> Vec<sekisho::recording::Event> {
+    let path = archive_of(session);
+    let mut reader = sekisho::recording::Reader::open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    reader
+        .events()
+        .map(|ev| {
+            ev.unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+                .event
+        })
+        .collect()
+}
+
+/// Recorded output of a session, stdout or stderr.
+pub fn recorded_output(session: &str, stderr: bool) -> Vec<u8> {
+    use sekisho::recording::{Event, Stream};
+    recorded(session)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Output { stream, data, .. } if (stream == Stream::Stderr) == stderr => {
+                Some(data.to_vec())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Recorded input (keystrokes, piped stdin) of a session.
+pub fn recorded_input(session: &str) -> Vec<u8> {
+    recorded(session)
+        .into_iter()
+        .filter_map(|e| match e {
+            sekisho::recording::Event::Input { data, .. } => Some(data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The current TOTP code of `person` ("000000" for someone unknown).
+pub fn code(person: &str) -> String {
+    code_at(person, chrono::Utc::now().timestamp() / 30)
+}
+
+fn code_at(person: &str, step: i64) -> String {
+    env()
+        .totp
+        .get(person)
+        .and_then(|key| sekisho::auth::totp::code_for_step(key, step, 6))
+        .unwrap_or_else(|| "000000".into())
+}
+
+/// A code that is certainly wrong for `person` now (not valid in ±1 step).
+pub fn wrong_code(person: &str) -> String {
+    let step = chrono::Utc::now().timestamp() / 30;
+    let valid: Vec<String> = (step - 2..=step + 2).map(|s| code_at(person, s)).collect();
+    (0..1000u32)
+        .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
+        .find(|c| !valid.contains(c))
+        .unwrap_or_else(|| "000000".into())
+}
+
+// ---- processes ------------------------------------------------------------
+
+/// `sekisho serve` processes and the tmpfs to clean up at exit.
+static SERVES: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+extern "C" fn cleanup() {
+    if let Ok(mut serves) = SERVES.lock() {
+        for child in serves.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    if let Ok(mounts) = MOUNTS.lock() {
+        for m in mounts.iter() {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn register_cleanup() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" fn with atexit(3).
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    });
+}
+
+/// Writes a `sekisho.toml`-like config for one serve process of the
+/// deployment in `dir` (relative paths resolve against `dir`, so every
+/// process shares the database, policies and keys).
+pub fn write_config(
+    dir: &Path,
+    file: &str,
+    port: u16,
+    idle: &str,
+    recordings: Option<&Path>,
+) -> PathBuf {
+    let paths = recordings
+        .map(|r| format!("[paths]\nrecordings = \"{}\"\n", r.display()))
+        .unwrap_or_default();
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{paths}
+[ssh]
+listen = "127.0.0.1:{port}"
+[rdp]
+enabled = false
+[auth]
+failure_delay = "{delay}ms"
+signin_window = "10m"
+max_failures = 3
+lockout = "15m"
+[sessions]
+idle_timeout = "{idle}"
+warn_before_end = "3s"
+[[network]]
+name = "lab"
+cidrs = ["127.0.0.0/8"]
+"#,
+            delay = FAILURE_DELAY.as_millis()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+/// Starts `sekisho serve --config CONFIG` (log next to the config) and
+/// waits until it listens on `port`.
+pub fn spawn_serve(config: &Path, port: u16) -> Child {
+    let log = config.with_extension("log");
+    let child = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env_remove("SEKISHO_CONFIG")
+        .env("SEKISHO_LOG", "info,russh=warn,sqlx=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display())))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start sekisho serve: {e}"));
+    let up = wait_for(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        up,
+        "sekisho serve ({}) did not listen: {}",
+        config.display(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    child
+}
+
+/// A serve process kept until the test binary exits.
+fn keep_serve(config: &Path, port: u16) {
+    register_cleanup();
+    let child = spawn_serve(config, port);
+    SERVES.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+}
+
+/// Sends SIGTERM to a child and waits up to `limit` for it to exit.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on the pid of a child we started and still own.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+// ---- setup ----------------------------------------------------------------
+
 fn setup() -> Env {
     sshd::require_all();
+    sshd::require("mount", "mount");
     let dir = tempfile::Builder::new()
         .prefix("sekisho-ssh-test")
         .tempdir()
         .unwrap_or_else(|e| panic!("tempdir: {e}"))
         .keep();
-    let target = Sshd::start(&dir);
+    let main_config = dir.join("sekisho.toml");
+    ok(sekisho_with(
+        &main_config,
+        &["init", "--dir", &dir.display().to_string()],
+        None,
+    ));
 
+    let target = Sshd::start_on(&dir, &[DB01, APP01, BADPIN, PW01, BADCRED]);
+    sshd::ensure_maint_user();
     let vendor_key = dir.join("vendor_key");
     sshd::keygen(&vendor_key);
-    let vendor_fp = sshd::fingerprint(&vendor_key.with_extension("pub"));
+    let vendor_pub = vendor_key.with_extension("pub");
 
-    let person = |password, locked, window, denied| Person {
-        password,
-        locked,
-        window,
-        denied,
+    let port = sshd::free_port();
+    let idle_port = sshd::free_port();
+    let norec_port = sshd::free_port();
+    let recbreak_port = sshd::free_port();
+    write_config(&dir, "sekisho.toml", port, "0", None);
+    write_config(&dir, "sekisho-idle.toml", idle_port, "2s", None);
+    // A regular file where the recordings directory should be.
+    let not_a_dir = dir.join("norec-not-a-directory");
+    std::fs::write(&not_a_dir, "").unwrap_or_else(|e| panic!("{e}"));
+    write_config(
+        &dir,
+        "sekisho-norec.toml",
+        norec_port,
+        "0",
+        Some(&not_a_dir.join("recordings")),
+    );
+    let recbreak_recordings = dir.join("recbreak-recordings");
+    std::fs::create_dir_all(&recbreak_recordings).unwrap_or_else(|e| panic!("{e}"));
+    write_config(
+        &dir,
+        "sekisho-recbreak.toml",
+        recbreak_port,
+        "0",
+        Some(&recbreak_recordings),
+    );
+
+    // The policy: one system, one target per sshd address.
+    let wrong_pin = sshd::fingerprint(&vendor_pub);
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive();
+    // A weekday three days away: its hours never include now.
+    let off_day = {
+        use chrono::Datelike as _;
+        let n = (today + chrono::Duration::days(3))
+            .weekday()
+            .num_days_from_monday();
+        ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .get(usize::try_from(n).unwrap_or(0))
+            .copied()
+            .unwrap_or("Mon")
     };
-    let mut people = HashMap::new();
-    people.insert("tanaka", person(PASSWORD, false, false, None));
-    people.insert("suzuki", person("suzuki-pass", true, false, None));
-    people.insert("ito", person("ito-pass", false, true, None));
-    people.insert(
-        "sato",
-        person(
-            "sato-pass",
-            false,
-            false,
-            Some("outside allowed hours (Mon-Fri 08:30-17:15)"),
+    let ended = today - chrono::Duration::days(10);
+    let began = ended - chrono::Duration::days(365);
+    let users = MAIN_USERS
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sshd_port = target.port;
+    let pin = &target.host_key_fingerprint;
+    let access = |users: &str, contract: &str, hours: &str, max: &str| {
+        format!(
+            "[[access]]\nvendor = \"acme\"\nusers = [{users}]\ncontract = {{ {contract} }}\n\
+             hours = \"{hours}\"\nmax_session = \"{max}\"\nprotocols = [\"ssh\"]\nsources = [\"lab\"]\n\n"
+        )
+    };
+    let always = "from = \"2020-01-01\", until = \"2099-12-31\"";
+    let mut policy = String::from("[system]\nname = \"lab\"\nzone = \"lgwan\"\n\n");
+    for (name, address, account, credential, pin) in [
+        ("db01", DB01, "root", "root-key", pin.as_str()),
+        ("app01", APP01, "root", "root-key", pin.as_str()),
+        ("badpin", BADPIN, "root", "root-key", wrong_pin.as_str()),
+        (
+            "pw01",
+            PW01,
+            sshd::MAINT_USER,
+            "maint-password",
+            pin.as_str(),
         ),
-    );
-    people.insert(
-        "kato",
-        person(
-            "kato-pass",
-            false,
-            false,
-            Some("outside the maintenance contract (ended 2026-03-31)"),
+        (
+            "badcred",
+            BADCRED,
+            sshd::MAINT_USER,
+            "maint-wrong-password",
+            pin.as_str(),
         ),
-    );
+        ("down", DOWN, "root", "root-key", pin.as_str()),
+    ] {
+        policy.push_str(&format!(
+            "[[target]]\nname = \"{name}\"\naddress = \"{address}\"\nkind = \"virtual\"\n\
+             ssh = {{ port = {sshd_port}, account = \"{account}\", credential = \"{credential}\", host_key = \"{pin}\" }}\n\n"
+        ));
+    }
+    policy.push_str(&access(&users, always, "always", "2h"));
+    policy.push_str(&access(
+        &format!("{HOURS_USER:?}"),
+        always,
+        &format!("{off_day} 00:00-01:00"),
+        "2h",
+    ));
+    policy.push_str(&access(
+        &format!("{CONTRACT_USER:?}"),
+        &format!("from = \"{began}\", until = \"{ended}\""),
+        "always",
+        "2h",
+    ));
+    policy.push_str(&access(&format!("{SHORT_USER:?}"), always, "always", "6s"));
+    std::fs::write(dir.join("policies/lab.toml"), policy).unwrap_or_else(|e| panic!("{e}"));
 
-    let base = Target {
-        address: "127.0.0.1".into(),
-        port: target.port,
-        account: "root".into(),
-        private_key_pem: target.client_key_pem.clone(),
-        password: None,
-        pin: target.host_key_fingerprint.clone(),
-        lifetime: Duration::from_secs(3600),
-        recording_fails: false,
-        recording_breaks_after: None,
-    };
-    let mut targets = HashMap::new();
-    targets.insert("db01", base.clone());
-    targets.insert("app01", base.clone());
-    targets.insert("shutdown01", base.clone());
-    sshd::ensure_maint_user();
-    targets.insert(
-        "pw01",
-        Target {
-            account: sshd::MAINT_USER.into(),
-            password: Some(sshd::MAINT_PASSWORD.into()),
-            ..base.clone()
-        },
+    let admin = |args: &[&str], stdin: Option<&str>| ok(sekisho_with(&main_config, args, stdin));
+    admin(&["vendor", "add", "acme"], None);
+    let mut totp = HashMap::new();
+    let everyone = MAIN_USERS
+        .iter()
+        .chain([HOURS_USER, CONTRACT_USER, SHORT_USER].iter());
+    for user in everyone {
+        let out = admin(
+            &[
+                "user",
+                "add",
+                user,
+                "--role",
+                "engineer",
+                "--vendor",
+                "acme",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        );
+        let secret = out
+            .lines()
+            .find_map(|l| l.strip_prefix("TOTP secret: "))
+            .unwrap_or_else(|| panic!("no TOTP secret printed: {out}"))
+            .trim()
+            .to_string();
+        let key = sekisho::auth::totp::decode_secret(&secret)
+            .unwrap_or_else(|| panic!("bad TOTP secret {secret}"));
+        totp.insert(user.to_string(), key);
+    }
+    admin(
+        &[
+            "user",
+            "key",
+            "add",
+            "mori",
+            &vendor_pub.display().to_string(),
+        ],
+        None,
     );
-    targets.insert(
-        "badcred",
-        Target {
-            password: Some("not-the-maint-password".into()),
-            account: sshd::MAINT_USER.into(),
-            ..base.clone()
-        },
+    admin(&["secret", "set", "root-key"], Some(&target.client_key_pem));
+    admin(
+        &["secret", "set", "maint-password"],
+        Some(sshd::MAINT_PASSWORD),
     );
-    targets.insert(
-        "down",
-        Target {
-            port: sshd::free_port(),
-            ..base.clone()
-        },
+    admin(
+        &["secret", "set", "maint-wrong-password"],
+        Some("not-the-maint-password"),
     );
-    targets.insert(
-        "badpin",
-        Target {
-            pin: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
-            ..base.clone()
-        },
-    );
-    targets.insert(
-        "short",
-        Target {
-            lifetime: Duration::from_secs(5),
-            ..base.clone()
-        },
-    );
-    targets.insert(
-        "recbreak",
-        Target {
-            recording_breaks_after: Some(12),
-            ..base.clone()
-        },
-    );
-    targets.insert(
-        "norec",
-        Target {
-            recording_fails: true,
-            ..base.clone()
-        },
-    );
-    let mut keys = HashMap::new();
-    keys.insert(vendor_fp, "tanaka");
+    let check = admin(&["policy", "check"], None);
+    assert!(check.contains("OK"), "{check}");
 
-    let core = Arc::new(FakeCore {
-        people,
-        keys,
-        targets,
-        state: Mutex::new(State {
-            window: HashSet::new(),
-            ..Default::default()
-        }),
-    });
-
-    let host_key_path = dir.join("sekisho_host_key");
-    sshd::keygen(&host_key_path);
-    let limits = Limits {
-        failure_delay: FAILURE_DELAY,
-        idle_timeout: Duration::ZERO,
-        warn_before_end: Duration::from_secs(3),
-        time_zone: chrono_tz::Asia::Tokyo,
-        login_grace: sekisho::ssh::LOGIN_GRACE,
-    };
-    let port = start_gateway(&host_key_path, core.clone(), limits.clone());
-    let gateway_limits = limits.clone();
-    let idle_port = start_gateway(
-        &host_key_path,
-        core.clone(),
-        Limits {
-            idle_timeout: Duration::from_secs(2),
-            ..limits
-        },
+    // The recordings of one serve process on a disk that fills up.
+    register_cleanup();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "sekisho-test"])
+        .arg(&recbreak_recordings)
+        .output()
+        .unwrap_or_else(|e| panic!("mount: {e}"));
+    assert!(
+        mount.status.success(),
+        "mount -t tmpfs (the tests run as root): {}",
+        text(&mount.stderr)
     );
+    if let Ok(mut m) = MOUNTS.lock() {
+        m.push(recbreak_recordings.clone());
+    }
+
+    keep_serve(&main_config, port);
+    keep_serve(&dir.join("sekisho-idle.toml"), idle_port);
+    keep_serve(&dir.join("sekisho-norec.toml"), norec_port);
+    keep_serve(&dir.join("sekisho-recbreak.toml"), recbreak_port);
 
     let askpass = dir.join("askpass.sh");
     std::fs::write(
         &askpass,
-        "#!/bin/sh\ncase \"$1\" in\n  *code*) printf '%s\\n' \"$SEKISHO_TEST_CODE\" ;;\n  *) printf '%s\\n' \"$SEKISHO_TEST_PASSWORD\" ;;\nesac\n",
+        "#!/bin/sh\ncase \"$1\" in\n  *ode*) printf '%s\\n' \"$SEKISHO_TEST_CODE\" ;;\n  *) printf '%s\\n' \"$SEKISHO_TEST_PASSWORD\" ;;\nesac\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     set_mode(&askpass, 0o755);
@@ -198,92 +627,93 @@ fn setup() -> Env {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
-    Env {
+    let env = Env {
+        recordings: dir.join("recordings"),
+        recbreak_recordings,
         dir,
-        core,
         port,
         idle_port,
+        norec_port,
+        recbreak_port,
         sshd: target,
         ssh_config,
         askpass,
         vendor_key,
-        host_key: host_key_path,
-        limits: gateway_limits,
-    }
+        totp,
+    };
+    open_window(&env);
+    env
 }
 
-fn set_mode(path: &std::path::Path, mode: u32) {
+/// tanaka signs in once with a code from 127.0.0.1: the sign-in window
+/// spares the code for the rest of the run.
+fn open_window(e: &Env) {
+    let person = "tanaka";
+    let step = chrono::Utc::now().timestamp() / 30;
+    let code = e
+        .totp
+        .get(person)
+        .and_then(|k| sekisho::auth::totp::code_for_step(k, step, 6))
+        .unwrap_or_default();
+    let out = Command::new("setsid")
+        .arg("-w")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&e.ssh_config)
+        .arg("-p")
+        .arg(e.port.to_string())
+        .arg("-b")
+        .arg("127.0.0.1")
+        .arg("-o")
+        .arg("PreferredAuthentications=password,keyboard-interactive")
+        .arg(format!("{person}@db01@127.0.0.1"))
+        .arg("true")
+        .env("SSH_ASKPASS", &e.askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SEKISHO_TEST_PASSWORD", PASSWORD)
+        .env("SEKISHO_TEST_CODE", code)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("ssh: {err}"));
+    assert!(
+        out.status.success(),
+        "tanaka's first sign-in failed: {out:?}\n{}",
+        std::fs::read_to_string(e.dir.join("sekisho.log")).unwrap_or_default()
+    );
+}
+
+fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-/// Runs a gateway on its own runtime thread for the whole test binary.
-fn start_gateway(host_key: &std::path::Path, core: Arc<FakeCore>, limits: Limits) -> u16 {
-    let (port, stop) = start_gateway_until(host_key, core, limits);
-    // Never stopped: dropping the sender would stop it, so keep it forever.
-    std::mem::forget(stop);
-    port
-}
-
-/// Runs a gateway that stops when the returned sender fires (or is dropped).
-pub fn start_gateway_until(
-    host_key: &std::path::Path,
-    core: Arc<FakeCore>,
-    limits: Limits,
-) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    let port = listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .set_nonblocking(true)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let key = sekisho::ssh::load_host_key(host_key).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
-        rt.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            let stop = async {
-                let _ = stop_rx.await;
-            };
-            if let Err(e) = sekisho::ssh::serve(listener, key, core, limits, stop).await {
-                panic!("gateway stopped: {e}");
-            }
-        });
-    });
-    (port, stop_tx)
-}
+// ---- the OpenSSH client ---------------------------------------------------
 
 /// An OpenSSH client invocation through the gateway.
 pub struct Ssh {
-    user: String,
+    login: String,
     port: u16,
-    program: &'static str,
     password: String,
-    code: String,
+    code: Option<String>,
+    from: String,
     args: Vec<String>,
     remote: Vec<String>,
     envs: Vec<(String, String)>,
 }
 
-/// `ssh -p PORT USER@127.0.0.1`, signing in with password + code by default.
-pub fn ssh(user: &str) -> Ssh {
+/// `ssh -p PORT -b 127.0.0.1 LOGIN@127.0.0.1`, signing in with the password
+/// and, when asked, the person's current code.
+pub fn ssh(login: &str) -> Ssh {
     let e = env();
     Ssh {
-        user: user.to_string(),
+        login: login.to_string(),
         port: e.port,
-        program: "ssh",
         password: PASSWORD.into(),
-        code: fake_core::totp_now(),
+        code: None,
+        from: "127.0.0.1".into(),
         args: vec![
             "-o".into(),
             "PreferredAuthentications=password,keyboard-interactive".into(),
@@ -299,14 +729,19 @@ impl Ssh {
         self
     }
     pub fn code(mut self, c: &str) -> Self {
-        self.code = c.into();
+        self.code = Some(c.into());
         self
     }
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
     }
-    /// Sign in with the registered key instead of the password.
+    /// The client's source address (`ssh -b`).
+    pub fn from(mut self, addr: &str) -> Self {
+        self.from = addr.into();
+        self
+    }
+    /// Sign in with the registered key (mori's) instead of the password.
     pub fn with_key(mut self) -> Self {
         let key = env().vendor_key.display().to_string();
         self.args = vec![
@@ -333,22 +768,39 @@ impl Ssh {
         self
     }
 
+    fn person(&self) -> &str {
+        self.login.split('@').next().unwrap_or_default()
+    }
+
+    /// `setsid -w ssh …` (the child is ssh itself, so `kill` stops it).
     pub fn command(&self) -> Command {
+        self.build(false)
+    }
+
+    /// With `timed`, ssh runs under `timeout`: a stalled session fails its
+    /// test instead of hanging the suite (for `output*`, which wait).
+    fn build(&self, timed: bool) -> Command {
         let e = env();
+        let code = self.code.clone().unwrap_or_else(|| code(self.person()));
         let mut c = Command::new("setsid");
-        c.arg("-w")
-            .arg(self.program)
+        c.arg("-w");
+        if timed {
+            c.arg("timeout").arg(CLIENT_TIMEOUT.as_secs().to_string());
+        }
+        c.arg("ssh")
             .arg("-F")
             .arg(&e.ssh_config)
             .arg("-p")
             .arg(self.port.to_string())
+            .arg("-b")
+            .arg(&self.from)
             .args(&self.args)
-            .arg(format!("{}@127.0.0.1", self.user))
+            .arg(format!("{}@127.0.0.1", self.login))
             .args(&self.remote)
             .env("SSH_ASKPASS", &e.askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("SEKISHO_TEST_PASSWORD", &self.password)
-            .env("SEKISHO_TEST_CODE", &self.code)
+            .env("SEKISHO_TEST_CODE", code)
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("DISPLAY")
             .stdin(Stdio::null());
@@ -359,14 +811,14 @@ impl Ssh {
     }
 
     pub fn output(&self) -> Output {
-        let mut c = self.command();
+        let mut c = self.build(true);
         sshd::run(&mut c)
     }
 
     /// Runs with `input` on stdin.
     pub fn output_with_input(&self, input: &[u8]) -> Output {
         use std::io::Write;
-        let mut c = self.command();
+        let mut c = self.build(true);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -400,7 +852,7 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Waits until `f` is true, up to `limit`.
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while start.elapsed() < limit {
         if f() {
             return true;
@@ -408,4 +860,16 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A serve process started by one test: killed when dropped, if still running.
+pub struct ServeGuard(pub Child);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
 }

@@ -1,6 +1,5 @@
 //! Real OpenSSH peers for the gateway tests: an sshd target on 127.0.0.1
 //! with its own config and host key, and helpers to run the OpenSSH client.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -105,8 +104,15 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd in `dir` and waits until it answers.
+    /// Starts sshd in `dir` on 127.0.0.1 and waits until it answers.
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::start_on(dir, &["127.0.0.1"])
+    }
+
+    /// Starts sshd in `dir`, listening on one port at every address given
+    /// (the first is where readiness is checked), and waits until it answers.
+    /// Several addresses let one sshd stand for several policy targets.
+    pub fn start_on(dir: &Path, addresses: &[&str]) -> Sshd {
         let sshd = require("/usr/sbin/sshd", "openssh-server");
         std::fs::create_dir_all("/run/sshd").unwrap_or_else(|e| panic!("/run/sshd: {e}"));
         let host_key = dir.join("target_host_key");
@@ -116,11 +122,15 @@ impl Sshd {
         let authorized = dir.join("target_authorized_keys");
         std::fs::write(&authorized, client_pub).unwrap_or_else(|e| panic!("{e}"));
         let port = free_port();
+        let listen: String = addresses
+            .iter()
+            .map(|a| format!("ListenAddress {a}\n"))
+            .collect();
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
+                "Port {port}\n{listen}HostKey {hk}\nPidFile {dir}/sshd.pid\n\
                  UsePAM no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile {ak}\nStrictModes no\n\
                  Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nAllowAgentForwarding yes\n\
@@ -142,7 +152,8 @@ impl Sshd {
             .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
         stop_at_exit(child);
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let first = addresses.first().copied().unwrap_or("127.0.0.1");
+            if std::net::TcpStream::connect((first, port)).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
