@@ -1,5 +1,6 @@
 //! Real OpenSSH peers for the gateway tests: an sshd target on 127.0.0.1
 //! with its own config and host key, and helpers to run the OpenSSH client.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
