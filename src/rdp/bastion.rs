@@ -8,9 +8,8 @@
 //! password is accepted too. Over NLA only a ticket is accepted, because
 //! CredSSP hands the bastion no second field for a code.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -21,7 +20,7 @@ use super::core::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{DesktopSize, Event, Recorder, Stream};
-use crate::session::{Authorized, Bastion, LiveGuard, StopCause};
+use crate::session::{Bastion, Pending, PendingSessions, StopCause};
 use crate::store::SessionStatus;
 
 /// Fast-path PDUs carry no MCS channel; they are recorded on this channel
@@ -36,28 +35,22 @@ pub const NLA_SIGN_IN: bool = true;
 /// log only.
 const SIGN_IN_FAILED: &str = "sign-in failed";
 
-struct Pending {
-    authorized: Authorized,
-    recorder: Option<Recorder>,
-    guard: Option<LiveGuard>,
-}
-
 /// [`RdpCore`] over a running [`Bastion`].
 pub struct BastionRdp {
     bastion: Arc<Bastion>,
-    pending: Mutex<HashMap<Uuid, Pending>>,
+    pending: PendingSessions,
 }
 
 impl BastionRdp {
     pub fn new(bastion: Arc<Bastion>) -> BastionRdp {
         BastionRdp {
             bastion,
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingSessions::default(),
         }
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, Pending>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn pending(&self) -> MutexGuard<'_, std::collections::HashMap<Uuid, Pending>> {
+        self.pending.lock()
     }
 
     /// Password followed by a code, or (inside the sign-in window) the bare
@@ -264,14 +257,7 @@ impl RdpCore for BastionRdp {
             cert_sha256: pin,
             parent_session: a.grant.hop_parent,
         };
-        self.pending().insert(
-            a.id,
-            Pending {
-                authorized: a,
-                recorder: None,
-                guard: None,
-            },
-        );
+        self.pending().insert(a.id, Pending::new(a));
         Ok(grant)
     }
 

@@ -3,7 +3,9 @@
 //!
 //! Each step writes its own audit event, so a gateway cannot forget one.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -32,6 +34,37 @@ impl std::fmt::Debug for Authorized {
             .field("user", &self.user.name)
             .field("target", &self.grant.target.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// A session between its decision and its end, as a gateway's core keeps it:
+/// what is needed to seal its archive and close its row, whatever happens.
+pub struct Pending {
+    pub authorized: Authorized,
+    pub recorder: Option<Recorder>,
+    /// Present once the session is registered as live.
+    pub guard: Option<LiveGuard>,
+}
+
+impl Pending {
+    pub fn new(authorized: Authorized) -> Pending {
+        Pending {
+            authorized,
+            recorder: None,
+            guard: None,
+        }
+    }
+}
+
+/// One gateway's sessions between decision and end, by session id.
+#[derive(Default)]
+pub struct PendingSessions(Mutex<HashMap<Uuid, Pending>>);
+
+impl PendingSessions {
+    /// Never held across an await.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Pending>> {
+        // A poisoned map is still a consistent map of independent entries.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -2,9 +2,8 @@
 //! archives through `recording`, sessions and audit through `store`, all via
 //! the protocol-independent [`Bastion`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -17,36 +16,29 @@ use super::core::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Authorized, Bastion, LiveGuard, StopCause};
+use crate::session::{Bastion, Pending, PendingSessions, StopCause};
 use crate::store::SessionStatus;
 
 /// How long a session may take to end by the gateway's own shutdown before
 /// the bastion's shutdown stops it through the kill signal.
 const SHUTDOWN_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A session between `authorize` and `session_ended`.
-struct Pending {
-    authorized: Authorized,
-    recorder: Option<Recorder>,
-    guard: Option<LiveGuard>,
-}
-
 /// [`SshCore`] over a running [`Bastion`].
 pub struct BastionSsh {
     bastion: Arc<Bastion>,
-    pending: Mutex<HashMap<Uuid, Pending>>,
+    pending: PendingSessions,
 }
 
 impl BastionSsh {
     pub fn new(bastion: Arc<Bastion>) -> BastionSsh {
         BastionSsh {
             bastion,
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingSessions::default(),
         }
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, Pending>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn pending(&self) -> MutexGuard<'_, std::collections::HashMap<Uuid, Pending>> {
+        self.pending.lock()
     }
 }
 
@@ -325,14 +317,7 @@ impl SshCore for BastionSsh {
             host_key_fingerprint: pin.clone(),
             ends_at: a.grant.ends_at,
         };
-        self.pending().insert(
-            a.id,
-            Pending {
-                authorized: a,
-                recorder: None,
-                guard: None,
-            },
-        );
+        self.pending().insert(a.id, Pending::new(a));
         Decision::Allowed(grant)
     }
 
