@@ -686,6 +686,7 @@ impl Interactive {
 
 struct Many {
     sessions: usize,
+    cold: Usage,
     before: Usage,
     after: Usage,
     closed: Usage,
@@ -696,25 +697,18 @@ struct Many {
     burst_ticks: u64,
 }
 
-/// Opens `n` interactive sessions along `via` (batches of OPEN_BATCH),
-/// measures the process tree of `server_pid` idle and during a burst where
-/// every session echoes a line, then closes them.
-fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration) -> Many {
-    if via == Via::Sekisho {
-        b.open_window();
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let before = usage(server_pid);
-    let t_open = Instant::now();
-    let mut all: Vec<Interactive> = Vec::with_capacity(n);
+/// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
+/// at a time, each proven live by a marker its shell prints.
+fn open_sessions(b: &Bench, via: Via, n: usize, all: &mut Vec<Interactive>) {
+    let target = all.len() + n;
     let open_limit = Instant::now() + Duration::from_secs(600);
-    while all.len() < n {
+    while all.len() < target {
         assert!(
             Instant::now() < open_limit,
             "opening sessions took too long"
         );
         let first = all.len();
-        for _ in first..(first + OPEN_BATCH).min(n) {
+        for _ in first..(first + OPEN_BATCH).min(target) {
             all.push(Interactive::spawn(b, via));
         }
         for (i, s) in all.iter_mut().enumerate().skip(first) {
@@ -730,10 +724,64 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
             );
         }
     }
+}
+
+/// Types `exit` in every session and waits (bounded) for the clients to end.
+fn close_sessions(all: Vec<Interactive>) {
+    let mut all = all;
+    for s in all.iter_mut() {
+        let _ = s.stdin.write_all(b"exit\n");
+        let _ = s.stdin.flush();
+    }
+    let close_limit = Instant::now() + Duration::from_secs(60);
+    for mut s in all {
+        loop {
+            match s.child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > close_limit => {
+                    kill(s.child.id(), libc::SIGKILL);
+                    let _ = s.child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// Measures the process tree of `server_pid` (the bastion) with `n`
+/// interactive sessions along `via`: memory before and after opening them,
+/// CPU while they idle and during a burst where every session echoes a
+/// line. `before` is taken after a warm-up batch of OPEN_BATCH concurrent
+/// sessions has been opened and closed (so the sign-in high-water mark,
+/// e.g. concurrent argon2 buffers, is in the baseline); `cold` is before it.
+fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration) -> Many {
+    if via == Via::Sekisho {
+        b.open_window();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cold = usage(server_pid);
+    let mut warm = Vec::new();
+    open_sessions(b, via, OPEN_BATCH.min(n), &mut warm);
+    close_sessions(warm);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = usage(server_pid);
+
+    let t_open = Instant::now();
+    let mut all: Vec<Interactive> = Vec::with_capacity(n);
+    open_sessions(b, via, n, &mut all);
     let open_secs = t_open.elapsed().as_secs_f64();
     // Let the sessions settle (first chunks flushed, handshakes freed).
     std::thread::sleep(Duration::from_secs(2));
     let after = usage(server_pid);
+    // For a closer look at where the memory is (kept in the deployment dir).
+    let smaps = b.d.dir.join(format!(
+        "smaps-{}-{n}-sessions.txt",
+        via.name().replace(' ', "")
+    ));
+    if std::fs::copy(format!("/proc/{server_pid}/smaps"), &smaps).is_ok() {
+        eprintln!("memory map with {n} sessions: {}", smaps.display());
+    }
     let t_idle = Instant::now();
     std::thread::sleep(idle);
     let idle_end = usage(server_pid);
@@ -755,28 +803,12 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let burst_end = usage(server_pid);
 
-    for s in all.iter_mut() {
-        let _ = s.stdin.write_all(b"exit\n");
-        let _ = s.stdin.flush();
-    }
-    let close_limit = Instant::now() + Duration::from_secs(60);
-    for mut s in all {
-        loop {
-            match s.child.try_wait() {
-                Ok(Some(_)) => break,
-                _ if Instant::now() > close_limit => {
-                    kill(s.child.id(), libc::SIGKILL);
-                    let _ = s.child.wait();
-                    break;
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
+    close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
     let closed = usage(server_pid);
     Many {
         sessions: n,
+        cold,
         before,
         after,
         closed,
@@ -815,8 +847,9 @@ fn main() {
     let b = setup();
     let serve = b.d.serve_pid;
     eprintln!(
-        "sekisho {} (pid {serve}) on 127.0.0.1:{}, target sshd on :{}, jump sshd pid {}",
+        "sekisho {} (pid {serve}, dir {}) on 127.0.0.1:{}, target sshd on :{}, jump sshd pid {}",
         b.d.bin.display(),
+        b.d.dir.display(),
         b.d.ssh_port,
         b.d.target.port,
         b.jump_sshd_pid
@@ -958,7 +991,14 @@ fn main() {
         );
     };
     row(
-        "RSS before",
+        "RSS cold (after one sign-in)",
+        mib(many_j.cold.rss_kib),
+        mib(many_s.cold.rss_kib),
+        "MiB",
+        1,
+    );
+    row(
+        &format!("RSS before (after a warm-up batch of {OPEN_BATCH} sessions, closed)"),
         mib(many_j.before.rss_kib),
         mib(many_s.before.rss_kib),
         "MiB",
@@ -978,6 +1018,13 @@ fn main() {
         "**RSS per session** (after − before) / n",
         per(&many_j, |u| u.rss_kib),
         per(&many_s, |u| u.rss_kib),
+        "KiB",
+        0,
+    );
+    row(
+        "RSS per session counted from cold (after − cold) / n",
+        (many_j.after.rss_kib as f64 - many_j.cold.rss_kib as f64) / many_j.sessions as f64,
+        (many_s.after.rss_kib as f64 - many_s.cold.rss_kib as f64) / many_s.sessions as f64,
         "KiB",
         0,
     );
