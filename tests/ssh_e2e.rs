@@ -4,7 +4,6 @@
 //! policy, secret store and recording archive are the real ones.
 
 #[path = "support/sshd.rs"]
-#[allow(dead_code)]
 mod sshd;
 
 #[path = "support/deployment.rs"]

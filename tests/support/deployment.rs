@@ -39,16 +39,23 @@ pub struct Deployment {
     _serve: ServeGuard,
 }
 
-/// Stops `sekisho serve` when dropped.
-struct ServeGuard(u32);
+/// Stops `sekisho serve` when dropped (SIGTERM, then SIGKILL after 5 s).
+struct ServeGuard(std::process::Child);
 
 impl Drop for ServeGuard {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
             // SAFETY: kill(2) on a pid we started; no memory is involved.
             unsafe {
                 libc::kill(pid, libc::SIGTERM);
             }
+        }
+        let stopped = wait_for(Duration::from_secs(5), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
@@ -233,7 +240,7 @@ sources = ["lab"]
             .spawn()
             .expect("start sekisho serve");
         let serve_pid = serve.id();
-        let guard = ServeGuard(serve_pid);
+        let guard = ServeGuard(serve);
         sshd::stop_at_exit(serve_pid);
         let up = wait_for(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
