@@ -506,49 +506,86 @@ fn read_until(r: &mut impl std::io::Read, buf: &mut Vec<u8>, pat: &[u8]) {
 
 // ---------------------------------------------------------------- echo
 
-/// One pty session running `cat` in raw mode: µs from writing one byte to
-/// reading it back, `samples` times with 2 ms gaps. Sorted.
-fn echo_latency(b: &Bench, via: Via, samples: usize) -> Vec<f64> {
-    let mut child = b
-        .ssh(via, &["-tt"], &["stty raw -echo; echo READY; exec cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ssh");
-    let _w = Watchdog::new(
-        child.id(),
-        Duration::from_secs(120),
-        format!("echo via {}", via.name()),
-    );
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    read_until(&mut out, &mut seen, b"READY");
-    // The rest of the line (`\r\n` or `\n`).
-    std::thread::sleep(Duration::from_millis(200));
-    drain_nonblocking(&out);
-    let mut v = Vec::with_capacity(samples);
-    let mut byte = [0u8; 1];
-    for i in 0..samples {
-        let c = b'a' + (i % 26) as u8;
+/// A pty session running `cat` in raw mode: each byte written comes back.
+struct EchoSession {
+    via: Via,
+    child: Child,
+    stdin: ChildStdin,
+    out: std::process::ChildStdout,
+    _watchdog: Watchdog,
+}
+
+impl EchoSession {
+    fn open(b: &Bench, via: Via) -> EchoSession {
+        let mut child = b
+            .ssh(via, &["-tt"], &["stty raw -echo; echo READY; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ssh");
+        let watchdog = Watchdog::new(
+            child.id(),
+            Duration::from_secs(300),
+            format!("echo via {}", via.name()),
+        );
+        let stdin = child.stdin.take().expect("stdin");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut seen = Vec::new();
+        read_until(&mut out, &mut seen, b"READY");
+        // The rest of the line (`\r\n` or `\n`).
+        std::thread::sleep(Duration::from_millis(200));
+        drain_nonblocking(&out);
+        EchoSession {
+            via,
+            child,
+            stdin,
+            out,
+            _watchdog: watchdog,
+        }
+    }
+
+    /// µs from writing one byte to reading it back.
+    fn sample(&mut self, c: u8) -> f64 {
+        let mut byte = [0u8; 1];
         let t = Instant::now();
-        stdin.write_all(&[c]).expect("write");
-        stdin.flush().expect("flush");
-        let n = out.read(&mut byte).expect("read echo");
+        self.stdin.write_all(&[c]).expect("write");
+        self.stdin.flush().expect("flush");
+        let n = self.out.read(&mut byte).expect("read echo");
         let us = t.elapsed().as_secs_f64() * 1e6;
         assert!(
             n == 1 && byte[0] == c,
             "echo via {}: wrong byte",
-            via.name()
+            self.via.name()
         );
-        v.push(us);
+        us
+    }
+}
+
+/// Keystroke echo latency along every path, `samples` one-byte round trips
+/// each. The paths are sampled in turn (rotating the order every round,
+/// 2 ms between rounds) so load from elsewhere on the machine hits all
+/// alike. Sorted µs per path.
+fn echo_latency_all(b: &Bench, samples: usize) -> BTreeMap<Via, Vec<f64>> {
+    let mut sessions: Vec<EchoSession> = ALL.iter().map(|v| EchoSession::open(b, *v)).collect();
+    let mut res: BTreeMap<Via, Vec<f64>> = BTreeMap::new();
+    for i in 0..samples {
+        let c = b'a' + (i % 26) as u8;
+        for k in 0..sessions.len() {
+            let s = &mut sessions[(i + k) % ALL.len()];
+            let us = s.sample(c);
+            res.entry(s.via).or_default().push(us);
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
-    kill(child.id(), libc::SIGTERM);
-    let _ = child.wait();
-    v.sort_by(f64::total_cmp);
-    v
+    for mut s in sessions {
+        kill(s.child.id(), libc::SIGTERM);
+        let _ = s.child.wait();
+    }
+    for v in res.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    res
 }
 
 fn drain_nonblocking(out: &std::process::ChildStdout) {
@@ -591,7 +628,8 @@ fn setup_times(b: &Bench, via: Via, runs: usize) -> Vec<f64> {
     v
 }
 
-/// The ciphers OpenSSH negotiated on the client's (first) connection.
+/// The key exchange and cipher OpenSSH negotiated on each of the client's
+/// connections (two for -J).
 fn negotiated(b: &Bench, via: Via) -> String {
     let o = b
         .ssh(via, &["-v"], &["true"])
@@ -601,8 +639,15 @@ fn negotiated(b: &Bench, via: Via) -> String {
         .expect("ssh -v");
     let err = String::from_utf8_lossy(&o.stderr);
     err.lines()
-        .filter_map(|l| l.split("kex: server->client cipher: ").nth(1))
+        .filter_map(|l| {
+            l.split("kex: algorithm: ")
+                .nth(1)
+                .or_else(|| l.split("kex: server->client cipher: ").nth(1))
+        })
         .map(|l| l.split_whitespace().next().unwrap_or("?").to_string())
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|c| c.join(" / "))
         .collect::<Vec<_>>()
         .join(" + ")
 }
@@ -900,13 +945,13 @@ fn main() {
         }
     }
 
-    let mut echo = BTreeMap::new();
+    b.open_window();
+    eprintln!("echo latency, all paths in turn ({samples} samples each)");
+    let echo = echo_latency_all(&b, samples);
     let mut setup_ms = BTreeMap::new();
     let mut ciphers = BTreeMap::new();
     b.open_window();
     for via in ALL {
-        eprintln!("echo latency via {} ({samples} samples)", via.name());
-        echo.insert(via, echo_latency(&b, via, samples));
         eprintln!("set-up time via {} ({setup_runs} runs)", via.name());
         setup_ms.insert(via, setup_times(&b, via, setup_runs));
         ciphers.insert(via, negotiated(&b, via));
@@ -916,7 +961,7 @@ fn main() {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     println!("## sekisho SSH benchmark ({date})\n");
     println!(
-        "Loopback, {} CPUs; OpenSSH client cipher: direct {}, ssh -J {}, sekisho {}.\n",
+        "Loopback, {} CPUs. OpenSSH client key exchange / cipher: direct {}; ssh -J {}; sekisho {}.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         ciphers[&Via::Direct],
         ciphers[&Via::Jump],
@@ -945,7 +990,9 @@ fn main() {
         );
     }
 
-    println!("\n### Keystroke echo latency (µs, {samples} one-byte round trips, pty + `cat`)\n");
+    println!(
+        "\n### Keystroke echo latency (µs, {samples} one-byte round trips per path, pty + `cat` in raw mode, paths sampled in turn)\n"
+    );
     println!(
         "| percentile | direct | ssh -J | sekisho | sekisho / ssh -J | added by sekisho (− direct) | added by ssh -J (− direct) |"
     );
