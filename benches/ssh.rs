@@ -124,6 +124,14 @@ impl Bench {
     }
 }
 
+/// The machine's 1-minute load average (other work shares the cores).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -889,6 +897,7 @@ fn main() {
     let idle = Duration::from_secs(env_num("SEKISHO_BENCH_IDLE_SECS", 10) as u64);
     let tps = ticks_per_sec();
 
+    let load_start = loadavg();
     let b = setup();
     let serve = b.d.serve_pid;
     eprintln!(
@@ -960,6 +969,10 @@ fn main() {
     // ------------------------------------------------------------ report
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     println!("## sekisho SSH benchmark ({date})\n");
+    println!(
+        "Load average (1 min) of the machine at start / end: {load_start} / {}.\n",
+        loadavg()
+    );
     println!(
         "Loopback, {} CPUs. OpenSSH client key exchange / cipher: direct {}; ssh -J {}; sekisho {}.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
