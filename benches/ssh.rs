@@ -353,9 +353,9 @@ fn usage(root: u32) -> Usage {
     u
 }
 
-/// Samples the CPU ticks of every thread of `pid` every 100 ms while it
-/// runs, so short-lived threads (a session's recording writer) are counted
-/// too; `stop` sums the ticks used since `start` by thread name
+/// Samples the CPU ticks of every thread of `pid` and its descendants
+/// every 100 ms while it runs, so short-lived threads (a session's recording
+/// writer) and processes (sshd's per-connection children) are counted too; `stop` sums the ticks used since `start` by thread name
 /// (`rec-0190…` → one `rec-*` row).
 struct ThreadSampler {
     stop: Arc<AtomicBool>,
@@ -373,7 +373,10 @@ impl ThreadSampler {
             let limit = Instant::now() + Duration::from_secs(3600);
             loop {
                 let done = flag.load(Ordering::Relaxed) || Instant::now() > limit;
-                if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for p in process_tree(pid) {
+                    let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                        continue;
+                    };
                     for t in rd.flatten() {
                         if let Some((tid, _, comm, ticks)) = stat_of(&t.path().join("stat")) {
                             let e = seen.entry(tid).or_insert((
@@ -925,6 +928,8 @@ fn main() {
     let mut up: BTreeMap<Via, Vec<f64>> = BTreeMap::new();
     let mut threads_down = BTreeMap::new();
     let mut threads_up = BTreeMap::new();
+    let mut relay_cpu_down: BTreeMap<Via, u64> = BTreeMap::new();
+    let mut relay_cpu_up: BTreeMap<Via, u64> = BTreeMap::new();
     let mut wall_down = 0.0;
     let mut wall_up = 0.0;
     b.open_window();
@@ -932,21 +937,24 @@ fn main() {
         // Interleave the paths so drift on the shared machine hits all alike.
         for via in ALL {
             eprintln!("download {down_mib} MiB via {} (run {})", via.name(), r + 1);
-            let sampler = ThreadSampler::start(serve);
+            let root = bastion_of(&b, via);
+            let sampler = root.map(ThreadSampler::start);
             let w = Instant::now();
             down.entry(via)
                 .or_default()
                 .push(download(&b, via, down_mib));
-            let used = sampler.stop();
+            let used = sampler.map(ThreadSampler::stop).unwrap_or_default();
+            *relay_cpu_down.entry(via).or_insert(0) += used.values().sum::<u64>();
             if via == Via::Sekisho {
                 wall_down += w.elapsed().as_secs_f64();
                 add(&mut threads_down, &used);
             }
             eprintln!("upload {up_mib} MiB via {} (run {})", via.name(), r + 1);
-            let sampler = ThreadSampler::start(serve);
+            let sampler = root.map(ThreadSampler::start);
             let w = Instant::now();
             up.entry(via).or_default().push(upload(&b, via, up_mib));
-            let used = sampler.stop();
+            let used = sampler.map(ThreadSampler::stop).unwrap_or_default();
+            *relay_cpu_up.entry(via).or_insert(0) += used.values().sum::<u64>();
             if via == Via::Sekisho {
                 wall_up += w.elapsed().as_secs_f64();
                 add(&mut threads_up, &used);
@@ -1154,6 +1162,23 @@ fn main() {
         );
     }
 
+    let gib_down = (repeat * down_mib) as f64 / 1024.0;
+    let gib_up = (repeat * up_mib) as f64 / 1024.0;
+    let per_gib = |m: &BTreeMap<Via, u64>, v: Via, gib: f64| {
+        m.get(&v).copied().unwrap_or(0) as f64 / tps / gib
+    };
+    println!("\n### CPU of the relaying hop per GiB moved (CPU s/GiB; lower is better)\n");
+    println!("| transfer | ssh -J: jump sshd | sekisho serve | sekisho / ssh -J |");
+    println!("|---|---:|---:|---:|");
+    for (name, m, gib) in [
+        ("download", &relay_cpu_down, gib_down),
+        ("upload", &relay_cpu_up, gib_up),
+    ] {
+        let j = per_gib(m, Via::Jump, gib);
+        let s = per_gib(m, Via::Sekisho, gib);
+        println!("| {name} | {j:.2} | {s:.2} | {} |", ratio(s, j));
+    }
+
     // ------------------------------------------------------------ targets
     let tput_ok = med(&down, Via::Sekisho) >= med(&down, Via::Jump)
         && med(&up, Via::Sekisho) >= med(&up, Via::Jump);
@@ -1178,6 +1203,16 @@ fn main() {
         per_session_mib,
         yes(per_session_mib < 2.0)
     );
+}
+
+/// The process that relays along `via`: sekisho serve, the jump host's sshd
+/// (with its per-connection children), or none for a direct connection.
+fn bastion_of(b: &Bench, via: Via) -> Option<u32> {
+    match via {
+        Via::Direct => None,
+        Via::Jump => Some(b.jump_sshd_pid),
+        Via::Sekisho => Some(b.d.serve_pid),
+    }
 }
 
 fn add(acc: &mut BTreeMap<String, u64>, used: &BTreeMap<String, u64>) {
