@@ -124,6 +124,14 @@ impl Bench {
     }
 }
 
+/// The machine's 1-minute load average (other work shares the cores).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -345,9 +353,9 @@ fn usage(root: u32) -> Usage {
     u
 }
 
-/// Samples the CPU ticks of every thread of `pid` every 100 ms while it
-/// runs, so short-lived threads (a session's recording writer) are counted
-/// too; `stop` sums the ticks used since `start` by thread name
+/// Samples the CPU ticks of every thread of `pid` and its descendants
+/// every 100 ms while it runs, so short-lived threads (a session's recording
+/// writer) and processes (sshd's per-connection children) are counted too; `stop` sums the ticks used since `start` by thread name
 /// (`rec-0190…` → one `rec-*` row).
 struct ThreadSampler {
     stop: Arc<AtomicBool>,
@@ -365,7 +373,10 @@ impl ThreadSampler {
             let limit = Instant::now() + Duration::from_secs(3600);
             loop {
                 let done = flag.load(Ordering::Relaxed) || Instant::now() > limit;
-                if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for p in process_tree(pid) {
+                    let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                        continue;
+                    };
                     for t in rd.flatten() {
                         if let Some((tid, _, comm, ticks)) = stat_of(&t.path().join("stat")) {
                             let e = seen.entry(tid).or_insert((
@@ -506,49 +517,86 @@ fn read_until(r: &mut impl std::io::Read, buf: &mut Vec<u8>, pat: &[u8]) {
 
 // ---------------------------------------------------------------- echo
 
-/// One pty session running `cat` in raw mode: µs from writing one byte to
-/// reading it back, `samples` times with 2 ms gaps. Sorted.
-fn echo_latency(b: &Bench, via: Via, samples: usize) -> Vec<f64> {
-    let mut child = b
-        .ssh(via, &["-tt"], &["stty raw -echo; echo READY; exec cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ssh");
-    let _w = Watchdog::new(
-        child.id(),
-        Duration::from_secs(120),
-        format!("echo via {}", via.name()),
-    );
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    read_until(&mut out, &mut seen, b"READY");
-    // The rest of the line (`\r\n` or `\n`).
-    std::thread::sleep(Duration::from_millis(200));
-    drain_nonblocking(&out);
-    let mut v = Vec::with_capacity(samples);
-    let mut byte = [0u8; 1];
-    for i in 0..samples {
-        let c = b'a' + (i % 26) as u8;
+/// A pty session running `cat` in raw mode: each byte written comes back.
+struct EchoSession {
+    via: Via,
+    child: Child,
+    stdin: ChildStdin,
+    out: std::process::ChildStdout,
+    _watchdog: Watchdog,
+}
+
+impl EchoSession {
+    fn open(b: &Bench, via: Via) -> EchoSession {
+        let mut child = b
+            .ssh(via, &["-tt"], &["stty raw -echo; echo READY; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ssh");
+        let watchdog = Watchdog::new(
+            child.id(),
+            Duration::from_secs(300),
+            format!("echo via {}", via.name()),
+        );
+        let stdin = child.stdin.take().expect("stdin");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut seen = Vec::new();
+        read_until(&mut out, &mut seen, b"READY");
+        // The rest of the line (`\r\n` or `\n`).
+        std::thread::sleep(Duration::from_millis(200));
+        drain_nonblocking(&out);
+        EchoSession {
+            via,
+            child,
+            stdin,
+            out,
+            _watchdog: watchdog,
+        }
+    }
+
+    /// µs from writing one byte to reading it back.
+    fn sample(&mut self, c: u8) -> f64 {
+        let mut byte = [0u8; 1];
         let t = Instant::now();
-        stdin.write_all(&[c]).expect("write");
-        stdin.flush().expect("flush");
-        let n = out.read(&mut byte).expect("read echo");
+        self.stdin.write_all(&[c]).expect("write");
+        self.stdin.flush().expect("flush");
+        let n = self.out.read(&mut byte).expect("read echo");
         let us = t.elapsed().as_secs_f64() * 1e6;
         assert!(
             n == 1 && byte[0] == c,
             "echo via {}: wrong byte",
-            via.name()
+            self.via.name()
         );
-        v.push(us);
+        us
+    }
+}
+
+/// Keystroke echo latency along every path, `samples` one-byte round trips
+/// each. The paths are sampled in turn (rotating the order every round,
+/// 2 ms between rounds) so load from elsewhere on the machine hits all
+/// alike. Sorted µs per path.
+fn echo_latency_all(b: &Bench, samples: usize) -> BTreeMap<Via, Vec<f64>> {
+    let mut sessions: Vec<EchoSession> = ALL.iter().map(|v| EchoSession::open(b, *v)).collect();
+    let mut res: BTreeMap<Via, Vec<f64>> = BTreeMap::new();
+    for i in 0..samples {
+        let c = b'a' + (i % 26) as u8;
+        for k in 0..sessions.len() {
+            let s = &mut sessions[(i + k) % ALL.len()];
+            let us = s.sample(c);
+            res.entry(s.via).or_default().push(us);
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
-    kill(child.id(), libc::SIGTERM);
-    let _ = child.wait();
-    v.sort_by(f64::total_cmp);
-    v
+    for mut s in sessions {
+        kill(s.child.id(), libc::SIGTERM);
+        let _ = s.child.wait();
+    }
+    for v in res.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    res
 }
 
 fn drain_nonblocking(out: &std::process::ChildStdout) {
@@ -591,7 +639,8 @@ fn setup_times(b: &Bench, via: Via, runs: usize) -> Vec<f64> {
     v
 }
 
-/// The ciphers OpenSSH negotiated on the client's (first) connection.
+/// The key exchange and cipher OpenSSH negotiated on each of the client's
+/// connections (two for -J).
 fn negotiated(b: &Bench, via: Via) -> String {
     let o = b
         .ssh(via, &["-v"], &["true"])
@@ -601,8 +650,15 @@ fn negotiated(b: &Bench, via: Via) -> String {
         .expect("ssh -v");
     let err = String::from_utf8_lossy(&o.stderr);
     err.lines()
-        .filter_map(|l| l.split("kex: server->client cipher: ").nth(1))
+        .filter_map(|l| {
+            l.split("kex: algorithm: ")
+                .nth(1)
+                .or_else(|| l.split("kex: server->client cipher: ").nth(1))
+        })
         .map(|l| l.split_whitespace().next().unwrap_or("?").to_string())
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|c| c.join(" / "))
         .collect::<Vec<_>>()
         .join(" + ")
 }
@@ -686,6 +742,7 @@ impl Interactive {
 
 struct Many {
     sessions: usize,
+    cold: Usage,
     before: Usage,
     after: Usage,
     closed: Usage,
@@ -696,25 +753,18 @@ struct Many {
     burst_ticks: u64,
 }
 
-/// Opens `n` interactive sessions along `via` (batches of OPEN_BATCH),
-/// measures the process tree of `server_pid` idle and during a burst where
-/// every session echoes a line, then closes them.
-fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration) -> Many {
-    if via == Via::Sekisho {
-        b.open_window();
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let before = usage(server_pid);
-    let t_open = Instant::now();
-    let mut all: Vec<Interactive> = Vec::with_capacity(n);
+/// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
+/// at a time, each proven live by a marker its shell prints.
+fn open_sessions(b: &Bench, via: Via, n: usize, all: &mut Vec<Interactive>) {
+    let target = all.len() + n;
     let open_limit = Instant::now() + Duration::from_secs(600);
-    while all.len() < n {
+    while all.len() < target {
         assert!(
             Instant::now() < open_limit,
             "opening sessions took too long"
         );
         let first = all.len();
-        for _ in first..(first + OPEN_BATCH).min(n) {
+        for _ in first..(first + OPEN_BATCH).min(target) {
             all.push(Interactive::spawn(b, via));
         }
         for (i, s) in all.iter_mut().enumerate().skip(first) {
@@ -730,10 +780,64 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
             );
         }
     }
+}
+
+/// Types `exit` in every session and waits (bounded) for the clients to end.
+fn close_sessions(all: Vec<Interactive>) {
+    let mut all = all;
+    for s in all.iter_mut() {
+        let _ = s.stdin.write_all(b"exit\n");
+        let _ = s.stdin.flush();
+    }
+    let close_limit = Instant::now() + Duration::from_secs(60);
+    for mut s in all {
+        loop {
+            match s.child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > close_limit => {
+                    kill(s.child.id(), libc::SIGKILL);
+                    let _ = s.child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// Measures the process tree of `server_pid` (the bastion) with `n`
+/// interactive sessions along `via`: memory before and after opening them,
+/// CPU while they idle and during a burst where every session echoes a
+/// line. `before` is taken after a warm-up batch of OPEN_BATCH concurrent
+/// sessions has been opened and closed (so the sign-in high-water mark,
+/// e.g. concurrent argon2 buffers, is in the baseline); `cold` is before it.
+fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration) -> Many {
+    if via == Via::Sekisho {
+        b.open_window();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cold = usage(server_pid);
+    let mut warm = Vec::new();
+    open_sessions(b, via, OPEN_BATCH.min(n), &mut warm);
+    close_sessions(warm);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = usage(server_pid);
+
+    let t_open = Instant::now();
+    let mut all: Vec<Interactive> = Vec::with_capacity(n);
+    open_sessions(b, via, n, &mut all);
     let open_secs = t_open.elapsed().as_secs_f64();
     // Let the sessions settle (first chunks flushed, handshakes freed).
     std::thread::sleep(Duration::from_secs(2));
     let after = usage(server_pid);
+    // For a closer look at where the memory is (kept in the deployment dir).
+    let smaps = b.d.dir.join(format!(
+        "smaps-{}-{n}-sessions.txt",
+        via.name().replace(' ', "")
+    ));
+    if std::fs::copy(format!("/proc/{server_pid}/smaps"), &smaps).is_ok() {
+        eprintln!("memory map with {n} sessions: {}", smaps.display());
+    }
     let t_idle = Instant::now();
     std::thread::sleep(idle);
     let idle_end = usage(server_pid);
@@ -755,28 +859,12 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let burst_end = usage(server_pid);
 
-    for s in all.iter_mut() {
-        let _ = s.stdin.write_all(b"exit\n");
-        let _ = s.stdin.flush();
-    }
-    let close_limit = Instant::now() + Duration::from_secs(60);
-    for mut s in all {
-        loop {
-            match s.child.try_wait() {
-                Ok(Some(_)) => break,
-                _ if Instant::now() > close_limit => {
-                    kill(s.child.id(), libc::SIGKILL);
-                    let _ = s.child.wait();
-                    break;
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
+    close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
     let closed = usage(server_pid);
     Many {
         sessions: n,
+        cold,
         before,
         after,
         closed,
@@ -812,11 +900,13 @@ fn main() {
     let idle = Duration::from_secs(env_num("SEKISHO_BENCH_IDLE_SECS", 10) as u64);
     let tps = ticks_per_sec();
 
+    let load_start = loadavg();
     let b = setup();
     let serve = b.d.serve_pid;
     eprintln!(
-        "sekisho {} (pid {serve}) on 127.0.0.1:{}, target sshd on :{}, jump sshd pid {}",
+        "sekisho {} (pid {serve}, dir {}) on 127.0.0.1:{}, target sshd on :{}, jump sshd pid {}",
         b.d.bin.display(),
+        b.d.dir.display(),
         b.d.ssh_port,
         b.d.target.port,
         b.jump_sshd_pid
@@ -838,6 +928,8 @@ fn main() {
     let mut up: BTreeMap<Via, Vec<f64>> = BTreeMap::new();
     let mut threads_down = BTreeMap::new();
     let mut threads_up = BTreeMap::new();
+    let mut relay_cpu_down: BTreeMap<Via, u64> = BTreeMap::new();
+    let mut relay_cpu_up: BTreeMap<Via, u64> = BTreeMap::new();
     let mut wall_down = 0.0;
     let mut wall_up = 0.0;
     b.open_window();
@@ -845,21 +937,24 @@ fn main() {
         // Interleave the paths so drift on the shared machine hits all alike.
         for via in ALL {
             eprintln!("download {down_mib} MiB via {} (run {})", via.name(), r + 1);
-            let sampler = ThreadSampler::start(serve);
+            let root = bastion_of(&b, via);
+            let sampler = root.map(ThreadSampler::start);
             let w = Instant::now();
             down.entry(via)
                 .or_default()
                 .push(download(&b, via, down_mib));
-            let used = sampler.stop();
+            let used = sampler.map(ThreadSampler::stop).unwrap_or_default();
+            *relay_cpu_down.entry(via).or_insert(0) += used.values().sum::<u64>();
             if via == Via::Sekisho {
                 wall_down += w.elapsed().as_secs_f64();
                 add(&mut threads_down, &used);
             }
             eprintln!("upload {up_mib} MiB via {} (run {})", via.name(), r + 1);
-            let sampler = ThreadSampler::start(serve);
+            let sampler = root.map(ThreadSampler::start);
             let w = Instant::now();
             up.entry(via).or_default().push(upload(&b, via, up_mib));
-            let used = sampler.stop();
+            let used = sampler.map(ThreadSampler::stop).unwrap_or_default();
+            *relay_cpu_up.entry(via).or_insert(0) += used.values().sum::<u64>();
             if via == Via::Sekisho {
                 wall_up += w.elapsed().as_secs_f64();
                 add(&mut threads_up, &used);
@@ -867,13 +962,13 @@ fn main() {
         }
     }
 
-    let mut echo = BTreeMap::new();
+    b.open_window();
+    eprintln!("echo latency, all paths in turn ({samples} samples each)");
+    let echo = echo_latency_all(&b, samples);
     let mut setup_ms = BTreeMap::new();
     let mut ciphers = BTreeMap::new();
     b.open_window();
     for via in ALL {
-        eprintln!("echo latency via {} ({samples} samples)", via.name());
-        echo.insert(via, echo_latency(&b, via, samples));
         eprintln!("set-up time via {} ({setup_runs} runs)", via.name());
         setup_ms.insert(via, setup_times(&b, via, setup_runs));
         ciphers.insert(via, negotiated(&b, via));
@@ -883,7 +978,11 @@ fn main() {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     println!("## sekisho SSH benchmark ({date})\n");
     println!(
-        "Loopback, {} CPUs; OpenSSH client cipher: direct {}, ssh -J {}, sekisho {}.\n",
+        "Load average (1 min) of the machine at start / end: {load_start} / {}.\n",
+        loadavg()
+    );
+    println!(
+        "Loopback, {} CPUs. OpenSSH client key exchange / cipher: direct {}; ssh -J {}; sekisho {}.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         ciphers[&Via::Direct],
         ciphers[&Via::Jump],
@@ -912,7 +1011,9 @@ fn main() {
         );
     }
 
-    println!("\n### Keystroke echo latency (µs, {samples} one-byte round trips, pty + `cat`)\n");
+    println!(
+        "\n### Keystroke echo latency (µs, {samples} one-byte round trips per path, pty + `cat` in raw mode, paths sampled in turn)\n"
+    );
     println!(
         "| percentile | direct | ssh -J | sekisho | sekisho / ssh -J | added by sekisho (− direct) | added by ssh -J (− direct) |"
     );
@@ -958,7 +1059,14 @@ fn main() {
         );
     };
     row(
-        "RSS before",
+        "RSS cold (after one sign-in)",
+        mib(many_j.cold.rss_kib),
+        mib(many_s.cold.rss_kib),
+        "MiB",
+        1,
+    );
+    row(
+        &format!("RSS before (after a warm-up batch of {OPEN_BATCH} sessions, closed)"),
         mib(many_j.before.rss_kib),
         mib(many_s.before.rss_kib),
         "MiB",
@@ -978,6 +1086,13 @@ fn main() {
         "**RSS per session** (after − before) / n",
         per(&many_j, |u| u.rss_kib),
         per(&many_s, |u| u.rss_kib),
+        "KiB",
+        0,
+    );
+    row(
+        "RSS per session counted from cold (after − cold) / n",
+        (many_j.after.rss_kib as f64 - many_j.cold.rss_kib as f64) / many_j.sessions as f64,
+        (many_s.after.rss_kib as f64 - many_s.cold.rss_kib as f64) / many_s.sessions as f64,
         "KiB",
         0,
     );
@@ -1047,6 +1162,23 @@ fn main() {
         );
     }
 
+    let gib_down = (repeat * down_mib) as f64 / 1024.0;
+    let gib_up = (repeat * up_mib) as f64 / 1024.0;
+    let per_gib = |m: &BTreeMap<Via, u64>, v: Via, gib: f64| {
+        m.get(&v).copied().unwrap_or(0) as f64 / tps / gib
+    };
+    println!("\n### CPU of the relaying hop per GiB moved (CPU s/GiB; lower is better)\n");
+    println!("| transfer | ssh -J: jump sshd | sekisho serve | sekisho / ssh -J |");
+    println!("|---|---:|---:|---:|");
+    for (name, m, gib) in [
+        ("download", &relay_cpu_down, gib_down),
+        ("upload", &relay_cpu_up, gib_up),
+    ] {
+        let j = per_gib(m, Via::Jump, gib);
+        let s = per_gib(m, Via::Sekisho, gib);
+        println!("| {name} | {j:.2} | {s:.2} | {} |", ratio(s, j));
+    }
+
     // ------------------------------------------------------------ targets
     let tput_ok = med(&down, Via::Sekisho) >= med(&down, Via::Jump)
         && med(&up, Via::Sekisho) >= med(&up, Via::Jump);
@@ -1071,6 +1203,16 @@ fn main() {
         per_session_mib,
         yes(per_session_mib < 2.0)
     );
+}
+
+/// The process that relays along `via`: sekisho serve, the jump host's sshd
+/// (with its per-connection children), or none for a direct connection.
+fn bastion_of(b: &Bench, via: Via) -> Option<u32> {
+    match via {
+        Via::Direct => None,
+        Via::Jump => Some(b.jump_sshd_pid),
+        Via::Sekisho => Some(b.d.serve_pid),
+    }
 }
 
 fn add(acc: &mut BTreeMap<String, u64>, used: &BTreeMap<String, u64>) {

@@ -39,7 +39,7 @@ pub struct Deployment {
     _serve: ServeGuard,
 }
 
-/// Stops `sekisho serve` when dropped.
+/// Stops `sekisho serve` when dropped (SIGTERM, then SIGKILL after 5 s).
 struct ServeGuard(u32);
 
 impl Drop for ServeGuard {
@@ -234,6 +234,7 @@ sources = ["lab"]
             .expect("start sekisho serve");
         let serve_pid = serve.id();
         let guard = ServeGuard(serve_pid);
+        // A deployment in a static is never dropped: stop serve at exit too.
         sshd::stop_at_exit(serve);
         let up = wait_for(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
