@@ -1,101 +1,81 @@
-//! End to end with NLA on the target side: xfreerdp3 → sekisho → FreeRDP
-//! shadow server (`/sec:nla`, SAM file account). sekisho signs in to the
-//! target with CredSSP using the injected credential.
+//! End to end with NLA on the target side: xfreerdp3 → a real `sekisho
+//! serve` → the FreeRDP shadow server (`/sec:nla`, SAM file account) as a
+//! physical target with its certificate pinned and its password in the
+//! secret store. sekisho signs in to the target with CredSSP using the
+//! injected credential.
 
-#[path = "support/rdp_fake_core.rs"]
-mod rdp_fake_core;
+#[path = "support/rdp_deployment.rs"]
+mod rdp_deployment;
 #[path = "support/rdp_peers.rs"]
 mod rdp_peers;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdp_fake_core::FakeCore;
+use rdp_deployment::*;
 use rdp_peers::*;
-use sekisho::rdp::core::{ChannelKind, Direction, RdpEvent, TargetGrant};
+
+/// Where the policy says the shadow server is (it listens on 127.0.0.1,
+/// the client's own address, which would make RDP from the client a hop).
+const SHADOW_IP: &str = "127.0.0.7";
 
 #[test]
 fn typed_text_reaches_the_nla_shadow_server_through_sekisho() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sekisho=debug")),
-        )
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .expect("chmod");
-
+    let _lock = prepare();
+    let dir = tempfile::Builder::new()
+        .prefix("sekisho-rdp-shadow")
+        .tempdir()
+        .expect("tempdir");
     let desktop = Xvfb::start();
     let _term = xterm_on(&desktop.display);
     let shadow = Shadow::start(dir.path(), &desktop.display);
     let pin = probe_cert_sha256(shadow.port);
+    let pin_hex: String = pin.iter().map(|b| format!("{b:02X}")).collect();
+    forward_tcp((SHADOW_IP, shadow.port), ("127.0.0.1", shadow.port));
+    let d = Deployment::start_with(Options {
+        extra_targets: format!(
+            r#"
+[[target]]
+name = "shadow1"
+address = "{SHADOW_IP}"
+kind = "physical"
+rdp = {{ port = {port}, account = "{SHADOW_USER}", credential = "shadow1-pw", cert_sha256 = "{pin_hex}" }}
+"#,
+            port = shadow.port
+        ),
+        secrets: vec![("shadow1-pw".into(), SHADOW_PASSWORD.into())],
+        ..Options::default()
+    });
     let client_x = Xvfb::start();
-
-    let mut core = FakeCore::new();
-    core.users.insert("tester".into(), "pw-123456".into());
-    core.targets.insert(
-        "shadow1".into(),
-        Ok(TargetGrant {
-            session_id: uuid::Uuid::now_v7(),
-            target: "shadow1".into(),
-            address: SocketAddr::from(([127, 0, 0, 1], shadow.port)),
-            account: SHADOW_USER.into(),
-            domain: None,
-            password: SHADOW_PASSWORD.into(),
-            cert_sha256: pin,
-            parent_session: None,
-        }),
-    );
-    let (cert, key, _) = self_signed(dir.path(), "sekisho");
-    let tls = sekisho::rdp::tls_server_config(&cert, &key).expect("tls");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let core = Arc::new(core);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    rt.spawn(sekisho::rdp::serve(listener, tls, core.clone()));
-
-    let log = dir.path().join("client.log");
-    let client = xfreerdp(
+    let code = d.code("tanaka");
+    let client = d.client(
         &client_x.display,
-        port,
-        "tester@shadow1",
-        "pw-123456",
+        "tanaka@shadow1",
+        &format!("{PASSWORD}{code}"),
         &["/sec:tls", "+clipboard"],
-        &log,
     );
-    let connected = wait_until(Duration::from_secs(30), || {
-        core.journal().events.iter().any(|e| {
-            matches!(
-                e,
-                RdpEvent::FastPath {
-                    direction: Direction::ServerToClient,
-                    ..
-                }
-            )
-        })
+    let mut id = String::new();
+    let live = wait_until(Duration::from_secs(30), || {
+        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
+        match out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["user"] == "tanaka")
+        {
+            Some(v) => {
+                id = v["id"].as_str().unwrap_or_default().to_string();
+                true
+            }
+            None => false,
+        }
     });
     assert!(
-        connected,
-        "no graphics from the shadow server.\nclient:\n{}\nshadow:\n{}",
-        client_log(&log),
-        shadow.log_text()
+        live,
+        "no session with the shadow server.\nclient:\n{}\nshadow:\n{}\nserve log:\n{}",
+        client.log(),
+        shadow.log_text(),
+        d.serve_log()
     );
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     let marker = dir.path().join("typed-shadow.txt");
     type_into_client(
         &client_x.display,
@@ -106,18 +86,37 @@ fn typed_text_reaches_the_nla_shadow_server_through_sekisho() {
     });
     assert!(
         typed,
-        "typed text did not arrive.\nclient:\n{}\nshadow:\n{}",
-        client_log(&log),
-        shadow.log_text()
+        "typed text did not arrive.\nclient:\n{}\nshadow:\n{}\nserve log:\n{}",
+        client.log(),
+        shadow.log_text(),
+        d.serve_log()
     );
     drop(client);
-    let journal = core.journal();
+
+    let ended = wait_until(Duration::from_secs(15), || {
+        !d.audit("session_end", "tanaka").is_empty()
+    });
+    assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
+    let events = d.audit_session(&id);
+    let allow = events
+        .iter()
+        .find(|e| e["kind"] == "allow")
+        .expect("an allow for the session");
+    assert_eq!(allow["target"], "shadow1", "{allow}");
     assert!(
-        journal
-            .refused_channels
-            .iter()
-            .any(|(k, n, _)| *k == ChannelKind::Static && n == "cliprdr"),
-        "{:?}",
-        journal.refused_channels
+        events.iter().any(|e| e["kind"] == "channel_blocked"
+            && e["detail"].as_str().is_some_and(|d| d.contains("cliprdr"))),
+        "cliprdr not refused: {events:?}"
     );
+    let verify = sekisho(&d.dir, &["verify", &id], None);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let archive = find_archive(&d.dir.join("recordings"), &id).expect("archive file");
+    let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
+    let output = reader
+        .events()
+        .map_while(|e| e.ok())
+        .filter(|e| matches!(e.event, sekisho::recording::Event::Output { .. }))
+        .count();
+    assert!(output > 0, "no graphics from the shadow server recorded");
+    drop(d);
 }

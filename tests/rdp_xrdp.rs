@@ -1,147 +1,86 @@
-//! End to end: xfreerdp3 → sekisho → xrdp on loopback.
+//! End to end: xfreerdp3 → a real `sekisho serve` → xrdp on loopback.
+//! The deployment (init, admin CLI, policy, secret store, serve) is the one
+//! of rdp_e2e.rs; what the bastion did is read back from the audit log, the
+//! session list and the recording archive.
 
-#[path = "support/rdp_fake_core.rs"]
-mod rdp_fake_core;
+#[path = "support/rdp_deployment.rs"]
+mod rdp_deployment;
 #[path = "support/rdp_peers.rs"]
 mod rdp_peers;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rdp_fake_core::FakeCore;
+use rdp_deployment::*;
 use rdp_peers::*;
-use sekisho::rdp::core::{ChannelKind, Direction, RdpEvent, TargetGrant};
+use sekisho::recording::Event;
 
-struct Gateway {
-    port: u16,
-    core: Arc<FakeCore>,
-    _rt: tokio::runtime::Runtime,
+fn login(d: &Deployment, user: &str) -> String {
+    format!("{PASSWORD}{}", d.code(user))
 }
 
-fn start_gateway(dir: &std::path::Path, core: FakeCore) -> Gateway {
-    start_gateway_with(dir, core, Duration::ZERO)
+/// The one session_start of `user`: its id.
+fn session_of(d: &Deployment, user: &str) -> String {
+    let start = d.audit("session_start", user);
+    assert_eq!(start.len(), 1, "{start:?}\nserve log:\n{}", d.serve_log());
+    start[0]["session"]
+        .as_str()
+        .expect("session id")
+        .to_string()
 }
 
-fn start_gateway_with(dir: &std::path::Path, core: FakeCore, idle_timeout: Duration) -> Gateway {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sekisho=debug")),
-        )
-        .with_test_writer()
-        .try_init();
-    let (cert, key, _) = self_signed(dir, "sekisho");
-    let tls = sekisho::rdp::tls_server_config(&cert, &key).expect("front TLS config");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let core = Arc::new(core);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind gateway");
-    let port = listener.local_addr().expect("addr").port();
-    let options = sekisho::rdp::GatewayOptions {
-        keyframe_interval: Duration::from_secs(1),
-        offer_nla: true,
-        idle_timeout,
-    };
-    rt.spawn(sekisho::rdp::serve_with(
-        listener,
-        tls,
-        core.clone(),
-        options,
-    ));
-    Gateway {
-        port,
-        core,
-        _rt: rt,
-    }
+/// The session_end of `session`, once written.
+fn session_end(d: &Deployment, session: &str) -> serde_json::Value {
+    let mut end = None;
+    let ended = wait_until(Duration::from_secs(15), || {
+        end = d
+            .audit_session(session)
+            .into_iter()
+            .find(|e| e["kind"] == "session_end");
+        end.is_some()
+    });
+    assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
+    end.expect("session_end")
 }
 
-fn grant(xrdp: &Xrdp) -> TargetGrant {
-    TargetGrant {
-        session_id: uuid::Uuid::now_v7(),
-        target: "xrdp1".into(),
-        address: SocketAddr::from(([127, 0, 0, 1], xrdp.port)),
-        account: TEST_USER.into(),
-        domain: None,
-        password: TEST_PASSWORD.into(),
-        cert_sha256: xrdp.pin,
-        parent_session: None,
-    }
-}
-
-fn fake_core(xrdp: &Xrdp) -> FakeCore {
-    let mut core = FakeCore::new();
-    core.users.insert("tester".into(), "pw-123456".into());
-    core.tickets
-        .insert("tester".into(), "TICKET-8841-2207".into());
-    core.targets.insert("xrdp1".into(), Ok(grant(xrdp)));
-    let mut wrong_pin = grant(xrdp);
-    wrong_pin.cert_sha256 = [7; 32];
-    core.targets.insert("xrdp-wrong-pin".into(), Ok(wrong_pin));
-    core.targets
-        .insert("vm1".into(), Err("use the terminal connection".into()));
-    core
-}
-
-fn session_user_running() -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-u", TEST_USER, "xterm"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+fn events(d: &Deployment, session: &str) -> (serde_json::Value, Vec<Event>) {
+    let archive = find_archive(&d.dir.join("recordings"), session).expect("archive file");
+    let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
+    let info = reader.meta().protocol_info.clone();
+    let events = reader
+        .events()
+        .map_while(|e| e.ok())
+        .map(|e| e.event)
+        .collect();
+    (info, events)
 }
 
 #[test]
 fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let share = dir.path().join("share");
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let share = d.tmp().join("share");
     std::fs::create_dir(&share).expect("share dir");
     std::fs::write(share.join("secret.txt"), "must not cross").expect("write share file");
-
-    let xrdp = Xrdp::start(dir.path());
-    let x = Xvfb::start();
-    let gw = start_gateway(dir.path(), fake_core(&xrdp));
-
-    let client_log = dir.path().join("client.log");
     let drive = format!("/drive:share,{}", share.display());
-    let client = xfreerdp(
+    let client = d.client(
         &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "pw-123456",
+        "tanaka@xrdp1",
+        &login(&d, "tanaka"),
         &["/sec:tls", "+clipboard", &drive],
-        &client_log,
     );
-
     let up = wait_until(Duration::from_secs(30), session_user_running);
     assert!(
         up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nxrdp log:\n{}\nsesman log:\n{}",
-        client_log_text(&client_log),
-        xrdp.log_text(),
-        xrdp.sesman_log_text()
+        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",
+        client.log(),
+        d.serve_log(),
+        d.xrdp.log_text()
     );
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
-
-    let marker = dir.path().join("typed.txt");
-    let _ = std::fs::remove_file(&marker);
-    // The target writes as its own user; the temp dir must let it.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .expect("chmod");
+    let marker = d.tmp().join("typed.txt");
     type_into_client(&x.display, &format!("id -un > {}", marker.display()));
     let typed = wait_until(Duration::from_secs(20), || {
         std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
@@ -149,11 +88,13 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
     assert!(
         typed,
         "typed command did not run on the target.\nclient log:\n{}",
-        client_log_text(&client_log)
+        client.log()
     );
+    // A few keyframes (one a second).
+    std::thread::sleep(Duration::from_secs(2));
 
     // What the target got: only drdynvc; no clipboard, drive or sound.
-    let xrdp_log = xrdp.log_text();
+    let xrdp_log = d.xrdp.log_text();
     assert!(
         xrdp_log.contains("Adding channel: name drdynvc"),
         "xrdp log:\n{xrdp_log}"
@@ -167,154 +108,95 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
     drop(client);
     end_test_user_sessions();
 
-    let journal = gw.core.journal();
-    assert_eq!(journal.sign_ins, vec![("tester".to_owned(), true)]);
-    let refused: Vec<&str> = journal
-        .refused_channels
+    // One sign-in, with password and code.
+    let signins = d.audit("signin_success", "tanaka");
+    assert!(!signins.is_empty(), "no signin_success");
+    assert!(d.audit("signin_failure", "tanaka").is_empty());
+    let session = session_of(&d, "tanaka");
+    session_end(&d, &session);
+    let blocked: Vec<String> = d
+        .audit_session(&session)
         .iter()
-        .filter(|(k, _, _)| *k == ChannelKind::Static)
-        .map(|(_, n, _)| n.as_str())
+        .filter(|e| e["kind"] == "channel_blocked")
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert!(
-        refused.contains(&"cliprdr"),
-        "cliprdr not refused: {refused:?}"
-    );
-    assert!(refused.contains(&"rdpdr"), "rdpdr not refused: {refused:?}");
-    let started = journal.started.first().expect("a session started");
-    assert_eq!(
-        started
-            .channels
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>(),
-        vec!["drdynvc"]
-    );
-    let input = journal
-        .events
+    for channel in ["cliprdr", "rdpdr"] {
+        assert!(
+            blocked.iter().any(|b| b.contains(channel)),
+            "{channel} not refused: {blocked:?}"
+        );
+    }
+
+    let (info, events) = events(&d, &session);
+    let channels: Vec<&str> = info["channels"]
+        .as_array()
+        .expect("channels")
         .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                RdpEvent::FastPath {
-                    direction: Direction::ClientToServer,
-                    ..
-                }
-            )
-        })
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(channels, vec!["drdynvc"], "{info}");
+    let fastpath = info["fastpath_channel"].as_u64().expect("fastpath channel") as u32;
+    let io = info["io_channel"].as_u64().expect("io channel") as u32;
+    let input = events
+        .iter()
+        .filter(|e| matches!(e, Event::Input { .. }))
         .count();
-    assert!(
-        input > 20,
-        "only {input} client fast-path input PDUs recorded"
-    );
-    let output = journal
-        .events
+    assert!(input > 20, "only {input} client input PDUs recorded");
+    let output = events
         .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                RdpEvent::FastPath {
-                    direction: Direction::ServerToClient,
-                    ..
-                } | RdpEvent::SlowPath {
-                    direction: Direction::ServerToClient,
-                    ..
-                }
-            )
-        })
+        .filter(|e| matches!(e, Event::Output { .. }))
         .count();
     assert!(output > 0, "no server graphics recorded");
 
     // Steering: the target drew with bitmaps only (no orders, no surface
     // commands) and nothing was bulk-compressed.
     let mut updates = 0;
-    for event in &journal.events {
-        if let RdpEvent::FastPath {
-            direction: Direction::ServerToClient,
-            pdu,
-        } = event
-        {
-            for (code, compressed) in fast_path_updates(pdu) {
+    for event in &events {
+        if let Event::Output { channel, data, .. } = event {
+            if *channel == fastpath {
+                for (code, compressed) in fast_path_updates(data) {
+                    updates += 1;
+                    assert_ne!(code, 0x0, "drawing orders reached the recording");
+                    assert_ne!(code, 0x4, "surface commands reached the recording");
+                    assert!(!compressed, "bulk-compressed update");
+                }
+            } else if *channel == io
+                && let Some((update, compressed)) = slow_path_update(data)
+            {
                 updates += 1;
-                assert_ne!(code, 0x0, "drawing orders reached the recording");
-                assert_ne!(code, 0x4, "surface commands reached the recording");
+                assert_ne!(update, 0x0000, "drawing orders reached the recording");
                 assert!(!compressed, "bulk-compressed update");
             }
         }
     }
-    for event in &journal.events {
-        if let RdpEvent::SlowPath {
-            direction: Direction::ServerToClient,
-            pdu,
-            ..
-        } = event
-            && let Some((update, compressed)) = slow_path_update(pdu)
-        {
-            updates += 1;
-            assert_ne!(update, 0x0000, "drawing orders reached the recording");
-            assert!(!compressed, "bulk-compressed update");
-        }
-    }
     assert!(updates > 0, "no updates parsed");
 
-    // The share id a replayer needs is recorded before the Demand Active.
+    // The share id a replayer needs is recorded.
     assert!(
-        journal
-            .events
+        events
             .iter()
-            .any(|e| matches!(e, RdpEvent::ShareActivated { share_id } if *share_id != 0)),
+            .any(|e| matches!(e, Event::Mark { label, .. } if label == "share_activated")),
         "no share activation recorded"
     );
 
     // Keyframes: requested every second, each followed by bitmap updates.
-    let keyframes: Vec<usize> = journal
-        .events
+    let keyframes: Vec<usize> = events
         .iter()
         .enumerate()
-        .filter(|(_, e)| {
-            matches!(
-                e,
-                RdpEvent::Keyframe {
-                    width: 1024,
-                    height: 768
-                }
-            )
-        })
+        .filter(|(_, e)| matches!(e, Event::Keyframe))
         .map(|(i, _)| i)
         .collect();
     assert!(keyframes.len() >= 2, "keyframes: {keyframes:?}");
-    let first = keyframes[0];
-    let redrawn = journal.events[first..].iter().any(|e| match e {
-        RdpEvent::FastPath {
-            direction: Direction::ServerToClient,
-            pdu,
-        } => fast_path_updates(pdu).iter().any(|(code, _)| *code == 0x1),
-        RdpEvent::SlowPath {
-            direction: Direction::ServerToClient,
-            pdu,
-            ..
-        } => slow_path_update(pdu).is_some_and(|(update, _)| update == 0x0001),
+    let redrawn = events[keyframes[0]..].iter().any(|e| match e {
+        Event::Output { channel, data, .. } if *channel == fastpath => {
+            fast_path_updates(data).iter().any(|(code, _)| *code == 0x1)
+        }
+        Event::Output { channel, data, .. } if *channel == io => {
+            slow_path_update(data).is_some_and(|(update, _)| update == 0x0001)
+        }
         _ => false,
     });
-    let summary: Vec<String> = journal.events[first..]
-        .iter()
-        .map(|e| match e {
-            RdpEvent::FastPath { direction, pdu } => {
-                format!("fp {direction:?} {:?}", fast_path_updates(pdu))
-            }
-            RdpEvent::SlowPath {
-                direction,
-                channel,
-                pdu,
-            } => {
-                format!("sp {direction:?} ch{channel} {}", pdu.len())
-            }
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert!(
-        redrawn,
-        "no bitmap update after a keyframe request: {summary:#?}"
-    );
+    assert!(redrawn, "no bitmap update after a keyframe request");
 }
 
 /// (updateType, bulk-compressed) of a slow-path Update PDU (share data
@@ -356,48 +238,38 @@ fn fast_path_updates(pdu: &[u8]) -> Vec<(u8, bool)> {
     out
 }
 
-/// Wait for the client to exit by itself; `None` if it is still connected.
-fn client_exit(client: &mut Daemon, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(status)) = client.child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
-
 #[test]
 fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_target() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let share = dir.path().join("share");
-    std::fs::create_dir(&share).expect("share dir");
-    let xrdp = Xrdp::start(dir.path());
+    let _lock = prepare();
+    let d = Deployment::start();
     let x = Xvfb::start();
-    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let share = d.tmp().join("share");
+    std::fs::create_dir(&share).expect("share dir");
     let drive = format!("/drive:share,{}", share.display());
 
     // Control: without sekisho the target does get clipboard and drive.
-    let log = dir.path().join("direct.log");
-    let direct = xfreerdp(
-        &x.display,
-        xrdp.port,
-        TEST_USER,
-        TEST_PASSWORD,
-        &["/sec:tls", "+clipboard", &drive],
-        &log,
+    let log = d.tmp().join("direct.log");
+    let log_file = std::fs::File::create(&log).expect("client log");
+    let direct = Daemon::spawn(
+        "xfreerdp3 direct",
+        Command::new("xfreerdp3")
+            .env("DISPLAY", &x.display)
+            .env("WLOG_LEVEL", "INFO")
+            .arg(format!("/v:{TARGET_IP}:{}", d.xrdp.port))
+            .arg(format!("/u:{TEST_USER}"))
+            .arg(format!("/p:{TEST_PASSWORD}"))
+            .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
+            .args(["/sec:tls", "+clipboard", &drive])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file),
     );
     assert!(
         wait_until(Duration::from_secs(30), session_user_running),
         "direct session did not start:\n{}",
         client_log(&log)
     );
-    let direct_log = xrdp.log_text();
+    let direct_log = d.xrdp.log_text();
     assert!(
         direct_log.contains("Adding channel: name cliprdr"),
         "xrdp log:\n{direct_log}"
@@ -408,284 +280,331 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
     );
     drop(direct);
     end_test_user_sessions();
-    let seen_before = xrdp.log_text().matches("Client supplied username").count();
+    let seen_before = d
+        .xrdp
+        .log_text()
+        .matches("Client supplied username")
+        .count();
 
     // Wrong password, a virtual target, a target whose certificate does not
-    // match the pin: each refused, none signs in on the target.
-    for (user, password, what, signs_in) in [
-        ("tester@xrdp1", "wrong-pw", "wrong password", false),
-        ("tester@vm1", "pw-123456", "virtual target", true),
+    // match the pin: each refused once (the client does not come back by
+    // itself), none signs in on the target.
+    // TOTP codes work once: each attempt that signs in has a user of its own.
+    let vm = login(&d, "sato");
+    let pin = login(&d, "ito");
+    for (person, user, password, what, signs_in) in [
         (
-            "tester@xrdp-wrong-pin",
-            "pw-123456",
+            "tanaka",
+            "tanaka@xrdp1",
+            "wrong-pw123456",
+            "wrong password",
+            false,
+        ),
+        ("sato", "sato@vm1", vm.as_str(), "virtual target", true),
+        (
+            "ito",
+            "ito@xrdp-wrong-pin",
+            pin.as_str(),
             "certificate pin",
             true,
         ),
         (
-            "xrdp1\\tester",
-            "wrong-pw",
+            "kato",
+            "xrdp1\\kato",
+            "wrong-pw123456",
             "wrong password (domain form)",
             false,
         ),
     ] {
-        let before = gw.core.journal().sign_ins.len();
-        let log = dir.path().join("refused.log");
-        let mut client = xfreerdp(&x.display, gw.port, user, password, &["/sec:tls"], &log);
-        let status = client_exit(&mut client, Duration::from_secs(20));
+        let failures = d.audit("signin_failure", person).len();
+        let decisions = d.audit("allow", person).len() + d.audit("deny", person).len();
+        let mut client = d.client(&x.display, user, password, &["/sec:tls"]);
+        let status = client.exit_within(Duration::from_secs(20));
         assert!(
             status.is_some_and(|s| !s.success()),
             "{what}: client not refused ({status:?}):\n{}",
-            client_log(&log)
+            client.log()
         );
-        let journal = gw.core.journal();
-        let attempts = &journal.sign_ins[before..];
-        // A refused client must not come back by itself.
-        assert_eq!(
-            attempts.len(),
-            1,
-            "{what}: {attempts:?}\n{}",
-            client_log(&log)
-        );
-        assert_eq!(attempts[0], ("tester".to_owned(), signs_in), "{what}");
         assert!(
-            client_log(&log).contains("ERRINFO_SERVER_"),
+            client.log().contains("ERRINFO_SERVER_"),
             "{what}: the client did not show an RDP error:\n{}",
-            client_log(&log)
+            client.log()
         );
+        // Let a client that would come back by itself do so.
+        std::thread::sleep(Duration::from_secs(1));
+        let failures = d.audit("signin_failure", person).len() - failures;
+        let decisions = d.audit("allow", person).len() + d.audit("deny", person).len() - decisions;
+        if signs_in {
+            assert_eq!((failures, decisions), (0, 1), "{what}");
+        } else {
+            assert_eq!((failures, decisions), (1, 0), "{what}");
+        }
     }
     assert!(!session_user_running(), "a refused client got a session");
     assert_eq!(
-        xrdp.log_text().matches("Client supplied username").count(),
+        d.xrdp
+            .log_text()
+            .matches("Client supplied username")
+            .count(),
         seen_before,
         "a refused client signed in on the target"
     );
-    let journal = gw.core.journal();
-    assert!(journal.authorizations.iter().any(|(_, t, r)| {
-        t == "vm1"
-            && r.as_ref()
-                .err()
-                .is_some_and(|e| e == "use the terminal connection")
-    }));
+    let deny = d.audit("deny", "sato");
     assert!(
-        journal
-            .closed
-            .iter()
-            .any(|(_, reason)| reason.contains("does not match the pinned")),
-        "pin mismatch not reported: {:?}",
-        journal.closed
+        deny.iter()
+            .any(|e| e["target"] == "vm1" && e["data"]["rule"] == "rdp_virtual"),
+        "no rdp_virtual deny: {deny:?}"
+    );
+    let ends = d.audit("session_end", "ito");
+    assert!(
+        ends.iter().any(|e| e["data"]["status"] == "failed"
+            && e.to_string().contains("does not match the pinned")),
+        "pin mismatch not reported: {ends:?}"
     );
 }
 
 #[test]
 fn killing_the_session_disconnects_the_client() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let xrdp = Xrdp::start(dir.path());
+    let _lock = prepare();
+    let d = Deployment::start();
     let x = Xvfb::start();
-    let gw = start_gateway(dir.path(), fake_core(&xrdp));
-    let log = dir.path().join("client.log");
     // A Japanese 106/109 keyboard: the recording must know the layout.
-    let mut client = xfreerdp(
+    let mut client = d.client(
         &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "pw-123456",
+        "ito@xrdp1",
+        &login(&d, "ito"),
         &["/sec:tls", "/kbd:layout:0x411,type:7"],
-        &log,
     );
     assert!(
         wait_until(Duration::from_secs(30), session_user_running),
-        "session did not start:\n{}",
-        client_log(&log)
+        "session did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
     );
-    {
-        let journal = gw.core.journal();
-        let start = journal.started.first().expect("session started");
-        assert_eq!(start.keyboard_layout, 0x411, "keyboard layout not recorded");
-        assert_eq!(start.keyboard_type, 7, "keyboard type not recorded");
-    }
+    let mut id = String::new();
+    let live = wait_until(Duration::from_secs(10), || {
+        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
+        match out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["user"] == "ito")
+        {
+            Some(v) => {
+                id = v["id"].as_str().unwrap_or_default().to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    assert!(live, "session not listed.\nserve log:\n{}", d.serve_log());
     assert!(
-        client_exit(&mut client, Duration::from_secs(1)).is_none(),
+        client.exit_within(Duration::from_secs(1)).is_none(),
         "client left early"
     );
-    gw.core.kill.send_replace(Some("stopped by admin".into()));
-    let status = client_exit(&mut client, Duration::from_secs(15));
+    let kill = sekisho(
+        &d.dir,
+        &["sessions", "kill", &id, "--reason", "stopped by admin"],
+        None,
+    );
+    assert!(kill.status.success(), "{}", text(&kill));
+    let status = client.exit_within(Duration::from_secs(15));
     assert!(status.is_some(), "client still connected after kill");
     end_test_user_sessions();
-    let journal = gw.core.journal();
-    assert!(
-        journal
-            .closed
-            .iter()
-            .any(|(_, r)| r.contains("stopped by admin")),
-        "{:?}",
-        journal.closed
+    let end = session_end(&d, &id);
+    assert_eq!(end["data"]["status"], "killed", "{end}");
+    assert!(end.to_string().contains("stopped by admin"), "{end}");
+    // The recording is sealed and knows the keyboard.
+    let verify = sekisho(&d.dir, &["verify", &id], None);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let (info, _) = events(&d, &id);
+    assert_eq!(
+        info["keyboard_layout"], 0x411,
+        "keyboard layout not recorded: {info}"
     );
-    assert_eq!(journal.finished, 1, "recording not sealed");
+    assert_eq!(
+        info["keyboard_type"], 7,
+        "keyboard type not recorded: {info}"
+    );
 }
 
-fn client_log_text(p: &std::path::Path) -> String {
-    client_log(p)
+/// A tmpfs of 1 MiB mounted on `dir`, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path) -> SmallDisk {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 #[test]
 fn a_failing_recording_ends_the_session() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let xrdp = Xrdp::start(dir.path());
+    let _lock = prepare();
+    let rec = tempfile::Builder::new()
+        .prefix("sekisho-rdp-rec")
+        .tempdir()
+        .expect("tempdir");
+    let _disk = SmallDisk::mount(rec.path());
+    let d = Deployment::start_with(Options {
+        recordings: Some(rec.path().to_path_buf()),
+        ..Options::default()
+    });
     let x = Xvfb::start();
-    let mut core = fake_core(&xrdp);
-    // Fails while the connection is being finalized (after the channel
-    // refusals and the first capability PDUs were recorded).
-    core.fail_recording_after = Some(10);
-    let gw = start_gateway(dir.path(), core);
-    let log = dir.path().join("client.log");
-    let mut client = xfreerdp(
-        &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "pw-123456",
-        &["/sec:tls"],
-        &log,
+    let mut client = d.client(&x.display, "sato@xrdp1", &login(&d, "sato"), &["/sec:tls"]);
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
     );
-    let status = client_exit(&mut client, Duration::from_secs(30));
+    // The disk fills up under the live session.
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(rec.path().join("filler")).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let status = client.exit_within(Duration::from_secs(30));
     end_test_user_sessions();
     assert!(
         status.is_some(),
-        "client still connected with a broken recording"
+        "client still connected with a broken recording.\nclient log:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
     );
-    let journal = gw.core.journal();
-    assert_eq!(
-        journal.events.len(),
-        10,
-        "events recorded beyond the failure"
-    );
+    let session = session_of(&d, "sato");
+    let end = session_end(&d, &session);
+    // (The row says "ended"; the reason names the failed recording.)
     assert!(
-        journal
-            .closed
-            .iter()
-            .any(|(_, r)| r.contains("recording failed: disk full")),
-        "{:?}",
-        journal.closed
+        end.to_string().contains("recording failed"),
+        "the end does not name the recording: {end}"
     );
+    // Cut short, never tampered.
+    let verify = sekisho(&d.dir, &["verify", &session], None);
+    assert!(
+        !text(&verify).to_lowercase().contains("tampered"),
+        "{}",
+        text(&verify)
+    );
+    drop(d);
+}
+
+fn issue_ticket(d: &Deployment, user: &str) -> String {
+    let issued = ok(sekisho(
+        &d.dir,
+        &[
+            "ticket",
+            "issue",
+            "--user",
+            user,
+            "--target",
+            "xrdp1",
+            "--protocol",
+            "rdp",
+        ],
+        None,
+    ));
+    issued
+        .lines()
+        .next()
+        .expect("the ticket on the first line")
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn nla_with_a_ticket_reaches_xrdp_and_a_wrong_ticket_does_not() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let xrdp = Xrdp::start(dir.path());
+    let _lock = prepare();
+    let d = Deployment::start();
     let x = Xvfb::start();
-    let gw = start_gateway(dir.path(), fake_core(&xrdp));
+    let ticket = issue_ticket(&d, "kato");
+    // The same shape, another last character.
+    let mut wrong = ticket.clone();
+    let last = wrong.pop().expect("ticket");
+    wrong.push(if last == '2' { '3' } else { '2' });
 
     // Wrong ticket: CredSSP fails, nothing reaches the target.
-    let log = dir.path().join("bad.log");
-    let mut client = xfreerdp(
-        &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "TICKET-0000-0000",
-        &["/sec:nla"],
-        &log,
-    );
-    let status = client_exit(&mut client, Duration::from_secs(20));
+    let mut client = d.client(&x.display, "kato@xrdp1", &wrong, &["/sec:nla"]);
+    let status = client.exit_within(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| !s.success()),
         "wrong ticket accepted:\n{}",
-        client_log(&log)
+        client.log()
     );
     assert!(
-        !xrdp.log_text().contains("Client supplied username"),
+        !d.xrdp.log_text().contains("Client supplied username"),
         "target reached"
     );
-    {
-        let journal = gw.core.journal();
-        assert!(journal.sign_ins.is_empty(), "{:?}", journal.sign_ins);
-        assert!(
-            journal
-                .nla_refusals
-                .iter()
-                .any(|r| r.starts_with("tester@xrdp1: NLA sign-in failed")),
-            "NLA refusal not audited: {:?}",
-            journal.nla_refusals
-        );
-    }
+    assert!(d.audit("signin_success", "kato").is_empty());
+    let refusals = d.audit("signin_failure", "kato");
+    assert!(
+        refusals
+            .iter()
+            .any(|e| e["data"]["method"] == "nla" && e["target"] == "xrdp1"),
+        "NLA refusal not audited: {refusals:?}"
+    );
 
     // The right ticket: mstsc-style NLA sign-in, session on the target.
-    let log = dir.path().join("good.log");
-    let client = xfreerdp(
-        &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "TICKET-8841-2207",
-        &["/sec:nla"],
-        &log,
-    );
+    let client = d.client(&x.display, "kato@xrdp1", &ticket, &["/sec:nla"]);
     assert!(
         wait_until(Duration::from_secs(30), session_user_running),
-        "NLA session did not start:\n{}",
-        client_log(&log)
+        "NLA session did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
     );
     drop(client);
     end_test_user_sessions();
-    let journal = gw.core.journal();
-    assert_eq!(journal.sign_ins, vec![("tester".to_owned(), true)]);
-    assert_eq!(
-        journal.sign_in_security,
-        vec![sekisho::rdp::core::FrontSecurity::Nla]
-    );
+    let signins = d.audit("signin_success", "kato");
     assert!(
-        journal
-            .nla_lookups
-            .contains(&("tester".to_owned(), "xrdp1".to_owned()))
+        signins.iter().any(|e| e["data"]["method"] == "ticket"),
+        "{signins:?}"
     );
+    let session = session_of(&d, "kato");
+    let allow = d.audit("allow", "kato");
+    assert!(allow.iter().any(|e| e["target"] == "xrdp1"), "{allow:?}");
+    session_end(&d, &session);
 }
 
 #[test]
 fn an_idle_session_is_ended() {
-    require_rdp_peers();
-    let _lock = lock_peers();
-    ensure_test_user();
-    end_test_user_sessions();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let xrdp = Xrdp::start(dir.path());
+    let _lock = prepare();
+    let d = Deployment::start_with(Options {
+        idle_timeout: "3s",
+        ..Options::default()
+    });
     let x = Xvfb::start();
-    let gw = start_gateway_with(dir.path(), fake_core(&xrdp), Duration::from_secs(4));
-    let log = dir.path().join("client.log");
-    let mut client = xfreerdp(
+    let mut client = d.client(
         &x.display,
-        gw.port,
-        "tester@xrdp1",
-        "pw-123456",
+        "suzuki@xrdp1",
+        &login(&d, "suzuki"),
         &["/sec:tls"],
-        &log,
     );
     assert!(
         wait_until(Duration::from_secs(30), session_user_running),
-        "session did not start:\n{}",
-        client_log(&log)
+        "session did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
     );
-    let status = client_exit(&mut client, Duration::from_secs(20));
+    let status = client.exit_within(Duration::from_secs(20));
     end_test_user_sessions();
     assert!(status.is_some(), "idle client still connected");
     assert!(
-        client_log(&log).contains("ERRINFO_IDLE_TIMEOUT"),
+        client.log().contains("ERRINFO_IDLE_TIMEOUT"),
         "{}",
-        client_log(&log)
+        client.log()
     );
-    let journal = gw.core.journal();
-    assert!(
-        journal.closed.iter().any(|(_, r)| r.contains("idle for")),
-        "{:?}",
-        journal.closed
-    );
+    let session = session_of(&d, "suzuki");
+    let end = session_end(&d, &session);
+    assert!(end.to_string().contains("idle"), "{end}");
 }

@@ -1,0 +1,427 @@
+//! The real deployment the RDP integration tests run through: `sekisho
+//! init`, the admin CLI, a policy, the secret store and a `sekisho serve`
+//! child process in front of xrdp. Shared by rdp_e2e, rdp_xrdp and
+//! rdp_shadow (included with `#[path]`, next to `rdp_peers`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::rdp_peers::*;
+
+pub const PASSWORD: &str = "rdp-e2e-password";
+pub const USERS: [&str; 5] = ["tanaka", "suzuki", "sato", "ito", "kato"];
+/// Where sekisho listens; the client connects from 127.0.0.1.
+pub const FRONT: &str = "127.0.0.1";
+/// Where xrdp listens. Not the client's address: RDP coming from a
+/// target's address is a server-to-server hop under the RDP rule.
+pub const TARGET_IP: &str = "127.0.0.2";
+
+/// Where the target `xrdp-wrong-pin` answers: xrdp through a forwarder,
+/// declared with a certificate pin that does not match.
+pub const WRONG_PIN_IP: &str = "127.0.0.6";
+
+/// Relay every connection to `listen` on to `to`, for the life of the test
+/// process (threads, plain copies both ways).
+pub fn forward_tcp(listen: (&str, u16), to: (&'static str, u16)) {
+    let listener = std::net::TcpListener::bind(listen).expect("bind forwarder");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(a) = conn else { continue };
+            let Ok(b) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut a2, mut b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+            let (mut a, mut b) = (a, b);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a2, &mut b2);
+                let _ = b2.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut b, &mut a);
+                let _ = a.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
+}
+
+pub fn sekisho(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(dir.join("sekisho.toml"))
+        .args(args)
+        .env_remove("SEKISHO_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sekisho");
+    if let Some(mut i) = child.stdin.take()
+        && let Some(s) = stdin
+    {
+        i.write_all(s.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("wait sekisho")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn ok(o: Output) -> String {
+    let t = text(&o);
+    assert!(o.status.success(), "command failed: {t}");
+    t
+}
+
+/// A deployment made with `sekisho init`, xrdp as the physical target
+/// `xrdp1` (and, for the RDP rule, the same server declared as the virtual
+/// target `vm1` on another loopback address), and a running `sekisho serve`. Everything stops on drop.
+pub struct Deployment {
+    pub dir: PathBuf,
+    pub rdp_port: u16,
+    totp: Vec<(String, Vec<u8>)>,
+    _serve: Daemon,
+    pub xrdp: Xrdp,
+    _tmp: tempfile::TempDir,
+}
+
+/// What differs between the deployments of the tests.
+#[derive(Default)]
+pub struct Options {
+    /// `[sessions] idle_timeout`; "0" (off) when empty.
+    pub idle_timeout: &'static str,
+    /// `[paths] recordings`; the deployment's own `recordings/` when `None`.
+    pub recordings: Option<PathBuf>,
+    /// More policy text (targets), appended before the access grant.
+    pub extra_targets: String,
+    /// More secrets for the store: (name, value).
+    pub secrets: Vec<(String, String)>,
+}
+
+impl Deployment {
+    pub fn start() -> Deployment {
+        Deployment::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Deployment {
+        let idle = if opts.idle_timeout.is_empty() {
+            "0"
+        } else {
+            opts.idle_timeout
+        };
+        let paths = match &opts.recordings {
+            Some(p) => format!("[paths]\nrecordings = \"{}\"\n", p.display()),
+            None => String::new(),
+        };
+        let extra = &opts.extra_targets;
+        let tmp = tempfile::Builder::new()
+            .prefix("sekisho-rdp-e2e")
+            .tempdir()
+            .expect("tempdir");
+        // The target writes marker files here as its own user.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
+        let dir = tmp.path().join("bastion");
+        ok(sekisho(
+            &dir,
+            &["init", "--dir", dir.to_str().expect("utf8")],
+            None,
+        ));
+        let xrdp = Xrdp::start_at(tmp.path(), TARGET_IP);
+        // The pin an admin would take after checking the certificate.
+        let pin = probe_cert_sha256_at(TARGET_IP, xrdp.port);
+        assert_eq!(pin, xrdp.pin, "the probe saw another certificate");
+        let pin_hex: String = pin.iter().map(|b| format!("{b:02X}")).collect();
+
+        // The same xrdp under another address, declared with a wrong pin.
+        forward_tcp((WRONG_PIN_IP, xrdp.port), (TARGET_IP, xrdp.port));
+        let rdp_port = free_port();
+        std::fs::write(
+            dir.join("sekisho.toml"),
+            format!(
+                r#"{paths}
+[ssh]
+enabled = false
+[rdp]
+listen = "{FRONT}:{rdp_port}"
+keyframe_interval = "1s"
+[auth]
+failure_delay = "100ms"
+signin_window = "0"
+[sessions]
+idle_timeout = "{idle}"
+warn_before_end = "1m"
+[[network]]
+name = "lab"
+cidrs = ["127.0.0.0/8"]
+"#
+            ),
+        )
+        .expect("config");
+        std::fs::write(
+            dir.join("policies/lab.toml"),
+            format!(
+                r#"
+[system]
+name = "lab"
+zone = "lgwan"
+
+[[target]]
+name = "xrdp1"
+address = "{TARGET_IP}"
+kind = "physical"
+rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
+
+[[target]]
+name = "vm1"
+address = "127.0.0.4"
+kind = "virtual"
+rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
+
+[[target]]
+name = "down1"
+address = "127.0.0.5"
+kind = "physical"
+rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
+
+[[target]]
+name = "xrdp-wrong-pin"
+address = "{WRONG_PIN_IP}"
+kind = "physical"
+rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{wrong_pin}" }}
+{extra}
+[[access]]
+vendor = "acme"
+users = ["tanaka", "suzuki", "sato", "ito", "kato"]
+contract = {{ from = "2026-01-01", until = "2099-12-31" }}
+hours = "always"
+max_session = "2h"
+protocols = ["rdp"]
+sources = ["lab"]
+"#,
+                port = xrdp.port,
+                account = TEST_USER,
+                wrong_pin = "07".repeat(32),
+            ),
+        )
+        .expect("policy");
+
+        ok(sekisho(&dir, &["vendor", "add", "acme"], None));
+        let mut totp = Vec::new();
+        for user in USERS {
+            let out = ok(sekisho(
+                &dir,
+                &[
+                    "user",
+                    "add",
+                    user,
+                    "--role",
+                    "engineer",
+                    "--vendor",
+                    "acme",
+                    "--password-stdin",
+                ],
+                Some(&format!("{PASSWORD}\n")),
+            ));
+            let secret = out
+                .lines()
+                .find_map(|l| l.strip_prefix("TOTP secret: "))
+                .expect("TOTP secret printed")
+                .trim()
+                .to_string();
+            let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &secret)
+                .expect("base32 secret");
+            totp.push((user.to_string(), key));
+        }
+        ok(sekisho(
+            &dir,
+            &["secret", "set", "xrdp1-pw"],
+            Some(TEST_PASSWORD),
+        ));
+        for (name, value) in &opts.secrets {
+            ok(sekisho(&dir, &["secret", "set", name], Some(value)));
+        }
+        let check = ok(sekisho(&dir, &["policy", "check"], None));
+        assert!(check.contains("OK"), "{check}");
+
+        let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
+        let serve = Daemon::spawn(
+            "sekisho serve",
+            Command::new(bin())
+                .arg("--config")
+                .arg(dir.join("sekisho.toml"))
+                .arg("serve")
+                .env("SEKISHO_LOG", "sekisho=debug")
+                .env_remove("SEKISHO_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
+        });
+        let d = Deployment {
+            dir,
+            rdp_port,
+            totp,
+            _serve: serve,
+            xrdp,
+            _tmp: tmp,
+        };
+        assert!(up, "sekisho serve did not listen: {}", d.serve_log());
+        d
+    }
+
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn tmp(&self) -> &Path {
+        self._tmp.path()
+    }
+
+    /// The current TOTP code of `user`.
+    pub fn code(&self, user: &str) -> String {
+        let key = &self
+            .totp
+            .iter()
+            .find(|(u, _)| u == user)
+            .expect("known user")
+            .1;
+        let step = chrono::Utc::now().timestamp() / 30;
+        sekisho::auth::totp::code_for_step(key, step, 6).expect("code")
+    }
+
+    /// Audit events of `kind` for `user`, as JSON.
+    pub fn audit(&self, kind: &str, user: &str) -> Vec<serde_json::Value> {
+        let out = ok(sekisho(
+            &self.dir,
+            &["audit", "--kind", kind, "--user", user, "--json"],
+            None,
+        ));
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Audit events of `kind` for everyone, as JSON.
+    pub fn audit_kind(&self, kind: &str) -> Vec<serde_json::Value> {
+        let out = ok(sekisho(
+            &self.dir,
+            &["audit", "--kind", kind, "--json"],
+            None,
+        ));
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn audit_session(&self, session: &str) -> Vec<serde_json::Value> {
+        let out = ok(sekisho(
+            &self.dir,
+            &["audit", "--session", session, "--json"],
+            None,
+        ));
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// xfreerdp3 on `display` through sekisho as `login`.
+    pub fn client(&self, display: &str, login: &str, password: &str, extra: &[&str]) -> Client {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self
+            .tmp()
+            .join(format!("client-{n}-{}.log", login.replace('@', "_")));
+        let log_file = std::fs::File::create(&log).expect("client log");
+        let err_file = log_file.try_clone().expect("clone log");
+        let daemon = Daemon::spawn(
+            "xfreerdp3",
+            Command::new("xfreerdp3")
+                .env("DISPLAY", display)
+                .env("WLOG_LEVEL", "INFO")
+                .arg(format!("/v:{FRONT}:{}", self.rdp_port))
+                .arg(format!("/u:{login}"))
+                .arg(format!("/p:{password}"))
+                .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(err_file),
+        );
+        Client { daemon, log }
+    }
+}
+
+pub struct Client {
+    pub daemon: Daemon,
+    pub log: PathBuf,
+}
+
+impl Client {
+    pub fn log(&self) -> String {
+        client_log(&self.log)
+    }
+
+    /// Wait for the client to exit by itself; `None` if still connected.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.daemon.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+}
+
+pub fn session_user_running() -> bool {
+    Command::new("pgrep")
+        .args(["-u", TEST_USER, "xterm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()? {
+            let p = entry.ok()?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy() == session)
+            {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Peers, lock and a clean test account, in that order.
+pub fn prepare() -> PeerLock {
+    require_rdp_peers();
+    let lock = lock_peers();
+    ensure_test_user();
+    end_test_user_sessions();
+    lock
+}
