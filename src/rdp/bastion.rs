@@ -70,6 +70,21 @@ impl BastionRdp {
             return auth.window_open(user, source).await;
         }
         let Some((password, code)) = split_code(secret) else {
+            // Not "password + code" and no window: still a sign-in attempt,
+            // counted and audited like any other failure.
+            let _ = auth.check_password(user, secret, source).await;
+            self.bastion
+                .audit(
+                    crate::store::AuditEvent::new(
+                        crate::store::AuditKind::SigninFailure,
+                        "RDP sign-in without a one-time code outside the sign-in window",
+                    )
+                    .user(user)
+                    .source(source)
+                    .protocol("rdp")
+                    .with("method", "password"),
+                )
+                .await;
             return false;
         };
         auth.check_password(user, password, source).await.is_ok()
@@ -395,6 +410,8 @@ impl RdpCore for BastionRdp {
         }
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
         let status = match stop {
+            // No recording, no session: a failed archive fails the session.
+            _ if recorder.has_failed().is_some() => SessionStatus::Failed,
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
             Some(StopCause::Shutdown) => SessionStatus::Ended,
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
