@@ -5,8 +5,10 @@
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
 //! ironrdp-graphics. Anything it cannot decode is skipped and counted.
 
-use ironrdp_core::WriteBuf;
+use ironrdp_core::{ReadCursor, WriteBuf, decode};
 use ironrdp_graphics::image_processing::PixelFormat;
+use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
+use ironrdp_pdu::slow_path;
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder};
 use ironrdp_session::image::DecodedImage;
 
@@ -81,8 +83,7 @@ impl Renderer {
             return;
         };
         if *channel != 0 {
-            // Slow-path updates: not decoded yet (the steered target sends fast-path).
-            self.stats.skipped += 1;
+            self.apply_slow_path(data);
             return;
         }
         self.out.clear();
@@ -92,6 +93,39 @@ impl Renderer {
         }));
         match r {
             Ok(Ok(_)) => self.stats.decoded += 1,
+            _ => self.stats.skipped += 1,
+        }
+    }
+
+    /// A slow-path PDU (MCS user data: Share Control header onward). Only
+    /// graphics updates matter; other share PDUs are passed over.
+    fn apply_slow_path(&mut self, data: &[u8]) {
+        let Ok(header) = decode::<ShareControlHeader>(data) else {
+            // Virtual channel traffic and the like: not drawing.
+            return;
+        };
+        let ShareControlPdu::Data(sd) = header.share_control_pdu else {
+            return;
+        };
+        let ShareDataPdu::Update(update) = sd.share_data_pdu else {
+            return;
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut src = ReadCursor::new(&update);
+            match slow_path::read_graphics_update_type(&mut src) {
+                Ok(slow_path::GraphicsUpdateType::Bitmap) => {
+                    let bitmap = slow_path::decode_slow_path_bitmap(&mut src).map_err(|_| ())?;
+                    self.processor
+                        .process_bitmap_update(&mut self.image, bitmap)
+                        .map(|_| ())
+                        .map_err(|_| ())
+                }
+                Ok(_) => Ok(()),
+                Err(_) => Err(()),
+            }
+        }));
+        match r {
+            Ok(Ok(())) => self.stats.decoded += 1,
             _ => self.stats.skipped += 1,
         }
     }
