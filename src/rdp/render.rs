@@ -167,3 +167,142 @@ pub fn write_png(w: u32, h: u32, rgba: &[u8], out: &mut dyn std::io::Write) -> a
     wr.finish()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{DesktopSize, Protocol, Stream};
+    use bytes::Bytes;
+    use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
+    use ironrdp_pdu::geometry::InclusiveRectangle;
+
+    fn meta() -> SessionMeta {
+        SessionMeta {
+            session_id: "s1".into(),
+            user: "tanaka".into(),
+            vendor: "acme".into(),
+            system: "fa".into(),
+            target: "pc1".into(),
+            protocol: Protocol::Rdp,
+            client_addr: "127.0.0.1:1".into(),
+            decision: "allow".into(),
+            hop_parent: None,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            terminal: None,
+            desktop: Some(DesktopSize {
+                width: 8,
+                height: 4,
+            }),
+            protocol_info: serde_json::json!({"io_channel": 1003, "user_channel": 1007}),
+        }
+    }
+
+    fn output(channel: u32, data: Vec<u8>) -> Event {
+        Event::Output {
+            channel,
+            stream: Stream::Stdout,
+            data: Bytes::from(data),
+        }
+    }
+
+    /// A fast-path output PDU holding one uncompressed 32 bpp bitmap update.
+    fn fast_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
+        let w = u16::try_from(bgra.len() / 4).expect("small");
+        let update = BitmapUpdateData {
+            rectangles: vec![BitmapData {
+                rectangle: InclusiveRectangle {
+                    left,
+                    top,
+                    right: left + w - 1,
+                    bottom: top,
+                },
+                width: w,
+                height: 1,
+                bits_per_pixel: 32,
+                compression_flags: Compression::empty(),
+                compressed_data_header: None,
+                bitmap_data: bgra,
+            }],
+        };
+        let body = ironrdp_core::encode_vec(&update).expect("encode");
+        let mut upd = vec![0x01]; // bitmap, single fragment, no compression
+        upd.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
+        upd.extend_from_slice(&body);
+        let total = upd.len() + 3;
+        let mut pdu = vec![0x00, 0x80 | ((total >> 8) as u8), total as u8];
+        pdu.extend_from_slice(&upd);
+        pdu
+    }
+
+    #[test]
+    fn a_fast_path_bitmap_update_lands_in_the_framebuffer() {
+        let mut r = Renderer::new(&meta()).expect("renderer");
+        r.apply(&output(
+            0,
+            fast_path_bitmap(2, 1, &[10, 20, 30, 0, 40, 50, 60, 0]),
+        ));
+        assert_eq!(
+            r.stats,
+            RenderStats {
+                decoded: 1,
+                skipped: 0
+            }
+        );
+        let px = r.rgba();
+        let at = |x: usize, y: usize| px[(y * 8 + x) * 4..][..4].to_vec();
+        assert_eq!(at(2, 1), vec![30, 20, 10, 255]);
+        assert_eq!(at(3, 1), vec![60, 50, 40, 255]);
+        assert_eq!(at(0, 0), vec![0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn hostile_pdus_are_skipped_never_a_panic() {
+        let mut r = Renderer::new(&meta()).expect("renderer");
+        let good = fast_path_bitmap(0, 0, &[1, 2, 3, 0]);
+        let mut bad = vec![
+            vec![],
+            vec![0x00],
+            vec![0x00, 0x80, 0x05, 0x01, 0xff],
+            vec![0xff; 64],
+        ];
+        for cut in 0..good.len() {
+            bad.push(good[..cut].to_vec());
+        }
+        // A rectangle far outside the desktop.
+        bad.push(fast_path_bitmap(60000, 60000, &[1, 2, 3, 0]));
+        let mut seed = 0x1234_5678_u32;
+        for _ in 0..200 {
+            let mut p = good.clone();
+            for b in p.iter_mut() {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if seed % 5 == 0 {
+                    *b = (seed >> 16) as u8;
+                }
+            }
+            bad.push(p);
+        }
+        for p in &bad {
+            r.apply(&output(0, p.clone()));
+            r.apply(&output(1003, p.clone()));
+        }
+        assert!(r.stats.skipped > 0);
+        assert_eq!(r.rgba().len(), 8 * 4 * 4);
+    }
+
+    #[test]
+    fn implausible_desktop_sizes_are_refused() {
+        let mut m = meta();
+        m.desktop = Some(DesktopSize {
+            width: 0,
+            height: 4,
+        });
+        assert!(Renderer::new(&m).is_err());
+        m.desktop = Some(DesktopSize {
+            width: 100_000,
+            height: 4,
+        });
+        assert!(Renderer::new(&m).is_err());
+        m.desktop = None;
+        assert!(Renderer::new(&m).is_err());
+    }
+}
