@@ -275,7 +275,7 @@ mod tests {
             let mut p = good.clone();
             for b in p.iter_mut() {
                 seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if seed % 5 == 0 {
+                if seed.is_multiple_of(5) {
                     *b = (seed >> 16) as u8;
                 }
             }
