@@ -372,3 +372,126 @@ fn nla_sign_in_with_a_one_time_ticket_reaches_xrdp_once() {
     );
     assert!(!session_user_running(), "a session reached the target");
 }
+
+#[test]
+fn export_png_renders_the_recorded_desktop() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let code = d.code("suzuki");
+    let mut client = d.client(
+        &x.display,
+        "suzuki@xrdp1",
+        &format!("{PASSWORD}{code}"),
+        &["/sec:tls"],
+    );
+    let up = wait_until(Duration::from_secs(30), session_user_running);
+    assert!(
+        up,
+        "no session on the target.\nclient log:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let marker = d.tmp().join("png.txt");
+    type_into_client(
+        &x.display,
+        &format!("echo SEKISHO PNG EXPORT 0123456789 > {}", marker.display()),
+    );
+    let typed = wait_until(Duration::from_secs(20), || marker.exists());
+    assert!(
+        typed,
+        "typed command did not run.\nclient log:\n{}",
+        client.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // What the person saw: the client's own screen, just before leaving.
+    let shot = d.tmp().join("client.png");
+    let import = Command::new("import")
+        .env("DISPLAY", &x.display)
+        .args(["-window", "root"])
+        .arg(format!("png32:{}", shot.display()))
+        .output()
+        .expect("import (ImageMagick)");
+    assert!(import.status.success(), "import: {}", text(&import));
+    assert!(
+        client.exit_within(Duration::ZERO).is_none(),
+        "client gone early"
+    );
+    drop(client);
+    end_test_user_sessions();
+    let start = d.audit("session_start", "suzuki");
+    let session = start[0]["session"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+    let ended = wait_until(Duration::from_secs(10), || {
+        !d.audit("session_end", "suzuki").is_empty()
+    });
+    assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
+
+    let png_path = d.tmp().join("frame.png");
+    let out = sekisho(
+        &d.dir,
+        &[
+            "export",
+            &session,
+            "--format",
+            "png",
+            "--at",
+            "100000",
+            "-o",
+            png_path.to_str().expect("utf8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "export failed: {}", text(&out));
+    let decoder = png::Decoder::new(std::fs::File::open(&png_path).expect("png file"));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png data");
+    assert_eq!((info.width, info.height), (1024, 768));
+    let px = &buf[..info.buffer_size()];
+    let colours: std::collections::HashSet<&[u8]> = px.chunks_exact(4).collect();
+    assert!(
+        colours.len() >= 2,
+        "the rendered desktop has only {} colours: {}",
+        colours.len(),
+        text(&out)
+    );
+    // Both colours of the terminal (text on its background, the root
+    // window around it) cover a real part of the screen.
+    let mut counts: std::collections::HashMap<&[u8], usize> = Default::default();
+    for p in px.chunks_exact(4) {
+        *counts.entry(p).or_default() += 1;
+    }
+    let big = counts.values().filter(|&&n| n > 1024 * 768 / 50).count();
+    assert!(big >= 2, "one colour covers the desktop: {counts:?}");
+
+    // The rendered frame matches the client's screenshot pixel for pixel
+    // (within a small tolerance for a cursor or a late update).
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).expect("screenshot"));
+    let mut sreader = decoder.read_info().expect("screenshot header");
+    let mut sbuf = vec![0; sreader.output_buffer_size()];
+    let sinfo = sreader.next_frame(&mut sbuf).expect("screenshot data");
+    // The client's window sits at the top left of its (larger) X screen.
+    assert!(sinfo.width >= 1024 && sinfo.height >= 768, "{sinfo:?}");
+    assert_eq!(sinfo.color_type, png::ColorType::Rgba, "{sinfo:?}");
+    let sstride = sinfo.line_size;
+    let differ = (0..768usize)
+        .flat_map(|y| (0..1024usize).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let a = &px[(y * 1024 + x) * 4..][..3];
+            let b = &sbuf[y * sstride + x * 4..][..3];
+            a.iter().zip(b).any(|(p, q)| p.abs_diff(*q) > 8)
+        })
+        .count();
+    assert!(
+        differ < 1024 * 768 / 200,
+        "{differ} pixels differ between the export and the client's screen"
+    );
+
+    // Mp4 is still refused with a message.
+    let mp4 = sekisho(&d.dir, &["export", &session, "--format", "mp4"], None);
+    assert!(!mp4.status.success());
+}

@@ -36,6 +36,9 @@ pub struct ExportArgs {
     /// Only this channel of a terminal session (default: all).
     #[arg(long)]
     pub channel: Option<u32>,
+    /// PNG: the moment to render, in seconds from the session start (default: the end).
+    #[arg(long)]
+    pub at: Option<f64>,
 }
 
 pub async fn run(g: &Global, a: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -54,14 +57,29 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 asciicast::write_asciicast(&meta, reader.events(), a.channel, out)?
             }
             Format::Keystrokes => keystrokes::write_keystroke_log(&meta, reader.events(), out)?,
-            Format::Png | Format::Mp4 => anyhow::bail!(
-                "{} export renders desktop (RDP) recordings, which this version cannot decode yet; \
-                 terminal recordings export as asciicast or keystrokes",
-                if a.format == Format::Png {
-                    "PNG"
-                } else {
-                    "MP4"
+            Format::Png => {
+                if meta.protocol != crate::recording::Protocol::Rdp {
+                    anyhow::bail!(
+                        "PNG export renders desktop (RDP) recordings; this one is {}",
+                        meta.protocol.as_str()
+                    );
                 }
+                let at_us = match a.at {
+                    None => u64::MAX,
+                    Some(s) if s.is_finite() && s >= 0.0 => (s * 1e6) as u64,
+                    Some(s) => anyhow::bail!("--at {s}: give seconds from the session start"),
+                };
+                let r = crate::rdp::render::render_at(&meta, reader.events(), at_us)?;
+                if r.stats.skipped > 0 {
+                    eprintln!(
+                        "note: {} server PDUs could not be decoded and were skipped ({} decoded)",
+                        r.stats.skipped, r.stats.decoded
+                    );
+                }
+                crate::rdp::render::write_png(r.width(), r.height(), &r.rgba(), out)?;
+            }
+            Format::Mp4 => anyhow::bail!(
+                "MP4 export is not available yet; export a frame with --format png --at SECONDS"
             ),
         }
         Ok(())

@@ -73,6 +73,7 @@ pub mod core;
 pub mod front;
 mod nla;
 pub mod relay;
+pub mod render;
 pub mod steer;
 
 use std::borrow::Cow;
