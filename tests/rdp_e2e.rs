@@ -9,6 +9,7 @@ mod rdp_peers;
 #[path = "support/rdp_deployment.rs"]
 mod rdp_deployment;
 
+use std::process::Command;
 use std::time::Duration;
 
 use rdp_deployment::*;
