@@ -410,8 +410,6 @@ impl RdpCore for BastionRdp {
         }
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
         let status = match stop {
-            // No recording, no session: a failed archive fails the session.
-            _ if recorder.has_failed().is_some() => SessionStatus::Failed,
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
             Some(StopCause::Shutdown) => SessionStatus::Ended,
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,

@@ -307,6 +307,13 @@ impl Bastion {
         status: SessionStatus,
         reason: &str,
     ) {
+        // No recording, no session: whatever ended it, a session whose
+        // archive failed ended as failed (for every gateway, here once).
+        let status = if recording.has_failed().is_some() {
+            SessionStatus::Failed
+        } else {
+            status
+        };
         let sealed = tokio::task::spawn_blocking(move || recording.seal()).await;
         let summary: Option<ArchiveSummary> = match sealed {
             Ok(Ok(s)) => Some(s),
