@@ -121,6 +121,21 @@ fn wrong_password_is_refused() {
 }
 
 #[test]
+fn an_unusable_login_name_is_refused_and_audited() {
+    // "@x@db01": no person before the first `@`; no account can be named so.
+    let start = Instant::now();
+    let out = ssh("@x@db01").code("000000").remote("true").output();
+    assert_denied_generic(&out);
+    assert!(start.elapsed() >= FAILURE_DELAY);
+    assert!(signin_event(
+        "signin_failure",
+        "@x@db01",
+        "password",
+        Some("unknown user")
+    ));
+}
+
+#[test]
 fn locked_user_is_refused_even_with_the_right_password() {
     // [auth] max_failures = 3: three wrong passwords lock suzuki.
     for _ in 0..3 {

@@ -187,13 +187,17 @@ impl<C: SshCore> Connection<C> {
         }
     }
 
-    fn attempt(&self, user: &str) -> Option<SignIn> {
-        let (person, target) = split_user(user)?;
-        Some(SignIn {
+    /// The sign-in attempt a user name stands for. A name sekisho cannot
+    /// split (`@x`, control characters) is kept whole as the person: no
+    /// account can have such a name (see `auth::check_name`), so the core
+    /// refuses and audits it like any unknown user, at the same cost.
+    fn attempt(&self, user: &str) -> SignIn {
+        let (person, target) = split_user(user).unwrap_or_else(|| (user.to_string(), None));
+        SignIn {
             person,
             target,
             source: self.source,
-        })
+        }
     }
 
     async fn failed(&mut self, user: &str, method: &str) -> Auth {
@@ -538,9 +542,7 @@ impl<C: SshCore> Handler for Connection<C> {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let Some(attempt) = self.attempt(user) else {
-            return Ok(self.failed(user, "password").await);
-        };
+        let attempt = self.attempt(user);
         let outcome = self.shared.core.check_password(&attempt, password).await;
         Ok(self.first_factor(user, attempt, outcome, "password").await)
     }
@@ -551,9 +553,7 @@ impl<C: SshCore> Handler for Connection<C> {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // A probe: no failure is counted, no delay (OpenSSH offers each key).
-        let Some(attempt) = self.attempt(user) else {
-            return Ok(Auth::reject());
-        };
+        let attempt = self.attempt(user);
         let key = offered_key(offer.public_key);
         if self
             .shared
@@ -572,9 +572,7 @@ impl<C: SshCore> Handler for Connection<C> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(attempt) = self.attempt(user) else {
-            return Ok(self.failed(user, "publickey").await);
-        };
+        let attempt = self.attempt(user);
         let key = offered_key(key.public_key);
         let outcome = self.shared.core.check_public_key(&attempt, &key).await;
         Ok(self.first_factor(user, attempt, outcome, "publickey").await)
@@ -586,9 +584,7 @@ impl<C: SshCore> Handler for Connection<C> {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let Some(attempt) = self.attempt(user) else {
-            return Ok(self.failed(user, "keyboard-interactive").await);
-        };
+        let attempt = self.attempt(user);
         let Some(mut response) = response else {
             // A new keyboard-interactive exchange.
             return Ok(match &self.auth {
