@@ -182,6 +182,18 @@ fn administrator_first_hour() {
         !db.windows(12).any(|w| w == b"s3cret-value"),
         "a secret is stored in plain text"
     );
+    // Nor is the one-time-code secret printed by `user add`.
+    let totp_secret = added
+        .lines()
+        .find_map(|l| l.strip_prefix("TOTP secret: "))
+        .expect("TOTP secret line")
+        .trim()
+        .as_bytes();
+    assert!(totp_secret.len() >= 32, "{added}");
+    assert!(
+        !db.windows(totp_secret.len()).any(|w| w == totp_secret),
+        "the TOTP secret is stored in plain text"
+    );
 
     // Policy check passes now.
     let check = ok(&b.run(&["policy", "check"], None));

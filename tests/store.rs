@@ -77,6 +77,7 @@ async fn vendors_and_users(store: &Store) {
 
     auth::create_user(
         store,
+        &master(),
         "tanaka",
         Role::Engineer,
         Some("subco"),
@@ -84,12 +85,19 @@ async fn vendors_and_users(store: &Store) {
     )
     .await
     .unwrap();
-    auth::create_user(store, "audit1", Role::Auditor, None, None)
+    auth::create_user(store, &master(), "audit1", Role::Auditor, None, None)
         .await
         .unwrap();
-    let e = auth::create_user(store, "tanaka", Role::Engineer, Some("acme"), Some("x"))
-        .await
-        .unwrap_err();
+    let e = auth::create_user(
+        store,
+        &master(),
+        "tanaka",
+        Role::Engineer,
+        Some("acme"),
+        Some("x"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.to_string(), "user tanaka already exists");
 
     let u = store.user("tanaka").await.unwrap().unwrap();
@@ -113,6 +121,11 @@ async fn vendors_and_users(store: &Store) {
     assert_eq!(names, ["audit1", "tanaka"]);
 }
 
+/// The deployment's master key (seals TOTP secrets and RDP tickets).
+fn master() -> MasterKey {
+    MasterKey::from_bytes([11; 32])
+}
+
 async fn keys_and_signin(store: &Store) {
     let k = keys::add_key(store, "tanaka", KEY).await.unwrap();
     assert_eq!(
@@ -125,7 +138,7 @@ async fn keys_and_signin(store: &Store) {
     ));
     assert_eq!(store.users().await.unwrap()[1].keys, 1);
 
-    let a = Authenticator::new(store.clone(), limits());
+    let a = Authenticator::new(store.clone(), limits(), master());
     let pk = russh::keys::PublicKey::from_openssh(KEY).unwrap();
     let src = ip("127.0.0.5");
     a.check_public_key("tanaka", &pk, src).await.unwrap();
@@ -134,7 +147,9 @@ async fn keys_and_signin(store: &Store) {
     // TOTP: accepted once; the same code is refused afterwards.
     // The stored secret is not readable from outside: learn it the way a
     // person does, from a reset.
-    let (b32, uri) = auth::reset_totp(store, "tanaka", "admin-op").await.unwrap();
+    let (b32, uri) = auth::reset_totp(store, &master(), "tanaka", "admin-op")
+        .await
+        .unwrap();
     assert!(uri.contains(&b32));
     let key = totp::decode_secret(&b32).unwrap();
     let code = totp::code_for_step(&key, totp::step_at(Utc::now().timestamp()), 6).unwrap();
@@ -181,7 +196,7 @@ async fn keys_and_signin(store: &Store) {
 }
 
 async fn tickets_once(store: &Store) {
-    let a = Authenticator::new(store.clone(), limits());
+    let a = Authenticator::new(store.clone(), limits(), master());
     let key = MasterKey::from_bytes([11; 32]);
     let issue = |target: &'static str, protocol: &'static str| {
         let key = &key;

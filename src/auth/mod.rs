@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{AuthLimits, canonical_ip};
 use crate::store::{AuditEvent, AuditKind, NewUserRow, Store, StoreError};
+use secrets::MasterKey;
 
 pub mod keys;
 pub mod password;
@@ -47,6 +48,8 @@ pub enum AuthError {
     Invalid(String),
     #[error(transparent)]
     Password(#[from] password::PasswordError),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
 }
 
 /// A refused sign-in. Deliberately says nothing about which factor failed;
@@ -152,6 +155,7 @@ pub struct NewUser {
 /// Engineers need a vendor, which must exist.
 pub async fn create_user(
     store: &Store,
+    key: &MasterKey,
     name: &str,
     role: Role,
     vendor: Option<&str>,
@@ -179,13 +183,14 @@ pub async fn create_user(
     };
     let hash = hash_blocking(plain).await?;
     let secret = totp::generate_secret();
+    let sealed = totp::seal_secret(key, name, &secret)?;
     store
         .add_user(&NewUserRow {
             name,
             role,
             vendor,
             password_hash: &hash,
-            totp_secret_base32: &secret,
+            totp_secret_sealed: &sealed,
         })
         .await?;
     let by = admin_actor();
@@ -235,11 +240,14 @@ pub async fn set_password(
 /// Replaces the TOTP secret; returns (base32 secret, otpauth URI) to print once.
 pub async fn reset_totp(
     store: &Store,
+    key: &MasterKey,
     name: &str,
     by: &str,
 ) -> Result<(String, String), AuthError> {
     let secret = totp::generate_secret();
-    store.set_totp_secret(name, &secret).await?;
+    store
+        .set_totp_secret(name, &totp::seal_secret(key, name, &secret)?)
+        .await?;
     store
         .audit(
             &admin_event(
@@ -299,6 +307,8 @@ pub struct Authenticator {
     store: Store,
     limits: AuthLimits,
     clock: Clock,
+    /// Opens the TOTP secrets, which are sealed at rest.
+    totp_key: MasterKey,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -315,12 +325,30 @@ fn shown_name(name: &str) -> String {
 }
 
 impl Authenticator {
-    pub fn new(store: Store, limits: AuthLimits) -> Authenticator {
+    pub fn new(store: Store, limits: AuthLimits, totp_key: MasterKey) -> Authenticator {
         Authenticator {
             store,
             limits,
             clock: Arc::new(Utc::now),
+            totp_key,
         }
+    }
+
+    /// Seals TOTP secrets an earlier version stored in plain text; returns
+    /// how many. Safe to run while others sign in: a row is only replaced if
+    /// it still holds the plain text that was read.
+    pub async fn seal_plain_totp_secrets(&self) -> Result<usize, AuthError> {
+        let mut sealed = 0;
+        for (name, stored) in self.store.totp_secrets().await? {
+            if totp::is_sealed(&stored) {
+                continue;
+            }
+            let new = totp::seal_secret(&self.totp_key, &name, &stored)?;
+            if self.store.replace_totp_secret(&name, &stored, &new).await? {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 
     /// Replaces the clock (tests of windows, lockouts and expiry).
@@ -578,7 +606,23 @@ impl Authenticator {
             }
         };
         let now = self.now();
-        let Some(step) = totp::verify(&u.totp_secret, code, now.timestamp()) else {
+        let secret = match totp::open_secret(&self.totp_key, &u.name, &u.totp_secret) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(user, "the one-time-code secret cannot be opened: {e}");
+                return Err(self
+                    .fail(
+                        user,
+                        "totp",
+                        "code secret cannot be opened (wrong master key?)",
+                        source,
+                        false,
+                        None,
+                    )
+                    .await);
+            }
+        };
+        let Some(step) = totp::verify(&secret, code, now.timestamp()) else {
             return Err(self
                 .fail(user, "totp", "wrong code", source, true, None)
                 .await);

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::store::{SecretName, SecretRow, Store, StoreError};
 
-const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 const AAD_PREFIX: &[u8] = b"sekisho secret v1\0";
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,9 @@ pub enum SecretError {
     Store(#[from] StoreError),
 }
 
-/// The 32-byte key every secret is encrypted with; wiped from memory on drop.
+/// The 32-byte key every secret is encrypted with; wiped from memory on drop
+/// (every clone too).
+#[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MasterKey {

@@ -40,6 +40,7 @@ impl Fixture {
         store.add_vendor("acme", None).await.unwrap();
         let nu = create_user(
             &store,
+            &ticket_key(),
             "tanaka",
             Role::Engineer,
             Some("acme"),
@@ -50,7 +51,7 @@ impl Fixture {
         assert!(nu.password.is_none());
         let clock = Arc::new(AtomicI64::new(Utc::now().timestamp()));
         let c = clock.clone();
-        let auth = Authenticator::new(store.clone(), limits)
+        let auth = Authenticator::new(store.clone(), limits, ticket_key())
             .with_clock(move || DateTime::from_timestamp(c.load(Ordering::SeqCst), 0).unwrap());
         Fixture {
             _dir: dir,
@@ -125,6 +126,76 @@ async fn password_right_wrong_unknown_all_audited_and_vague() {
         .collect();
     assert_eq!(reasons, ["wrong password", "unknown user"]);
     assert_eq!(bad[0].event.source, Some(src()));
+}
+
+#[tokio::test]
+async fn totp_secrets_are_sealed_at_rest_and_bound_to_the_person() {
+    let f = Fixture::new(limits()).await;
+    let rows = f.store.totp_secrets().await.unwrap();
+    let (_, stored) = rows.iter().find(|(n, _)| n == "tanaka").unwrap();
+    assert!(totp::is_sealed(stored), "{stored}");
+    assert!(!stored.contains(&f.secret));
+    assert_eq!(
+        totp::open_secret(&ticket_key(), "tanaka", stored)
+            .unwrap()
+            .as_str(),
+        f.secret
+    );
+    // Another person's name, or a flipped byte, does not open it.
+    assert!(totp::open_secret(&ticket_key(), "suzuki", stored).is_err());
+    let mut flipped = stored.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    assert!(totp::open_secret(&ticket_key(), "tanaka", &flipped).is_err());
+    f.auth
+        .check_totp("tanaka", &f.code(0), src())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_plain_text_secret_from_before_sealing_works_and_is_sealed() {
+    let f = Fixture::new(limits()).await;
+    // What an earlier version stored: the base32 secret itself.
+    f.store.set_totp_secret("tanaka", &f.secret).await.unwrap();
+    f.auth
+        .check_totp("tanaka", &f.code(0), src())
+        .await
+        .unwrap();
+    assert_eq!(f.auth.seal_plain_totp_secrets().await.unwrap(), 1);
+    assert_eq!(f.auth.seal_plain_totp_secrets().await.unwrap(), 0);
+    let rows = f.store.totp_secrets().await.unwrap();
+    assert!(rows.iter().all(|(_, s)| totp::is_sealed(s)));
+    // Same secret, and the replay guard kept: the used code stays used.
+    assert!(
+        f.auth
+            .check_totp("tanaka", &f.code(0), "192.0.2.20".parse().unwrap())
+            .await
+            .is_err()
+    );
+    f.auth
+        .check_totp("tanaka", &f.code(1), src())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_secret_sealed_under_another_key_refuses_the_code_and_says_why() {
+    let f = Fixture::new(limits()).await;
+    let other = Authenticator::new(
+        f.store.clone(),
+        limits(),
+        super::secrets::MasterKey::from_bytes([1; 32]),
+    );
+    assert!(other.check_totp("tanaka", &f.code(0), src()).await.is_err());
+    let bad = f.events(AuditKind::SigninFailure).await;
+    assert_eq!(
+        bad[0].event.data["reason"],
+        "code secret cannot be opened (wrong master key?)"
+    );
+    // Not counted against the person: it is the bastion's fault.
+    assert_eq!(f.store.user("tanaka").await.unwrap().unwrap().failures, 0);
 }
 
 #[tokio::test]
@@ -363,9 +434,16 @@ async fn tickets_single_use_bound_and_expiring() {
     );
 
     // Bound to the person.
-    create_user(&f.store, "suzuki", Role::Engineer, Some("acme"), Some("pw"))
-        .await
-        .unwrap();
+    create_user(
+        &f.store,
+        &ticket_key(),
+        "suzuki",
+        Role::Engineer,
+        Some("acme"),
+        Some("pw"),
+    )
+    .await
+    .unwrap();
     let t2 = tickets::issue(
         &f.store,
         &ticket_key(),
@@ -452,9 +530,16 @@ async fn public_keys_registered_only() {
         .check_public_key("tanaka", &key, src())
         .await
         .unwrap();
-    create_user(&f.store, "suzuki", Role::Engineer, Some("acme"), Some("pw"))
-        .await
-        .unwrap();
+    create_user(
+        &f.store,
+        &ticket_key(),
+        "suzuki",
+        Role::Engineer,
+        Some("acme"),
+        Some("pw"),
+    )
+    .await
+    .unwrap();
     assert!(
         f.auth
             .check_public_key("suzuki", &key, src())
@@ -469,26 +554,40 @@ async fn public_keys_registered_only() {
 #[tokio::test]
 async fn create_user_rules() {
     let f = Fixture::new(limits()).await;
-    let e = create_user(&f.store, "sato", Role::Engineer, None, None)
+    let e = create_user(&f.store, &ticket_key(), "sato", Role::Engineer, None, None)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("needs a vendor"), "{e}");
-    let e = create_user(&f.store, "sato", Role::Engineer, Some("nope"), None)
-        .await
-        .unwrap_err();
+    let e = create_user(
+        &f.store,
+        &ticket_key(),
+        "sato",
+        Role::Engineer,
+        Some("nope"),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.to_string(), "no vendor nope");
-    let e = create_user(&f.store, "tanaka", Role::Auditor, None, None)
+    let e = create_user(&f.store, &ticket_key(), "tanaka", Role::Auditor, None, None)
         .await
         .unwrap_err();
     assert_eq!(e.to_string(), "user tanaka already exists");
     assert!(
-        create_user(&f.store, "Bad Name", Role::Admin, None, None)
+        create_user(&f.store, &ticket_key(), "Bad Name", Role::Admin, None, None)
             .await
             .is_err()
     );
-    let nu = create_user(&f.store, "root-admin", Role::Admin, None, None)
-        .await
-        .unwrap();
+    let nu = create_user(
+        &f.store,
+        &ticket_key(),
+        "root-admin",
+        Role::Admin,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let pw = nu.password.unwrap();
     f.auth
         .check_password("root-admin", &pw, src())
@@ -511,6 +610,8 @@ fn names_are_checked() {
     assert!(check_name("user", &"a".repeat(65)).is_err());
 }
 
+/// The master key of the fixture's deployment (sealing TOTP secrets and RDP
+/// tickets).
 fn ticket_key() -> super::secrets::MasterKey {
     super::secrets::MasterKey::from_bytes([9; 32])
 }

@@ -3,10 +3,16 @@
 //! (a code once used is refused) is done with the store, which remembers the
 //! last accepted step per person.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::secrets::{self, MasterKey, SecretError};
+use crate::store::SecretRow;
 
 pub const DIGITS: u32 = 6;
 pub const PERIOD_SECS: i64 = 30;
@@ -30,6 +36,61 @@ pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     base32::decode(BASE32, &cleaned).filter(|k| !k.is_empty())
+}
+
+/// How a sealed secret starts in the store; anything else is a secret
+/// stored in plain text by an earlier version (see [`is_sealed`]).
+const SEALED_PREFIX: &str = "sealed-v1:";
+
+/// The secret-store name a person's TOTP secret is sealed under: the
+/// ciphertext is bound to the person, so rows cannot be swapped.
+fn sealed_name(user: &str) -> String {
+    format!("totp:{user}")
+}
+
+/// Seals a base32 secret for the store under the master key.
+pub fn seal_secret(
+    key: &MasterKey,
+    user: &str,
+    secret_base32: &str,
+) -> Result<String, SecretError> {
+    let row = secrets::seal(key, &sealed_name(user), secret_base32.as_bytes())?;
+    let mut raw = row.nonce;
+    raw.extend_from_slice(&row.ciphertext);
+    Ok(format!("{SEALED_PREFIX}{}", BASE64.encode(raw)))
+}
+
+/// Whether a stored secret is sealed (false: plain text from before sealing).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
+}
+
+/// The base32 secret from its stored form. A plain-text secret written by an
+/// earlier version is returned as it is (`serve` seals those at start).
+pub fn open_secret(
+    key: &MasterKey,
+    user: &str,
+    stored: &str,
+) -> Result<Zeroizing<String>, SecretError> {
+    let Some(encoded) = stored.strip_prefix(SEALED_PREFIX) else {
+        return Ok(Zeroizing::new(stored.to_owned()));
+    };
+    let name = sealed_name(user);
+    let raw = BASE64
+        .decode(encoded)
+        .map_err(|_| SecretError::Undecryptable(name.clone()))?;
+    if raw.len() < secrets::NONCE_LEN {
+        return Err(SecretError::Undecryptable(name));
+    }
+    let (nonce, ciphertext) = raw.split_at(secrets::NONCE_LEN);
+    let row = SecretRow {
+        nonce: nonce.to_vec(),
+        ciphertext: ciphertext.to_vec(),
+    };
+    let plain = secrets::open(key, &name, &row)?;
+    String::from_utf8(plain.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| SecretError::Undecryptable(name))
 }
 
 /// The URI authenticator apps read from a QR code.

@@ -134,8 +134,10 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
             None
         };
         // create_user audits the creation itself.
+        let key = super::master_key(&cfg)?;
         let created = crate::auth::create_user(
             &store,
+            &key,
             &a.admin,
             crate::auth::Role::Admin,
             None,

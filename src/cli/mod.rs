@@ -104,6 +104,18 @@ pub fn load_config(g: &Global) -> anyhow::Result<Config> {
     Config::load(&g.config).with_context(|| format!("loading {}", g.config.display()))
 }
 
+/// The secret-store master key named by the configuration (it also seals
+/// TOTP secrets and RDP tickets).
+pub fn master_key(cfg: &Config) -> anyhow::Result<crate::auth::secrets::MasterKey> {
+    let path = cfg.paths.master_key();
+    crate::auth::secrets::load_master_key(&path).with_context(|| {
+        format!(
+            "loading the secret-store master key {} (written by `sekisho init`)",
+            path.display()
+        )
+    })
+}
+
 /// Reads one line from standard input (a password or secret), without its
 /// line ending. Empty input is an error: an empty password is never meant.
 pub fn read_secret_line() -> anyhow::Result<zeroize::Zeroizing<String>> {

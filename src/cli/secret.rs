@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::Global;
 use super::user::{local_time, open, read_secret};
-use crate::auth::secrets::{SecretStore, check_secret_name, load_master_key};
+use crate::auth::secrets::{SecretStore, check_secret_name};
 use crate::auth::{admin_actor, admin_event};
 
 #[derive(Debug, clap::Subcommand)]
@@ -25,9 +25,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         SecretCmd::Set { name } => {
             check_secret_name(&name)?;
-            let key_path = cfg.paths.master_key();
-            let key = load_master_key(&key_path)
-                .context("loading the master key (written by `sekisho init`)")?;
+            let key = super::master_key(&cfg)?;
             let value = read_secret(&format!("value of secret {name}"), true)?;
             let existed = store.secret_row(&name).await?.is_some();
             SecretStore::new(store.clone(), key)

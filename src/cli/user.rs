@@ -120,6 +120,7 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             };
             let nu = auth::create_user(
                 &store,
+                &super::master_key(&cfg)?,
                 &name,
                 role,
                 vendor.as_deref(),
@@ -222,7 +223,7 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             }
         }
         UserCmd::TotpReset { name } => {
-            let (secret, uri) = auth::reset_totp(&store, &name, &by)
+            let (secret, uri) = auth::reset_totp(&store, &super::master_key(&cfg)?, &name, &by)
                 .await
                 .with_context(|| format!("resetting the TOTP secret of {name}"))?;
             println!("new TOTP secret for {name}");

@@ -61,8 +61,17 @@ impl Bastion {
                     config.paths.master_key().display()
                 )
             })?;
+        let auth =
+            crate::auth::Authenticator::new(store.clone(), config.auth.clone(), master.clone());
         let secrets = crate::auth::secrets::SecretStore::new(store.clone(), master);
-        let auth = crate::auth::Authenticator::new(store.clone(), config.auth.clone());
+        // Deployments from before TOTP secrets were sealed: seal them now.
+        let sealed = auth
+            .seal_plain_totp_secrets()
+            .await
+            .context("sealing one-time-code secrets stored in plain text")?;
+        if sealed > 0 {
+            tracing::info!(count = sealed, "sealed plain-text one-time-code secrets");
+        }
         let node = node_name(&config);
         Ok(Bastion {
             config,

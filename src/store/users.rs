@@ -70,7 +70,8 @@ pub struct NewUserRow<'a> {
     pub role: Role,
     pub vendor: Option<&'a str>,
     pub password_hash: &'a str,
-    pub totp_secret_base32: &'a str,
+    /// Sealed under the master key (`auth::totp::seal_secret`).
+    pub totp_secret_sealed: &'a str,
 }
 
 /// One person, as the gateways need them. Holds the TOTP secret and the
@@ -265,7 +266,7 @@ impl Store {
         .bind(u.role.as_str())
         .bind(u.vendor)
         .bind(u.password_hash)
-        .bind(u.totp_secret_base32)
+        .bind(u.totp_secret_sealed)
         .bind(to_micros(Utc::now()))
         .execute(&self.pool)
         .await
@@ -381,15 +382,44 @@ impl Store {
         self.close_signin_windows(name).await
     }
 
-    /// Replaces the TOTP secret; the replay guard starts over and open
-    /// sign-in windows close (they were opened with the old secret).
-    pub async fn set_totp_secret(&self, name: &str, secret_base32: &str) -> Result<(), StoreError> {
+    /// Replaces the TOTP secret (sealed); the replay guard starts over and
+    /// open sign-in windows close (they were opened with the old secret).
+    pub async fn set_totp_secret(&self, name: &str, sealed: &str) -> Result<(), StoreError> {
         let q =
             sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE name = $2")
-                .bind(secret_base32)
+                .bind(sealed)
                 .bind(name);
         self.update_user(name, q).await?;
         self.close_signin_windows(name).await
+    }
+
+    /// Every person's stored TOTP secret (for sealing old plain-text rows).
+    pub async fn totp_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, totp_secret FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("totp_secret")?)))
+            .collect()
+    }
+
+    /// Replaces a stored TOTP secret by its sealed form, only if the row still
+    /// holds `old` (the replay guard and sign-in windows stay: the secret is
+    /// the same). Returns whether the row was replaced.
+    pub async fn replace_totp_secret(
+        &self,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE users SET totp_secret = $1 WHERE name = $2 AND totp_secret = $3")
+                .bind(new)
+                .bind(name)
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records the TOTP time-step just accepted, unless this or a later step
