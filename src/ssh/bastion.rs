@@ -49,9 +49,23 @@ pub struct SshRecording {
 
 impl SessionRecorder for SshRecording {
     fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
-        self.recorder
-            .record(archive_event(event))
-            .map_err(|e| RecordingFailed(e.to_string()))
+        let failed = |e: crate::recording::RecordingFailed| RecordingFailed(e.to_string());
+        let Some(event) = self
+            .recorder
+            .try_record(archive_event(event))
+            .map_err(failed)?
+        else {
+            return Ok(());
+        };
+        // The writer is behind (slow disk): this session waits for it, but
+        // the runtime hands this worker's other tasks (other sessions, kill
+        // requests) to another thread meanwhile.
+        let wait = || self.recorder.record(event);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+        .map_err(failed)
     }
 
     async fn failed(&self) -> RecordingFailed {
