@@ -15,6 +15,12 @@ use rdp_deployment::*;
 use rdp_peers::*;
 use sekisho::recording::Event;
 
+/// A printer for the client to redirect, and what xrdp's channel server
+/// logs when a client announces one (under its DOS name, e.g. PRN1; xrdp
+/// then declines it, but the announcement is what must never cross).
+const PRINTER: &str = "/printer:SekishoTestPrinter";
+const PRINTER_ANNOUNCED: &str = "Detected remote printer";
+
 fn login(d: &Deployment, user: &str) -> String {
     format!("{PASSWORD}{}", d.code(user))
 }
@@ -56,7 +62,7 @@ fn events(d: &Deployment, session: &str) -> (serde_json::Value, Vec<Event>) {
 }
 
 #[test]
-fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
+fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_drive_and_printer_do_not() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
@@ -64,11 +70,12 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
     std::fs::create_dir(&share).expect("share dir");
     std::fs::write(share.join("secret.txt"), "must not cross").expect("write share file");
     let drive = format!("/drive:share,{}", share.display());
+    clear_chansrv_logs();
     let client = d.client(
         &x.display,
         "tanaka@xrdp1",
         &login(&d, "tanaka"),
-        &["/sec:tls", "+clipboard", &drive],
+        &["/sec:tls", "+clipboard", &drive, PRINTER],
     );
     let up = wait_until(Duration::from_secs(30), session_user_running);
     assert!(
@@ -103,6 +110,19 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         assert!(
             !xrdp_log.contains(&format!("Adding channel: name {refused}")),
             "{refused} reached the target"
+        );
+    }
+    // No device announcement reached the target's channel server (the
+    // direct control test sees the printer and the drive there).
+    let chansrv = chansrv_log_text();
+    assert!(
+        !chansrv.is_empty(),
+        "the session's channel server logged nothing"
+    );
+    for device in [PRINTER_ANNOUNCED, "Detected remote drive"] {
+        assert!(
+            !chansrv.contains(device),
+            "{device:?} on the target:\n{chansrv}"
         );
     }
     drop(client);
@@ -239,7 +259,7 @@ fn fast_path_updates(pdu: &[u8]) -> Vec<(u8, bool)> {
 }
 
 #[test]
-fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_target() {
+fn direct_connection_gets_clipboard_drive_and_printer_and_refusals_never_reach_the_target() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
@@ -247,7 +267,9 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
     std::fs::create_dir(&share).expect("share dir");
     let drive = format!("/drive:share,{}", share.display());
 
-    // Control: without sekisho the target does get clipboard and drive.
+    // Control: without sekisho the target does get clipboard, drive and
+    // printer (FreeRDP announces a named printer without a CUPS server).
+    clear_chansrv_logs();
     let log = d.tmp().join("direct.log");
     let log_file = std::fs::File::create(&log).expect("client log");
     let direct = Daemon::spawn(
@@ -259,7 +281,7 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
             .arg(format!("/u:{TEST_USER}"))
             .arg(format!("/p:{TEST_PASSWORD}"))
             .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
-            .args(["/sec:tls", "+clipboard", &drive])
+            .args(["/sec:tls", "+clipboard", &drive, PRINTER])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file),
@@ -277,6 +299,15 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
     assert!(
         direct_log.contains("Adding channel: name rdpdr"),
         "xrdp log:\n{direct_log}"
+    );
+    let announced = wait_until(Duration::from_secs(15), || {
+        chansrv_log_text().contains(PRINTER_ANNOUNCED)
+    });
+    assert!(
+        announced,
+        "the printer did not reach xrdp directly.\nchansrv log:\n{}\nclient log:\n{}",
+        chansrv_log_text(),
+        client_log(&log)
     );
     drop(direct);
     end_test_user_sessions();

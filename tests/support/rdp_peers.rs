@@ -171,6 +171,43 @@ pub fn end_test_user_sessions() {
     clean_stale_displays();
 }
 
+/// Where xrdp's channel server (chansrv: clipboard, drives, printers) of the
+/// test account logs, one `xrdp-chansrv.DISPLAY.log` per display.
+fn chansrv_log_dir() -> PathBuf {
+    PathBuf::from(format!("/home/{TEST_USER}/.local/share/xrdp"))
+}
+
+/// Remove the test account's channel server logs, so that what they hold
+/// afterwards comes from the sessions that follow (call with the peer lock).
+pub fn clear_chansrv_logs() {
+    let Ok(entries) = fs::read_dir(chansrv_log_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("xrdp-chansrv.")
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Everything the test account's channel servers have logged, e.g.
+/// "Detected remote drive 'share'" or "Detected remote printer 'P' (not
+/// supported)" when a client announces devices over `rdpdr`.
+pub fn chansrv_log_text() -> String {
+    let Ok(entries) = fs::read_dir(chansrv_log_dir()) else {
+        return String::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("xrdp-chansrv."))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
 /// Self-signed certificate + key (PEM) and the DER's SHA-256.
 pub fn self_signed(dir: &Path, stem: &str) -> (PathBuf, PathBuf, [u8; 32]) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
