@@ -306,19 +306,7 @@ sources = ["lab"]
         let check = ok(sekisho(&dir, &["policy", "check"], None));
         assert!(check.contains("OK"), "{check}");
 
-        let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
-        let serve = Daemon::spawn(
-            "sekisho serve",
-            Command::new(bin())
-                .arg("--config")
-                .arg(dir.join("sekisho.toml"))
-                .arg("serve")
-                .env("SEKISHO_LOG", "sekisho=debug")
-                .env_remove("SEKISHO_CONFIG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
+        let serve = spawn_serve(&dir);
         let up = wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
                 && ssh_port.is_none_or(|p| std::net::TcpStream::connect((FRONT, p)).is_ok())
@@ -435,6 +423,87 @@ sources = ["lab"]
                 .stderr(err_file),
         );
         Client { daemon, log }
+    }
+}
+
+/// `sekisho serve` of the deployment in `dir`, logging to `dir/serve.log`.
+fn spawn_serve(dir: &Path) -> Daemon {
+    let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
+    Daemon::spawn(
+        "sekisho serve",
+        Command::new(bin())
+            .arg("--config")
+            .arg(dir.join("sekisho.toml"))
+            .arg("serve")
+            .env("SEKISHO_LOG", "sekisho=debug")
+            .env_remove("SEKISHO_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+}
+
+/// `sekisho init` and a `sekisho serve` with only its RDP listener: no
+/// policy, no people, no peers, for what the front door does by itself.
+/// Needs no peer lock. Stops on drop.
+pub struct Front {
+    pub dir: PathBuf,
+    pub rdp_port: u16,
+    /// SHA-256 of the certificate `init` made for the RDP listener.
+    pub cert_sha256: [u8; 32],
+    _serve: Daemon,
+    _tmp: tempfile::TempDir,
+}
+
+impl Front {
+    pub fn start() -> Front {
+        let tmp = tempfile::Builder::new()
+            .prefix("sekisho-rdp-front")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().join("bastion");
+        let init = ok(sekisho(
+            &dir,
+            &["init", "--dir", dir.to_str().expect("utf8")],
+            None,
+        ));
+        let hex: String = init
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RDP certificate SHA-256:"))
+            .expect("init prints the RDP certificate's SHA-256")
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        let cert_sha256 = hex::decode(&hex)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .expect("a SHA-256");
+        let rdp_port = free_port();
+        std::fs::write(
+            dir.join("sekisho.toml"),
+            format!(
+                "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
+                 [auth]\nfailure_delay = \"100ms\"\n"
+            ),
+        )
+        .expect("config");
+        let serve = spawn_serve(&dir);
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
+        });
+        let front = Front {
+            dir,
+            rdp_port,
+            cert_sha256,
+            _serve: serve,
+            _tmp: tmp,
+        };
+        assert!(up, "sekisho serve did not listen: {}", front.serve_log());
+        front
+    }
+
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 }
 
