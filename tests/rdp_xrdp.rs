@@ -639,3 +639,101 @@ fn an_idle_session_is_ended() {
     let end = session_end(&d, &session);
     assert!(end.to_string().contains("idle"), "{end}");
 }
+
+/// Whether `text` shows up on the CLIPBOARD of `display` within `limit`.
+fn clipboard_shows(display: &str, as_test_user: bool, text: &str, limit: Duration) -> bool {
+    wait_until(limit, || {
+        clipboard_get(display, as_test_user).trim() == text
+    })
+}
+
+/// Copies text on each side of a connected FreeRDP 2 client (`+clipboard`)
+/// and reports whether each crossed: (client to target, target to client).
+fn clipboard_crossings(client_display: &str, tag: &str, limit: Duration) -> (bool, bool) {
+    let session = session_display().expect("the xrdp session's display");
+    // Let the channel server and the client's clipboard start.
+    std::thread::sleep(Duration::from_secs(3));
+    let upward = format!("client-to-target-{tag}");
+    clipboard_set(client_display, false, &upward);
+    let up = clipboard_shows(&session, true, &upward, limit);
+    let downward = format!("target-to-client-{tag}");
+    clipboard_set(&session, true, &downward);
+    let down = clipboard_shows(client_display, false, &downward, limit);
+    (up, down)
+}
+
+#[test]
+fn freerdp2_clipboard_crosses_directly_and_never_through_sekisho() {
+    require_tool(FREERDP2.program, "freerdp2-x11");
+    require_tool("xclip", "xclip");
+    let _lock = prepare();
+    let d = Deployment::start();
+
+    // Control: FreeRDP 2 straight to xrdp copies both ways.
+    let x = Xvfb::start();
+    let log = d.tmp().join("direct2.log");
+    let log_file = std::fs::File::create(&log).expect("client log");
+    let direct = Daemon::spawn(
+        "xfreerdp direct",
+        Command::new(FREERDP2.program)
+            .env("DISPLAY", &x.display)
+            .arg(format!("/v:{TARGET_IP}:{}", d.xrdp.port))
+            .arg(format!("/u:{TEST_USER}"))
+            .arg(format!("/p:{TEST_PASSWORD}"))
+            .args([FREERDP2.ignore_cert, "/size:1024x768", "-grab-keyboard"])
+            .args(["/sec:tls", "+clipboard"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "direct FreeRDP 2 session did not start:\n{}",
+        client_log(&log)
+    );
+    let crossed = clipboard_crossings(&x.display, "direct", Duration::from_secs(15));
+    assert_eq!(
+        crossed,
+        (true, true),
+        "the clipboard did not work directly (client to target, target to client).\nclient log:\n{}",
+        client_log(&log)
+    );
+    drop(direct);
+    drop(x);
+    end_test_user_sessions();
+
+    // Through sekisho: nothing crosses either way.
+    let x = Xvfb::start();
+    let mut client = d.client_with(
+        FREERDP2,
+        d.rdp_port,
+        &x.display,
+        "tanaka@xrdp1",
+        &login(&d, "tanaka"),
+        &["/sec:tls", "+clipboard"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "FreeRDP 2 session through sekisho did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    let crossed = clipboard_crossings(&x.display, "sekisho", Duration::from_secs(8));
+    assert_eq!(crossed, (false, false), "the clipboard crossed sekisho");
+    assert!(
+        client.exit_within(Duration::ZERO).is_none(),
+        "the client left early:\n{}",
+        client.log()
+    );
+    drop(client);
+    end_test_user_sessions();
+    let session = session_of(&d, "tanaka");
+    session_end(&d, &session);
+    let blocked = d.audit_session(&session);
+    assert!(
+        blocked
+            .iter()
+            .any(|e| e["kind"] == "channel_blocked" && e.to_string().contains("cliprdr")),
+        "cliprdr refusal not audited: {blocked:?}"
+    );
+}

@@ -401,6 +401,19 @@ sources = ["lab"]
         password: &str,
         extra: &[&str],
     ) -> Client {
+        self.client_with(FREERDP3, port, display, login, password, extra)
+    }
+
+    /// [`Deployment::client_via`] with another FreeRDP client.
+    pub fn client_with(
+        &self,
+        freerdp: FreeRdp,
+        port: u16,
+        display: &str,
+        login: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Client {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self
@@ -409,14 +422,14 @@ sources = ["lab"]
         let log_file = std::fs::File::create(&log).expect("client log");
         let err_file = log_file.try_clone().expect("clone log");
         let daemon = Daemon::spawn(
-            "xfreerdp3",
-            Command::new("xfreerdp3")
+            freerdp.program,
+            Command::new(freerdp.program)
                 .env("DISPLAY", display)
                 .env("WLOG_LEVEL", "INFO")
                 .arg(format!("/v:{FRONT}:{port}"))
                 .arg(format!("/u:{login}"))
                 .arg(format!("/p:{password}"))
-                .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
+                .args([freerdp.ignore_cert, "/size:1024x768", "-grab-keyboard"])
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(log_file)
