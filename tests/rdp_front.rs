@@ -1,42 +1,31 @@
-//! The front door without any peer: what a client that does not offer TLS,
-//! or sends garbage, gets back.
+//! The front door of a real `sekisho serve` (made by `sekisho init`, no
+//! policy, no peers): what a client that does not offer TLS, or sends
+//! garbage, gets back.
 
-#[path = "support/rdp_fake_core.rs"]
-mod rdp_fake_core;
+#[path = "support/rdp_peers.rs"]
+mod rdp_peers;
 
-use std::sync::Arc;
+#[path = "support/rdp_deployment.rs"]
+mod rdp_deployment;
+
+use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use ironrdp_core::{decode, encode_vec};
 use ironrdp_pdu::nego::{self, FailureCode, SecurityProtocol};
 use ironrdp_pdu::x224::X224;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use rdp_deployment::{FRONT, Front};
 
-async fn gateway() -> (u16, tempfile::TempDir) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-    let tls = sekisho::rdp::tls_server_config(&cert, &key).expect("tls config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(sekisho::rdp::serve(
-        listener,
-        tls,
-        Arc::new(rdp_fake_core::FakeCore::new()),
-    ));
-    (port, dir)
+fn connect(port: u16) -> std::net::TcpStream {
+    let tcp = std::net::TcpStream::connect((FRONT, port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    tcp
 }
 
-async fn negotiate(port: u16, protocol: SecurityProtocol) -> nego::ConnectionConfirm {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+/// Sends an X.224 Connection Request offering `protocol`; the answer.
+fn negotiate(port: u16, protocol: SecurityProtocol) -> nego::ConnectionConfirm {
+    let mut tcp = connect(port);
     let request = nego::ConnectionRequest {
         nego_data: Some(nego::NegoRequestData::cookie("tester".into())),
         flags: nego::RequestFlags::empty(),
@@ -44,22 +33,18 @@ async fn negotiate(port: u16, protocol: SecurityProtocol) -> nego::ConnectionCon
         correlation_info: None,
     };
     tcp.write_all(&encode_vec(&X224(request)).expect("encode"))
-        .await
         .expect("write");
     let mut buf = vec![0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
-        .await
-        .expect("no answer")
-        .expect("read");
+    let n = tcp.read(&mut buf).expect("an answer within 5 s");
     decode::<X224<nego::ConnectionConfirm>>(&buf[..n])
         .expect("a connection confirm")
         .0
 }
 
-#[tokio::test]
-async fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
-    let (port, _dir) = gateway().await;
-    match negotiate(port, SecurityProtocol::empty()).await {
+#[test]
+fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
+    let front = Front::start();
+    match negotiate(front.rdp_port, SecurityProtocol::empty()) {
         nego::ConnectionConfirm::Failure { code } => {
             assert_eq!(code, FailureCode::SSL_REQUIRED_BY_SERVER)
         }
@@ -67,17 +52,17 @@ async fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
     }
 }
 
-#[tokio::test]
-async fn nla_is_preferred_and_tls_accepted() {
-    let (port, _dir) = gateway().await;
+#[test]
+fn nla_is_preferred_and_tls_accepted() {
+    let front = Front::start();
     let all = SecurityProtocol::SSL | SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX;
-    match negotiate(port, all).await {
+    match negotiate(front.rdp_port, all) {
         nego::ConnectionConfirm::Response { protocol, .. } => {
             assert_eq!(protocol, SecurityProtocol::HYBRID)
         }
         other => panic!("NLA not selected: {other:?}"),
     }
-    match negotiate(port, SecurityProtocol::SSL).await {
+    match negotiate(front.rdp_port, SecurityProtocol::SSL) {
         nego::ConnectionConfirm::Response { protocol, .. } => {
             assert_eq!(protocol, SecurityProtocol::SSL)
         }
@@ -85,27 +70,33 @@ async fn nla_is_preferred_and_tls_accepted() {
     }
 }
 
-#[tokio::test]
-async fn garbage_closes_the_connection_and_the_gateway_keeps_serving() {
-    let (port, _dir) = gateway().await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+#[test]
+fn garbage_closes_the_connection_and_the_gateway_keeps_serving() {
+    let front = Front::start();
+    let mut tcp = connect(front.rdp_port);
     // A TPKT header announcing 16 bytes followed by nonsense.
     tcp.write_all(&[3, 0, 0, 16, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0])
-        .await
         .expect("write");
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
-        .await
-        .expect("connection left open")
-        .unwrap_or(0);
+    let n = match tcp.read(&mut buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("connection left open: {e}"),
+    };
     assert_eq!(n, 0, "garbage got an answer");
-    // The listener survived.
-    match negotiate(port, SecurityProtocol::SSL).await {
+    // The listener survived: a proper client negotiates TLS and completes
+    // the handshake with the certificate `init` made.
+    match negotiate(front.rdp_port, SecurityProtocol::SSL) {
         nego::ConnectionConfirm::Response { protocol, .. } => {
             assert_eq!(protocol, SecurityProtocol::SSL)
         }
         other => panic!("{other:?}"),
     }
+    let seen = rdp_peers::probe_cert_sha256_at(FRONT, front.rdp_port);
+    assert_eq!(
+        seen,
+        front.cert_sha256,
+        "another certificate after the garbage.\nserve log:\n{}",
+        front.serve_log()
+    );
 }

@@ -15,6 +15,12 @@ use rdp_deployment::*;
 use rdp_peers::*;
 use sekisho::recording::Event;
 
+/// A printer for the client to redirect, and what xrdp's channel server
+/// logs when a client announces one (under its DOS name, e.g. PRN1; xrdp
+/// then declines it, but the announcement is what must never cross).
+const PRINTER: &str = "/printer:SekishoTestPrinter";
+const PRINTER_ANNOUNCED: &str = "Detected remote printer";
+
 fn login(d: &Deployment, user: &str) -> String {
     format!("{PASSWORD}{}", d.code(user))
 }
@@ -56,7 +62,7 @@ fn events(d: &Deployment, session: &str) -> (serde_json::Value, Vec<Event>) {
 }
 
 #[test]
-fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
+fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_drive_and_printer_do_not() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
@@ -64,11 +70,12 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
     std::fs::create_dir(&share).expect("share dir");
     std::fs::write(share.join("secret.txt"), "must not cross").expect("write share file");
     let drive = format!("/drive:share,{}", share.display());
+    clear_chansrv_logs();
     let client = d.client(
         &x.display,
         "tanaka@xrdp1",
         &login(&d, "tanaka"),
-        &["/sec:tls", "+clipboard", &drive],
+        &["/sec:tls", "+clipboard", &drive, PRINTER],
     );
     let up = wait_until(Duration::from_secs(30), session_user_running);
     assert!(
@@ -103,6 +110,19 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_and_drive_do_not() {
         assert!(
             !xrdp_log.contains(&format!("Adding channel: name {refused}")),
             "{refused} reached the target"
+        );
+    }
+    // No device announcement reached the target's channel server (the
+    // direct control test sees the printer and the drive there).
+    let chansrv = chansrv_log_text();
+    assert!(
+        !chansrv.is_empty(),
+        "the session's channel server logged nothing"
+    );
+    for device in [PRINTER_ANNOUNCED, "Detected remote drive"] {
+        assert!(
+            !chansrv.contains(device),
+            "{device:?} on the target:\n{chansrv}"
         );
     }
     drop(client);
@@ -239,7 +259,7 @@ fn fast_path_updates(pdu: &[u8]) -> Vec<(u8, bool)> {
 }
 
 #[test]
-fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_target() {
+fn direct_connection_gets_clipboard_drive_and_printer_and_refusals_never_reach_the_target() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
@@ -247,7 +267,9 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
     std::fs::create_dir(&share).expect("share dir");
     let drive = format!("/drive:share,{}", share.display());
 
-    // Control: without sekisho the target does get clipboard and drive.
+    // Control: without sekisho the target does get clipboard, drive and
+    // printer (FreeRDP announces a named printer without a CUPS server).
+    clear_chansrv_logs();
     let log = d.tmp().join("direct.log");
     let log_file = std::fs::File::create(&log).expect("client log");
     let direct = Daemon::spawn(
@@ -259,7 +281,7 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
             .arg(format!("/u:{TEST_USER}"))
             .arg(format!("/p:{TEST_PASSWORD}"))
             .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
-            .args(["/sec:tls", "+clipboard", &drive])
+            .args(["/sec:tls", "+clipboard", &drive, PRINTER])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file),
@@ -277,6 +299,15 @@ fn direct_connection_gets_clipboard_and_drive_and_refusals_never_reach_the_targe
     assert!(
         direct_log.contains("Adding channel: name rdpdr"),
         "xrdp log:\n{direct_log}"
+    );
+    let announced = wait_until(Duration::from_secs(15), || {
+        chansrv_log_text().contains(PRINTER_ANNOUNCED)
+    });
+    assert!(
+        announced,
+        "the printer did not reach xrdp directly.\nchansrv log:\n{}\nclient log:\n{}",
+        chansrv_log_text(),
+        client_log(&log)
     );
     drop(direct);
     end_test_user_sessions();
@@ -607,4 +638,102 @@ fn an_idle_session_is_ended() {
     let session = session_of(&d, "suzuki");
     let end = session_end(&d, &session);
     assert!(end.to_string().contains("idle"), "{end}");
+}
+
+/// Whether `text` shows up on the CLIPBOARD of `display` within `limit`.
+fn clipboard_shows(display: &str, as_test_user: bool, text: &str, limit: Duration) -> bool {
+    wait_until(limit, || {
+        clipboard_get(display, as_test_user).trim() == text
+    })
+}
+
+/// Copies text on each side of a connected FreeRDP 2 client (`+clipboard`)
+/// and reports whether each crossed: (client to target, target to client).
+fn clipboard_crossings(client_display: &str, tag: &str, limit: Duration) -> (bool, bool) {
+    let session = session_display().expect("the xrdp session's display");
+    // Let the channel server and the client's clipboard start.
+    std::thread::sleep(Duration::from_secs(3));
+    let upward = format!("client-to-target-{tag}");
+    clipboard_set(client_display, false, &upward);
+    let up = clipboard_shows(&session, true, &upward, limit);
+    let downward = format!("target-to-client-{tag}");
+    clipboard_set(&session, true, &downward);
+    let down = clipboard_shows(client_display, false, &downward, limit);
+    (up, down)
+}
+
+#[test]
+fn freerdp2_clipboard_crosses_directly_and_never_through_sekisho() {
+    require_tool(FREERDP2.program, "freerdp2-x11");
+    require_tool("xclip", "xclip");
+    let _lock = prepare();
+    let d = Deployment::start();
+
+    // Control: FreeRDP 2 straight to xrdp copies both ways.
+    let x = Xvfb::start();
+    let log = d.tmp().join("direct2.log");
+    let log_file = std::fs::File::create(&log).expect("client log");
+    let direct = Daemon::spawn(
+        "xfreerdp direct",
+        Command::new(FREERDP2.program)
+            .env("DISPLAY", &x.display)
+            .arg(format!("/v:{TARGET_IP}:{}", d.xrdp.port))
+            .arg(format!("/u:{TEST_USER}"))
+            .arg(format!("/p:{TEST_PASSWORD}"))
+            .args([FREERDP2.ignore_cert, "/size:1024x768", "-grab-keyboard"])
+            .args(["/sec:tls", "+clipboard"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "direct FreeRDP 2 session did not start:\n{}",
+        client_log(&log)
+    );
+    let crossed = clipboard_crossings(&x.display, "direct", Duration::from_secs(15));
+    assert_eq!(
+        crossed,
+        (true, true),
+        "the clipboard did not work directly (client to target, target to client).\nclient log:\n{}",
+        client_log(&log)
+    );
+    drop(direct);
+    drop(x);
+    end_test_user_sessions();
+
+    // Through sekisho: nothing crosses either way.
+    let x = Xvfb::start();
+    let mut client = d.client_with(
+        FREERDP2,
+        d.rdp_port,
+        &x.display,
+        "tanaka@xrdp1",
+        &login(&d, "tanaka"),
+        &["/sec:tls", "+clipboard"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "FreeRDP 2 session through sekisho did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    let crossed = clipboard_crossings(&x.display, "sekisho", Duration::from_secs(8));
+    assert_eq!(crossed, (false, false), "the clipboard crossed sekisho");
+    assert!(
+        client.exit_within(Duration::ZERO).is_none(),
+        "the client left early:\n{}",
+        client.log()
+    );
+    drop(client);
+    end_test_user_sessions();
+    let session = session_of(&d, "tanaka");
+    session_end(&d, &session);
+    let blocked = d.audit_session(&session);
+    assert!(
+        blocked
+            .iter()
+            .any(|e| e["kind"] == "channel_blocked" && e.to_string().contains("cliprdr")),
+        "cliprdr refusal not audited: {blocked:?}"
+    );
 }

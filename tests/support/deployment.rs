@@ -245,28 +245,14 @@ sources = ["lab"]
             read(&dir.join("serve.log"))
         );
 
-        let askpass = dir.join("askpass.sh");
-        std::fs::write(
-            &askpass,
-            "#!/bin/sh\ncase \"$1\" in\n  *ode*) printf '%s\\n' \"$E2E_CODE\" ;;\n  *) printf '%s\\n' \"$E2E_PASSWORD\" ;;\nesac\n",
-        )
-        .expect("askpass");
-        chmod(&askpass, 0o755);
-        let ssh_config = dir.join("ssh_config");
-        std::fs::write(
-            &ssh_config,
-            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
-             PubkeyAuthentication no\n  PreferredAuthentications password,keyboard-interactive\n  \
-             NumberOfPasswordPrompts 1\n  ConnectTimeout 10\n",
-        )
-        .expect("ssh_config");
+        let client = SshClient::setup(&dir, ssh_port);
 
         Deployment {
             bin,
             dir,
             ssh_port,
-            ssh_config,
-            askpass,
+            ssh_config: client.ssh_config,
+            askpass: client.askpass,
             totp,
             serve_pid,
             target,
@@ -317,13 +303,68 @@ sources = ["lab"]
         code: &str,
         remote: &[&str],
     ) -> Command {
+        SshClient {
+            port: self.ssh_port,
+            ssh_config: self.ssh_config.clone(),
+            askpass: self.askpass.clone(),
+        }
+        .command(opts, login, from, password, code, remote)
+    }
+}
+
+/// The OpenSSH client's side of a deployment: a config file and an askpass
+/// script that answers the password and code prompts, for sekisho's SSH
+/// listener on 127.0.0.1:`port`.
+pub struct SshClient {
+    pub port: u16,
+    pub ssh_config: PathBuf,
+    pub askpass: PathBuf,
+}
+
+impl SshClient {
+    /// Writes the client config and askpass script into `dir`.
+    pub fn setup(dir: &Path, port: u16) -> SshClient {
+        let askpass = dir.join("askpass.sh");
+        std::fs::write(
+            &askpass,
+            "#!/bin/sh\ncase \"$1\" in\n  *ode*) printf '%s\\n' \"$E2E_CODE\" ;;\n  *) printf '%s\\n' \"$E2E_PASSWORD\" ;;\nesac\n",
+        )
+        .expect("askpass");
+        chmod(&askpass, 0o755);
+        let ssh_config = dir.join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+             PubkeyAuthentication no\n  PreferredAuthentications password,keyboard-interactive\n  \
+             NumberOfPasswordPrompts 1\n  ConnectTimeout 10\n",
+        )
+        .expect("ssh_config");
+        SshClient {
+            port,
+            ssh_config,
+            askpass,
+        }
+    }
+
+    /// `ssh` (under `setsid -w`, answering prompts through askpass) to
+    /// sekisho as `login` (`person@target`) from source address `from`,
+    /// with client options `opts` before the destination.
+    pub fn command(
+        &self,
+        opts: &[&str],
+        login: &str,
+        from: &str,
+        password: &str,
+        code: &str,
+        remote: &[&str],
+    ) -> Command {
         let mut c = Command::new("setsid");
         c.arg("-w")
             .arg("ssh")
             .arg("-F")
             .arg(&self.ssh_config)
             .arg("-p")
-            .arg(self.ssh_port.to_string())
+            .arg(self.port.to_string())
             .arg("-b")
             .arg(from)
             .args(opts)

@@ -18,6 +18,10 @@ pub const FRONT: &str = "127.0.0.1";
 /// target's address is a server-to-server hop under the RDP rule.
 pub const TARGET_IP: &str = "127.0.0.2";
 
+/// The address of the virtual target `vm1` (the same xrdp's port; nothing
+/// answers there unless a test forwards it to xrdp).
+pub const VIRTUAL_IP: &str = "127.0.0.4";
+
 /// Where the target `xrdp-wrong-pin` answers: xrdp through a forwarder,
 /// declared with a certificate pin that does not match.
 pub const WRONG_PIN_IP: &str = "127.0.0.6";
@@ -25,11 +29,18 @@ pub const WRONG_PIN_IP: &str = "127.0.0.6";
 /// Relay every connection to `listen` on to `to`, for the life of the test
 /// process (threads, plain copies both ways).
 pub fn forward_tcp(listen: (&str, u16), to: (&'static str, u16)) {
+    forward_tcp_from(listen, to, None);
+}
+
+/// [`forward_tcp`] whose connections to `to` leave from the address `from`
+/// (port chosen by the system): a client that cannot choose its source
+/// address, such as xfreerdp3, then reaches `to` as if it were `from`.
+pub fn forward_tcp_from(listen: (&str, u16), to: (&'static str, u16), from: Option<&'static str>) {
     let listener = std::net::TcpListener::bind(listen).expect("bind forwarder");
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(a) = conn else { continue };
-            let Ok(b) = std::net::TcpStream::connect(to) else {
+            let Ok(b) = connect_from(from, to) else {
                 continue;
             };
             let (mut a2, mut b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
@@ -44,6 +55,28 @@ pub fn forward_tcp(listen: (&str, u16), to: (&'static str, u16)) {
             });
         }
     });
+}
+
+/// A TCP connection to `to`, bound to the address `from` first if given.
+fn connect_from(from: Option<&str>, to: (&str, u16)) -> std::io::Result<std::net::TcpStream> {
+    let Some(from) = from else {
+        return std::net::TcpStream::connect(to);
+    };
+    let bad =
+        |e: std::net::AddrParseError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let local = std::net::SocketAddr::new(from.parse().map_err(bad)?, 0);
+    let remote = std::net::SocketAddr::new(to.0.parse().map_err(bad)?, to.1);
+    // std cannot bind before connecting; tokio's TcpSocket can.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(local)?;
+        socket.connect(remote).await?.into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 pub fn bin() -> PathBuf {
@@ -90,6 +123,8 @@ pub fn ok(o: Output) -> String {
 pub struct Deployment {
     pub dir: PathBuf,
     pub rdp_port: u16,
+    /// sekisho's SSH listener on 127.0.0.1, when `Options::ssh` asked for it.
+    pub ssh_port: Option<u16>,
     totp: Vec<(String, Vec<u8>)>,
     _serve: Daemon,
     pub xrdp: Xrdp,
@@ -107,6 +142,9 @@ pub struct Options {
     pub extra_targets: String,
     /// More secrets for the store: (name, value).
     pub secrets: Vec<(String, String)>,
+    /// Serve SSH too (on `Deployment::ssh_port`), and let the access grant
+    /// cover SSH as well as RDP: for hops from a terminal session.
+    pub ssh: bool,
 }
 
 impl Deployment {
@@ -150,12 +188,22 @@ impl Deployment {
         // The same xrdp under another address, declared with a wrong pin.
         forward_tcp((WRONG_PIN_IP, xrdp.port), (TARGET_IP, xrdp.port));
         let rdp_port = free_port();
+        let ssh_port = opts.ssh.then(free_port);
+        let ssh = match ssh_port {
+            Some(port) => format!("listen = \"{FRONT}:{port}\""),
+            None => "enabled = false".to_string(),
+        };
+        let protocols = if opts.ssh {
+            r#"["ssh", "rdp"]"#
+        } else {
+            r#"["rdp"]"#
+        };
         std::fs::write(
             dir.join("sekisho.toml"),
             format!(
                 r#"{paths}
 [ssh]
-enabled = false
+{ssh}
 [rdp]
 listen = "{FRONT}:{rdp_port}"
 keyframe_interval = "1s"
@@ -188,7 +236,7 @@ rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha
 
 [[target]]
 name = "vm1"
-address = "127.0.0.4"
+address = "{VIRTUAL_IP}"
 kind = "virtual"
 rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
 
@@ -210,7 +258,7 @@ users = ["tanaka", "suzuki", "sato", "ito", "kato"]
 contract = {{ from = "2026-01-01", until = "2099-12-31" }}
 hours = "always"
 max_session = "2h"
-protocols = ["rdp"]
+protocols = {protocols}
 sources = ["lab"]
 "#,
                 port = xrdp.port,
@@ -258,25 +306,15 @@ sources = ["lab"]
         let check = ok(sekisho(&dir, &["policy", "check"], None));
         assert!(check.contains("OK"), "{check}");
 
-        let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
-        let serve = Daemon::spawn(
-            "sekisho serve",
-            Command::new(bin())
-                .arg("--config")
-                .arg(dir.join("sekisho.toml"))
-                .arg("serve")
-                .env("SEKISHO_LOG", "sekisho=debug")
-                .env_remove("SEKISHO_CONFIG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
+        let serve = spawn_serve(&dir);
         let up = wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
+                && ssh_port.is_none_or(|p| std::net::TcpStream::connect((FRONT, p)).is_ok())
         });
         let d = Deployment {
             dir,
             rdp_port,
+            ssh_port,
             totp,
             _serve: serve,
             xrdp,
@@ -296,13 +334,20 @@ sources = ["lab"]
 
     /// The current TOTP code of `user`.
     pub fn code(&self, user: &str) -> String {
+        self.code_ahead(user, 0)
+    }
+
+    /// The TOTP code of `user` for `steps` 30-s steps from now. sekisho
+    /// accepts one step either side, and each step once per person: the
+    /// next step's code signs the same person in a second time at once.
+    pub fn code_ahead(&self, user: &str, steps: i64) -> String {
         let key = &self
             .totp
             .iter()
             .find(|(u, _)| u == user)
             .expect("known user")
             .1;
-        let step = chrono::Utc::now().timestamp() / 30;
+        let step = chrono::Utc::now().timestamp() / 30 + steps;
         sekisho::auth::totp::code_for_step(key, step, 6).expect("code")
     }
 
@@ -343,6 +388,32 @@ sources = ["lab"]
 
     /// xfreerdp3 on `display` through sekisho as `login`.
     pub fn client(&self, display: &str, login: &str, password: &str, extra: &[&str]) -> Client {
+        self.client_via(self.rdp_port, display, login, password, extra)
+    }
+
+    /// [`Deployment::client`] connecting to `FRONT:port` instead of
+    /// sekisho's listener (a forwarder in front of it).
+    pub fn client_via(
+        &self,
+        port: u16,
+        display: &str,
+        login: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Client {
+        self.client_with(FREERDP3, port, display, login, password, extra)
+    }
+
+    /// [`Deployment::client_via`] with another FreeRDP client.
+    pub fn client_with(
+        &self,
+        freerdp: FreeRdp,
+        port: u16,
+        display: &str,
+        login: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Client {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self
@@ -351,20 +422,101 @@ sources = ["lab"]
         let log_file = std::fs::File::create(&log).expect("client log");
         let err_file = log_file.try_clone().expect("clone log");
         let daemon = Daemon::spawn(
-            "xfreerdp3",
-            Command::new("xfreerdp3")
+            freerdp.program,
+            Command::new(freerdp.program)
                 .env("DISPLAY", display)
                 .env("WLOG_LEVEL", "INFO")
-                .arg(format!("/v:{FRONT}:{}", self.rdp_port))
+                .arg(format!("/v:{FRONT}:{port}"))
                 .arg(format!("/u:{login}"))
                 .arg(format!("/p:{password}"))
-                .args(["/cert:ignore", "/size:1024x768", "-grab-keyboard"])
+                .args([freerdp.ignore_cert, "/size:1024x768", "-grab-keyboard"])
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(log_file)
                 .stderr(err_file),
         );
         Client { daemon, log }
+    }
+}
+
+/// `sekisho serve` of the deployment in `dir`, logging to `dir/serve.log`.
+fn spawn_serve(dir: &Path) -> Daemon {
+    let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
+    Daemon::spawn(
+        "sekisho serve",
+        Command::new(bin())
+            .arg("--config")
+            .arg(dir.join("sekisho.toml"))
+            .arg("serve")
+            .env("SEKISHO_LOG", "sekisho=debug")
+            .env_remove("SEKISHO_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+}
+
+/// `sekisho init` and a `sekisho serve` with only its RDP listener: no
+/// policy, no people, no peers, for what the front door does by itself.
+/// Needs no peer lock. Stops on drop.
+pub struct Front {
+    pub dir: PathBuf,
+    pub rdp_port: u16,
+    /// SHA-256 of the certificate `init` made for the RDP listener.
+    pub cert_sha256: [u8; 32],
+    _serve: Daemon,
+    _tmp: tempfile::TempDir,
+}
+
+impl Front {
+    pub fn start() -> Front {
+        let tmp = tempfile::Builder::new()
+            .prefix("sekisho-rdp-front")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().join("bastion");
+        let init = ok(sekisho(
+            &dir,
+            &["init", "--dir", dir.to_str().expect("utf8")],
+            None,
+        ));
+        let hex: String = init
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RDP certificate SHA-256:"))
+            .expect("init prints the RDP certificate's SHA-256")
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        let cert_sha256 = hex::decode(&hex)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .expect("a SHA-256");
+        let rdp_port = free_port();
+        std::fs::write(
+            dir.join("sekisho.toml"),
+            format!(
+                "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
+                 [auth]\nfailure_delay = \"100ms\"\n"
+            ),
+        )
+        .expect("config");
+        let serve = spawn_serve(&dir);
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
+        });
+        let front = Front {
+            dir,
+            rdp_port,
+            cert_sha256,
+            _serve: serve,
+            _tmp: tmp,
+        };
+        assert!(up, "sekisho serve did not listen: {}", front.serve_log());
+        front
+    }
+
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 }
 

@@ -171,6 +171,43 @@ pub fn end_test_user_sessions() {
     clean_stale_displays();
 }
 
+/// Where xrdp's channel server (chansrv: clipboard, drives, printers) of the
+/// test account logs, one `xrdp-chansrv.DISPLAY.log` per display.
+fn chansrv_log_dir() -> PathBuf {
+    PathBuf::from(format!("/home/{TEST_USER}/.local/share/xrdp"))
+}
+
+/// Remove the test account's channel server logs, so that what they hold
+/// afterwards comes from the sessions that follow (call with the peer lock).
+pub fn clear_chansrv_logs() {
+    let Ok(entries) = fs::read_dir(chansrv_log_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("xrdp-chansrv.")
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Everything the test account's channel servers have logged, e.g.
+/// "Detected remote drive 'share'" or "Detected remote printer 'P' (not
+/// supported)" when a client announces devices over `rdpdr`.
+pub fn chansrv_log_text() -> String {
+    let Ok(entries) = fs::read_dir(chansrv_log_dir()) else {
+        return String::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("xrdp-chansrv."))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
 /// Self-signed certificate + key (PEM) and the DER's SHA-256.
 pub fn self_signed(dir: &Path, stem: &str) -> (PathBuf, PathBuf, [u8; 32]) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -400,6 +437,86 @@ impl Xvfb {
             _daemon: daemon,
         }
     }
+}
+
+/// A FreeRDP X11 client: its program, and how it is told to accept any
+/// certificate (the options differ between major versions).
+#[derive(Debug, Clone, Copy)]
+pub struct FreeRdp {
+    pub program: &'static str,
+    pub ignore_cert: &'static str,
+}
+
+pub const FREERDP3: FreeRdp = FreeRdp {
+    program: "xfreerdp3",
+    ignore_cert: "/cert:ignore",
+};
+
+/// FreeRDP 2 (Debian `freerdp2-x11`): its clipboard works both ways with
+/// xrdp, where FreeRDP 3.10 pastes only one character server to client.
+pub const FREERDP2: FreeRdp = FreeRdp {
+    program: "xfreerdp",
+    ignore_cert: "/cert-ignore",
+};
+
+/// The X display (`:N`) of the test account's xrdp session, from its Xorg
+/// command line.
+pub fn session_display() -> Option<String> {
+    let out = run(Command::new("pgrep").args(["-a", "-u", TEST_USER, "Xorg"]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.len() > 1 && w.starts_with(':') && w[1..].bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+}
+
+/// `xclip` on `display` (given up after 5 s: a selection owner may never
+/// answer): as root (a client display) or as the test account with its X
+/// authority (the xrdp session).
+fn xclip(display: &str, as_test_user: bool) -> Command {
+    let mut cmd = if as_test_user {
+        let mut c = Command::new("runuser");
+        c.args(["-u", TEST_USER, "--", "timeout", "5", "xclip"])
+            .env("XAUTHORITY", format!("/home/{TEST_USER}/.Xauthority"));
+        c
+    } else {
+        let mut c = Command::new("timeout");
+        c.args(["5", "xclip"]);
+        c
+    };
+    cmd.env("DISPLAY", display)
+        .args(["-selection", "clipboard"]);
+    cmd
+}
+
+/// Put `text` on the CLIPBOARD of `display` (xclip keeps owning it in the
+/// background until another client takes the selection or X goes away).
+pub fn clipboard_set(display: &str, as_test_user: bool, text: &str) {
+    use std::io::Write as _;
+    let mut child = xclip(display, as_test_user)
+        .arg("-i")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xclip");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to xclip");
+    assert!(child.wait().expect("xclip").success(), "xclip -i failed");
+}
+
+/// The CLIPBOARD text of `display` ("" when nobody offers text).
+pub fn clipboard_get(display: &str, as_test_user: bool) -> String {
+    let out = xclip(display, as_test_user)
+        .arg("-o")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("xclip -o");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// xfreerdp3 connecting to 127.0.0.1:port as `user`/`password`.
