@@ -65,7 +65,7 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                         crate::rdp::keystrokes::write_keystroke_log(&meta, reader.events(), out)?;
                     if stats.skipped > 0 {
                         eprintln!(
-                            "note: {} client input PDUs could not be decoded and were skipped ({} decoded)",
+                            "note: {} client input PDU(s) could not be decoded and were skipped ({} decoded)",
                             stats.skipped, stats.decoded
                         );
                     }

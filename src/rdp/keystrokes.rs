@@ -934,7 +934,7 @@ pub fn write_keystroke_log<W: Write>(
     if log.stats.skipped > 0 {
         writeln!(
             out,
-            "# {} client input PDUs could not be decoded and were skipped",
+            "# {} client input PDU(s) could not be decoded and were skipped",
             log.stats.skipped
         )?;
     }
@@ -1652,7 +1652,7 @@ mod tests {
             "# session s1 user tanaka vendor acme target win01 (rdp) from 127.0.0.1:1 started 1970-01-01T00:00:00+00:00\n\
              # keyboard: Japanese 106/109 (0x411)\n\
              # keys as pressed: kana/kanji conversion by the IME happens on the target and is not shown\n\
-             # 1 client input PDUs could not be decoded and were skipped\n\
+             # 1 client input PDU(s) could not be decoded and were skipped\n\
              1970-01-01T00:00:01.000Z  +1.000s  kbd  dir\n\
              1970-01-01T00:00:02.500Z  +2.500s  kbd  \\\"\n\
              1970-01-01T00:00:04.000Z  +4.000s  kbd  exit  [unfinished]\n"
