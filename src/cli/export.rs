@@ -56,7 +56,21 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
             Format::Asciicast => {
                 asciicast::write_asciicast(&meta, reader.events(), a.channel, out)?
             }
-            Format::Keystrokes => keystrokes::write_keystroke_log(&meta, reader.events(), out)?,
+            Format::Keystrokes => match meta.protocol {
+                crate::recording::Protocol::Ssh => {
+                    keystrokes::write_keystroke_log(&meta, reader.events(), out)?
+                }
+                crate::recording::Protocol::Rdp => {
+                    let stats =
+                        crate::rdp::keystrokes::write_keystroke_log(&meta, reader.events(), out)?;
+                    if stats.skipped > 0 {
+                        eprintln!(
+                            "note: {} client input PDU(s) could not be decoded and were skipped ({} decoded)",
+                            stats.skipped, stats.decoded
+                        );
+                    }
+                }
+            },
             Format::Png => {
                 if meta.protocol != crate::recording::Protocol::Rdp {
                     anyhow::bail!(

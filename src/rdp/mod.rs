@@ -71,6 +71,7 @@ pub mod bastion;
 pub mod channels;
 pub mod core;
 pub mod front;
+pub mod keystrokes;
 mod nla;
 pub mod relay;
 pub mod render;

@@ -245,6 +245,30 @@ pub fn write_keystroke_log<W: Write>(
     mut out: W,
 ) -> Result<(), ExportError> {
     let lines = typed_lines(events)?;
+    write_log_header(meta, &mut out)?;
+    for l in lines {
+        let suffix = match l.ended_by {
+            LineEnd::Enter => "",
+            LineEnd::Interrupt => "  [^C]",
+            LineEnd::Eof => "  [^D]",
+            LineEnd::Unfinished => "  [unfinished]",
+            LineEnd::Exec => "  [exec]",
+        };
+        write_log_entry(
+            meta,
+            l.t_end_us,
+            &format!("ch{}", l.channel),
+            &l.text,
+            suffix,
+            &mut out,
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The first line of every keystroke log (SSH and RDP alike).
+pub fn write_log_header<W: Write>(meta: &SessionMeta, out: &mut W) -> std::io::Result<()> {
     writeln!(
         out,
         "# session {} user {} vendor {} target {} ({}) from {} started {}",
@@ -255,29 +279,38 @@ pub fn write_keystroke_log<W: Write>(
         meta.protocol.as_str(),
         meta.client_addr,
         meta.started_at.to_rfc3339()
-    )?;
-    for l in lines {
-        let wall = meta.started_at
-            + chrono::Duration::microseconds(i64::try_from(l.t_end_us).unwrap_or(i64::MAX));
-        let suffix = match l.ended_by {
-            LineEnd::Enter => "",
-            LineEnd::Interrupt => "  [^C]",
-            LineEnd::Eof => "  [^D]",
-            LineEnd::Unfinished => "  [unfinished]",
-            LineEnd::Exec => "  [exec]",
-        };
-        writeln!(
-            out,
-            "{}  +{}.{:03}s  ch{}  {}{suffix}",
-            wall.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            l.t_end_us / 1_000_000,
-            (l.t_end_us / 1000) % 1000,
-            l.channel,
-            l.text.escape_debug()
-        )?;
-    }
-    out.flush()?;
-    Ok(())
+    )
+}
+
+/// One entry of a keystroke log: `wall-clock  +seconds  SOURCE  text`,
+/// then `suffix`; `t_us` is when the line was entered. One format for both
+/// protocols, so auditors read (and grep) every log the same way.
+pub fn write_log_entry<W: Write>(
+    meta: &SessionMeta,
+    t_us: u64,
+    source: &str,
+    text: &str,
+    suffix: &str,
+    out: &mut W,
+) -> std::io::Result<()> {
+    // A damaged archive's time can be past any date: shown as such, no panic.
+    let wall = i64::try_from(t_us)
+        .ok()
+        .and_then(|us| {
+            meta.started_at
+                .checked_add_signed(chrono::Duration::microseconds(us))
+        })
+        .map_or_else(
+            || "(time out of range)".to_owned(),
+            |w| w.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        );
+    writeln!(
+        out,
+        "{wall}  +{}.{:03}s  {source}  {}{suffix}",
+        t_us / 1_000_000,
+        (t_us / 1000) % 1000,
+        text.escape_debug()
+    )
 }
 
 #[cfg(test)]
