@@ -316,6 +316,32 @@ fn an_rdp_hop_from_a_live_ssh_session_reaches_a_virtual_target_and_names_its_par
     assert!(input > 20, "only {input} input events recorded");
     assert!(output > 0, "no graphics recorded");
 
+    // A hop lives no longer than its parent: a second hop is ended, with
+    // the reason, when the terminal session on app1 ends.
+    let mut second = d.client_via(
+        from_app1,
+        &x.display,
+        "tanaka@vm1",
+        &ticket(&d, "tanaka", "vm1"),
+        &["/sec:tls"],
+    );
+    let second_id = {
+        let mut id = None;
+        wait_until(Duration::from_secs(30), || {
+            id =
+                live_session(&d, "tanaka", "vm1").and_then(|s| s["id"].as_str().map(str::to_owned));
+            id.is_some()
+        });
+        id.unwrap_or_else(|| {
+            panic!(
+                "the second hop is not live.\nclient log:\n{}\nserve log:\n{}",
+                second.log(),
+                d.serve_log()
+            )
+        })
+    };
+    assert_ne!(second_id, hop_id);
+
     // The terminal session ends: there is nothing left to hop from.
     let _ = ssh.kill();
     let _ = ssh.wait();
@@ -324,6 +350,24 @@ fn an_rdp_hop_from_a_live_ssh_session_reaches_a_virtual_target_and_names_its_par
         "no session_end of the SSH session:\n{}",
         d.serve_log()
     );
+    assert!(
+        second.exit_within(Duration::from_secs(15)).is_some(),
+        "the hop outlived its parent.\nserve log:\n{}",
+        d.serve_log()
+    );
+    assert!(ended(&second_id), "no session_end of the second hop");
+    let end = d
+        .audit_session(&second_id)
+        .into_iter()
+        .find(|e| e["kind"] == "session_end")
+        .expect("session_end of the second hop");
+    assert!(
+        end["detail"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("comes from ({parent_id}) has ended"))),
+        "{end}"
+    );
+    end_test_user_sessions();
     let client = d.client_via(
         from_app1,
         &x.display,

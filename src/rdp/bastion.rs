@@ -365,6 +365,7 @@ impl RdpCore for BastionRdp {
                         cause = stop.wait_for(Option::is_some) => match cause.as_deref() {
                             Ok(Some(c @ StopCause::Killed { .. })) => format!("stopped by an administrator: {c}"),
                             Ok(Some(StopCause::Shutdown)) => "sekisho is shutting down".to_string(),
+                            Ok(Some(c @ StopCause::ParentEnded { .. })) => c.to_string(),
                             Ok(None) | Err(_) => return,
                         },
                         _ = tokio::time::sleep(left) => "the allowed time for this session has ended".to_string(),
@@ -411,7 +412,7 @@ impl RdpCore for BastionRdp {
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
         let status = match stop {
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
-            Some(StopCause::Shutdown) => SessionStatus::Ended,
+            Some(StopCause::Shutdown | StopCause::ParentEnded { .. }) => SessionStatus::Ended,
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
             None => SessionStatus::Ended,
         };

@@ -276,6 +276,7 @@ impl Bastion {
             source: a.source,
             started_at,
             ends_at: a.grant.ends_at,
+            parent: a.grant.hop_parent,
         });
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, protocol = a.grant.protocol.as_str(), "session started");
         self.audit(

@@ -18,6 +18,9 @@ pub enum StopCause {
     Killed { by: String, reason: String },
     /// The bastion is shutting down.
     Shutdown,
+    /// The session this hop was allowed from has ended: a hop is allowed
+    /// only while the person works on its parent, so it ends with it.
+    ParentEnded { parent: Uuid },
 }
 
 impl std::fmt::Display for StopCause {
@@ -27,6 +30,9 @@ impl std::fmt::Display for StopCause {
             StopCause::Killed { by, reason } if reason.is_empty() => write!(f, "(by {by})"),
             StopCause::Killed { by, reason } => write!(f, "{reason} (by {by})"),
             StopCause::Shutdown => write!(f, "the bastion is shutting down"),
+            StopCause::ParentEnded { parent } => {
+                write!(f, "the session this hop comes from ({parent}) has ended")
+            }
         }
     }
 }
@@ -41,6 +47,8 @@ pub struct LiveEntry {
     pub source: IpAddr,
     pub started_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    /// For a hop: the session it was allowed from.
+    pub parent: Option<Uuid>,
 }
 
 struct Slot {
@@ -64,7 +72,15 @@ pub struct LiveGuard {
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
+        let mut live = self.registry.lock();
+        live.remove(&self.id);
+        // Hops from this session lose what allowed them.
+        for slot in live.values() {
+            if slot.entry.parent == Some(self.id) {
+                slot.stop
+                    .send_replace(Some(StopCause::ParentEnded { parent: self.id }));
+            }
+        }
     }
 }
 
@@ -75,10 +91,19 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Adds a live session. A hop whose parent is no longer live (it ended
+    /// between the decision and now) is told to stop at once.
     pub fn register(&self, entry: LiveEntry) -> LiveGuard {
         let (tx, rx) = watch::channel(None);
         let id = entry.id;
-        self.lock().insert(id, Slot { entry, stop: tx });
+        let mut live = self.lock();
+        if let Some(parent) = entry.parent
+            && !live.contains_key(&parent)
+        {
+            tx.send_replace(Some(StopCause::ParentEnded { parent }));
+        }
+        live.insert(id, Slot { entry, stop: tx });
+        drop(live);
         LiveGuard {
             registry: self.clone(),
             id,
@@ -124,5 +149,65 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(parent: Option<Uuid>) -> LiveEntry {
+        LiveEntry {
+            id: Uuid::now_v7(),
+            user: "tanaka".into(),
+            target: "t".into(),
+            protocol: Protocol::Rdp,
+            source: IpAddr::from([127, 0, 0, 3]),
+            started_at: Utc::now(),
+            ends_at: Utc::now(),
+            parent,
+        }
+    }
+
+    #[test]
+    fn a_hop_is_stopped_when_its_parent_leaves_and_others_are_not() {
+        let r = Registry::default();
+        let parent = r.register(entry(None));
+        let parent_id = parent.id;
+        let hop = r.register(entry(Some(parent_id)));
+        let bystander = r.register(entry(None));
+        assert!(hop.stop.borrow().is_none());
+        drop(parent);
+        assert_eq!(
+            *hop.stop.borrow(),
+            Some(StopCause::ParentEnded { parent: parent_id })
+        );
+        assert!(bystander.stop.borrow().is_none());
+        assert_eq!(r.list().len(), 2);
+    }
+
+    #[test]
+    fn a_hop_whose_parent_is_already_gone_is_stopped_at_once() {
+        let r = Registry::default();
+        let gone = Uuid::now_v7();
+        let hop = r.register(entry(Some(gone)));
+        assert_eq!(
+            *hop.stop.borrow(),
+            Some(StopCause::ParentEnded { parent: gone })
+        );
+        assert!(
+            StopCause::ParentEnded { parent: gone }
+                .to_string()
+                .contains("has ended")
+        );
+    }
+
+    #[test]
+    fn a_dropped_guard_leaves_the_registry() {
+        let r = Registry::default();
+        let g = r.register(entry(None));
+        assert_eq!(r.live_sessions_of("tanaka").len(), 1);
+        drop(g);
+        assert!(r.is_empty());
     }
 }
