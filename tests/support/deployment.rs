@@ -37,6 +37,8 @@ pub struct Deployment {
     /// sekisho injects (authorized for root).
     pub target: sshd::Sshd,
     _serve: ServeGuard,
+    /// Removed last, after serve and the target are stopped.
+    _tmp: tempfile::TempDir,
 }
 
 /// Stops `sekisho serve` when dropped (SIGTERM, then SIGKILL after 5 s).
@@ -118,11 +120,11 @@ impl Deployment {
             bin.display()
         );
         let bin = bin.to_path_buf();
-        let dir = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
-            .expect("tempdir")
-            .keep();
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
         let dir_s = dir.to_str().expect("utf-8 temp dir").to_string();
         ok(sekisho(&bin, &dir, &["init", "--dir", &dir_s], None));
 
@@ -257,6 +259,7 @@ sources = ["lab"]
             serve_pid,
             target,
             _serve: guard,
+            _tmp: tmp,
         }
     }
 
