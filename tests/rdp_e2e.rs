@@ -492,7 +492,8 @@ fn export_png_renders_the_recorded_desktop() {
         "{differ} pixels differ between the export and the client's screen"
     );
 
-    // Mp4 is still refused with a message.
+    // MP4 cannot go to standard output: refused with a message.
     let mp4 = sekisho(&d.dir, &["export", &session, "--format", "mp4"], None);
     assert!(!mp4.status.success());
+    assert!(text(&mp4).contains("-o FILE.mp4"), "{}", text(&mp4));
 }

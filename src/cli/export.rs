@@ -39,6 +39,24 @@ pub struct ExportArgs {
     /// PNG: the moment to render, in seconds from the session start (default: the end).
     #[arg(long)]
     pub at: Option<f64>,
+    /// MP4: frames per second of session time.
+    #[arg(long, default_value_t = 10)]
+    pub fps: u32,
+    /// MP4: start at this many seconds from the session start (default: the start).
+    #[arg(long)]
+    pub from: Option<f64>,
+    /// MP4: end at this many seconds from the session start (default: the end).
+    #[arg(long)]
+    pub to: Option<f64>,
+}
+
+/// Seconds from the session start given on the command line, in µs.
+fn seconds_us(flag: &str, s: Option<f64>, default: u64) -> anyhow::Result<u64> {
+    match s {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok((s * 1e6) as u64),
+        Some(s) => anyhow::bail!("{flag} {s}: give seconds from the session start"),
+    }
 }
 
 pub async fn run(g: &Global, a: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -78,12 +96,9 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                         meta.protocol.as_str()
                     );
                 }
-                let at_us = match a.at {
-                    None => u64::MAX,
-                    Some(s) if s.is_finite() && s >= 0.0 => (s * 1e6) as u64,
-                    Some(s) => anyhow::bail!("--at {s}: give seconds from the session start"),
-                };
-                let r = crate::rdp::render::render_at(&meta, reader.events(), at_us)?;
+                let at_us = seconds_us("--at", a.at, u64::MAX)?;
+                // Starts at a keyframe shortly before --at, not at the start.
+                let r = crate::rdp::render::render_at(reader, at_us)?;
                 if r.stats.skipped > 0 {
                     eprintln!(
                         "note: {} server PDUs could not be decoded and were skipped ({} decoded)",
@@ -92,9 +107,8 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 }
                 crate::rdp::render::write_png(r.width(), r.height(), &r.rgba(), out)?;
             }
-            Format::Mp4 => anyhow::bail!(
-                "MP4 export is not available yet; export a frame with --format png --at SECONDS"
-            ),
+            // ffmpeg writes MP4 to a file of its own (export_mp4).
+            Format::Mp4 => anyhow::bail!("MP4 is not written through this writer"),
         }
         Ok(())
     };
@@ -104,11 +118,31 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
             meta.protocol.as_str()
         );
     }
+    if a.format == Format::Mp4 {
+        export_mp4(path, &mut reader, a)?;
+    } else {
+        write_output(a, &mut reader, write)?;
+    }
+    if !reader.is_sealed().unwrap_or(false) {
+        eprintln!(
+            "note: {} is cut short (incomplete); the export ends where the sound part ends",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `write` into standard output or a temporary file renamed to `-o`.
+fn write_output(
+    a: &ExportArgs,
+    reader: &mut Reader,
+    write: impl Fn(&mut dyn std::io::Write, &mut Reader) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     match &a.output {
         None => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            write(&mut out, &mut reader)?;
+            write(&mut out, reader)?;
             out.flush().context("writing to standard output")?;
         }
         Some(dest) => {
@@ -120,7 +154,7 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             {
                 let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-                write(&mut out, &mut reader)?;
+                write(&mut out, reader)?;
                 out.flush()
                     .with_context(|| format!("writing {}", dest.display()))?;
             }
@@ -128,11 +162,49 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing {}", dest.display()))?;
         }
     }
-    if !reader.is_sealed().unwrap_or(false) {
-        eprintln!(
-            "note: {} is cut short (incomplete); the export ends where the sound part ends",
-            path.display()
+    Ok(())
+}
+
+fn export_mp4(path: &Path, reader: &mut Reader, a: &ExportArgs) -> anyhow::Result<()> {
+    let meta = reader.meta();
+    if meta.protocol != crate::recording::Protocol::Rdp {
+        anyhow::bail!(
+            "MP4 export renders desktop (RDP) recordings; this one is {}",
+            meta.protocol.as_str()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    let Some(dest) = &a.output else {
+        anyhow::bail!("MP4 export needs a file to write (-o FILE.mp4): MP4 cannot be streamed");
+    };
+    if !(1..=60).contains(&a.fps) {
+        anyhow::bail!("--fps {}: give 1 to 60 frames per second", a.fps);
+    }
+    let range = crate::rdp::video::VideoRange {
+        fps: a.fps,
+        from_us: seconds_us("--from", a.from, 0)?,
+        to_us: seconds_us("--to", a.to, u64::MAX)?,
+    };
+    if range.to_us < range.from_us {
+        anyhow::bail!("--to is before --from");
+    }
+    let ffmpeg = super::mp4::find_ffmpeg()?;
+    let started = std::time::Instant::now();
+    let done = super::mp4::export_mp4(reader, range, &ffmpeg, dest)
+        .with_context(|| format!("exporting {} as MP4", path.display()))?;
+    if done.skipped > 0 {
+        eprintln!(
+            "note: {} server PDUs could not be decoded and were skipped ({} decoded)",
+            done.skipped, done.decoded
+        );
+    }
+    eprintln!(
+        "{}: {} frames of {}x{} at {} fps in {:.1}s",
+        dest.display(),
+        done.frames,
+        done.width,
+        done.height,
+        a.fps,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

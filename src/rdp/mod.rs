@@ -76,6 +76,7 @@ mod nla;
 pub mod relay;
 pub mod render;
 pub mod steer;
+pub mod video;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

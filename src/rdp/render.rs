@@ -1,21 +1,42 @@
-//! Replaying a recorded RDP session into a framebuffer, for PNG export.
+//! Replaying a recorded RDP session into a framebuffer, for PNG and MP4
+//! export.
 //!
 //! Pure: recorded server output PDUs in, RGBA pixels out. Fast-path PDUs
 //! (channel 0) go through ironrdp-session's fast-path processor, which
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
 //! ironrdp-graphics. Anything it cannot decode is skipped and counted.
+//!
+//! Seeking starts at a keyframe (see [`replay_start`]) instead of the
+//! session start; a Server Demand Active with another desktop size
+//! re-creates the framebuffer at that size.
 
 use ironrdp_core::{ReadCursor, WriteBuf, decode};
 use ironrdp_graphics::image_processing::PixelFormat;
+use ironrdp_pdu::rdp::capability_sets::CapabilitySet;
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
 use ironrdp_pdu::slow_path;
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder};
 use ironrdp_session::image::DecodedImage;
 
-use crate::recording::{Event, SessionMeta, TimedEvent};
+use crate::recording::{Event, ReadError, Reader, SessionMeta, TimedEvent};
 
 /// Largest desktop side the renderer accepts (guards hostile headers).
-const MAX_SIDE: u32 = 8192;
+pub const MAX_SIDE: u32 = 8192;
+
+/// Why a recording cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("this recording has no desktop size (not an RDP recording?)")]
+    NoDesktop,
+    #[error("implausible desktop size {width}x{height}")]
+    ImplausibleSize { width: u32, height: u32 },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("encoding PNG: {0}")]
+    Png(#[from] png::EncodingError),
+    #[error("writing PNG: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// What the replay did, for the person exporting.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +50,9 @@ pub struct Renderer {
     processor: Processor,
     out: WriteBuf,
     pub stats: RenderStats,
+    /// Bumped whenever the framebuffer may have changed, so a video can
+    /// reuse the previous frame through idle stretches.
+    changes: u64,
 }
 
 fn channel_id(meta: &SessionMeta, key: &str) -> u16 {
@@ -39,15 +63,54 @@ fn channel_id(meta: &SessionMeta, key: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The desktop size in the header, checked.
+fn header_size(meta: &SessionMeta) -> Result<(u16, u16), RenderError> {
+    let Some(d) = meta.desktop.as_ref() else {
+        return Err(RenderError::NoDesktop);
+    };
+    if d.width == 0 || d.height == 0 || d.width > MAX_SIDE || d.height > MAX_SIDE {
+        return Err(RenderError::ImplausibleSize {
+            width: d.width,
+            height: d.height,
+        });
+    }
+    Ok((d.width as u16, d.height as u16))
+}
+
+/// The desktop size a Server Demand Active announces (its bitmap
+/// capability), clamped to [`MAX_SIDE`]; `None` for any other PDU or a
+/// zero size. `data` is a slow-path PDU from the Share Control header on.
+pub fn demand_active_size(data: &[u8]) -> Option<(u16, u16)> {
+    // pduType (low 4 bits of bytes 2..4) 1 = Demand Active: a cheap test
+    // before decoding, as prescans look at every slow-path PDU.
+    if data.len() < 4 || data[2] & 0x0f != 0x01 {
+        return None;
+    }
+    let header = decode::<ShareControlHeader>(data).ok()?;
+    let ShareControlPdu::ServerDemandActive(demand) = header.share_control_pdu else {
+        return None;
+    };
+    let max = MAX_SIDE as u16;
+    demand
+        .pdu
+        .capability_sets
+        .iter()
+        .find_map(|c| match c {
+            CapabilitySet::Bitmap(b) => Some((b.desktop_width.min(max), b.desktop_height.min(max))),
+            _ => None,
+        })
+        .filter(|&(w, h)| w > 0 && h > 0)
+}
+
 impl Renderer {
-    pub fn new(meta: &SessionMeta) -> anyhow::Result<Renderer> {
-        let Some(d) = meta.desktop.as_ref() else {
-            anyhow::bail!("this recording has no desktop size (not an RDP recording?)");
-        };
-        if d.width == 0 || d.height == 0 || d.width > MAX_SIDE || d.height > MAX_SIDE {
-            anyhow::bail!("implausible desktop size {}x{}", d.width, d.height);
-        }
-        let (w, h) = (d.width as u16, d.height as u16);
+    /// A black desktop of the size in the recording's header.
+    pub fn new(meta: &SessionMeta) -> Result<Renderer, RenderError> {
+        let (w, h) = header_size(meta)?;
+        Ok(Renderer::with_size(meta, w, h))
+    }
+
+    /// A black desktop of `width` x `height` (a size already checked).
+    fn with_size(meta: &SessionMeta, width: u16, height: u16) -> Renderer {
         let processor = ProcessorBuilder {
             io_channel_id: channel_id(meta, "io_channel"),
             user_channel_id: channel_id(meta, "user_channel"),
@@ -61,12 +124,13 @@ impl Renderer {
             pointer_software_rendering: false,
         }
         .build();
-        Ok(Renderer {
-            image: DecodedImage::new(PixelFormat::RgbA32, w, h),
+        Renderer {
+            image: DecodedImage::new(PixelFormat::RgbA32, width, height),
             processor,
             out: WriteBuf::new(),
             stats: RenderStats::default(),
-        })
+            changes: 0,
+        }
     }
 
     pub fn width(&self) -> u32 {
@@ -75,6 +139,11 @@ impl Renderer {
 
     pub fn height(&self) -> u32 {
         u32::from(self.image.height())
+    }
+
+    /// Changes so far; equal counts mean the same pixels.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Apply one recorded event (only server output matters).
@@ -92,14 +161,27 @@ impl Renderer {
                 .process(&mut self.image, data, &mut self.out, &mut None)
         }));
         match r {
-            Ok(Ok(_)) => self.stats.decoded += 1,
+            Ok(Ok(_)) => {
+                self.stats.decoded += 1;
+                self.changes += 1;
+            }
             _ => self.stats.skipped += 1,
         }
     }
 
     /// A slow-path PDU (MCS user data: Share Control header onward). Only
-    /// graphics updates matter; other share PDUs are passed over.
+    /// graphics updates and a new desktop size matter; other share PDUs are
+    /// passed over.
     fn apply_slow_path(&mut self, data: &[u8]) {
+        if let Some((w, h)) = demand_active_size(data) {
+            if (w, h) != (self.image.width(), self.image.height()) {
+                // The server resized the desktop (deactivation-reactivation);
+                // it repaints everything after this.
+                self.image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+                self.changes += 1;
+            }
+            return;
+        }
         let Ok(header) = decode::<ShareControlHeader>(data) else {
             // Virtual channel traffic and the like: not drawing.
             return;
@@ -125,9 +207,17 @@ impl Renderer {
             }
         }));
         match r {
-            Ok(Ok(())) => self.stats.decoded += 1,
+            Ok(Ok(())) => {
+                self.stats.decoded += 1;
+                self.changes += 1;
+            }
             _ => self.stats.skipped += 1,
         }
+    }
+
+    /// The framebuffer as stored: RGBA row by row, alpha undefined.
+    pub fn pixels(&self) -> &[u8] {
+        self.image.data()
     }
 
     /// RGBA pixels, row by row, opaque.
@@ -138,27 +228,81 @@ impl Renderer {
         }
         px
     }
+
+    /// Apply `events` up to and including time `at_us`.
+    pub fn replay_until(
+        &mut self,
+        events: impl Iterator<Item = Result<TimedEvent, ReadError>>,
+        at_us: u64,
+    ) -> Result<(), RenderError> {
+        for ev in events {
+            let ev = ev?;
+            if ev.t_us > at_us {
+                break;
+            }
+            self.apply(&ev.event);
+        }
+        Ok(())
+    }
 }
 
-/// Replay `events` up to and including time `at_us`.
-pub fn render_at(
-    meta: &SessionMeta,
-    events: impl Iterator<Item = Result<TimedEvent, crate::recording::ReadError>>,
-    at_us: u64,
-) -> anyhow::Result<Renderer> {
-    let mut r = Renderer::new(meta)?;
-    for ev in events {
-        let ev = ev?;
-        if ev.t_us > at_us {
-            break;
+/// Where a replay that should show the desktop at `at_us` starts: the
+/// second-to-last keyframe at or before `at_us`, or the session start (0).
+///
+/// A keyframe marks the moment the gateway asked the target to redraw the
+/// whole desktop; the redraw arrives some time later. Starting one keyframe
+/// earlier leaves a whole keyframe interval for it to arrive. `keyframes`
+/// is in time order.
+pub fn replay_start(keyframes: &[u64], at_us: u64) -> u64 {
+    let upto = keyframes.partition_point(|&k| k <= at_us);
+    upto.checked_sub(2)
+        .and_then(|i| keyframes.get(i))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A renderer ready to replay from the keyframe for `at_us`, and the time
+/// its events start (pass it to [`Reader::events_from`]).
+///
+/// The desktop size at that point comes from the last Demand Active before
+/// it: the archive is read up to there, but only slow-path PDU headers are
+/// looked at (no bitmap is decoded).
+pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderError> {
+    let meta = reader.meta().clone();
+    let mut size = header_size(&meta)?;
+    let start = replay_start(&reader.keyframes()?, at_us);
+    if start > 0 {
+        for ev in reader.events() {
+            let ev = ev?;
+            if ev.t_us >= start {
+                break;
+            }
+            if let Event::Output { channel, data, .. } = &ev.event
+                && *channel != 0
+                && let Some(s) = demand_active_size(data)
+            {
+                size = s;
+            }
         }
-        r.apply(&ev.event);
     }
+    Ok((Renderer::with_size(&meta, size.0, size.1), start))
+}
+
+/// The desktop at `at_us` (`u64::MAX`: the end), replayed from the keyframe
+/// [`replay_start`] picks.
+pub fn render_at(reader: &mut Reader, at_us: u64) -> Result<Renderer, RenderError> {
+    let (mut r, start) = seek(reader, at_us)?;
+    r.replay_until(reader.events_from(start)?, at_us)?;
     Ok(r)
 }
 
 /// Encode RGBA pixels as PNG.
-pub fn write_png(w: u32, h: u32, rgba: &[u8], out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub fn write_png(
+    w: u32,
+    h: u32,
+    rgba: &[u8],
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
     let mut enc = png::Encoder::new(out, w, h);
     enc.set_color(png::ColorType::Rgba);
     enc.set_depth(png::BitDepth::Eight);
@@ -169,14 +313,14 @@ pub fn write_png(w: u32, h: u32, rgba: &[u8], out: &mut dyn std::io::Write) -> a
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::recording::{DesktopSize, Protocol, Stream};
     use bytes::Bytes;
     use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
     use ironrdp_pdu::geometry::InclusiveRectangle;
 
-    fn meta() -> SessionMeta {
+    pub(crate) fn meta() -> SessionMeta {
         SessionMeta {
             session_id: "s1".into(),
             user: "tanaka".into(),
@@ -197,7 +341,7 @@ mod tests {
         }
     }
 
-    fn output(channel: u32, data: Vec<u8>) -> Event {
+    pub(crate) fn output(channel: u32, data: Vec<u8>) -> Event {
         Event::Output {
             channel,
             stream: Stream::Stdout,
@@ -206,7 +350,7 @@ mod tests {
     }
 
     /// A fast-path output PDU holding one uncompressed 32 bpp bitmap update.
-    fn fast_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
+    pub(crate) fn fast_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
         let w = u16::try_from(bgra.len() / 4).expect("small");
         let update = BitmapUpdateData {
             rectangles: vec![BitmapData {
@@ -304,5 +448,145 @@ mod tests {
         assert!(Renderer::new(&m).is_err());
         m.desktop = None;
         assert!(Renderer::new(&m).is_err());
+    }
+
+    /// A sealed archive of `events`, one chunk each (so seeking skips chunks).
+    pub(crate) fn archive(dir: &std::path::Path, events: &[(u64, Event)]) -> std::path::PathBuf {
+        use crate::recording::{ArchiveKey, ArchiveWriter, WriterOptions};
+        let path = dir.join("desk.skrec");
+        let mut w =
+            ArchiveWriter::create(&path, &meta(), WriterOptions::default()).expect("create");
+        for (t, e) in events {
+            w.append(*t, e).expect("append");
+            w.flush_chunk().expect("flush");
+        }
+        w.seal(&ArchiveKey::generate()).expect("seal");
+        path
+    }
+
+    /// Red, green, blue as one BGRA pixel.
+    fn bgra(r: u8, g: u8, b: u8) -> [u8; 4] {
+        [b, g, r, 0]
+    }
+
+    #[test]
+    fn render_at_starts_at_a_keyframe_with_the_size_of_that_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = 1_000_000;
+        let path = archive(
+            dir.path(),
+            &[
+                (0, output(1003, demand_active(10, 6))),
+                // Only a replay from the start sees this pixel.
+                (s / 2, output(0, fast_path_bitmap(0, 0, &bgra(9, 9, 9)))),
+                (s, Event::Keyframe),
+                (2 * s, Event::Keyframe),
+                (2 * s + 1, output(0, fast_path_bitmap(9, 5, &bgra(1, 2, 3)))),
+                (3 * s, Event::Keyframe),
+                (3 * s + 1, output(0, fast_path_bitmap(1, 1, &bgra(4, 5, 6)))),
+            ],
+        );
+        let mut reader = Reader::open(&path).expect("open");
+        let px = |r: &Renderer, x: usize, y: usize| {
+            let w = r.width() as usize;
+            r.rgba()[(y * w + x) * 4..][..3].to_vec()
+        };
+        // Before the second keyframe: from the start.
+        let r = render_at(&mut reader, 2 * s - 1).expect("render");
+        assert_eq!((r.width(), r.height()), (10, 6));
+        assert_eq!(px(&r, 0, 0), [9, 9, 9]);
+        // At 3.5 s the replay starts at the keyframe of 2 s: the pixel of
+        // 0.5 s is not drawn, the desktop has the size set at 0.
+        let r = render_at(&mut reader, 3 * s + s / 2).expect("render");
+        assert_eq!((r.width(), r.height()), (10, 6));
+        assert_eq!(px(&r, 0, 0), [0, 0, 0]);
+        assert_eq!(px(&r, 9, 5), [1, 2, 3]);
+        assert_eq!(px(&r, 1, 1), [4, 5, 6]);
+        // Events after --at are not applied.
+        let r = render_at(&mut reader, 3 * s).expect("render");
+        assert_eq!(px(&r, 1, 1), [0, 0, 0]);
+        assert_eq!(px(&r, 9, 5), [1, 2, 3]);
+    }
+
+    /// A slow-path Server Demand Active announcing a `w` x `h` desktop.
+    pub(crate) fn demand_active(w: u16, h: u16) -> Vec<u8> {
+        use ironrdp_pdu::rdp::capability_sets::{
+            Bitmap, BitmapDrawingFlags, DemandActive, ServerDemandActive,
+        };
+        let header = ShareControlHeader {
+            share_id: 0x1_03ea,
+            pdu_source: 1002,
+            share_control_pdu: ShareControlPdu::ServerDemandActive(ServerDemandActive {
+                pdu: DemandActive {
+                    source_descriptor: "RDP".into(),
+                    capability_sets: vec![
+                        CapabilitySet::Font(vec![1, 0, 0, 0]),
+                        CapabilitySet::Bitmap(Bitmap {
+                            pref_bits_per_pix: 32,
+                            desktop_width: w,
+                            desktop_height: h,
+                            desktop_resize_flag: true,
+                            drawing_flags: BitmapDrawingFlags::empty(),
+                        }),
+                    ],
+                },
+            }),
+        };
+        ironrdp_core::encode_vec(&header).expect("encode")
+    }
+
+    #[test]
+    fn a_demand_active_with_another_size_resizes_the_desktop() {
+        let mut r = Renderer::new(&meta()).expect("renderer");
+        r.apply(&output(0, fast_path_bitmap(0, 0, &[1, 2, 3, 0])));
+        let before = r.changes();
+        // The same size: nothing happens.
+        r.apply(&output(1003, demand_active(8, 4)));
+        assert_eq!((r.width(), r.height(), r.changes()), (8, 4, before));
+        r.apply(&output(1003, demand_active(12, 6)));
+        assert_eq!((r.width(), r.height()), (12, 6));
+        assert!(r.changes() > before);
+        // A fresh black desktop, drawn on at the new size.
+        assert_eq!(r.rgba().len(), 12 * 6 * 4);
+        r.apply(&output(0, fast_path_bitmap(10, 5, &[10, 20, 30, 0])));
+        let px = r.rgba();
+        assert_eq!(&px[(5 * 12 + 10) * 4..][..4], &[30, 20, 10, 255]);
+        assert_eq!(&px[..4], &[0, 0, 0, 255]);
+        // Too large is clamped; zero is ignored.
+        r.apply(&output(1003, demand_active(9000, 2)));
+        assert_eq!((r.width(), r.height()), (MAX_SIDE, 2));
+        r.apply(&output(1003, demand_active(0, 600)));
+        assert_eq!((r.width(), r.height()), (MAX_SIDE, 2));
+        // A cut-short Demand Active is no resize.
+        let cut = demand_active(100, 100);
+        r.apply(&output(1003, cut[..cut.len() - 10].to_vec()));
+        assert_eq!((r.width(), r.height()), (MAX_SIDE, 2));
+    }
+
+    #[test]
+    fn demand_active_size_reads_only_demand_actives() {
+        assert_eq!(
+            demand_active_size(&demand_active(1280, 720)),
+            Some((1280, 720))
+        );
+        assert_eq!(demand_active_size(&[0, 0, 0x17, 0, 0, 0]), None);
+        assert_eq!(demand_active_size(&[0x11]), None);
+        assert_eq!(demand_active_size(&fast_path_bitmap(0, 0, &[0; 4])), None);
+    }
+
+    #[test]
+    fn replay_starts_one_keyframe_before_the_last_one_in_time() {
+        let k = [10, 20, 30, 40];
+        // No keyframe, or only one, before the time: from the start.
+        assert_eq!(replay_start(&[], 100), 0);
+        assert_eq!(replay_start(&k, 5), 0);
+        assert_eq!(replay_start(&k, 10), 0);
+        assert_eq!(replay_start(&k, 19), 0);
+        // The second-to-last at or before the time.
+        assert_eq!(replay_start(&k, 20), 10);
+        assert_eq!(replay_start(&k, 29), 10);
+        assert_eq!(replay_start(&k, 35), 20);
+        assert_eq!(replay_start(&k, 40), 30);
+        assert_eq!(replay_start(&k, u64::MAX), 30);
     }
 }

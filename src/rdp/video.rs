@@ -1,0 +1,507 @@
+//! Frames of a recorded desktop at a fixed rate, for video export.
+//!
+//! Pure: a [`Renderer`] replays the recording and [`Frames`] samples its
+//! framebuffer once every 1/fps of session time into a canvas of constant
+//! size, which an encoder (ffmpeg, at the CLI edge) turns into a video.
+//!
+//! The canvas keeps the size of the first frame, rounded up to even sides
+//! (yuv420p needs them; the extra column/row is black). When the desktop is
+//! later resized, each frame is scaled nearest-neighbour to the largest size
+//! with the same aspect ratio that fits the first frame's size, centred on
+//! black (letterbox).
+//!
+//! Frames leave as planar YUV 4:2:0 (ffmpeg's `yuv420p`, BT.601 limited
+//! range), converted here once per change: through idle stretches the same
+//! bytes are handed out again, and the encoder neither converts nor reads
+//! more than 1.5 bytes a pixel.
+
+use crate::recording::{Events, Reader, TimedEvent};
+
+use super::render::{RenderError, Renderer, seek};
+
+/// Rounds a side up to even.
+pub fn even(side: u32) -> u32 {
+    side + (side & 1)
+}
+
+/// Where a `src_w` x `src_h` frame lands inside a `box_w` x `box_h` area:
+/// `(x, y, w, h)`, the largest same-aspect fit, centred.
+pub fn letterbox(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32, u32, u32) {
+    let (sw, sh, bw, bh) = (
+        u64::from(src_w.max(1)),
+        u64::from(src_h.max(1)),
+        u64::from(box_w),
+        u64::from(box_h),
+    );
+    // Scale by bw/sw unless that makes it too tall; then by bh/sh.
+    let (w, h) = if bw * sh <= bh * sw {
+        (bw, (sh * bw / sw).max(1))
+    } else {
+        ((sw * bh / sh).max(1), bh)
+    };
+    let (w, h) = (w.min(bw) as u32, h.min(bh) as u32);
+    ((box_w - w) / 2, (box_h - h) / 2, w, h)
+}
+
+/// RGB (4 bytes a pixel, the fourth ignored) to YUV 4:2:0, BT.601 limited
+/// range: a `width` x `height` luma plane, then U and V planes of half the
+/// width and height, each chroma sample from the mean of a 2x2 block.
+/// `width` and `height` are even.
+pub fn rgb_to_yuv420(width: usize, height: usize, rgb: &[u8], yuv: &mut [u8]) {
+    let (cw, ch) = (width / 2, height / 2);
+    let (y_plane, chroma) = yuv.split_at_mut(width * height);
+    let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
+    let luma = |r: i32, g: i32, b: i32| (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8;
+    // Plain index loops: iterator adapters are many times slower in the
+    // unoptimised builds the tests run.
+    for cy in 0..ch {
+        let top = &rgb[2 * cy * width * 4..][..width * 4];
+        let bottom = &rgb[(2 * cy + 1) * width * 4..][..width * 4];
+        let (y_top, y_bottom) = y_plane[2 * cy * width..][..2 * width].split_at_mut(width);
+        let u_row = &mut u_plane[cy * cw..][..cw];
+        let v_row = &mut v_plane[cy * cw..][..cw];
+        for cx in 0..cw {
+            let i = cx * 8;
+            let (r0, g0, b0) = (top[i] as i32, top[i + 1] as i32, top[i + 2] as i32);
+            let (r1, g1, b1) = (top[i + 4] as i32, top[i + 5] as i32, top[i + 6] as i32);
+            let (r2, g2, b2) = (bottom[i] as i32, bottom[i + 1] as i32, bottom[i + 2] as i32);
+            let (r3, g3, b3) = (
+                bottom[i + 4] as i32,
+                bottom[i + 5] as i32,
+                bottom[i + 6] as i32,
+            );
+            y_top[2 * cx] = luma(r0, g0, b0);
+            y_top[2 * cx + 1] = luma(r1, g1, b1);
+            y_bottom[2 * cx] = luma(r2, g2, b2);
+            y_bottom[2 * cx + 1] = luma(r3, g3, b3);
+            let (r, g, b) = (
+                (r0 + r1 + r2 + r3 + 2) >> 2,
+                (g0 + g1 + g2 + g3 + 2) >> 2,
+                (b0 + b1 + b2 + b3 + 2) >> 2,
+            );
+            u_row[cx] = (((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128) as u8;
+            v_row[cx] = (((112 * r - 94 * g - 18 * b + 128) >> 8) + 128) as u8;
+        }
+    }
+}
+
+/// A constant-size frame the encoder receives.
+#[derive(Debug)]
+pub struct Canvas {
+    width: u32,
+    height: u32,
+    /// The first frame's size: the area later frames are fitted into.
+    content_w: u32,
+    content_h: u32,
+    /// RGB, 4 bytes a pixel.
+    buf: Vec<u8>,
+    /// `buf` as YUV 4:2:0.
+    yuv: Vec<u8>,
+}
+
+impl Canvas {
+    /// A black canvas for frames of `content_w` x `content_h`.
+    pub fn new(content_w: u32, content_h: u32) -> Canvas {
+        let (width, height) = (even(content_w), even(content_h));
+        Canvas {
+            width,
+            height,
+            content_w,
+            content_h,
+            buf: vec![0; width as usize * height as usize * 4],
+            yuv: vec![0; width as usize * height as usize * 3 / 2],
+        }
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The canvas as RGB, 4 bytes a pixel.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The canvas as YUV 4:2:0 (after [`Canvas::convert`]).
+    pub fn yuv(&self) -> &[u8] {
+        &self.yuv
+    }
+
+    /// Bring [`Canvas::yuv`] up to date with what was drawn.
+    pub fn convert(&mut self) {
+        rgb_to_yuv420(
+            self.width as usize,
+            self.height as usize,
+            &self.buf,
+            &mut self.yuv,
+        );
+    }
+
+    /// Draw a `w` x `h` RGBA frame (4 bytes a pixel, row by row).
+    pub fn draw(&mut self, w: u32, h: u32, px: &[u8]) {
+        let stride = self.width as usize * 4;
+        let (w_us, h_us) = (w as usize, h as usize);
+        if px.len() < w_us * h_us * 4 {
+            return;
+        }
+        if (w, h) == (self.content_w, self.content_h) {
+            // The usual case: row copies; the padding stays black.
+            for (y, row) in px.chunks_exact(w_us * 4).take(h_us).enumerate() {
+                self.buf[y * stride..][..w_us * 4].copy_from_slice(row);
+            }
+            return;
+        }
+        self.buf.fill(0);
+        let (ox, oy, dw, dh) = letterbox(w, h, self.content_w, self.content_h);
+        let (ox, oy, dw, dh) = (ox as usize, oy as usize, dw as usize, dh as usize);
+        let src_x: Vec<usize> = (0..dw).map(|x| x * w_us / dw * 4).collect();
+        for y in 0..dh {
+            let src_row = &px[(y * h_us / dh) * w_us * 4..][..w_us * 4];
+            let dst_row = &mut self.buf[(oy + y) * stride + ox * 4..][..dw * 4];
+            for (d, &sx) in dst_row.chunks_exact_mut(4).zip(&src_x) {
+                d.copy_from_slice(&src_row[sx..sx + 4]);
+            }
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoRange {
+    pub fps: u32,
+    /// First frame, µs from the session start.
+    pub from_us: u64,
+    /// No frame after this (µs); the session's last event also ends it.
+    pub to_us: u64,
+}
+
+/// Time of frame `k` (no drift: computed from `k`, not summed).
+pub fn frame_time(range: &VideoRange, k: u64) -> u64 {
+    let offset = u128::from(k) * 1_000_000 / u128::from(range.fps.max(1));
+    range
+        .from_us
+        .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
+/// One sampled frame.
+pub struct Frame<'a> {
+    pub width: u32,
+    pub height: u32,
+    /// YUV 4:2:0 planes (`yuv420p`).
+    pub data: &'a [u8],
+    /// Session time of the frame, µs.
+    pub t_us: u64,
+}
+
+/// The frames of a recording from `range.from_us` on, each the framebuffer
+/// as it stands at its time (events at that very µs included, as for PNG
+/// `--at`). Frames end at `range.to_us` or the last event, whichever is
+/// first.
+pub struct Frames<'r> {
+    renderer: Renderer,
+    events: Events<'r>,
+    pending: Option<TimedEvent>,
+    exhausted: bool,
+    last_t: u64,
+    range: VideoRange,
+    next: u64,
+    canvas: Option<Canvas>,
+    drawn: Option<(u32, u32, u64)>,
+}
+
+impl<'r> Frames<'r> {
+    /// Starts at the keyframe that [`super::render::replay_start`] picks for
+    /// `range.from_us`, not at the session start.
+    pub fn new(reader: &'r mut Reader, range: VideoRange) -> Result<Frames<'r>, RenderError> {
+        let (renderer, start) = seek(reader, range.from_us)?;
+        let events = reader.events_from(start)?;
+        Ok(Frames::from_parts(renderer, events, range))
+    }
+
+    fn from_parts(renderer: Renderer, events: Events<'r>, range: VideoRange) -> Frames<'r> {
+        Frames {
+            renderer,
+            events,
+            pending: None,
+            exhausted: false,
+            last_t: 0,
+            range,
+            next: 0,
+            canvas: None,
+            drawn: None,
+        }
+    }
+
+    /// The replay so far (decoded and skipped PDUs).
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    /// The next frame, or `None` after the last one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, RenderError> {
+        let t = frame_time(&self.range, self.next);
+        if t > self.range.to_us {
+            return Ok(None);
+        }
+        loop {
+            let ev = match self.pending.take() {
+                Some(ev) => ev,
+                None if self.exhausted => break,
+                None => match self.events.next() {
+                    Some(ev) => ev?,
+                    None => {
+                        self.exhausted = true;
+                        break;
+                    }
+                },
+            };
+            if ev.t_us > t {
+                self.pending = Some(ev);
+                break;
+            }
+            self.last_t = ev.t_us;
+            self.renderer.apply(&ev.event);
+        }
+        if self.exhausted && t > self.last_t {
+            return Ok(None);
+        }
+        self.next += 1;
+        let (w, h) = (self.renderer.width(), self.renderer.height());
+        let canvas = self.canvas.get_or_insert_with(|| Canvas::new(w, h));
+        let state = (w, h, self.renderer.changes());
+        if self.drawn != Some(state) {
+            // Unchanged since the last frame: the canvas already holds it.
+            canvas.draw(w, h, self.renderer.pixels());
+            canvas.convert();
+            self.drawn = Some(state);
+        }
+        Ok(Some(Frame {
+            width: canvas.width(),
+            height: canvas.height(),
+            data: canvas.yuv(),
+            t_us: t,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_round_up_to_even() {
+        assert_eq!(even(1024), 1024);
+        assert_eq!(even(1023), 1024);
+        assert_eq!(even(1), 2);
+    }
+
+    #[test]
+    fn letterbox_keeps_the_aspect_ratio_and_centres() {
+        assert_eq!(letterbox(1024, 768, 1024, 768), (0, 0, 1024, 768));
+        // Wider: bars top and bottom.
+        assert_eq!(letterbox(1920, 1080, 1024, 768), (0, 96, 1024, 576));
+        // Taller: bars left and right.
+        assert_eq!(letterbox(768, 1024, 1024, 768), (224, 0, 576, 768));
+        // Smaller: scaled up.
+        assert_eq!(letterbox(512, 384, 1024, 768), (0, 0, 1024, 768));
+        // Degenerate sizes still give a pixel, inside the box.
+        assert_eq!(letterbox(1, 8000, 10, 10), (4, 0, 1, 10));
+    }
+
+    #[test]
+    fn frame_times_do_not_drift() {
+        let r = VideoRange {
+            fps: 3,
+            from_us: 5_000_000,
+            to_us: u64::MAX,
+        };
+        assert_eq!(frame_time(&r, 0), 5_000_000);
+        assert_eq!(frame_time(&r, 1), 5_333_333);
+        assert_eq!(frame_time(&r, 3), 6_000_000);
+        assert_eq!(frame_time(&r, 3000), 1_005_000_000);
+    }
+
+    #[test]
+    fn colours_convert_like_bt601_limited_range() {
+        // 2x2 of one colour: one chroma sample.
+        let cases: [([u8; 3], [u8; 3]); 5] = [
+            ([0, 0, 0], [16, 128, 128]),
+            ([255, 255, 255], [235, 128, 128]),
+            ([255, 0, 0], [82, 90, 240]),
+            ([0, 255, 0], [144, 54, 34]),
+            ([0, 0, 255], [41, 240, 110]),
+        ];
+        for (rgb, want) in cases {
+            let px = [rgb[0], rgb[1], rgb[2], 0].repeat(4);
+            let mut yuv = [0u8; 6];
+            rgb_to_yuv420(2, 2, &px, &mut yuv);
+            assert_eq!(
+                yuv,
+                [want[0], want[0], want[0], want[0], want[1], want[2]],
+                "{rgb:?}"
+            );
+        }
+        // Luma per pixel, chroma from the 2x2 mean; planes in order.
+        let mut px = vec![0u8; 4 * 2 * 4];
+        px[4..8].copy_from_slice(&[255, 255, 255, 0]);
+        let mut yuv = vec![0u8; 4 * 2 * 3 / 2];
+        rgb_to_yuv420(4, 2, &px, &mut yuv);
+        assert_eq!(&yuv[..8], &[16, 235, 16, 16, 16, 16, 16, 16]);
+        assert_eq!(&yuv[8..], &[128, 128, 128, 128]);
+    }
+
+    fn solid(w: u32, h: u32, rgba: [u8; 4]) -> Vec<u8> {
+        rgba.repeat(w as usize * h as usize)
+    }
+
+    fn pixel(c: &Canvas, x: u32, y: u32) -> [u8; 4] {
+        let i = ((y * c.width() + x) * 4) as usize;
+        c.bytes()[i..i + 4].try_into().expect("4 bytes")
+    }
+
+    #[test]
+    fn an_odd_desktop_is_padded_with_black() {
+        let mut c = Canvas::new(5, 3);
+        assert_eq!((c.width(), c.height()), (6, 4));
+        c.draw(5, 3, &solid(5, 3, [9, 8, 7, 0]));
+        assert_eq!(pixel(&c, 4, 2), [9, 8, 7, 0]);
+        assert_eq!(pixel(&c, 5, 0), [0, 0, 0, 0]);
+        assert_eq!(pixel(&c, 0, 3), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_resized_desktop_is_scaled_into_the_first_size() {
+        let mut c = Canvas::new(8, 4);
+        // Twice as wide: half height, centred (rows 1 and 2).
+        let mut px = solid(16, 4, [200, 0, 0, 0]);
+        // The right half of the source is green: it lands on the right half.
+        for y in 0..4 {
+            for x in 8..16 {
+                px[(y * 16 + x) * 4..][..4].copy_from_slice(&[0, 200, 0, 0]);
+            }
+        }
+        c.draw(16, 4, &px);
+        assert_eq!(pixel(&c, 0, 0), [0, 0, 0, 0]);
+        assert_eq!(pixel(&c, 7, 3), [0, 0, 0, 0]);
+        assert_eq!(pixel(&c, 0, 1), [200, 0, 0, 0]);
+        assert_eq!(pixel(&c, 3, 2), [200, 0, 0, 0]);
+        assert_eq!(pixel(&c, 4, 1), [0, 200, 0, 0]);
+        assert_eq!(pixel(&c, 7, 2), [0, 200, 0, 0]);
+        // Back to the first size: drawn 1:1 again.
+        c.draw(8, 4, &solid(8, 4, [1, 2, 3, 0]));
+        assert_eq!(pixel(&c, 0, 0), [1, 2, 3, 0]);
+        // A short buffer is ignored, not a panic.
+        c.draw(8, 4, &[0; 7]);
+        assert_eq!(pixel(&c, 0, 0), [1, 2, 3, 0]);
+    }
+
+    /// Y of pixel (x, y) and the U, V of its 2x2 block in a yuv420p frame.
+    fn yuv_at(f: &Frame<'_>, x: u32, y: u32) -> [u8; 3] {
+        let (w, h) = (f.width as usize, f.height as usize);
+        let (x, y) = (x as usize, y as usize);
+        let c = (y / 2) * (w / 2) + x / 2;
+        [
+            f.data[y * w + x],
+            f.data[w * h + c],
+            f.data[w * h + w * h / 4 + c],
+        ]
+    }
+
+    #[test]
+    fn frames_sample_the_desktop_at_each_tick_and_keep_their_size() {
+        use crate::rdp::render::tests::{archive, demand_active, fast_path_bitmap, output};
+        use crate::recording::Event;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = 1_000_000;
+        let white = [255u8, 255, 255, 0].repeat(8);
+        let path = archive(
+            dir.path(),
+            &[
+                (0, Event::Keyframe),
+                (s / 10, output(0, fast_path_bitmap(0, 0, &white))),
+                (s, Event::Keyframe),
+                // Exactly at a frame's time: in that frame.
+                (3 * s / 2, output(0, fast_path_bitmap(0, 3, &white))),
+                // The desktop doubles its width: later frames are letterboxed.
+                (5 * s / 2 + 1, output(1003, demand_active(16, 4))),
+                (
+                    5 * s / 2 + 2,
+                    output(0, fast_path_bitmap(0, 0, &[255, 255, 255, 0].repeat(16))),
+                ),
+                (3 * s + s / 5, Event::Keyframe),
+            ],
+        );
+        let mut reader = Reader::open(&path).expect("open");
+        let range = VideoRange {
+            fps: 2,
+            from_us: 0,
+            to_us: u64::MAX,
+        };
+        let mut frames = Frames::new(&mut reader, range).expect("frames");
+        let mut seen = Vec::new();
+        while let Some(f) = frames.next_frame().expect("frame") {
+            assert_eq!((f.width, f.height), (8, 4));
+            assert_eq!(f.data.len(), 8 * 4 * 3 / 2);
+            seen.push((
+                f.t_us,
+                yuv_at(&f, 0, 0)[0],
+                yuv_at(&f, 0, 3)[0],
+                yuv_at(&f, 0, 1)[0],
+            ));
+        }
+        // Frames every 0.5 s up to the last event (3.2 s).
+        let times: Vec<u64> = seen.iter().map(|f| f.0).collect();
+        assert_eq!(times, [0, s / 2, s, 3 * s / 2, 2 * s, 5 * s / 2, 3 * s]);
+        // Top row white from 0.1 s, bottom row from 1.5 s on.
+        assert_eq!((seen[0].1, seen[0].2), (16, 16));
+        assert_eq!((seen[1].1, seen[1].2), (235, 16));
+        assert_eq!((seen[2].1, seen[2].2), (235, 16));
+        assert_eq!((seen[3].1, seen[3].2), (235, 235));
+        // After the resize: 16x4 fitted into 8x4 is 8x2 at rows 1 and 2,
+        // black bars on rows 0 and 3; the top row of the new desktop is
+        // white and lands on row 1.
+        assert_eq!((seen[6].1, seen[6].2, seen[6].3), (16, 16, 235));
+        assert_eq!(frames.renderer().stats.skipped, 0);
+    }
+
+    #[test]
+    fn frames_start_at_from_and_stop_at_to() {
+        use crate::rdp::render::tests::{archive, fast_path_bitmap, output};
+        use crate::recording::Event;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = 1_000_000;
+        let mut events = vec![(0, output(0, fast_path_bitmap(0, 0, &[255; 4])))];
+        for k in 1..=10 {
+            events.push((k * s, Event::Keyframe));
+        }
+        let path = archive(dir.path(), &events);
+        let mut reader = Reader::open(&path).expect("open");
+        let range = VideoRange {
+            fps: 10,
+            from_us: 4 * s,
+            to_us: 6 * s,
+        };
+        let mut frames = Frames::new(&mut reader, range).expect("frames");
+        let mut times = Vec::new();
+        while let Some(f) = frames.next_frame().expect("frame") {
+            times.push(f.t_us);
+            // Seeked to the keyframe of 3 s: the pixel drawn at 0 is gone.
+            assert_eq!(yuv_at(&f, 0, 0)[0], 16);
+        }
+        assert_eq!(times.len(), 21);
+        assert_eq!(times.first(), Some(&(4 * s)));
+        assert_eq!(times.last(), Some(&(6 * s)));
+        // Past the end of the session: no frame.
+        let range = VideoRange {
+            fps: 10,
+            from_us: 11 * s,
+            to_us: u64::MAX,
+        };
+        let mut frames = Frames::new(&mut reader, range).expect("frames");
+        assert!(frames.next_frame().expect("frame").is_none());
+    }
+}
