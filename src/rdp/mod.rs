@@ -491,7 +491,10 @@ async fn run_session<C: RdpCore>(
         session_id,
         map,
         recorder,
-        share_id: std::sync::Mutex::new(None),
+        share: std::sync::Mutex::new(relay::ShareState::new(
+            start.desktop_width,
+            start.desktop_height,
+        )),
         dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
         last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
     });
@@ -529,9 +532,7 @@ async fn run_session<C: RdpCore>(
         tick.tick().await; // the first tick is immediate; the session has just drawn itself
         loop {
             tick.tick().await;
-            relay
-                .request_keyframe(&back_write, start.desktop_width, start.desktop_height)
-                .await?;
+            relay.request_keyframe(&back_write).await?;
         }
     };
     let idle = async {

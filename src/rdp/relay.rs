@@ -282,9 +282,8 @@ pub(crate) struct Relay<C: RdpCore> {
     pub session_id: uuid::Uuid,
     pub map: ChannelMap,
     pub recorder: Arc<Mutex<C::Recorder>>,
-    /// The share id of the active share (from the target's Demand Active),
-    /// `None` before activation and after Deactivate All.
-    pub share_id: std::sync::Mutex<Option<u32>>,
+    /// The active share, followed from the target's PDUs.
+    pub share: std::sync::Mutex<ShareState>,
     pub dvc_gate: std::sync::Mutex<DvcGate>,
     /// When the client last sent input (fast-path input PDUs), for the idle limit.
     pub last_input: std::sync::Mutex<tokio::time::Instant>,
@@ -295,6 +294,36 @@ const PDUTYPE_DEACTIVATE_ALL: u16 = 0x0006;
 
 /// Track activation from a target I/O channel PDU: the share id of a
 /// Demand Active, or deactivation.
+/// What the relay knows of the target's share: its id (`None` before the
+/// first Demand Active and after Deactivate All) and the desktop size (the
+/// client's at first; a resize brings a new Demand Active). Keyframes ask
+/// for a redraw of all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShareState {
+    pub share_id: Option<u32>,
+    pub desktop: (u16, u16),
+}
+
+impl ShareState {
+    pub(crate) fn new(width: u16, height: u16) -> Self {
+        ShareState {
+            share_id: None,
+            desktop: (width, height),
+        }
+    }
+
+    /// Follows one slow-path PDU from the target; returns the new share id
+    /// when the PDU activated or deactivated the share.
+    pub(crate) fn observe(&mut self, user_data: &[u8]) -> Option<Option<u32>> {
+        let transition = share_transition(user_data)?;
+        self.share_id = transition;
+        if let Some(size) = super::render::demand_active_size(user_data) {
+            self.desktop = size;
+        }
+        Some(transition)
+    }
+}
+
 pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
     let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
     match pdu_type {
@@ -379,18 +408,15 @@ impl<C: RdpCore> Relay<C> {
 
     /// Ask the target to redraw the whole desktop, so that the recording
     /// gets a keyframe. Skipped while no share is active.
-    pub(crate) async fn request_keyframe<B>(
-        &self,
-        back_to: &Writer<B>,
-        width: u16,
-        height: u16,
-    ) -> Result<(), RdpError>
+    pub(crate) async fn request_keyframe<B>(&self, back_to: &Writer<B>) -> Result<(), RdpError>
     where
         B: AsyncWrite + AsyncRead + Send + Sync + Unpin,
     {
-        let Some(share_id) = *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) else {
+        let share = *self.share.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(share_id) = share.share_id else {
             return Ok(());
         };
+        let (width, height) = share.desktop;
         let refresh = ShareControlHeader {
             share_id,
             pdu_source: self.map.back_user,
@@ -594,9 +620,13 @@ impl<C: RdpCore> Relay<C> {
                             return Ok(());
                         };
                         if self.map.back_recorded.contains(&ind.channel_id) {
-                            if let Some(share) = share_transition(&ind.user_data) {
+                            let transition = self
+                                .share
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .observe(&ind.user_data);
+                            if let Some(share) = transition {
                                 debug!(share_id = ?share, "share state");
-                                *self.share_id.lock().unwrap_or_else(|p| p.into_inner()) = share;
                                 if let Some(share_id) = share {
                                     self.record(RdpEvent::ShareActivated { share_id }).await?;
                                 }
@@ -772,6 +802,32 @@ mod tests {
         assert_eq!(share_transition(&data), None);
         // A truncated Demand Active is not an activation.
         assert_eq!(share_transition(&demand[..8]), None);
+    }
+
+    #[test]
+    fn the_share_state_follows_the_desktop_size_for_keyframes() {
+        let mut share = ShareState::new(800, 600);
+        assert_eq!(share.share_id, None);
+        // Fast-path-looking or data PDUs change nothing.
+        assert_eq!(
+            share.observe(&[0x10, 0, 0x17, 0, 0xea, 0x03, 0, 0, 0, 0]),
+            None
+        );
+        // The client enlarged its window: the target reactivates at 1280x800.
+        let demand = super::super::render::tests::demand_active(1280, 800);
+        assert_eq!(share.observe(&demand), Some(Some(0x1_03ea)));
+        assert_eq!(share.desktop, (1280, 800));
+        assert_eq!(share.share_id, Some(0x1_03ea));
+        // Deactivate All: no share until the next Demand Active, size kept.
+        let deactivate = [0x10, 0, 0x16, 0, 0xea, 0x03, 0, 0, 0, 0];
+        assert_eq!(share.observe(&deactivate), Some(None));
+        assert_eq!(
+            share,
+            ShareState {
+                share_id: None,
+                desktop: (1280, 800)
+            }
+        );
     }
 
     #[test]
