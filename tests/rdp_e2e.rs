@@ -497,3 +497,78 @@ fn export_png_renders_the_recorded_desktop() {
     assert!(!mp4.status.success());
     assert!(text(&mp4).contains("-o FILE.mp4"), "{}", text(&mp4));
 }
+
+#[test]
+fn inside_the_sign_in_window_the_bare_password_and_password_with_a_fresh_code_both_work() {
+    let _lock = prepare();
+    let d = Deployment::start_with(Options {
+        signin_window: "10m",
+        ..Options::default()
+    });
+    let x = Xvfb::start();
+    let attempts = [
+        // Opens the window for tanaka at this address.
+        (
+            "password and code",
+            format!("{PASSWORD}{}", d.code("tanaka")),
+        ),
+        ("bare password in the window", PASSWORD.to_string()),
+        (
+            "password and a fresh code in the window",
+            format!("{PASSWORD}{}", d.code_ahead("tanaka", 1)),
+        ),
+    ];
+    for (n, (what, secret)) in attempts.iter().enumerate() {
+        let client = d.client(&x.display, "tanaka@xrdp1", secret, &["/sec:tls"]);
+        let up = wait_until(Duration::from_secs(30), session_user_running);
+        assert!(
+            up,
+            "{what}: no session on the target.\nclient log:\n{}\nserve log:\n{}",
+            client.log(),
+            d.serve_log()
+        );
+        drop(client);
+        end_test_user_sessions();
+        let ended = wait_until(Duration::from_secs(15), || {
+            d.audit("session_end", "tanaka").len() > n
+        });
+        assert!(ended, "{what}: no session_end");
+    }
+    // No reading of a right secret was counted as a failure.
+    assert!(
+        d.audit("signin_failure", "tanaka").is_empty(),
+        "{:?}",
+        d.audit("signin_failure", "tanaka")
+    );
+    let methods: Vec<String> = d
+        .audit("signin_success", "tanaka")
+        .iter()
+        .filter_map(|e| e["data"]["method"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        methods.iter().filter(|m| *m == "window").count(),
+        1,
+        "{methods:?}"
+    );
+    assert_eq!(
+        methods.iter().filter(|m| *m == "totp").count(),
+        2,
+        "{methods:?}"
+    );
+
+    // A wrong password stays wrong inside the window: refused, one failure.
+    let mut client = d.client(
+        &x.display,
+        "tanaka@xrdp1",
+        "not-the-password",
+        &["/sec:tls"],
+    );
+    assert!(
+        client.exit_within(Duration::from_secs(30)).is_some(),
+        "a wrong password was let in"
+    );
+    assert!(!session_user_running());
+    let failures = d.audit("signin_failure", "tanaka");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["data"]["reason"], "wrong password");
+}

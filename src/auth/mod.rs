@@ -485,20 +485,44 @@ impl Authenticator {
         password: &str,
         source: IpAddr,
     ) -> Result<(), AuthFailure> {
+        self.check_password_among(user, &[password], source)
+            .await
+            .map(|_| ())
+    }
+
+    /// The password, when the secret typed can be read more than one way
+    /// (over RDP inside the sign-in window: the bare password, or the
+    /// password followed by a code). Returns which candidate was the
+    /// password; audits one success or one failure, whichever it is.
+    pub async fn check_password_among(
+        &self,
+        user: &str,
+        candidates: &[&str],
+        source: IpAddr,
+    ) -> Result<usize, AuthFailure> {
         let state = self.usable(user).await?;
         let hash = match &state {
             Ok(u) => Some(u.password_hash.clone()),
             Err(_) => None,
         };
-        let right = verify_blocking(password, hash).await;
-        match state {
-            Err(reason) => Err(self
+        let mut right = None;
+        for (i, candidate) in candidates.iter().enumerate() {
+            if verify_blocking(candidate, hash.clone()).await {
+                right = Some(i);
+                break;
+            }
+        }
+        match (state, right) {
+            (Err(reason), _) => Err(self
                 .fail(user, "password", reason, source, false, None)
                 .await),
-            Ok(_) if !right => Err(self
+            (Ok(_), None) => Err(self
                 .fail(user, "password", "wrong password", source, true, None)
                 .await),
-            Ok(u) => self.succeed(&u.name, "password", source, false, None).await,
+            (Ok(u), Some(i)) => self
+                .succeed(&u.name, "password", source, false, None)
+                .await
+                .map(|()| i),
         }
     }
 

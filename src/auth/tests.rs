@@ -199,6 +199,36 @@ async fn a_secret_sealed_under_another_key_refuses_the_code_and_says_why() {
 }
 
 #[tokio::test]
+async fn a_secret_read_two_ways_is_checked_once_and_audited_once() {
+    let f = Fixture::new(limits()).await;
+    // Password followed by a code: the second reading is the password.
+    let i = f
+        .auth
+        .check_password_among("tanaka", &["pw-tanaka123456", "pw-tanaka"], src())
+        .await
+        .unwrap();
+    assert_eq!(i, 1);
+    assert_eq!(
+        f.auth
+            .check_password_among("tanaka", &["pw-tanaka"], src())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(f.events(AuditKind::SigninFailure).await.is_empty());
+    assert_eq!(f.events(AuditKind::SigninSuccess).await.len(), 2);
+    // Neither reading: one failure, counted once.
+    assert!(
+        f.auth
+            .check_password_among("tanaka", &["nope123456", "nope"], src())
+            .await
+            .is_err()
+    );
+    assert_eq!(f.events(AuditKind::SigninFailure).await.len(), 1);
+    assert_eq!(f.store.user("tanaka").await.unwrap().unwrap().failures, 1);
+}
+
+#[tokio::test]
 async fn totp_accepts_once_and_within_one_step() {
     let f = Fixture::new(limits()).await;
     let code = f.code(0);

@@ -65,11 +65,26 @@ impl BastionRdp {
                     .await,
                 Ok(Some(_))
             );
-        if window && auth.check_password(user, secret, source).await.is_ok() {
-            // Audits the sign-in by window.
-            return auth.window_open(user, source).await;
+        let split = split_code(secret);
+        if window {
+            // Either reading may be the right one; only one is audited, and
+            // only a secret that is neither counts as a failure.
+            let mut candidates = vec![secret];
+            if let Some((password, _)) = split {
+                candidates.push(password);
+            }
+            return match (
+                auth.check_password_among(user, &candidates, source).await,
+                split,
+            ) {
+                // The bare password: the window stands in for the code
+                // (`window_open` audits the sign-in by window).
+                (Ok(0), _) => auth.window_open(user, source).await,
+                (Ok(_), Some((_, code))) => auth.check_totp(user, code, source).await.is_ok(),
+                _ => false,
+            };
         }
-        let Some((password, code)) = split_code(secret) else {
+        let Some((password, code)) = split else {
             // Not "password + code" and no window: still a sign-in attempt,
             // counted and audited like any other failure.
             let _ = auth.check_password(user, secret, source).await;

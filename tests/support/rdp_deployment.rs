@@ -145,6 +145,8 @@ pub struct Options {
     /// Serve SSH too (on `Deployment::ssh_port`), and let the access grant
     /// cover SSH as well as RDP: for hops from a terminal session.
     pub ssh: bool,
+    /// `[auth] signin_window`; "0" (off) when empty.
+    pub signin_window: &'static str,
 }
 
 impl Deployment {
@@ -157,6 +159,11 @@ impl Deployment {
             "0"
         } else {
             opts.idle_timeout
+        };
+        let window = if opts.signin_window.is_empty() {
+            "0"
+        } else {
+            opts.signin_window
         };
         let paths = match &opts.recordings {
             Some(p) => format!("[paths]\nrecordings = \"{}\"\n", p.display()),
@@ -209,7 +216,7 @@ listen = "{FRONT}:{rdp_port}"
 keyframe_interval = "1s"
 [auth]
 failure_delay = "100ms"
-signin_window = "0"
+signin_window = "{window}"
 [sessions]
 idle_timeout = "{idle}"
 warn_before_end = "1m"
