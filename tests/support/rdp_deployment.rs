@@ -107,6 +107,10 @@ pub struct Options {
     pub extra_targets: String,
     /// More secrets for the store: (name, value).
     pub secrets: Vec<(String, String)>,
+    /// `[auth] signin_window`; "0" (off) when empty.
+    pub signin_window: &'static str,
+    /// `[rdp] keyframe_interval`; "1s" when empty.
+    pub keyframe_interval: &'static str,
 }
 
 impl Deployment {
@@ -119,6 +123,16 @@ impl Deployment {
             "0"
         } else {
             opts.idle_timeout
+        };
+        let keyframes = if opts.keyframe_interval.is_empty() {
+            "1s"
+        } else {
+            opts.keyframe_interval
+        };
+        let window = if opts.signin_window.is_empty() {
+            "0"
+        } else {
+            opts.signin_window
         };
         let paths = match &opts.recordings {
             Some(p) => format!("[paths]\nrecordings = \"{}\"\n", p.display()),
@@ -158,10 +172,10 @@ impl Deployment {
 enabled = false
 [rdp]
 listen = "{FRONT}:{rdp_port}"
-keyframe_interval = "1s"
+keyframe_interval = "{keyframes}"
 [auth]
 failure_delay = "100ms"
-signin_window = "0"
+signin_window = "{window}"
 [sessions]
 idle_timeout = "{idle}"
 warn_before_end = "1m"
@@ -284,6 +298,11 @@ sources = ["lab"]
         };
         assert!(up, "sekisho serve did not listen: {}", d.serve_log());
         d
+    }
+
+    /// The pid of the `sekisho serve` process.
+    pub fn serve_pid(&self) -> u32 {
+        self._serve.child.id()
     }
 
     pub fn serve_log(&self) -> String {
