@@ -147,6 +147,8 @@ pub struct Options {
     pub ssh: bool,
     /// `[auth] signin_window`; "0" (off) when empty.
     pub signin_window: &'static str,
+    /// `[rdp] keyframe_interval`; "1s" when empty.
+    pub keyframe_interval: &'static str,
 }
 
 impl Deployment {
@@ -159,6 +161,11 @@ impl Deployment {
             "0"
         } else {
             opts.idle_timeout
+        };
+        let keyframes = if opts.keyframe_interval.is_empty() {
+            "1s"
+        } else {
+            opts.keyframe_interval
         };
         let window = if opts.signin_window.is_empty() {
             "0"
@@ -213,7 +220,7 @@ impl Deployment {
 {ssh}
 [rdp]
 listen = "{FRONT}:{rdp_port}"
-keyframe_interval = "1s"
+keyframe_interval = "{keyframes}"
 [auth]
 failure_delay = "100ms"
 signin_window = "{window}"
@@ -329,6 +336,11 @@ sources = ["lab"]
         };
         assert!(up, "sekisho serve did not listen: {}", d.serve_log());
         d
+    }
+
+    /// The pid of the `sekisho serve` process.
+    pub fn serve_pid(&self) -> u32 {
+        self._serve.child.id()
     }
 
     pub fn serve_log(&self) -> String {

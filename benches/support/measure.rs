@@ -1,0 +1,215 @@
+//! Measuring helpers shared by the benches (included with `#[path]`):
+//! environment knobs, medians, and the CPU and memory of processes and
+//! threads from /proc.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The machine's 1-minute load average (other work shares the cores).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "no samples");
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// (pid, ppid, comm, utime+stime ticks) from /proc/PID/stat.
+pub fn stat_of(path: &Path) -> Option<(u32, u32, String, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let pid = s[..open].trim().parse().ok()?;
+    let comm = s[open + 1..close].to_string();
+    let rest: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+    let ppid = rest.get(1)?.parse().ok()?;
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some((pid, ppid, comm, utime + stime))
+}
+
+/// `root` and all its live descendants.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for p in rd.flatten() {
+            if let Some((pid, ppid, _, _)) = stat_of(&p.path().join("stat")) {
+                parent.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let me = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == me).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree
+}
+
+pub fn kib_field(text: &str, field: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub processes: usize,
+    pub threads: u64,
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    pub cpu_ticks: u64,
+}
+
+/// Memory and CPU of `root` and its descendants, now.
+pub fn usage(root: u32) -> Usage {
+    let mut u = Usage::default();
+    for pid in process_tree(root) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        u.processes += 1;
+        u.threads += kib_field(&status, "Threads:");
+        u.rss_kib += kib_field(&status, "VmRSS:");
+        u.pss_kib += kib_field(&rollup, "Pss:");
+        if let Some((_, _, _, t)) = stat_of(&PathBuf::from(format!("/proc/{pid}/stat"))) {
+            u.cpu_ticks += t;
+        }
+    }
+    u
+}
+
+/// Samples the CPU ticks of every thread of `pid` and its descendants
+/// every 100 ms while it runs, so short-lived threads (a session's recording
+/// writer) and processes (sshd's per-connection children) are counted too; `stop` sums the ticks used since `start` by thread name
+/// (`rec-0190…` → one `rec-*` row).
+pub struct ThreadSampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<BTreeMap<String, u64>>,
+}
+
+impl ThreadSampler {
+    pub fn start(pid: u32) -> ThreadSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            // tid -> (name, ticks at first sight, latest ticks)
+            let mut seen: BTreeMap<u32, (String, u64, u64)> = BTreeMap::new();
+            let mut first = true;
+            let limit = Instant::now() + Duration::from_secs(3600);
+            loop {
+                let done = flag.load(Ordering::Relaxed) || Instant::now() > limit;
+                for p in process_tree(pid) {
+                    let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                        continue;
+                    };
+                    for t in rd.flatten() {
+                        if let Some((tid, _, comm, ticks)) = stat_of(&t.path().join("stat")) {
+                            let e = seen.entry(tid).or_insert((
+                                comm,
+                                if first { ticks } else { 0 },
+                                ticks,
+                            ));
+                            e.2 = ticks;
+                        }
+                    }
+                }
+                first = false;
+                if done {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut m = BTreeMap::new();
+            for (comm, t0, t1) in seen.into_values() {
+                let key = if comm.starts_with("rec-") {
+                    "rec-* (recording writers)".to_string()
+                } else {
+                    comm
+                };
+                *m.entry(key).or_insert(0) += t1.saturating_sub(t0);
+            }
+            m
+        });
+        ThreadSampler { stop, handle }
+    }
+
+    pub fn stop(self) -> BTreeMap<String, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("sampler thread")
+    }
+}
+
+pub fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// utime+stime of `pid`, plus cutime+cstime of the children it has reaped
+/// when `with_children` (a shell loop's short-lived commands).
+pub fn cpu_ticks_of(pid: u32, with_children: bool) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(close) = s.rfind(')') else {
+        return 0;
+    };
+    // After the comm: field 3 (state) is index 0; utime 14 is index 11.
+    let fields: Vec<u64> = s[close + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(if with_children { 4 } else { 2 })
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum()
+}
+
+/// Busy ticks of the whole machine, all CPUs (from /proc/stat: everything
+/// but idle and iowait).
+pub fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    cpu.split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .enumerate()
+        // user nice system idle iowait irq softirq steal (guest is in user)
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, t)| t)
+        .sum()
+}
