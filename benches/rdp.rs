@@ -16,7 +16,8 @@
 //! it) renders an archive. The redraw workloads are in [`WORKLOADS`].
 //! Environment (defaults in brackets): `SEKISHO_BENCH_FIRST_FRAME_RUNS`
 //! [10], `SEKISHO_BENCH_REDRAW_SECS` [15], `SEKISHO_BENCH_REPEAT` [5],
-//! `SEKISHO_BENCH_OFFICE_SECS` [60]; `SEKISHO_BENCH_KEEP=DIR` keeps the
+//! `SEKISHO_BENCH_OFFICE_SECS` [60], `SEKISHO_BENCH_WORKLOADS` [all; names
+//! separated by commas]; `SEKISHO_BENCH_KEEP=DIR` keeps the
 //! exported archives and `serve.log` there (the deployment is removed).
 
 #[path = "../tests/support/rdp_peers.rs"]
@@ -80,15 +81,20 @@ const WORKLOADS: [Workload; 3] = [
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Via {
     Direct,
+    /// A control: a plain TCP relay (threads copying bytes, TLS end to end
+    /// between client and xrdp), to tell the cost of any extra hop from
+    /// sekisho's own work.
+    Relay,
     Sekisho,
 }
 
-const ALL: [Via; 2] = [Via::Direct, Via::Sekisho];
+const ALL: [Via; 3] = [Via::Direct, Via::Relay, Via::Sekisho];
 
 impl Via {
     fn name(self) -> &'static str {
         match self {
             Via::Direct => "direct",
+            Via::Relay => "TCP relay",
             Via::Sekisho => "sekisho",
         }
     }
@@ -109,6 +115,13 @@ impl Bench {
         match via {
             Via::Direct => Target {
                 addr: SocketAddr::new(TARGET_IP.parse().expect("ip"), self.d.xrdp.port),
+                pin: self.d.xrdp.pin,
+                user: TEST_USER.into(),
+                password: TEST_PASSWORD.into(),
+            },
+            // The deployment's forwarder in front of the same xrdp.
+            Via::Relay => Target {
+                addr: SocketAddr::new(WRONG_PIN_IP.parse().expect("ip"), self.d.xrdp.port),
                 pin: self.d.xrdp.pin,
                 user: TEST_USER.into(),
                 password: TEST_PASSWORD.into(),
@@ -637,6 +650,16 @@ fn main() {
     let repeat = env_num("SEKISHO_BENCH_REPEAT", 5).max(1);
     let office_secs = env_num("SEKISHO_BENCH_OFFICE_SECS", 60).max(5) as u64;
     let tps = ticks_per_sec();
+    // A subset of the redraw workloads by name, for a closer look.
+    let only = std::env::var("SEKISHO_BENCH_WORKLOADS").unwrap_or_default();
+    let workloads: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| only.is_empty() || only.split(',').any(|n| n.trim() == w.name))
+        .collect();
+    assert!(
+        !workloads.is_empty(),
+        "no workload named in SEKISHO_BENCH_WORKLOADS={only}"
+    );
 
     let load_start = loadavg();
     let b = setup();
@@ -672,7 +695,7 @@ fn main() {
     // (workload index, via) -> runs
     let mut redraws: BTreeMap<(usize, Via), Vec<Redraw>> = BTreeMap::new();
     for r in 0..repeat {
-        for (w, workload) in WORKLOADS.iter().enumerate() {
+        for (w, workload) in workloads.iter().enumerate() {
             for via in ALL {
                 eprintln!(
                     "{} via {} for {redraw_secs} s (run {})",
@@ -694,7 +717,7 @@ fn main() {
     eprintln!("export speed");
     let mut exports = Vec::new();
     let mut to_export = vec![("office-like".to_string(), off.archive.clone())];
-    for (w, workload) in WORKLOADS.iter().enumerate() {
+    for (w, workload) in workloads.iter().enumerate() {
         if let Some((path, _)) = redraws[&(w, Via::Sekisho)]
             .iter()
             .find_map(|r| r.archive.clone())
@@ -739,8 +762,8 @@ fn main() {
     println!(
         "### Time to first frame (ms, TCP connect → first graphics update, {first_runs} runs, fresh xrdp session each)\n"
     );
-    println!("| | direct | sekisho | sekisho / direct | added by sekisho |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| | direct | TCP relay | sekisho | sekisho / direct | added by sekisho |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (label, m, p) in [
         ("first graphics update, median", &first, 50.0),
         ("first graphics update, max", &first, 100.0),
@@ -755,9 +778,9 @@ fn main() {
                 percentile(&x, p)
             }
         };
-        let (d, s) = (pick(Via::Direct), pick(Via::Sekisho));
+        let (d, r, s) = (pick(Via::Direct), pick(Via::Relay), pick(Via::Sekisho));
         println!(
-            "| {label} | {d:.0} | {s:.0} | {} | {:.0} |",
+            "| {label} | {d:.0} | {r:.0} | {s:.0} | {} | {:.0} |",
             ratio(s, d),
             s - d
         );
@@ -775,34 +798,57 @@ fn main() {
     println!(
         "\n### Full-screen redraw ({redraw_secs} s per run, median of {repeat}, paths and workloads in turn; higher is better)\n"
     );
-    println!("| workload | | direct | sekisho | sekisho / direct | runs (sekisho) |");
-    println!("|---|---|---:|---:|---:|---|");
+    println!(
+        "| workload | | direct | TCP relay | sekisho | sekisho / direct | sekisho / TCP relay | runs (direct) | runs (sekisho) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|---|");
     let rows: [Metric; 3] = [
         ("**frames/s**", |r| r.screens, 1),
         ("update PDUs/s", |r| r.updates, 0),
         ("MB/s", |r| r.mbytes, 2),
     ];
-    for (w, workload) in WORKLOADS.iter().enumerate() {
+    for (w, workload) in workloads.iter().enumerate() {
         for (label, f, prec) in rows {
-            let (d, s) = (med_rate(w, Via::Direct, f), med_rate(w, Via::Sekisho, f));
-            println!(
-                "| {} | {label} | {d:.prec$} | {s:.prec$} | {} | {} |",
-                workload.name,
-                ratio(s, d),
-                redraws[&(w, Via::Sekisho)]
+            let (d, r, s) = (
+                med_rate(w, Via::Direct, f),
+                med_rate(w, Via::Relay, f),
+                med_rate(w, Via::Sekisho, f),
+            );
+            let runs = |v: Via| {
+                redraws[&(w, v)]
                     .iter()
                     .map(|r| format!("{:.prec$}", f(&r.rate)))
                     .collect::<Vec<_>>()
                     .join(", ")
+            };
+            println!(
+                "| {} | {label} | {d:.prec$} | {r:.prec$} | {s:.prec$} | {} | {} | {} | {} |",
+                workload.name,
+                ratio(s, d),
+                ratio(s, r),
+                runs(Via::Direct),
+                runs(Via::Sekisho),
             );
         }
+    }
+    for (w, workload) in workloads.iter().enumerate() {
+        let pairs: Vec<String> = redraws[&(w, Via::Direct)]
+            .iter()
+            .zip(&redraws[&(w, Via::Sekisho)])
+            .map(|(d, s)| ratio(s.rate.screens, d.rate.screens))
+            .collect();
+        println!(
+            "\n{}: frames/s sekisho / direct round by round (the two runs of a round are back to back): {}.",
+            workload.name,
+            pairs.join(", ")
+        );
     }
     println!(
         "\nframes/s counts full-screen equivalents: the area of the bitmap \
          rectangles received per second divided by the desktop area. MB/s is the \
          RDP payload from the server. Workloads (on the session's display):"
     );
-    for workload in &WORKLOADS {
+    for workload in &workloads {
         println!(
             "{}: `{}`",
             workload.name,
@@ -819,7 +865,7 @@ fn main() {
         "| workload | CPU, % of one core | CPU per MB relayed | of it: recording writer | RSS with the session | RSS added by the session | archive per minute |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (w, workload) in WORKLOADS.iter().enumerate() {
+    for (w, workload) in workloads.iter().enumerate() {
         let sk = &redraws[&(w, Via::Sekisho)];
         let m = |f: &dyn Fn(&Redraw) -> f64| median(sk.iter().map(f).collect());
         let cpu = m(&|r| r.cpu_ticks as f64 / tps / r.rate.secs * 100.0);
@@ -858,11 +904,11 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     print!("| process |");
-    for workload in &WORKLOADS {
+    for workload in &workloads {
         print!(" {}: direct | {0}: sekisho |", workload.name);
     }
     println!();
-    println!("|---|{}", "---:|".repeat(2 * WORKLOADS.len()));
+    println!("|---|{}", "---:|".repeat(2 * workloads.len()));
     let share = |w: usize, v: Via, role: &str| {
         let rs = &redraws[&(w, v)];
         let wall: f64 = rs.iter().map(|r| r.rate.secs).sum();
@@ -871,8 +917,8 @@ fn main() {
     };
     for role in ROLES.iter().chain(["whole machine"].iter()) {
         print!("| {role} |");
-        for w in 0..WORKLOADS.len() {
-            for via in ALL {
+        for w in 0..workloads.len() {
+            for via in [Via::Direct, Via::Sekisho] {
                 print!(" {:.0} % |", share(w, via, role));
             }
         }
@@ -929,7 +975,7 @@ fn main() {
     println!("\n### Targets\n");
     println!("| target | measured | |");
     println!("|---|---|---|");
-    let fps: Vec<(&str, f64)> = WORKLOADS
+    let fps: Vec<(&str, f64)> = workloads
         .iter()
         .enumerate()
         .map(|(w, workload)| {
