@@ -1,0 +1,163 @@
+//! Loading and checking `policies/*.toml`. Every problem found is reported
+//! with file, line and field; a set with any error is not loaded at all, so a
+//! half-understood policy never grants anything.
+//!
+//! The steps, one file each: [`schema`] is the TOML as written, [`location`]
+//! turns byte spans into lines and dotted fields, [`file`] checks one file
+//! ([`endpoint`] a target's ssh/rdp endpoint with its credential and pin,
+//! [`access`] one access entry), and [`cross`] checks across files.
+
+mod access;
+mod cross;
+mod endpoint;
+mod file;
+mod location;
+mod schema;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::model::PolicySet;
+use crate::config::Network;
+use location::Sink;
+
+/// The longest `max_session` a policy may give: a session should last no
+/// longer than the work needs.
+pub const MAX_SESSION_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted path of the field, e.g. `target[1].ssh.host_key`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All problems found; `Display` gives one line per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---- loading -------------------------------------------------------------
+
+impl PolicySet {
+    /// Loads every `*.toml` in `dir` (in name order). `known_credentials`
+    /// `None` skips checking credential names.
+    pub fn load_dir(
+        dir: &Path,
+        networks: &[Network],
+        known_credentials: Option<&BTreeSet<String>>,
+    ) -> Result<PolicySet, PolicyErrors> {
+        PolicySet::load_dir_with(dir, Some(networks), known_credentials)
+    }
+
+    /// As `load_dir`; `networks` `None` means the networks are not known
+    /// (no `sekisho.toml`), so network names in `sources` are not checked.
+    pub fn load_dir_with(
+        dir: &Path,
+        networks: Option<&[Network]>,
+        known_credentials: Option<&BTreeSet<String>>,
+    ) -> Result<PolicySet, PolicyErrors> {
+        let dir_error = |message: String| {
+            PolicyErrors(vec![PolicyError {
+                file: dir.to_path_buf(),
+                line: None,
+                field: String::new(),
+                message,
+            }])
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path, text)),
+                Err(e) => errors.push(PolicyError {
+                    file: path,
+                    line: None,
+                    field: String::new(),
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        match PolicySet::parse_files(&files, networks, known_credentials) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(PolicyErrors(errors)),
+            Err(PolicyErrors(more)) => {
+                errors.extend(more);
+                Err(PolicyErrors(errors))
+            }
+        }
+    }
+
+    /// Parses and checks policy texts as if read from the given paths.
+    pub fn parse_files(
+        files: &[(PathBuf, String)],
+        networks: Option<&[Network]>,
+        known_credentials: Option<&BTreeSet<String>>,
+    ) -> Result<PolicySet, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut parsed = Vec::new();
+        for (path, text) in files {
+            let mut sink = Sink {
+                file: path,
+                text,
+                errors: &mut errors,
+            };
+            if let Some(p) = file::parse_file(&mut sink, networks, known_credentials) {
+                parsed.push(p);
+            }
+        }
+        let set = cross::cross_check(parsed, &mut errors);
+        // Read in file order, top to bottom.
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
