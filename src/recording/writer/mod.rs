@@ -1,0 +1,149 @@
+//! Writing an archive: [`ArchiveWriter`] (synchronous, one file, in
+//! [`archive`]) and [`Recorder`] (a cheap, cloneable handle for the gateways'
+//! relay loops that feeds a dedicated writer thread, in [`recorder`]); the
+//! bounds on one event are in [`limits`]. This file holds what both share:
+//! options, failure kinds, the summary of a written archive, and its path.
+
+mod archive;
+mod limits;
+mod recorder;
+
+pub use archive::ArchiveWriter;
+pub use limits::{MAX_EVENT_DATA, MAX_EVENT_TEXT};
+pub use recorder::Recorder;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use crate::recording::format::{Digest, EXTENSION};
+
+/// Tuning for a writer. `Default` is what the gateways use.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// zstd level. 3 is zstd's default; see README for the measured speed.
+    pub zstd_level: i32,
+    /// Cut a chunk once this many event bytes are buffered.
+    pub chunk_bytes: usize,
+    /// Cut a chunk when its first event is this old.
+    pub flush_interval: Duration,
+    /// `fdatasync` at most this often.
+    pub sync_interval: Duration,
+    /// Events the queue between `Recorder` and the writer thread holds.
+    pub queue_events: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            zstd_level: 3,
+            chunk_bytes: 1 << 20,
+            flush_interval: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(1),
+            queue_events: 256,
+        }
+    }
+}
+
+/// The archive could not be written (fail closed: the session must end).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingFailed {
+    #[error("cannot create recording {path}: {message}")]
+    Create {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+        message: String,
+    },
+    #[error("writing recording {path} failed: {message}")]
+    Write {
+        path: PathBuf,
+        kind: std::io::ErrorKind,
+        message: String,
+    },
+    #[error("session id {0:?} cannot name a recording file")]
+    BadSessionId(String),
+    #[error("recording header: {0}")]
+    Header(String),
+    #[error("the recording is already sealed")]
+    Sealed,
+    #[error("the recording writer stopped unexpectedly")]
+    WriterGone,
+}
+
+impl RecordingFailed {
+    /// The underlying I/O error kind, if any (e.g. `StorageFull`).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            RecordingFailed::Create { kind, .. } | RecordingFailed::Write { kind, .. } => {
+                Some(*kind)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The state of an archive when writing stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveStatus {
+    /// Trailer and signature written.
+    Sealed,
+    /// Writing stopped early; the file reads up to its last whole chunk.
+    Incomplete,
+}
+
+impl ArchiveStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveStatus::Sealed => "sealed",
+            ArchiveStatus::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// What the session row in the store records about an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Sealed: the signed final digest. Incomplete: the last chunk's digest.
+    pub final_digest: Digest,
+    pub status: ArchiveStatus,
+    /// Time of the last event.
+    pub duration: Duration,
+    pub events: u64,
+    pub chunks: u32,
+    /// The signing key's id (sealed archives only).
+    pub key_id: Option<String>,
+}
+
+/// Sealing failed; `partial` describes what is safely on disk.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct SealFailed {
+    pub error: RecordingFailed,
+    pub partial: Box<ArchiveSummary>,
+}
+
+/// `recordings/YYYY/MM/DD/<session-id>.skrec`. The id must be a plain file
+/// name (letters, digits, `-`, `_`, `.`, not starting with `.`).
+pub fn archive_path(
+    root: &Path,
+    date: NaiveDate,
+    session_id: &str,
+) -> Result<PathBuf, RecordingFailed> {
+    let ok = !session_id.is_empty()
+        && session_id.len() <= 128
+        && !session_id.starts_with('.')
+        && session_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(RecordingFailed::BadSessionId(session_id.to_owned()));
+    }
+    Ok(root
+        .join(date.format("%Y").to_string())
+        .join(date.format("%m").to_string())
+        .join(date.format("%d").to_string())
+        .join(format!("{session_id}.{EXTENSION}")))
+}
