@@ -20,16 +20,28 @@ use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 
 pub mod audit;
+pub mod keys;
 pub mod secrets;
 pub mod sessions;
+pub mod signin_windows;
+pub mod tickets;
 pub mod users;
+pub mod vendors;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
+pub use keys::KeyRecord;
 pub use secrets::{SecretName, SecretRow};
 pub use sessions::{
     KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
 };
-pub use users::{KeyRecord, NewUserRow, Role, TicketRow, UserRecord, UserSummary, VendorRecord};
+pub use tickets::TicketRow;
+pub use users::{NewUserRow, Role, UserRecord, UserSummary};
+pub use vendors::VendorRecord;
+
+/// The database refused a row because a unique key already exists.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
