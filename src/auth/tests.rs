@@ -1,11 +1,15 @@
 //! Sign-in checks against a real SQLite store in a temporary directory.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::*;
-use crate::store::{AuditFilter, AuditKind};
+use crate::config::AuthLimits;
+use crate::store::{AuditFilter, AuditKind, Store};
 
 fn limits() -> AuthLimits {
     AuthLimits {
