@@ -21,7 +21,6 @@
 //! address lasting `signin_window` (0 = off); inside it, further connections
 //! need only the first factor (`window_open` says so), like a VPN that stays
 //! up once its code was entered.
-
 //!
 //! Files: [`signin`] the `Authenticator`, [`admin`] creating and changing
 //! people, [`password_checks`] running argon2id off the async workers; the
