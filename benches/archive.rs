@@ -6,6 +6,9 @@
 //! `SEKISHO_BENCH_MB` (input per workload, default 128),
 //! `SEKISHO_BENCH_LEVELS` (zstd levels, default "1,3").
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -20,6 +20,9 @@
 //! separated by commas]; `SEKISHO_BENCH_KEEP=DIR` keeps the
 //! exported archives and `serve.log` there (the deployment is removed).
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/support/rdp_peers.rs"]
 mod rdp_peers;
 

@@ -2,6 +2,9 @@
 //! incomplete and reads up to the last flush, and the next `sekisho serve`
 //! marks the session as ended abnormally (with an audit event).
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/sshd.rs"]
 mod sshd;
 

@@ -3,6 +3,9 @@
 //! xrdp as a physical target. The store, policy, secret store, sign-in and
 //! recording archive are the real ones; nothing is faked.
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/rdp_peers.rs"]
 mod rdp_peers;
 

@@ -3,6 +3,9 @@
 //! `sekisho export` CLI and the real ffmpeg/ffprobe. The CLI's refusals are
 //! checked on archives written with the public archive writer.
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/rdp_peers.rs"]
 mod rdp_peers;
 

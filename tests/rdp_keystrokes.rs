@@ -3,6 +3,9 @@
 //! typed, read with the keyboard layout the client announced (US 101/102,
 //! Japanese 106/109).
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/rdp_deployment.rs"]
 mod rdp_deployment;
 #[path = "support/rdp_peers.rs"]

@@ -4,6 +4,9 @@
 //! secret store. sekisho signs in to the target with CredSSP using the
 //! injected credential.
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/rdp_deployment.rs"]
 mod rdp_deployment;
 #[path = "support/rdp_peers.rs"]

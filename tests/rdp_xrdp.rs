@@ -3,6 +3,9 @@
 //! of rdp_e2e.rs; what the bastion did is read back from the audit log, the
 //! session list and the recording archive.
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/rdp_deployment.rs"]
 mod rdp_deployment;
 #[path = "support/rdp_peers.rs"]

@@ -3,6 +3,9 @@
 //! to a real OpenSSH sshd. Nothing in-process, nothing faked: the store,
 //! policy, secret store and recording archive are the real ones.
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/sshd.rs"]
 mod sshd;
 

@@ -5,6 +5,9 @@
 //! root (a tmpfs for the recording that breaks, a local account for the
 //! password credential).
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! in a temporary directory) and on a real PostgreSQL server this test
 //! starts itself (Debian package `postgresql`).
 
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::IpAddr;

@@ -9,6 +9,7 @@ use crate::store::{AuditEvent, AuditKind, NewUserRow, Store, StoreError};
 
 /// Who is running this admin command: the OS account (`$SUDO_USER` first,
 /// so `sudo sekisho …` names the person, not root).
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
 pub fn admin_actor() -> String {
     for var in ["SUDO_USER", "USER", "LOGNAME"] {
         if let Ok(v) = std::env::var(var)
@@ -24,6 +25,7 @@ pub fn admin_actor() -> String {
 }
 
 /// The name of the account running this process, from the password database.
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
 fn account_name() -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 4096];
     // SAFETY: passwd is plain data; getpwuid_r writes only into `pwd` and

@@ -140,6 +140,7 @@ async fn spawn_listeners(
 /// session allocations and are never returned (measured: 9.6 MiB per idle
 /// session instead of 0.2). A fixed threshold keeps large blocks in mmap,
 /// which free() gives back at once.
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
 fn return_large_buffers_to_the_system() {
     // SAFETY: mallopt only changes allocator tuning; called before the
     // listeners start, with a valid parameter and value.

@@ -338,6 +338,7 @@ pub async fn run_vendor(g: &Global, cmd: VendorCmd) -> anyhow::Result<ExitCode> 
 struct EchoOff(Option<libc::termios>);
 
 impl EchoOff {
+    #[allow(unsafe_code)] // FFI to libc; see SAFETY below.
     fn new() -> EchoOff {
         // SAFETY: termios is plain data; tcgetattr/tcsetattr only read and
         // write the struct we pass for file descriptor 0.
@@ -357,6 +358,7 @@ impl EchoOff {
 }
 
 impl Drop for EchoOff {
+    #[allow(unsafe_code)] // FFI to libc; see SAFETY below.
     fn drop(&mut self) {
         if let Some(t) = &self.0 {
             // SAFETY: restores settings read by tcgetattr above.
