@@ -1,5 +1,5 @@
 //! The policy model: systems, targets, hops and access entries, as loaded
-//! from `policies/*.toml`. Plain data; loading is in `load.rs`, deciding in
+//! from `policies/*.toml`. Plain data; loading is in `load/`, deciding in
 //! `decide.rs`.
 
 use std::fmt;
