@@ -22,8 +22,8 @@
 //! need only the first factor (`window_open` says so), like a VPN that stays
 //! up once its code was entered.
 //!
-//! Files: [`signin`] the `Authenticator`, [`admin`] creating and changing
-//! people, [`password_checks`] running argon2id off the async workers; the
+//! Files: `signin` the `Authenticator`, `admin` creating and changing
+//! people, `password_checks` running argon2id off the async workers; the
 //! factors themselves in [`password`], [`totp`], [`keys`], [`tickets`], and
 //! sealed secrets in [`secrets`].
 

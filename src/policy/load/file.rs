@@ -1,6 +1,6 @@
 //! Checking one policy file: the system, its targets and hops, and (via
-//! [`super::endpoint`] and [`super::access`]) endpoints and access entries.
-//! Names across files are checked later, in [`super::cross`].
+//! `endpoint` and `access`) endpoints and access entries.
+//! Names across files are checked later, in `cross`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

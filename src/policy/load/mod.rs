@@ -2,10 +2,10 @@
 //! with file, line and field; a set with any error is not loaded at all, so a
 //! half-understood policy never grants anything.
 //!
-//! The steps, one file each: [`schema`] is the TOML as written, [`location`]
-//! turns byte spans into lines and dotted fields, [`file`] checks one file
-//! ([`endpoint`] a target's ssh/rdp endpoint with its credential and pin,
-//! [`access`] one access entry), and [`cross`] checks across files.
+//! The steps, one file each: `schema` is the TOML as written, `location`
+//! turns byte spans into lines and dotted fields, `file` checks one file
+//! (`endpoint` a target's ssh/rdp endpoint with its credential and pin,
+//! `access` one access entry), and `cross` checks across files.
 
 mod access;
 mod cross;

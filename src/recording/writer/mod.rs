@@ -1,7 +1,7 @@
 //! Writing an archive: [`ArchiveWriter`] (synchronous, one file, in
-//! [`archive`]) and [`Recorder`] (a cheap, cloneable handle for the gateways'
-//! relay loops that feeds a dedicated writer thread, in [`recorder`]); the
-//! bounds on one event are in [`limits`]. This file holds what both share:
+//! `archive`) and [`Recorder`] (a cheap, cloneable handle for the gateways'
+//! relay loops that feeds a dedicated writer thread, in `recorder`); the
+//! bounds on one event are in `limits`. This file holds what both share:
 //! options, failure kinds, the summary of a written archive, and its path.
 
 mod archive;
