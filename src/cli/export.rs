@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use super::Global;
 use crate::recording::Reader;
+use crate::replay::desktop::keystrokes as desktop_keystrokes;
 use crate::replay::desktop::{mp4, png, render, video};
 use crate::replay::terminal::{asciicast, keystrokes};
 
@@ -80,8 +81,10 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                     keystrokes::write_keystroke_log(&meta, reader.events(), out)?
                 }
                 crate::recording::Protocol::Rdp => {
-                    let stats = crate::replay::desktop::keystrokes::write_keystroke_log(
+                    let info = reader.rdp_info().cloned().unwrap_or_default();
+                    let stats = desktop_keystrokes::write_keystroke_log(
                         &meta,
+                        &info,
                         reader.events(),
                         out,
                     )?;

@@ -127,11 +127,10 @@ pub struct KeystrokeLog {
 
 /// Replays the recorded client input into the lines the person entered.
 pub fn keystroke_log(
-    meta: &SessionMeta,
+    info: &RdpInfo,
     events: impl IntoIterator<Item = Result<TimedEvent, ReadError>>,
 ) -> Result<KeystrokeLog, ReadError> {
-    let info = RdpInfo::from_meta(meta);
-    let layout = layout_of(&info);
+    let layout = layout_of(info);
     let mut keyboard = Keyboard::new(&layout);
     let mut line = LineBuffer::default();
     let mut lines = Vec::new();
@@ -196,10 +195,11 @@ pub fn keystroke_log(
 /// `wall-clock  +seconds  kbd  text  [N clicks]  [unfinished]`.
 pub fn write_keystroke_log<W: Write>(
     meta: &SessionMeta,
+    info: &RdpInfo,
     events: impl IntoIterator<Item = Result<TimedEvent, ReadError>>,
     mut out: W,
 ) -> Result<InputStats, ExportError> {
-    let log = keystroke_log(meta, events)?;
+    let log = keystroke_log(info, events)?;
     write_log_header(meta, &mut out)?;
     writeln!(out, "# keyboard: {}", log.layout.description())?;
     if log.layout.japanese {
@@ -375,7 +375,7 @@ mod tests {
                 },
             })
         });
-        keystroke_log(&meta(layout), events).expect("log")
+        keystroke_log(&RdpInfo::from_meta(&meta(layout)), events).expect("log")
     }
 
     /// The lines typed with `events`, one fast-path PDU per event (as
@@ -900,7 +900,9 @@ mod tests {
             })
         });
         let mut buf = Vec::new();
-        let stats = write_keystroke_log(&meta(JP), events, &mut buf).expect("log");
+        let stats =
+            write_keystroke_log(&meta(JP), &RdpInfo::from_meta(&meta(JP)), events, &mut buf)
+                .expect("log");
         assert_eq!(
             stats,
             InputStats {
@@ -920,7 +922,13 @@ mod tests {
              1970-01-01T00:00:04.000Z  +4.000s  kbd  exit  [unfinished]\n"
         );
         let mut buf = Vec::new();
-        write_keystroke_log(&meta(Some((0x407, 4, 0))), std::iter::empty(), &mut buf).expect("log");
+        write_keystroke_log(
+            &meta(Some((0x407, 4, 0))),
+            &RdpInfo::from_meta(&meta(Some((0x407, 4, 0)))),
+            std::iter::empty(),
+            &mut buf,
+        )
+        .expect("log");
         let text = String::from_utf8(buf).expect("utf8");
         assert!(
             text.contains(
