@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use rdp_deployment::*;
 use rdp_peers::*;
-use sekisho::rdp::render::{Renderer, render_at, replay_start};
+use sekisho::protocol::rdp::pdu::demand_active_size;
 use sekisho::recording::{
     ArchiveKey, ArchiveWriter, DesktopSize, Event, Protocol, Reader, SessionMeta, TerminalSize,
     WriterOptions,
 };
+use sekisho::replay::desktop::render::{Renderer, render_at, replay_start};
 
 /// `sekisho export ARCHIVE ARGS…` with `path` as PATH when given.
 fn export(archive: &Path, args: &[&str], path: Option<&Path>) -> Output {
@@ -397,7 +398,7 @@ fn a_desktop_resized_by_the_client_replays_at_its_new_size() {
         let ev = ev.expect("event");
         if let Event::Output { channel, data, .. } = &ev.event
             && *channel != 0
-            && sekisho::rdp::render::demand_active_size(data) == Some((900, 600))
+            && demand_active_size(data) == Some((900, 600))
         {
             resized_at.get_or_insert(ev.t_us);
         }

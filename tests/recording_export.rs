@@ -8,12 +8,12 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use chrono::Utc;
-use sekisho::recording::export::asciicast::write_asciicast;
-use sekisho::recording::export::keystrokes::write_keystroke_log;
 use sekisho::recording::{
     ArchiveKey, ArchiveWriter, Event, Protocol, Reader, SessionMeta, Stream, TerminalSize,
     WriterOptions,
 };
+use sekisho::replay::terminal::asciicast::write_asciicast;
+use sekisho::replay::terminal::keystrokes::write_keystroke_log;
 
 fn session(dir: &std::path::Path) -> std::path::PathBuf {
     let meta = SessionMeta {

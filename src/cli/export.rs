@@ -10,7 +10,9 @@ use anyhow::Context as _;
 
 use super::Global;
 use crate::recording::Reader;
-use crate::recording::export::{asciicast, keystrokes};
+use crate::replay::desktop::keystrokes as desktop_keystrokes;
+use crate::replay::desktop::{mp4, png, render, video};
+use crate::replay::terminal::{asciicast, keystrokes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -79,8 +81,13 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                     keystrokes::write_keystroke_log(&meta, reader.events(), out)?
                 }
                 crate::recording::Protocol::Rdp => {
-                    let stats =
-                        crate::rdp::keystrokes::write_keystroke_log(&meta, reader.events(), out)?;
+                    let info = reader.rdp_info().cloned().unwrap_or_default();
+                    let stats = desktop_keystrokes::write_keystroke_log(
+                        &meta,
+                        &info,
+                        reader.events(),
+                        out,
+                    )?;
                     if stats.skipped > 0 {
                         eprintln!(
                             "note: {} client input PDU(s) could not be decoded and were skipped ({} decoded)",
@@ -98,14 +105,14 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 }
                 let at_us = seconds_us("--at", a.at, u64::MAX)?;
                 // Starts at a keyframe shortly before --at, not at the start.
-                let r = crate::rdp::render::render_at(reader, at_us)?;
+                let r = render::render_at(reader, at_us)?;
                 if r.stats.skipped > 0 {
                     eprintln!(
                         "note: {} server PDUs could not be decoded and were skipped ({} decoded)",
                         r.stats.skipped, r.stats.decoded
                     );
                 }
-                crate::rdp::render::write_png(r.width(), r.height(), &r.rgba(), out)?;
+                png::write_png(r.width(), r.height(), &r.rgba(), out)?;
             }
             // ffmpeg writes MP4 to a file of its own (export_mp4).
             Format::Mp4 => anyhow::bail!("MP4 is not written through this writer"),
@@ -179,7 +186,7 @@ fn export_mp4(path: &Path, reader: &mut Reader, a: &ExportArgs) -> anyhow::Resul
     if !(1..=60).contains(&a.fps) {
         anyhow::bail!("--fps {}: give 1 to 60 frames per second", a.fps);
     }
-    let range = crate::rdp::video::VideoRange {
+    let range = video::VideoRange {
         fps: a.fps,
         from_us: seconds_us("--from", a.from, 0)?,
         to_us: seconds_us("--to", a.to, u64::MAX)?,
@@ -187,9 +194,9 @@ fn export_mp4(path: &Path, reader: &mut Reader, a: &ExportArgs) -> anyhow::Resul
     if range.to_us < range.from_us {
         anyhow::bail!("--to is before --from");
     }
-    let ffmpeg = super::mp4::find_ffmpeg()?;
+    let ffmpeg = mp4::find_ffmpeg()?;
     let started = std::time::Instant::now();
-    let done = super::mp4::export_mp4(reader, range, &ffmpeg, dest)
+    let done = mp4::export_mp4(reader, range, &ffmpeg, dest)
         .with_context(|| format!("exporting {} as MP4", path.display()))?;
     if done.skipped > 0 {
         eprintln!(

@@ -12,7 +12,6 @@ use crate::config::{Config, DEFAULT_FILE};
 pub mod audit;
 pub mod export;
 pub mod init;
-pub mod mp4;
 pub mod policy;
 pub mod replay;
 pub mod secret;

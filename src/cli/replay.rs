@@ -3,12 +3,12 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::Global;
-use crate::recording::{Event, Reader};
+use crate::recording::Reader;
+use crate::replay::terminal::playback::{Pacing, Step, step};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -61,7 +61,7 @@ fn play(path: &std::path::Path, a: &ReplayArgs) -> anyhow::Result<ExitCode> {
         .events_from(from_us)
         .with_context(|| format!("seeking in {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    let mut last_us: Option<u64> = None;
+    let mut pacing = Pacing::new(a.speed, max_idle_us);
     for item in events {
         let item = match item {
             Ok(i) => i,
@@ -74,27 +74,19 @@ fn play(path: &std::path::Path, a: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if item.t_us < from_us {
             continue;
         }
-        let data = match &item.event {
-            Event::Output { channel, data, .. } if a.channel.is_none_or(|c| c == *channel) => data,
-            Event::Resize { cols, rows, .. } => {
+        let data = match step(&item.event, a.channel) {
+            Step::Output(data) => data,
+            Step::Resize { cols, rows } => {
                 out.flush().ok();
                 eprintln!("\r\n[terminal resized to {cols}x{rows}]");
                 continue;
             }
-            _ => continue,
+            Step::Skip => continue,
         };
-        if let Some(prev) = last_us {
-            let mut gap = item.t_us.saturating_sub(prev);
-            if max_idle_us > 0 {
-                gap = gap.min(max_idle_us);
-            }
-            let wait = Duration::from_micros((gap as f64 / a.speed) as u64);
-            if wait >= Duration::from_millis(1) {
-                out.flush().context("writing to the terminal")?;
-                std::thread::sleep(wait);
-            }
+        if let Some(wait) = pacing.wait_before(item.t_us) {
+            out.flush().context("writing to the terminal")?;
+            std::thread::sleep(wait);
         }
-        last_us = Some(item.t_us);
         out.write_all(data).context("writing to the terminal")?;
     }
     out.flush().context("writing to the terminal")?;

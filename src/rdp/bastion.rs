@@ -19,13 +19,10 @@ use super::core::{
     Refusal, SessionStart, SignIn, TargetGrant,
 };
 use crate::policy::{Pin, Protocol};
-use crate::recording::{DesktopSize, Event, Recorder, Stream};
+use crate::protocol::rdp::FASTPATH_CHANNEL;
+use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
 use crate::session::{Bastion, Pending, PendingSessions, StopCause};
 use crate::store::SessionStatus;
-
-/// Fast-path PDUs carry no MCS channel; they are recorded on this channel
-/// number, which no MCS channel uses (MCS ids start at 1001).
-pub const FASTPATH_CHANNEL: u32 = 0;
 
 /// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
 /// the bastion reads back from its sealed copy (`nla_secret`).
@@ -292,15 +289,24 @@ impl RdpCore for BastionRdp {
     }
 
     async fn open_recording(&self, start: &SessionStart) -> Result<RdpRecording, Refusal> {
-        let info = serde_json::json!({
-            "fastpath_channel": FASTPATH_CHANNEL,
-            "io_channel": start.io_channel,
-            "user_channel": start.user_channel,
-            "channels": start.channels.iter().map(|(name, id)| serde_json::json!({"name": name, "id": id})).collect::<Vec<_>>(),
-            "keyboard_layout": start.keyboard_layout,
-            "keyboard_type": start.keyboard_type,
-            "keyboard_subtype": start.keyboard_subtype,
-        });
+        let info = RdpInfo {
+            fastpath_channel: FASTPATH_CHANNEL,
+            io_channel: start.io_channel,
+            user_channel: start.user_channel,
+            share_id: None,
+            channels: start
+                .channels
+                .iter()
+                .map(|(name, id)| RdpChannel {
+                    name: name.clone(),
+                    id: *id,
+                })
+                .collect(),
+            keyboard_layout: Some(start.keyboard_layout),
+            keyboard_type: start.keyboard_type,
+            keyboard_subtype: start.keyboard_subtype,
+        }
+        .to_value();
         let desktop = DesktopSize {
             width: u32::from(start.desktop_width),
             height: u32::from(start.desktop_height),

@@ -71,12 +71,9 @@ pub mod bastion;
 pub mod channels;
 pub mod core;
 pub mod front;
-pub mod keystrokes;
 mod nla;
 pub mod relay;
-pub mod render;
 pub mod steer;
-pub mod video;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -112,18 +109,7 @@ use self::relay::{ChannelMap, Relay};
 /// (mstsc's credential prompt comes before the connection, so this is short).
 const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Little-endian u16 at `at`, `None` past the end (wire parsing without
-/// indexing).
-pub(crate) fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
-    let pair: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
-    Some(u16::from_le_bytes(pair))
-}
-
-/// Little-endian u32 at `at`, `None` past the end.
-pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let quad: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(quad))
-}
+pub(crate) use crate::protocol::rdp::le_u16;
 
 /// Tunables of the gateway.
 #[derive(Debug, Clone)]

@@ -27,6 +27,9 @@ use tracing::{debug, info, warn};
 use super::RdpError;
 use super::core::{ChannelKind, Direction, RdpCore, RdpEvent, RdpRecorder};
 use super::{channels, steer};
+use crate::protocol::rdp::pdu::{
+    PDUTYPE_DATA, demand_active_size, is_slow_path_input, share_transition,
+};
 
 /// MCS id translation between the client's view and the target's.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +89,6 @@ impl ChannelMap {
 
 /// The share control header's pduType for Server Redirection (MS-RDPBCGR 2.2.13.3.1).
 const PDUTYPE_SERVER_REDIRECT: u16 = 0x000A;
-const PDUTYPE_DATA: u16 = 0x0007;
 /// pduType2 of the Save Session Info PDU, which carries auto-reconnect cookies.
 const PDUTYPE2_SAVE_SESSION_INFO: u8 = 0x26;
 
@@ -102,16 +104,6 @@ pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
         return Some("save session info (auto-reconnect)");
     }
     None
-}
-
-/// pduType2 of a slow-path Input Event PDU (MS-RDPBCGR 2.2.8.1.1.3).
-const PDUTYPE2_INPUT: u8 = 0x1C;
-
-/// Whether a client I/O channel PDU is slow-path input (clients without
-/// fast-path input send keyboard and mouse this way).
-pub(crate) fn is_slow_path_input(user_data: &[u8]) -> bool {
-    super::le_u16(user_data, 2).map(|t| t & 0x000F) == Some(PDUTYPE_DATA)
-        && user_data.get(14) == Some(&PDUTYPE2_INPUT)
 }
 
 const CHANNEL_FLAG_FIRST: u32 = 0x01;
@@ -289,11 +281,6 @@ pub(crate) struct Relay<C: RdpCore> {
     pub last_input: std::sync::Mutex<tokio::time::Instant>,
 }
 
-const PDUTYPE_DEMAND_ACTIVE: u16 = 0x0001;
-const PDUTYPE_DEACTIVATE_ALL: u16 = 0x0006;
-
-/// Track activation from a target I/O channel PDU: the share id of a
-/// Demand Active, or deactivation.
 /// What the relay knows of the target's share: its id (`None` before the
 /// first Demand Active and after Deactivate All) and the desktop size (the
 /// client's at first; a resize brings a new Demand Active). Keyframes ask
@@ -317,19 +304,10 @@ impl ShareState {
     pub(crate) fn observe(&mut self, user_data: &[u8]) -> Option<Option<u32>> {
         let transition = share_transition(user_data)?;
         self.share_id = transition;
-        if let Some(size) = super::render::demand_active_size(user_data) {
+        if let Some(size) = demand_active_size(user_data) {
             self.desktop = size;
         }
         Some(transition)
-    }
-}
-
-pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
-    let pdu_type = super::le_u16(user_data, 2).map(|t| t & 0x000F)?;
-    match pdu_type {
-        PDUTYPE_DEMAND_ACTIVE => Some(Some(super::le_u32(user_data, 6)?)),
-        PDUTYPE_DEACTIVATE_ALL => Some(None),
-        _ => None,
     }
 }
 
@@ -792,19 +770,6 @@ mod tests {
     }
 
     #[test]
-    fn share_id_follows_demand_active_and_deactivate_all() {
-        // totalLength, pduType=0x11 (Demand Active), pduSource, shareId.
-        let demand = [0x20, 0, 0x11, 0, 0xea, 0x03, 0x78, 0x56, 0x34, 0x12, 0, 0];
-        assert_eq!(share_transition(&demand), Some(Some(0x1234_5678)));
-        let deactivate = [0x10, 0, 0x16, 0, 0xea, 0x03, 0, 0, 0, 0];
-        assert_eq!(share_transition(&deactivate), Some(None));
-        let data = [0x10, 0, 0x17, 0, 0xea, 0x03, 0, 0, 0, 0];
-        assert_eq!(share_transition(&data), None);
-        // A truncated Demand Active is not an activation.
-        assert_eq!(share_transition(&demand[..8]), None);
-    }
-
-    #[test]
     fn the_share_state_follows_the_desktop_size_for_keyframes() {
         let mut share = ShareState::new(800, 600);
         assert_eq!(share.share_id, None);
@@ -814,7 +779,7 @@ mod tests {
             None
         );
         // The client enlarged its window: the target reactivates at 1280x800.
-        let demand = super::super::render::tests::demand_active(1280, 800);
+        let demand = crate::protocol::rdp::testing::demand_active(1280, 800);
         assert_eq!(share.observe(&demand), Some(Some(0x1_03ea)));
         assert_eq!(share.desktop, (1280, 800));
         assert_eq!(share.share_id, Some(0x1_03ea));
@@ -828,17 +793,6 @@ mod tests {
                 desktop: (1280, 800)
             }
         );
-    }
-
-    #[test]
-    fn slow_path_input_is_recognised() {
-        let mut input = vec![0u8; 20];
-        input[2] = 0x17;
-        input[14] = 0x1C;
-        assert!(is_slow_path_input(&input));
-        input[14] = 0x1F; // synchronize
-        assert!(!is_slow_path_input(&input));
-        assert!(!is_slow_path_input(&input[..10]));
     }
 
     #[test]

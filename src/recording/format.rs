@@ -93,9 +93,85 @@ pub struct SessionMeta {
     pub terminal: Option<TerminalSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desktop: Option<DesktopSize>,
-    /// Protocol-specific data a replayer needs (RDP: channel ids, share id, codecs).
+    /// Protocol-specific data a replayer needs, as stored: for RDP an
+    /// [`RdpInfo`] (read it with [`RdpInfo::from_meta`], or
+    /// [`Reader::rdp_info`](super::Reader::rdp_info) which does so at open);
+    /// nothing (null) for SSH. Kept as JSON here so that a header with a
+    /// field this version does not know still reads and verifies unchanged.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub protocol_info: serde_json::Value,
+}
+
+/// The RDP part of the header (`protocol_info` of an RDP session): what a
+/// replayer needs that the events do not say. The field names are the JSON
+/// keys on disk. Every field has a default and a value of the wrong type
+/// reads as absent, so archives written before a field existed (or with a
+/// damaged value) still replay with what they have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdpInfo {
+    /// The channel number fast-path PDUs are recorded under
+    /// ([`FASTPATH_CHANNEL`](crate::protocol::rdp::FASTPATH_CHANNEL)).
+    #[serde(default, deserialize_with = "lenient")]
+    pub fastpath_channel: u32,
+    /// MCS I/O channel id as the client saw it (slow-path PDUs travel on it).
+    #[serde(default, deserialize_with = "lenient")]
+    pub io_channel: u16,
+    /// MCS user channel id as the client saw it.
+    #[serde(default, deserialize_with = "lenient")]
+    pub user_channel: u16,
+    /// The share id, when known at the start (this version does not write
+    /// it: the share is activated after the recording opens, and its id is
+    /// in the `share_activated` marks). A replayer uses 0 without it.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub share_id: Option<u32>,
+    /// Static virtual channels forwarded, with the ids the client saw.
+    #[serde(default, deserialize_with = "lenient")]
+    pub channels: Vec<RdpChannel>,
+    /// Client Core Data `keyboardLayout` (0x409 US, 0x411 Japanese, …);
+    /// `None` when not recorded.
+    #[serde(default, deserialize_with = "lenient")]
+    pub keyboard_layout: Option<u32>,
+    /// Client Core Data `keyboardType` (7 = Japanese).
+    #[serde(default, deserialize_with = "lenient")]
+    pub keyboard_type: u32,
+    /// Client Core Data `keyboardSubType` (2 = Japanese 106/109 keys).
+    #[serde(default, deserialize_with = "lenient")]
+    pub keyboard_subtype: u32,
+}
+
+/// A static virtual channel of an RDP session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdpChannel {
+    pub name: String,
+    pub id: u16,
+}
+
+impl RdpInfo {
+    /// The RDP part of `meta`'s header; the defaults when there is none.
+    /// The one place the stored JSON is read.
+    pub fn from_meta(meta: &SessionMeta) -> RdpInfo {
+        RdpInfo::deserialize(&meta.protocol_info).unwrap_or_default()
+    }
+
+    /// As stored in [`SessionMeta::protocol_info`].
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// A header field of the wrong type reads as its default (as the untyped
+/// getters this replaces did), instead of making the whole header unreadable.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(T::deserialize(value).unwrap_or_default())
 }
 
 /// What the trailer's JSON holds.
@@ -554,4 +630,89 @@ pub fn signature_valid(
     let sig = ed25519_dalek::Signature::from_bytes(signature);
     key.verify_strict(&signed_message(final_digest), &sig)
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header of an RDP archive as the first gateway wrote it, before
+    /// the RDP part had a type: written literally, so a change of the type
+    /// that no longer reads it fails here.
+    const OLD_RDP_HEADER: &str = r#"{
+        "session_id": "0193a0c2-7f4e-7000-8000-000000000001",
+        "user": "tanaka", "vendor": "acme", "system": "fa", "target": "win01",
+        "protocol": "rdp", "client_addr": "127.0.0.1:50000",
+        "decision": "allow", "started_at": "2026-11-22T01:02:03Z",
+        "desktop": {"width": 1024, "height": 768},
+        "protocol_info": {
+            "channels": [{"id": 1004, "name": "drdynvc"}],
+            "fastpath_channel": 0,
+            "io_channel": 1003,
+            "keyboard_layout": 1041,
+            "keyboard_subtype": 2,
+            "keyboard_type": 7,
+            "user_channel": 1002
+        }
+    }"#;
+
+    fn old_info() -> RdpInfo {
+        RdpInfo {
+            fastpath_channel: 0,
+            io_channel: 1003,
+            user_channel: 1002,
+            share_id: None,
+            channels: vec![RdpChannel {
+                name: "drdynvc".into(),
+                id: 1004,
+            }],
+            keyboard_layout: Some(0x411),
+            keyboard_type: 7,
+            keyboard_subtype: 2,
+        }
+    }
+
+    #[test]
+    fn an_old_rdp_header_reads_into_the_typed_part() {
+        let meta: SessionMeta = serde_json::from_str(OLD_RDP_HEADER).expect("old header");
+        assert_eq!(RdpInfo::from_meta(&meta), old_info());
+        // Written back, the typed part has the old shape, key for key.
+        assert_eq!(old_info().to_value(), meta.protocol_info);
+    }
+
+    #[test]
+    fn missing_or_mistyped_fields_read_as_their_defaults() {
+        let mut meta: SessionMeta = serde_json::from_str(OLD_RDP_HEADER).expect("old header");
+        meta.protocol_info = serde_json::json!({
+            "io_channel": "1003",
+            "user_channel": 70000,
+            "share_id": 66538,
+            "keyboard_layout": null,
+            "channels": "drdynvc",
+            "codecs": ["a field of a later version"],
+        });
+        assert_eq!(
+            RdpInfo::from_meta(&meta),
+            RdpInfo {
+                share_id: Some(66538),
+                ..RdpInfo::default()
+            }
+        );
+        // No RDP part at all (an SSH session, or a header from before it).
+        meta.protocol_info = serde_json::Value::Null;
+        assert_eq!(RdpInfo::from_meta(&meta), RdpInfo::default());
+    }
+
+    #[test]
+    fn an_archive_with_an_old_header_opens_with_its_rdp_part_typed() {
+        use crate::recording::{ArchiveKey, ArchiveWriter, Reader, WriterOptions};
+        let meta: SessionMeta = serde_json::from_str(OLD_RDP_HEADER).expect("old header");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.skrec");
+        let w = ArchiveWriter::create(&path, &meta, WriterOptions::default()).expect("create");
+        w.seal(&ArchiveKey::generate()).expect("seal");
+        let reader = Reader::open(&path).expect("open");
+        assert_eq!(reader.rdp_info(), Some(&old_info()));
+        assert_eq!(reader.meta(), &meta);
+    }
 }

@@ -5,7 +5,6 @@
 //! read with [`Reader`], check evidence with [`verify_file`].
 
 pub mod event;
-pub mod export;
 pub mod format;
 pub mod keys;
 pub mod reader;
@@ -14,7 +13,8 @@ pub mod writer;
 
 pub use event::{DecodeError, Event, Stream, TimedEvent};
 pub use format::{
-    DesktopSize, EXTENSION, IndexEntry, Keyframe, Protocol, SessionMeta, TerminalSize, TrailerInfo,
+    DesktopSize, EXTENSION, IndexEntry, Keyframe, Protocol, RdpChannel, RdpInfo, SessionMeta,
+    TerminalSize, TrailerInfo,
 };
 pub use keys::{
     ArchiveKey, KeyError, PublicKey, generate_signing_key, key_id, load_public_key,

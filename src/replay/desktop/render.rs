@@ -1,8 +1,9 @@
-//! Replaying a recorded RDP session into a framebuffer, for PNG and MP4
-//! export.
+//! Replaying a recorded RDP session into a framebuffer, for PNG, MP4 and
+//! the frame stream.
 //!
-//! Pure: recorded server output PDUs in, RGBA pixels out. Fast-path PDUs
-//! (channel 0) go through ironrdp-session's fast-path processor, which
+//! Pure: recorded server output PDUs in, RGBA pixels out, with the regions
+//! each PDU drew ([`Renderer::take_damage`]). Fast-path PDUs (channel 0)
+//! go through ironrdp-session's fast-path processor, which
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
 //! ironrdp-graphics. Anything it cannot decode is skipped and counted.
 //!
@@ -12,16 +13,13 @@
 
 use ironrdp_core::{ReadCursor, WriteBuf, decode};
 use ironrdp_graphics::image_processing::PixelFormat;
-use ironrdp_pdu::rdp::capability_sets::CapabilitySet;
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
 use ironrdp_pdu::slow_path;
-use ironrdp_session::fast_path::{Processor, ProcessorBuilder};
+use ironrdp_session::fast_path::{Processor, ProcessorBuilder, UpdateKind};
 use ironrdp_session::image::DecodedImage;
 
-use crate::recording::{Event, ReadError, Reader, SessionMeta, TimedEvent};
-
-/// Largest desktop side the renderer accepts (guards hostile headers).
-pub const MAX_SIDE: u32 = 8192;
+use crate::protocol::rdp::pdu::{MAX_SIDE, demand_active_size};
+use crate::recording::{Event, RdpInfo, ReadError, Reader, SessionMeta, TimedEvent};
 
 /// Why a recording cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -53,14 +51,91 @@ pub struct Renderer {
     /// Bumped whenever the framebuffer may have changed, so a video can
     /// reuse the previous frame through idle stretches.
     changes: u64,
+    /// The channel fast-path PDUs are recorded under.
+    fastpath_channel: u32,
+    /// What changed since [`Renderer::take_damage`] last looked.
+    damage: Damage,
 }
 
-fn channel_id(meta: &SessionMeta, key: &str) -> u16 {
-    meta.protocol_info
-        .get(key)
-        .and_then(|v| v.as_u64())
-        .and_then(|v| u16::try_from(v).ok())
-        .unwrap_or(0)
+/// A rectangle of the desktop, in pixels (exclusive right and bottom).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    /// The smallest rectangle holding both.
+    pub fn union(self, o: Rect) -> Rect {
+        let (x, y) = (self.x.min(o.x), self.y.min(o.y));
+        let right = (self.x + self.width).max(o.x + o.width);
+        let bottom = (self.y + self.height).max(o.y + o.height);
+        Rect {
+            x,
+            y,
+            width: right - x,
+            height: bottom - y,
+        }
+    }
+
+    /// Whether the two share a pixel or touch edge to edge.
+    fn touches(self, o: Rect) -> bool {
+        self.x <= o.x + o.width
+            && o.x <= self.x + self.width
+            && self.y <= o.y + o.height
+            && o.y <= self.y + self.height
+    }
+
+    fn area(self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
+/// What changed on the desktop since the last look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    None,
+    /// These rectangles (inside the desktop, not overlapping each other).
+    Rects(Vec<Rect>),
+    /// Everything (a new desktop, or a change the decoder did not locate).
+    Full,
+}
+
+/// Past this many separate rectangles the damage is kept as their union.
+const MAX_DAMAGE_RECTS: usize = 32;
+
+impl Damage {
+    /// Count `r` (inside the desktop) as changed.
+    pub fn add(&mut self, r: Rect) {
+        match self {
+            Damage::Full => {}
+            Damage::None => *self = Damage::Rects(vec![r]),
+            Damage::Rects(rects) => {
+                // Merge with whatever it touches, until nothing does.
+                let mut r = r;
+                while let Some(i) = rects.iter().position(|o| o.touches(r)) {
+                    r = r.union(rects.swap_remove(i));
+                }
+                rects.push(r);
+                if rects.len() > MAX_DAMAGE_RECTS
+                    && let Some(all) = rects.iter().copied().reduce(Rect::union)
+                {
+                    *rects = vec![all];
+                }
+            }
+        }
+    }
+
+    /// Pixels covered (a full desktop of `w` x `h` for [`Damage::Full`]).
+    pub fn area(&self, w: u32, h: u32) -> u64 {
+        match self {
+            Damage::None => 0,
+            Damage::Rects(rects) => rects.iter().map(|r| r.area()).sum(),
+            Damage::Full => u64::from(w) * u64::from(h),
+        }
+    }
 }
 
 /// The desktop size in the header, checked.
@@ -77,49 +152,19 @@ fn header_size(meta: &SessionMeta) -> Result<(u16, u16), RenderError> {
     Ok((d.width as u16, d.height as u16))
 }
 
-/// The desktop size a Server Demand Active announces (its bitmap
-/// capability), clamped to [`MAX_SIDE`]; `None` for any other PDU or a
-/// zero size. `data` is a slow-path PDU from the Share Control header on.
-pub fn demand_active_size(data: &[u8]) -> Option<(u16, u16)> {
-    // pduType (low 4 bits of bytes 2..4) 1 = Demand Active: a cheap test
-    // before decoding, as prescans look at every slow-path PDU.
-    if data.len() < 4 || data[2] & 0x0f != 0x01 {
-        return None;
-    }
-    let header = decode::<ShareControlHeader>(data).ok()?;
-    let ShareControlPdu::ServerDemandActive(demand) = header.share_control_pdu else {
-        return None;
-    };
-    let max = MAX_SIDE as u16;
-    demand
-        .pdu
-        .capability_sets
-        .iter()
-        .find_map(|c| match c {
-            CapabilitySet::Bitmap(b) => Some((b.desktop_width.min(max), b.desktop_height.min(max))),
-            _ => None,
-        })
-        .filter(|&(w, h)| w > 0 && h > 0)
-}
-
 impl Renderer {
     /// A black desktop of the size in the recording's header.
     pub fn new(meta: &SessionMeta) -> Result<Renderer, RenderError> {
         let (w, h) = header_size(meta)?;
-        Ok(Renderer::with_size(meta, w, h))
+        Ok(Renderer::with_size(&RdpInfo::from_meta(meta), w, h))
     }
 
     /// A black desktop of `width` x `height` (a size already checked).
-    fn with_size(meta: &SessionMeta, width: u16, height: u16) -> Renderer {
+    fn with_size(info: &RdpInfo, width: u16, height: u16) -> Renderer {
         let processor = ProcessorBuilder {
-            io_channel_id: channel_id(meta, "io_channel"),
-            user_channel_id: channel_id(meta, "user_channel"),
-            share_id: meta
-                .protocol_info
-                .get("share_id")
-                .and_then(|v| v.as_u64())
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0),
+            io_channel_id: info.io_channel,
+            user_channel_id: info.user_channel,
+            share_id: info.share_id.unwrap_or(0),
             enable_server_pointer: false,
             pointer_software_rendering: false,
         }
@@ -130,6 +175,8 @@ impl Renderer {
             out: WriteBuf::new(),
             stats: RenderStats::default(),
             changes: 0,
+            fastpath_channel: info.fastpath_channel,
+            damage: Damage::None,
         }
     }
 
@@ -151,7 +198,7 @@ impl Renderer {
         let Event::Output { channel, data, .. } = ev else {
             return;
         };
-        if *channel != 0 {
+        if *channel != self.fastpath_channel {
             self.apply_slow_path(data);
             return;
         }
@@ -161,12 +208,43 @@ impl Renderer {
                 .process(&mut self.image, data, &mut self.out, &mut None)
         }));
         match r {
-            Ok(Ok(_)) => {
+            Ok(Ok(updates)) => {
                 self.stats.decoded += 1;
                 self.changes += 1;
+                self.note_updates(&updates);
             }
-            _ => self.stats.skipped += 1,
+            _ => {
+                self.stats.skipped += 1;
+                // A PDU that failed half-way may have drawn part of itself.
+                self.damage = Damage::Full;
+            }
         }
+    }
+
+    /// Records the regions the decoder says it drew.
+    fn note_updates(&mut self, updates: &[UpdateKind]) {
+        let (w, h) = (self.width(), self.height());
+        for u in updates {
+            if let UpdateKind::Region(r) = u {
+                // Inclusive edges, clipped to the desktop.
+                let (left, top) = (u32::from(r.left), u32::from(r.top));
+                let right = (u32::from(r.right) + 1).min(w);
+                let bottom = (u32::from(r.bottom) + 1).min(h);
+                if left < right && top < bottom {
+                    self.damage.add(Rect {
+                        x: left,
+                        y: top,
+                        width: right - left,
+                        height: bottom - top,
+                    });
+                }
+            }
+        }
+    }
+
+    /// What changed since the last call, and forget it.
+    pub fn take_damage(&mut self) -> Damage {
+        std::mem::replace(&mut self.damage, Damage::None)
     }
 
     /// A slow-path PDU (MCS user data: Share Control header onward). Only
@@ -179,6 +257,7 @@ impl Renderer {
                 // it repaints everything after this.
                 self.image = DecodedImage::new(PixelFormat::RgbA32, w, h);
                 self.changes += 1;
+                self.damage = Damage::Full;
             }
             return;
         }
@@ -199,19 +278,22 @@ impl Renderer {
                     let bitmap = slow_path::decode_slow_path_bitmap(&mut src).map_err(|_| ())?;
                     self.processor
                         .process_bitmap_update(&mut self.image, bitmap)
-                        .map(|_| ())
                         .map_err(|_| ())
                 }
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(Vec::new()),
                 Err(_) => Err(()),
             }
         }));
         match r {
-            Ok(Ok(())) => {
+            Ok(Ok(updates)) => {
                 self.stats.decoded += 1;
                 self.changes += 1;
+                self.note_updates(&updates);
             }
-            _ => self.stats.skipped += 1,
+            _ => {
+                self.stats.skipped += 1;
+                self.damage = Damage::Full;
+            }
         }
     }
 
@@ -268,8 +350,8 @@ pub fn replay_start(keyframes: &[u64], at_us: u64) -> u64 {
 /// it: the archive is read up to there, but only slow-path PDU headers are
 /// looked at (no bitmap is decoded).
 pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderError> {
-    let meta = reader.meta().clone();
-    let mut size = header_size(&meta)?;
+    let mut size = header_size(reader.meta())?;
+    let info = reader.rdp_info().cloned().unwrap_or_default();
     let start = replay_start(&reader.keyframes()?, at_us);
     if start > 0 {
         for ev in reader.events() {
@@ -278,14 +360,14 @@ pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderEr
                 break;
             }
             if let Event::Output { channel, data, .. } = &ev.event
-                && *channel != 0
+                && *channel != info.fastpath_channel
                 && let Some(s) = demand_active_size(data)
             {
                 size = s;
             }
         }
     }
-    Ok((Renderer::with_size(&meta, size.0, size.1), start))
+    Ok((Renderer::with_size(&info, size.0, size.1), start))
 }
 
 /// The desktop at `at_us` (`u64::MAX`: the end), replayed from the keyframe
@@ -296,29 +378,12 @@ pub fn render_at(reader: &mut Reader, at_us: u64) -> Result<Renderer, RenderErro
     Ok(r)
 }
 
-/// Encode RGBA pixels as PNG.
-pub fn write_png(
-    w: u32,
-    h: u32,
-    rgba: &[u8],
-    out: &mut dyn std::io::Write,
-) -> Result<(), RenderError> {
-    let mut enc = png::Encoder::new(out, w, h);
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut wr = enc.write_header()?;
-    wr.write_image_data(rgba)?;
-    wr.finish()?;
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    pub(crate) use crate::protocol::rdp::testing::{demand_active, fast_path_bitmap};
     use crate::recording::{DesktopSize, Protocol, Stream};
     use bytes::Bytes;
-    use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
-    use ironrdp_pdu::geometry::InclusiveRectangle;
 
     pub(crate) fn meta() -> SessionMeta {
         SessionMeta {
@@ -347,35 +412,6 @@ pub(crate) mod tests {
             stream: Stream::Stdout,
             data: Bytes::from(data),
         }
-    }
-
-    /// A fast-path output PDU holding one uncompressed 32 bpp bitmap update.
-    pub(crate) fn fast_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
-        let w = u16::try_from(bgra.len() / 4).expect("small");
-        let update = BitmapUpdateData {
-            rectangles: vec![BitmapData {
-                rectangle: InclusiveRectangle {
-                    left,
-                    top,
-                    right: left + w - 1,
-                    bottom: top,
-                },
-                width: w,
-                height: 1,
-                bits_per_pixel: 32,
-                compression_flags: Compression::empty(),
-                compressed_data_header: None,
-                bitmap_data: bgra,
-            }],
-        };
-        let body = ironrdp_core::encode_vec(&update).expect("encode");
-        let mut upd = vec![0x01]; // bitmap, single fragment, no compression
-        upd.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
-        upd.extend_from_slice(&body);
-        let total = upd.len() + 3;
-        let mut pdu = vec![0x00, 0x80 | ((total >> 8) as u8), total as u8];
-        pdu.extend_from_slice(&upd);
-        pdu
     }
 
     #[test]
@@ -508,33 +544,6 @@ pub(crate) mod tests {
         assert_eq!(px(&r, 9, 5), [1, 2, 3]);
     }
 
-    /// A slow-path Server Demand Active announcing a `w` x `h` desktop.
-    pub(crate) fn demand_active(w: u16, h: u16) -> Vec<u8> {
-        use ironrdp_pdu::rdp::capability_sets::{
-            Bitmap, BitmapDrawingFlags, DemandActive, ServerDemandActive,
-        };
-        let header = ShareControlHeader {
-            share_id: 0x1_03ea,
-            pdu_source: 1002,
-            share_control_pdu: ShareControlPdu::ServerDemandActive(ServerDemandActive {
-                pdu: DemandActive {
-                    source_descriptor: "RDP".into(),
-                    capability_sets: vec![
-                        CapabilitySet::Font(vec![1, 0, 0, 0]),
-                        CapabilitySet::Bitmap(Bitmap {
-                            pref_bits_per_pix: 32,
-                            desktop_width: w,
-                            desktop_height: h,
-                            desktop_resize_flag: true,
-                            drawing_flags: BitmapDrawingFlags::empty(),
-                        }),
-                    ],
-                },
-            }),
-        };
-        ironrdp_core::encode_vec(&header).expect("encode")
-    }
-
     #[test]
     fn a_demand_active_with_another_size_resizes_the_desktop() {
         let mut r = Renderer::new(&meta()).expect("renderer");
@@ -561,17 +570,6 @@ pub(crate) mod tests {
         let cut = demand_active(100, 100);
         r.apply(&output(1003, cut[..cut.len() - 10].to_vec()));
         assert_eq!((r.width(), r.height()), (MAX_SIDE, 2));
-    }
-
-    #[test]
-    fn demand_active_size_reads_only_demand_actives() {
-        assert_eq!(
-            demand_active_size(&demand_active(1280, 720)),
-            Some((1280, 720))
-        );
-        assert_eq!(demand_active_size(&[0, 0, 0x17, 0, 0, 0]), None);
-        assert_eq!(demand_active_size(&[0x11]), None);
-        assert_eq!(demand_active_size(&fast_path_bitmap(0, 0, &[0; 4])), None);
     }
 
     #[test]

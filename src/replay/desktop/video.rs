@@ -413,8 +413,10 @@ mod tests {
 
     #[test]
     fn frames_sample_the_desktop_at_each_tick_and_keep_their_size() {
-        use crate::rdp::render::tests::{archive, demand_active, fast_path_bitmap, output};
         use crate::recording::Event;
+        use crate::replay::desktop::render::tests::{
+            archive, demand_active, fast_path_bitmap, output,
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let s = 1_000_000;
         let white = [255u8, 255, 255, 0].repeat(8);
@@ -470,8 +472,8 @@ mod tests {
 
     #[test]
     fn frames_start_at_from_and_stop_at_to() {
-        use crate::rdp::render::tests::{archive, fast_path_bitmap, output};
         use crate::recording::Event;
+        use crate::replay::desktop::render::tests::{archive, fast_path_bitmap, output};
         let dir = tempfile::tempdir().expect("tempdir");
         let s = 1_000_000;
         let mut events = vec![(0, output(0, fast_path_bitmap(0, 0, &[255; 4])))];

@@ -6,8 +6,8 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::ExportError;
 use crate::recording::{Event, ReadError, SessionMeta, TimedEvent};
+use crate::replay::ExportError;
 
 /// Carries an incomplete UTF-8 sequence over to the next event of the same
 /// stream, so multibyte characters split across reads are not mangled.

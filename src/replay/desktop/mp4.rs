@@ -1,4 +1,4 @@
-//! `export --format mp4`: the frames of `rdp::video` piped as raw video into
+//! `export --format mp4`: the frames of [`super::video`] piped as raw video into
 //! an ffmpeg child that encodes H.264 into a temporary file in the
 //! destination directory, renamed when ffmpeg succeeds.
 
@@ -7,10 +7,46 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use anyhow::Context as _;
-
-use crate::rdp::video::{Frames, VideoRange};
+use super::render::RenderError;
+use super::video::{Frames, VideoRange};
 use crate::recording::Reader;
+
+/// Why an MP4 export failed; nothing is left at the destination.
+#[derive(Debug, thiserror::Error)]
+pub enum Mp4Error {
+    #[error(
+        "MP4 export needs ffmpeg, which is not on PATH: install it (Debian: \
+         apt-get install ffmpeg), or export single frames with --format png --at SECONDS"
+    )]
+    NoFfmpeg,
+    #[error("no frame to export: the session has no events from --from to --to")]
+    NoFrames,
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("starting {program}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("ffmpeg failed ({status}): {stderr}")]
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("ffmpeg stopped reading frames")]
+    StoppedReading,
+    #[error("{context}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Mp4Error {
+    fn io(context: String) -> impl FnOnce(std::io::Error) -> Mp4Error {
+        move |source| Mp4Error::Io { context, source }
+    }
+}
 
 /// x264 speed/size trade-off. Measured on a 141 s recorded session (two
 /// shared cores): x264 took 3.5 s with `veryfast`, 2.9 s `superfast`, 1.4 s
@@ -38,13 +74,8 @@ fn find_on_path(name: &str, path: Option<OsString>) -> Option<PathBuf> {
 }
 
 /// ffmpeg on PATH, or an error that says what to install.
-pub fn find_ffmpeg() -> anyhow::Result<PathBuf> {
-    find_on_path("ffmpeg", std::env::var_os("PATH")).ok_or_else(|| {
-        anyhow::anyhow!(
-            "MP4 export needs ffmpeg, which is not on PATH: install it (Debian: \
-             apt-get install ffmpeg), or export single frames with --format png --at SECONDS"
-        )
-    })
+pub fn find_ffmpeg() -> Result<PathBuf, Mp4Error> {
+    find_on_path("ffmpeg", std::env::var_os("PATH")).ok_or(Mp4Error::NoFfmpeg)
 }
 
 /// The ffmpeg command line: raw yuv420p frames on standard input (already
@@ -103,14 +134,17 @@ struct Encoder {
 const STDERR_KEEP: usize = 8 * 1024;
 
 impl Encoder {
-    fn spawn(program: &Path, args: &[OsString]) -> anyhow::Result<Encoder> {
+    fn spawn(program: &Path, args: &[OsString]) -> Result<Encoder, Mp4Error> {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
+            .map_err(|source| Mp4Error::Spawn {
+                program: program.display().to_string(),
+                source,
+            })?;
         let stderr = child.stderr.take().map(|mut err| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -134,16 +168,19 @@ impl Encoder {
     }
 
     /// Close the input and wait; an error carries ffmpeg's standard error.
-    fn finish(mut self) -> anyhow::Result<()> {
+    fn finish(mut self) -> Result<(), Mp4Error> {
         drop(self.child.stdin.take());
-        let status = self.child.wait().context("waiting for ffmpeg")?;
+        let status = self
+            .child
+            .wait()
+            .map_err(Mp4Error::io("waiting for ffmpeg".into()))?;
         let stderr = self
             .stderr
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         if !status.success() {
-            anyhow::bail!("ffmpeg failed ({status}): {stderr}");
+            return Err(Mp4Error::Failed { status, stderr });
         }
         Ok(())
     }
@@ -162,7 +199,7 @@ pub fn export_mp4(
     range: VideoRange,
     ffmpeg: &Path,
     dest: &Path,
-) -> anyhow::Result<Mp4Summary> {
+) -> Result<Mp4Summary, Mp4Error> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -171,10 +208,13 @@ pub fn export_mp4(
         .prefix(".sekisho-export-")
         .suffix(".mp4")
         .tempfile_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
+        .map_err(Mp4Error::io(format!(
+            "creating a file in {}",
+            dir.display()
+        )))?;
     let mut frames = Frames::new(reader, range)?;
     let Some(first) = frames.next_frame()? else {
-        anyhow::bail!("no frame to export: the session has no events from --from to --to");
+        return Err(Mp4Error::NoFrames);
     };
     let (width, height) = (first.width, first.height);
     let mut encoder = Encoder::spawn(ffmpeg, &ffmpeg_args(width, height, range.fps, tmp.path()))?;
@@ -201,10 +241,10 @@ pub fn export_mp4(
     }
     encoder.finish()?;
     if write_failed {
-        anyhow::bail!("ffmpeg stopped reading frames");
+        return Err(Mp4Error::StoppedReading);
     }
     tmp.persist(dest)
-        .with_context(|| format!("writing {}", dest.display()))?;
+        .map_err(|e| Mp4Error::io(format!("writing {}", dest.display()))(e.error))?;
     let stats = frames.renderer().stats;
     Ok(Mp4Summary {
         frames: count,
