@@ -20,11 +20,8 @@
 //! separated by commas]; `SEKISHO_BENCH_KEEP=DIR` keeps the
 //! exported archives and `serve.log` there (the deployment is removed).
 
-#[path = "../tests/support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "../tests/support/rdp_deployment.rs"]
-mod rdp_deployment;
+#[path = "../tests/it/support/mod.rs"]
+mod fixture;
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -38,10 +35,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fixture::rdp_deployment::*;
+use fixture::rdp_peers::*;
 use measure::*;
 use rdp_client::{Client, Input, Snapshot, Target};
-use rdp_deployment::*;
-use rdp_peers::*;
 
 /// The sekisho user the benchmark signs in as.
 const USER: &str = "tanaka";

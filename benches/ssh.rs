@@ -15,11 +15,8 @@
 //! `SEKISHO_BENCH_ECHO_SAMPLES` [1000], `SEKISHO_BENCH_SETUP_RUNS` [10],
 //! `SEKISHO_BENCH_SESSIONS` [200], `SEKISHO_BENCH_IDLE_SECS` [10].
 
-#[path = "../tests/support/sshd.rs"]
-mod sshd;
-
-#[path = "../tests/support/deployment.rs"]
-mod deployment;
+#[path = "../tests/it/support/mod.rs"]
+mod fixture;
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -32,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use deployment::{Deployment, PASSWORD};
+use fixture::deployment::{self, Deployment, PASSWORD};
+use fixture::sshd;
 use measure::*;
 
 /// The sekisho user the benchmark signs in as, and from where.

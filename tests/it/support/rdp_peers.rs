@@ -7,7 +7,10 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+pub use super::free_port;
+pub use super::process::{Daemon, wait_until};
 use std::time::{Duration, Instant};
 
 /// The dedicated local account the target sessions run as.
@@ -53,66 +56,6 @@ pub fn lock_peers() -> PeerLock {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock failed");
     PeerLock(file)
-}
-
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// A process group we started; killed on drop.
-pub struct Daemon {
-    pub name: String,
-    pub child: Child,
-}
-
-impl Daemon {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Daemon {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: setsid in the child before exec; async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Daemon {
-            name: name.to_owned(),
-            child,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pgid = self.pid();
-        // SAFETY: signalling the process group this Daemon created.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if !self.running() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {
@@ -698,18 +641,6 @@ pub fn xfreerdp(
         .stdout(log_file)
         .stderr(err_file);
     Daemon::spawn("xfreerdp3", &mut cmd)
-}
-
-/// Wait until `f` holds, polling.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    f()
 }
 
 /// Type a line into the FreeRDP window on `display`.

@@ -3,10 +3,8 @@
 //! of rdp_e2e.rs; what the bastion did is read back from the audit log, the
 //! session list and the recording archive.
 
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

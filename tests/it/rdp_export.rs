@@ -3,11 +3,8 @@
 //! `sekisho export` CLI and the real ffmpeg/ffprobe. The CLI's refusals are
 //! checked on archives written with the public archive writer.
 
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,18 +3,15 @@
 //! to a real OpenSSH sshd. Nothing in-process, nothing faked: the store,
 //! policy, secret store and recording archive are the real ones.
 
-#[path = "support/sshd.rs"]
-mod sshd;
-
-#[path = "support/deployment.rs"]
-mod deployment;
+use crate::support::deployment;
+use crate::support::sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use deployment::{Deployment, PASSWORD, read, wait_for};
+use deployment::{Deployment, PASSWORD, read, wait_until};
 
 fn env() -> &'static Deployment {
     static D: OnceLock<Deployment> = OnceLock::new();
@@ -96,7 +93,7 @@ fn password_and_code_exec_relays_exit_status_and_is_recorded() {
     let e = env();
     // The bastion closes the session row just after the client has gone.
     let mut list = String::new();
-    let closed = wait_for(Duration::from_secs(5), || {
+    let closed = wait_until(Duration::from_secs(5), || {
         list = ok(sekisho(
             &e.dir,
             &[
@@ -296,7 +293,7 @@ fn admin_kill_ends_a_live_session_within_a_second() {
     .expect("spawn ssh");
     // Wait until the session is live.
     let mut id = String::new();
-    let live = wait_for(Duration::from_secs(15), || {
+    let live = wait_until(Duration::from_secs(15), || {
         let out = ok(sekisho(&e.dir, &["sessions", "list", "--json"], None));
         match out
             .lines()
@@ -326,7 +323,7 @@ fn admin_kill_ends_a_live_session_within_a_second() {
         "{}",
         String::from_utf8_lossy(&kill.stdout)
     );
-    let ended = wait_for(Duration::from_secs(5), || {
+    let ended = wait_until(Duration::from_secs(5), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     assert!(ended, "ssh still running after kill");
@@ -361,7 +358,7 @@ fn exports_show_what_was_typed_and_what_was_shown() {
     let e = env();
     // The newest archive of tanaka's that shows this output.
     let mut found = None;
-    let ok_found = wait_for(Duration::from_secs(5), || {
+    let ok_found = wait_until(Duration::from_secs(5), || {
         let list = ok(sekisho(
             &e.dir,
             &[
@@ -456,7 +453,7 @@ fn replay_keeps_the_timing_scaled_and_shortens_long_pauses() {
     );
     let e = env();
     let mut id = String::new();
-    let found = wait_for(Duration::from_secs(5), || {
+    let found = wait_until(Duration::from_secs(5), || {
         let list = ok(sekisho(
             &e.dir,
             &[

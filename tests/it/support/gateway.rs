@@ -20,17 +20,17 @@
 //! test that needs a code or a failure has a person of its own.
 #![allow(dead_code)]
 
-pub mod postgres;
-pub mod pty;
-pub mod sshd;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sshd::Sshd;
+pub use super::cli::{bin, ok};
+use super::process::Daemon;
+pub use super::process::wait_until;
+use super::sshd::{self, Sshd};
+use super::{cli, totp};
 
 /// Every person's password.
 pub const PASSWORD: &str = "gateway-pass-4711";
@@ -93,38 +93,9 @@ pub fn env() -> &'static Env {
     ENV.get_or_init(setup)
 }
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
-
 /// Runs `sekisho --config CONFIG ARGS` with `stdin` piped in.
 pub fn sekisho_with(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn sekisho: {e}"));
-    if let Some(mut i) = child.stdin.take()
-        && let Some(s) = stdin
-    {
-        let _ = i.write_all(s.as_bytes());
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait sekisho: {e}"))
-}
-
-/// Stdout and stderr of a command that must succeed.
-pub fn ok(o: Output) -> String {
-    let t = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "command failed: {t}");
-    t
+    cli::run(&bin(), config, args, stdin)
 }
 
 /// `sekisho ARGS` on the deployment.
@@ -136,10 +107,7 @@ pub fn sekisho(args: &[&str]) -> Output {
 pub fn audit(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["audit", "--json"];
     all.extend_from_slice(args);
-    ok(sekisho(&all))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    cli::json_lines(&ok(sekisho(&all)))
 }
 
 /// Events of `kind` about `user`.
@@ -149,10 +117,7 @@ pub fn audit_of(kind: &str, user: &str) -> Vec<serde_json::Value> {
 
 /// `sekisho sessions list --json`.
 pub fn live_sessions() -> Vec<serde_json::Value> {
-    ok(sekisho(&["sessions", "list", "--json"]))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    cli::json_lines(&ok(sekisho(&["sessions", "list", "--json"])))
 }
 
 /// `sekisho ticket issue`: the ticket (first line).
@@ -174,7 +139,7 @@ pub fn ticket(user: &str, target: &str) -> String {
 /// row is closed just after the client has gone).
 pub fn ended_session(user: &str) -> String {
     let mut id = None;
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         id = audit_of("session_end", user)
             .last()
             .and_then(|v| v["session"].as_str().map(str::to_string));
@@ -186,7 +151,7 @@ pub fn ended_session(user: &str) -> String {
 /// The `session_end` event of a session (waits for it).
 pub fn session_end(session: &str) -> serde_json::Value {
     let mut end = None;
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         end = audit(&["--kind", "session_end", "--session", session])
             .into_iter()
             .next();
@@ -266,20 +231,20 @@ pub fn recorded_input(session: &str) -> Vec<u8> {
 
 /// The current TOTP code of `person` ("000000" for someone unknown).
 pub fn code(person: &str) -> String {
-    code_at(person, chrono::Utc::now().timestamp() / 30)
+    code_at(person, totp::step_now())
 }
 
 fn code_at(person: &str, step: i64) -> String {
     env()
         .totp
         .get(person)
-        .and_then(|key| sekisho::auth::totp::code_for_step(key, step, 6))
+        .map(|key| totp::code_at(key, step))
         .unwrap_or_else(|| "000000".into())
 }
 
 /// A code that is certainly wrong for `person` now (not valid in ±1 step).
 pub fn wrong_code(person: &str) -> String {
-    let step = chrono::Utc::now().timestamp() / 30;
+    let step = totp::step_now();
     let valid: Vec<String> = (step - 2..=step + 2).map(|s| code_at(person, s)).collect();
     (0..1000u32)
         .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
@@ -289,17 +254,10 @@ pub fn wrong_code(person: &str) -> String {
 
 // ---- processes ------------------------------------------------------------
 
-/// `sekisho serve` processes and the tmpfs to clean up at exit.
-static SERVES: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+/// The tmpfs to unmount at exit.
 static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn cleanup() {
-    if let Ok(mut serves) = SERVES.lock() {
-        for child in serves.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
     if let Ok(mounts) = MOUNTS.lock() {
         for m in mounts.iter() {
             let _ = Command::new("umount")
@@ -365,20 +323,23 @@ cidrs = ["127.0.0.0/8"]
 
 /// Starts `sekisho serve --config CONFIG` (log next to the config) and
 /// waits until it listens on `port`.
-pub fn spawn_serve(config: &Path, port: u16) -> Child {
+pub fn spawn_serve(config: &Path, port: u16) -> Daemon {
     let log = config.with_extension("log");
-    let child = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env_remove("SEKISHO_CONFIG")
-        .env("SEKISHO_LOG", "info,russh=warn,sqlx=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display())))
-        .spawn()
-        .unwrap_or_else(|e| panic!("start sekisho serve: {e}"));
-    let up = wait_for(Duration::from_secs(30), || {
+    let child = Daemon::spawn(
+        "sekisho serve",
+        Command::new(bin())
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env_remove("SEKISHO_CONFIG")
+            .env("SEKISHO_LOG", "info,russh=warn,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display())),
+            ),
+    );
+    let up = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(
@@ -392,9 +353,7 @@ pub fn spawn_serve(config: &Path, port: u16) -> Child {
 
 /// A serve process kept until the test binary exits.
 fn keep_serve(config: &Path, port: u16) {
-    register_cleanup();
-    let child = spawn_serve(config, port);
-    SERVES.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+    spawn_serve(config, port).keep_until_exit();
 }
 
 /// Sends SIGTERM to a child and waits up to `limit` for it to exit.
@@ -558,15 +517,7 @@ fn setup() -> Env {
             ],
             Some(&format!("{PASSWORD}\n")),
         );
-        let secret = out
-            .lines()
-            .find_map(|l| l.strip_prefix("TOTP secret: "))
-            .unwrap_or_else(|| panic!("no TOTP secret printed: {out}"))
-            .trim()
-            .to_string();
-        let key = sekisho::auth::totp::decode_secret(&secret)
-            .unwrap_or_else(|| panic!("bad TOTP secret {secret}"));
-        totp.insert(user.to_string(), key);
+        totp.insert(user.to_string(), totp::key_from_user_add(&out));
     }
     admin(
         &[
@@ -649,11 +600,10 @@ fn setup() -> Env {
 /// spares the code for the rest of the run.
 fn open_window(e: &Env) {
     let person = "tanaka";
-    let step = chrono::Utc::now().timestamp() / 30;
     let code = e
         .totp
         .get(person)
-        .and_then(|k| sekisho::auth::totp::code_for_step(k, step, 6))
+        .map(|k| totp::code_ahead(k, 0))
         .unwrap_or_default();
     let out = Command::new("setsid")
         .arg("-w")
@@ -848,28 +798,4 @@ impl Ssh {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Waits until `f` is true, up to `limit`.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-/// A serve process started by one test: killed when dropped, if still running.
-pub struct ServeGuard(pub Child);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }

@@ -4,10 +4,8 @@
 //! secret store. sekisho signs in to the target with CredSSP using the
 //! injected credential.
 
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::time::Duration;
 

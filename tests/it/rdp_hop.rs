@@ -10,17 +10,10 @@
 //! through a forwarder whose connections leave from `app1`'s address, as
 //! an RDP client running on `app1` would.
 
-#[path = "support/sshd.rs"]
-mod sshd;
-
-#[path = "support/deployment.rs"]
-mod deployment;
-
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
+use crate::support::sshd;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

@@ -1,14 +1,17 @@
 //! The real deployment the RDP integration tests run through: `sekisho
 //! init`, the admin CLI, a policy, the secret store and a `sekisho serve`
-//! child process in front of xrdp. Shared by rdp_e2e, rdp_xrdp and
-//! rdp_shadow (included with `#[path]`, next to `rdp_peers`).
+//! child process in front of xrdp. Shared by the RDP suites and the RDP
+//! benchmark.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rdp_peers::*;
+use super::cli;
+pub use super::cli::{bin, json_lines, ok, text};
+use super::rdp_peers::*;
+use super::totp;
 
 pub const PASSWORD: &str = "rdp-e2e-password";
 pub const USERS: [&str; 5] = ["tanaka", "suzuki", "sato", "ito", "kato"];
@@ -79,42 +82,9 @@ fn connect_from(from: Option<&str>, to: (&str, u16)) -> std::io::Result<std::net
     Ok(stream)
 }
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
-
+/// `sekisho --config DIR/sekisho.toml ARGS` on the deployment in `dir`.
 pub fn sekisho(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(bin())
-        .arg("--config")
-        .arg(dir.join("sekisho.toml"))
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sekisho");
-    if let Some(mut i) = child.stdin.take()
-        && let Some(s) = stdin
-    {
-        i.write_all(s.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("wait sekisho")
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-pub fn ok(o: Output) -> String {
-    let t = text(&o);
-    assert!(o.status.success(), "command failed: {t}");
-    t
+    cli::run(&bin(), &dir.join("sekisho.toml"), args, stdin)
 }
 
 /// A deployment made with `sekisho init`, xrdp as the physical target
@@ -299,15 +269,7 @@ sources = ["lab"]
                 ],
                 Some(&format!("{PASSWORD}\n")),
             ));
-            let secret = out
-                .lines()
-                .find_map(|l| l.strip_prefix("TOTP secret: "))
-                .expect("TOTP secret printed")
-                .trim()
-                .to_string();
-            let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &secret)
-                .expect("base32 secret");
-            totp.push((user.to_string(), key));
+            totp.push((user.to_string(), totp::key_from_user_add(&out)));
         }
         ok(sekisho(
             &dir,
@@ -356,9 +318,8 @@ sources = ["lab"]
         self.code_ahead(user, 0)
     }
 
-    /// The TOTP code of `user` for `steps` 30-s steps from now. sekisho
-    /// accepts one step either side, and each step once per person: the
-    /// next step's code signs the same person in a second time at once.
+    /// The TOTP code of `user` for `steps` 30-s steps from now (see
+    /// [`totp::code_ahead`]).
     pub fn code_ahead(&self, user: &str, steps: i64) -> String {
         let key = &self
             .totp
@@ -366,43 +327,33 @@ sources = ["lab"]
             .find(|(u, _)| u == user)
             .expect("known user")
             .1;
-        let step = chrono::Utc::now().timestamp() / 30 + steps;
-        sekisho::auth::totp::code_for_step(key, step, 6).expect("code")
+        totp::code_ahead(key, steps)
     }
 
     /// Audit events of `kind` for `user`, as JSON.
     pub fn audit(&self, kind: &str, user: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--kind", kind, "--user", user, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
     }
 
     /// Audit events of `kind` for everyone, as JSON.
     pub fn audit_kind(&self, kind: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--kind", kind, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
     }
 
     pub fn audit_session(&self, session: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--session", session, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
     }
 
     /// xfreerdp3 on `display` through sekisho as `login`.

@@ -3,10 +3,8 @@
 //! typed, read with the keyboard layout the client announced (US 101/102,
 //! Japanese 106/109).
 
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::Command;
 use std::time::Duration;

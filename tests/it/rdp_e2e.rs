@@ -3,11 +3,8 @@
 //! xrdp as a physical target. The store, policy, secret store, sign-in and
 //! recording archive are the real ones; nothing is faked.
 
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::Command;
 use std::time::Duration;
