@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use super::cli::ok;
+use super::install::Install;
 use super::process::Daemon;
 pub use super::process::wait_until;
 use super::{cli, sshd, totp};
@@ -70,16 +71,13 @@ impl Deployment {
             .prefix(prefix)
             .tempdir()
             .expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let dir_s = dir.to_str().expect("utf-8 temp dir").to_string();
-        ok(sekisho(&bin, &dir, &["init", "--dir", &dir_s], None));
+        let (install, _) = Install::init(&bin, tmp.path());
+        let dir = install.dir.clone();
 
         let target = sshd::Sshd::start(&dir);
         let ssh_port = sshd::free_port();
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                r#"
+        install.write_config(&format!(
+            r#"
 [ssh]
 listen = "127.0.0.1:{ssh_port}"
 [rdp]
@@ -94,13 +92,9 @@ warn_before_end = "1m"
 name = "lab"
 cidrs = ["127.0.0.0/8"]
 "#
-            ),
-        )
-        .expect("config");
-        std::fs::write(
-            dir.join("policies/lab.toml"),
-            format!(
-                r#"
+        ));
+        install.write_policy(&format!(
+            r#"
 [system]
 name = "lab"
 zone = "lgwan"
@@ -129,61 +123,20 @@ max_session = "2h"
 protocols = ["ssh"]
 sources = ["lab"]
 "#,
-                port = target.port,
-                fp = target.host_key_fingerprint
-            ),
-        )
-        .expect("policy");
-
-        ok(sekisho(&bin, &dir, &["vendor", "add", "acme"], None));
-        let mut totp = Vec::new();
-        for user in USERS {
-            let out = ok(sekisho(
-                &bin,
-                &dir,
-                &[
-                    "user",
-                    "add",
-                    user,
-                    "--role",
-                    "engineer",
-                    "--vendor",
-                    "acme",
-                    "--password-stdin",
-                ],
-                Some(&format!("{PASSWORD}\n")),
-            ));
-            totp.push((user.to_string(), totp::key_from_user_add(&out)));
-        }
-        ok(sekisho(
-            &bin,
-            &dir,
-            &["secret", "set", "db01-root"],
-            Some(&target.client_key_pem),
+            port = target.port,
+            fp = target.host_key_fingerprint
         ));
-        let check = ok(sekisho(&bin, &dir, &["policy", "check"], None));
-        assert!(check.contains("OK"), "{check}");
 
-        let serve = Daemon::spawn(
-            "sekisho serve",
-            Command::new(&bin)
-                .arg("--config")
-                .arg(dir.join("sekisho.toml"))
-                .arg("serve")
-                .env("SEKISHO_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("serve.log")).expect("log")),
+        let totp = install.people(&USERS, PASSWORD);
+        install.secrets(&[("db01-root", &target.client_key_pem)]);
+        install.check_policy();
+        let serve = install.serve(
+            &install.config(),
+            "info",
+            &dir.join("serve.log"),
+            &[ssh_port],
         );
         let serve_pid = serve.child.id();
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
-        });
-        assert!(
-            up,
-            "sekisho serve did not listen: {}",
-            read(&dir.join("serve.log"))
-        );
 
         let client = SshClient::setup(&dir, ssh_port);
 

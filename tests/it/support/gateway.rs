@@ -27,6 +27,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use super::cli::{bin, ok};
+use super::install::Install;
 use super::process::Daemon;
 pub use super::process::wait_until;
 use super::sshd::{self, Sshd};
@@ -324,31 +325,19 @@ cidrs = ["127.0.0.0/8"]
 /// Starts `sekisho serve --config CONFIG` (log next to the config) and
 /// waits until it listens on `port`.
 pub fn spawn_serve(config: &Path, port: u16) -> Daemon {
-    let log = config.with_extension("log");
-    let child = Daemon::spawn(
-        "sekisho serve",
-        Command::new(bin())
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env_remove("SEKISHO_CONFIG")
-            .env("SEKISHO_LOG", "info,russh=warn,sqlx=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display())),
-            ),
-    );
-    let up = wait_until(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up,
-        "sekisho serve ({}) did not listen: {}",
-        config.display(),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    child
+    let install = Install {
+        bin: bin(),
+        dir: config
+            .parent()
+            .expect("config in a directory")
+            .to_path_buf(),
+    };
+    install.serve(
+        config,
+        "info,russh=warn,sqlx=warn",
+        &config.with_extension("log"),
+        &[port],
+    )
 }
 
 /// A serve process kept until the test binary exits.
@@ -384,12 +373,8 @@ fn setup() -> Env {
         .tempdir()
         .unwrap_or_else(|e| panic!("tempdir: {e}"))
         .keep();
-    let main_config = dir.join("sekisho.toml");
-    ok(sekisho_with(
-        &main_config,
-        &["init", "--dir", &dir.display().to_string()],
-        None,
-    ));
+    let (install, _) = Install::init(&bin(), &dir);
+    let main_config = install.config();
 
     let target = Sshd::start_on(&dir, &[DB01, APP01, BADPIN, PW01, BADCRED]);
     sshd::ensure_maint_user();
@@ -497,28 +482,13 @@ fn setup() -> Env {
     policy.push_str(&access(&format!("{SHORT_USER:?}"), always, "always", "6s"));
     std::fs::write(dir.join("policies/lab.toml"), policy).unwrap_or_else(|e| panic!("{e}"));
 
-    let admin = |args: &[&str], stdin: Option<&str>| ok(sekisho_with(&main_config, args, stdin));
-    admin(&["vendor", "add", "acme"], None);
-    let mut totp = HashMap::new();
-    let everyone = MAIN_USERS
+    let everyone: Vec<&str> = MAIN_USERS
         .iter()
-        .chain([HOURS_USER, CONTRACT_USER, SHORT_USER].iter());
-    for user in everyone {
-        let out = admin(
-            &[
-                "user",
-                "add",
-                user,
-                "--role",
-                "engineer",
-                "--vendor",
-                "acme",
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        );
-        totp.insert(user.to_string(), totp::key_from_user_add(&out));
-    }
+        .chain([HOURS_USER, CONTRACT_USER, SHORT_USER].iter())
+        .copied()
+        .collect();
+    let totp: HashMap<String, Vec<u8>> = install.people(&everyone, PASSWORD).into_iter().collect();
+    let admin = |args: &[&str], stdin: Option<&str>| install.admin(args, stdin);
     admin(
         &[
             "user",
@@ -529,17 +499,12 @@ fn setup() -> Env {
         ],
         None,
     );
-    admin(&["secret", "set", "root-key"], Some(&target.client_key_pem));
-    admin(
-        &["secret", "set", "maint-password"],
-        Some(sshd::MAINT_PASSWORD),
-    );
-    admin(
-        &["secret", "set", "maint-wrong-password"],
-        Some("not-the-maint-password"),
-    );
-    let check = admin(&["policy", "check"], None);
-    assert!(check.contains("OK"), "{check}");
+    install.secrets(&[
+        ("root-key", target.client_key_pem.as_str()),
+        ("maint-password", sshd::MAINT_PASSWORD),
+        ("maint-wrong-password", "not-the-maint-password"),
+    ]);
+    install.check_policy();
 
     // The recordings of one serve process on a disk that fills up.
     register_cleanup();

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod deployment;
 pub mod gateway;
+pub mod install;
 pub mod postgres;
 pub mod process;
 pub mod pty;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::cli;
 pub use super::cli::{bin, json_lines, ok, text};
+use super::install::Install;
 use super::rdp_peers::*;
 use super::totp;
 
@@ -157,12 +158,7 @@ impl Deployment {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .expect("chmod");
-        let dir = tmp.path().join("bastion");
-        ok(sekisho(
-            &dir,
-            &["init", "--dir", dir.to_str().expect("utf8")],
-            None,
-        ));
+        let (install, _) = Install::init(&bin(), &tmp.path().join("bastion"));
         let xrdp = Xrdp::start_at(tmp.path(), TARGET_IP);
         // The pin an admin would take after checking the certificate.
         let pin = probe_cert_sha256_at(TARGET_IP, xrdp.port);
@@ -182,10 +178,8 @@ impl Deployment {
         } else {
             r#"["rdp"]"#
         };
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                r#"{paths}
+        install.write_config(&format!(
+            r#"{paths}
 [ssh]
 {ssh}
 [rdp]
@@ -201,12 +195,8 @@ warn_before_end = "1m"
 name = "lab"
 cidrs = ["127.0.0.0/8"]
 "#
-            ),
-        )
-        .expect("config");
-        std::fs::write(
-            dir.join("policies/lab.toml"),
-            format!(
+        ));
+        install.write_policy(&format!(
                 r#"
 [system]
 name = "lab"
@@ -248,56 +238,28 @@ sources = ["lab"]
                 port = xrdp.port,
                 account = TEST_USER,
                 wrong_pin = "07".repeat(32),
-            ),
-        )
-        .expect("policy");
-
-        ok(sekisho(&dir, &["vendor", "add", "acme"], None));
-        let mut totp = Vec::new();
-        for user in USERS {
-            let out = ok(sekisho(
-                &dir,
-                &[
-                    "user",
-                    "add",
-                    user,
-                    "--role",
-                    "engineer",
-                    "--vendor",
-                    "acme",
-                    "--password-stdin",
-                ],
-                Some(&format!("{PASSWORD}\n")),
-            ));
-            totp.push((user.to_string(), totp::key_from_user_add(&out)));
-        }
-        ok(sekisho(
-            &dir,
-            &["secret", "set", "xrdp1-pw"],
-            Some(TEST_PASSWORD),
         ));
-        for (name, value) in &opts.secrets {
-            ok(sekisho(&dir, &["secret", "set", name], Some(value)));
-        }
-        let check = ok(sekisho(&dir, &["policy", "check"], None));
-        assert!(check.contains("OK"), "{check}");
 
-        let serve = spawn_serve(&dir);
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
-                && ssh_port.is_none_or(|p| std::net::TcpStream::connect((FRONT, p)).is_ok())
-        });
-        let d = Deployment {
-            dir,
+        let totp = install.people(&USERS, PASSWORD);
+        install.secrets(&[("xrdp1-pw", TEST_PASSWORD)]);
+        install.secrets(&opts.secrets);
+        install.check_policy();
+        let ports: Vec<u16> = std::iter::once(rdp_port).chain(ssh_port).collect();
+        let serve = install.serve(
+            &install.config(),
+            "sekisho=debug",
+            &install.dir.join("serve.log"),
+            &ports,
+        );
+        Deployment {
+            dir: install.dir,
             rdp_port,
             ssh_port,
             totp,
             _serve: serve,
             xrdp,
             _tmp: tmp,
-        };
-        assert!(up, "sekisho serve did not listen: {}", d.serve_log());
-        d
+        }
     }
 
     /// The pid of the `sekisho serve` process.
@@ -409,23 +371,6 @@ sources = ["lab"]
     }
 }
 
-/// `sekisho serve` of the deployment in `dir`, logging to `dir/serve.log`.
-fn spawn_serve(dir: &Path) -> Daemon {
-    let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
-    Daemon::spawn(
-        "sekisho serve",
-        Command::new(bin())
-            .arg("--config")
-            .arg(dir.join("sekisho.toml"))
-            .arg("serve")
-            .env("SEKISHO_LOG", "sekisho=debug")
-            .env_remove("SEKISHO_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log),
-    )
-}
-
 /// `sekisho init` and a `sekisho serve` with only its RDP listener: no
 /// policy, no people, no peers, for what the front door does by itself.
 /// Needs no peer lock. Stops on drop.
@@ -444,12 +389,7 @@ impl Front {
             .prefix("sekisho-rdp-front")
             .tempdir()
             .expect("tempdir");
-        let dir = tmp.path().join("bastion");
-        let init = ok(sekisho(
-            &dir,
-            &["init", "--dir", dir.to_str().expect("utf8")],
-            None,
-        ));
+        let (install, init) = Install::init(&bin(), &tmp.path().join("bastion"));
         let hex: String = init
             .lines()
             .find_map(|l| l.trim().strip_prefix("RDP certificate SHA-256:"))
@@ -462,27 +402,23 @@ impl Front {
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .expect("a SHA-256");
         let rdp_port = free_port();
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
-                 [auth]\nfailure_delay = \"100ms\"\n"
-            ),
-        )
-        .expect("config");
-        let serve = spawn_serve(&dir);
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
-        });
-        let front = Front {
-            dir,
+        install.write_config(&format!(
+            "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
+             [auth]\nfailure_delay = \"100ms\"\n"
+        ));
+        let serve = install.serve(
+            &install.config(),
+            "sekisho=debug",
+            &install.dir.join("serve.log"),
+            &[rdp_port],
+        );
+        Front {
+            dir: install.dir,
             rdp_port,
             cert_sha256,
             _serve: serve,
             _tmp: tmp,
-        };
-        assert!(up, "sekisho serve did not listen: {}", front.serve_log());
-        front
+        }
     }
 
     pub fn serve_log(&self) -> String {
