@@ -28,21 +28,11 @@ fn sigkill_mid_session_leaves_an_incomplete_archive_and_an_abnormal_session() {
         .spawn()
         .expect("spawn ssh");
 
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(15), || {
-        let out = ok(d.sekisho(&["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("ito", Duration::from_secs(15))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(live, "no live session: {}", read(&d.dir.join("serve.log")));
     // Let the writer flush the output at least once (it flushes every second).
     std::thread::sleep(Duration::from_millis(2500));

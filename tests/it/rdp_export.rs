@@ -146,13 +146,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         &format!("{PASSWORD}{code}"),
         &["/sec:tls"],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, "no session on the target");
     std::thread::sleep(Duration::from_secs(3));
     for (n, line) in ["echo SEKISHO MP4 EXPORT", "ls -la /usr/bin | head -30"]
         .iter()

@@ -55,13 +55,7 @@ fn keystroke_log_of(
         &password,
         &["/sec:tls", kbd],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
     typing(&x.display, d.tmp(), &client);

@@ -51,21 +51,11 @@ rdp = {{ port = {port}, account = "{SHADOW_USER}", credential = "shadow1-pw", ce
         &format!("{PASSWORD}{code}"),
         &["/sec:tls", "+clipboard"],
     );
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(30), || {
-        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "tanaka")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("tanaka", Duration::from_secs(30))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(
         live,
         "no session with the shadow server.\nclient:\n{}\nshadow:\n{}\nserve log:\n{}",

@@ -75,14 +75,7 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_drive_and_printer_do_no
         &login(&d, "tanaka"),
         &["/sec:tls", "+clipboard", &drive, PRINTER],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",
-        client.log(),
-        d.serve_log(),
-        d.xrdp.log_text()
-    );
+    d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
     let marker = d.tmp().join("typed.txt");
@@ -410,21 +403,11 @@ fn killing_the_session_disconnects_the_client() {
         client.log(),
         d.serve_log()
     );
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(10), || {
-        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("ito", Duration::from_secs(10))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(live, "session not listed.\nserve log:\n{}", d.serve_log());
     assert!(
         client.exit_within(Duration::from_secs(1)).is_none(),

@@ -4,9 +4,10 @@
 //! policy, secret store and recording archive are the real ones.
 
 use crate::support::deployment;
+use crate::support::install::find_archive;
 use crate::support::sshd;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -151,24 +152,6 @@ fn password_and_code_exec_relays_exit_status_and_is_recorded() {
     }
 }
 
-fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).ok()? {
-            let p = entry.ok()?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_stem()
-                .is_some_and(|s| s.to_string_lossy() == session)
-            {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 #[test]
 fn sign_in_window_spares_the_second_code_from_the_same_address_only() {
     let first = run(ssh(
@@ -292,21 +275,11 @@ fn admin_kill_ends_a_live_session_within_a_second() {
     .spawn()
     .expect("spawn ssh");
     // Wait until the session is live.
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(15), || {
-        let out = ok(sekisho(&e.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = e
+        .install()
+        .live_session_id("ito", Duration::from_secs(15))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(
         live,
         "session never became live: {}",

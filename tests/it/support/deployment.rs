@@ -154,6 +154,14 @@ sources = ["lab"]
         }
     }
 
+    /// The installation behind the deployment, for its session helpers.
+    pub fn install(&self) -> Install {
+        Install {
+            bin: self.bin.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
     /// Runs an admin command against this deployment.
     pub fn sekisho(&self, args: &[&str], stdin: Option<&str>) -> Output {
         sekisho(&self.bin, &self.dir, args, stdin)

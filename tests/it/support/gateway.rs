@@ -123,17 +123,11 @@ pub fn live_sessions() -> Vec<serde_json::Value> {
 
 /// `sekisho ticket issue`: the ticket (first line).
 pub fn ticket(user: &str, target: &str) -> String {
-    let out = ok(sekisho(&[
-        "ticket",
-        "issue",
-        "--user",
-        user,
-        "--target",
-        target,
-        "--protocol",
-        "ssh",
-    ]));
-    out.lines().next().unwrap_or_default().trim().to_string()
+    Install {
+        bin: bin(),
+        dir: env().dir.clone(),
+    }
+    .ticket(user, target, "ssh")
 }
 
 /// The session id of `user`'s newest ended session; waits for the end (the

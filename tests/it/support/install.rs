@@ -127,4 +127,71 @@ impl Install {
         );
         serve
     }
+
+    /// `sessions list --json`: the live sessions.
+    pub fn live_sessions(&self) -> Vec<serde_json::Value> {
+        cli::json_lines(&self.admin(&["sessions", "list", "--json"], None))
+    }
+
+    /// The id of `user`'s live session, once listed (within `limit`).
+    pub fn live_session_id(&self, user: &str, limit: Duration) -> Option<String> {
+        let mut id = None;
+        wait_until(limit, || {
+            id = self
+                .live_sessions()
+                .into_iter()
+                .find(|v| v["user"] == user)
+                .map(|v| v["id"].as_str().unwrap_or_default().to_string());
+            id.is_some()
+        });
+        id
+    }
+
+    /// `ticket issue`: a one-time ticket of `user` for `target` over
+    /// `protocol` (the first line it prints).
+    pub fn ticket(&self, user: &str, target: &str, protocol: &str) -> String {
+        let issued = self.admin(
+            &[
+                "ticket",
+                "issue",
+                "--user",
+                user,
+                "--target",
+                target,
+                "--protocol",
+                protocol,
+            ],
+            None,
+        );
+        issued
+            .lines()
+            .next()
+            .expect("the ticket on the first line")
+            .trim()
+            .to_string()
+    }
+
+    /// The archive of `session` under the installation's `recordings/`.
+    pub fn archive(&self, session: &str) -> Option<PathBuf> {
+        find_archive(&self.dir.join("recordings"), session)
+    }
+}
+
+/// The archive of `session` (a file named after it) below `root`.
+pub fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()? {
+            let p = entry.ok()?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy() == session)
+            {
+                return Some(p);
+            }
+        }
+    }
+    None
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::cli;
 pub use super::cli::{bin, json_lines, ok, text};
 use super::install::Install;
+pub use super::install::find_archive;
 use super::rdp_peers::*;
 use super::totp;
 
@@ -262,6 +263,14 @@ sources = ["lab"]
         }
     }
 
+    /// The installation behind the deployment, for its session helpers.
+    pub fn install(&self) -> Install {
+        Install {
+            bin: bin(),
+            dir: self.dir.clone(),
+        }
+    }
+
     /// The pid of the `sekisho serve` process.
     pub fn serve_pid(&self) -> u32 {
         self._serve.child.id()
@@ -316,6 +325,20 @@ sources = ["lab"]
             &["audit", "--session", session, "--json"],
             None,
         )))
+    }
+
+    /// Waits (30 s) until the session `client` opened runs its desktop on
+    /// the target (the test account's xterm); fails with `what` and the
+    /// client's, sekisho's and xrdp's logs otherwise.
+    pub fn assert_desktop_up(&self, client: &Client, what: &str) {
+        let up = wait_until(Duration::from_secs(30), session_user_running);
+        assert!(
+            up,
+            "{what}.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",
+            client.log(),
+            self.serve_log(),
+            self.xrdp.log_text()
+        );
     }
 
     /// xfreerdp3 on `display` through sekisho as `login`.
@@ -455,24 +478,6 @@ pub fn session_user_running() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-pub fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).ok()? {
-            let p = entry.ok()?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_stem()
-                .is_some_and(|s| s.to_string_lossy() == session)
-            {
-                return Some(p);
-            }
-        }
-    }
-    None
 }
 
 /// Peers, lock and a clean test account, in that order.
