@@ -152,9 +152,10 @@ impl Bench {
 
     /// Ids of the live sessions of USER.
     fn live_sessions(&self) -> Vec<String> {
-        let out = ok(sekisho(&self.d.dir, &["sessions", "list", "--json"], None));
-        out.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        self.d
+            .install()
+            .live_sessions()
+            .into_iter()
             .filter(|v| v["user"] == USER)
             .filter_map(|v| v["id"].as_str().map(str::to_string))
             .collect()
