@@ -30,16 +30,11 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
     );
     d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("typed.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "typed.txt",
+        "typed command did not run on the target",
     );
     // Long enough for a few keyframes (one a second).
     std::thread::sleep(Duration::from_secs(2));

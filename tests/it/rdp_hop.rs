@@ -183,15 +183,11 @@ fn an_rdp_hop_from_a_live_ssh_session_reaches_a_virtual_target_and_names_its_par
     );
     d.assert_desktop_up(&hop_client, "the hop did not reach xrdp");
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("hopped.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on vm1.\nclient log:\n{}",
-        hop_client.log()
+    d.assert_typed_command_runs(
+        &hop_client,
+        &x.display,
+        "hopped.txt",
+        "typed command did not run on vm1",
     );
 
     // The session row names the SSH session as its parent.

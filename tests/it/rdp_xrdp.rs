@@ -78,15 +78,11 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_drive_and_printer_do_no
     d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("typed.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on the target.\nclient log:\n{}",
-        client.log()
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "typed.txt",
+        "typed command did not run on the target",
     );
     // A few keyframes (one a second).
     std::thread::sleep(Duration::from_secs(2));

@@ -341,6 +341,29 @@ sources = ["lab"]
         );
     }
 
+    /// Types `id -un > TMP/marker` into the client window on `display` and
+    /// waits (20 s) until the target has run it as the test account; fails
+    /// with `what` and the logs otherwise.
+    pub fn assert_typed_command_runs(
+        &self,
+        client: &Client,
+        display: &str,
+        marker: &str,
+        what: &str,
+    ) {
+        let marker = self.tmp().join(marker);
+        type_into_client(display, &format!("id -un > {}", marker.display()));
+        let typed = wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
+        });
+        assert!(
+            typed,
+            "{what}.\nclient log:\n{}\nserve log:\n{}",
+            client.log(),
+            self.serve_log()
+        );
+    }
+
     /// xfreerdp3 on `display` through sekisho as `login`.
     pub fn client(&self, display: &str, login: &str, password: &str, extra: &[&str]) -> Client {
         self.client_via(self.rdp_port, display, login, password, extra)
