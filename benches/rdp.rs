@@ -23,11 +23,8 @@
 // A panic in a test or bench is a failed run; libc calls set up test conditions.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "../tests/support/rdp_deployment.rs"]
-mod rdp_deployment;
+#[path = "../tests/it/support/mod.rs"]
+mod fixture;
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -41,10 +38,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fixture::rdp_deployment::*;
+use fixture::rdp_peers::*;
 use measure::*;
 use rdp_client::{Client, Input, Snapshot, Target};
-use rdp_deployment::*;
-use rdp_peers::*;
 
 /// The sekisho user the benchmark signs in as.
 const USER: &str = "tanaka";
@@ -158,9 +155,10 @@ impl Bench {
 
     /// Ids of the live sessions of USER.
     fn live_sessions(&self) -> Vec<String> {
-        let out = ok(sekisho(&self.d.dir, &["sessions", "list", "--json"], None));
-        out.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        self.d
+            .install()
+            .live_sessions()
+            .into_iter()
             .filter(|v| v["user"] == USER)
             .filter_map(|v| v["id"].as_str().map(str::to_string))
             .collect()

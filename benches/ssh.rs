@@ -18,11 +18,8 @@
 // A panic in a test or bench is a failed run; libc calls set up test conditions.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/sshd.rs"]
-mod sshd;
-
-#[path = "../tests/support/deployment.rs"]
-mod deployment;
+#[path = "../tests/it/support/mod.rs"]
+mod fixture;
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -35,7 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use deployment::{Deployment, PASSWORD};
+use fixture::deployment::{self, Deployment, PASSWORD};
+use fixture::sshd;
 use measure::*;
 
 /// The sekisho user the benchmark signs in as, and from where.

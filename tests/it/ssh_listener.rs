@@ -2,17 +2,14 @@
 //! host key made by `sekisho init`, a clean stop on SIGTERM, and a clear
 //! error when the host key is missing.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support::{gateway, sshd};
 
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{ok, sekisho_with, text};
+use gateway::{ok, sekisho_with, text};
 
 /// `sekisho init` in `dir`, then a config listening for SSH on `port`.
 fn deployment(dir: &Path, port: u16) -> std::path::PathBuf {
@@ -32,11 +29,11 @@ fn deployment(dir: &Path, port: u16) -> std::path::PathBuf {
 
 #[test]
 fn listens_where_the_config_says_with_the_init_host_key() {
-    support::sshd::require("ssh-keyscan", "openssh-client");
+    sshd::require("ssh-keyscan", "openssh-client");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = support::sshd::free_port();
+    let port = sshd::free_port();
     let config = deployment(dir.path(), port);
-    let mut serve = support::ServeGuard(support::spawn_serve(&config, port));
+    let mut serve = gateway::spawn_serve(&config, port);
 
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
     let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
@@ -58,22 +55,22 @@ fn listens_where_the_config_says_with_the_init_host_key() {
         .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     std::fs::write(&scanned, format!("{line}\n")).unwrap_or_else(|e| panic!("{e}"));
-    let presented = support::sshd::fingerprint(&scanned);
-    let written = support::sshd::fingerprint(&dir.path().join("keys/ssh_host_ed25519_key"));
+    let presented = sshd::fingerprint(&scanned);
+    let written = sshd::fingerprint(&dir.path().join("keys/ssh_host_ed25519_key"));
     assert_eq!(presented, written);
 
-    let status = support::terminate(&mut serve.0, Duration::from_secs(10));
+    let status = gateway::terminate(&mut serve.child, Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
 #[test]
 fn a_missing_host_key_says_to_run_init() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = support::sshd::free_port();
+    let port = sshd::free_port();
     let config = deployment(dir.path(), port);
     std::fs::remove_file(dir.path().join("keys/ssh_host_ed25519_key"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(support::bin())
+    let out = Command::new(gateway::bin())
         .arg("--config")
         .arg(&config)
         .arg("serve")

@@ -7,7 +7,10 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+pub use super::free_port;
+pub use super::process::{Daemon, wait_until};
 use std::time::{Duration, Instant};
 
 /// The dedicated local account the target sessions run as.
@@ -55,66 +58,6 @@ pub fn lock_peers() -> PeerLock {
     PeerLock(file)
 }
 
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// A process group we started; killed on drop.
-pub struct Daemon {
-    pub name: String,
-    pub child: Child,
-}
-
-impl Daemon {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Daemon {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: setsid in the child before exec; async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Daemon {
-            name: name.to_owned(),
-            child,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pgid = self.pid();
-        // SAFETY: signalling the process group this Daemon created.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if !self.running() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
 fn run(cmd: &mut Command) -> std::process::Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
@@ -156,19 +99,175 @@ pub fn ensure_test_user() -> PathBuf {
     home
 }
 
-/// End whatever the test account still runs (its xrdp session): TERM
-/// first, so its X server removes its lock, then KILL what is left.
+/// End whatever the test account still runs (its xrdp session) and wait
+/// until nothing can start one any more: TERM first, so its X server removes
+/// its lock, then KILL what is left.
+///
+/// The account's processes alone are not enough. A session xrdp is still
+/// setting up when its client goes away has none yet: xrdp's connection
+/// process asks xrdp-sesman over TCP, sesman authenticates and forks a
+/// session process (root), which forks the X server and the desktop and
+/// only then takes the account's identity. Such a session's xterm would
+/// appear after this returned, where the next check of the test ("did a
+/// refused client reach the target?") sees it. So this ends, in the order a
+/// session is made, xrdp's connection processes, requests still open at
+/// sesman, sesman's session processes and the account's processes, and
+/// returns when a pass finds none of them (each stage only hands over to a
+/// later one, so a pass in that order misses nothing).
 pub fn end_test_user_sessions() {
-    let _ = run(Command::new("pkill").args(["-TERM", "-u", TEST_USER]));
-    let gone = wait_until(Duration::from_secs(5), || {
-        !run(Command::new("pgrep").args(["-u", TEST_USER]))
-            .status
-            .success()
-    });
-    if !gone {
-        let _ = run(Command::new("pkill").args(["-KILL", "-u", TEST_USER]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut signal = libc::SIGTERM;
+    loop {
+        let left = session_setup_left();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the test account's xrdp session did not end: {left:?}"
+        );
+        for what in &left {
+            if let SessionPart::Process(pid) = what {
+                // SAFETY: signalling a process of the test's xrdp session.
+                unsafe {
+                    libc::kill(*pid, signal);
+                }
+            }
+        }
+        let gone = wait_until(Duration::from_secs(5), || {
+            let now = session_setup_left();
+            !now.iter().any(|p| left.contains(p))
+        });
+        if !gone {
+            signal = libc::SIGKILL;
+        }
     }
     clean_stale_displays();
+}
+
+/// A part of an xrdp session of the test account that still exists.
+#[derive(Debug, PartialEq)]
+enum SessionPart {
+    /// A process: xrdp's connection process, sesman's session process (and
+    /// its children before they exec) or a process of the account.
+    Process(i32),
+    /// A connection to sesman's port not yet closed by sesman: a request
+    /// that may still start a session.
+    SesmanRequest(String),
+}
+
+/// What of a test-account xrdp session still exists, in the order a
+/// session is set up.
+fn session_setup_left() -> Vec<SessionPart> {
+    let procs = processes();
+    let comm_of = |pid: i32| {
+        procs
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.comm.as_str())
+            .unwrap_or_default()
+    };
+    let mut left = Vec::new();
+    // xrdp's per-connection processes (children of the xrdp daemon).
+    left.extend(
+        procs
+            .iter()
+            .filter(|p| p.comm == "xrdp" && comm_of(p.ppid) == "xrdp")
+            .map(|p| SessionPart::Process(p.pid)),
+    );
+    left.extend(
+        sesman_requests()
+            .into_iter()
+            .map(SessionPart::SesmanRequest),
+    );
+    // sesman's session processes: forks of the daemon (and theirs), or
+    // orphans of a daemon a killed test left behind.
+    left.extend(
+        procs
+            .iter()
+            .filter(|p| {
+                p.comm == "xrdp-sesman" && (comm_of(p.ppid) == "xrdp-sesman" || p.ppid == 1)
+            })
+            .map(|p| SessionPart::Process(p.pid)),
+    );
+    let uid = test_user_uid();
+    left.extend(
+        procs
+            .iter()
+            .filter(|p| Some(p.uid) == uid)
+            .map(|p| SessionPart::Process(p.pid)),
+    );
+    left
+}
+
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    uid: u32,
+    comm: String,
+}
+
+/// The processes of the machine, from /proc (one that exits while being
+/// read is left out).
+fn processes() -> Vec<Proc> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_owned();
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some(Proc {
+                pid,
+                ppid,
+                uid,
+                comm,
+            })
+        })
+        .collect()
+}
+
+fn test_user_uid() -> Option<u32> {
+    let out = run(Command::new("id").args(["-u", TEST_USER]));
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// xrdp-sesman's port (`ListenPort`; see [`Xrdp::start_at`]).
+const SESMAN_PORT: u16 = 3350;
+
+/// TCP connections to or from sesman's port that are neither the listener
+/// nor fully closed, as "local remote" addresses from /proc/net/tcp{,6}.
+fn sesman_requests() -> Vec<String> {
+    const LISTEN: &str = "0A";
+    const TIME_WAIT: &str = "06";
+    let port = format!("{SESMAN_PORT:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let on_port = |a: &str| a.rsplit_once(':').is_some_and(|(_, p)| p == port);
+            f.len() > 3 && (on_port(f[1]) || on_port(f[2])) && f[3] != LISTEN && f[3] != TIME_WAIT
+        })
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            format!("{} {}", f[1], f[2])
+        })
+        .collect()
 }
 
 /// Where xrdp's channel server (chansrv: clipboard, drives, printers) of the
@@ -251,7 +350,7 @@ impl Xrdp {
         let port = free_port();
         // xrdp always looks for sesman at the port in /etc/xrdp/sesman.ini
         // (3350); the peer lock keeps this to one test at a time.
-        let sesman_port = 3350;
+        let sesman_port = SESMAN_PORT;
         let log = dir.join("xrdp.log");
         let sesman_log = dir.join("xrdp-sesman.log");
 
@@ -542,18 +641,6 @@ pub fn xfreerdp(
         .stdout(log_file)
         .stderr(err_file);
     Daemon::spawn("xfreerdp3", &mut cmd)
-}
-
-/// Wait until `f` holds, polling.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    f()
 }
 
 /// Type a line into the FreeRDP window on `display`.

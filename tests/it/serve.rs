@@ -2,9 +2,6 @@
 //! (a broken set is refused and the old one stays), JSON logs, and a clean
 //! stop on SIGTERM.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +28,7 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f() {
@@ -115,7 +112,7 @@ fn reloads_policies_refuses_a_broken_set_and_stops_on_sigterm() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("serve");
-    let up = wait_for(Duration::from_secs(20), || {
+    let up = wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(
@@ -130,7 +127,7 @@ fn reloads_policies_refuses_a_broken_set_and_stops_on_sigterm() {
         POLICY.replace("hours = \"always\"", "hours = \"Mon-Fri 25:00-26:00\""),
     )
     .unwrap();
-    let refused = wait_for(Duration::from_secs(10), || {
+    let refused = wait_until(Duration::from_secs(10), || {
         audit_kinds(d).iter().any(|k| k == "policy_reload_refused")
     });
     assert!(refused, "broken policy not refused: {:?}", audit_kinds(d));
@@ -148,7 +145,7 @@ fn reloads_policies_refuses_a_broken_set_and_stops_on_sigterm() {
         POLICY.replace("max_session = \"1h\"", "max_session = \"2h\""),
     )
     .unwrap();
-    let reloaded = wait_for(Duration::from_secs(10), || {
+    let reloaded = wait_until(Duration::from_secs(10), || {
         audit_kinds(d).iter().any(|k| k == "policy_reload")
     });
     assert!(reloaded, "good policy not reloaded: {:?}", audit_kinds(d));
@@ -158,7 +155,7 @@ fn reloads_policies_refuses_a_broken_set_and_stops_on_sigterm() {
         .count();
     // SAFETY: kill(2) on the child we started.
     unsafe { libc::kill(serve.id() as i32, libc::SIGHUP) };
-    let hup = wait_for(Duration::from_secs(10), || {
+    let hup = wait_until(Duration::from_secs(10), || {
         audit_kinds(d)
             .iter()
             .filter(|k| *k == "policy_reload")
@@ -171,7 +168,7 @@ fn reloads_policies_refuses_a_broken_set_and_stops_on_sigterm() {
     // SAFETY: kill(2) on the child we started.
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let mut status = None;
-    let stopped = wait_for(Duration::from_secs(10), || {
+    let stopped = wait_until(Duration::from_secs(10), || {
         status = serve.try_wait().ok().flatten();
         status.is_some()
     });

@@ -2,10 +2,7 @@
 //! in a temporary directory) and on a real PostgreSQL server this test
 //! starts itself (Debian package `postgresql`).
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support::postgres;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -605,7 +602,7 @@ async fn sqlite_store() {
 
 #[tokio::test]
 async fn postgres_store() {
-    let pg = support::postgres::Postgres::start();
+    let pg = postgres::Postgres::start();
     let url = pg.create_database("sekisho_store");
     let store = check_store(&url, Backend::Postgres).await;
     store.close().await;

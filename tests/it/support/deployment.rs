@@ -2,16 +2,17 @@
 //! `sekisho init`, the admin CLI (vendor, users, secret, policy), a real
 //! OpenSSH sshd target, a real `sekisho serve` process, and the OpenSSH
 //! client signing in with password + TOTP through `SSH_ASKPASS`.
-//!
-//! Include it with `#[path = ".../support/deployment.rs"] mod deployment;`
-//! next to `#[path = ".../support/sshd.rs"] mod sshd;` (it uses `super::sshd`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::sshd;
+pub use super::cli::ok;
+use super::install::Install;
+use super::process::Daemon;
+pub use super::process::wait_until;
+use super::{cli, sshd, totp};
 
 /// Every user's password.
 pub const PASSWORD: &str = "e2e-password-123";
@@ -29,63 +30,21 @@ pub struct Deployment {
     /// OpenSSH client config for connections to sekisho.
     pub ssh_config: PathBuf,
     pub askpass: PathBuf,
-    /// base32 TOTP secrets by user.
-    pub totp: Vec<(String, String)>,
+    /// TOTP keys by user.
+    totp: Vec<(String, Vec<u8>)>,
     /// The pid of `sekisho serve`.
     pub serve_pid: u32,
     /// The target sshd (`db01`): its port, pinned host key, and the key
     /// sekisho injects (authorized for root).
     pub target: sshd::Sshd,
-    _serve: ServeGuard,
+    _serve: Daemon,
     /// Removed last, after serve and the target are stopped.
     _tmp: tempfile::TempDir,
 }
 
-/// Stops `sekisho serve` when dropped (SIGTERM, then SIGKILL after 5 s).
-struct ServeGuard(u32);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0) {
-            // SAFETY: kill(2) on a pid we started; no memory is involved.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-    }
-}
-
-/// Runs `sekisho --config DIR/sekisho.toml ARGS` with `stdin`.
+/// Runs `BIN --config DIR/sekisho.toml ARGS` with `stdin`.
 pub fn sekisho(bin: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut cmd = Command::new(bin);
-    cmd.arg("--config")
-        .arg(dir.join("sekisho.toml"))
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-    if let Some(mut i) = child.stdin.take()
-        && let Some(s) = stdin
-    {
-        i.write_all(s.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("wait sekisho")
-}
-
-/// Asserts success; returns stdout and stderr together.
-pub fn ok(o: Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "command failed: {t}");
-    t
+    cli::run(bin, &dir.join("sekisho.toml"), args, stdin)
 }
 
 pub fn chmod(p: &Path, mode: u32) {
@@ -95,18 +54,6 @@ pub fn chmod(p: &Path, mode: u32) {
 
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Polls `f` every 50 ms until it holds or `limit` passes.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 impl Deployment {
@@ -124,16 +71,13 @@ impl Deployment {
             .prefix(prefix)
             .tempdir()
             .expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let dir_s = dir.to_str().expect("utf-8 temp dir").to_string();
-        ok(sekisho(&bin, &dir, &["init", "--dir", &dir_s], None));
+        let (install, _) = Install::init(&bin, tmp.path());
+        let dir = install.dir.clone();
 
         let target = sshd::Sshd::start(&dir);
         let ssh_port = sshd::free_port();
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                r#"
+        install.write_config(&format!(
+            r#"
 [ssh]
 listen = "127.0.0.1:{ssh_port}"
 [rdp]
@@ -148,13 +92,9 @@ warn_before_end = "1m"
 name = "lab"
 cidrs = ["127.0.0.0/8"]
 "#
-            ),
-        )
-        .expect("config");
-        std::fs::write(
-            dir.join("policies/lab.toml"),
-            format!(
-                r#"
+        ));
+        install.write_policy(&format!(
+            r#"
 [system]
 name = "lab"
 zone = "lgwan"
@@ -183,69 +123,20 @@ max_session = "2h"
 protocols = ["ssh"]
 sources = ["lab"]
 "#,
-                port = target.port,
-                fp = target.host_key_fingerprint
-            ),
-        )
-        .expect("policy");
-
-        ok(sekisho(&bin, &dir, &["vendor", "add", "acme"], None));
-        let mut totp = Vec::new();
-        for user in USERS {
-            let out = ok(sekisho(
-                &bin,
-                &dir,
-                &[
-                    "user",
-                    "add",
-                    user,
-                    "--role",
-                    "engineer",
-                    "--vendor",
-                    "acme",
-                    "--password-stdin",
-                ],
-                Some(&format!("{PASSWORD}\n")),
-            ));
-            let secret = out
-                .lines()
-                .find_map(|l| l.strip_prefix("TOTP secret: "))
-                .expect("TOTP secret printed")
-                .trim()
-                .to_string();
-            totp.push((user.to_string(), secret));
-        }
-        ok(sekisho(
-            &bin,
-            &dir,
-            &["secret", "set", "db01-root"],
-            Some(&target.client_key_pem),
+            port = target.port,
+            fp = target.host_key_fingerprint
         ));
-        let check = ok(sekisho(&bin, &dir, &["policy", "check"], None));
-        assert!(check.contains("OK"), "{check}");
 
-        let serve = Command::new(&bin)
-            .arg("--config")
-            .arg(dir.join("sekisho.toml"))
-            .arg("serve")
-            .env("SEKISHO_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
-            .spawn()
-            .expect("start sekisho serve");
-        let serve_pid = serve.id();
-        let guard = ServeGuard(serve_pid);
-        // A deployment in a static is never dropped: stop serve at exit too.
-        sshd::stop_at_exit(serve);
-        let up = wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", ssh_port)).is_ok()
-        });
-        assert!(
-            up,
-            "sekisho serve did not listen: {}",
-            read(&dir.join("serve.log"))
+        let totp = install.people(&USERS, PASSWORD);
+        install.secrets(&[("db01-root", &target.client_key_pem)]);
+        install.check_policy();
+        let serve = install.serve(
+            &install.config(),
+            "info",
+            &dir.join("serve.log"),
+            &[ssh_port],
         );
+        let serve_pid = serve.child.id();
 
         let client = SshClient::setup(&dir, ssh_port);
 
@@ -258,8 +149,16 @@ sources = ["lab"]
             totp,
             serve_pid,
             target,
-            _serve: guard,
+            _serve: serve,
             _tmp: tmp,
+        }
+    }
+
+    /// The installation behind the deployment, for its session helpers.
+    pub fn install(&self) -> Install {
+        Install {
+            bin: self.bin.clone(),
+            dir: self.dir.clone(),
         }
     }
 
@@ -270,16 +169,13 @@ sources = ["lab"]
 
     /// The current TOTP code of `user`.
     pub fn code(&self, user: &str) -> String {
-        let secret = &self
+        let key = &self
             .totp
             .iter()
             .find(|(u, _)| u == user)
             .expect("known user")
             .1;
-        let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret)
-            .expect("base32 secret");
-        let step = chrono::Utc::now().timestamp() / 30;
-        sekisho::auth::totp::code_for_step(&key, step, 6).expect("code")
+        totp::code_ahead(key, 0)
     }
 
     /// `ssh` (under `setsid -w`, answering prompts through askpass) to

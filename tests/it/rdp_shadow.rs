@@ -4,13 +4,8 @@
 //! secret store. sekisho signs in to the target with CredSSP using the
 //! injected credential.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::time::Duration;
 
@@ -56,21 +51,11 @@ rdp = {{ port = {port}, account = "{SHADOW_USER}", credential = "shadow1-pw", ce
         &format!("{PASSWORD}{code}"),
         &["/sec:tls", "+clipboard"],
     );
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(30), || {
-        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "tanaka")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("tanaka", Duration::from_secs(30))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(
         live,
         "no session with the shadow server.\nclient:\n{}\nshadow:\n{}\nserve log:\n{}",

@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Output, Stdio};
+
+use super::process::Daemon;
 
 /// Fails (does not skip) when a tool is missing, naming the Debian package.
 pub fn require(tool: &str, package: &str) -> PathBuf {
@@ -35,13 +36,7 @@ pub fn require_all() {
     require("setsid", "util-linux");
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
+pub use super::free_port;
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
@@ -68,31 +63,6 @@ pub fn fingerprint(pub_path: &Path) -> String {
         .nth(1)
         .unwrap_or_default()
         .to_string()
-}
-
-/// Daemons to stop when the test binary exits.
-static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
-
-extern "C" fn stop_children() {
-    if let Ok(mut children) = CHILDREN.lock() {
-        for child in children.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Keeps a daemon until the test binary exits, then stops it.
-pub fn stop_at_exit(child: Child) {
-    if let Ok(mut children) = CHILDREN.lock() {
-        if children.is_empty() {
-            // SAFETY: registering a plain extern "C" fn with atexit(3).
-            unsafe {
-                libc::atexit(stop_children);
-            }
-        }
-        children.push(child);
-    }
 }
 
 /// An OpenSSH server acting as a maintenance target.
@@ -143,15 +113,17 @@ impl Sshd {
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
-        stop_at_exit(child);
+        // Kept until the test binary exits: tests that follow share it.
+        Daemon::spawn(
+            "sshd",
+            Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )
+        .keep_until_exit();
         for _ in 0..100 {
             let first = addresses.first().copied().unwrap_or("127.0.0.1");
             if std::net::TcpStream::connect((first, port)).is_ok() {

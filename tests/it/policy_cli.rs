@@ -1,9 +1,6 @@
 //! `sekisho policy check | explain | who-can`, run as the built binary on
 //! the example policies and on broken copies of them.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

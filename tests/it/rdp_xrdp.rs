@@ -3,13 +3,8 @@
 //! of rdp_e2e.rs; what the bastion did is read back from the audit log, the
 //! session list and the recording archive.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -80,25 +75,14 @@ fn typed_text_reaches_xrdp_through_sekisho_and_clipboard_drive_and_printer_do_no
         &login(&d, "tanaka"),
         &["/sec:tls", "+clipboard", &drive, PRINTER],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",
-        client.log(),
-        d.serve_log(),
-        d.xrdp.log_text()
-    );
+    d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("typed.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on the target.\nclient log:\n{}",
-        client.log()
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "typed.txt",
+        "typed command did not run on the target",
     );
     // A few keyframes (one a second).
     std::thread::sleep(Duration::from_secs(2));
@@ -415,21 +399,11 @@ fn killing_the_session_disconnects_the_client() {
         client.log(),
         d.serve_log()
     );
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(10), || {
-        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("ito", Duration::from_secs(10))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(live, "session not listed.\nserve log:\n{}", d.serve_log());
     assert!(
         client.exit_within(Duration::from_secs(1)).is_none(),

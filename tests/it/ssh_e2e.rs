@@ -3,21 +3,16 @@
 //! to a real OpenSSH sshd. Nothing in-process, nothing faked: the store,
 //! policy, secret store and recording archive are the real ones.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+use crate::support::deployment;
+use crate::support::install::find_archive;
+use crate::support::sshd;
 
-#[path = "support/sshd.rs"]
-mod sshd;
-
-#[path = "support/deployment.rs"]
-mod deployment;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use deployment::{Deployment, PASSWORD, read, wait_for};
+use deployment::{Deployment, PASSWORD, read, wait_until};
 
 fn env() -> &'static Deployment {
     static D: OnceLock<Deployment> = OnceLock::new();
@@ -99,7 +94,7 @@ fn password_and_code_exec_relays_exit_status_and_is_recorded() {
     let e = env();
     // The bastion closes the session row just after the client has gone.
     let mut list = String::new();
-    let closed = wait_for(Duration::from_secs(5), || {
+    let closed = wait_until(Duration::from_secs(5), || {
         list = ok(sekisho(
             &e.dir,
             &[
@@ -155,24 +150,6 @@ fn password_and_code_exec_relays_exit_status_and_is_recorded() {
     for kind in ["signin_success", "allow", "session_start", "session_end"] {
         assert!(audit(kind).contains("tanaka"), "no {kind} event for tanaka");
     }
-}
-
-fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).ok()? {
-            let p = entry.ok()?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_stem()
-                .is_some_and(|s| s.to_string_lossy() == session)
-            {
-                return Some(p);
-            }
-        }
-    }
-    None
 }
 
 #[test]
@@ -298,21 +275,11 @@ fn admin_kill_ends_a_live_session_within_a_second() {
     .spawn()
     .expect("spawn ssh");
     // Wait until the session is live.
-    let mut id = String::new();
-    let live = wait_for(Duration::from_secs(15), || {
-        let out = ok(sekisho(&e.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = e
+        .install()
+        .live_session_id("ito", Duration::from_secs(15))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(
         live,
         "session never became live: {}",
@@ -329,7 +296,7 @@ fn admin_kill_ends_a_live_session_within_a_second() {
         "{}",
         String::from_utf8_lossy(&kill.stdout)
     );
-    let ended = wait_for(Duration::from_secs(5), || {
+    let ended = wait_until(Duration::from_secs(5), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     assert!(ended, "ssh still running after kill");
@@ -364,7 +331,7 @@ fn exports_show_what_was_typed_and_what_was_shown() {
     let e = env();
     // The newest archive of tanaka's that shows this output.
     let mut found = None;
-    let ok_found = wait_for(Duration::from_secs(5), || {
+    let ok_found = wait_until(Duration::from_secs(5), || {
         let list = ok(sekisho(
             &e.dir,
             &[
@@ -459,7 +426,7 @@ fn replay_keeps_the_timing_scaled_and_shortens_long_pauses() {
     );
     let e = env();
     let mut id = String::new();
-    let found = wait_for(Duration::from_secs(5), || {
+    let found = wait_until(Duration::from_secs(5), || {
         let list = ok(sekisho(
             &e.dir,
             &[

@@ -3,14 +3,8 @@
 //! xrdp as a physical target. The store, policy, secret store, sign-in and
 //! recording archive are the real ones; nothing is faked.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::Command;
 use std::time::Duration;
@@ -34,24 +28,13 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
         &format!("{PASSWORD}{code}"),
         &["/sec:tls", "+clipboard", &drive],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("typed.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "typed.txt",
+        "typed command did not run on the target",
     );
     // Long enough for a few keyframes (one a second).
     std::thread::sleep(Duration::from_secs(2));
@@ -249,21 +232,11 @@ fn admin_kill_disconnects_the_client_and_the_session_ends_killed() {
         &format!("{PASSWORD}{code}"),
         &["/sec:tls"],
     );
-    let mut id = String::new();
-    let live = wait_until(Duration::from_secs(30), || {
-        let out = ok(sekisho(&d.dir, &["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("ito", Duration::from_secs(30))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(
         live,
         "session never became live.\nclient log:\n{}\nserve log:\n{}",
@@ -306,36 +279,11 @@ fn nla_sign_in_with_a_one_time_ticket_reaches_xrdp_once() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
-    let issued = ok(sekisho(
-        &d.dir,
-        &[
-            "ticket",
-            "issue",
-            "--user",
-            "kato",
-            "--target",
-            "xrdp1",
-            "--protocol",
-            "rdp",
-        ],
-        None,
-    ));
-    let ticket = issued
-        .lines()
-        .next()
-        .expect("the ticket on the first line")
-        .trim()
-        .to_string();
+    let ticket = d.install().ticket("kato", "xrdp1", "rdp");
 
     // mstsc-style: NLA (CredSSP/NTLM) with the ticket as the password.
     let client = d.client(&x.display, "kato@xrdp1", &ticket, &["/sec:nla"]);
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "NLA session did not reach the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, "NLA session did not reach the target");
     drop(client);
     end_test_user_sessions();
     let signins = d.audit("signin_success", "kato");
@@ -389,13 +337,7 @@ fn export_png_renders_the_recorded_desktop() {
         &format!("{PASSWORD}{code}"),
         &["/sec:tls"],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, "no session on the target");
     std::thread::sleep(Duration::from_secs(3));
     let marker = d.tmp().join("png.txt");
     type_into_client(
@@ -523,13 +465,7 @@ fn inside_the_sign_in_window_the_bare_password_and_password_with_a_fresh_code_bo
     ];
     for (n, (what, secret)) in attempts.iter().enumerate() {
         let client = d.client(&x.display, "tanaka@xrdp1", secret, &["/sec:tls"]);
-        let up = wait_until(Duration::from_secs(30), session_user_running);
-        assert!(
-            up,
-            "{what}: no session on the target.\nclient log:\n{}\nserve log:\n{}",
-            client.log(),
-            d.serve_log()
-        );
+        d.assert_desktop_up(&client, &format!("{what}: no session on the target"));
         drop(client);
         end_test_user_sessions();
         let ended = wait_until(Duration::from_secs(15), || {

@@ -2,9 +2,6 @@
 //! evidence (every byte), truncation, fail-closed on real I/O errors, and
 //! crash safety with a real SIGKILL.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -663,10 +660,15 @@ fn garbage_and_empty_files_never_verify_intact() {
 
 const CHILD_ENV: &str = "SEKISHO_REC_TEST_CHILD";
 
-/// Re-executes this test binary running only `child_entry`.
+/// Re-executes this test binary running only `child_entry` (named by its
+/// module path without the crate's name, as the test harness names it).
 fn child(role: &str, dir: &Path) -> Command {
+    let entry = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::child_entry"),
+        None => "child_entry".to_owned(),
+    };
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+    c.args(["--exact", &entry, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
         .env("SEKISHO_REC_TEST_DIR", dir);
     c

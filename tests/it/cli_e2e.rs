@@ -2,9 +2,6 @@
 //! init → vendor add → user add → secret set → policy check → policy explain,
 //! with assertions on output and exit codes.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -1,14 +1,19 @@
 //! The real deployment the RDP integration tests run through: `sekisho
 //! init`, the admin CLI, a policy, the secret store and a `sekisho serve`
-//! child process in front of xrdp. Shared by rdp_e2e, rdp_xrdp and
-//! rdp_shadow (included with `#[path]`, next to `rdp_peers`).
+//! child process in front of xrdp. Shared by the RDP suites and the RDP
+//! benchmark.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rdp_peers::*;
+use super::cli;
+pub use super::cli::{bin, json_lines, ok, text};
+use super::install::Install;
+pub use super::install::find_archive;
+use super::rdp_peers::*;
+use super::totp;
 
 pub const PASSWORD: &str = "rdp-e2e-password";
 pub const USERS: [&str; 5] = ["tanaka", "suzuki", "sato", "ito", "kato"];
@@ -79,42 +84,9 @@ fn connect_from(from: Option<&str>, to: (&str, u16)) -> std::io::Result<std::net
     Ok(stream)
 }
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
-
+/// `sekisho --config DIR/sekisho.toml ARGS` on the deployment in `dir`.
 pub fn sekisho(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(bin())
-        .arg("--config")
-        .arg(dir.join("sekisho.toml"))
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sekisho");
-    if let Some(mut i) = child.stdin.take()
-        && let Some(s) = stdin
-    {
-        i.write_all(s.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("wait sekisho")
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-pub fn ok(o: Output) -> String {
-    let t = text(&o);
-    assert!(o.status.success(), "command failed: {t}");
-    t
+    cli::run(&bin(), &dir.join("sekisho.toml"), args, stdin)
 }
 
 /// A deployment made with `sekisho init`, xrdp as the physical target
@@ -187,12 +159,7 @@ impl Deployment {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .expect("chmod");
-        let dir = tmp.path().join("bastion");
-        ok(sekisho(
-            &dir,
-            &["init", "--dir", dir.to_str().expect("utf8")],
-            None,
-        ));
+        let (install, _) = Install::init(&bin(), &tmp.path().join("bastion"));
         let xrdp = Xrdp::start_at(tmp.path(), TARGET_IP);
         // The pin an admin would take after checking the certificate.
         let pin = probe_cert_sha256_at(TARGET_IP, xrdp.port);
@@ -212,10 +179,8 @@ impl Deployment {
         } else {
             r#"["rdp"]"#
         };
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                r#"{paths}
+        install.write_config(&format!(
+            r#"{paths}
 [ssh]
 {ssh}
 [rdp]
@@ -231,12 +196,8 @@ warn_before_end = "1m"
 name = "lab"
 cidrs = ["127.0.0.0/8"]
 "#
-            ),
-        )
-        .expect("config");
-        std::fs::write(
-            dir.join("policies/lab.toml"),
-            format!(
+        ));
+        install.write_policy(&format!(
                 r#"
 [system]
 name = "lab"
@@ -278,64 +239,36 @@ sources = ["lab"]
                 port = xrdp.port,
                 account = TEST_USER,
                 wrong_pin = "07".repeat(32),
-            ),
-        )
-        .expect("policy");
-
-        ok(sekisho(&dir, &["vendor", "add", "acme"], None));
-        let mut totp = Vec::new();
-        for user in USERS {
-            let out = ok(sekisho(
-                &dir,
-                &[
-                    "user",
-                    "add",
-                    user,
-                    "--role",
-                    "engineer",
-                    "--vendor",
-                    "acme",
-                    "--password-stdin",
-                ],
-                Some(&format!("{PASSWORD}\n")),
-            ));
-            let secret = out
-                .lines()
-                .find_map(|l| l.strip_prefix("TOTP secret: "))
-                .expect("TOTP secret printed")
-                .trim()
-                .to_string();
-            let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &secret)
-                .expect("base32 secret");
-            totp.push((user.to_string(), key));
-        }
-        ok(sekisho(
-            &dir,
-            &["secret", "set", "xrdp1-pw"],
-            Some(TEST_PASSWORD),
         ));
-        for (name, value) in &opts.secrets {
-            ok(sekisho(&dir, &["secret", "set", name], Some(value)));
-        }
-        let check = ok(sekisho(&dir, &["policy", "check"], None));
-        assert!(check.contains("OK"), "{check}");
 
-        let serve = spawn_serve(&dir);
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
-                && ssh_port.is_none_or(|p| std::net::TcpStream::connect((FRONT, p)).is_ok())
-        });
-        let d = Deployment {
-            dir,
+        let totp = install.people(&USERS, PASSWORD);
+        install.secrets(&[("xrdp1-pw", TEST_PASSWORD)]);
+        install.secrets(&opts.secrets);
+        install.check_policy();
+        let ports: Vec<u16> = std::iter::once(rdp_port).chain(ssh_port).collect();
+        let serve = install.serve(
+            &install.config(),
+            "sekisho=debug",
+            &install.dir.join("serve.log"),
+            &ports,
+        );
+        Deployment {
+            dir: install.dir,
             rdp_port,
             ssh_port,
             totp,
             _serve: serve,
             xrdp,
             _tmp: tmp,
-        };
-        assert!(up, "sekisho serve did not listen: {}", d.serve_log());
-        d
+        }
+    }
+
+    /// The installation behind the deployment, for its session helpers.
+    pub fn install(&self) -> Install {
+        Install {
+            bin: bin(),
+            dir: self.dir.clone(),
+        }
     }
 
     /// The pid of the `sekisho serve` process.
@@ -356,9 +289,8 @@ sources = ["lab"]
         self.code_ahead(user, 0)
     }
 
-    /// The TOTP code of `user` for `steps` 30-s steps from now. sekisho
-    /// accepts one step either side, and each step once per person: the
-    /// next step's code signs the same person in a second time at once.
+    /// The TOTP code of `user` for `steps` 30-s steps from now (see
+    /// [`totp::code_ahead`]).
     pub fn code_ahead(&self, user: &str, steps: i64) -> String {
         let key = &self
             .totp
@@ -366,43 +298,70 @@ sources = ["lab"]
             .find(|(u, _)| u == user)
             .expect("known user")
             .1;
-        let step = chrono::Utc::now().timestamp() / 30 + steps;
-        sekisho::auth::totp::code_for_step(key, step, 6).expect("code")
+        totp::code_ahead(key, steps)
     }
 
     /// Audit events of `kind` for `user`, as JSON.
     pub fn audit(&self, kind: &str, user: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--kind", kind, "--user", user, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
     }
 
     /// Audit events of `kind` for everyone, as JSON.
     pub fn audit_kind(&self, kind: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--kind", kind, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
     }
 
     pub fn audit_session(&self, session: &str) -> Vec<serde_json::Value> {
-        let out = ok(sekisho(
+        json_lines(&ok(sekisho(
             &self.dir,
             &["audit", "--session", session, "--json"],
             None,
-        ));
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        )))
+    }
+
+    /// Waits (30 s) until the session `client` opened runs its desktop on
+    /// the target (the test account's xterm); fails with `what` and the
+    /// client's, sekisho's and xrdp's logs otherwise.
+    pub fn assert_desktop_up(&self, client: &Client, what: &str) {
+        let up = wait_until(Duration::from_secs(30), session_user_running);
+        assert!(
+            up,
+            "{what}.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",
+            client.log(),
+            self.serve_log(),
+            self.xrdp.log_text()
+        );
+    }
+
+    /// Types `id -un > TMP/marker` into the client window on `display` and
+    /// waits (20 s) until the target has run it as the test account; fails
+    /// with `what` and the logs otherwise.
+    pub fn assert_typed_command_runs(
+        &self,
+        client: &Client,
+        display: &str,
+        marker: &str,
+        what: &str,
+    ) {
+        let marker = self.tmp().join(marker);
+        type_into_client(display, &format!("id -un > {}", marker.display()));
+        let typed = wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
+        });
+        assert!(
+            typed,
+            "{what}.\nclient log:\n{}\nserve log:\n{}",
+            client.log(),
+            self.serve_log()
+        );
     }
 
     /// xfreerdp3 on `display` through sekisho as `login`.
@@ -458,23 +417,6 @@ sources = ["lab"]
     }
 }
 
-/// `sekisho serve` of the deployment in `dir`, logging to `dir/serve.log`.
-fn spawn_serve(dir: &Path) -> Daemon {
-    let log = std::fs::File::create(dir.join("serve.log")).expect("serve log");
-    Daemon::spawn(
-        "sekisho serve",
-        Command::new(bin())
-            .arg("--config")
-            .arg(dir.join("sekisho.toml"))
-            .arg("serve")
-            .env("SEKISHO_LOG", "sekisho=debug")
-            .env_remove("SEKISHO_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log),
-    )
-}
-
 /// `sekisho init` and a `sekisho serve` with only its RDP listener: no
 /// policy, no people, no peers, for what the front door does by itself.
 /// Needs no peer lock. Stops on drop.
@@ -493,12 +435,7 @@ impl Front {
             .prefix("sekisho-rdp-front")
             .tempdir()
             .expect("tempdir");
-        let dir = tmp.path().join("bastion");
-        let init = ok(sekisho(
-            &dir,
-            &["init", "--dir", dir.to_str().expect("utf8")],
-            None,
-        ));
+        let (install, init) = Install::init(&bin(), &tmp.path().join("bastion"));
         let hex: String = init
             .lines()
             .find_map(|l| l.trim().strip_prefix("RDP certificate SHA-256:"))
@@ -511,27 +448,23 @@ impl Front {
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .expect("a SHA-256");
         let rdp_port = free_port();
-        std::fs::write(
-            dir.join("sekisho.toml"),
-            format!(
-                "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
-                 [auth]\nfailure_delay = \"100ms\"\n"
-            ),
-        )
-        .expect("config");
-        let serve = spawn_serve(&dir);
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect((FRONT, rdp_port)).is_ok()
-        });
-        let front = Front {
-            dir,
+        install.write_config(&format!(
+            "[ssh]\nenabled = false\n[rdp]\nlisten = \"{FRONT}:{rdp_port}\"\n\
+             [auth]\nfailure_delay = \"100ms\"\n"
+        ));
+        let serve = install.serve(
+            &install.config(),
+            "sekisho=debug",
+            &install.dir.join("serve.log"),
+            &[rdp_port],
+        );
+        Front {
+            dir: install.dir,
             rdp_port,
             cert_sha256,
             _serve: serve,
             _tmp: tmp,
-        };
-        assert!(up, "sekisho serve did not listen: {}", front.serve_log());
-        front
+        }
     }
 
     pub fn serve_log(&self) -> String {
@@ -568,24 +501,6 @@ pub fn session_user_running() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-pub fn find_archive(root: &Path, session: &str) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).ok()? {
-            let p = entry.ok()?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_stem()
-                .is_some_and(|s| s.to_string_lossy() == session)
-            {
-                return Some(p);
-            }
-        }
-    }
-    None
 }
 
 /// Peers, lock and a clean test account, in that order.

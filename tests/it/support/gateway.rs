@@ -20,17 +20,18 @@
 //! test that needs a code or a failure has a person of its own.
 #![allow(dead_code)]
 
-pub mod postgres;
-pub mod pty;
-pub mod sshd;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sshd::Sshd;
+pub use super::cli::{bin, ok};
+use super::install::Install;
+use super::process::Daemon;
+pub use super::process::wait_until;
+use super::sshd::{self, Sshd};
+use super::{cli, totp};
 
 /// Every person's password.
 pub const PASSWORD: &str = "gateway-pass-4711";
@@ -93,38 +94,9 @@ pub fn env() -> &'static Env {
     ENV.get_or_init(setup)
 }
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
-
 /// Runs `sekisho --config CONFIG ARGS` with `stdin` piped in.
 pub fn sekisho_with(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn sekisho: {e}"));
-    if let Some(mut i) = child.stdin.take()
-        && let Some(s) = stdin
-    {
-        let _ = i.write_all(s.as_bytes());
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait sekisho: {e}"))
-}
-
-/// Stdout and stderr of a command that must succeed.
-pub fn ok(o: Output) -> String {
-    let t = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "command failed: {t}");
-    t
+    cli::run(&bin(), config, args, stdin)
 }
 
 /// `sekisho ARGS` on the deployment.
@@ -136,10 +108,7 @@ pub fn sekisho(args: &[&str]) -> Output {
 pub fn audit(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["audit", "--json"];
     all.extend_from_slice(args);
-    ok(sekisho(&all))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    cli::json_lines(&ok(sekisho(&all)))
 }
 
 /// Events of `kind` about `user`.
@@ -149,32 +118,23 @@ pub fn audit_of(kind: &str, user: &str) -> Vec<serde_json::Value> {
 
 /// `sekisho sessions list --json`.
 pub fn live_sessions() -> Vec<serde_json::Value> {
-    ok(sekisho(&["sessions", "list", "--json"]))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    cli::json_lines(&ok(sekisho(&["sessions", "list", "--json"])))
 }
 
 /// `sekisho ticket issue`: the ticket (first line).
 pub fn ticket(user: &str, target: &str) -> String {
-    let out = ok(sekisho(&[
-        "ticket",
-        "issue",
-        "--user",
-        user,
-        "--target",
-        target,
-        "--protocol",
-        "ssh",
-    ]));
-    out.lines().next().unwrap_or_default().trim().to_string()
+    Install {
+        bin: bin(),
+        dir: env().dir.clone(),
+    }
+    .ticket(user, target, "ssh")
 }
 
 /// The session id of `user`'s newest ended session; waits for the end (the
 /// row is closed just after the client has gone).
 pub fn ended_session(user: &str) -> String {
     let mut id = None;
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         id = audit_of("session_end", user)
             .last()
             .and_then(|v| v["session"].as_str().map(str::to_string));
@@ -186,7 +146,7 @@ pub fn ended_session(user: &str) -> String {
 /// The `session_end` event of a session (waits for it).
 pub fn session_end(session: &str) -> serde_json::Value {
     let mut end = None;
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         end = audit(&["--kind", "session_end", "--session", session])
             .into_iter()
             .next();
@@ -266,20 +226,20 @@ pub fn recorded_input(session: &str) -> Vec<u8> {
 
 /// The current TOTP code of `person` ("000000" for someone unknown).
 pub fn code(person: &str) -> String {
-    code_at(person, chrono::Utc::now().timestamp() / 30)
+    code_at(person, totp::step_now())
 }
 
 fn code_at(person: &str, step: i64) -> String {
     env()
         .totp
         .get(person)
-        .and_then(|key| sekisho::auth::totp::code_for_step(key, step, 6))
+        .map(|key| totp::code_at(key, step))
         .unwrap_or_else(|| "000000".into())
 }
 
 /// A code that is certainly wrong for `person` now (not valid in ±1 step).
 pub fn wrong_code(person: &str) -> String {
-    let step = chrono::Utc::now().timestamp() / 30;
+    let step = totp::step_now();
     let valid: Vec<String> = (step - 2..=step + 2).map(|s| code_at(person, s)).collect();
     (0..1000u32)
         .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
@@ -289,17 +249,10 @@ pub fn wrong_code(person: &str) -> String {
 
 // ---- processes ------------------------------------------------------------
 
-/// `sekisho serve` processes and the tmpfs to clean up at exit.
-static SERVES: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+/// The tmpfs to unmount at exit.
 static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn cleanup() {
-    if let Ok(mut serves) = SERVES.lock() {
-        for child in serves.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
     if let Ok(mounts) = MOUNTS.lock() {
         for m in mounts.iter() {
             let _ = Command::new("umount")
@@ -365,36 +318,25 @@ cidrs = ["127.0.0.0/8"]
 
 /// Starts `sekisho serve --config CONFIG` (log next to the config) and
 /// waits until it listens on `port`.
-pub fn spawn_serve(config: &Path, port: u16) -> Child {
-    let log = config.with_extension("log");
-    let child = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env_remove("SEKISHO_CONFIG")
-        .env("SEKISHO_LOG", "info,russh=warn,sqlx=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display())))
-        .spawn()
-        .unwrap_or_else(|e| panic!("start sekisho serve: {e}"));
-    let up = wait_for(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up,
-        "sekisho serve ({}) did not listen: {}",
-        config.display(),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    child
+pub fn spawn_serve(config: &Path, port: u16) -> Daemon {
+    let install = Install {
+        bin: bin(),
+        dir: config
+            .parent()
+            .expect("config in a directory")
+            .to_path_buf(),
+    };
+    install.serve(
+        config,
+        "info,russh=warn,sqlx=warn",
+        &config.with_extension("log"),
+        &[port],
+    )
 }
 
 /// A serve process kept until the test binary exits.
 fn keep_serve(config: &Path, port: u16) {
-    register_cleanup();
-    let child = spawn_serve(config, port);
-    SERVES.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+    spawn_serve(config, port).keep_until_exit();
 }
 
 /// Sends SIGTERM to a child and waits up to `limit` for it to exit.
@@ -425,12 +367,8 @@ fn setup() -> Env {
         .tempdir()
         .unwrap_or_else(|e| panic!("tempdir: {e}"))
         .keep();
-    let main_config = dir.join("sekisho.toml");
-    ok(sekisho_with(
-        &main_config,
-        &["init", "--dir", &dir.display().to_string()],
-        None,
-    ));
+    let (install, _) = Install::init(&bin(), &dir);
+    let main_config = install.config();
 
     let target = Sshd::start_on(&dir, &[DB01, APP01, BADPIN, PW01, BADCRED]);
     sshd::ensure_maint_user();
@@ -538,36 +476,13 @@ fn setup() -> Env {
     policy.push_str(&access(&format!("{SHORT_USER:?}"), always, "always", "6s"));
     std::fs::write(dir.join("policies/lab.toml"), policy).unwrap_or_else(|e| panic!("{e}"));
 
-    let admin = |args: &[&str], stdin: Option<&str>| ok(sekisho_with(&main_config, args, stdin));
-    admin(&["vendor", "add", "acme"], None);
-    let mut totp = HashMap::new();
-    let everyone = MAIN_USERS
+    let everyone: Vec<&str> = MAIN_USERS
         .iter()
-        .chain([HOURS_USER, CONTRACT_USER, SHORT_USER].iter());
-    for user in everyone {
-        let out = admin(
-            &[
-                "user",
-                "add",
-                user,
-                "--role",
-                "engineer",
-                "--vendor",
-                "acme",
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        );
-        let secret = out
-            .lines()
-            .find_map(|l| l.strip_prefix("TOTP secret: "))
-            .unwrap_or_else(|| panic!("no TOTP secret printed: {out}"))
-            .trim()
-            .to_string();
-        let key = sekisho::auth::totp::decode_secret(&secret)
-            .unwrap_or_else(|| panic!("bad TOTP secret {secret}"));
-        totp.insert(user.to_string(), key);
-    }
+        .chain([HOURS_USER, CONTRACT_USER, SHORT_USER].iter())
+        .copied()
+        .collect();
+    let totp: HashMap<String, Vec<u8>> = install.people(&everyone, PASSWORD).into_iter().collect();
+    let admin = |args: &[&str], stdin: Option<&str>| install.admin(args, stdin);
     admin(
         &[
             "user",
@@ -578,17 +493,12 @@ fn setup() -> Env {
         ],
         None,
     );
-    admin(&["secret", "set", "root-key"], Some(&target.client_key_pem));
-    admin(
-        &["secret", "set", "maint-password"],
-        Some(sshd::MAINT_PASSWORD),
-    );
-    admin(
-        &["secret", "set", "maint-wrong-password"],
-        Some("not-the-maint-password"),
-    );
-    let check = admin(&["policy", "check"], None);
-    assert!(check.contains("OK"), "{check}");
+    install.secrets(&[
+        ("root-key", target.client_key_pem.as_str()),
+        ("maint-password", sshd::MAINT_PASSWORD),
+        ("maint-wrong-password", "not-the-maint-password"),
+    ]);
+    install.check_policy();
 
     // The recordings of one serve process on a disk that fills up.
     register_cleanup();
@@ -649,11 +559,10 @@ fn setup() -> Env {
 /// spares the code for the rest of the run.
 fn open_window(e: &Env) {
     let person = "tanaka";
-    let step = chrono::Utc::now().timestamp() / 30;
     let code = e
         .totp
         .get(person)
-        .and_then(|k| sekisho::auth::totp::code_for_step(k, step, 6))
+        .map(|k| totp::code_ahead(k, 0))
         .unwrap_or_default();
     let out = Command::new("setsid")
         .arg("-w")
@@ -848,28 +757,4 @@ impl Ssh {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Waits until `f` is true, up to `limit`.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-/// A serve process started by one test: killed when dropped, if still running.
-pub struct ServeGuard(pub Child);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }

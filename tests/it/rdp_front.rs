@@ -2,14 +2,8 @@
 //! policy, no peers): what a client that does not offer TLS, or sends
 //! garbage, gets back.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;

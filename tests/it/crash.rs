@@ -2,20 +2,14 @@
 //! incomplete and reads up to the last flush, and the next `sekisho serve`
 //! marks the session as ended abnormally (with an audit event).
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/sshd.rs"]
-mod sshd;
-
-#[path = "support/deployment.rs"]
-mod deployment;
+use crate::support::deployment;
+use crate::support::process::Daemon;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deployment::{Deployment, PASSWORD, ok, read, wait_for};
+use deployment::{Deployment, PASSWORD, ok, read, wait_until};
 
 #[test]
 fn sigkill_mid_session_leaves_an_incomplete_archive_and_an_abnormal_session() {
@@ -34,28 +28,18 @@ fn sigkill_mid_session_leaves_an_incomplete_archive_and_an_abnormal_session() {
         .spawn()
         .expect("spawn ssh");
 
-    let mut id = String::new();
-    let live = wait_for(Duration::from_secs(15), || {
-        let out = ok(d.sekisho(&["sessions", "list", "--json"], None));
-        match out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["user"] == "ito")
-        {
-            Some(v) => {
-                id = v["id"].as_str().unwrap_or_default().to_string();
-                true
-            }
-            None => false,
-        }
-    });
+    let id = d
+        .install()
+        .live_session_id("ito", Duration::from_secs(15))
+        .unwrap_or_default();
+    let live = !id.is_empty();
     assert!(live, "no live session: {}", read(&d.dir.join("serve.log")));
     // Let the writer flush the output at least once (it flushes every second).
     std::thread::sleep(Duration::from_millis(2500));
 
     // SAFETY: kill(2) on the serve process this test started.
     unsafe { libc::kill(d.serve_pid as i32, libc::SIGKILL) };
-    let _ = wait_for(Duration::from_secs(10), || {
+    let _ = wait_until(Duration::from_secs(10), || {
         matches!(client.try_wait(), Ok(Some(_)))
     });
     let _ = client.kill();
@@ -74,19 +58,19 @@ fn sigkill_mid_session_leaves_an_incomplete_archive_and_an_abnormal_session() {
     );
 
     // The next start marks the session abnormal and audits it.
-    let serve = Command::new(bin)
-        .arg("--config")
-        .arg(d.dir.join("sekisho.toml"))
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.dir.join("serve2.log")).expect("log"))
-        .spawn()
-        .expect("restart serve");
-    sshd::stop_at_exit(serve);
+    let _serve = Daemon::spawn(
+        "sekisho serve",
+        Command::new(bin)
+            .arg("--config")
+            .arg(d.dir.join("sekisho.toml"))
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.dir.join("serve2.log")).expect("log")),
+    );
     let port = d.ssh_port;
     assert!(
-        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect((
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
             "127.0.0.1",
             port
         ))

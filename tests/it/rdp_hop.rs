@@ -10,20 +10,10 @@
 //! through a forwarder whose connections leave from `app1`'s address, as
 //! an RDP client running on `app1` would.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/sshd.rs"]
-mod sshd;
-
-#[path = "support/deployment.rs"]
-mod deployment;
-
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
+use crate::support::sshd;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -70,41 +60,16 @@ to = "vm1"
 
 /// A one-time RDP ticket for `user` on `target`.
 fn ticket(d: &Deployment, user: &str, target: &str) -> String {
-    let issued = ok(sekisho(
-        &d.dir,
-        &[
-            "ticket",
-            "issue",
-            "--user",
-            user,
-            "--target",
-            target,
-            "--protocol",
-            "rdp",
-        ],
-        None,
-    ));
-    issued
-        .lines()
-        .next()
-        .expect("the ticket on the first line")
-        .trim()
-        .to_string()
-}
-
-/// Live sessions as `sekisho sessions list --json` shows them.
-fn live_sessions(d: &Deployment) -> Vec<serde_json::Value> {
-    ok(sekisho(&d.dir, &["sessions", "list", "--json"], None))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    d.install().ticket(user, target, "rdp")
 }
 
 /// The live session of `user` on `target`, once listed.
 fn live_session(d: &Deployment, user: &str, target: &str) -> Option<serde_json::Value> {
     let mut found = None;
     wait_until(Duration::from_secs(20), || {
-        found = live_sessions(d)
+        found = d
+            .install()
+            .live_sessions()
             .into_iter()
             .find(|s| s["user"] == user && s["target"] == target);
         found.is_some()
@@ -216,23 +181,13 @@ fn an_rdp_hop_from_a_live_ssh_session_reaches_a_virtual_target_and_names_its_par
         &format!("{PASSWORD}{}", d.code_ahead("tanaka", 1)),
         &["/sec:tls"],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "the hop did not reach xrdp.\nclient log:\n{}\nserve log:\n{}",
-        hop_client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&hop_client, "the hop did not reach xrdp");
     std::thread::sleep(Duration::from_secs(3));
-    let marker = d.tmp().join("hopped.txt");
-    type_into_client(&x.display, &format!("id -un > {}", marker.display()));
-    let typed = wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == TEST_USER)
-    });
-    assert!(
-        typed,
-        "typed command did not run on vm1.\nclient log:\n{}",
-        hop_client.log()
+    d.assert_typed_command_runs(
+        &hop_client,
+        &x.display,
+        "hopped.txt",
+        "typed command did not run on vm1",
     );
 
     // The session row names the SSH session as its parent.

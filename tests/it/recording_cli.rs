@@ -1,8 +1,5 @@
 //! `sekisho verify`: exit codes, text and `--json`, lookup by session id.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 
 use assert_cmd::Command;

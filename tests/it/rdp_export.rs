@@ -3,14 +3,8 @@
 //! `sekisho export` CLI and the real ffmpeg/ffprobe. The CLI's refusals are
 //! checked on archives written with the public archive writer.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -153,13 +147,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         &format!("{PASSWORD}{code}"),
         &["/sec:tls"],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, "no session on the target");
     std::thread::sleep(Duration::from_secs(3));
     for (n, line) in ["echo SEKISHO MP4 EXPORT", "ls -la /usr/bin | head -30"]
         .iter()

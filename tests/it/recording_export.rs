@@ -1,9 +1,6 @@
 //! Exports from a real archive: asciicast v2 accepted by `asciinema play`,
 //! and the keystroke log.
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;

@@ -7,9 +7,10 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::free_port;
 
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -31,11 +32,6 @@ fn find_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, b)| b)
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    l.local_addr().expect("local address").port()
 }
 
 fn is_root() -> bool {

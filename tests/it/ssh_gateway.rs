@@ -1,22 +1,19 @@
 //! The SSH gateway end to end: the real OpenSSH client → a real `sekisho
 //! serve` (the real core: store, policy, secret store, archives, audit) → a
-//! real OpenSSH sshd. The deployment is built by `support::env()`.
+//! real OpenSSH sshd. The deployment is built by `gateway::env()`.
 //! Needs the Debian packages openssh-server, openssh-client, util-linux, and
 //! root (a tmpfs for the recording that breaks, a local account for the
 //! password credential).
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support::{gateway, pty, sshd};
 
 use std::time::{Duration, Instant};
 
-use sekisho::recording::Event;
-use support::{
+use gateway::{
     FAILURE_DELAY, audit, audit_of, code, ended_session, env, live_sessions, recorded,
-    recorded_input, recorded_output, session_end, ssh, text, ticket, wait_for, wrong_code,
+    recorded_input, recorded_output, session_end, ssh, text, ticket, wait_until, wrong_code,
 };
+use sekisho::recording::Event;
 
 fn assert_denied_generic(out: &std::process::Output) {
     assert_eq!(out.status.code(), Some(255), "{out:?}");
@@ -31,7 +28,7 @@ fn assert_denied_generic(out: &std::process::Output) {
 /// Whether `user` has a sign-in event of `kind` with this method (and, for a
 /// failure, this reason).
 fn signin_event(kind: &str, user: &str, method: &str, reason: Option<&str>) -> bool {
-    wait_for(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(5), || {
         audit_of(kind, user).iter().any(|v| {
             v["data"]["method"] == method
                 && reason.is_none_or(|r| v["data"]["reason"].as_str() == Some(r))
@@ -311,7 +308,7 @@ fn no_recording_no_session() {
 
 /// A `channel_blocked` event of tanaka with this channel kind and detail.
 fn refused_in_audit(kind: &str, detail_part: &str) -> bool {
-    wait_for(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(5), || {
         audit_of("channel_blocked", "tanaka").iter().any(|v| {
             v["data"]["channel"] == kind
                 && v["detail"]
@@ -338,10 +335,10 @@ fn scp(args: &[&str]) -> std::process::Output {
         .args(args)
         .env("SSH_ASKPASS", &e.askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
+        .env("SEKISHO_TEST_PASSWORD", gateway::PASSWORD)
         .env("SEKISHO_TEST_CODE", code("tanaka"))
         .stdin(std::process::Stdio::null());
-    support::sshd::run(&mut c)
+    sshd::run(&mut c)
 }
 
 #[test]
@@ -396,10 +393,10 @@ fn sftp_is_refused() {
         .arg("tanaka@db01@127.0.0.1")
         .env("SSH_ASKPASS", &e.askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("SEKISHO_TEST_PASSWORD", support::PASSWORD)
-        .env("SEKISHO_TEST_CODE", support::code("tanaka"))
+        .env("SEKISHO_TEST_PASSWORD", gateway::PASSWORD)
+        .env("SEKISHO_TEST_CODE", gateway::code("tanaka"))
         .stdin(std::process::Stdio::null());
-    let out = support::sshd::run(&mut c);
+    let out = sshd::run(&mut c);
     assert!(!out.status.success(), "{out:?}");
     assert!(
         text(&out.stderr).contains("sftp subsystem (file transfer) is not allowed"),
@@ -468,9 +465,9 @@ fn read_some(stream: &mut std::net::TcpStream) -> Vec<u8> {
 fn local_and_dynamic_forwarding_are_refused() {
     use std::io::Write;
     let target = env().sshd.port;
-    let local = support::sshd::free_port();
+    let local = sshd::free_port();
     let mut child = forwarding_client("-L", &format!("{local}:127.0.0.1:{target}"));
-    assert!(wait_for(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", local)).is_ok()
     }));
     let mut s =
@@ -492,9 +489,9 @@ fn local_and_dynamic_forwarding_are_refused() {
         &format!("127.0.0.1:{target}")
     ));
 
-    let socks = support::sshd::free_port();
+    let socks = sshd::free_port();
     let mut child = forwarding_client("-D", &format!("127.0.0.1:{socks}"));
-    assert!(wait_for(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()
     }));
     let mut s =
@@ -539,7 +536,7 @@ fn agent_forwarding_is_refused() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("ssh-agent (openssh-client): {e}"));
-    assert!(wait_for(Duration::from_secs(5), || sock.exists()));
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
     let out = ssh("tanaka@db01")
         .arg("-A")
         .env("SSH_AUTH_SOCK", &sock.display().to_string())
@@ -595,15 +592,15 @@ fn environment_is_filtered_by_the_allow_list() {
 
 #[test]
 fn interactive_shell_on_a_terminal_relays_size_and_resizes() {
-    let mut term = support::pty::spawn(ssh("endo@db01").arg("-t").command(), 100, 30);
+    let mut term = pty::spawn(ssh("endo@db01").arg("-t").command(), 100, 30);
     assert!(
-        wait_for(Duration::from_secs(10), || term.text().contains("root@")),
+        wait_until(Duration::from_secs(10), || term.text().contains("root@")),
         "{}",
         term.text()
     );
     term.write(b"echo size-marker; stty size\n");
     assert!(
-        wait_for(Duration::from_secs(5), || term.text().contains("30 100")),
+        wait_until(Duration::from_secs(5), || term.text().contains("30 100")),
         "{}",
         term.text()
     );
@@ -611,12 +608,12 @@ fn interactive_shell_on_a_terminal_relays_size_and_resizes() {
     std::thread::sleep(Duration::from_millis(300));
     term.write(b"stty size\n");
     assert!(
-        wait_for(Duration::from_secs(5), || term.text().contains("40 120")),
+        wait_until(Duration::from_secs(5), || term.text().contains("40 120")),
         "{}",
         term.text()
     );
     term.write(b"exit 6\n");
-    assert!(wait_for(Duration::from_secs(5), || matches!(
+    assert!(wait_until(Duration::from_secs(5), || matches!(
         term.child.try_wait(),
         Ok(Some(_))
     )));
@@ -677,7 +674,7 @@ fn interactive_shell_through_a_pty_is_recorded_byte_for_byte() {
     assert_eq!(recorded_output(&id, false), out.stdout);
     assert_eq!(session_end(&id)["data"]["status"], "ended");
     // The archive is sealed and verifies.
-    let verify = support::sekisho(&["verify", &id]);
+    let verify = gateway::sekisho(&["verify", &id]);
     assert_eq!(verify.status.code(), Some(0), "{verify:?}");
 }
 
@@ -728,7 +725,7 @@ fn hundred_megabytes_arrive_byte_identical() {
 fn kill_ends_the_session_within_a_second_and_says_why() {
     let mut child = ssh("tanaka@app01").remote("echo started; sleep 30").spawn();
     let mut id = String::new();
-    assert!(wait_for(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         match live_sessions()
             .iter()
             .find(|v| v["user"] == "tanaka" && v["target"] == "app01")
@@ -742,14 +739,14 @@ fn kill_ends_the_session_within_a_second_and_says_why() {
     }));
     std::thread::sleep(Duration::from_millis(300));
     let killed_at = Instant::now();
-    let kill = support::sekisho(&[
+    let kill = gateway::sekisho(&[
         "sessions",
         "kill",
         &id,
         "--reason",
         "maintenance stopped by the duty officer",
     ]);
-    let exited = wait_for(Duration::from_secs(3), || {
+    let exited = wait_until(Duration::from_secs(3), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     let elapsed = killed_at.elapsed();
@@ -808,9 +805,9 @@ fn idle_sessions_end() {
 
 #[test]
 fn without_a_target_the_menu_connects_to_the_chosen_one() {
-    let mut term = support::pty::spawn(ssh("tanaka").arg("-t").command(), 100, 30);
-    let shows = |term: &support::pty::PtyChild, what: &str| {
-        wait_for(Duration::from_secs(15), || term.text().contains(what))
+    let mut term = pty::spawn(ssh("tanaka").arg("-t").command(), 100, 30);
+    let shows = |term: &pty::PtyChild, what: &str| {
+        wait_until(Duration::from_secs(15), || term.text().contains(what))
     };
     assert!(shows(&term, "Choose a target"), "{}", term.text());
     let menu = term.text();
@@ -826,7 +823,7 @@ fn without_a_target_the_menu_connects_to_the_chosen_one() {
     term.write(b"echo menu-$((40+2))\r");
     assert!(shows(&term, "menu-42"), "{}", term.text());
     term.write(b"exit 7\r");
-    let exited = wait_for(Duration::from_secs(10), || {
+    let exited = wait_until(Duration::from_secs(10), || {
         matches!(term.child.try_wait(), Ok(Some(_)))
     });
     if !exited {
@@ -887,7 +884,7 @@ fn a_recording_that_breaks_ends_the_session() {
         "{err}"
     );
     assert!(
-        wait_for(Duration::from_secs(5), || !audit_of(
+        wait_until(Duration::from_secs(5), || !audit_of(
             "recording_failed",
             "iwata"
         )
@@ -943,22 +940,22 @@ fn a_ticket_names_the_target_when_the_user_name_does_not() {
 fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
     // A serve process of its own on the same deployment, stopped with SIGTERM.
     let e = env();
-    let port = support::sshd::free_port();
-    let config = support::write_config(&e.dir, "sekisho-shutdown.toml", port, "0", None);
-    let mut serve = support::ServeGuard(support::spawn_serve(&config, port));
+    let port = sshd::free_port();
+    let config = gateway::write_config(&e.dir, "sekisho-shutdown.toml", port, "0", None);
+    let mut serve = gateway::spawn_serve(&config, port);
     let mut child = ssh("tanaka@db01")
         .port(port)
         .remote("echo up; sleep 30")
         .spawn();
     let node = format!(":{port}");
-    assert!(wait_for(Duration::from_secs(10), || live_sessions()
+    assert!(wait_until(Duration::from_secs(10), || live_sessions()
         .iter()
         .any(|v| v["node"]
             .as_str()
             .is_some_and(|n| n.ends_with(&node)))));
     std::thread::sleep(Duration::from_millis(300));
-    let status = support::terminate(&mut serve.0, Duration::from_secs(10));
-    let exited = wait_for(Duration::from_secs(3), || {
+    let status = gateway::terminate(&mut serve.child, Duration::from_secs(10));
+    let exited = wait_until(Duration::from_secs(3), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     let _ = child.kill();
@@ -972,7 +969,7 @@ fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
         text(&out.stderr).contains("sekisho: session ended: sekisho is shutting down"),
         "{out:?}"
     );
-    assert!(wait_for(Duration::from_secs(3), || {
+    assert!(wait_until(Duration::from_secs(3), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
     }));
 }
@@ -1072,7 +1069,7 @@ fn an_unreachable_target_is_explained() {
     let out = ssh("tanaka@down").remote("true").output();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        text(&out.stderr).contains(&format!("cannot reach down ({}:", support::DOWN)),
+        text(&out.stderr).contains(&format!("cannot reach down ({}:", gateway::DOWN)),
         "{out:?}"
     );
     let ends = audit(&["--kind", "session_end", "--target", "down"]);

@@ -3,13 +3,8 @@
 //! typed, read with the keyboard layout the client announced (US 101/102,
 //! Japanese 106/109).
 
-// A panic in a test or bench is a failed run; libc calls set up test conditions.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/rdp_deployment.rs"]
-mod rdp_deployment;
-#[path = "support/rdp_peers.rs"]
-mod rdp_peers;
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
 
 use std::process::Command;
 use std::time::Duration;
@@ -60,13 +55,7 @@ fn keystroke_log_of(
         &password,
         &["/sec:tls", kbd],
     );
-    let up = wait_until(Duration::from_secs(30), session_user_running);
-    assert!(
-        up,
-        "no session of {TEST_USER} on the target.\nclient log:\n{}\nserve log:\n{}",
-        client.log(),
-        d.serve_log()
-    );
+    d.assert_desktop_up(&client, &format!("no session of {TEST_USER} on the target"));
     // Give xterm a moment to map and take focus.
     std::thread::sleep(Duration::from_secs(3));
     typing(&x.display, d.tmp(), &client);

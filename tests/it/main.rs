@@ -1,0 +1,32 @@
+//! The integration tests, in one test binary with a module per suite:
+//! linking a binary per suite (sekisho and all its dependencies each time)
+//! cost more of a test build on two cores than compiling the tests.
+//! `cargo test --test it rdp_hop::` runs one suite.
+//!
+//! Suites that share a machine-wide peer (xrdp-sesman's port, the RDP test
+//! account, X displays) take `support::rdp_peers::lock_peers()`, a flock,
+//! so they run one at a time across threads and processes alike.
+
+// A panic in a test or bench is a failed run; libc calls set up test conditions.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cli_e2e;
+mod crash;
+mod policy_cli;
+mod rdp_e2e;
+mod rdp_export;
+mod rdp_front;
+mod rdp_hop;
+mod rdp_keystrokes;
+mod rdp_shadow;
+mod rdp_xrdp;
+mod recording;
+mod recording_cli;
+mod recording_export;
+mod serve;
+mod ssh_e2e;
+mod ssh_gateway;
+mod ssh_listener;
+mod store;
