@@ -30,7 +30,7 @@ use tokio_rustls::client::TlsStream;
 use tracing::{debug, info};
 
 use super::RdpError;
-use super::core::TargetGrant;
+use super::control::TargetGrant;
 
 pub(crate) type BackFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
 

@@ -22,8 +22,8 @@ use tracing::{debug, info};
 
 use std::net::IpAddr;
 
-use super::channels::{self, ChannelVerdict};
-use super::core::RdpCore;
+use super::control::RdpControl;
+use super::rules::{self, ChannelVerdict};
 use super::{FrontTls, RdpError, nla};
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
@@ -130,11 +130,11 @@ async fn negotiate(
 }
 
 /// Accept one client up to its Client Info PDU.
-pub(crate) async fn accept<C: RdpCore>(
+pub(crate) async fn accept<C: RdpControl>(
     tcp: TcpStream,
     tls: &FrontTls,
     offer_nla: bool,
-    core: &C,
+    control: &C,
     source: IpAddr,
 ) -> Result<FrontSession, RdpError> {
     let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
@@ -145,7 +145,7 @@ pub(crate) async fn accept<C: RdpCore>(
     let mut framed = FrontFramed::new(tls_stream);
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
-        Some(nla::accept(&mut framed, core, source, tls.public_key.clone()).await?)
+        Some(nla::accept(&mut framed, control, source, tls.public_key.clone()).await?)
     } else {
         None
     };
@@ -182,7 +182,7 @@ pub(crate) async fn accept<C: RdpCore>(
             .unwrap_or("")
             .trim_end_matches('\0')
             .to_owned();
-        let verdict = channels::static_channel(&name);
+        let verdict = rules::static_channel(&name);
         channels.push(FrontChannel {
             def,
             name,

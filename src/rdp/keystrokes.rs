@@ -854,7 +854,7 @@ pub fn keystroke_log(
         .get("fastpath_channel")
         .and_then(serde_json::Value::as_u64)
         .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(super::bastion::FASTPATH_CHANNEL);
+        .unwrap_or(super::services::FASTPATH_CHANNEL);
     let mut keyboard = Keyboard::new(layout.positions);
     let mut line = LineBuffer::default();
     let mut lines = Vec::new();

@@ -23,7 +23,7 @@
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
 //!    the user name and secret (TLS) or just the client's settings (NLA).
-//! 2. **Sign-in and policy** through [`core::RdpCore`]. A refusal reaches the
+//! 2. **Sign-in and policy** through [`control::RdpControl`]. A refusal reaches the
 //!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
 //!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
 //!    disconnect, so the client reports it and does not retry.
@@ -67,14 +67,14 @@
 //! of channels that were let open (both directions).
 
 pub mod back;
-pub mod bastion;
-pub mod channels;
-pub mod core;
+pub mod control;
 pub mod front;
 pub mod keystrokes;
 mod nla;
 pub mod relay;
 pub mod render;
+pub mod rules;
+pub mod services;
 pub mod steer;
 pub mod video;
 
@@ -103,10 +103,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tracing::{Instrument as _, info, info_span, warn};
 
-use self::channels::ChannelVerdict;
-use self::core::{ChannelKind, FrontSecurity, RdpCore, RdpRecorder as _, SessionStart, SignIn};
+use self::control::{
+    ChannelKind, FrontSecurity, RdpControl, RdpRecorder as _, SessionStart, SignIn,
+};
 use self::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL};
 use self::relay::{ChannelMap, Relay};
+use self::rules::ChannelVerdict;
 
 /// How long a client may take from TCP connect to its Client Info PDU
 /// (mstsc's credential prompt comes before the connection, so this is short).
@@ -125,7 +127,8 @@ pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(quad))
 }
 
-/// Tunables of the gateway.
+/// Tunables of the gateway (from `sekisho.toml`); the SSH gateway's are
+/// `ssh::GatewayOptions`.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// How often the target is asked to redraw the whole desktop, so that
@@ -136,6 +139,18 @@ pub struct GatewayOptions {
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
+}
+
+impl GatewayOptions {
+    /// The options `sekisho serve` runs with: `[sessions] idle_timeout`,
+    /// `[rdp] keyframe_interval`, NLA offered (sign-in with a ticket).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        GatewayOptions {
+            keyframe_interval: config.rdp.keyframe_interval,
+            offer_nla: services::NLA_SIGN_IN,
+            idle_timeout: config.sessions.idle_timeout,
+        }
+    }
 }
 
 impl Default for GatewayOptions {
@@ -222,49 +237,36 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<FrontTls, RdpError> 
 
 /// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
 /// certificate `init` made, and serve until the listener fails.
-pub async fn serve_config<C: RdpCore>(
+pub async fn serve_config<C: RdpControl>(
     config: &crate::config::Config,
-    core: Arc<C>,
+    control: Arc<C>,
 ) -> anyhow::Result<()> {
     let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
-    let options = GatewayOptions {
-        idle_timeout: config.sessions.idle_timeout,
-        ..GatewayOptions::default()
-    };
-    serve_with(listener, tls, core, options).await?;
+    serve(listener, tls, control, GatewayOptions::from_config(config)).await?;
     Ok(())
 }
 
 /// Accept RDP clients on `listener` until it fails; each connection runs in
 /// its own task.
-pub async fn serve<C: RdpCore>(
+pub async fn serve<C: RdpControl>(
     listener: TcpListener,
     tls: FrontTls,
-    core: Arc<C>,
-) -> std::io::Result<()> {
-    serve_with(listener, tls, core, GatewayOptions::default()).await
-}
-
-/// [`serve`] with explicit options.
-pub async fn serve_with<C: RdpCore>(
-    listener: TcpListener,
-    tls: FrontTls,
-    core: Arc<C>,
+    control: Arc<C>,
     options: GatewayOptions,
 ) -> std::io::Result<()> {
     info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
     loop {
         let (tcp, peer) = listener.accept().await?;
         let tls = tls.clone();
-        let core = core.clone();
+        let control = control.clone();
         let options = options.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
-                match handle(tcp, peer, tls, core, options).await {
+                match handle(tcp, peer, tls, control, options).await {
                     Ok(()) => info!("connection closed"),
                     Err(e) => warn!(error = %e, "connection ended"),
                 }
@@ -275,17 +277,17 @@ pub async fn serve_with<C: RdpCore>(
 }
 
 /// One client connection, start to end.
-pub async fn handle<C: RdpCore>(
+pub async fn handle<C: RdpControl>(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: FrontTls,
-    core: Arc<C>,
+    control: Arc<C>,
     options: GatewayOptions,
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
     // A client that stalls before signing in must not hold a task forever.
-    let accept = front::accept(tcp, &tls, options.offer_nla, core.as_ref(), source);
+    let accept = front::accept(tcp, &tls, options.offer_nla, control.as_ref(), source);
     let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, accept)
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
@@ -322,7 +324,7 @@ pub async fn handle<C: RdpCore>(
     };
     // The bastion secret is not kept beyond this point.
     front.client_info.credentials.password.clear();
-    let person = match core.authenticate(&sign_in).await {
+    let person = match control.authenticate(&sign_in).await {
         Ok(p) => p,
         Err(refusal) => {
             refuse_client(
@@ -334,7 +336,7 @@ pub async fn handle<C: RdpCore>(
         }
     };
     drop(sign_in);
-    let grant = match core.authorize(&person, &target, source).await {
+    let grant = match control.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {
             refuse_client(
@@ -371,7 +373,7 @@ pub async fn handle<C: RdpCore>(
             .map(|c| (c.name.clone(), c.front_id))
             .collect(),
     };
-    let recorder = match core.open_recording(&start).await {
+    let recorder = match control.open_recording(&start).await {
         Ok(r) => r,
         Err(refusal) => {
             refuse_client(
@@ -388,9 +390,10 @@ pub async fn handle<C: RdpCore>(
             continue;
         };
         info!(channel = %refused.name, reason, "static channel refused");
-        core.channel_refused(session_id, ChannelKind::Static, &refused.name, reason)
+        control
+            .channel_refused(session_id, ChannelKind::Static, &refused.name, reason)
             .await;
-        let event = core::RdpEvent::ChannelRefused {
+        let event = control::RdpEvent::ChannelRefused {
             name: refused.name.clone(),
             reason: (*reason).to_owned(),
         };
@@ -405,7 +408,7 @@ pub async fn handle<C: RdpCore>(
     }
 
     let result = run_session(
-        &core,
+        &control,
         session_id,
         &start,
         front,
@@ -428,16 +431,16 @@ pub async fn handle<C: RdpCore>(
         // The relay tasks hold no clone once run_session returned.
         Err(_) => warn!("recording still shared at close; not sealed"),
     }
-    core.session_closed(session_id, &reason).await;
+    control.session_closed(session_id, &reason).await;
     result
 }
 
-async fn run_session<C: RdpCore>(
-    core: &Arc<C>,
+async fn run_session<C: RdpControl>(
+    control: &Arc<C>,
     session_id: uuid::Uuid,
     start: &SessionStart,
     mut front: front::FrontSession,
-    grant: &core::TargetGrant,
+    grant: &control::TargetGrant,
     recorder: Arc<Mutex<C::Recorder>>,
     options: &GatewayOptions,
 ) -> Result<(), RdpError> {
@@ -485,9 +488,9 @@ async fn run_session<C: RdpCore>(
         .into();
     send_indication(&mut front.framed, &license).await?;
 
-    let mut kill = core.register_live(start).await;
+    let mut kill = control.register_live(start).await;
     let relay = Arc::new(Relay {
-        core: core.clone(),
+        control: control.clone(),
         session_id,
         map,
         recorder,

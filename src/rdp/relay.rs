@@ -25,8 +25,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::RdpError;
-use super::core::{ChannelKind, Direction, RdpCore, RdpEvent, RdpRecorder};
-use super::{channels, steer};
+use super::control::{ChannelKind, Direction, RdpControl, RdpEvent, RdpRecorder};
+use super::{rules, steer};
 
 /// MCS id translation between the client's view and the target's.
 #[derive(Debug, Clone, Default)]
@@ -277,8 +277,8 @@ impl DvcGate {
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
 type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
 
-pub(crate) struct Relay<C: RdpCore> {
-    pub core: Arc<C>,
+pub(crate) struct Relay<C: RdpControl> {
+    pub control: Arc<C>,
     pub session_id: uuid::Uuid,
     pub map: ChannelMap,
     pub recorder: Arc<Mutex<C::Recorder>>,
@@ -333,7 +333,7 @@ pub(crate) fn share_transition(user_data: &[u8]) -> Option<Option<u32>> {
     }
 }
 
-impl<C: RdpCore> Relay<C> {
+impl<C: RdpControl> Relay<C> {
     async fn record(&self, event: RdpEvent) -> Result<(), RdpError> {
         self.recorder
             .lock()
@@ -350,7 +350,7 @@ impl<C: RdpCore> Relay<C> {
         reason: &str,
     ) -> Result<(), RdpError> {
         info!(session = %self.session_id, channel = name, ?kind, reason, "channel refused");
-        self.core
+        self.control
             .channel_refused(self.session_id, kind, name, reason)
             .await;
         self.record(RdpEvent::ChannelRefused {
@@ -384,8 +384,7 @@ impl<C: RdpCore> Relay<C> {
             }
             return Ok(!pass);
         };
-        let channels::ChannelVerdict::Refused { reason } = channels::dynamic_channel(&create.name)
-        else {
+        let rules::ChannelVerdict::Refused { reason } = rules::dynamic_channel(&create.name) else {
             info!(session = %self.session_id, channel = %create.name, "dynamic channel allowed");
             let mut gate = self.dvc_gate.lock().unwrap_or_else(|p| p.into_inner());
             gate.allow(create.channel_id);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
-use super::core::{Credential, Grant};
+use super::control::{Credential, Grant};
 
 /// How long connecting and signing in to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -29,9 +29,9 @@ use russh::{
 
 use super::Shared;
 use super::back;
-use super::core::{
+use super::control::{
     AccessRequest, Decision, EndStatus, FirstFactor, LiveSession, OfferedKey, RefusedKind,
-    SessionEnd, SessionEvent, SessionRecorder, SignIn, SshCore,
+    SessionEnd, SessionEvent, SessionRecorder, SignIn, SshControl,
 };
 use super::live::{Live, supervise};
 use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
@@ -124,7 +124,7 @@ struct PtyRequest {
 }
 
 /// One client connection.
-pub(crate) struct Connection<C: SshCore> {
+pub(crate) struct Connection<C: SshControl> {
     shared: Arc<Shared<C>>,
     /// Read by the accept loop to enforce the sign-in grace time.
     signed_in_flag: Arc<AtomicBool>,
@@ -137,7 +137,7 @@ pub(crate) struct Connection<C: SshCore> {
     pending_notices: Vec<String>,
 }
 
-impl<C: SshCore> Drop for Connection<C> {
+impl<C: SshControl> Drop for Connection<C> {
     fn drop(&mut self) {
         if let Slot::Active(live) = &self.slot {
             live.end(EndStatus::Completed, "the connection was closed".into());
@@ -169,7 +169,7 @@ fn offered_key(key: &PublicKey) -> OfferedKey {
     }
 }
 
-impl<C: SshCore> Connection<C> {
+impl<C: SshControl> Connection<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
         source: IpAddr,
@@ -202,7 +202,7 @@ impl<C: SshCore> Connection<C> {
 
     async fn failed(&mut self, user: &str, method: &str) -> Auth {
         tracing::info!(user, source = %self.source, method, "ssh sign-in failed");
-        tokio::time::sleep(self.shared.limits.failure_delay).await;
+        tokio::time::sleep(self.shared.options.failure_delay).await;
         Auth::reject()
     }
 
@@ -276,7 +276,7 @@ impl<C: SshCore> Connection<C> {
             });
         }
         self.shared
-            .core
+            .control
             .channel_refused(
                 &self.person(),
                 self.source,
@@ -328,14 +328,14 @@ impl<C: SshCore> Connection<C> {
             self.slot = Slot::NoTarget;
             return;
         };
-        let core = self.shared.core.clone();
+        let control = self.shared.control.clone();
         let request = AccessRequest {
             person: signed.person.clone(),
             target: target.clone(),
             source: self.source,
             by_ticket: signed.by_ticket,
         };
-        let grant = match core.authorize(&request).await {
+        let grant = match control.authorize(&request).await {
             Decision::Denied { reason } => {
                 tracing::info!(user = %signed.person, %target, source = %self.source, %reason, "ssh access denied");
                 self.slot = Slot::Refused(format!("access denied: {reason}"));
@@ -343,7 +343,7 @@ impl<C: SshCore> Connection<C> {
             }
             Decision::Allowed(grant) => grant,
         };
-        let recorder = match core.open_recording(&grant, &request).await {
+        let recorder = match control.open_recording(&grant, &request).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(user = %signed.person, %target, error = %e, "cannot open recording");
@@ -361,7 +361,7 @@ impl<C: SshCore> Connection<C> {
             started_at: Utc::now(),
             ends_at: grant.ends_at,
         };
-        let kill = core.session_started(&live_info).await;
+        let kill = control.session_started(&live_info).await;
         let back = match back::connect(&grant, self.shared.back_config.clone()).await {
             Ok(b) => b,
             Err(e) => {
@@ -371,15 +371,16 @@ impl<C: SshCore> Connection<C> {
                     text: reason.clone(),
                 });
                 let _ = recorder.finish().await;
-                core.session_ended(
-                    grant.session_id,
-                    &SessionEnd {
-                        status: EndStatus::TargetFailed,
-                        reason: reason.clone(),
-                        exit: None,
-                    },
-                )
-                .await;
+                control
+                    .session_ended(
+                        grant.session_id,
+                        &SessionEnd {
+                            status: EndStatus::TargetFailed,
+                            reason: reason.clone(),
+                            exit: None,
+                        },
+                    )
+                    .await;
                 self.slot = Slot::Refused(format!("cannot open the session: {reason}"));
                 return;
             }
@@ -395,10 +396,10 @@ impl<C: SshCore> Connection<C> {
             front,
         );
         tokio::spawn(supervise(
-            core,
+            control,
             live.clone(),
             kill,
-            self.shared.limits.clone(),
+            self.shared.options.clone(),
             self.shared.shutdown.clone(),
         ));
         self.slot = Slot::Active(live);
@@ -534,7 +535,7 @@ async fn wait_reply(back: &mut Channel<russh::client::Msg>) -> bool {
         .unwrap_or(false)
 }
 
-impl<C: SshCore> Handler for Connection<C> {
+impl<C: SshControl> Handler for Connection<C> {
     type Error = FrontError;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
@@ -543,7 +544,7 @@ impl<C: SshCore> Handler for Connection<C> {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let attempt = self.attempt(user);
-        let outcome = self.shared.core.check_password(&attempt, password).await;
+        let outcome = self.shared.control.check_password(&attempt, password).await;
         Ok(self.first_factor(user, attempt, outcome, "password").await)
     }
 
@@ -557,7 +558,7 @@ impl<C: SshCore> Handler for Connection<C> {
         let key = offered_key(offer.public_key);
         if self
             .shared
-            .core
+            .control
             .key_is_registered(&attempt.person, &key)
             .await
         {
@@ -574,7 +575,7 @@ impl<C: SshCore> Handler for Connection<C> {
     ) -> Result<Auth, Self::Error> {
         let attempt = self.attempt(user);
         let key = offered_key(key.public_key);
-        let outcome = self.shared.core.check_public_key(&attempt, &key).await;
+        let outcome = self.shared.control.check_public_key(&attempt, &key).await;
         Ok(self.first_factor(user, attempt, outcome, "publickey").await)
     }
 
@@ -604,7 +605,12 @@ impl<C: SshCore> Handler for Connection<C> {
             .unwrap_or_default();
         match self.auth.clone() {
             AuthStage::AskedCode(first) if first == attempt => {
-                if self.shared.core.check_code(&attempt, answer.trim()).await {
+                if self
+                    .shared
+                    .control
+                    .check_code(&attempt, answer.trim())
+                    .await
+                {
                     Ok(self.signed_in_as(&attempt, None))
                 } else {
                     // The first factor stands; the person may retry the code.
@@ -613,7 +619,7 @@ impl<C: SshCore> Handler for Connection<C> {
                 }
             }
             AuthStage::AskedPassword(first) if first == attempt => {
-                let outcome = self.shared.core.check_password(&attempt, &answer).await;
+                let outcome = self.shared.control.check_password(&attempt, &answer).await;
                 match outcome {
                     FirstFactor::Accepted { needs_code: true } => {
                         self.auth = AuthStage::AskedCode(attempt);

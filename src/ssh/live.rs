@@ -11,10 +11,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Limits;
+use super::GatewayOptions;
 use super::back::BackHandle;
-use super::core::{
-    EndStatus, ExitStatus, KillSignal, SessionEnd, SessionEvent, SessionRecorder, SshCore,
+use super::control::{
+    EndStatus, ExitStatus, KillSignal, SessionEnd, SessionEvent, SessionRecorder, SshControl,
 };
 
 /// Shared by the connection handler, the pumps and the supervisor.
@@ -146,11 +146,11 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 
 /// Watches one session until it ends, then tells the person why, closes
 /// both sides, seals the recording and reports the end to the core.
-pub(crate) async fn supervise<C: SshCore>(
-    core: Arc<C>,
+pub(crate) async fn supervise<C: SshControl>(
+    control: Arc<C>,
     live: Arc<Live<C::Recorder>>,
     mut kill: KillSignal,
-    limits: Arc<Limits>,
+    limits: Arc<GatewayOptions>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut end_rx = live.end.subscribe();
@@ -244,13 +244,14 @@ pub(crate) async fn supervise<C: SshCore>(
         tracing::error!(session = %live.session_id, error = %e, "sealing the recording failed");
     }
     let exit = live.exit.lock().ok().and_then(|e| e.clone());
-    core.session_ended(
-        live.session_id,
-        &SessionEnd {
-            status,
-            reason,
-            exit,
-        },
-    )
-    .await;
+    control
+        .session_ended(
+            live.session_id,
+            &SessionEnd {
+                status,
+                reason,
+                exit,
+            },
+        )
+        .await;
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{Notify, mpsc};
 
-use super::core::{ExitStatus, SessionEvent, SessionRecorder};
+use super::control::{ExitStatus, SessionEvent, SessionRecorder};
 use super::live::Live;
 
 /// What the person's side sends toward the target, in order.
