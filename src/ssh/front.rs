@@ -15,21 +15,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use russh::server::{
     Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
 
 use super::Shared;
-use super::back;
-use super::control::{
-    AccessRequest, Decision, EndStatus, LiveSession, RefusedKind, SessionEnd, SessionEvent,
-    SessionRecorder, SshControl,
-};
-use super::live::{Live, supervise};
+use super::control::{AccessRequest, EndStatus, RefusedKind, SessionEvent, SshControl};
 use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
 use super::rules;
+use super::session::{self, Live};
 
 mod menu;
 mod refusals;
@@ -124,11 +119,6 @@ impl<C: SshControl> Connection<C> {
         }
     }
 
-    /// The sign-in attempt a user name stands for. A name sekisho cannot
-    /// split (`@x`, control characters) is kept whole as the person: no
-    /// account can have such a name (see `auth::check_name`), so the core
-    /// refuses and audits it like any unknown user, at the same cost.
-
     fn person(&self) -> String {
         self.signed_in
             .as_ref()
@@ -174,7 +164,7 @@ impl<C: SshControl> Connection<C> {
         }
     }
 
-    /// Asks the policy, opens the recording, connects the target.
+    /// Opens the session for the first session channel (`session::open`).
     async fn decide(&mut self, front: russh::server::Handle) {
         let Some(signed) = self.signed_in.clone() else {
             self.slot = Slot::Refused("not signed in".into());
@@ -184,81 +174,16 @@ impl<C: SshControl> Connection<C> {
             self.slot = Slot::NoTarget;
             return;
         };
-        let control = self.shared.control.clone();
         let request = AccessRequest {
             person: signed.person.clone(),
-            target: target.clone(),
+            target,
             source: self.source,
             by_ticket: signed.by_ticket,
         };
-        let grant = match control.authorize(&request).await {
-            Decision::Denied { reason } => {
-                tracing::info!(user = %signed.person, %target, source = %self.source, %reason, "ssh access denied");
-                self.slot = Slot::Refused(format!("access denied: {reason}"));
-                return;
-            }
-            Decision::Allowed(grant) => grant,
+        self.slot = match session::open(&self.shared, request, front).await {
+            Ok(live) => Slot::Active(live),
+            Err(reason) => Slot::Refused(reason),
         };
-        let recorder = match control.open_recording(&grant, &request).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(user = %signed.person, %target, error = %e, "cannot open recording");
-                self.slot = Slot::Refused(format!(
-                    "the session cannot be recorded, so it is not opened ({e})"
-                ));
-                return;
-            }
-        };
-        let live_info = LiveSession {
-            session_id: grant.session_id,
-            person: signed.person.clone(),
-            target: grant.target.clone(),
-            source: self.source,
-            started_at: Utc::now(),
-            ends_at: grant.ends_at,
-        };
-        let kill = control.session_started(&live_info).await;
-        let back = match back::connect(&grant, self.shared.back_config.clone()).await {
-            Ok(b) => b,
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::warn!(session = %grant.session_id, user = %signed.person, %target, %reason, "target connection failed");
-                let _ = recorder.record(SessionEvent::Mark {
-                    text: reason.clone(),
-                });
-                let _ = recorder.finish().await;
-                control
-                    .session_ended(
-                        grant.session_id,
-                        &SessionEnd {
-                            status: EndStatus::TargetFailed,
-                            reason: reason.clone(),
-                            exit: None,
-                        },
-                    )
-                    .await;
-                self.slot = Slot::Refused(format!("cannot open the session: {reason}"));
-                return;
-            }
-        };
-        tracing::info!(session = %grant.session_id, user = %signed.person, target = %grant.target, source = %self.source, "ssh session started");
-        let live = Live::new(
-            grant.session_id,
-            signed.person.clone(),
-            grant.target.clone(),
-            grant.ends_at,
-            recorder,
-            back,
-            front,
-        );
-        tokio::spawn(supervise(
-            control,
-            live.clone(),
-            kill,
-            self.shared.options.clone(),
-            self.shared.shutdown.clone(),
-        ));
-        self.slot = Slot::Active(live);
     }
 
     /// Opens the target-side channel for a front channel.

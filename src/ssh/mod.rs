@@ -9,10 +9,10 @@
 pub mod back;
 pub mod control;
 pub mod front;
-mod live;
 mod relay;
 pub mod rules;
 pub mod services;
+mod session;
 
 use std::future::Future;
 use std::path::Path;

@@ -20,7 +20,7 @@ use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{Notify, mpsc};
 
 use super::control::{ExitStatus, SessionEvent, SessionRecorder};
-use super::live::Live;
+use super::session::Live;
 
 /// What the person's side sends toward the target, in order.
 #[derive(Debug)]

@@ -81,6 +81,10 @@ fn offered_key(key: &PublicKey) -> OfferedKey {
 }
 
 impl<C: SshControl> Connection<C> {
+    /// The sign-in attempt a user name stands for. A name sekisho cannot
+    /// split (`@x`, control characters) is kept whole as the person: no
+    /// account can have such a name (see `auth::check_name`), so the control
+    /// refuses and audits it like any unknown user, at the same cost.
     pub(super) fn attempt(&self, user: &str) -> SignIn {
         let (person, target) = split_user(user).unwrap_or_else(|| (user.to_string(), None));
         SignIn {
