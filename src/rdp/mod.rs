@@ -165,6 +165,9 @@ pub enum RdpError {
     Recording(String),
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// Connecting to the target failed in one of its phases.
+    #[error(transparent)]
+    Back(#[from] back::BackError),
 }
 
 impl RdpError {

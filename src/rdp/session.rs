@@ -215,12 +215,13 @@ async fn connect_and_relay<C: RdpControl>(
     {
         Ok(b) => b,
         Err(e) => {
+            warn!(phase = ?e.phase, kind = ?e.kind, error = %e, "target connection failed");
             refuse_client(
                 &mut front.framed,
                 ProtocolIndependentCode::ServerDeniedConnection,
             )
             .await;
-            return Err(e);
+            return Err(e.into());
         }
     };
 
