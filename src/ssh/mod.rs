@@ -4,7 +4,9 @@
 //! recorder tap in between. Everything that is a decision or a record is
 //! asked of an [`SshControl`](control::SshControl).
 //!
-//! Entry point: [`serve`].
+//! The session's steps from decision to close are in `session.rs` (the RDP
+//! twin is `rdp::session`); entry points [`serve`] and [`serve_config`],
+//! tunables [`GatewayOptions`], the control trait [`SshControl`].
 
 pub mod back;
 pub mod control;
