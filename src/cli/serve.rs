@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::Global;
 use crate::config::{Config, LogFormat};
-use crate::session::Bastion;
+use crate::session::Services;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -31,17 +31,17 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     install_crypto_provider();
     return_large_buffers_to_the_system();
 
-    let bastion = Arc::new(Bastion::start(cfg.clone()).await?);
-    tracing::info!(node = %bastion.node, "sekisho starting");
+    let services = Arc::new(Services::start(cfg.clone()).await?);
+    tracing::info!(node = %services.node, "sekisho starting");
 
-    let abandoned = bastion
+    let abandoned = services
         .store
-        .mark_abandoned_live_sessions(&bastion.node)
+        .mark_abandoned_live_sessions(&services.node)
         .await
         .context("marking sessions left live by an earlier crash")?;
     for id in &abandoned {
         tracing::warn!(session = %id, "session left live by an earlier run marked abnormal");
-        bastion
+        services
             .audit(
                 crate::store::AuditEvent::new(
                     crate::store::AuditKind::SessionAbnormal,
@@ -57,9 +57,9 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
-    tasks.spawn(watch_policies(bastion.clone(), shutdown_rx.clone()));
-    tasks.spawn(poll_kill_requests(bastion.clone(), shutdown_rx.clone()));
-    spawn_listeners(&bastion, &cfg, &mut tasks, shutdown_rx.clone()).await?;
+    tasks.spawn(watch_policies(services.clone(), shutdown_rx.clone()));
+    tasks.spawn(poll_kill_requests(services.clone(), shutdown_rx.clone()));
+    spawn_listeners(&services, &cfg, &mut tasks, shutdown_rx.clone()).await?;
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -74,12 +74,12 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => tracing::error!(error = %e, "a listener panicked"),
             }
             let _ = shutdown_tx.send(true);
-            bastion.shutdown().await;
+            services.shutdown().await;
             return Ok(ExitCode::FAILURE);
         }
     }
     let _ = shutdown_tx.send(true);
-    bastion.shutdown().await;
+    services.shutdown().await;
     // Give relays a moment to seal their archives.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
@@ -90,7 +90,7 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn spawn_listeners(
-    bastion: &Arc<Bastion>,
+    services: &Arc<Services>,
     cfg: &Config,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -101,11 +101,11 @@ async fn spawn_listeners(
             .await
             .with_context(|| format!("listening for SSH on {}", cfg.ssh.listen))?;
         tracing::info!(listen = %cfg.ssh.listen, "SSH listener ready");
-        let core = Arc::new(crate::ssh::bastion::BastionSsh::new(bastion.clone()));
-        let limits = crate::ssh::Limits::from_config(cfg);
+        let control = Arc::new(crate::ssh::services::SshServices::new(services.clone()));
+        let options = crate::ssh::GatewayOptions::from_config(cfg);
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            crate::ssh::serve(listener, host_key, core, limits, async move {
+            crate::ssh::serve(listener, host_key, control, options, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
@@ -118,16 +118,12 @@ async fn spawn_listeners(
             .await
             .with_context(|| format!("listening for RDP on {}", cfg.rdp.listen))?;
         tracing::info!(listen = %cfg.rdp.listen, "RDP listener ready");
-        let core = Arc::new(crate::rdp::bastion::BastionRdp::new(bastion.clone()));
-        let options = crate::rdp::GatewayOptions {
-            idle_timeout: cfg.sessions.idle_timeout,
-            offer_nla: crate::rdp::bastion::NLA_SIGN_IN,
-            keyframe_interval: cfg.rdp.keyframe_interval,
-        };
+        let control = Arc::new(crate::rdp::services::RdpServices::new(services.clone()));
+        let options = crate::rdp::GatewayOptions::from_config(cfg);
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
-                r = crate::rdp::serve_with(listener, tls, core, options) => r.context("the RDP listener"),
+                r = crate::rdp::serve(listener, tls, control, options) => r.context("the RDP listener"),
                 _ = stop.wait_for(|s| *s) => Ok(()),
             }
         });
@@ -172,13 +168,13 @@ fn init_logging(format: LogFormat) {
 /// Reloads policies on SIGHUP and when a file under the policy directory
 /// changes. A broken new set is refused and the old one stays in force.
 async fn watch_policies(
-    bastion: Arc<Bastion>,
+    services: Arc<Services>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use notify::Watcher as _;
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let dir = bastion.config.paths.policies.clone();
+    let dir = services.config.paths.policies.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
             let relevant = ev
@@ -206,14 +202,14 @@ async fn watch_policies(
             }
             _ = shutdown.changed() => return Ok(()),
         };
-        bastion.reload_policies(why).await;
+        services.reload_policies(why).await;
     }
 }
 
 /// Other processes (`sekisho sessions kill`) ask for a session to stop
 /// through the store; this relays their requests to the live sessions here.
 async fn poll_kill_requests(
-    bastion: Arc<Bastion>,
+    services: Arc<Services>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -223,17 +219,17 @@ async fn poll_kill_requests(
             _ = tick.tick() => {}
             _ = housekeeping.tick() => {
                 // Spent and expired tickets are of no use; keep the table small.
-                if let Err(e) = bastion.store.purge_tickets(chrono::Utc::now()).await {
+                if let Err(e) = services.store.purge_tickets(chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "purging expired tickets failed");
                 }
                 continue;
             }
             _ = shutdown.changed() => return Ok(()),
         }
-        match bastion.store.pending_kills(&bastion.node).await {
+        match services.store.pending_kills(&services.node).await {
             Ok(kills) => {
                 for k in kills {
-                    bastion.registry.stop(
+                    services.registry.stop(
                         k.id,
                         crate::session::StopCause::Killed {
                             by: k.by,

@@ -29,8 +29,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tracing::{debug, info};
 
-use super::RdpError;
-use super::core::TargetGrant;
+use super::control::TargetGrant;
 
 pub(crate) type BackFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
 
@@ -43,6 +42,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PinnedCertVerifier {
     pin: [u8; 32],
     provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Set when a presented certificate did not match the pin, so the
+    /// caller can tell a pin mismatch from other TLS failures.
+    mismatch: std::sync::atomic::AtomicBool,
 }
 
 impl PinnedCertVerifier {
@@ -50,7 +52,13 @@ impl PinnedCertVerifier {
         Self {
             pin,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
+            mismatch: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether a certificate was refused for not matching the pin.
+    pub fn mismatched(&self) -> bool {
+        self.mismatch.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -73,6 +81,8 @@ impl ServerCertVerifier for PinnedCertVerifier {
         if got == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
+            self.mismatch
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             Err(rustls::Error::General(format!(
                 "target certificate sha256 {} does not match the pinned {}",
                 hex::encode(got),
@@ -136,12 +146,105 @@ pub(crate) struct BackRequest<'a> {
     pub client_info: &'a ClientInfo,
 }
 
-pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpError> {
+/// The phases of connecting to an RDP target, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackPhase {
+    /// TCP connect.
+    Tcp,
+    /// X.224 connection request and confirm (security protocol).
+    Negotiation,
+    /// TLS, with the leaf certificate checked against the pin.
+    Tls,
+    /// CredSSP (NLA) with the injected credential.
+    CredSsp,
+    /// MCS Connect Initial / Response (GCC blocks, channel ids).
+    Mcs,
+    /// Erect domain, attach user, channel joins.
+    ChannelJoin,
+    /// The Client Info PDU with the injected account.
+    ClientInfo,
+    /// The licensing exchange, up to the first PDU relayed.
+    Licensing,
+}
+
+/// What went wrong in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackFailure {
+    /// The phase did not finish in time.
+    Timeout,
+    /// The target's address could not be reached.
+    Unreachable,
+    /// Reading from or writing to the target failed.
+    Io,
+    /// The target sent something malformed or unexpected.
+    Malformed,
+    /// The target refused what sekisho asked for.
+    Refused,
+    /// The target's certificate does not match the pin in policy.
+    CertificatePin,
+    /// The TLS handshake failed for another reason.
+    Handshake,
+    /// CredSSP failed (the injected credential, or NTLM itself).
+    Credential,
+    /// sekisho's own set-up for the phase failed.
+    Setup,
+}
+
+/// Why the target could not be used: the phase and the kind, for callers to
+/// match, and the text for the audit log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BackError {
+    pub phase: BackPhase,
+    pub kind: BackFailure,
+    message: String,
+}
+
+impl BackError {
+    fn new(phase: BackPhase, kind: BackFailure, message: String) -> Self {
+        BackError {
+            phase,
+            kind,
+            message,
+        }
+    }
+
+    fn target(phase: BackPhase, kind: BackFailure, message: impl std::fmt::Display) -> Self {
+        Self::new(phase, kind, format!("target: {message}"))
+    }
+
+    fn io(phase: BackPhase, context: &str, e: std::io::Error) -> Self {
+        Self::new(phase, BackFailure::Io, format!("{context}: {e}"))
+    }
+
+    fn malformed(phase: BackPhase, context: &str, e: impl std::fmt::Display) -> Self {
+        Self::new(
+            phase,
+            BackFailure::Malformed,
+            format!("malformed or unexpected {context}: {e}"),
+        )
+    }
+}
+
+/// Connects to the target in the phases of [`BackPhase`].
+pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackError> {
     let grant = req.grant;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(grant.address))
         .await
-        .map_err(|_| RdpError::Target(format!("connecting to {} timed out", grant.address)))?
-        .map_err(|e| RdpError::Target(format!("connecting to {}: {e}", grant.address)))?;
+        .map_err(|_| {
+            BackError::target(
+                BackPhase::Tcp,
+                BackFailure::Timeout,
+                format!("connecting to {} timed out", grant.address),
+            )
+        })?
+        .map_err(|e| {
+            BackError::target(
+                BackPhase::Tcp,
+                BackFailure::Unreachable,
+                format!("connecting to {}: {e}", grant.address),
+            )
+        })?;
     let _ = tcp.set_nodelay(true);
     let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
 
@@ -154,18 +257,21 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
         correlation_info: None,
     };
-    let request_pdu =
-        encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
+    let request_pdu = encode_vec(&X224(request))
+        .map_err(|e| BackError::malformed(BackPhase::Negotiation, "X.224 request", e))?;
     framed
         .write_all(&request_pdu)
         .await
-        .map_err(|e| RdpError::io("writing X.224 request to target", e))?;
-    let confirm_pdu = framed
-        .read_by_hint(&X224_HINT)
-        .await
-        .map_err(|e| RdpError::io("reading X.224 confirm from target", e))?;
+        .map_err(|e| BackError::io(BackPhase::Negotiation, "writing X.224 request to target", e))?;
+    let confirm_pdu = framed.read_by_hint(&X224_HINT).await.map_err(|e| {
+        BackError::io(
+            BackPhase::Negotiation,
+            "reading X.224 confirm from target",
+            e,
+        )
+    })?;
     let confirm = decode::<X224<nego::ConnectionConfirm>>(&confirm_pdu)
-        .map_err(|e| RdpError::protocol("X.224 confirm from target", e))?
+        .map_err(|e| BackError::malformed(BackPhase::Negotiation, "X.224 confirm from target", e))?
         .0;
     let selected = match confirm {
         nego::ConnectionConfirm::Response { protocol, .. }
@@ -174,41 +280,70 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
             protocol
         }
         nego::ConnectionConfirm::Response { protocol, .. } => {
-            return Err(RdpError::Target(format!(
-                "target selected unsupported security {protocol:?}"
-            )));
+            return Err(BackError::target(
+                BackPhase::Negotiation,
+                BackFailure::Refused,
+                format!("target selected unsupported security {protocol:?}"),
+            ));
         }
         nego::ConnectionConfirm::Failure { code } => {
-            return Err(RdpError::Target(format!(
-                "target refused negotiation: {code:?}"
-            )));
+            return Err(BackError::target(
+                BackPhase::Negotiation,
+                BackFailure::Refused,
+                format!("target refused negotiation: {code:?}"),
+            ));
         }
     };
     info!(security = ?selected, "target security selected");
 
     let tcp = framed.into_inner_no_leftover();
+    let verifier = Arc::new(PinnedCertVerifier::new(grant.cert_sha256));
     let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| RdpError::Tls(e.to_string()))?
+    .map_err(|e| {
+        BackError::new(
+            BackPhase::Tls,
+            BackFailure::Setup,
+            format!("TLS configuration: {e}"),
+        )
+    })?
     .dangerous()
-    .with_custom_certificate_verifier(Arc::new(PinnedCertVerifier::new(grant.cert_sha256)))
+    .with_custom_certificate_verifier(verifier.clone())
     .with_no_client_auth();
     let server_name = ServerName::IpAddress(grant.address.ip().into());
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
         .connect(server_name, tcp)
         .await
-        .map_err(|e| RdpError::Target(format!("TLS to target: {e}")))?;
+        .map_err(|e| {
+            // The pin check is ours: a mismatch is its own kind.
+            let kind = if verifier.mismatched() {
+                BackFailure::CertificatePin
+            } else {
+                BackFailure::Handshake
+            };
+            BackError::target(BackPhase::Tls, kind, format!("TLS to target: {e}"))
+        })?;
     let server_public_key = {
         let (_, conn) = tls.get_ref();
         let leaf = conn
             .peer_certificates()
             .and_then(|c| c.first())
-            .ok_or_else(|| RdpError::Target("target sent no certificate".into()))?;
+            .ok_or_else(|| {
+                BackError::target(
+                    BackPhase::Tls,
+                    BackFailure::Malformed,
+                    "target sent no certificate",
+                )
+            })?;
         subject_public_key(leaf.as_ref())
             .ok_or_else(|| {
-                RdpError::Target("target certificate has no readable public key".into())
+                BackError::target(
+                    BackPhase::Tls,
+                    BackFailure::Malformed,
+                    "target certificate has no readable public key",
+                )
             })?
             .to_vec()
     };
@@ -228,11 +363,23 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
             server_public_key,
             None,
         )
-        .map_err(|e| RdpError::Target(format!("CredSSP: {e}")))?;
+        .map_err(|e| {
+            BackError::target(
+                BackPhase::CredSsp,
+                BackFailure::Credential,
+                format!("CredSSP: {e}"),
+            )
+        })?;
         let mut buf = WriteBuf::new();
         ironrdp_async::perform_credssp(&mut framed, &mut NoNetwork, &mut buf, sequence, ts_request)
             .await
-            .map_err(|e| RdpError::Target(format!("CredSSP: {e}")))?;
+            .map_err(|e| {
+                BackError::target(
+                    BackPhase::CredSsp,
+                    BackFailure::Credential,
+                    format!("CredSSP: {e}"),
+                )
+            })?;
         info!("target CredSSP done");
     }
 
@@ -262,39 +409,40 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
     blocks.multi_transport_channel = None;
 
     let initial = mcs::ConnectInitial::with_gcc_blocks(blocks)
-        .map_err(|e| RdpError::protocol("building MCS Connect Initial", e))?;
-    let initial_data =
-        encode_vec(&initial).map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
+        .map_err(|e| BackError::malformed(BackPhase::Mcs, "building MCS Connect Initial", e))?;
+    let initial_data = encode_vec(&initial)
+        .map_err(|e| BackError::malformed(BackPhase::Mcs, "encoding MCS Connect Initial", e))?;
     let initial_pdu = encode_vec(&X224(X224Data {
         data: Cow::Owned(initial_data),
     }))
-    .map_err(|e| RdpError::protocol("encoding MCS Connect Initial", e))?;
+    .map_err(|e| BackError::malformed(BackPhase::Mcs, "encoding MCS Connect Initial", e))?;
     framed
         .write_all(&initial_pdu)
         .await
-        .map_err(|e| RdpError::io("writing MCS Connect Initial", e))?;
+        .map_err(|e| BackError::io(BackPhase::Mcs, "writing MCS Connect Initial", e))?;
 
     let pdu = framed
         .read_by_hint(&X224_HINT)
         .await
-        .map_err(|e| RdpError::io("reading MCS Connect Response", e))?;
+        .map_err(|e| BackError::io(BackPhase::Mcs, "reading MCS Connect Response", e))?;
     let data = decode::<X224<X224Data<'_>>>(&pdu)
-        .map_err(|e| RdpError::protocol("MCS Connect Response", e))?
+        .map_err(|e| BackError::malformed(BackPhase::Mcs, "MCS Connect Response", e))?
         .0;
     let response = decode::<mcs::ConnectResponse>(data.data.as_ref())
-        .map_err(|e| RdpError::protocol("MCS Connect Response", e))?;
+        .map_err(|e| BackError::malformed(BackPhase::Mcs, "MCS Connect Response", e))?;
     let server_blocks = response.conference_create_response.gcc_blocks();
     let io_channel = server_blocks.network.io_channel;
     let channel_ids = server_blocks.network.channel_ids.clone();
     if channel_ids.len() != req.channels.len() {
-        return Err(RdpError::Protocol {
-            context: "MCS Connect Response",
-            message: format!(
+        return Err(BackError::malformed(
+            BackPhase::Mcs,
+            "MCS Connect Response",
+            format!(
                 "target returned {} channel ids for {} channels",
                 channel_ids.len(),
                 req.channels.len()
             ),
-        });
+        ));
     }
     debug!(io_channel, ?channel_ids, "target channel ids");
 
@@ -306,7 +454,9 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         }
         single_sequence_step(&mut framed, &mut joins, &mut buf)
             .await
-            .map_err(|e| RdpError::protocol("target channel connection", e))?;
+            .map_err(|e| {
+                BackError::malformed(BackPhase::ChannelJoin, "target channel connection", e)
+            })?;
     };
 
     // Client Info with the injected credential; auto-reconnect cookies from
@@ -329,19 +479,19 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         },
         client_info: info,
     };
-    let user_data =
-        encode_vec(&info_pdu).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    let user_data = encode_vec(&info_pdu)
+        .map_err(|e| BackError::malformed(BackPhase::ClientInfo, "encoding Client Info", e))?;
     let send = mcs::SendDataRequest {
         initiator_id: user_channel,
         channel_id: io_channel,
         user_data: Cow::Owned(user_data),
     };
-    let send_pdu =
-        encode_vec(&X224(send)).map_err(|e| RdpError::protocol("encoding Client Info", e))?;
+    let send_pdu = encode_vec(&X224(send))
+        .map_err(|e| BackError::malformed(BackPhase::ClientInfo, "encoding Client Info", e))?;
     framed
         .write_all(&send_pdu)
         .await
-        .map_err(|e| RdpError::io("writing Client Info", e))?;
+        .map_err(|e| BackError::io(BackPhase::ClientInfo, "writing Client Info", e))?;
 
     // Licensing with ironrdp-connector's client sequence: either the
     // target says "valid client" at once (xrdp with a cached license) or a
@@ -361,7 +511,7 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         let (action, pdu) = framed
             .read_pdu()
             .await
-            .map_err(|e| RdpError::io("reading licensing PDU", e))?;
+            .map_err(|e| BackError::io(BackPhase::Licensing, "reading licensing PDU", e))?;
         if action == ironrdp_pdu::Action::X224 && is_autodetect_pdu(&pdu) {
             // Some servers (FreeRDP) probe anyway; the probe is optional.
             debug!("target auto-detect request ignored");
@@ -369,30 +519,41 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, RdpErro
         }
         if action != ironrdp_pdu::Action::X224 || !is_license_pdu(&pdu) {
             if !matches!(licensing.state, LicenseExchangeState::NewLicenseRequest) {
-                return Err(RdpError::Target("licensing exchange cut short".into()));
+                return Err(BackError::target(
+                    BackPhase::Licensing,
+                    BackFailure::Malformed,
+                    "licensing exchange cut short",
+                ));
             }
             debug!(pdu = %hex::encode(pdu.get(..pdu.len().min(48)).unwrap_or_default()), "target skipped licensing");
             break pdu;
         }
         buf.clear();
         let written = licensing.step(&pdu, None, &mut buf).map_err(|e| {
-            RdpError::Target(format!(
-                "licensing: {e} (PDU starts {})",
-                hex::encode(pdu.get(..pdu.len().min(32)).unwrap_or_default())
-            ))
+            BackError::target(
+                BackPhase::Licensing,
+                BackFailure::Refused,
+                format!(
+                    "licensing: {e} (PDU starts {})",
+                    hex::encode(pdu.get(..pdu.len().min(32)).unwrap_or_default())
+                ),
+            )
         })?;
         if let Some(n) = written.size() {
             framed
                 .write_all(buf.filled().get(..n).unwrap_or_default())
                 .await
-                .map_err(|e| RdpError::io("writing licensing PDU", e))?;
+                .map_err(|e| BackError::io(BackPhase::Licensing, "writing licensing PDU", e))?;
         }
         if matches!(licensing.state, LicenseExchangeState::LicenseExchanged) {
             info!("target licensing done");
-            let (_, pdu) = framed
-                .read_pdu()
-                .await
-                .map_err(|e| RdpError::io("reading the first PDU after licensing", e))?;
+            let (_, pdu) = framed.read_pdu().await.map_err(|e| {
+                BackError::io(
+                    BackPhase::Licensing,
+                    "reading the first PDU after licensing",
+                    e,
+                )
+            })?;
             break pdu;
         }
     };
@@ -582,5 +743,24 @@ mod tests {
             panic!("other certificate accepted")
         };
         assert!(e.to_string().contains("does not match the pinned"), "{e}");
+    }
+
+    #[test]
+    fn a_pin_mismatch_is_told_apart_from_other_tls_failures() {
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).map(|c| c.cert.der().to_vec());
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).map(|c| c.cert.der().to_vec());
+        let (Ok(a), Ok(b)) = (a, b) else {
+            panic!("rcgen failed");
+        };
+        let Ok(name) = ServerName::try_from("127.0.0.1").map(|n| n.to_owned()) else {
+            panic!("server name")
+        };
+        let v = verifier_for(&a);
+        let ok = v.verify_server_cert(&CertificateDer::from(a), &[], &name, &[], UnixTime::now());
+        assert!(ok.is_ok());
+        assert!(!v.mismatched(), "the pinned certificate is no mismatch");
+        let bad = v.verify_server_cert(&CertificateDer::from(b), &[], &name, &[], UnixTime::now());
+        assert!(bad.is_err());
+        assert!(v.mismatched(), "another certificate is a mismatch");
     }
 }

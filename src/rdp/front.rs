@@ -12,18 +12,26 @@ use ironrdp_connector::Sequence as _;
 use ironrdp_core::{WriteBuf, decode, encode_vec};
 use ironrdp_pdu::gcc::{self, ClientGccBlocks};
 use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::headers::{
+    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+    StreamPriority,
+};
+use ironrdp_pdu::rdp::server_error_info::{
+    ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
+};
+use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
 use ironrdp_pdu::x224::{X224, X224Data};
 use ironrdp_pdu::{X224_HINT, mcs};
 use ironrdp_tokio::TokioStream;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use std::net::IpAddr;
 
-use super::channels::{self, ChannelVerdict};
-use super::core::RdpCore;
+use super::control::RdpControl;
+use super::rules::{self, ChannelVerdict};
 use super::{FrontTls, RdpError, nla};
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
@@ -130,11 +138,11 @@ async fn negotiate(
 }
 
 /// Accept one client up to its Client Info PDU.
-pub(crate) async fn accept<C: RdpCore>(
+pub(crate) async fn accept<C: RdpControl>(
     tcp: TcpStream,
     tls: &FrontTls,
     offer_nla: bool,
-    core: &C,
+    control: &C,
     source: IpAddr,
 ) -> Result<FrontSession, RdpError> {
     let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
@@ -145,7 +153,7 @@ pub(crate) async fn accept<C: RdpCore>(
     let mut framed = FrontFramed::new(tls_stream);
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
-        Some(nla::accept(&mut framed, core, source, tls.public_key.clone()).await?)
+        Some(nla::accept(&mut framed, control, source, tls.public_key.clone()).await?)
     } else {
         None
     };
@@ -182,7 +190,7 @@ pub(crate) async fn accept<C: RdpCore>(
             .unwrap_or("")
             .trim_end_matches('\0')
             .to_owned();
-        let verdict = channels::static_channel(&name);
+        let verdict = rules::static_channel(&name);
         channels.push(FrontChannel {
             def,
             name,
@@ -291,6 +299,81 @@ pub fn split_target(username: &str, domain: Option<&str>) -> Option<(String, Str
         return None;
     }
     Some((person.to_owned(), target.to_owned()))
+}
+
+// ---- telling the client -------------------------------------------------
+
+pub(crate) fn indication_bytes<T: ironrdp_core::Encode>(pdu: &T) -> Result<Vec<u8>, RdpError> {
+    let user_data = encode_vec(pdu).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
+    let ind = mcs::SendDataIndication {
+        initiator_id: FRONT_USER_CHANNEL,
+        channel_id: FRONT_IO_CHANNEL,
+        user_data: Cow::Owned(user_data),
+    };
+    encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))
+}
+
+pub(crate) async fn send_indication<T: ironrdp_core::Encode>(
+    framed: &mut FrontFramed,
+    pdu: &T,
+) -> Result<(), RdpError> {
+    use ironrdp_async::FramedWrite as _;
+    let bytes = indication_bytes(pdu)?;
+    framed
+        .write_all(&bytes)
+        .await
+        .map_err(|e| RdpError::io("writing to client", e))
+}
+
+/// What the client is told when it is turned away or its session ends:
+/// "valid client" licensing when the client still waits for it (every
+/// refusal comes after its Client Info PDU), then Set Error Info with a
+/// code clients show, then an MCS disconnect. FreeRDP reports the code and
+/// does not retry.
+pub(crate) fn refusal_pdus(
+    code: ProtocolIndependentCode,
+    licensed: bool,
+) -> Result<Vec<u8>, RdpError> {
+    let mut out = Vec::new();
+    if !licensed {
+        let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+            .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+            .into();
+        out.extend(indication_bytes(&license)?);
+    }
+    let info = ShareControlHeader {
+        share_id: 0,
+        pdu_source: FRONT_USER_CHANNEL,
+        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
+                ErrorInfo::ProtocolIndependentCode(code),
+            )),
+            stream_priority: StreamPriority::Undefined,
+            compression_flags: CompressionFlags::empty(),
+            compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+        }),
+    };
+    out.extend(indication_bytes(&info)?);
+    let ultimatum =
+        mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
+    out.extend(
+        encode_vec(&X224(ultimatum)).map_err(|e| RdpError::protocol("encoding disconnect", e))?,
+    );
+    Ok(out)
+}
+
+/// Tell a client that has not been licensed yet that it is refused. Best
+/// effort: the connection is closing anyway.
+pub(crate) async fn refuse_client(framed: &mut FrontFramed, code: ProtocolIndependentCode) {
+    use ironrdp_async::FramedWrite as _;
+    match refusal_pdus(code, false) {
+        Ok(bytes) => {
+            if let Err(e) = framed.write_all(&bytes).await {
+                warn!(error = %e, "could not send the refusal to the client");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not encode the refusal"),
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! or a one-time ticket (NLA), and is relayed to the target with a
 //! credential it never sees.
 //!
+//! The session's steps from sign-in to close are in `session.rs` (the SSH
+//! twin is `ssh::session`); entry points [`serve`] and [`serve_config`],
+//! tunables [`GatewayOptions`], the control trait `control::RdpControl`.
+//!
 //! # How the two handshakes are bridged
 //!
 //! Over TLS the target is named in the user name, which arrives only in the
@@ -23,7 +27,7 @@
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
 //!    the user name and secret (TLS) or just the client's settings (NLA).
-//! 2. **Sign-in and policy** through [`core::RdpCore`]. A refusal reaches the
+//! 2. **Sign-in and policy** through [`control::RdpControl`]. A refusal reaches the
 //!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
 //!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
 //!    disconnect, so the client reports it and does not retry.
@@ -67,51 +71,29 @@
 //! of channels that were let open (both directions).
 
 pub mod back;
-pub mod bastion;
-pub mod channels;
-pub mod core;
+pub mod control;
 pub mod front;
 mod nla;
 pub mod relay;
+pub mod rules;
+pub mod services;
+mod session;
 pub mod steer;
 
-use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use ironrdp_async::Framed;
-use ironrdp_core::encode_vec;
-use ironrdp_pdu::mcs;
-use ironrdp_pdu::rdp::headers::{
-    CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
-    StreamPriority,
-};
-use ironrdp_pdu::rdp::server_error_info::{
-    ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
-};
-use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
-use ironrdp_pdu::x224::X224;
-use ironrdp_tokio::TokioStream;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::net::TcpListener;
 use tracing::{Instrument as _, info, info_span, warn};
 
-use self::channels::ChannelVerdict;
-use self::core::{ChannelKind, FrontSecurity, RdpCore, RdpRecorder as _, SessionStart, SignIn};
-use self::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL};
-use self::relay::{ChannelMap, Relay};
-
-/// How long a client may take from TCP connect to its Client Info PDU
-/// (mstsc's credential prompt comes before the connection, so this is short).
-const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use self::control::RdpControl;
 
 pub(crate) use crate::protocol::rdp::le_u16;
 
-/// Tunables of the gateway.
+/// Tunables of the gateway (from `sekisho.toml`); the SSH gateway's are
+/// `ssh::GatewayOptions`.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// How often the target is asked to redraw the whole desktop, so that
@@ -122,6 +104,18 @@ pub struct GatewayOptions {
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
+}
+
+impl GatewayOptions {
+    /// The options `sekisho serve` runs with: `[sessions] idle_timeout`,
+    /// `[rdp] keyframe_interval`, NLA offered (sign-in with a ticket).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        GatewayOptions {
+            keyframe_interval: config.rdp.keyframe_interval,
+            offer_nla: services::NLA_SIGN_IN,
+            idle_timeout: config.sessions.idle_timeout,
+        }
+    }
 }
 
 impl Default for GatewayOptions {
@@ -157,6 +151,9 @@ pub enum RdpError {
     Recording(String),
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// Connecting to the target failed in one of its phases.
+    #[error(transparent)]
+    Back(#[from] back::BackError),
 }
 
 impl RdpError {
@@ -208,430 +205,41 @@ pub fn tls_server_config(cert: &Path, key: &Path) -> Result<FrontTls, RdpError> 
 
 /// Bind the listener from `sekisho.toml` (`[rdp] listen`) with the TLS
 /// certificate `init` made, and serve until the listener fails.
-pub async fn serve_config<C: RdpCore>(
+pub async fn serve_config<C: RdpControl>(
     config: &crate::config::Config,
-    core: Arc<C>,
+    control: Arc<C>,
 ) -> anyhow::Result<()> {
     let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;
-    let options = GatewayOptions {
-        idle_timeout: config.sessions.idle_timeout,
-        ..GatewayOptions::default()
-    };
-    serve_with(listener, tls, core, options).await?;
+    serve(listener, tls, control, GatewayOptions::from_config(config)).await?;
     Ok(())
 }
 
 /// Accept RDP clients on `listener` until it fails; each connection runs in
 /// its own task.
-pub async fn serve<C: RdpCore>(
+pub async fn serve<C: RdpControl>(
     listener: TcpListener,
     tls: FrontTls,
-    core: Arc<C>,
-) -> std::io::Result<()> {
-    serve_with(listener, tls, core, GatewayOptions::default()).await
-}
-
-/// [`serve`] with explicit options.
-pub async fn serve_with<C: RdpCore>(
-    listener: TcpListener,
-    tls: FrontTls,
-    core: Arc<C>,
+    control: Arc<C>,
     options: GatewayOptions,
 ) -> std::io::Result<()> {
     info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
     loop {
         let (tcp, peer) = listener.accept().await?;
         let tls = tls.clone();
-        let core = core.clone();
+        let control = control.clone();
         let options = options.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
-                match handle(tcp, peer, tls, core, options).await {
+                match session::run(tcp, peer, tls, control, options).await {
                     Ok(()) => info!("connection closed"),
                     Err(e) => warn!(error = %e, "connection ended"),
                 }
             }
             .instrument(span),
         );
-    }
-}
-
-/// One client connection, start to end.
-pub async fn handle<C: RdpCore>(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: FrontTls,
-    core: Arc<C>,
-    options: GatewayOptions,
-) -> Result<(), RdpError> {
-    let _ = tcp.set_nodelay(true);
-    let source = crate::config::canonical_ip(peer.ip());
-    // A client that stalls before signing in must not hold a task forever.
-    let accept = front::accept(tcp, &tls, options.offer_nla, core.as_ref(), source);
-    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, accept)
-        .await
-        .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
-
-    // NLA: the name and the secret are the ones proved over CredSSP (the
-    // Client Info PDU then usually carries no password).
-    let (username, domain, secret, security) = match front.nla.take() {
-        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
-        None => {
-            let creds = &front.client_info.credentials;
-            (
-                creds.username.clone(),
-                creds.domain.clone(),
-                creds.password.clone(),
-                FrontSecurity::Tls,
-            )
-        }
-    };
-    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
-        let reason = "user name must name the target as person@target or target\\person";
-        refuse_client(
-            &mut front.framed,
-            ProtocolIndependentCode::ServerDeniedConnection,
-        )
-        .await;
-        return Err(RdpError::Refused(reason.into()));
-    };
-    let sign_in = SignIn {
-        user,
-        target: target.clone(),
-        secret,
-        source,
-        security,
-    };
-    // The bastion secret is not kept beyond this point.
-    front.client_info.credentials.password.clear();
-    let person = match core.authenticate(&sign_in).await {
-        Ok(p) => p,
-        Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
-        }
-    };
-    drop(sign_in);
-    let grant = match core.authorize(&person, &target, source).await {
-        Ok(g) => g,
-        Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerInsufficientPrivileges,
-            )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
-        }
-    };
-    info!(person = %person.user, target = %grant.target, address = %grant.address, "RDP session authorized");
-
-    let session_id = grant.session_id;
-    let forwarded: Vec<_> = front
-        .channels
-        .iter()
-        .filter(|c| c.verdict.is_allowed())
-        .collect();
-    let start = SessionStart {
-        session_id,
-        person: person.clone(),
-        target: grant.target.clone(),
-        source,
-        parent_session: grant.parent_session,
-        desktop_width: front.gcc.core.desktop_width,
-        desktop_height: front.gcc.core.desktop_height,
-        keyboard_layout: front.gcc.core.keyboard_layout,
-        keyboard_type: keyboard_type_code(front.gcc.core.keyboard_type),
-        keyboard_subtype: front.gcc.core.keyboard_subtype,
-        io_channel: FRONT_IO_CHANNEL,
-        user_channel: FRONT_USER_CHANNEL,
-        channels: forwarded
-            .iter()
-            .map(|c| (c.name.clone(), c.front_id))
-            .collect(),
-    };
-    let recorder = match core.open_recording(&start).await {
-        Ok(r) => r,
-        Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(RdpError::Recording(refusal.reason));
-        }
-    };
-    let recorder = Arc::new(Mutex::new(recorder));
-    for refused in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
-        let ChannelVerdict::Refused { reason } = &refused.verdict else {
-            continue;
-        };
-        info!(channel = %refused.name, reason, "static channel refused");
-        core.channel_refused(session_id, ChannelKind::Static, &refused.name, reason)
-            .await;
-        let event = core::RdpEvent::ChannelRefused {
-            name: refused.name.clone(),
-            reason: (*reason).to_owned(),
-        };
-        if let Err(r) = recorder.lock().await.record(event).await {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(RdpError::Recording(r.reason));
-        }
-    }
-
-    let result = run_session(
-        &core,
-        session_id,
-        &start,
-        front,
-        &grant,
-        recorder.clone(),
-        &options,
-    )
-    .await;
-    let reason = match &result {
-        Ok(()) => "closed".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    // Recording is sealed whatever happened.
-    match Arc::try_unwrap(recorder).map(Mutex::into_inner) {
-        Ok(recorder) => {
-            if let Err(r) = recorder.finish().await {
-                warn!(reason = %r.reason, "sealing the recording failed");
-            }
-        }
-        // The relay tasks hold no clone once run_session returned.
-        Err(_) => warn!("recording still shared at close; not sealed"),
-    }
-    core.session_closed(session_id, &reason).await;
-    result
-}
-
-async fn run_session<C: RdpCore>(
-    core: &Arc<C>,
-    session_id: uuid::Uuid,
-    start: &SessionStart,
-    mut front: front::FrontSession,
-    grant: &core::TargetGrant,
-    recorder: Arc<Mutex<C::Recorder>>,
-    options: &GatewayOptions,
-) -> Result<(), RdpError> {
-    let forwarded: Vec<front::FrontChannel> = front
-        .channels
-        .iter()
-        .filter(|c| c.verdict.is_allowed())
-        .cloned()
-        .collect();
-    let back = match back::connect(back::BackRequest {
-        grant,
-        client_gcc: &front.gcc,
-        channels: forwarded.iter().map(|c| c.def.clone()).collect(),
-        client_info: &front.client_info,
-    })
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(e);
-        }
-    };
-
-    let mut map = ChannelMap::new(
-        FRONT_USER_CHANNEL,
-        back.user_channel,
-        FRONT_IO_CHANNEL,
-        back.io_channel,
-    );
-    for (channel, back_id) in forwarded.iter().zip(back.channel_ids.iter()) {
-        map.link_named(&channel.name, channel.front_id, *back_id);
-    }
-    for channel in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
-        map.refuse(channel.front_id, &channel.name);
-    }
-
-    // Licensing towards the client: the gateway says "valid client".
-    let license: LicensePdu = LicensingErrorMessage::new_valid_client()
-        .map_err(|e| RdpError::protocol("encoding license PDU", e))?
-        .into();
-    send_indication(&mut front.framed, &license).await?;
-
-    let mut kill = core.register_live(start).await;
-    let relay = Arc::new(Relay {
-        core: core.clone(),
-        session_id,
-        map,
-        recorder,
-        share: std::sync::Mutex::new(relay::ShareState::new(
-            start.desktop_width,
-            start.desktop_height,
-        )),
-        dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
-        last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
-    });
-
-    let (front_stream, front_left) = front.framed.into_inner();
-    let (back_stream, back_left) = back.framed.into_inner();
-    let (front_read, front_write) = tokio::io::split(front_stream);
-    let (back_read, back_write) = tokio::io::split(back_stream);
-    let front_reader = Framed::<TokioStream<_>>::new_with_leftover(front_read, front_left);
-    let back_reader = Framed::<TokioStream<_>>::new_with_leftover(back_read, back_left);
-    let front_write = Arc::new(Mutex::new(front_write));
-    let back_write = Arc::new(Mutex::new(back_write));
-
-    let first_action = ironrdp_pdu::find_size(&back.first_pdu)
-        .ok()
-        .flatten()
-        .map(|info| info.action)
-        .unwrap_or(ironrdp_pdu::Action::X224);
-    relay
-        .forward_from_target(
-            first_action,
-            back.first_pdu.freeze(),
-            &front_write,
-            &back_write,
-        )
-        .await?;
-
-    let up = relay.client_to_target(front_reader, back_write.clone());
-    let down = relay.target_to_client(back_reader, front_write.clone(), back_write.clone());
-    let keyframes = async {
-        if options.keyframe_interval.is_zero() {
-            return std::future::pending().await;
-        }
-        let mut tick = tokio::time::interval(options.keyframe_interval);
-        tick.tick().await; // the first tick is immediate; the session has just drawn itself
-        loop {
-            tick.tick().await;
-            relay.request_keyframe(&back_write).await?;
-        }
-    };
-    let idle = async {
-        if options.idle_timeout.is_zero() {
-            return std::future::pending().await;
-        }
-        loop {
-            let last = *relay.last_input.lock().unwrap_or_else(|p| p.into_inner());
-            let deadline = last + options.idle_timeout;
-            if tokio::time::Instant::now() >= deadline {
-                return options.idle_timeout;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    };
-    let result = tokio::select! {
-        r = up => r,
-        r = down => r,
-        r = keyframes => r,
-        limit = idle => {
-            info!(?limit, "session idle");
-            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::IdleTimeout, true) {
-                let _ = front_write.lock().await.write_all(&bytes).await;
-            }
-            Err(RdpError::Refused(format!("idle for {limit:?}")))
-        }
-        reason = kill.killed() => {
-            info!(%reason, "session killed");
-            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {
-                let _ = front_write.lock().await.write_all(&bytes).await;
-            }
-            Err(RdpError::Refused(format!("killed: {reason}")))
-        }
-    };
-    // Close both sides; errors here change nothing.
-    let _ = front_write.lock().await.shutdown().await;
-    let _ = back_write.lock().await.shutdown().await;
-    match result {
-        Err(RdpError::TargetClosed) => Ok(()),
-        other => other,
-    }
-}
-
-fn keyboard_type_code(t: ironrdp_pdu::gcc::KeyboardType) -> u32 {
-    t.0
-}
-
-fn indication_bytes<T: ironrdp_core::Encode>(pdu: &T) -> Result<Vec<u8>, RdpError> {
-    let user_data = encode_vec(pdu).map_err(|e| RdpError::protocol("encoding PDU to client", e))?;
-    let ind = mcs::SendDataIndication {
-        initiator_id: FRONT_USER_CHANNEL,
-        channel_id: FRONT_IO_CHANNEL,
-        user_data: Cow::Owned(user_data),
-    };
-    encode_vec(&X224(ind)).map_err(|e| RdpError::protocol("encoding PDU to client", e))
-}
-
-async fn send_indication<T: ironrdp_core::Encode>(
-    framed: &mut front::FrontFramed,
-    pdu: &T,
-) -> Result<(), RdpError> {
-    use ironrdp_async::FramedWrite as _;
-    let bytes = indication_bytes(pdu)?;
-    framed
-        .write_all(&bytes)
-        .await
-        .map_err(|e| RdpError::io("writing to client", e))
-}
-
-/// What the client is told when it is turned away or its session ends:
-/// "valid client" licensing when the client still waits for it (every
-/// refusal comes after its Client Info PDU), then Set Error Info with a
-/// code clients show, then an MCS disconnect. FreeRDP reports the code and
-/// does not retry.
-fn refusal_pdus(code: ProtocolIndependentCode, licensed: bool) -> Result<Vec<u8>, RdpError> {
-    let mut out = Vec::new();
-    if !licensed {
-        let license: LicensePdu = LicensingErrorMessage::new_valid_client()
-            .map_err(|e| RdpError::protocol("encoding license PDU", e))?
-            .into();
-        out.extend(indication_bytes(&license)?);
-    }
-    let info = ShareControlHeader {
-        share_id: 0,
-        pdu_source: FRONT_USER_CHANNEL,
-        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
-            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
-                ErrorInfo::ProtocolIndependentCode(code),
-            )),
-            stream_priority: StreamPriority::Undefined,
-            compression_flags: CompressionFlags::empty(),
-            compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
-        }),
-    };
-    out.extend(indication_bytes(&info)?);
-    let ultimatum =
-        mcs::DisconnectProviderUltimatum::from_reason(mcs::DisconnectReason::ProviderInitiated);
-    out.extend(
-        encode_vec(&X224(ultimatum)).map_err(|e| RdpError::protocol("encoding disconnect", e))?,
-    );
-    Ok(out)
-}
-
-/// Tell a client that has not been licensed yet that it is refused. Best
-/// effort: the connection is closing anyway.
-async fn refuse_client(framed: &mut front::FrontFramed, code: ProtocolIndependentCode) {
-    use ironrdp_async::FramedWrite as _;
-    match refusal_pdus(code, false) {
-        Ok(bytes) => {
-            if let Err(e) = framed.write_all(&bytes).await {
-                warn!(error = %e, "could not send the refusal to the client");
-            }
-        }
-        Err(e) => warn!(error = %e, "could not encode the refusal"),
     }
 }

@@ -23,7 +23,7 @@ use ironrdp_pdu::PduHint;
 use tracing::{debug, info};
 
 use super::RdpError;
-use super::core::RdpCore;
+use super::control::RdpControl;
 use super::front::{FrontFramed, split_target};
 
 /// Who proved what over CredSSP.
@@ -127,9 +127,9 @@ async fn write_ts_request(framed: &mut FrontFramed, ts: &TsRequest) -> Result<()
 }
 
 /// Run CredSSP as the server on the client's TLS stream.
-pub(crate) async fn accept<C: RdpCore>(
+pub(crate) async fn accept<C: RdpControl>(
     framed: &mut FrontFramed,
-    core: &C,
+    control: &C,
     source: IpAddr,
     public_key: Vec<u8>,
 ) -> Result<NlaIdentity, RdpError> {
@@ -153,15 +153,19 @@ pub(crate) async fn accept<C: RdpCore>(
 
         if let Some((user, domain)) = ts.nego_tokens.as_deref().and_then(ntlm_authenticate_user) {
             let identity = match split_target(&user, domain.as_deref()) {
-                Some((person, target)) => match core.nla_secret(&person, &target, source).await {
-                    Some(secret) => Username::new(&user, domain.as_deref())
-                        .ok()
-                        .map(|username| AuthIdentity {
-                            username,
-                            password: secret.into(),
-                        }),
-                    None => None,
-                },
+                Some((person, target)) => {
+                    match control.nla_secret(&person, &target, source).await {
+                        Some(secret) => {
+                            Username::new(&user, domain.as_deref())
+                                .ok()
+                                .map(|username| AuthIdentity {
+                                    username,
+                                    password: secret.into(),
+                                })
+                        }
+                        None => None,
+                    }
+                }
                 None => None,
             };
             debug!(user = %user, known = identity.is_some(), "CredSSP user");
@@ -208,7 +212,7 @@ pub(crate) async fn accept<C: RdpCore>(
                 }
                 let who = named.map(|(u, _)| u).unwrap_or_default();
                 let reason = format!("NLA sign-in failed: {}", err.error);
-                core.nla_refused(&who, source, &reason).await;
+                control.nla_refused(&who, source, &reason).await;
                 return Err(RdpError::Refused(format!("{reason} (user {who:?})")));
             }
         }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{Bastion, LiveEntry, LiveGuard};
+use super::{LiveEntry, LiveGuard, Services};
 use crate::policy::{Decision, Protocol, Request};
 use crate::recording::{ArchiveSummary, Recorder, RecordingFailed, SessionMeta};
 use crate::store::{AuditEvent, AuditKind, NewSession, SessionEnd, SessionStatus, UserRecord};
@@ -75,7 +75,7 @@ pub struct Refusal {
     pub reason: String,
 }
 
-impl Bastion {
+impl Services {
     /// Decides whether `user` may reach `target` over `protocol` from
     /// `source` now; audits the decision either way. On allow, fetches the
     /// target credential (a missing one is a refusal: nothing to inject).

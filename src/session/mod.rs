@@ -1,7 +1,13 @@
-//! The protocol-independent core of a bastion process: configuration, store,
-//! sign-in, the policy set in force, the registry of live sessions and the
-//! archive-signing key. The SSH and RDP gateways each adapt this to their
-//! protocol; neither knows of the other.
+//! The protocol-independent services of a sekisho process: configuration,
+//! store, sign-in, the policy set in force, the registry of live sessions and
+//! the archive-signing key, held by [`Services`], and the session's life
+//! (`lifecycle.rs`: decide, open the recording, register, seal). The SSH and
+//! RDP gateways each adapt this to their protocol (`ssh::services::SshServices`
+//! and `rdp::services::RdpServices`, implementing each gateway's control trait);
+//! neither knows of the other.
+//!
+//! Named `Services` rather than "bastion" (the product) or "core" (the
+//! standard library's crate): it is what every gateway is served by.
 
 mod lifecycle;
 mod registry;
@@ -19,7 +25,7 @@ use crate::policy::PolicySet;
 use crate::store::{AuditEvent, AuditKind, Store};
 
 /// Everything a gateway needs from the rest of sekisho, shared by all sessions.
-pub struct Bastion {
+pub struct Services {
     pub config: Config,
     pub store: Store,
     pub auth: crate::auth::Authenticator,
@@ -31,10 +37,10 @@ pub struct Bastion {
     policies: RwLock<Arc<PolicySet>>,
 }
 
-impl Bastion {
+impl Services {
     /// Opens the store, loads keys and the policy set. A broken policy set at
     /// start-up is an error: the bastion does not start without rules.
-    pub async fn start(config: Config) -> anyhow::Result<Bastion> {
+    pub async fn start(config: Config) -> anyhow::Result<Services> {
         let store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("opening the database {}", config.database_url))?;
@@ -73,7 +79,7 @@ impl Bastion {
             tracing::info!(count = sealed, "sealed plain-text one-time-code secrets");
         }
         let node = node_name(&config);
-        Ok(Bastion {
+        Ok(Services {
             config,
             store,
             auth,

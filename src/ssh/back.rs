@@ -1,6 +1,11 @@
 //! The back side: a russh client from sekisho to the target, with the
 //! credential from the grant and the target's host key checked against the
 //! pin in policy. The vendor never sees the credential.
+//!
+//! Connecting runs in three phases ([`BackPhase`]): connect, host key (key
+//! exchange and the pin check), sign-in. A failure is a [`BackError`] whose
+//! variant a caller can match and whose [`BackError::phase`] says where it
+//! happened; its text is what the person is shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
-use super::core::{Credential, Grant};
+use super::control::{Credential, Grant};
 
 /// How long connecting and signing in to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,8 +46,48 @@ pub enum BackError {
     BadKey { target: String },
     #[error("{target} did not answer within {0:?}", CONNECT_TIMEOUT)]
     Timeout { target: String },
+    /// The SSH handshake (key exchange) failed.
     #[error("SSH error talking to the target: {0}")]
     Ssh(#[from] russh::Error),
+    /// The SSH connection failed while signing in.
+    #[error("SSH error talking to the target: {0}")]
+    SignIn(russh::Error),
+}
+
+/// The phases of connecting to a target, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackPhase {
+    /// TCP connect (and the whole connection, for a timeout).
+    Connect,
+    /// Key exchange and the host key check against the pin.
+    HostKey,
+    /// Signing in with the injected credential.
+    SignIn,
+}
+
+impl BackPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackPhase::Connect => "connect",
+            BackPhase::HostKey => "host-key",
+            BackPhase::SignIn => "sign-in",
+        }
+    }
+}
+
+impl BackError {
+    /// The phase the connection failed in.
+    pub fn phase(&self) -> BackPhase {
+        match self {
+            BackError::Connect { .. } | BackError::Timeout { .. } => BackPhase::Connect,
+            BackError::HostKeyMismatch { .. }
+            | BackError::HostCertificate { .. }
+            | BackError::Ssh(_) => BackPhase::HostKey,
+            BackError::CredentialRejected { .. }
+            | BackError::BadKey { .. }
+            | BackError::SignIn(_) => BackPhase::SignIn,
+        }
+    }
 }
 
 /// OpenSSH's `SHA256:…` fingerprint (unpadded base64 of the SHA-256 of the
@@ -126,24 +171,30 @@ async fn connect_inner(
         target: grant.target.clone(),
         expected: grant.host_key_fingerprint.trim().to_string(),
     };
+    // Phase host key: the handler checks the pin during key exchange.
     let mut handle = client::connect_stream(config, stream, handler).await?;
+    // Phase sign-in.
     let result = match &grant.credential {
-        Credential::Password(password) => {
-            handle
-                .authenticate_password(grant.account.clone(), password.as_str())
-                .await?
-        }
+        Credential::Password(password) => handle
+            .authenticate_password(grant.account.clone(), password.as_str())
+            .await
+            .map_err(BackError::SignIn)?,
         Credential::PrivateKey(pem) => {
             let key = russh::keys::decode_secret_key(pem, None).map_err(|_| BackError::BadKey {
                 target: grant.target.clone(),
             })?;
-            let hash = handle.best_supported_rsa_hash().await?.flatten();
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(BackError::SignIn)?
+                .flatten();
             handle
                 .authenticate_publickey(
                     grant.account.clone(),
                     PrivateKeyWithHashAlg::new(Arc::new(key), hash),
                 )
-                .await?
+                .await
+                .map_err(BackError::SignIn)?
         }
     };
     if !result.success() {
@@ -153,4 +204,40 @@ async fn connect_inner(
         });
     }
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_names_its_phase() {
+        let target = || "db01".to_string();
+        let cases = [
+            (BackError::Timeout { target: target() }, BackPhase::Connect),
+            (
+                BackError::HostKeyMismatch {
+                    target: target(),
+                    expected: "SHA256:a".into(),
+                    presented: "SHA256:b".into(),
+                },
+                BackPhase::HostKey,
+            ),
+            (
+                BackError::HostCertificate { target: target() },
+                BackPhase::HostKey,
+            ),
+            (
+                BackError::CredentialRejected {
+                    target: target(),
+                    account: "root".into(),
+                },
+                BackPhase::SignIn,
+            ),
+            (BackError::BadKey { target: target() }, BackPhase::SignIn),
+        ];
+        for (error, phase) in cases {
+            assert_eq!(error.phase(), phase, "{error}");
+        }
+    }
 }

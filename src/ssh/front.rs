@@ -1,92 +1,48 @@
 //! The front side: the russh server handler for one client connection.
 //!
-//! Sign-in: a registered key or a password, then a one-time code asked by
-//! keyboard-interactive (partial success tells OpenSSH to continue); a
-//! one-time ticket in place of the password is complete on its own. The SSH
-//! user name is `person@target`, split at the first `@`.
-//!
-//! After sign-in, the first session channel asks the policy. A denial is
-//! written to the person's stderr with its reason and the channel exits 1.
-//! Channel requests are classified by `rules`; refused ones are audited,
-//! recorded, explained on stderr, and never reach the target.
+//! Sign-in is in `sign_in.rs` (a registered key or a password, then a
+//! one-time code; or a one-time ticket). After sign-in, the first session
+//! channel asks the policy. A denial is written to the person's stderr with
+//! its reason and the channel exits 1. Channel requests are classified by
+//! `rules`; refused ones go through the one handler in `refusals.rs`
+//! (audited, recorded, explained on stderr) and never reach the target.
+//! Without a target in the user name, `menu.rs` shows what may be reached.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
-use russh::keys::PublicKey;
 use russh::server::{
     Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet,
-    Pty, Sig,
-};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
 
 use super::Shared;
-use super::back;
-use super::core::{
-    AccessRequest, Decision, EndStatus, FirstFactor, LiveSession, OfferedKey, RefusedKind,
-    SessionEnd, SessionEvent, SessionRecorder, SignIn, SshCore,
-};
-use super::live::{Live, supervise};
+use super::control::{AccessRequest, EndStatus, RefusedKind, SessionEvent, SshControl};
 use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
 use super::rules;
+use super::session::{self, Live};
+
+mod menu;
+mod refusals;
+mod sign_in;
+
+use refusals::{Answer, Refusal};
+
+pub use sign_in::split_user;
+use sign_in::{AuthStage, SignedIn};
 
 /// How long a request forwarded to the target may wait for its answer.
-mod menu;
-
 const BACK_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
-
-const CODE_PROMPT: &str = "One-time code: ";
-const PASSWORD_PROMPT: &str = "Password: ";
 
 /// Errors that end a front connection.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-}
-
-/// Splits the SSH user name `person@target` at the first `@`.
-/// Returns None for a name sekisho cannot use (empty person, control chars).
-pub fn split_user(user: &str) -> Option<(String, Option<String>)> {
-    if user.chars().any(char::is_control) {
-        return None;
-    }
-    let (person, target) = match user.split_once('@') {
-        Some((p, t)) => (p, Some(t)),
-        None => (user, None),
-    };
-    if person.is_empty() {
-        return None;
-    }
-    let target = target.filter(|t| !t.is_empty()).map(str::to_string);
-    Some((person.to_string(), target))
-}
-
-/// Where sign-in stands on this connection.
-#[derive(Debug, Clone)]
-enum AuthStage {
-    Start,
-    /// First factor accepted; the code is still needed.
-    NeedCode(SignIn),
-    /// Keyboard-interactive asked for the password.
-    AskedPassword(SignIn),
-    /// Keyboard-interactive asked for the code.
-    AskedCode(SignIn),
-}
-
-/// The person, once signed in.
-#[derive(Debug, Clone)]
-struct SignedIn {
-    person: String,
-    target: Option<String>,
-    by_ticket: bool,
 }
 
 /// The connection's session, decided at the first session channel.
@@ -124,7 +80,7 @@ struct PtyRequest {
 }
 
 /// One client connection.
-pub(crate) struct Connection<C: SshCore> {
+pub(crate) struct Connection<C: SshControl> {
     shared: Arc<Shared<C>>,
     /// Read by the accept loop to enforce the sign-in grace time.
     signed_in_flag: Arc<AtomicBool>,
@@ -137,7 +93,7 @@ pub(crate) struct Connection<C: SshCore> {
     pending_notices: Vec<String>,
 }
 
-impl<C: SshCore> Drop for Connection<C> {
+impl<C: SshControl> Drop for Connection<C> {
     fn drop(&mut self) {
         if let Slot::Active(live) = &self.slot {
             live.end(EndStatus::Completed, "the connection was closed".into());
@@ -145,31 +101,7 @@ impl<C: SshCore> Drop for Connection<C> {
     }
 }
 
-fn only_keyboard_interactive() -> Auth {
-    Auth::Reject {
-        proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
-        partial_success: true,
-    }
-}
-
-fn prompt(text: &'static str) -> Auth {
-    Auth::Partial {
-        name: "sekisho".into(),
-        instructions: "".into(),
-        prompts: vec![(text.into(), false)].into(),
-    }
-}
-
-fn offered_key(key: &PublicKey) -> OfferedKey {
-    let mut k = key.clone();
-    k.set_comment("");
-    OfferedKey {
-        fingerprint: back::fingerprint(key),
-        openssh: k.to_openssh().unwrap_or_default(),
-    }
-}
-
-impl<C: SshCore> Connection<C> {
+impl<C: SshControl> Connection<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
         source: IpAddr,
@@ -187,66 +119,6 @@ impl<C: SshCore> Connection<C> {
         }
     }
 
-    /// The sign-in attempt a user name stands for. A name sekisho cannot
-    /// split (`@x`, control characters) is kept whole as the person: no
-    /// account can have such a name (see `auth::check_name`), so the core
-    /// refuses and audits it like any unknown user, at the same cost.
-    fn attempt(&self, user: &str) -> SignIn {
-        let (person, target) = split_user(user).unwrap_or_else(|| (user.to_string(), None));
-        SignIn {
-            person,
-            target,
-            source: self.source,
-        }
-    }
-
-    async fn failed(&mut self, user: &str, method: &str) -> Auth {
-        tracing::info!(user, source = %self.source, method, "ssh sign-in failed");
-        tokio::time::sleep(self.shared.limits.failure_delay).await;
-        Auth::reject()
-    }
-
-    fn signed_in_as(&mut self, attempt: &SignIn, ticket_target: Option<String>) -> Auth {
-        let by_ticket = ticket_target.is_some();
-        let target = ticket_target.or_else(|| attempt.target.clone());
-        tracing::info!(user = %attempt.person, target = ?target, source = %self.source, by_ticket, "ssh sign-in succeeded");
-        self.auth = AuthStage::Start;
-        self.signed_in_flag.store(true, Ordering::Relaxed);
-        self.signed_in = Some(SignedIn {
-            person: attempt.person.clone(),
-            target,
-            by_ticket,
-        });
-        Auth::Accept
-    }
-
-    /// Applies a first-factor outcome.
-    async fn first_factor(
-        &mut self,
-        user: &str,
-        attempt: SignIn,
-        outcome: FirstFactor,
-        method: &str,
-    ) -> Auth {
-        match outcome {
-            FirstFactor::Accepted { needs_code: false } => self.signed_in_as(&attempt, None),
-            FirstFactor::Accepted { needs_code: true } => {
-                self.auth = AuthStage::NeedCode(attempt);
-                only_keyboard_interactive()
-            }
-            FirstFactor::Ticket { target } => {
-                if attempt.target.as_ref().is_some_and(|t| *t != target) {
-                    return self.failed(user, method).await;
-                }
-                self.signed_in_as(&attempt, Some(target))
-            }
-            FirstFactor::Rejected => {
-                self.auth = AuthStage::Start;
-                self.failed(user, method).await
-            }
-        }
-    }
-
     fn person(&self) -> String {
         self.signed_in
             .as_ref()
@@ -259,32 +131,6 @@ impl<C: SshCore> Connection<C> {
             Slot::Active(l) => Some(l.clone()),
             _ => None,
         }
-    }
-
-    /// Audits and records a refusal.
-    async fn refuse(&mut self, kind: RefusedKind, detail: &str) {
-        let live = self.live();
-        tracing::warn!(
-            user = %self.person(), source = %self.source,
-            session = ?live.as_ref().map(|l| l.session_id),
-            kind = kind.as_str(), detail, "ssh request refused"
-        );
-        if let Some(live) = &live {
-            live.record(SessionEvent::ChannelRefused {
-                kind,
-                detail: detail.to_string(),
-            });
-        }
-        self.shared
-            .core
-            .channel_refused(
-                &self.person(),
-                self.source,
-                live.map(|l| l.session_id),
-                kind,
-                detail,
-            )
-            .await;
     }
 
     /// Writes pending notices to a channel that can now show them.
@@ -318,7 +164,7 @@ impl<C: SshCore> Connection<C> {
         }
     }
 
-    /// Asks the policy, opens the recording, connects the target.
+    /// Opens the session for the first session channel (`session::open`).
     async fn decide(&mut self, front: russh::server::Handle) {
         let Some(signed) = self.signed_in.clone() else {
             self.slot = Slot::Refused("not signed in".into());
@@ -328,80 +174,16 @@ impl<C: SshCore> Connection<C> {
             self.slot = Slot::NoTarget;
             return;
         };
-        let core = self.shared.core.clone();
         let request = AccessRequest {
             person: signed.person.clone(),
-            target: target.clone(),
+            target,
             source: self.source,
             by_ticket: signed.by_ticket,
         };
-        let grant = match core.authorize(&request).await {
-            Decision::Denied { reason } => {
-                tracing::info!(user = %signed.person, %target, source = %self.source, %reason, "ssh access denied");
-                self.slot = Slot::Refused(format!("access denied: {reason}"));
-                return;
-            }
-            Decision::Allowed(grant) => grant,
+        self.slot = match session::open(&self.shared, request, front).await {
+            Ok(live) => Slot::Active(live),
+            Err(reason) => Slot::Refused(reason),
         };
-        let recorder = match core.open_recording(&grant, &request).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(user = %signed.person, %target, error = %e, "cannot open recording");
-                self.slot = Slot::Refused(format!(
-                    "the session cannot be recorded, so it is not opened ({e})"
-                ));
-                return;
-            }
-        };
-        let live_info = LiveSession {
-            session_id: grant.session_id,
-            person: signed.person.clone(),
-            target: grant.target.clone(),
-            source: self.source,
-            started_at: Utc::now(),
-            ends_at: grant.ends_at,
-        };
-        let kill = core.session_started(&live_info).await;
-        let back = match back::connect(&grant, self.shared.back_config.clone()).await {
-            Ok(b) => b,
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::warn!(session = %grant.session_id, user = %signed.person, %target, %reason, "target connection failed");
-                let _ = recorder.record(SessionEvent::Mark {
-                    text: reason.clone(),
-                });
-                let _ = recorder.finish().await;
-                core.session_ended(
-                    grant.session_id,
-                    &SessionEnd {
-                        status: EndStatus::TargetFailed,
-                        reason: reason.clone(),
-                        exit: None,
-                    },
-                )
-                .await;
-                self.slot = Slot::Refused(format!("cannot open the session: {reason}"));
-                return;
-            }
-        };
-        tracing::info!(session = %grant.session_id, user = %signed.person, target = %grant.target, source = %self.source, "ssh session started");
-        let live = Live::new(
-            grant.session_id,
-            signed.person.clone(),
-            grant.target.clone(),
-            grant.ends_at,
-            recorder,
-            back,
-            front,
-        );
-        tokio::spawn(supervise(
-            core,
-            live.clone(),
-            kill,
-            self.shared.limits.clone(),
-            self.shared.shutdown.clone(),
-        ));
-        self.slot = Slot::Active(live);
     }
 
     /// Opens the target-side channel for a front channel.
@@ -534,7 +316,7 @@ async fn wait_reply(back: &mut Channel<russh::client::Msg>) -> bool {
         .unwrap_or(false)
 }
 
-impl<C: SshCore> Handler for Connection<C> {
+impl<C: SshControl> Handler for Connection<C> {
     type Error = FrontError;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
@@ -542,9 +324,7 @@ impl<C: SshCore> Handler for Connection<C> {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let attempt = self.attempt(user);
-        let outcome = self.shared.core.check_password(&attempt, password).await;
-        Ok(self.first_factor(user, attempt, outcome, "password").await)
+        self.password_sign_in(user, password).await
     }
 
     async fn auth_publickey_offered(
@@ -552,19 +332,7 @@ impl<C: SshCore> Handler for Connection<C> {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // A probe: no failure is counted, no delay (OpenSSH offers each key).
-        let attempt = self.attempt(user);
-        let key = offered_key(offer.public_key);
-        if self
-            .shared
-            .core
-            .key_is_registered(&attempt.person, &key)
-            .await
-        {
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
-        }
+        self.key_offered(user, offer).await
     }
 
     async fn auth_publickey(
@@ -572,63 +340,17 @@ impl<C: SshCore> Handler for Connection<C> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let attempt = self.attempt(user);
-        let key = offered_key(key.public_key);
-        let outcome = self.shared.core.check_public_key(&attempt, &key).await;
-        Ok(self.first_factor(user, attempt, outcome, "publickey").await)
+        self.key_sign_in(user, key).await
     }
 
     async fn auth_keyboard_interactive<'a>(
         &'a mut self,
         user: &str,
-        _submethods: &str,
+        submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let attempt = self.attempt(user);
-        let Some(mut response) = response else {
-            // A new keyboard-interactive exchange.
-            return Ok(match &self.auth {
-                AuthStage::NeedCode(first) | AuthStage::AskedCode(first) if *first == attempt => {
-                    self.auth = AuthStage::AskedCode(attempt);
-                    prompt(CODE_PROMPT)
-                }
-                _ => {
-                    self.auth = AuthStage::AskedPassword(attempt);
-                    prompt(PASSWORD_PROMPT)
-                }
-            });
-        };
-        let answer = response
-            .next()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        match self.auth.clone() {
-            AuthStage::AskedCode(first) if first == attempt => {
-                if self.shared.core.check_code(&attempt, answer.trim()).await {
-                    Ok(self.signed_in_as(&attempt, None))
-                } else {
-                    // The first factor stands; the person may retry the code.
-                    self.auth = AuthStage::NeedCode(first);
-                    Ok(self.failed(user, "one-time code").await)
-                }
-            }
-            AuthStage::AskedPassword(first) if first == attempt => {
-                let outcome = self.shared.core.check_password(&attempt, &answer).await;
-                match outcome {
-                    FirstFactor::Accepted { needs_code: true } => {
-                        self.auth = AuthStage::AskedCode(attempt);
-                        Ok(prompt(CODE_PROMPT))
-                    }
-                    other => Ok(self
-                        .first_factor(user, attempt, other, "keyboard-interactive")
-                        .await),
-                }
-            }
-            _ => {
-                self.auth = AuthStage::Start;
-                Ok(self.failed(user, "keyboard-interactive").await)
-            }
-        }
+        self.keyboard_interactive_sign_in(user, submethods, response)
+            .await
     }
 
     async fn channel_open_session(
@@ -692,16 +414,10 @@ impl<C: SshCore> Handler for Connection<C> {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(
-            RefusedKind::X11Forward,
-            &format!("x11 channel from {originator_address}:{originator_port}"),
-        )
-        .await;
-        reply
-            .reject(prohibited("X11 forwarding is not allowed"))
-            .await;
-        self.notice("refused: X11 forwarding is not allowed".into(), session);
-        Ok(())
+        let detail = format!("x11 channel from {originator_address}:{originator_port}");
+        let refusal = Refusal::new(RefusedKind::X11Forward, detail);
+        self.refuse(refusal, Answer::ChannelOpen(reply), session)
+            .await
     }
 
     async fn channel_open_direct_tcpip(
@@ -715,15 +431,9 @@ impl<C: SshCore> Handler for Connection<C> {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let detail = format!("direct-tcpip to {host_to_connect}:{port_to_connect}");
-        self.refuse(RefusedKind::LocalForward, &detail).await;
-        reply
-            .reject(prohibited("port forwarding is not allowed"))
-            .await;
-        self.notice(
-            format!("refused: port forwarding is not allowed ({detail})"),
-            session,
-        );
-        Ok(())
+        let refusal = Refusal::new(RefusedKind::LocalForward, detail);
+        self.refuse(refusal, Answer::ChannelOpen(reply), session)
+            .await
     }
 
     async fn channel_open_forwarded_tcpip(
@@ -734,17 +444,12 @@ impl<C: SshCore> Handler for Connection<C> {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(
-            RefusedKind::RemoteForward,
-            &format!("forwarded-tcpip {host_to_connect}:{port_to_connect}"),
-        )
-        .await;
-        reply
-            .reject(prohibited("port forwarding is not allowed"))
-            .await;
-        Ok(())
+        let detail = format!("forwarded-tcpip {host_to_connect}:{port_to_connect}");
+        let refusal = Refusal::new(RefusedKind::RemoteForward, detail);
+        self.refuse(refusal, Answer::ChannelOpen(reply), session)
+            .await
     }
 
     async fn channel_open_direct_streamlocal(
@@ -754,16 +459,10 @@ impl<C: SshCore> Handler for Connection<C> {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(
-            RefusedKind::StreamLocalForward,
-            &format!("direct-streamlocal to {socket_path}"),
-        )
-        .await;
-        reply
-            .reject(prohibited("socket forwarding is not allowed"))
-            .await;
-        self.notice("refused: socket forwarding is not allowed".into(), session);
-        Ok(())
+        let detail = format!("direct-streamlocal to {socket_path}");
+        let refusal = Refusal::new(RefusedKind::StreamLocalForward, detail);
+        self.refuse(refusal, Answer::ChannelOpen(reply), session)
+            .await
     }
 
     async fn tcpip_forward(
@@ -773,11 +472,8 @@ impl<C: SshCore> Handler for Connection<C> {
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
         let detail = format!("tcpip-forward {address}:{port}");
-        self.refuse(RefusedKind::RemoteForward, &detail).await;
-        self.notice(
-            format!("refused: remote port forwarding is not allowed ({detail})"),
-            session,
-        );
+        let refusal = Refusal::new(RefusedKind::RemoteForward, detail);
+        self.refuse(refusal, Answer::Global, session).await?;
         Ok(false)
     }
 
@@ -787,8 +483,8 @@ impl<C: SshCore> Handler for Connection<C> {
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
         let detail = format!("streamlocal-forward {socket_path}");
-        self.refuse(RefusedKind::StreamLocalForward, &detail).await;
-        self.notice("refused: socket forwarding is not allowed".into(), session);
+        let refusal = Refusal::new(RefusedKind::StreamLocalForward, detail);
+        self.refuse(refusal, Answer::Global, session).await?;
         Ok(false)
     }
 
@@ -797,14 +493,10 @@ impl<C: SshCore> Handler for Connection<C> {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        self.flush_notices(channel, session);
-        self.refuse(RefusedKind::AgentForward, "auth-agent-req@openssh.com")
-            .await;
-        let _ = session.extended_data(
-            channel,
-            1,
-            Bytes::from_static(b"sekisho: refused: agent forwarding is not allowed\r\n"),
-        );
+        let refusal = Refusal::new(RefusedKind::AgentForward, "auth-agent-req@openssh.com");
+        self.refuse(refusal, Answer::OnChannel(channel), session)
+            .await?;
+        // russh answers `false` with a channel failure.
         Ok(false)
     }
 
@@ -817,17 +509,10 @@ impl<C: SshCore> Handler for Connection<C> {
         x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.flush_notices(channel, session);
-        self.refuse(
-            RefusedKind::X11Forward,
-            &format!("x11-req {x11_auth_protocol} screen {x11_screen_number}"),
-        )
-        .await;
-        let _ = session.extended_data(
-            channel,
-            1,
-            Bytes::from_static(b"sekisho: refused: X11 forwarding is not allowed\r\n"),
-        );
+        let detail = format!("x11-req {x11_auth_protocol} screen {x11_screen_number}");
+        let refusal = Refusal::new(RefusedKind::X11Forward, detail);
+        self.refuse(refusal, Answer::OnChannel(channel), session)
+            .await?;
         session.channel_failure(channel)?;
         Ok(())
     }
@@ -921,14 +606,11 @@ impl<C: SshCore> Handler for Connection<C> {
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data).into_owned();
         if let Some(program) = rules::file_transfer_in_exec(&command) {
-            self.flush_notices(channel, session);
-            self.refuse(RefusedKind::FileTransferExec, &command).await;
-            self.end_channel_with(
-                channel,
-                &format!("refused: file transfer ({program}) is not allowed; sekisho permits screen access only"),
-                session,
-            );
-            return Ok(());
+            let refusal =
+                Refusal::new(RefusedKind::FileTransferExec, command.clone()).naming(program);
+            return self
+                .refuse(refusal, Answer::EndChannel(channel), session)
+                .await;
         }
         self.start(channel, Some(data), session).await
     }
@@ -939,14 +621,9 @@ impl<C: SshCore> Handler for Connection<C> {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.flush_notices(channel, session);
-        self.refuse(RefusedKind::Subsystem, name).await;
-        self.end_channel_with(
-            channel,
-            &format!("refused: the {name} subsystem (file transfer) is not allowed; sekisho permits screen access only"),
-            session,
-        );
-        Ok(())
+        let refusal = Refusal::new(RefusedKind::Subsystem, name).naming(name);
+        self.refuse(refusal, Answer::EndChannel(channel), session)
+            .await
     }
 
     async fn window_change_request(
@@ -1051,34 +728,5 @@ impl<C: SshCore> Handler for Connection<C> {
             live.remove_channel(channel);
         }
         Ok(())
-    }
-}
-
-fn prohibited(reason: &str) -> ChannelOpenFailure {
-    ChannelOpenFailure::Other {
-        code: 1,
-        reason: format!("sekisho: {reason}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_split_at_the_first_at() {
-        assert_eq!(
-            split_user("tanaka@fa-db01"),
-            Some(("tanaka".into(), Some("fa-db01".into())))
-        );
-        assert_eq!(split_user("tanaka"), Some(("tanaka".into(), None)));
-        assert_eq!(split_user("tanaka@"), Some(("tanaka".into(), None)));
-        assert_eq!(
-            split_user("tanaka@fa@db"),
-            Some(("tanaka".into(), Some("fa@db".into())))
-        );
-        assert_eq!(split_user("@fa-db01"), None);
-        assert_eq!(split_user(""), None);
-        assert_eq!(split_user("tana\nka"), None);
     }
 }

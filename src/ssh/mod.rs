@@ -2,17 +2,19 @@
 //! client talks to), a russh client behind (to the target, with injected
 //! credentials and a pinned host key), and per-channel relays with the
 //! recorder tap in between. Everything that is a decision or a record is
-//! asked of an [`SshCore`](core::SshCore).
+//! asked of an [`SshControl`](control::SshControl).
 //!
-//! Entry point: [`serve`].
+//! The session's steps from decision to close are in `session.rs` (the RDP
+//! twin is `rdp::session`); entry points [`serve`] and [`serve_config`],
+//! tunables [`GatewayOptions`], the control trait [`SshControl`].
 
 pub mod back;
-pub mod bastion;
-pub mod core;
+pub mod control;
 pub mod front;
-mod live;
 mod relay;
 pub mod rules;
+pub mod services;
+mod session;
 
 use std::future::Future;
 use std::path::Path;
@@ -25,7 +27,7 @@ use russh::{MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use self::core::SshCore;
+pub use self::control::SshControl;
 
 /// Errors starting or running the SSH listener.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +43,10 @@ pub enum SshError {
     Listener(#[from] std::io::Error),
 }
 
-/// The limits the gateway enforces itself (from `sekisho.toml`).
+/// The limits the gateway enforces itself (from `sekisho.toml`); the RDP
+/// gateway's are `rdp::GatewayOptions`.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct GatewayOptions {
     /// Added to every failed sign-in attempt.
     pub failure_delay: Duration,
     /// A session with no input for this long ends; zero disables.
@@ -56,9 +59,9 @@ pub struct Limits {
     pub login_grace: Duration,
 }
 
-impl Limits {
+impl GatewayOptions {
     pub fn from_config(config: &crate::config::Config) -> Self {
-        Limits {
+        GatewayOptions {
             failure_delay: config.auth.failure_delay,
             idle_timeout: config.sessions.idle_timeout,
             warn_before_end: config.sessions.warn_before_end,
@@ -78,8 +81,8 @@ pub fn load_host_key(path: &Path) -> Result<PrivateKey, SshError> {
 
 /// What every connection shares.
 pub(crate) struct Shared<C> {
-    pub core: Arc<C>,
-    pub limits: Arc<Limits>,
+    pub control: Arc<C>,
+    pub options: Arc<GatewayOptions>,
     pub back_config: Arc<russh::client::Config>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -114,17 +117,17 @@ pub const LOGIN_GRACE: Duration = Duration::from_secs(120);
 
 /// Runs the SSH gateway on `listener` until `shutdown` resolves; then stops
 /// accepting and ends every connection, telling people in a session why.
-pub async fn serve<C: SshCore>(
+pub async fn serve<C: SshControl>(
     listener: TcpListener,
     host_key: PrivateKey,
-    core: Arc<C>,
-    limits: Limits,
+    control: Arc<C>,
+    options: GatewayOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SshError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
-        core,
-        limits: Arc::new(limits),
+        control,
+        options: Arc::new(options),
         back_config: back::client_config(),
         shutdown: shutdown_rx,
     });
@@ -157,7 +160,7 @@ pub async fn serve<C: SshCore>(
 
 /// One client connection: the russh session, the sign-in grace time, and
 /// the shutdown signal.
-async fn connection<C: SshCore>(
+async fn connection<C: SshControl>(
     shared: Arc<Shared<C>>,
     config: Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
@@ -175,7 +178,7 @@ async fn connection<C: SshCore>(
     };
     let signed_in = Arc::new(AtomicBool::new(false));
     let mut shutdown = shared.shutdown.clone();
-    let deadline = tokio::time::Instant::now() + shared.limits.login_grace;
+    let deadline = tokio::time::Instant::now() + shared.options.login_grace;
     let handler = front::Connection::new(shared, peer.ip(), signed_in.clone());
     tracing::debug!(source = %peer.ip(), "ssh connection");
     let session = match tokio::time::timeout_at(
@@ -249,9 +252,9 @@ fn split_off_cutter(
 
 /// Binds `[ssh] listen` from `sekisho.toml`, loads the host key made by
 /// `sekisho init` (`paths.ssh_host_key()`), and serves until `shutdown`.
-pub async fn serve_with_config<C: SshCore>(
+pub async fn serve_config<C: SshControl>(
     config: &crate::config::Config,
-    core: Arc<C>,
+    control: Arc<C>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SshError> {
     let host_key = load_host_key(&config.paths.ssh_host_key())?;
@@ -262,8 +265,8 @@ pub async fn serve_with_config<C: SshCore>(
     serve(
         listener,
         host_key,
-        core,
-        Limits::from_config(config),
+        control,
+        GatewayOptions::from_config(config),
         shutdown,
     )
     .await

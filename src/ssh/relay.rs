@@ -19,8 +19,8 @@ use bytes::Bytes;
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{Notify, mpsc};
 
-use super::core::{ExitStatus, SessionEvent, SessionRecorder};
-use super::live::Live;
+use super::control::{ExitStatus, SessionEvent, SessionRecorder};
+use super::session::Live;
 
 /// What the person's side sends toward the target, in order.
 #[derive(Debug)]

@@ -978,7 +978,7 @@ fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
 fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
     // The sign-in grace time (2 min in `sekisho serve`) is not configurable,
     // so this gateway runs in-process with a short one, over the real core
-    // (`BastionSsh` on a `Bastion` of the same deployment).
+    // (`SshServices` on a `Services` of the same deployment).
     use std::io::{Read, Write};
     let e = env();
     let listener =
@@ -1000,19 +1000,19 @@ fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
         rt.block_on(async move {
             let key = sekisho::ssh::load_host_key(&config.paths.ssh_host_key())
                 .unwrap_or_else(|e| panic!("{e}"));
-            let limits = sekisho::ssh::Limits {
+            let limits = sekisho::ssh::GatewayOptions {
                 login_grace: Duration::from_secs(2),
-                ..sekisho::ssh::Limits::from_config(&config)
+                ..sekisho::ssh::GatewayOptions::from_config(&config)
             };
-            let bastion = sekisho::session::Bastion::start(config)
+            let services = sekisho::session::Services::start(config)
                 .await
-                .unwrap_or_else(|e| panic!("bastion: {e:#}"));
-            let core = std::sync::Arc::new(sekisho::ssh::bastion::BastionSsh::new(
-                std::sync::Arc::new(bastion),
+                .unwrap_or_else(|e| panic!("services: {e:#}"));
+            let control = std::sync::Arc::new(sekisho::ssh::services::SshServices::new(
+                std::sync::Arc::new(services),
             ));
             let listener =
                 tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            sekisho::ssh::serve(listener, key, core, limits, async {
+            sekisho::ssh::serve(listener, key, control, limits, async {
                 let _ = stop_rx.await;
             })
             .await

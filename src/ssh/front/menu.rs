@@ -3,11 +3,11 @@
 
 use super::*;
 
-impl<C: SshCore> Connection<C> {
+impl<C: SshControl> Connection<C> {
     pub(super) async fn menu_text(&self) -> String {
         let targets = self
             .shared
-            .core
+            .control
             .reachable_targets(&self.person(), self.source)
             .await;
         let mut text = String::from("\r\nsekisho: targets you may reach now:\r\n");
@@ -16,7 +16,7 @@ impl<C: SshCore> Connection<C> {
             return text;
         }
         for (i, t) in targets.iter().enumerate() {
-            let until = t.until.with_timezone(&self.shared.limits.time_zone);
+            let until = t.until.with_timezone(&self.shared.options.time_zone);
             text.push_str(&format!(
                 "  {:>2}) {:<20} system {:<12} {} until {}\r\n",
                 i + 1,
@@ -98,7 +98,7 @@ impl<C: SshCore> Connection<C> {
         }
         let targets = self
             .shared
-            .core
+            .control
             .reachable_targets(&self.person(), self.source)
             .await;
         let picked = choice

@@ -1,6 +1,8 @@
-//! The real [`RdpCore`]: sign-in through `auth`, the RDP rule through
+//! The real [`RdpControl`]: sign-in through `auth`, the RDP rule through
 //! `policy::decide`, archives through `recording`, sessions and audit through
-//! `store`, all via the protocol-independent [`Bastion`].
+//! `store`, all via the protocol-independent [`Services`]. This is the RDP
+//! adapter onto `session::Services`; `ssh::services::SshServices` is its SSH
+//! twin.
 //!
 //! Sign-in over TLS: the password field carries the password followed by the
 //! 6-digit code, or a one-time ticket. Inside the sign-in window (opened by
@@ -14,14 +16,14 @@ use std::sync::{Arc, MutexGuard};
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::core::{
-    ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpCore, RdpEvent, RdpRecorder,
+use super::control::{
+    ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
     Refusal, SessionStart, SignIn, TargetGrant,
 };
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
-use crate::session::{Bastion, Pending, PendingSessions, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause};
 use crate::store::SessionStatus;
 
 /// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
@@ -32,16 +34,16 @@ pub const NLA_SIGN_IN: bool = true;
 /// log only.
 const SIGN_IN_FAILED: &str = "sign-in failed";
 
-/// [`RdpCore`] over a running [`Bastion`].
-pub struct BastionRdp {
-    bastion: Arc<Bastion>,
+/// [`RdpControl`] over a running [`Services`].
+pub struct RdpServices {
+    services: Arc<Services>,
     pending: PendingSessions,
 }
 
-impl BastionRdp {
-    pub fn new(bastion: Arc<Bastion>) -> BastionRdp {
-        BastionRdp {
-            bastion,
+impl RdpServices {
+    pub fn new(services: Arc<Services>) -> RdpServices {
+        RdpServices {
+            services,
             pending: PendingSessions::default(),
         }
     }
@@ -53,10 +55,10 @@ impl BastionRdp {
     /// Password followed by a code, or (inside the sign-in window) the bare
     /// password.
     async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
-        let auth = &self.bastion.auth;
-        let window = !self.bastion.config.auth.signin_window.is_zero()
+        let auth = &self.services.auth;
+        let window = !self.services.config.auth.signin_window.is_zero()
             && matches!(
-                self.bastion
+                self.services
                     .store
                     .signin_window(user, source, Utc::now())
                     .await,
@@ -85,7 +87,7 @@ impl BastionRdp {
             // Not "password + code" and no window: still a sign-in attempt,
             // counted and audited like any other failure.
             let _ = auth.check_password(user, secret, source).await;
-            self.bastion
+            self.services
                 .audit(
                     crate::store::AuditEvent::new(
                         crate::store::AuditKind::SigninFailure,
@@ -174,11 +176,11 @@ fn pdu_event(direction: Direction, channel: u32, data: bytes::Bytes) -> Event {
     }
 }
 
-impl RdpCore for BastionRdp {
+impl RdpControl for RdpServices {
     type Recorder = RdpRecording;
 
     async fn authenticate(&self, sign_in: &SignIn) -> Result<Person, Refusal> {
-        let auth = &self.bastion.auth;
+        let auth = &self.services.auth;
         let source = crate::config::canonical_ip(sign_in.source);
         let ok = if crate::auth::tickets::looks_like_ticket(&sign_in.secret) {
             auth.redeem_ticket(
@@ -192,7 +194,7 @@ impl RdpCore for BastionRdp {
             .is_ok()
         } else if sign_in.security == FrontSecurity::Nla {
             // A password alone would skip the second factor.
-            self.bastion
+            self.services
                 .channel_blocked(
                     &sign_in.user,
                     source,
@@ -211,7 +213,7 @@ impl RdpCore for BastionRdp {
                 user: sign_in.user.clone(),
             })
         } else {
-            tokio::time::sleep(self.bastion.config.auth.failure_delay).await;
+            tokio::time::sleep(self.services.config.auth.failure_delay).await;
             Err(Refusal::new(SIGN_IN_FAILED))
         }
     }
@@ -221,8 +223,8 @@ impl RdpCore for BastionRdp {
     /// `authenticate` then redeems it, so it works once.
     async fn nla_secret(&self, user: &str, target: &str, _source: IpAddr) -> Option<String> {
         match crate::auth::tickets::readable_rdp_ticket(
-            &self.bastion.store,
-            self.bastion.secrets.master_key(),
+            &self.services.store,
+            self.services.secrets.master_key(),
             user,
             target,
         )
@@ -250,7 +252,7 @@ impl RdpCore for BastionRdp {
             Some((person, target)) => event.user(person).target(target),
             None => event.user(user),
         };
-        self.bastion.audit(event).await;
+        self.services.audit(event).await;
     }
 
     async fn authorize(
@@ -260,7 +262,7 @@ impl RdpCore for BastionRdp {
         source: IpAddr,
     ) -> Result<TargetGrant, Refusal> {
         let a = self
-            .bastion
+            .services
             .authorize(&person.user, target, Protocol::Rdp, source)
             .await
             .map_err(|r| Refusal::new(r.reason))?;
@@ -317,7 +319,7 @@ impl RdpCore for BastionRdp {
                 return Err(Refusal::new("the session was not authorized"));
             };
             let r = self
-                .bastion
+                .services
                 .open_recording(&p.authorized, None, Some(desktop), info);
             if let Ok(r) = &r {
                 p.recorder = Some(r.clone());
@@ -329,7 +331,7 @@ impl RdpCore for BastionRdp {
             Err(e) => {
                 let removed = self.pending().remove(&start.session_id);
                 if let Some(p) = removed {
-                    self.bastion.recording_failed(&p.authorized, &e).await;
+                    self.services.recording_failed(&p.authorized, &e).await;
                 }
                 Err(Refusal::new(format!(
                     "the session cannot be recorded, so it is not opened ({e})"
@@ -350,7 +352,7 @@ impl RdpCore for BastionRdp {
             ChannelKind::Static => "rdp-static-channel",
             ChannelKind::Dynamic => "rdp-dynamic-channel",
         };
-        self.bastion
+        self.services
             .channel_blocked(
                 &user,
                 source,
@@ -374,7 +376,11 @@ impl RdpCore for BastionRdp {
             self.pending().insert(id, p);
             return KillSignal(rx);
         };
-        match self.bastion.session_started(&p.authorized, &recorder).await {
+        match self
+            .services
+            .session_started(&p.authorized, &recorder)
+            .await
+        {
             Ok(guard) => {
                 let mut stop = guard.stop.clone();
                 let ends_at = p.authorized.grant.ends_at;
@@ -419,13 +425,17 @@ impl RdpCore for BastionRdp {
             // The target was never reached (unreachable, certificate not the
             // pinned one, refused): the session still gets its row, ended as
             // failed, as an SSH session that cannot reach its target does.
-            match self.bastion.session_started(&p.authorized, &recorder).await {
+            match self
+                .services
+                .session_started(&p.authorized, &recorder)
+                .await
+            {
                 Ok(guard) => drop(guard),
                 Err(e) => {
                     tracing::error!(session = %session_id, error = %e, "cannot record the session start");
                 }
             }
-            self.bastion
+            self.services
                 .session_ended(&p.authorized, recorder, SessionStatus::Failed, reason)
                 .await;
             return;
@@ -437,7 +447,7 @@ impl RdpCore for BastionRdp {
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
             None => SessionStatus::Ended,
         };
-        self.bastion
+        self.services
             .session_ended(&p.authorized, recorder, status, reason)
             .await;
         drop(p.guard);

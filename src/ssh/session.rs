@@ -1,5 +1,8 @@
-//! A granted, running session on one connection: its recorder, its target
-//! connection, its limits (end of grant, idle, kill) and how it ends.
+//! One SSH session, from decision to close: [`open`] runs the steps
+//! (authorize → open the recording → register → connect the target), then
+//! a [`Live`] session is shared by the connection handler, the relay pumps
+//! and the [`supervise`]r, which enforces its limits (end of grant, idle,
+//! kill) and closes it. `rdp::session` is the RDP twin.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,11 +14,91 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Limits;
-use super::back::BackHandle;
-use super::core::{
-    EndStatus, ExitStatus, KillSignal, SessionEnd, SessionEvent, SessionRecorder, SshCore,
+use super::back::{self, BackHandle};
+use super::control::{
+    AccessRequest, Decision, EndStatus, ExitStatus, KillSignal, LiveSession, SessionEnd,
+    SessionEvent, SessionRecorder, SshControl,
 };
+use super::{GatewayOptions, Shared};
+
+/// The session's steps from decision to relay, in order: authorize →
+/// open the recording → register the live session → connect the target.
+/// The relay then runs (`relay.rs`) under [`supervise`], which closes the
+/// session. The RDP gateway's twin is `rdp::session`. An error is the
+/// reason shown to the person.
+pub(crate) async fn open<C: SshControl>(
+    shared: &Shared<C>,
+    request: AccessRequest,
+    front: russh::server::Handle,
+) -> Result<Arc<Live<C::Recorder>>, String> {
+    let control = shared.control.clone();
+    let (person, target, source) = (&request.person, &request.target, request.source);
+    let grant = match control.authorize(&request).await {
+        Decision::Denied { reason } => {
+            tracing::info!(user = %person, %target, source = %source, %reason, "ssh access denied");
+            return Err(format!("access denied: {reason}"));
+        }
+        Decision::Allowed(grant) => grant,
+    };
+    let recorder = match control.open_recording(&grant, &request).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(user = %person, %target, error = %e, "cannot open recording");
+            return Err(format!(
+                "the session cannot be recorded, so it is not opened ({e})"
+            ));
+        }
+    };
+    let live_info = LiveSession {
+        session_id: grant.session_id,
+        person: person.clone(),
+        target: grant.target.clone(),
+        source,
+        started_at: Utc::now(),
+        ends_at: grant.ends_at,
+    };
+    let kill = control.session_started(&live_info).await;
+    let back = match back::connect(&grant, shared.back_config.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), %reason, "target connection failed");
+            let _ = recorder.record(SessionEvent::Mark {
+                text: reason.clone(),
+            });
+            let _ = recorder.finish().await;
+            control
+                .session_ended(
+                    grant.session_id,
+                    &SessionEnd {
+                        status: EndStatus::TargetFailed,
+                        reason: reason.clone(),
+                        exit: None,
+                    },
+                )
+                .await;
+            return Err(format!("cannot open the session: {reason}"));
+        }
+    };
+    tracing::info!(session = %grant.session_id, user = %person, target = %grant.target, source = %source, "ssh session started");
+    let live = Live::new(
+        grant.session_id,
+        person.clone(),
+        grant.target.clone(),
+        grant.ends_at,
+        recorder,
+        back,
+        front,
+    );
+    tokio::spawn(supervise(
+        control,
+        live.clone(),
+        kill,
+        shared.options.clone(),
+        shared.shutdown.clone(),
+    ));
+    Ok(live)
+}
 
 /// Shared by the connection handler, the pumps and the supervisor.
 pub(crate) struct Live<R> {
@@ -146,11 +229,11 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 
 /// Watches one session until it ends, then tells the person why, closes
 /// both sides, seals the recording and reports the end to the core.
-pub(crate) async fn supervise<C: SshCore>(
-    core: Arc<C>,
+pub(crate) async fn supervise<C: SshControl>(
+    control: Arc<C>,
     live: Arc<Live<C::Recorder>>,
     mut kill: KillSignal,
-    limits: Arc<Limits>,
+    limits: Arc<GatewayOptions>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut end_rx = live.end.subscribe();
@@ -244,13 +327,14 @@ pub(crate) async fn supervise<C: SshCore>(
         tracing::error!(session = %live.session_id, error = %e, "sealing the recording failed");
     }
     let exit = live.exit.lock().ok().and_then(|e| e.clone());
-    core.session_ended(
-        live.session_id,
-        &SessionEnd {
-            status,
-            reason,
-            exit,
-        },
-    )
-    .await;
+    control
+        .session_ended(
+            live.session_id,
+            &SessionEnd {
+                status,
+                reason,
+                exit,
+            },
+        )
+        .await;
 }

@@ -1,6 +1,7 @@
-//! The real [`SshCore`]: sign-in through `auth`, decisions through `policy`,
+//! The real [`SshControl`]: sign-in through `auth`, decisions through `policy`,
 //! archives through `recording`, sessions and audit through `store`, all via
-//! the protocol-independent [`Bastion`].
+//! the protocol-independent [`Services`]. This is the SSH adapter onto
+//! `session::Services`; `rdp::services::RdpServices` is its RDP twin.
 
 use std::net::IpAddr;
 use std::sync::{Arc, MutexGuard};
@@ -9,30 +10,30 @@ use chrono::Utc;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::core::{
+use super::control::{
     AccessRequest, Credential, Decision, EndStatus, ExitStatus, FirstFactor, Grant, KillSignal,
     LiveSession, OfferedKey, ReachableTarget, RecordingFailed, RefusedKind, SessionEnd,
-    SessionEvent, SessionRecorder, SignIn, SshCore,
+    SessionEvent, SessionRecorder, SignIn, SshControl,
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Bastion, Pending, PendingSessions, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause};
 use crate::store::SessionStatus;
 
 /// How long a session may take to end by the gateway's own shutdown before
 /// the bastion's shutdown stops it through the kill signal.
 const SHUTDOWN_FALLBACK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// [`SshCore`] over a running [`Bastion`].
-pub struct BastionSsh {
-    bastion: Arc<Bastion>,
+/// [`SshControl`] over a running [`Services`].
+pub struct SshServices {
+    services: Arc<Services>,
     pending: PendingSessions,
 }
 
-impl BastionSsh {
-    pub fn new(bastion: Arc<Bastion>) -> BastionSsh {
-        BastionSsh {
-            bastion,
+impl SshServices {
+    pub fn new(services: Arc<Services>) -> SshServices {
+        SshServices {
+            services,
             pending: PendingSessions::default(),
         }
     }
@@ -184,11 +185,11 @@ fn credential(bytes: &[u8]) -> Result<Credential, String> {
     }
 }
 
-impl SshCore for BastionSsh {
+impl SshControl for SshServices {
     type Recorder = SshRecording;
 
     async fn check_password(&self, attempt: &SignIn, secret: &str) -> FirstFactor {
-        let auth = &self.bastion.auth;
+        let auth = &self.services.auth;
         if crate::auth::tickets::looks_like_ticket(secret) {
             // A ticket is bound to one target. When the user name names none
             // (`ssh tanaka@bastion`), the ticket's own target is the one;
@@ -225,7 +226,7 @@ impl SshCore for BastionSsh {
     }
 
     async fn key_is_registered(&self, person: &str, key: &OfferedKey) -> bool {
-        self.bastion
+        self.services
             .store
             .has_key(person, &key.fingerprint)
             .await
@@ -236,7 +237,7 @@ impl SshCore for BastionSsh {
         let Ok(public) = russh::keys::PublicKey::from_openssh(&key.openssh) else {
             return FirstFactor::Rejected;
         };
-        let auth = &self.bastion.auth;
+        let auth = &self.services.auth;
         match auth
             .check_public_key(&attempt.person, &public, attempt.source)
             .await
@@ -249,7 +250,7 @@ impl SshCore for BastionSsh {
     }
 
     async fn check_code(&self, attempt: &SignIn, code: &str) -> bool {
-        self.bastion
+        self.services
             .auth
             .check_totp(&attempt.person, code, attempt.source)
             .await
@@ -258,18 +259,18 @@ impl SshCore for BastionSsh {
 
     async fn reachable_targets(&self, person: &str, source: IpAddr) -> Vec<ReachableTarget> {
         let now = Utc::now();
-        let Ok(Some(record)) = self.bastion.store.user(person).await else {
+        let Ok(Some(record)) = self.services.store.user(person).await else {
             return Vec::new();
         };
-        let live = crate::session::live_sessions_of(&self.bastion.store, person)
+        let live = crate::session::live_sessions_of(&self.services.store, person)
             .await
             .unwrap_or_default();
-        let policies = self.bastion.policies();
+        let policies = self.services.policies();
         crate::policy::reachable(
             &crate::session::person_of(&record, now),
             &policies,
-            &self.bastion.config.networks,
-            self.bastion.config.time_zone,
+            &self.services.config.networks,
+            self.services.config.time_zone,
             crate::config::canonical_ip(source),
             &live,
             now,
@@ -287,7 +288,7 @@ impl SshCore for BastionSsh {
 
     async fn authorize(&self, request: &AccessRequest) -> Decision {
         let a = match self
-            .bastion
+            .services
             .authorize(
                 &request.person,
                 &request.target,
@@ -346,7 +347,7 @@ impl SshCore for BastionSsh {
                 return Err(RecordingFailed("the session was not authorized".into()));
             };
             match self
-                .bastion
+                .services
                 .open_recording(&p.authorized, None, None, serde_json::Value::Null)
             {
                 Ok(r) => {
@@ -361,7 +362,7 @@ impl SshCore for BastionSsh {
             Err(e) => {
                 let removed = self.pending().remove(&grant.session_id);
                 if let Some(p) = removed {
-                    self.bastion.recording_failed(&p.authorized, &e).await;
+                    self.services.recording_failed(&p.authorized, &e).await;
                 }
                 Err(RecordingFailed(e.to_string()))
             }
@@ -380,7 +381,11 @@ impl SshCore for BastionSsh {
             self.pending().insert(id, p);
             return rx;
         };
-        match self.bastion.session_started(&p.authorized, &recorder).await {
+        match self
+            .services
+            .session_started(&p.authorized, &recorder)
+            .await
+        {
             Ok(guard) => {
                 let mut stop = guard.stop.clone();
                 p.guard = Some(guard);
@@ -420,7 +425,7 @@ impl SshCore for BastionSsh {
         kind: RefusedKind,
         detail: &str,
     ) {
-        self.bastion
+        self.services
             .channel_blocked(person, source, session_id, kind.as_str(), detail)
             .await;
     }
@@ -434,7 +439,7 @@ impl SshCore for BastionSsh {
             tracing::error!(session = %session_id, "a session ended without its recording");
             return;
         };
-        self.bastion
+        self.services
             .session_ended(
                 &p.authorized,
                 recorder,

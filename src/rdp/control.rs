@@ -1,7 +1,14 @@
 //! What the RDP gateway needs from the rest of sekisho, as one trait with
-//! plain types, so that `rdp/` depends on no other module's internals. The
-//! serve command implements it on the real auth, policy, store, session and
-//! recording modules; tests implement it in memory.
+//! plain types, so that `rdp/` depends on no other module's internals: the
+//! **control** side of the gateway (the gateway itself is the data side).
+//! The real one is [`RdpServices`](super::services::RdpServices), over the
+//! auth, policy, store, session and recording modules; tests implement it
+//! in memory.
+//!
+//! Names: the SSH gateway has the same trait as `ssh::control::SshControl`,
+//! implemented by `ssh::services::SshServices`; both adapters sit on
+//! `session::Services`. "core" is not used as a name (it shadows the
+//! standard library's `core`), nor is "bastion" (that is the product).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -168,7 +175,7 @@ impl KillSignal {
 }
 
 /// The gateway's view of sekisho.
-pub trait RdpCore: Send + Sync + 'static {
+pub trait RdpControl: Send + Sync + 'static {
     type Recorder: RdpRecorder;
 
     /// Check the sign-in; a refusal is audited by the implementation.

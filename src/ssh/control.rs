@@ -1,13 +1,21 @@
-//! What the SSH gateway needs from the rest of sekisho, and nothing more.
+//! What the SSH gateway needs from the rest of sekisho, and nothing more:
+//! the **control** side of the gateway (the gateway itself is the data side).
 //!
 //! The gateway (front, back, relay) only speaks SSH. Everything that is a
 //! decision or a record — who the person is, whether they may reach this
 //! target now, which credential to inject, where the recording goes, whether
-//! an admin wants the session stopped — is asked of an [`SshCore`]. The real
-//! one is [`BastionSsh`](super::bastion::BastionSsh), over `auth`, `policy`,
+//! an admin wants the session stopped — is asked of an [`SshControl`]. The real
+//! one is [`SshServices`](super::services::SshServices), over `auth`, `policy`,
 //! `store`, `recording` and `session`; the integration tests drive it through
 //! real `sekisho serve` processes. The types here are plain on purpose, so
 //! neither side has to import the other's internals.
+//!
+//! Names: the RDP gateway has the same trait as `rdp::control::RdpControl`,
+//! implemented by `rdp::services::RdpServices`; both adapters sit on
+//! `session::Services`, the protocol-independent part (store, sign-in,
+//! policies, live registry, archive key). "core" is not used as a name (it
+//! shadows the standard library's `core`), nor is "bastion" (that is the
+//! product).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -298,7 +306,7 @@ pub struct SessionEnd {
 /// The core applies lockout and audits every sign-in attempt itself; the
 /// gateway adds the failure delay and never tells the person which factor
 /// was wrong. The core audits denials in `authorize`.
-pub trait SshCore: Send + Sync + 'static {
+pub trait SshControl: Send + Sync + 'static {
     type Recorder: SessionRecorder;
 
     /// The secret sent as a password (password method or the first
