@@ -33,10 +33,10 @@ use super::{rules, steer};
 
 mod pdu;
 
+use crate::protocol::rdp::pdu::is_slow_path_input;
 pub(crate) use pdu::{
     ChannelMap, DvcGate, ShareState, dvc_refusal, is_withheld_server_pdu, parse_dvc_create,
 };
-use crate::protocol::rdp::pdu::is_slow_path_input;
 
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
 type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
