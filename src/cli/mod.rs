@@ -75,6 +75,23 @@ pub enum Command {
     Verify(verify::VerifyArgs),
 }
 
+impl Command {
+    /// Commands that write to sockets or to child processes' pipes keep
+    /// SIGPIPE ignored and handle the error themselves (`serve` must not die
+    /// with a client; `export` reports ffmpeg's failure and cleans up).
+    pub fn handles_broken_pipes(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Export(_))
+    }
+}
+
+/// Whether an error comes from writing to a reader that went away.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match cli.command {

@@ -28,6 +28,25 @@ pub async fn run(g: &Global, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (path, keys) = if as_file.is_file() && !a.public_keys.is_empty() {
         (as_file.to_owned(), load_keys(&a.public_keys)?)
     } else {
+        if !g.config.exists() {
+            // Away from the bastion (an auditor with a copied archive) there
+            // is no configuration, and none is needed: only the public key.
+            if as_file.is_file() {
+                anyhow::bail!(
+                    "no configuration at {} to find the archive-signing public key: pass it with --public-key FILE \
+                     (archive_signing_ed25519.pub from the bastion's keys/ directory), e.g. \
+                     `sekisho verify {} --public-key archive_signing_ed25519.pub`",
+                    g.config.display(),
+                    a.target
+                );
+            }
+            anyhow::bail!(
+                "{} is not a file, and there is no configuration at {} to look a session ID up in: \
+                 give the recording's path with --public-key FILE, or pass --config FILE on the bastion",
+                a.target,
+                g.config.display()
+            );
+        }
         let config = super::load_config(g)?;
         let path = if as_file.is_file() {
             as_file.to_owned()

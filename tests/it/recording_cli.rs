@@ -164,3 +164,60 @@ fn session_id_is_found_under_the_configured_recordings() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn verify_away_from_the_bastion_points_to_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = generate_signing_key(&d.join("archive_signing_ed25519.pem")).unwrap();
+    let file = d.join("copy.skrec");
+    archive(&file, Some(&key));
+    let out = Command::cargo_bin("sekisho")
+        .unwrap()
+        .env_remove("SEKISHO_CONFIG")
+        .args(["-c", d.join("no-sekisho.toml").to_str().unwrap()])
+        .args(["verify", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--public-key"), "{err}");
+    assert!(!err.contains("sekisho init"), "{err}");
+}
+
+#[test]
+fn export_and_verify_end_quietly_when_their_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = generate_signing_key(&d.join("archive_signing_ed25519.pem")).unwrap();
+    let public = d.join("archive_signing_ed25519.pub");
+    let file = d.join("s.skrec");
+    archive(&file, Some(&key));
+    let file = file.to_str().unwrap();
+    let public = public.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["export", file, "--format", "asciicast"],
+        &["export", file, "--format", "keystrokes"],
+        &["verify", file, "--public-key", public],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("sekisho"))
+            .env_remove("SEKISHO_CONFIG")
+            .args(*args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.code() == Some(141),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
