@@ -91,7 +91,8 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                     )
                     .session(id)
                     .user(&session.user)
-                    .target(&session.target),
+                    .target(&session.target)
+                    .protocol(&session.protocol),
                 )
                 .await
                 .context("writing the audit event")?;

@@ -341,10 +341,14 @@ impl RdpControl for RdpServices {
     }
 
     async fn channel_refused(&self, session_id: Uuid, kind: ChannelKind, name: &str, reason: &str) {
-        let (user, source) = {
+        let (user, source, session) = {
             let pending = self.pending();
             match pending.get(&session_id) {
-                Some(p) => (p.authorized.user.name.clone(), p.authorized.source),
+                Some(p) => (
+                    p.authorized.user.name.clone(),
+                    p.authorized.source,
+                    p.authorized.tag(),
+                ),
                 None => return,
             }
         };
@@ -356,7 +360,7 @@ impl RdpControl for RdpServices {
             .channel_blocked(
                 &user,
                 source,
-                Some(session_id),
+                Some(session),
                 kind,
                 &format!("{name}: {reason}"),
             )

@@ -37,6 +37,26 @@ impl std::fmt::Debug for Authorized {
     }
 }
 
+impl Authorized {
+    /// What every audit event of this session names besides its id.
+    pub fn tag(&self) -> SessionTag {
+        SessionTag {
+            id: self.id,
+            target: self.grant.target.name.clone(),
+            protocol: self.grant.protocol,
+        }
+    }
+}
+
+/// The session an audit event belongs to: its id, target and protocol, so
+/// `audit --target` and `audit --session` find the same events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTag {
+    pub id: Uuid,
+    pub target: String,
+    pub protocol: Protocol,
+}
+
 /// A session between its decision and its end, as a gateway's core keeps it:
 /// what is needed to seal its archive and close its row, whatever happens.
 pub struct Pending {
@@ -240,6 +260,7 @@ impl Services {
             .session(a.id)
             .user(&a.user.name)
             .target(&a.grant.target.name)
+            .protocol(a.grant.protocol.as_str())
             .source(a.source),
         )
         .await;
@@ -364,7 +385,7 @@ impl Services {
         &self,
         user: &str,
         source: IpAddr,
-        session: Option<Uuid>,
+        session: Option<SessionTag>,
         kind: &str,
         detail: &str,
     ) {
@@ -375,8 +396,11 @@ impl Services {
         .user(user)
         .source(source)
         .with("channel", kind);
-        if let Some(id) = session {
-            ev = ev.session(id);
+        if let Some(s) = session {
+            ev = ev
+                .session(s.id)
+                .target(s.target)
+                .protocol(s.protocol.as_str());
         }
         self.audit(ev).await;
     }

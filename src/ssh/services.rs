@@ -425,8 +425,9 @@ impl SshControl for SshServices {
         kind: RefusedKind,
         detail: &str,
     ) {
+        let session = session_id.and_then(|id| self.pending().get(&id).map(|p| p.authorized.tag()));
         self.services
-            .channel_blocked(person, source, session_id, kind.as_str(), detail)
+            .channel_blocked(person, source, session, kind.as_str(), detail)
             .await;
     }
 

@@ -195,8 +195,26 @@ impl Store {
         self.audit_at(e, Utc::now()).await
     }
 
-    /// Appends one event with an explicit time (tests, imports).
+    /// Appends one event with an explicit time (tests, imports). An event
+    /// that names a stored session but not its target or protocol gets them
+    /// from the session row, so `audit --target` finds every event of a
+    /// session whichever part of sekisho wrote it.
     pub async fn audit_at(&self, e: &AuditEvent, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let filled;
+        let e = match e.session {
+            Some(id) if e.target.is_none() || e.protocol.is_none() => match self.session(id).await?
+            {
+                Some(s) => {
+                    let mut with = e.clone();
+                    with.target.get_or_insert(s.target);
+                    with.protocol.get_or_insert(s.protocol);
+                    filled = with;
+                    &filled
+                }
+                None => e,
+            },
+            _ => e,
+        };
         sqlx::query(
             "INSERT INTO audit (at, kind, user_name, target, session, source, protocol, detail, data)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
