@@ -1,4 +1,5 @@
 //! `sekisho audit`: read the audit log, one event per line (or JSON).
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -108,16 +109,21 @@ pub async fn run(g: &Global, a: AuditArgs) -> anyhow::Result<ExitCode> {
         .audit_query(&filter)
         .await
         .context("reading the audit log")?;
+    let mut out = std::io::stdout().lock();
     for r in records {
         if a.json {
-            println!(
+            writeln!(
+                out,
                 "{}",
                 serde_json::to_string(&r).context("encoding an event")?
-            );
+            )?;
         } else {
+            // time, kind, person, target, source address, session (the ID
+            // `verify`, `replay` and `export` take), then the sentence.
             let e = &r.event;
-            println!(
-                "{}  {:<16} {:<12} {:<12} {:<15} {}",
+            writeln!(
+                out,
+                "{}  {:<16} {:<12} {:<12} {:<15} {:<36} {}",
                 local_time(&cfg, r.at),
                 e.kind.as_str(),
                 e.user.as_deref().unwrap_or("-"),
@@ -125,8 +131,11 @@ pub async fn run(g: &Global, a: AuditArgs) -> anyhow::Result<ExitCode> {
                 e.source
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "-".into()),
+                e.session
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 e.detail
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,8 @@ pub mod replay;
 pub mod secret;
 pub mod serve;
 pub mod sessions;
+pub mod table;
+pub mod target;
 pub mod ticket;
 pub mod user;
 pub mod verify;
@@ -62,6 +64,9 @@ pub enum Command {
     /// Check, explain and query per-system policies.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Read a target's identities (SSH host key, RDP certificate) to pin in policy.
+    #[command(subcommand)]
+    Target(target::TargetCmd),
     /// Read the audit log.
     Audit(audit::AuditArgs),
     /// List and stop live sessions.
@@ -102,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ticket(a) => ticket::run(g, a).await,
         Command::Secret(a) => secret::run(g, a).await,
         Command::Policy(a) => policy::run(g, a).await,
+        Command::Target(a) => target::run(g, a).await,
         Command::Audit(a) => audit::run(g, a).await,
         Command::Sessions(a) => sessions::run(g, a).await,
         Command::Replay(a) => replay::run(g, a).await,

@@ -1,14 +1,19 @@
-//! `sekisho sessions list|kill`: live sessions as the store knows them (all
-//! nodes), and the administrator's emergency stop.
+//! `sekisho sessions list|history|kill`: live sessions as the store knows
+//! them (all nodes), past sessions to find one to verify, replay or export,
+//! and the administrator's emergency stop.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Global;
-use crate::store::{AuditEvent, AuditKind, SessionStatus, Store};
+use crate::config::Config;
+use crate::store::{AuditEvent, AuditKind, SessionFilter, SessionStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionsCmd {
@@ -18,6 +23,9 @@ pub enum SessionsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List past and live sessions (newest last), to find one to verify,
+    /// replay or export.
+    History(HistoryArgs),
     /// End a live session now, telling the person why.
     Kill {
         /// The session id (from `sessions list`).
@@ -26,6 +34,38 @@ pub enum SessionsCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only sessions of this person.
+    #[arg(long, visible_alias = "person")]
+    pub user: Option<String>,
+    /// Only sessions of this vendor's people.
+    #[arg(long)]
+    pub vendor: Option<String>,
+    /// Only sessions on this target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only sessions over this protocol.
+    #[arg(long, value_parser = ["ssh", "rdp"])]
+    pub protocol: Option<String>,
+    /// Sessions started at or after this time (same forms as `audit --since`:
+    /// 2026-04-01, "2026-04-01 08:30", RFC 3339, or a duration such as 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Sessions started before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only sessions in this state: live, ended, killed, expired, failed, abnormal.
+    #[arg(long)]
+    pub state: Option<SessionStatus>,
+    /// Only the newest N sessions.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
@@ -68,6 +108,7 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        SessionsCmd::History(a) => history(&cfg, &store, a).await,
         SessionsCmd::Kill { id, reason } => {
             let by = crate::auth::admin_actor();
             let Some(session) = store.session(id).await.context("reading the session")? else {
@@ -112,4 +153,62 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    let when = |v: &Option<String>, flag: &str| {
+        v.as_deref()
+            .map(|s| super::audit::parse_when(s, cfg.time_zone, now))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    let filter = SessionFilter {
+        since: when(&a.since, "--since")?,
+        until: when(&a.until, "--until")?,
+        user: a.user,
+        vendor: a.vendor,
+        target: a.target,
+        protocol: a.protocol,
+        status: a.state,
+        node: None,
+        limit: a.limit,
+    };
+    let sessions = store.sessions(&filter).await.context("listing sessions")?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        for s in &sessions {
+            writeln!(out, "{}", serde_json::to_string(s)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if sessions.is_empty() {
+        writeln!(out, "no sessions match")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tz = cfg.time_zone;
+    let at = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    let rows: Vec<[String; 9]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s.id.to_string(),
+                s.user.clone(),
+                s.vendor.clone().unwrap_or_else(|| "-".into()),
+                s.target.clone(),
+                s.protocol.clone(),
+                s.client.to_string(),
+                at(s.started_at),
+                s.ended_at.map(at).unwrap_or_else(|| "-".into()),
+                s.status.as_str().to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "USER", "VENDOR", "TARGET", "PROTO", "FROM", "STARTED", "ENDED", "STATE",
+    ]
+    .map(String::from);
+    super::table::write(&mut out, &header, &rows)?;
+    writeln!(out, "(times in {tz})")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -126,6 +126,112 @@ impl ServerCertVerifier for PinnedCertVerifier {
     }
 }
 
+/// Accepts any certificate, so that [`read_certificate`] can show it to an
+/// operator for pinning. Never used for a session.
+#[derive(Debug)]
+struct AnyCertificate(PinnedCertVerifier);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The TLS certificate (DER) an RDP target presents, read the way a session
+/// connects (X.224 asking for TLS or NLA, then TLS), for an operator to
+/// check and pin with [`cert_sha256`]. Nothing is signed in.
+pub async fn read_certificate(address: std::net::SocketAddr) -> Result<Vec<u8>, RdpError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| RdpError::Target(format!("connecting to {address} timed out")))?
+        .map_err(|e| RdpError::Target(format!("connecting to {address}: {e}")))?;
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+    let request = nego::ConnectionRequest {
+        nego_data: None,
+        flags: nego::RequestFlags::empty(),
+        protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+        correlation_info: None,
+    };
+    let request_pdu =
+        encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
+    framed
+        .write_all(&request_pdu)
+        .await
+        .map_err(|e| RdpError::io("writing X.224 request to target", e))?;
+    let confirm_pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading X.224 confirm from target", e))?;
+    match decode::<X224<nego::ConnectionConfirm>>(&confirm_pdu)
+        .map_err(|e| RdpError::protocol("X.224 confirm from target", e))?
+        .0
+    {
+        nego::ConnectionConfirm::Response { protocol, .. }
+            if protocol == SecurityProtocol::SSL || protocol == SecurityProtocol::HYBRID => {}
+        nego::ConnectionConfirm::Response { protocol, .. } => {
+            return Err(RdpError::Target(format!(
+                "target selected unsupported security {protocol:?} (sekisho needs TLS or NLA)"
+            )));
+        }
+        nego::ConnectionConfirm::Failure { code } => {
+            return Err(RdpError::Target(format!(
+                "target refused negotiation: {code:?}"
+            )));
+        }
+    }
+    let tcp = framed.into_inner_no_leftover();
+    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RdpError::Tls(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCertificate(PinnedCertVerifier::new([0; 32]))))
+    .with_no_client_auth();
+    let tls = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+            .connect(ServerName::IpAddress(address.ip().into()), tcp),
+    )
+    .await
+    .map_err(|_| RdpError::Target(format!("TLS to {address} timed out")))?
+    .map_err(|e| RdpError::Target(format!("TLS to {address}: {e}")))?;
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| RdpError::Target(format!("{address} sent no certificate")))
+}
+
 /// The target side once the capability exchange is about to start.
 pub(crate) struct BackSession {
     pub framed: BackFramed,

@@ -132,6 +132,68 @@ impl client::Handler for BackHandler {
 
 pub(crate) type BackHandle = client::Handle<BackHandler>;
 
+/// The host key a target presents to sekisho, for an operator to check and
+/// pin: its `SHA256:…` fingerprint and its algorithm (e.g. `ssh-ed25519`).
+/// It is read with the client configuration sessions use, so the key is the
+/// one sekisho will later be shown (a server with several keys presents the
+/// one the client prefers). The connection ends right after the key.
+pub async fn read_host_key(address: &str, port: u16) -> Result<(String, String), BackError> {
+    let target = format!("{address}:{port}");
+    let read = async {
+        let stream = tokio::net::TcpStream::connect((address, port))
+            .await
+            .map_err(|source| BackError::Connect {
+                target: target.clone(),
+                address: address.to_string(),
+                port,
+                source,
+            })?;
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let reader = KeyReader {
+            target: target.clone(),
+            seen: seen.clone(),
+        };
+        // Refusing the key ends the connection: the error is expected.
+        let ended = client::connect_stream(client_config(), stream, reader).await;
+        let key = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (key, ended) {
+            (Some(k), _) => Ok(k),
+            (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(BackError::Ssh(russh::Error::UnknownKey)),
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(BackError::Timeout { target }),
+    }
+}
+
+/// A client handler that notes the host key and goes no further.
+struct KeyReader {
+    target: String,
+    seen: Arc<std::sync::Mutex<Option<(String, String)>>>,
+}
+
+impl client::Handler for KeyReader {
+    type Error = BackError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((fingerprint(key), key.algorithm().to_string()));
+                Ok(false)
+            }
+            PublicKeyOrCertificate::Certificate(_) => Err(BackError::HostCertificate {
+                target: self.target.clone(),
+            }),
+        }
+    }
+}
+
 pub(crate) fn client_config() -> Arc<client::Config> {
     Arc::new(client::Config {
         // sekisho ends idle sessions itself; a silent long command is not idle.

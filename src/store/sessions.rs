@@ -155,8 +155,12 @@ pub struct SessionFilter {
     pub user: Option<String>,
     pub vendor: Option<String>,
     pub target: Option<String>,
+    /// `ssh` or `rdp`.
+    pub protocol: Option<String>,
     pub status: Option<SessionStatus>,
     pub node: Option<String>,
+    /// The newest `limit` sessions (still returned oldest first).
+    pub limit: Option<u32>,
 }
 
 const COLUMNS: &str = "id, user_name, vendor, target, protocol, client_addr, parent, node, started_at, ends_at,
@@ -267,16 +271,26 @@ impl Store {
         if let Some(v) = &f.target {
             c.push("target =", Bind::Text(v.clone()));
         }
+        if let Some(v) = &f.protocol {
+            c.push("protocol =", Bind::Text(v.clone()));
+        }
         if let Some(v) = f.status {
             c.push("status =", Bind::Text(v.as_str().into()));
         }
         if let Some(v) = &f.node {
             c.push("node =", Bind::Text(v.clone()));
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at, id",
-            c.where_clause()
-        );
+        let sql = match f.limit {
+            Some(n) => format!(
+                "SELECT * FROM (SELECT {COLUMNS} FROM sessions{} ORDER BY started_at DESC, id DESC LIMIT {n}) AS newest
+                 ORDER BY started_at, id",
+                c.where_clause()
+            ),
+            None => format!(
+                "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at, id",
+                c.where_clause()
+            ),
+        };
         let rows = c.bind_all(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
     }
