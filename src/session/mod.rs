@@ -56,8 +56,9 @@ impl Services {
             .context("listing credential names")?;
         let policies = load_policies(&config, &credentials).map_err(|e| {
             anyhow::anyhow!(
-                "policies in {} are invalid:\n{e}",
-                config.paths.policies.display()
+                "policies in {} are invalid:\n{e}{}",
+                config.paths.policies.display(),
+                store_these(&config, &credentials)
             )
         })?;
         let master = crate::auth::secrets::load_master_key(&config.paths.master_key())
@@ -195,6 +196,37 @@ pub async fn live_sessions_of(
             })
         })
         .collect())
+}
+
+/// When the only thing wrong with the policy set is credentials missing
+/// from the secret store, the exact commands that store them.
+fn store_these(config: &Config, credentials: &BTreeSet<String>) -> String {
+    let Ok(set) = PolicySet::load_dir(&config.paths.policies, &config.networks, None) else {
+        return String::new();
+    };
+    let missing: BTreeSet<&str> = set
+        .targets()
+        .flat_map(|t| [t.ssh.as_ref(), t.rdp.as_ref()])
+        .flatten()
+        .map(|e| e.credential.as_str())
+        .filter(|name| !credentials.contains(*name))
+        .collect();
+    if missing.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n\nStore the {} credential{} the policies name (each command reads the password or \
+         private key from standard input), then start `sekisho serve` again:",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" }
+    );
+    for name in missing {
+        out.push_str(&format!(
+            "\n  sekisho -c {} secret set {name}",
+            config.file.display()
+        ));
+    }
+    out
 }
 
 fn load_policies(
