@@ -136,6 +136,9 @@ pub async fn issue(
         return Err(AuthError::Invalid(format!("user {user} is disabled")));
     }
     let now = Utc::now();
+    // The detail names no clock time: the audit line's own time (in the
+    // site's zone) plus this is when it expires.
+    let valid_for = crate::config::format_duration(lifetime);
     let lifetime = chrono::Duration::from_std(lifetime)
         .map_err(|_| AuthError::Invalid("auth.ticket_lifetime is too long".into()))?;
     let expires_at = now + lifetime;
@@ -162,8 +165,7 @@ pub async fn issue(
             &AuditEvent::new(
                 AuditKind::AdminChange,
                 format!(
-                    "{issued_by} issued a one-time ticket for {user} to {target} over {protocol}, valid until {}",
-                    expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    "{issued_by} issued a one-time ticket for {user} to {target} over {protocol}, valid for {valid_for}"
                 ),
             )
             .user(user)

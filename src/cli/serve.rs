@@ -156,8 +156,11 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SEKISHO_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,russh=warn,sqlx=warn"));
+    // Colour only for a person watching a terminal: a log file or journal
+    // would keep the escape codes as noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

@@ -140,34 +140,45 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
         UserCmd::List => {
             let users = store.users().await.context("listing users")?;
             let now = Utc::now();
-            println!(
-                "{:<20} {:<9} {:<16} {:<8} {:<26} {:>4}  LAST SIGN-IN",
-                "NAME", "ROLE", "VENDOR", "ENABLED", "LOCKED", "KEYS"
-            );
-            for u in users {
-                let locked = match u.locked_until {
-                    Some(t) if t > now => {
-                        if t.timestamp_micros() >= crate::store::users::LOCKED_INDEFINITELY_MICROS {
-                            "until enabled".to_string()
-                        } else {
-                            format!("until {}", local_time(&cfg, t))
+            let header = [
+                "NAME",
+                "ROLE",
+                "VENDOR",
+                "ENABLED",
+                "LOCKED",
+                "KEYS",
+                "LAST SIGN-IN",
+            ]
+            .map(String::from);
+            let rows: Vec<[String; 7]> = users
+                .into_iter()
+                .map(|u| {
+                    let locked = match u.locked_until {
+                        Some(t) if t > now => {
+                            if t.timestamp_micros()
+                                >= crate::store::users::LOCKED_INDEFINITELY_MICROS
+                            {
+                                "until enabled".to_string()
+                            } else {
+                                format!("until {}", local_time(&cfg, t))
+                            }
                         }
-                    }
-                    _ => "no".to_string(),
-                };
-                println!(
-                    "{:<20} {:<9} {:<16} {:<8} {:<26} {:>4}  {}",
-                    u.name,
-                    u.role,
-                    u.vendor.as_deref().unwrap_or("-"),
-                    if u.enabled { "yes" } else { "no" },
-                    locked,
-                    u.keys,
-                    u.last_signin_at
-                        .map(|t| local_time(&cfg, t))
-                        .unwrap_or_else(|| "never".into()),
-                );
-            }
+                        _ => "no".to_string(),
+                    };
+                    [
+                        u.name,
+                        u.role.to_string(),
+                        u.vendor.unwrap_or_else(|| "-".into()),
+                        if u.enabled { "yes" } else { "no" }.to_string(),
+                        locked,
+                        u.keys.to_string(),
+                        u.last_signin_at
+                            .map(|t| local_time(&cfg, t))
+                            .unwrap_or_else(|| "never".into()),
+                    ]
+                })
+                .collect();
+            super::table::write(&mut std::io::stdout().lock(), &header, &rows)?;
         }
         UserCmd::Disable { name } => {
             store

@@ -32,6 +32,14 @@ impl Protocol {
             Protocol::Rdp => "rdp",
         }
     }
+
+    /// The name as written in prose: "SSH", "RDP".
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Ssh => "SSH",
+            Protocol::Rdp => "RDP",
+        }
+    }
 }
 
 impl fmt::Display for Protocol {

@@ -225,7 +225,10 @@ pub async fn serve<C: RdpControl>(
     control: Arc<C>,
     options: GatewayOptions,
 ) -> std::io::Result<()> {
-    info!(listen = ?listener.local_addr().ok(), "RDP gateway listening");
+    match listener.local_addr() {
+        Ok(addr) => info!(listen = %addr, "RDP gateway listening"),
+        Err(e) => info!(error = %e, "RDP gateway listening (address unknown)"),
+    }
     loop {
         let (tcp, peer) = listener.accept().await?;
         let tls = tls.clone();

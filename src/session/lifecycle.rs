@@ -304,9 +304,10 @@ impl Services {
             AuditEvent::new(
                 AuditKind::SessionStart,
                 format!(
-                    "{} started a {} session on {}",
+                    // "an SSH session", "an RDP session"
+                    "{} started an {} session on {}",
                     a.user.name,
-                    a.grant.protocol.as_str(),
+                    a.grant.protocol.label(),
                     a.grant.target.name
                 ),
             )

@@ -295,3 +295,148 @@ fn credential_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Runs `sekisho --config CONFIG ARGS` with standard output a pipe whose
+/// reader has already gone (as after `| head -1` has read its line).
+fn into_closed_pipe(b: &Bastion, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("sekisho"))
+        .arg("--config")
+        .arg(b.config())
+        .args(args)
+        .env_remove("SEKISHO_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run sekisho")
+}
+
+#[test]
+fn no_command_panics_when_its_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    copy_examples(&b.path().join("policies"));
+    ok(&b.run(&["vendor", "add", "acme"], None));
+    ok(&b.run(
+        &[
+            "user", "add", "tanaka", "--role", "engineer", "--vendor", "acme",
+        ],
+        None,
+    ));
+    let commands: &[&[&str]] = &[
+        &[
+            "ticket",
+            "issue",
+            "--user",
+            "tanaka",
+            "--target",
+            "fa-db01",
+            "--protocol",
+            "ssh",
+        ],
+        &["user", "list"],
+        &["vendor", "list"],
+        &["audit"],
+        &["audit", "--json"],
+        &["sessions", "list"],
+        &["sessions", "history"],
+        &["policy", "check"],
+        &["policy", "who-can", "--target", "fa-db01"],
+        &["secret", "list"],
+    ];
+    for args in commands {
+        let out = into_closed_pipe(&b, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        // Ended by SIGPIPE, as `cat` would be, or quietly by itself.
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.code().is_some(),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+    // The ticket was issued although nobody read it.
+    let audit = ok(&b.run(&["audit", "--kind", "admin_change"], None));
+    assert!(
+        audit.contains("issued a one-time ticket for tanaka"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn user_list_columns_line_up() {
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    ok(&b.run(&["vendor", "add", "a-vendor-with-a-long-name"], None));
+    for name in ["ab", "an-engineer-with-a-long-name"] {
+        ok(&b.run(
+            &[
+                "user",
+                "add",
+                name,
+                "--role",
+                "engineer",
+                "--vendor",
+                "a-vendor-with-a-long-name",
+            ],
+            None,
+        ));
+    }
+    let list = ok(&b.run(&["user", "list"], None));
+    let lines: Vec<&str> = list.lines().collect();
+    let header = lines[0];
+    for col in [
+        "ROLE",
+        "VENDOR",
+        "ENABLED",
+        "LOCKED",
+        "KEYS",
+        "LAST SIGN-IN",
+    ] {
+        let at = header.find(col).unwrap_or_else(|| panic!("{col}: {list}"));
+        for row in &lines[1..] {
+            let before = &row[..at];
+            assert!(
+                before.ends_with("  ") && !row[at..].starts_with(' '),
+                "{col} does not line up:\n{list}"
+            );
+        }
+    }
+}
+
+#[test]
+fn audit_lines_say_which_time_zone_and_tickets_no_other() {
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    copy_examples(&b.path().join("policies"));
+    ok(&b.run(&["vendor", "add", "acme"], None));
+    ok(&b.run(
+        &[
+            "user", "add", "tanaka", "--role", "engineer", "--vendor", "acme",
+        ],
+        None,
+    ));
+    ok(&b.run(
+        &[
+            "ticket",
+            "issue",
+            "--user",
+            "tanaka",
+            "--target",
+            "fa-db01",
+            "--protocol",
+            "ssh",
+        ],
+        None,
+    ));
+    let audit = ok(&b.run(&["audit"], None));
+    assert!(audit.contains("JST"), "{audit}");
+    assert!(
+        !audit.contains("UTC"),
+        "two time zones in one output:\n{audit}"
+    );
+}
