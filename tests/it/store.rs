@@ -571,6 +571,52 @@ async fn sessions(store: &Store) {
             .len(),
         3
     );
+
+    // History filters: by protocol, and the newest N (still oldest first).
+    let rdp = store
+        .sessions(&SessionFilter {
+            protocol: Some("rdp".into()),
+            ..SessionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rdp.iter().map(|s| s.id).collect::<Vec<_>>(), [hop.id]);
+    let all: Vec<Uuid> = store
+        .sessions(&SessionFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let newest: Vec<Uuid> = store
+        .sessions(&SessionFilter {
+            limit: Some(2),
+            ..SessionFilter::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(newest, all[1..]);
+
+    // An event that names a stored session gets its target and protocol,
+    // so `audit --target` finds it.
+    store
+        .audit(&AuditEvent::new(AuditKind::SessionAbnormal, "left live").session(hop.id))
+        .await
+        .unwrap();
+    let found = store
+        .audit_query(&AuditFilter {
+            target: Some("fa-app01".into()),
+            kinds: vec![AuditKind::SessionAbnormal],
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].event.session, Some(hop.id));
+    assert_eq!(found[0].event.protocol.as_deref(), Some("rdp"));
 }
 
 #[tokio::test]
