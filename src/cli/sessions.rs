@@ -86,25 +86,28 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
             } else if live.is_empty() {
                 println!("no live sessions");
             } else {
-                println!(
-                    "{:<36}  {:<10}  {:<14}  {:<4}  {:<15}  {:<16}  {:<16}",
-                    "ID", "USER", "TARGET", "PROTO", "FROM", "STARTED", "ENDS"
-                );
                 let tz = cfg.time_zone;
-                for s in &live {
-                    println!(
-                        "{:<36}  {:<10}  {:<14}  {:<4}  {:<15}  {:<16}  {:<16}",
-                        s.id,
-                        s.user,
-                        s.target,
-                        s.protocol,
-                        s.client,
-                        s.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                        s.ends_at
-                            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
-                            .unwrap_or_default(),
-                    );
-                }
+                let at =
+                    |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+                let header =
+                    ["ID", "USER", "TARGET", "PROTO", "FROM", "STARTED", "ENDS"].map(String::from);
+                let rows: Vec<[String; 7]> = live
+                    .iter()
+                    .map(|s| {
+                        [
+                            s.id.to_string(),
+                            s.user.clone(),
+                            s.target.clone(),
+                            s.protocol.clone(),
+                            s.client.to_string(),
+                            at(s.started_at),
+                            s.ends_at.map(at).unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                let mut out = std::io::stdout().lock();
+                super::table::write(&mut out, &header, &rows)?;
+                writeln!(out, "(times in {tz})")?;
             }
             Ok(ExitCode::SUCCESS)
         }
