@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
 /// The Rust runtime ignores SIGPIPE, so a write to a closed pipe becomes an
 /// error and `println!` panics on it. For commands that only print, the
 /// Unix default (end quietly when the reader is gone) is what a person expects.
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
 fn restore_default_sigpipe() {
     // SAFETY: called first thing in main, before any other thread writes or
     // installs signal handlers; SIG_DFL is a valid disposition for SIGPIPE.

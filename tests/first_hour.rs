@@ -3,8 +3,9 @@
 //! secret → serve → `ssh` through to a local sshd), what `serve` says when
 //! credentials are missing, finding a past session (`sessions history`, the
 //! session column of `audit`), and audit filters by target.
-//! Needs openssh-server and openssh-client, and root (sshd's privilege
-//! separation directory).
+//! Needs openssh-server, openssh-client, dropbear-bin and util-linux, and
+//! root (sshd's privilege separation directory).
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
