@@ -144,7 +144,12 @@ impl Authenticator {
                     let until_text = if lock_until.is_none() {
                         "until an admin enables the account".to_string()
                     } else {
-                        format!("until {}", until.format("%Y-%m-%d %H:%M:%S UTC"))
+                        // A length, not a clock time: the audit line's
+                        // own time is in the site's zone (data has the end).
+                        format!(
+                            "for {}",
+                            crate::config::format_duration(self.limits.lockout)
+                        )
                     };
                     let lock = AuditEvent::new(
                         AuditKind::Lockout,
@@ -318,8 +323,10 @@ impl Authenticator {
         let e = AuditEvent::new(
             AuditKind::SigninSuccess,
             format!(
-                "{user} from {source}: code not asked, sign-in window open until {}",
-                until.format("%H:%M:%S UTC")
+                "{user} from {source}: code not asked, inside the sign-in window (open for another {})",
+                crate::config::format_duration(
+                    (until - self.now()).to_std().unwrap_or_default()
+                )
             ),
         )
         .with("window_until", until.to_rfc3339());
@@ -384,8 +391,8 @@ impl Authenticator {
             e = AuditEvent::new(
                 AuditKind::SigninSuccess,
                 format!(
-                    "{user} from {source}: code accepted; sign-in window open until {}",
-                    until.format("%H:%M:%S UTC")
+                    "{user} from {source}: code accepted; sign-in window open for {}",
+                    crate::config::format_duration(self.limits.signin_window)
                 ),
             )
             .with("window_until", until.to_rfc3339());
