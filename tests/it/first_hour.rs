@@ -5,55 +5,30 @@
 //! session column of `audit`), and audit filters by target.
 //! Needs openssh-server, openssh-client, dropbear-bin and util-linux, and
 //! root (sshd's privilege separation directory).
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::sshd::{free_port, keygen, require, stop_at_exit};
+use crate::support::cli::{json_lines, ok, text as both};
+use crate::support::free_port;
+use crate::support::process::{Daemon, wait_until};
+use crate::support::sshd::{keygen, require};
 
 const PASSWORD: &str = "first-hour-pass-4711";
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sekisho"))
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn both(o: &Output) -> String {
-    format!("{}{}", text(&o.stdout), text(&o.stderr))
-}
-
 /// `sekisho -c DIR/sekisho.toml ARGS`, stdin from `input`.
-fn sekisho(dir: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(bin())
-        .arg("-c")
-        .arg(dir.join("sekisho.toml"))
-        .args(args)
-        .env_remove("SEKISHO_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sekisho: {e}"));
-    if let (Some(mut i), Some(bytes)) = (child.stdin.take(), input) {
-        let _ = i.write_all(bytes);
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("sekisho: {e}"))
-}
-
-fn ok(o: Output) -> String {
-    let t = both(&o);
-    assert!(o.status.success(), "command failed: {t}");
-    t
+fn sekisho(dir: &Path, args: &[&str], input: Option<&str>) -> Output {
+    crate::support::cli::run(
+        &crate::support::cli::bin(),
+        &dir.join("sekisho.toml"),
+        args,
+        input,
+    )
 }
 
 /// The value of `key = "…"` in `sekisho target pins` output.
@@ -66,6 +41,7 @@ fn pin_line(out: &str, key: &str) -> Option<String> {
 /// The demo target as README's "Try it on one machine" starts it: an sshd
 /// with `policies/demo/sshd_config`, its own host key and the login key.
 struct DemoTarget {
+    _sshd: Daemon,
     port: u16,
     host_key_pub: PathBuf,
     login_key: PathBuf,
@@ -90,8 +66,8 @@ fn start_demo_target(dir: &Path) -> DemoTarget {
         conf_text.replace("\nPort 2200\n", &format!("\nPort {port}\n")),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(sshd)
-        .args(["-D", "-e", "-f"])
+    let mut cmd = Command::new(sshd);
+    cmd.args(["-D", "-e", "-f"])
         .arg(&conf)
         .arg("-o")
         .arg(format!("HostKey={}", t.join("host_key").display()))
@@ -104,15 +80,14 @@ fn start_demo_target(dir: &Path) -> DemoTarget {
         .arg(format!("PidFile={}", t.join("sshd.pid").display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("sshd: {e}"));
-    stop_at_exit(child);
-    let up = support::wait_for(Duration::from_secs(10), || {
+        .stderr(Stdio::inherit());
+    let sshd = Daemon::spawn("demo sshd", &mut cmd);
+    let up = wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "the demo sshd did not listen on {port}");
     DemoTarget {
+        _sshd: sshd,
         port,
         host_key_pub: t.join("host_key.pub"),
         login_key: t.join("login_key"),
@@ -153,19 +128,18 @@ fn text_of(c: &mut Command) -> String {
     text(&c.output().unwrap_or_else(|e| panic!("{c:?}: {e}")).stdout)
 }
 
-fn spawn_serve(dir: &Path, port: u16) -> Child {
+fn spawn_serve(dir: &Path, port: u16) -> Daemon {
     let log = dir.join("serve.log");
-    let child = Command::new(bin())
-        .arg("-c")
+    let mut cmd = Command::new(crate::support::cli::bin());
+    cmd.arg("-c")
         .arg(dir.join("sekisho.toml"))
         .arg("serve")
         .env_remove("SEKISHO_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-        .spawn()
-        .unwrap_or_else(|e| panic!("serve: {e}"));
-    let up = support::wait_for(Duration::from_secs(30), || {
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")));
+    let serve = Daemon::spawn("sekisho serve", &mut cmd);
+    let up = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(
@@ -173,7 +147,7 @@ fn spawn_serve(dir: &Path, port: u16) -> Child {
         "serve did not listen: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    child
+    serve
 }
 
 /// The OpenSSH client through the bastion, password and code by askpass.
@@ -223,27 +197,41 @@ fn ssh(dir: &Path, port: u16, login: &str, code: &str, remote: Option<&str>) -> 
     child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Dropbear's client on a terminal (it reads answers from /dev/tty):
+/// password, then the code; returns what the terminal showed.
+fn dbclient(port: u16, login: &str, code: &str) -> String {
+    let dbclient = require("dbclient", "dropbear-bin");
+    let mut c = Command::new("setsid");
+    c.arg("-c")
+        .arg(dbclient)
+        // -y -y: no host key check and nothing written to known_hosts.
+        .args(["-y", "-y", "-p", &port.to_string(), "-l", login])
+        .arg("127.0.0.1")
+        .arg("echo via-dropbear");
+    let mut term = crate::support::pty::spawn(c, 100, 30);
+    let shows = |t: &crate::support::pty::PtyChild, what: &str| {
+        wait_until(Duration::from_secs(15), || t.text().contains(what))
+    };
+    if shows(&term, "Password:") {
+        term.write(format!("{PASSWORD}\n").as_bytes());
+        if shows(&term, "code:") {
+            term.write(format!("{code}\n").as_bytes());
+        }
+        shows(&term, "via-dropbear");
+    }
+    let _ = wait_until(Duration::from_secs(10), || {
+        matches!(term.child.try_wait(), Ok(Some(_)))
+    });
+    let _ = term.child.kill();
+    let _ = term.child.wait();
+    term.text()
+}
+
 fn totp_now(secret_base32: &str) -> String {
     let key = sekisho::auth::totp::decode_secret(secret_base32)
         .unwrap_or_else(|| panic!("not a TOTP secret: {secret_base32}"));
     let step = sekisho::auth::totp::step_at(chrono::Utc::now().timestamp());
     sekisho::auth::totp::code_for_step(&key, step, 6).unwrap_or_default()
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = support::terminate(&mut self.0, Duration::from_secs(10));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -267,7 +255,10 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         None,
     ));
     let host_key = pin_line(&pins, "host_key").unwrap_or_else(|| panic!("no pin: {pins}"));
-    assert_eq!(host_key, support::sshd::fingerprint(&target.host_key_pub));
+    assert_eq!(
+        host_key,
+        crate::support::sshd::fingerprint(&target.host_key_pub)
+    );
     assert!(pins.contains("ssh-ed25519"), "{pins}");
     install_demo_policy(dir, &target, &host_key);
 
@@ -285,7 +276,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
             "acme",
             "--password-stdin",
         ],
-        Some(format!("{PASSWORD}\n").as_bytes()),
+        Some(&format!("{PASSWORD}\n")),
     ));
     let secret = added
         .lines()
@@ -303,7 +294,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     assert!(said.contains(&command), "{said}");
 
     // The credential, then serve, then policy explain says ALLOW.
-    let key = std::fs::read(&target.login_key).unwrap_or_else(|e| panic!("{e}"));
+    let key = std::fs::read_to_string(&target.login_key).unwrap_or_else(|e| panic!("{e}"));
     ok(sekisho(
         dir,
         &["secret", "set", "demo-login-key"],
@@ -327,9 +318,24 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         None,
     ));
     assert!(explain.starts_with("ALLOW"), "{explain}");
-    let _serve = Serve(spawn_serve(dir, port));
+    let _serve = spawn_serve(dir, port);
 
-    // Through the bastion to the demo target.
+    // Dropbear first (its own sign-in, password then code): the prompts
+    // are each on a line of their own, without a heading glued to them.
+    let dropbear = dbclient(port, "tanaka@demo-ssh", &totp_now(&secret));
+    assert!(
+        dropbear.contains("via-dropbear"),
+        "dbclient did not reach the target:\n{dropbear}"
+    );
+    assert!(!dropbear.contains("sekisho"), "{dropbear}");
+    for line in dropbear.lines() {
+        assert!(
+            !(line.contains("Password") && line.contains("code")),
+            "prompts run together: {line:?}\n{dropbear}"
+        );
+    }
+
+    // OpenSSH (inside the sign-in window Dropbear opened: password only).
     let out = ssh(
         dir,
         port,
@@ -339,11 +345,27 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     );
     assert_eq!(text(&out.stdout), "through-the-demo\n", "{out:?}");
     assert!(out.status.success(), "{out:?}");
+    // No heading line from the keyboard-interactive request.
+    assert!(
+        !text(&out.stderr).lines().any(|l| l.trim() == "sekisho"),
+        "{out:?}"
+    );
+
+    // A command without a target: said plainly, exit 1, no question.
+    let out = ssh(dir, port, "tanaka", "", Some("uptime"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("a command needs a target"), "{err}");
+    assert!(err.contains("tanaka@demo-ssh@"), "{err}");
+    assert!(
+        !err.contains("(number or name") && !err.contains("Name one"),
+        "{err}"
+    );
 
     // The past session: history finds it by every filter, and the human
     // audit lines of the session carry its ID.
     let mut ended = Vec::new();
-    support::wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         ended = json_lines(&ok(sekisho(
             dir,
             &["sessions", "history", "--state", "ended", "--json"],
@@ -351,8 +373,17 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         )));
         !ended.is_empty()
     });
-    assert_eq!(ended.len(), 1, "{ended:?}");
-    let id = ended[0]["id"].as_str().unwrap_or_default().to_string();
+    wait_until(Duration::from_secs(10), || {
+        ended = json_lines(&ok(sekisho(
+            dir,
+            &["sessions", "history", "--state", "ended", "--json"],
+            None,
+        )));
+        ended.len() == 2
+    });
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    // The OpenSSH session, the newer one.
+    let id = ended[1]["id"].as_str().unwrap_or_default().to_string();
     for filter in [
         &["--user", "tanaka"][..],
         &["--vendor", "acme"],
@@ -419,6 +450,10 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
             "a session's audit line without its ID: {line}"
         );
     }
+    // One time zone in the whole audit output (sign-ins, lock-outs and
+    // tickets name lengths, not UTC clock times).
+    let all = ok(sekisho(dir, &["audit"], None));
+    assert!(all.contains("JST") && !all.contains("UTC"), "{all}");
     // and the replay tools take that ID.
     let verified = sekisho(dir, &["verify", &id], None);
     assert_eq!(verified.status.code(), Some(0), "{}", both(&verified));
@@ -434,7 +469,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     );
     assert!(!blocked.status.success(), "{blocked:?}");
     let mut events = Vec::new();
-    support::wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         events = json_lines(&ok(sekisho(
             dir,
             &[
@@ -469,8 +504,8 @@ fn target_pins_reads_an_rdp_certificate_as_openssl_sees_it() {
         .replacen("[rdp]\nenabled = false", "[rdp]\nenabled = true", 1)
         .replace("127.0.0.1:3389", &format!("127.0.0.1:{rdp_port}"));
     std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
-    let _serve = Serve(spawn_serve(dir, ssh_port));
-    assert!(support::wait_for(Duration::from_secs(10), || {
+    let _serve = spawn_serve(dir, ssh_port);
+    assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", rdp_port)).is_ok()
     }));
 
