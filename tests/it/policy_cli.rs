@@ -40,9 +40,13 @@ fn deployment() -> tempfile::TempDir {
         .success();
     std::fs::write(dir.path().join("sekisho.toml"), NETWORKS).unwrap();
     let pol = dir.path().join("policies");
+    // The realistic examples (policies/*.toml), not the loopback demo in
+    // policies/demo/.
     for entry in std::fs::read_dir(examples()).unwrap() {
         let p = entry.unwrap().path();
-        std::fs::copy(&p, pol.join(p.file_name().unwrap())).unwrap();
+        if p.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&p, pol.join(p.file_name().unwrap())).unwrap();
+        }
     }
     for name in credential_names(&pol) {
         sekisho(dir.path())
