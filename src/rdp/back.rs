@@ -167,69 +167,43 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// The TLS certificate (DER) an RDP target presents, read the way a session
-/// connects (X.224 asking for TLS or NLA, then TLS), for an operator to
-/// check and pin with [`cert_sha256`]. Nothing is signed in.
-pub async fn read_certificate(address: std::net::SocketAddr) -> Result<Vec<u8>, RdpError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|_| RdpError::Target(format!("connecting to {address} timed out")))?
-        .map_err(|e| RdpError::Target(format!("connecting to {address}: {e}")))?;
-    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
-    let request = nego::ConnectionRequest {
-        nego_data: None,
-        flags: nego::RequestFlags::empty(),
-        protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
-        correlation_info: None,
-    };
-    let request_pdu =
-        encode_vec(&X224(request)).map_err(|e| RdpError::protocol("X.224 request", e))?;
-    framed
-        .write_all(&request_pdu)
-        .await
-        .map_err(|e| RdpError::io("writing X.224 request to target", e))?;
-    let confirm_pdu = framed
-        .read_by_hint(&X224_HINT)
-        .await
-        .map_err(|e| RdpError::io("reading X.224 confirm from target", e))?;
-    match decode::<X224<nego::ConnectionConfirm>>(&confirm_pdu)
-        .map_err(|e| RdpError::protocol("X.224 confirm from target", e))?
-        .0
-    {
-        nego::ConnectionConfirm::Response { protocol, .. }
-            if protocol == SecurityProtocol::SSL || protocol == SecurityProtocol::HYBRID => {}
-        nego::ConnectionConfirm::Response { protocol, .. } => {
-            return Err(RdpError::Target(format!(
-                "target selected unsupported security {protocol:?} (sekisho needs TLS or NLA)"
-            )));
-        }
-        nego::ConnectionConfirm::Failure { code } => {
-            return Err(RdpError::Target(format!(
-                "target refused negotiation: {code:?}"
-            )));
-        }
-    }
-    let tcp = framed.into_inner_no_leftover();
-    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| RdpError::Tls(e.to_string()))?
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCertificate(PinnedCertVerifier::new([0; 32]))))
-    .with_no_client_auth();
+/// connects (the same TCP, X.224 and TLS steps), for an operator to check
+/// and pin with [`cert_sha256`]. Nothing is signed in.
+pub async fn read_certificate(address: std::net::SocketAddr) -> Result<Vec<u8>, BackError> {
+    let tcp = open_tcp(address).await?;
+    let (tcp, _) = negotiate_security(tcp, None).await?;
+    let verifier = Arc::new(AnyCertificate(PinnedCertVerifier::new([0; 32])));
     let tls = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+        tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(verifier)?))
             .connect(ServerName::IpAddress(address.ip().into()), tcp),
     )
     .await
-    .map_err(|_| RdpError::Target(format!("TLS to {address} timed out")))?
-    .map_err(|e| RdpError::Target(format!("TLS to {address}: {e}")))?;
+    .map_err(|_| {
+        BackError::target(
+            BackPhase::Tls,
+            BackFailure::Timeout,
+            format!("TLS to {address} timed out"),
+        )
+    })?
+    .map_err(|e| {
+        BackError::target(
+            BackPhase::Tls,
+            BackFailure::Handshake,
+            format!("TLS to {address}: {e}"),
+        )
+    })?;
     let (_, conn) = tls.get_ref();
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| c.as_ref().to_vec())
-        .ok_or_else(|| RdpError::Target(format!("{address} sent no certificate")))
+        .ok_or_else(|| {
+            BackError::target(
+                BackPhase::Tls,
+                BackFailure::Malformed,
+                format!("{address} sent no certificate"),
+            )
+        })
 }
 
 /// The target side once the capability exchange is about to start.
@@ -332,33 +306,38 @@ impl BackError {
     }
 }
 
-/// Connects to the target in the phases of [`BackPhase`].
-pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackError> {
-    let grant = req.grant;
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(grant.address))
+/// TCP to the target, within [`CONNECT_TIMEOUT`].
+async fn open_tcp(address: std::net::SocketAddr) -> Result<TcpStream, BackError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
         .map_err(|_| {
             BackError::target(
                 BackPhase::Tcp,
                 BackFailure::Timeout,
-                format!("connecting to {} timed out", grant.address),
+                format!("connecting to {address} timed out"),
             )
         })?
         .map_err(|e| {
             BackError::target(
                 BackPhase::Tcp,
                 BackFailure::Unreachable,
-                format!("connecting to {}: {e}", grant.address),
+                format!("connecting to {address}: {e}"),
             )
         })?;
     let _ = tcp.set_nodelay(true);
-    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+    Ok(tcp)
+}
 
-    // X.224: TLS, or TLS + CredSSP (NLA) when the target insists on it.
-    // HYBRID_EX is not offered: its Early User Authorization Result PDU
-    // would be one more message to relay for no gain.
+/// X.224: TLS, or TLS + CredSSP (NLA) when the target insists on it.
+/// HYBRID_EX is not offered: its Early User Authorization Result PDU
+/// would be one more message to relay for no gain.
+async fn negotiate_security(
+    tcp: TcpStream,
+    nego_data: Option<nego::NegoRequestData>,
+) -> Result<(TcpStream, SecurityProtocol), BackError> {
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
     let request = nego::ConnectionRequest {
-        nego_data: Some(nego::NegoRequestData::cookie(grant.account.clone())),
+        nego_data,
         flags: nego::RequestFlags::empty(),
         protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
         correlation_info: None,
@@ -400,11 +379,15 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
             ));
         }
     };
-    info!(security = ?selected, "target security selected");
+    Ok((framed.into_inner_no_leftover(), selected))
+}
 
-    let tcp = framed.into_inner_no_leftover();
-    let verifier = Arc::new(PinnedCertVerifier::new(grant.cert_sha256));
-    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+/// The TLS client configuration towards targets, with `verifier` deciding
+/// which certificate is accepted.
+fn tls_client_config(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ClientConfig, BackError> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -416,8 +399,23 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
         )
     })?
     .dangerous()
-    .with_custom_certificate_verifier(verifier.clone())
-    .with_no_client_auth();
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth())
+}
+
+/// Connects to the target in the phases of [`BackPhase`].
+pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackError> {
+    let grant = req.grant;
+    let tcp = open_tcp(grant.address).await?;
+    let (tcp, selected) = negotiate_security(
+        tcp,
+        Some(nego::NegoRequestData::cookie(grant.account.clone())),
+    )
+    .await?;
+    info!(security = ?selected, "target security selected");
+
+    let verifier = Arc::new(PinnedCertVerifier::new(grant.cert_sha256));
+    let tls_config = tls_client_config(verifier.clone())?;
     let server_name = ServerName::IpAddress(grant.address.ip().into());
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
         .connect(server_name, tcp)
