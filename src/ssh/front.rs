@@ -272,13 +272,9 @@ impl<C: SshControl> Connection<C> {
                             c.state = ChanState::Menu(String::new());
                         }
                     } else {
-                        let list = self.menu_text().await;
+                        let text = self.no_target_text(exec.is_some()).await;
                         let _ = session.channel_success(id);
-                        let _ = session.extended_data(
-                            id,
-                            1,
-                            Bytes::from(list.replace("Choose", "Name one")),
-                        );
+                        let _ = session.extended_data(id, 1, Bytes::from(text));
                         let _ = session.exit_status_request(id, 1);
                         let _ = session.eof(id);
                         let _ = session.close(id);

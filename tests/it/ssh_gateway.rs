@@ -842,7 +842,14 @@ fn without_a_target_and_without_a_terminal_the_targets_are_listed() {
     let out = ssh("tanaka").remote("true").output();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = text(&out.stderr);
-    assert!(err.contains("db01") && err.contains("Name one"), "{err}");
+    assert!(
+        err.contains("a command needs a target") && err.contains("db01"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("(number or name"),
+        "no question to answer: {err}"
+    );
 }
 
 #[test]

@@ -4,16 +4,17 @@
 use super::*;
 
 impl<C: SshControl> Connection<C> {
-    pub(super) async fn menu_text(&self) -> String {
+    /// The targets the person may reach now, one a line, and the first
+    /// one's name (for an example).
+    async fn reachable_list(&self) -> (String, Option<String>) {
         let targets = self
             .shared
             .control
             .reachable_targets(&self.person(), self.source)
             .await;
-        let mut text = String::from("\r\nsekisho: targets you may reach now:\r\n");
+        let mut text = String::from("sekisho: targets you may reach now:\r\n");
         if targets.is_empty() {
             text.push_str("  (none)\r\n");
-            return text;
         }
         for (i, t) in targets.iter().enumerate() {
             let until = t.until.with_timezone(&self.shared.options.time_zone);
@@ -26,8 +27,40 @@ impl<C: SshControl> Connection<C> {
                 until.format("%Y-%m-%d %H:%M")
             ));
         }
-        text.push_str("Choose a target (number or name, q to quit): ");
+        (text, targets.first().map(|t| t.name.clone()))
+    }
+
+    /// The menu on a terminal: the list, then the question.
+    pub(super) async fn menu_text(&self) -> String {
+        let (list, first) = self.reachable_list().await;
+        let mut text = format!("\r\n{list}");
+        if first.is_some() {
+            text.push_str("Choose a target (number or name, q to quit): ");
+        }
         text
+    }
+
+    /// Without a terminal there is nobody to answer the menu: a command
+    /// (`ssh person@bastion 'uptime'`) or `ssh -T` is told how to name the
+    /// target, with the list, and the channel ends with status 1.
+    pub(super) async fn no_target_text(&self, command: bool) -> String {
+        let (list, first) = self.reachable_list().await;
+        let example = format!(
+            "{}@{}@bastion",
+            self.person(),
+            first.as_deref().unwrap_or("TARGET")
+        );
+        let why = if command {
+            format!(
+                "sekisho: a command needs a target: name it in the login name, e.g. ssh {example} 'COMMAND'\r\n"
+            )
+        } else {
+            format!(
+                "sekisho: the target menu needs a terminal: use ssh -t, or name the target in the login name, e.g. ssh {example}\r\n"
+            )
+        };
+        // Standard error of a client without a terminal: plain line ends.
+        format!("{why}{list}").replace("\r\n", "\n")
     }
 
     /// A keystroke at the menu: edit the line, or act on Enter.

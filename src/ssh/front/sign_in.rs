@@ -63,9 +63,12 @@ fn only_keyboard_interactive() -> Auth {
     }
 }
 
+/// One keyboard-interactive prompt. The request's name and instruction
+/// stay empty: OpenSSH prints a non-empty name as a line of its own at
+/// every sign-in, and Dropbear prints it glued to the prompt.
 fn prompt(text: &'static str) -> Auth {
     Auth::Partial {
-        name: "sekisho".into(),
+        name: "".into(),
         instructions: "".into(),
         prompts: vec![(text.into(), false)].into(),
     }
