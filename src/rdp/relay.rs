@@ -345,7 +345,10 @@ impl<C: RdpControl> Relay<C> {
                                 .unwrap_or_else(|p| p.into_inner())
                                 .observe(&ind.user_data);
                             if let Some(share) = transition {
-                                debug!(share_id = ?share, "share state");
+                                match share {
+                                    Some(id) => debug!(share_id = id, "share active"),
+                                    None => debug!("share deactivated"),
+                                }
                                 if let Some(share_id) = share {
                                     self.record(RdpEvent::ShareActivated { share_id }).await?;
                                 }

@@ -133,7 +133,7 @@ pub async fn serve<C: SshControl>(
     });
     let config = Arc::new(server_config(host_key));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "ssh gateway listening");
+        tracing::info!(listen = %addr, "SSH gateway listening");
     }
     tokio::pin!(shutdown);
     loop {
@@ -151,7 +151,7 @@ pub async fn serve<C: SshControl>(
             () = &mut shutdown => break,
         }
     }
-    tracing::info!("ssh gateway shutting down");
+    tracing::info!("SSH gateway shutting down");
     let _ = shutdown_tx.send(true);
     // Let supervisors tell people why before connections are cut.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -80,7 +80,7 @@ pub(crate) async fn open<C: SshControl>(
             return Err(format!("cannot open the session: {reason}"));
         }
     };
-    tracing::info!(session = %grant.session_id, user = %person, target = %grant.target, source = %source, "ssh session started");
+    tracing::info!(session = %grant.session_id, user = %person, target = %grant.target, source = %source, "SSH session started");
     let live = Live::new(
         grant.session_id,
         person.clone(),
@@ -300,7 +300,7 @@ pub(crate) async fn supervise<C: SshControl>(
 
     tracing::info!(
         session = %live.session_id, user = %live.person, target = %live.target,
-        status = status.as_str(), %reason, "ssh session ending"
+        status = status.as_str(), %reason, "SSH session ending"
     );
     if status != EndStatus::Completed {
         live.tell(&format!("session ended: {reason}")).await;

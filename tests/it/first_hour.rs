@@ -454,6 +454,15 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     // tickets name lengths, not UTC clock times).
     let all = ok(sekisho(dir, &["audit"], None));
     assert!(all.contains("JST") && !all.contains("UTC"), "{all}");
+    // serve's log, written to a file: no colour codes, no Rust debug
+    // syntax in its fields (a sign-in without a target included).
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    assert!(log.contains("SSH sign-in succeeded"), "{log}");
+    assert!(!log.contains('\x1b'), "colour in a log file:\n{log}");
+    assert!(
+        !log.contains("Some(") && !log.contains("=None"),
+        "debug syntax in the log:\n{log}"
+    );
     // and the replay tools take that ID.
     let verified = sekisho(dir, &["verify", &id], None);
     assert_eq!(verified.status.code(), Some(0), "{}", both(&verified));

@@ -98,7 +98,7 @@ impl<C: SshControl> Connection<C> {
     }
 
     async fn failed(&mut self, user: &str, method: &str) -> Auth {
-        tracing::info!(user, source = %self.source, method, "ssh sign-in failed");
+        tracing::info!(user, source = %self.source, method, "SSH sign-in failed");
         tokio::time::sleep(self.shared.options.failure_delay).await;
         Auth::reject()
     }
@@ -106,7 +106,9 @@ impl<C: SshControl> Connection<C> {
     fn signed_in_as(&mut self, attempt: &SignIn, ticket_target: Option<String>) -> Auth {
         let by_ticket = ticket_target.is_some();
         let target = ticket_target.or_else(|| attempt.target.clone());
-        tracing::info!(user = %attempt.person, target = ?target, source = %self.source, by_ticket, "ssh sign-in succeeded");
+        // No target yet (the menu follows): `-`, not Rust's `None`.
+        let shown = target.as_deref().unwrap_or("-");
+        tracing::info!(user = %attempt.person, target = shown, source = %self.source, by_ticket, "SSH sign-in succeeded");
         self.auth = AuthStage::Start;
         self.signed_in_flag.store(true, Ordering::Relaxed);
         self.signed_in = Some(SignedIn {
