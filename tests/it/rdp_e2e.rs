@@ -65,6 +65,12 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
             "no {kind} for the session: {kinds:?}"
         );
     }
+    // Every event of the session names its target and protocol, so
+    // `audit --target` finds the refusals too.
+    for e in &events {
+        assert_eq!(e["target"], start[0]["target"], "{e}");
+        assert_eq!(e["protocol"], "rdp", "{e}");
+    }
     let blocked: Vec<String> = events
         .iter()
         .filter(|e| e["kind"] == "channel_blocked")
