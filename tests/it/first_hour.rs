@@ -361,6 +361,12 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         !err.contains("(number or name") && !err.contains("Name one"),
         "{err}"
     );
+    // No command and no terminal (ssh -T, or input from a pipe): the menu
+    // cannot be answered, and it says so.
+    let out = ssh(dir, port, "tanaka", "", None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("the target menu needs a terminal"), "{err}");
 
     // The past session: history finds it by every filter, and the human
     // audit lines of the session carry its ID.
