@@ -260,6 +260,12 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         crate::support::sshd::fingerprint(&target.host_key_pub)
     );
     assert!(pins.contains("ssh-ed25519"), "{pins}");
+    // and as README's other way prints it.
+    let scanned = text_of(Command::new("sh").arg("-c").arg(format!(
+        "ssh-keyscan -t ed25519 -p {} 127.0.0.1 2>/dev/null | ssh-keygen -lf -",
+        target.port
+    )));
+    assert!(scanned.contains(&host_key), "{scanned} vs {host_key}");
     install_demo_policy(dir, &target, &host_key);
 
     // People.
