@@ -45,6 +45,8 @@ pub struct Config {
     pub rdp: RdpListener,
     pub auth: AuthLimits,
     pub sessions: SessionLimits,
+    /// Pre-authentication limits of both listeners (`[limits]`).
+    pub admission: crate::admission::AdmissionLimits,
     pub log_format: LogFormat,
     pub networks: Vec<Network>,
 }
@@ -78,6 +80,9 @@ impl Paths {
 pub struct SshListener {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// How long a client may take from connecting to signing in
+    /// (OpenSSH's `LoginGraceTime`).
+    pub login_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +92,9 @@ pub struct RdpListener {
     /// How often the target is asked to redraw the whole desktop, so a
     /// replayer can seek to it (a keyframe); zero turns keyframes off.
     pub keyframe_interval: Duration,
+    /// How long a client may take from connecting to its sign-in (the
+    /// Client Info PDU, or CredSSP with NLA).
+    pub login_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +175,8 @@ struct RawConfig {
     #[serde(default)]
     sessions: RawSessions,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     log: RawLog,
     #[serde(default, rename = "network")]
     networks: Vec<RawNetwork>,
@@ -191,6 +201,7 @@ struct RawDatabase {
 struct RawListener {
     enabled: Option<bool>,
     listen: Option<String>,
+    login_grace: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,6 +210,15 @@ struct RawRdp {
     enabled: Option<bool>,
     listen: Option<String>,
     keyframe_interval: Option<String>,
+    login_grace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_startups: Option<String>,
+    max_startups_per_source: Option<u32>,
+    signin_attempts_per_minute: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -326,6 +346,33 @@ impl Config {
             }
         };
 
+        let defaults = crate::admission::AdmissionLimits::default();
+        let admission = crate::admission::AdmissionLimits {
+            max_startups: match raw.limits.max_startups {
+                Some(s) => crate::admission::Startups::parse(&s)
+                    .map_err(|m| invalid("limits.max_startups", m))?,
+                None => defaults.max_startups,
+            },
+            max_startups_per_source: raw
+                .limits
+                .max_startups_per_source
+                .unwrap_or(defaults.max_startups_per_source),
+            signin_attempts_per_minute: raw
+                .limits
+                .signin_attempts_per_minute
+                .unwrap_or(defaults.signin_attempts_per_minute),
+        };
+        let grace = |field: &str, v: Option<String>, default: &str| {
+            let d = dur(field, v, default)?;
+            if d.is_zero() {
+                return Err(invalid(
+                    field,
+                    "the sign-in grace time cannot be zero".into(),
+                ));
+            }
+            Ok(d)
+        };
+
         Ok(Config {
             file: file.to_path_buf(),
             time_zone,
@@ -334,11 +381,13 @@ impl Config {
             ssh: SshListener {
                 enabled: raw.ssh.enabled.unwrap_or(true),
                 listen: addr("ssh.listen", raw.ssh.listen, "127.0.0.1:2222")?,
+                login_grace: grace("ssh.login_grace", raw.ssh.login_grace, "2m")?,
             },
             rdp: RdpListener {
                 enabled: raw.rdp.enabled.unwrap_or(true),
                 listen: addr("rdp.listen", raw.rdp.listen, "127.0.0.1:3389")?,
                 keyframe_interval: dur("rdp.keyframe_interval", raw.rdp.keyframe_interval, "30s")?,
+                login_grace: grace("rdp.login_grace", raw.rdp.login_grace, "30s")?,
             },
             auth: AuthLimits {
                 signin_window: dur("auth.signin_window", raw.auth.signin_window, "10m")?,
@@ -355,6 +404,7 @@ impl Config {
                     "5m",
                 )?,
             },
+            admission,
             log_format,
             networks,
         })
@@ -490,6 +540,37 @@ mod tests {
         assert_eq!(c.ssh.listen, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(c.auth.signin_window, Duration::from_secs(600));
         assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn pre_authentication_limits() {
+        let c = Config::parse("", Path::new("/x/s.toml")).unwrap();
+        assert_eq!(c.admission, crate::admission::AdmissionLimits::default());
+        assert_eq!(c.admission.max_startups.to_string(), "10:30:100");
+        assert_eq!(c.ssh.login_grace, Duration::from_secs(120));
+        assert_eq!(c.rdp.login_grace, Duration::from_secs(30));
+        let text = "[limits]\nmax_startups = \"5:50:20\"\nmax_startups_per_source = 3\n\
+                    signin_attempts_per_minute = 12\n[ssh]\nlogin_grace = \"45s\"\n\
+                    [rdp]\nlogin_grace = \"1m\"";
+        let c = Config::parse(text, Path::new("/x/s.toml")).unwrap();
+        assert_eq!(c.admission.max_startups.to_string(), "5:50:20");
+        assert_eq!(c.admission.max_startups_per_source, 3);
+        assert_eq!(c.admission.signin_attempts_per_minute, 12);
+        assert_eq!(c.ssh.login_grace, Duration::from_secs(45));
+        assert_eq!(c.rdp.login_grace, Duration::from_secs(60));
+        for (bad, field) in [
+            ("[limits]\nmax_startups = \"30:10\"", "limits.max_startups"),
+            (
+                "[limits]\nmax_startups = \"50:30:10\"",
+                "limits.max_startups",
+            ),
+            ("[ssh]\nlogin_grace = \"0\"", "ssh.login_grace"),
+            ("[rdp]\nlogin_grace = \"soon\"", "rdp.login_grace"),
+        ] {
+            let err = Config::parse(bad, Path::new("/x/s.toml")).unwrap_err();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
+        assert!(Config::parse("[limits]\nmax_startup = \"1\"", Path::new("/x/s.toml")).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! sekisho — a session-recording bastion for the remote maintenance of
 //! local-government systems. See DESIGN.md for the data path this crate mirrors.
+pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
