@@ -400,6 +400,31 @@ impl Authenticator {
         self.succeed(&u.name, "totp", source, true, Some(e)).await
     }
 
+    /// The connection closed after the first factor was accepted and before
+    /// a right code: audited as a failure ("abandoned at the one-time
+    /// code"), not counted toward lockout (wrong codes were counted already).
+    pub async fn abandoned(
+        &self,
+        user: &str,
+        protocol: &str,
+        source: IpAddr,
+    ) -> Result<(), StoreError> {
+        let source = canonical_ip(source);
+        let event = AuditEvent::new(
+            AuditKind::SigninFailure,
+            format!(
+                "{} from {source}: sign-in abandoned at the one-time code (first factor accepted, no right code before the connection closed)",
+                shown_name(user)
+            ),
+        )
+        .user(shown_name(user))
+        .source(source)
+        .protocol(protocol)
+        .with("method", "totp")
+        .with("reason", "abandoned at the one-time code");
+        self.store.audit(&event).await
+    }
+
     /// A one-time ticket, for clients that cannot prompt for a code: valid
     /// only for the person, target and protocol it was issued for, once,
     /// before it expires. A complete sign-in on its own.

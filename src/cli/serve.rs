@@ -30,6 +30,7 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(format);
     install_crypto_provider();
     return_large_buffers_to_the_system();
+    raise_open_file_limit();
 
     let services = Arc::new(Services::start(cfg.clone()).await?);
     tracing::info!(node = %services.node, "sekisho starting");
@@ -95,6 +96,8 @@ async fn spawn_listeners(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // One gate for both listeners: the limits are the process's.
+    let admission = admission_gate(services, cfg);
     if cfg.ssh.enabled {
         let host_key = crate::ssh::load_host_key(&cfg.paths.ssh_host_key())?;
         let listener = tokio::net::TcpListener::bind(cfg.ssh.listen)
@@ -102,7 +105,10 @@ async fn spawn_listeners(
             .with_context(|| format!("listening for SSH on {}", cfg.ssh.listen))?;
         tracing::info!(listen = %cfg.ssh.listen, "SSH listener ready");
         let control = Arc::new(crate::ssh::services::SshServices::new(services.clone()));
-        let options = crate::ssh::GatewayOptions::from_config(cfg);
+        let options = crate::ssh::GatewayOptions {
+            admission: admission.clone(),
+            ..crate::ssh::GatewayOptions::from_config(cfg)
+        };
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             crate::ssh::serve(listener, host_key, control, options, async move {
@@ -119,7 +125,10 @@ async fn spawn_listeners(
             .with_context(|| format!("listening for RDP on {}", cfg.rdp.listen))?;
         tracing::info!(listen = %cfg.rdp.listen, "RDP listener ready");
         let control = Arc::new(crate::rdp::services::RdpServices::new(services.clone()));
-        let options = crate::rdp::GatewayOptions::from_config(cfg);
+        let options = crate::rdp::GatewayOptions {
+            admission: admission.clone(),
+            ..crate::rdp::GatewayOptions::from_config(cfg)
+        };
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             tokio::select! {
@@ -129,6 +138,88 @@ async fn spawn_listeners(
         });
     }
     Ok(())
+}
+
+/// The pre-authentication gate of `[limits]`; its refusals are audited as
+/// `connection_refused` (at most once a minute per address and reason).
+fn admission_gate(services: &Arc<Services>, cfg: &Config) -> crate::admission::Gate {
+    let services = services.clone();
+    let limits = cfg.admission.clone();
+    tracing::info!(
+        max_startups = %limits.max_startups,
+        max_startups_per_source = limits.max_startups_per_source,
+        signin_attempts_per_minute = limits.signin_attempts_per_minute,
+        "pre-authentication limits"
+    );
+    crate::admission::Gate::new(
+        limits,
+        Arc::new(move |report, protocol| {
+            let more = if report.unreported > 0 {
+                format!(
+                    " ({} more refused for this reason in the last minute)",
+                    report.unreported
+                )
+            } else {
+                String::new()
+            };
+            let event = crate::store::AuditEvent::new(
+                crate::store::AuditKind::ConnectionRefused,
+                format!(
+                    "{protocol} connection from {} refused: {}{more}",
+                    report.source,
+                    report.refusal.describe()
+                ),
+            )
+            .source(report.source)
+            .protocol(protocol)
+            .with("reason", report.refusal.as_str())
+            .with("unreported", report.unreported);
+            let services = services.clone();
+            tokio::spawn(async move { services.audit(event).await });
+        }),
+    )
+}
+
+/// Descriptors one session holds: the client's socket (and, for SSH, a
+/// second handle to cut it), the target's socket, the archive.
+const DESCRIPTORS_PER_SESSION: u64 = 5;
+/// Descriptors kept for the database, logs, policy watcher and listeners.
+const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// Raises the open-file soft limit to the hard limit (often 1024 → 524288
+/// under systemd) and says how many sessions that allows. Running out of
+/// descriptors is survived (the listeners back off), but should be rare.
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, owned struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one valid rlimit; raising the soft limit
+        // up to the hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+        }
+    }
+    let open_files = limit.rlim_cur;
+    let sessions = open_files.saturating_sub(DESCRIPTORS_RESERVED) / DESCRIPTORS_PER_SESSION;
+    tracing::info!(
+        open_files,
+        sessions,
+        "open-file limit allows about {sessions} simultaneous sessions"
+    );
 }
 
 /// glibc raises its mmap threshold after the first large block is freed;

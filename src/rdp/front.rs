@@ -33,6 +33,7 @@ use std::net::IpAddr;
 use super::control::RdpControl;
 use super::rules::{self, ChannelVerdict};
 use super::{FrontTls, RdpError, nla};
+use crate::admission::Gate;
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
 /// xrdp assign, but the relay never relies on that: it maps every id.
@@ -144,6 +145,7 @@ pub(crate) async fn accept<C: RdpControl>(
     offer_nla: bool,
     control: &C,
     source: IpAddr,
+    admission: &Gate,
 ) -> Result<FrontSession, RdpError> {
     let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
     let tls_stream = tokio_rustls::TlsAcceptor::from(tls.config.clone())
@@ -153,7 +155,16 @@ pub(crate) async fn accept<C: RdpControl>(
     let mut framed = FrontFramed::new(tls_stream);
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
-        Some(nla::accept(&mut framed, control, source, tls.public_key.clone()).await?)
+        Some(
+            nla::accept(
+                &mut framed,
+                control,
+                source,
+                admission,
+                tls.public_key.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };

@@ -89,6 +89,7 @@ use tokio::net::TcpListener;
 use tracing::{Instrument as _, info, info_span, warn};
 
 use self::control::RdpControl;
+use crate::admission::{Acceptor, AdmissionLimits, Gate};
 
 pub(crate) use crate::protocol::rdp::le_u16;
 
@@ -104,6 +105,12 @@ pub struct GatewayOptions {
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
+    /// How long a client may take from connecting to its sign-in
+    /// (`[rdp] login_grace`; mstsc asks for the password before it
+    /// connects, so this is short).
+    pub login_grace: std::time::Duration,
+    /// The pre-authentication limits, shared with the SSH listener.
+    pub admission: Gate,
 }
 
 impl GatewayOptions {
@@ -114,6 +121,8 @@ impl GatewayOptions {
             keyframe_interval: config.rdp.keyframe_interval,
             offer_nla: services::NLA_SIGN_IN,
             idle_timeout: config.sessions.idle_timeout,
+            login_grace: config.rdp.login_grace,
+            admission: Gate::logging_only(config.admission.clone()),
         }
     }
 }
@@ -124,6 +133,8 @@ impl Default for GatewayOptions {
             keyframe_interval: std::time::Duration::from_secs(30),
             offer_nla: true,
             idle_timeout: std::time::Duration::ZERO,
+            login_grace: std::time::Duration::from_secs(30),
+            admission: Gate::logging_only(AdmissionLimits::default()),
         }
     }
 }
@@ -217,27 +228,33 @@ pub async fn serve_config<C: RdpControl>(
     Ok(())
 }
 
-/// Accept RDP clients on `listener` until it fails; each connection runs in
-/// its own task.
+/// Accept RDP clients on `listener` for ever; each connection runs in its
+/// own task. Failing accepts (out of descriptors) are waited out.
 pub async fn serve<C: RdpControl>(
     listener: TcpListener,
     tls: FrontTls,
     control: Arc<C>,
     options: GatewayOptions,
 ) -> std::io::Result<()> {
-    match listener.local_addr() {
+    let mut acceptor = Acceptor::new(listener, "rdp");
+    match acceptor.local_addr() {
         Ok(addr) => info!(listen = %addr, "RDP gateway listening"),
         Err(e) => info!(error = %e, "RDP gateway listening (address unknown)"),
     }
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = acceptor.accept().await;
+        // Over a pre-authentication limit: closed at once, before TLS (the
+        // gate logs and audits it).
+        let Ok(admitted) = options.admission.connect(peer.ip(), "rdp") else {
+            continue;
+        };
         let tls = tls.clone();
         let control = control.clone();
         let options = options.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
-                match session::run(tcp, peer, tls, control, options).await {
+                match session::run(tcp, peer, tls, control, options, admitted).await {
                     Ok(()) => info!("connection closed"),
                     Err(e) => warn!(error = %e, "connection ended"),
                 }

@@ -25,6 +25,7 @@ use tracing::{debug, info};
 use super::RdpError;
 use super::control::RdpControl;
 use super::front::{FrontFramed, split_target};
+use crate::admission::Gate;
 
 /// Who proved what over CredSSP.
 #[derive(Clone)]
@@ -131,6 +132,7 @@ pub(crate) async fn accept<C: RdpControl>(
     framed: &mut FrontFramed,
     control: &C,
     source: IpAddr,
+    admission: &Gate,
     public_key: Vec<u8>,
 ) -> Result<NlaIdentity, RdpError> {
     let slot = Arc::new(Mutex::new(None));
@@ -152,6 +154,11 @@ pub(crate) async fn accept<C: RdpControl>(
             TsRequest::from_buffer(&pdu).map_err(|e| RdpError::protocol("CredSSP request", e))?;
 
         if let Some((user, domain)) = ts.nego_tokens.as_deref().and_then(ntlm_authenticate_user) {
+            // One secret checked: within `[limits] signin_attempts_per_minute`
+            // (the gate logs and audits a refusal, at most once a minute).
+            if let Err(refusal) = admission.attempt(source, "rdp") {
+                return Err(RdpError::Refused(refusal.describe().into()));
+            }
             let identity = match split_target(&user, domain.as_deref()) {
                 Some((person, target)) => {
                     match control.nla_secret(&person, &target, source).await {

@@ -26,10 +26,7 @@ use super::front::{
 use super::relay::{ChannelMap, Relay};
 use super::rules::ChannelVerdict;
 use super::{FrontTls, GatewayOptions, RdpError, back, control, front, relay};
-
-/// How long a client may take from TCP connect to its Client Info PDU
-/// (mstsc's credential prompt comes before the connection, so this is short).
-const FRONT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::admission::Pending;
 
 /// One client connection, start to end.
 pub async fn run<C: RdpControl>(
@@ -38,12 +35,21 @@ pub async fn run<C: RdpControl>(
     tls: FrontTls,
     control: Arc<C>,
     options: GatewayOptions,
+    mut admitted: Pending,
 ) -> Result<(), RdpError> {
     let _ = tcp.set_nodelay(true);
     let source = crate::config::canonical_ip(peer.ip());
-    // A client that stalls before signing in must not hold a task forever.
-    let accept = front::accept(tcp, &tls, options.offer_nla, control.as_ref(), source);
-    let mut front = tokio::time::timeout(FRONT_HANDSHAKE_TIMEOUT, accept)
+    // A client that stalls before signing in must not hold a task forever
+    // (`[rdp] login_grace`).
+    let accept = front::accept(
+        tcp,
+        &tls,
+        options.offer_nla,
+        control.as_ref(),
+        source,
+        &options.admission,
+    );
+    let mut front = tokio::time::timeout(options.login_grace, accept)
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
@@ -79,6 +85,17 @@ pub async fn run<C: RdpControl>(
     };
     // The bastion secret is not kept beyond this point.
     front.client_info.credentials.password.clear();
+    // Over TLS the secret is checked here (with NLA it was, in CredSSP).
+    if security == FrontSecurity::Tls
+        && let Err(refusal) = options.admission.attempt(source, "rdp")
+    {
+        refuse_client(
+            &mut front.framed,
+            ProtocolIndependentCode::ServerDeniedConnection,
+        )
+        .await;
+        return Err(RdpError::Refused(refusal.describe().into()));
+    }
     let person = match control.authenticate(&sign_in).await {
         Ok(p) => p,
         Err(refusal) => {
@@ -91,6 +108,7 @@ pub async fn run<C: RdpControl>(
         }
     };
     drop(sign_in);
+    admitted.signed_in();
     let grant = match control.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {

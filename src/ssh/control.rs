@@ -337,6 +337,10 @@ pub trait SshControl: Send + Sync + 'static {
     /// On success the core opens the sign-in window for person and source.
     fn check_code(&self, attempt: &SignIn, code: &str) -> impl Future<Output = bool> + Send;
 
+    /// The connection closed after `attempt`'s first factor was accepted,
+    /// before a right code: audited as a sign-in that was given up.
+    fn sign_in_abandoned(&self, attempt: &SignIn) -> impl Future<Output = ()> + Send;
+
     /// Targets this person may reach by ssh now, from this address.
     fn reachable_targets(
         &self,

@@ -25,6 +25,7 @@ use super::control::{AccessRequest, EndStatus, RefusedKind, SessionEvent, SshCon
 use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
 use super::rules;
 use super::session::{self, Live};
+use crate::admission::Pending;
 
 mod menu;
 mod refusals;
@@ -91,12 +92,23 @@ pub(crate) struct Connection<C: SshControl> {
     channels: HashMap<ChannelId, FrontChannel>,
     /// Refusals that happened before any channel could show them.
     pending_notices: Vec<String>,
+    /// The connection's unauthenticated slot, given back at sign-in.
+    admission: Pending,
 }
 
 impl<C: SshControl> Drop for Connection<C> {
     fn drop(&mut self) {
         if let Slot::Active(live) = &self.slot {
             live.end(EndStatus::Completed, "the connection was closed".into());
+        }
+        // A first factor was accepted but the code never came: say so in
+        // the audit log, or the attempt would end there half-way.
+        if let AuthStage::NeedCode(attempt) | AuthStage::AskedCode(attempt) = &self.auth
+            && self.signed_in.is_none()
+        {
+            let control = self.shared.control.clone();
+            let attempt = attempt.clone();
+            tokio::spawn(async move { control.sign_in_abandoned(&attempt).await });
         }
     }
 }
@@ -106,10 +118,12 @@ impl<C: SshControl> Connection<C> {
         shared: Arc<Shared<C>>,
         source: IpAddr,
         signed_in_flag: Arc<AtomicBool>,
+        admission: Pending,
     ) -> Self {
         Connection {
             shared,
             signed_in_flag,
+            admission,
             source: crate::config::canonical_ip(source),
             auth: AuthStage::Start,
             signed_in: None,

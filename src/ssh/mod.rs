@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use self::control::SshControl;
+use crate::admission::{Acceptor, Gate, Pending};
 
 /// Errors starting or running the SSH listener.
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +56,25 @@ pub struct GatewayOptions {
     pub warn_before_end: Duration,
     /// For times shown to the person.
     pub time_zone: chrono_tz::Tz,
-    /// How long a client may take from connecting to signing in.
+    /// How long a client may take from connecting to signing in
+    /// (`[ssh] login_grace`).
     pub login_grace: Duration,
+    /// The pre-authentication limits, shared with the RDP listener.
+    pub admission: Gate,
 }
 
 impl GatewayOptions {
+    /// The options of `[ssh]`, `[auth]` and `[sessions]`, with a gate of
+    /// its own that only logs refusals; `sekisho serve` replaces it with the
+    /// process's shared, auditing one.
     pub fn from_config(config: &crate::config::Config) -> Self {
         GatewayOptions {
             failure_delay: config.auth.failure_delay,
             idle_timeout: config.sessions.idle_timeout,
             warn_before_end: config.sessions.warn_before_end,
             time_zone: config.time_zone,
-            login_grace: LOGIN_GRACE,
+            login_grace: config.ssh.login_grace,
+            admission: Gate::logging_only(config.admission.clone()),
         }
     }
 }
@@ -112,9 +120,6 @@ fn server_config(host_key: PrivateKey) -> russh::server::Config {
     }
 }
 
-/// How long a client may take to sign in (OpenSSH's LoginGraceTime).
-pub const LOGIN_GRACE: Duration = Duration::from_secs(120);
-
 /// Runs the SSH gateway on `listener` until `shutdown` resolves; then stops
 /// accepting and ends every connection, telling people in a session why.
 pub async fn serve<C: SshControl>(
@@ -132,22 +137,20 @@ pub async fn serve<C: SshControl>(
         shutdown: shutdown_rx,
     });
     let config = Arc::new(server_config(host_key));
-    if let Ok(addr) = listener.local_addr() {
+    let mut acceptor = Acceptor::new(listener, "ssh");
+    if let Ok(addr) = acceptor.local_addr() {
         tracing::info!(listen = %addr, "SSH gateway listening");
     }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(shared.clone(), config.clone(), stream, peer));
+            (stream, peer) = acceptor.accept() => {
+                // Over a pre-authentication limit: closed at once, before
+                // any key exchange (the gate logs and audits it).
+                if let Ok(admitted) = shared.options.admission.connect(peer.ip(), "ssh") {
+                    tokio::spawn(connection(shared.clone(), config.clone(), stream, peer, admitted));
                 }
-                Err(e) => {
-                    // Out of descriptors and the like: keep serving the others.
-                    tracing::warn!(error = %e, "ssh accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            }
             () = &mut shutdown => break,
         }
     }
@@ -165,6 +168,7 @@ async fn connection<C: SshControl>(
     config: Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    admitted: Pending,
 ) {
     let _ = stream.set_nodelay(true);
     // A second descriptor of the socket, to cut a connection that russh
@@ -179,7 +183,7 @@ async fn connection<C: SshControl>(
     let signed_in = Arc::new(AtomicBool::new(false));
     let mut shutdown = shared.shutdown.clone();
     let deadline = tokio::time::Instant::now() + shared.options.login_grace;
-    let handler = front::Connection::new(shared, peer.ip(), signed_in.clone());
+    let handler = front::Connection::new(shared, peer.ip(), signed_in.clone(), admitted);
     tracing::debug!(source = %peer.ip(), "ssh connection");
     let session = match tokio::time::timeout_at(
         deadline,

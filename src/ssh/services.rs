@@ -257,6 +257,17 @@ impl SshControl for SshServices {
             .is_ok()
     }
 
+    async fn sign_in_abandoned(&self, attempt: &SignIn) {
+        if let Err(e) = self
+            .services
+            .auth
+            .abandoned(&attempt.person, "ssh", attempt.source)
+            .await
+        {
+            tracing::error!(error = %e, "auditing an abandoned sign-in failed");
+        }
+    }
+
     async fn reachable_targets(&self, person: &str, source: IpAddr) -> Vec<ReachableTarget> {
         let now = Utc::now();
         let Ok(Some(record)) = self.services.store.user(person).await else {

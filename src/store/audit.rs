@@ -33,10 +33,14 @@ pub enum AuditKind {
     SessionKilled,
     SessionAbnormal,
     KillRequested,
+    /// A connection or sign-in attempt refused before authentication by a
+    /// pre-authentication limit (`[limits]`); reported at most once a
+    /// minute per address and reason, with the count of the others.
+    ConnectionRefused,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -52,6 +56,7 @@ impl AuditKind {
         AuditKind::SessionKilled,
         AuditKind::SessionAbnormal,
         AuditKind::KillRequested,
+        AuditKind::ConnectionRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +76,7 @@ impl AuditKind {
             AuditKind::SessionKilled => "session_killed",
             AuditKind::SessionAbnormal => "session_abnormal",
             AuditKind::KillRequested => "kill_requested",
+            AuditKind::ConnectionRefused => "connection_refused",
         }
     }
 }

@@ -97,6 +97,20 @@ impl<C: SshControl> Connection<C> {
         }
     }
 
+    /// Whether this address may have one more secret checked now
+    /// (`[limits] signin_attempts_per_minute`). A refusal looks like any
+    /// failure to the client, delay included; it is logged and audited by
+    /// the gate, at most once a minute.
+    async fn may_attempt(&mut self) -> Result<(), Auth> {
+        match self.shared.options.admission.attempt(self.source, "ssh") {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                tokio::time::sleep(self.shared.options.failure_delay).await;
+                Err(Auth::reject())
+            }
+        }
+    }
+
     async fn failed(&mut self, user: &str, method: &str) -> Auth {
         tracing::info!(user, source = %self.source, method, "SSH sign-in failed");
         tokio::time::sleep(self.shared.options.failure_delay).await;
@@ -111,6 +125,7 @@ impl<C: SshControl> Connection<C> {
         tracing::info!(user = %attempt.person, target = shown, source = %self.source, by_ticket, "SSH sign-in succeeded");
         self.auth = AuthStage::Start;
         self.signed_in_flag.store(true, Ordering::Relaxed);
+        self.admission.signed_in();
         self.signed_in = Some(SignedIn {
             person: attempt.person.clone(),
             target,
@@ -151,6 +166,9 @@ impl<C: SshControl> Connection<C> {
         user: &str,
         password: &str,
     ) -> Result<Auth, FrontError> {
+        if let Err(refused) = self.may_attempt().await {
+            return Ok(refused);
+        }
         let attempt = self.attempt(user);
         let outcome = self.shared.control.check_password(&attempt, password).await;
         Ok(self.first_factor(user, attempt, outcome, "password").await)
@@ -181,6 +199,9 @@ impl<C: SshControl> Connection<C> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, FrontError> {
+        if let Err(refused) = self.may_attempt().await {
+            return Ok(refused);
+        }
         let attempt = self.attempt(user);
         let key = offered_key(key.public_key);
         let outcome = self.shared.control.check_public_key(&attempt, &key).await;
@@ -211,6 +232,9 @@ impl<C: SshControl> Connection<C> {
             .next()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
+        if let Err(refused) = self.may_attempt().await {
+            return Ok(refused);
+        }
         match self.auth.clone() {
             AuthStage::AskedCode(first) if first == attempt => {
                 if self

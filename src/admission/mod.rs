@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::canonical_ip;
 
+pub mod accept;
+
+pub use accept::Acceptor;
+
 /// How often a refusal is reported per address and reason.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -374,8 +378,9 @@ impl Admission {
     }
 }
 
-/// What the gate does with a [`Report`]: log it and write an audit event.
-pub type Reporter = Arc<dyn Fn(Report) + Send + Sync>;
+/// What the gate does with a [`Report`] besides logging it (`sekisho serve`
+/// writes an audit event), with the listener's protocol (`ssh`, `rdp`).
+pub type Reporter = Arc<dyn Fn(Report, &'static str) + Send + Sync>;
 
 /// The shared [`Admission`] of a process, with the real clock and dice, for
 /// the listeners. Cheap to clone.
@@ -403,7 +408,7 @@ impl Gate {
 
     /// A gate that only logs (for gateways run without a store).
     pub fn logging_only(limits: AdmissionLimits) -> Gate {
-        Gate::new(limits, Arc::new(|_| {}))
+        Gate::new(limits, Arc::new(|_, _| {}))
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Admission) -> T) -> T {
@@ -422,7 +427,7 @@ impl Gate {
                 unreported = report.unreported,
                 "{}", report.refusal.describe()
             );
-            (self.reporter)(report);
+            (self.reporter)(report, protocol);
         }
         refused.refusal
     }
@@ -718,7 +723,10 @@ mod tests {
         let sink = seen.clone();
         let gate = Gate::new(
             limits("100", 10, 1),
-            Arc::new(move |r| sink.lock().unwrap().push(r)),
+            Arc::new(move |r, protocol| {
+                assert_eq!(protocol, "rdp");
+                sink.lock().unwrap().push(r)
+            }),
         );
         gate.attempt(ip("192.0.2.1"), "rdp").unwrap();
         for _ in 0..5 {
