@@ -30,4 +30,5 @@ mod serve;
 mod ssh_e2e;
 mod ssh_gateway;
 mod ssh_listener;
+mod ssh_repeat_service;
 mod store;

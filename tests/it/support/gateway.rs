@@ -46,10 +46,12 @@ pub const FAILURE_DELAY: Duration = Duration::from_millis(400);
 /// - ueda, ono: a wrong code, a wrong password; suzuki: locked out;
 /// - kimura, kudo: tickets; ito: the sign-in window; kubo: keyboard-interactive;
 /// - endo, fujita, goto, honda: one recorded session each; iwata: the
-///   recording that breaks.
+///   recording that breaks;
+/// - noda, abe: paramiko signing in, and giving up at the code; ogawa:
+///   signing in with tickets during floods.
 pub const MAIN_USERS: &[&str] = &[
     "tanaka", "hayashi", "mori", "ueda", "ono", "suzuki", "kimura", "kudo", "ito", "kubo", "endo",
-    "fujita", "goto", "honda", "iwata",
+    "fujita", "goto", "honda", "iwata", "noda", "abe", "ogawa",
 ];
 /// Access only at hours that exclude now.
 pub const HOURS_USER: &str = "sato";
@@ -305,6 +307,12 @@ lockout = "15m"
 [sessions]
 idle_timeout = "{idle}"
 warn_before_end = "3s"
+# The tests sign everyone in from loopback, many at once: the limits
+# would take the whole suite for one flooding guesser.
+[limits]
+max_startups = "1000"
+max_startups_per_source = 0
+signin_attempts_per_minute = 0
 [[network]]
 name = "lab"
 cidrs = ["127.0.0.0/8"]

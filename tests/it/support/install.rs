@@ -100,20 +100,48 @@ impl Install {
     /// `log`), once it listens on each of `ports` on 127.0.0.1. Stopped
     /// with the returned guard.
     pub fn serve(&self, config: &Path, log_filter: &str, log: &Path, ports: &[u16]) -> Daemon {
+        self.serve_with_open_files(config, log_filter, log, ports, None)
+    }
+
+    /// [`Install::serve`], with the open-file limit (soft and hard) set to
+    /// `open_files` when given.
+    pub fn serve_with_open_files(
+        &self,
+        config: &Path,
+        log_filter: &str,
+        log: &Path,
+        ports: &[u16],
+        open_files: Option<u64>,
+    ) -> Daemon {
         let log_file =
             std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let serve = Daemon::spawn(
-            "sekisho serve",
-            Command::new(&self.bin)
-                .arg("--config")
-                .arg(config)
-                .arg("serve")
-                .env("SEKISHO_LOG", log_filter)
-                .env_remove("SEKISHO_CONFIG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file),
-        );
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env("SEKISHO_LOG", log_filter)
+            .env_remove("SEKISHO_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        if let Some(n) = open_files {
+            use std::os::unix::process::CommandExt as _;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit in the child before exec; async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let serve = Daemon::spawn("sekisho serve", &mut command);
         let up = wait_until(Duration::from_secs(30), || {
             ports
                 .iter()
