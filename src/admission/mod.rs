@@ -136,7 +136,9 @@ impl Default for AdmissionLimits {
                 drop_percent: 30,
                 hard: 100,
             },
-            max_startups_per_source: 10,
+            // Below the soft limit: one address alone never makes others
+            // face an early drop.
+            max_startups_per_source: 5,
             signin_attempts_per_minute: 30,
         }
     }

@@ -176,7 +176,9 @@ async fn connection<C: SshControl>(
     let (stream, cutter) = match split_off_cutter(stream) {
         Ok(pair) => pair,
         Err(error) => {
-            tracing::warn!(source = %peer.ip(), %error, "cannot set up ssh connection");
+            // Out of descriptors: the accept loop logs that, once per
+            // interval; a line per connection would flood the log.
+            tracing::debug!(source = %peer.ip(), %error, "cannot set up ssh connection");
             return;
         }
     };

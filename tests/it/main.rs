@@ -15,6 +15,8 @@ mod support;
 mod cli_e2e;
 mod crash;
 mod first_hour;
+mod flood;
+mod limits;
 mod policy_cli;
 mod rdp_e2e;
 mod rdp_export;

@@ -6,6 +6,8 @@
 //! - `deployment` (SSH), `rdp_deployment` (RDP, optionally SSH too),
 //!   `gateway` (the SSH gateway suite's one shared deployment): `sekisho
 //!   init`, the admin CLI and `sekisho serve` in front of the peers.
+//! - `flood`: a serve process of the gateway deployment with chosen
+//!   `[limits]`, and floods of raw connections from a chosen address.
 //!
 //! The benchmarks include this module too (`#[path]`), so everything
 //! here refers to its siblings through `super::`, and each user leaves
@@ -14,6 +16,7 @@
 
 pub mod cli;
 pub mod deployment;
+pub mod flood;
 pub mod gateway;
 pub mod install;
 pub mod postgres;

@@ -1,0 +1,264 @@
+//! Pre-authentication limits and running out of descriptors, against real
+//! `sekisho serve` processes of the SSH gateway deployment with both
+//! listeners on: connections over `[limits]` are closed at once and audited
+//! once a minute, a silent client is cut at `[ssh] login_grace`, guessing
+//! across many names is held to `signin_attempts_per_minute` (paramiko as
+//! the guesser), and a process out of descriptors keeps serving, logs a
+//! few lines, and takes a real OpenSSH sign-in once they free up.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::flood::{
+    FirstRead, Serve, closed_within, connect_from, first_read, rdp_front_answers,
+};
+use crate::support::gateway::{self, audit, env, text};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `connection_refused` events from `source` with `reason`.
+fn refusals(source: &str, reason: &str) -> Vec<serde_json::Value> {
+    audit(&["--kind", "connection_refused"])
+        .into_iter()
+        .filter(|ev| ev["source"] == source && ev["data"]["reason"] == reason)
+        .collect()
+}
+
+#[test]
+fn connections_over_the_limits_are_closed_at_once_and_audited_once() {
+    let serve = Serve::start(
+        "limits",
+        "max_startups = \"10:30:100\"\nmax_startups_per_source = 3\nsignin_attempts_per_minute = 4",
+        "login_grace = \"3s\"",
+        None,
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        // Three from one address are let in: each gets the SSH banner.
+        let mut admitted = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect_from("127.0.0.31", serve.ssh).await.unwrap();
+            match first_read(&mut s, Duration::from_secs(5)).await {
+                FirstRead::Data(d) => assert!(d.starts_with(b"SSH-2.0-sekisho"), "{d:?}"),
+                other => panic!("admitted connection saw {other:?}"),
+            }
+            admitted.push(s);
+        }
+        let held_since = Instant::now();
+        // Five more from the same address are closed before any banner.
+        for _ in 0..5 {
+            let mut s = connect_from("127.0.0.31", serve.ssh).await.unwrap();
+            assert_eq!(
+                first_read(&mut s, Duration::from_secs(5)).await,
+                FirstRead::Closed
+            );
+        }
+        // Another address is not affected, on either listener.
+        let mut other = connect_from("127.0.0.32", serve.ssh).await.unwrap();
+        assert!(matches!(
+            first_read(&mut other, Duration::from_secs(5)).await,
+            FirstRead::Data(_)
+        ));
+        rdp_front_answers("127.0.0.32", serve.rdp).await.unwrap();
+        // The RDP listener counts the same way: three silent ones held...
+        let mut rdp_held = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect_from("127.0.0.34", serve.rdp).await.unwrap();
+            assert_eq!(
+                first_read(&mut s, Duration::from_millis(300)).await,
+                FirstRead::Silent
+            );
+            rdp_held.push(s);
+        }
+        // ... and a fourth closed at once.
+        let mut s = connect_from("127.0.0.34", serve.rdp).await.unwrap();
+        assert_eq!(
+            first_read(&mut s, Duration::from_secs(5)).await,
+            FirstRead::Closed
+        );
+        // The silent SSH clients are cut at the sign-in grace time (3 s).
+        for s in &mut admitted {
+            assert!(
+                closed_within(s, Duration::from_secs(15)).await,
+                "a silent client outlived login_grace"
+            );
+        }
+        let held = held_since.elapsed();
+        assert!(held >= Duration::from_secs(2), "cut after {held:?}");
+    });
+    // Eight refusals, two audit events: one per address and reason.
+    let mut seen = Vec::new();
+    gateway::wait_until(Duration::from_secs(10), || {
+        seen = refusals("127.0.0.31", "too_many_from_source");
+        !seen.is_empty() && !refusals("127.0.0.34", "too_many_from_source").is_empty()
+    });
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["protocol"], "ssh");
+    let rdp = refusals("127.0.0.34", "too_many_from_source");
+    assert_eq!(rdp.len(), 1, "{rdp:#?}");
+    assert_eq!(rdp[0]["protocol"], "rdp");
+    // And the log says it once per address and reason too.
+    assert_eq!(
+        serve.log_lines("too_many_from_source"),
+        2,
+        "{}",
+        serve.log_text()
+    );
+}
+
+/// paramiko guessing: one password per connection, a new name each time.
+const GUESSER: &str = r#"
+import socket, sys
+import paramiko
+
+port, source, count = sys.argv[1:]
+for i in range(int(count)):
+    sock = socket.create_connection(("127.0.0.1", int(port)), timeout=20,
+                                    source_address=(source, 0))
+    t = paramiko.Transport(sock)
+    t.start_client(timeout=20)
+    try:
+        t.auth_password("guess%d@db01" % i, "password%d" % i)
+        print("accepted?!", flush=True)
+    except paramiko.AuthenticationException:
+        print("refused", flush=True)
+    t.close()
+"#;
+
+#[test]
+fn guessing_across_names_is_held_to_the_attempts_per_minute() {
+    let serve = Serve::start(
+        "attempts",
+        "max_startups_per_source = 3\nsignin_attempts_per_minute = 4",
+        "",
+        None,
+    );
+    let script = env().dir.join("paramiko_guesser.py");
+    std::fs::write(&script, GUESSER).unwrap();
+    let source = "127.0.0.33";
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("/usr/bin/python3")
+        .arg(&script)
+        .arg(serve.ssh.to_string())
+        .arg(source)
+        .arg("10")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.matches("refused").count(), 10, "{stdout}");
+    // Four passwords were checked (and audited as failures); six were
+    // refused unchecked, reported once.
+    let checked: Vec<_> = audit(&["--kind", "signin_failure"])
+        .into_iter()
+        .filter(|ev| ev["source"] == source)
+        .collect();
+    assert_eq!(checked.len(), 4, "{checked:#?}");
+    let mut refused = Vec::new();
+    gateway::wait_until(Duration::from_secs(10), || {
+        refused = refusals(source, "too_many_attempts");
+        !refused.is_empty()
+    });
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    // Another address still signs in (tanaka, inside the sign-in window).
+    let ok = gateway::ssh("tanaka@db01")
+        .port(serve.ssh)
+        .remote("echo still-open")
+        .output();
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout).trim(), "still-open");
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_stop_serve() {
+    // Room for the process and a few dozen connections only.
+    let serve = Serve::start(
+        "nofile",
+        "max_startups = \"100000\"\nmax_startups_per_source = 0",
+        "login_grace = \"20s\"",
+        Some(128),
+    );
+    let said = serve
+        .log_text()
+        .lines()
+        .any(|l| l.contains("open-file limit allows about 12 ") && l.contains("128"));
+    assert!(
+        said,
+        "serve did not report its open-file limit:\n{}",
+        serve.log_text()
+    );
+    let mut serve = serve;
+    let rt = runtime();
+    let flood_started = Instant::now();
+    let held = rt.block_on(async {
+        let mut held = Vec::new();
+        // 80 each: more than 128 descriptors hold (an SSH connection takes
+        // two), fewer than the accept queue takes without delaying connects.
+        for _ in 0..80 {
+            held.push(connect_from("127.0.0.41", serve.ssh).await.unwrap());
+            held.push(connect_from("127.0.0.41", serve.rdp).await.unwrap());
+        }
+        held
+    });
+    eprintln!("160 connections held after {:?}", flood_started.elapsed());
+    // Both listeners hit EMFILE and wait it out.
+    let exhausted = gateway::wait_until(Duration::from_secs(10), || {
+        serve.log_lines("cannot accept connections") >= 2
+    });
+    let fds = serve.open_files();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        exhausted,
+        "no accept failure logged ({fds} descriptors open):\n{}",
+        serve.log_text()
+    );
+    assert!(serve.daemon.running(), "serve ended:\n{}", serve.log_text());
+    // A few lines, not ten a second per listener: per listener at most one
+    // a LOG_INTERVAL (10 s), and one more each time it recovers between.
+    let lines = serve.log_lines("cannot accept connections");
+    let out_of_files = flood_started.elapsed();
+    let bound = 4 * (out_of_files.as_secs() / 10 + 1);
+    eprintln!("{lines} accept-failure lines in {out_of_files:?} out of descriptors");
+    assert!(
+        lines as u64 <= bound,
+        "{lines} lines in {out_of_files:?}:\n{}",
+        serve.log_text()
+    );
+
+    drop(held);
+    // A real sign-in and a command through the gateway, and the RDP front
+    // answering, once descriptors are free again.
+    let mut ok = None;
+    gateway::wait_until(Duration::from_secs(30), || {
+        let out = gateway::ssh("tanaka@db01")
+            .port(serve.ssh)
+            .remote("echo recovered")
+            .output();
+        let success = out.status.success();
+        ok = Some(out);
+        success
+    });
+    let out = ok.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        serve.log_text()
+    );
+    assert_eq!(text(&out.stdout).trim(), "recovered");
+    rt.block_on(rdp_front_answers("127.0.0.42", serve.rdp))
+        .unwrap();
+    assert!(serve.daemon.running());
+    assert!(
+        serve.log_lines("accepting connections again") >= 1,
+        "{}",
+        serve.log_text()
+    );
+}
