@@ -574,6 +574,16 @@ mod tests {
     }
 
     #[test]
+    fn the_file_init_writes_states_the_defaults() {
+        let path = Path::new("/srv/sekisho/sekisho.toml");
+        let written = Config::parse(include_str!("cli/sekisho.toml.in"), path).unwrap();
+        let defaults = Config::parse("", path).unwrap();
+        assert_eq!(written.admission, defaults.admission);
+        assert_eq!(written.ssh.login_grace, defaults.ssh.login_grace);
+        assert_eq!(written.rdp.login_grace, defaults.rdp.login_grace);
+    }
+
+    #[test]
     fn rdp_keyframe_interval() {
         let c = Config::parse("[rdp]\nkeyframe_interval = \"2s\"", Path::new("/x/s.toml")).unwrap();
         assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(2));
