@@ -105,10 +105,12 @@ impl<C: SshControl> Drop for Connection<C> {
         // the audit log, or the attempt would end there half-way.
         if let AuthStage::NeedCode(attempt) | AuthStage::AskedCode(attempt) = &self.auth
             && self.signed_in.is_none()
+            // Not when the runtime itself is going away.
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let control = self.shared.control.clone();
             let attempt = attempt.clone();
-            tokio::spawn(async move { control.sign_in_abandoned(&attempt).await });
+            runtime.spawn(async move { control.sign_in_abandoned(&attempt).await });
         }
     }
 }
