@@ -47,6 +47,7 @@ pub struct Config {
     pub sessions: SessionLimits,
     pub log_format: LogFormat,
     pub networks: Vec<Network>,
+    pub web: WebListener,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +88,19 @@ pub struct RdpListener {
     /// How often the target is asked to redraw the whole desktop, so a
     /// replayer can seek to it (a keyframe); zero turns keyframes off.
     pub keyframe_interval: Duration,
+}
+
+/// The web console (`[web]`): HTTPS for auditors and admins.
+#[derive(Debug, Clone)]
+pub struct WebListener {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// PEM certificate chain; default: the one `init` made for RDP.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// A console sign-in with no request for this long is ended.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +184,18 @@ struct RawConfig {
     log: RawLog,
     #[serde(default, rename = "network")]
     networks: Vec<RawNetwork>,
+    #[serde(default)]
+    web: RawWeb,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,6 +306,35 @@ impl Config {
             keys: resolve(raw.paths.keys, "keys"),
         };
 
+        let web_idle = dur("web.idle_timeout", raw.web.idle_timeout, "15m")?;
+        if web_idle.is_zero() {
+            return Err(invalid(
+                "web.idle_timeout",
+                "a console sign-in must time out: give a duration such as 15m".into(),
+            ));
+        }
+        if raw.web.cert.is_some() != raw.web.key.is_some() {
+            return Err(invalid(
+                "web",
+                "give both `cert` and `key`, or neither (then init's certificate is used)".into(),
+            ));
+        }
+        let web = WebListener {
+            // Off unless asked for: a deployment from before the console
+            // does not open a new port on upgrade (`init` writes it on).
+            enabled: raw.web.enabled.unwrap_or(false),
+            listen: addr("web.listen", raw.web.listen, "127.0.0.1:8443")?,
+            cert: match raw.web.cert {
+                Some(p) => resolve(Some(p), ""),
+                None => paths.tls_cert(),
+            },
+            key: match raw.web.key {
+                Some(p) => resolve(Some(p), ""),
+                None => paths.tls_key(),
+            },
+            idle_timeout: web_idle,
+        };
+
         let database_url = raw
             .database
             .url
@@ -357,6 +412,7 @@ impl Config {
             },
             log_format,
             networks,
+            web,
         })
     }
 
@@ -490,6 +546,29 @@ mod tests {
         assert_eq!(c.ssh.listen, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(c.auth.signin_window, Duration::from_secs(600));
         assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn web_section() {
+        let c = Config::parse("", Path::new("/srv/s/sekisho.toml")).unwrap();
+        assert!(!c.web.enabled);
+        assert_eq!(c.web.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(c.web.cert, PathBuf::from("/srv/s/keys/rdp_tls_cert.pem"));
+        assert_eq!(c.web.key, PathBuf::from("/srv/s/keys/rdp_tls_key.pem"));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(900));
+        let c = Config::parse(
+            "[web]\nenabled = true\nlisten = \"0.0.0.0:443\"\ncert = \"tls/c.pem\"\nkey = \"/k.pem\"\nidle_timeout = \"5m\"",
+            Path::new("/srv/s/sekisho.toml"),
+        )
+        .unwrap();
+        assert!(c.web.enabled);
+        assert_eq!(c.web.cert, PathBuf::from("/srv/s/tls/c.pem"));
+        assert_eq!(c.web.key, PathBuf::from("/k.pem"));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(300));
+        let err = Config::parse("[web]\ncert = \"c.pem\"", Path::new("/x/s.toml")).unwrap_err();
+        assert!(err.to_string().contains("key"), "{err}");
+        let err = Config::parse("[web]\nidle_timeout = \"0\"", Path::new("/x/s.toml")).unwrap_err();
+        assert!(err.to_string().contains("web.idle_timeout"), "{err}");
     }
 
     #[test]

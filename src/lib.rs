@@ -11,3 +11,4 @@ pub mod replay;
 pub mod session;
 pub mod ssh;
 pub mod store;
+pub mod web;

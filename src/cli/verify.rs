@@ -82,7 +82,7 @@ fn load_keys(files: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
 
 /// The public key next to the signing key, plus any other
 /// `archive_signing*.pub` in that directory (keys retired by rotation).
-fn configured_keys(private: &Path) -> anyhow::Result<Vec<PublicKey>> {
+pub(crate) fn configured_keys(private: &Path) -> anyhow::Result<Vec<PublicKey>> {
     let mut keys = Vec::new();
     if let Some(dir) = private.parent()
         && let Ok(entries) = std::fs::read_dir(dir)

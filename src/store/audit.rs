@@ -33,10 +33,12 @@ pub enum AuditKind {
     SessionKilled,
     SessionAbnormal,
     KillRequested,
+    /// Someone watched a live session from the web console.
+    SessionWatched,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -52,6 +54,7 @@ impl AuditKind {
         AuditKind::SessionKilled,
         AuditKind::SessionAbnormal,
         AuditKind::KillRequested,
+        AuditKind::SessionWatched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl AuditKind {
             AuditKind::SessionKilled => "session_killed",
             AuditKind::SessionAbnormal => "session_abnormal",
             AuditKind::KillRequested => "kill_requested",
+            AuditKind::SessionWatched => "session_watched",
         }
     }
 }

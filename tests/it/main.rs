@@ -31,3 +31,5 @@ mod ssh_e2e;
 mod ssh_gateway;
 mod ssh_listener;
 mod store;
+mod web_browser;
+mod web_console;

@@ -13,6 +13,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
+pub mod console;
 pub mod deployment;
 pub mod gateway;
 pub mod install;
