@@ -148,7 +148,7 @@ async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<
     let now = Utc::now();
     let when = |v: &Option<String>, flag: &str| {
         v.as_deref()
-            .map(|s| super::audit::parse_when(s, cfg.time_zone, now))
+            .map(|s| crate::config::parse_when(s, cfg.time_zone, now))
             .transpose()
             .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
     };

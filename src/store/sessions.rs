@@ -159,6 +159,8 @@ pub struct SessionFilter {
     pub protocol: Option<String>,
     pub status: Option<SessionStatus>,
     pub node: Option<String>,
+    /// Only the hops opened from this session.
+    pub parent: Option<Uuid>,
     /// Only these targets (e.g. the targets of one system); an empty list
     /// matches nothing.
     pub targets: Option<Vec<String>>,
@@ -413,6 +415,9 @@ fn session_conditions(f: &SessionFilter) -> Conditions {
     }
     if let Some(v) = &f.protocol {
         c.push("protocol =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = f.parent {
+        c.push("parent =", Bind::Text(v.to_string()));
     }
     if let Some(targets) = &f.targets {
         if targets.is_empty() {

@@ -57,7 +57,7 @@ impl AuditQuery {
         let now = Utc::now();
         let when = |v: &str, name: &str| {
             some(v)
-                .map(|s| crate::cli::audit::parse_when(&s, tz, now))
+                .map(|s| crate::config::parse_when(&s, tz, now))
                 .transpose()
                 .map_err(|e| Refused::BadRequest(format!("{name}: {e}")))
         };

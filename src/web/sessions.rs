@@ -75,7 +75,7 @@ impl SessionQuery {
         let now = Utc::now();
         let when = |v: &str, name: &str| {
             some(v)
-                .map(|s| crate::cli::audit::parse_when(&s, cfg.time_zone, now))
+                .map(|s| crate::config::parse_when(&s, cfg.time_zone, now))
                 .transpose()
                 .map_err(|e| Refused::BadRequest(format!("{name}: {e}")))
         };
@@ -115,6 +115,7 @@ impl SessionQuery {
             target: some(&self.target),
             status,
             node: None,
+            parent: None,
             protocol,
             targets,
             newest_first: true,
@@ -333,9 +334,8 @@ pub(crate) fn archive_of(console: &super::Console, s: &SessionRecord) -> Option<
 
 /// The verify verdict of an archive, with the configured keys.
 pub(crate) async fn verdict(console: &super::Console, path: &Path) -> Result<Verdict, Refused> {
-    let keys =
-        crate::cli::verify::configured_keys(&console.services.config.paths.archive_signing_key())
-            .map_err(|e| Refused::Internal(format!("{e:#}")))?;
+    let keys = crate::recording::trusted_keys(&console.services.config.paths.archive_signing_key())
+        .map_err(|e| Refused::Internal(e.to_string()))?;
     let path = path.to_path_buf();
     let report = tokio::task::spawn_blocking(move || crate::recording::verify_file(&path, &keys))
         .await
@@ -487,6 +487,28 @@ pub async fn show(
             .map(|p| format!(r#"<a href="/sessions/{p}">{p}</a>"#))
             .unwrap_or_else(|| "—".into()),
     ));
+    let hops = console
+        .services
+        .store
+        .sessions(&SessionFilter {
+            parent: Some(s.id),
+            ..SessionFilter::default()
+        })
+        .await?;
+    if !hops.is_empty() {
+        let links: Vec<String> = hops
+            .iter()
+            .map(|h| {
+                format!(
+                    r#"<a href="/sessions/{id}">{target}</a> ({state})"#,
+                    id = h.id,
+                    target = esc(&h.target),
+                    state = esc(state_text(lang, h.status))
+                )
+            })
+            .collect();
+        facts.push_str(&row("session.hops", links.join(", ")));
+    }
     facts.push_str(&row("session.started", esc(&when(s.started_at, tz))));
     facts.push_str(&row(
         "session.ended",

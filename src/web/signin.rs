@@ -248,8 +248,7 @@ pub struct SignInForm {
     password: String,
     #[serde(default)]
     code: String,
-    #[serde(default)]
-    csrf: String,
+    // `csrf` is checked by the guard before this handler runs.
 }
 
 /// Checks ID, password and code with the gateways' authenticator (audited
@@ -341,7 +340,6 @@ pub async fn submit(
 ) -> Result<Response, Refused> {
     let lang = request_lang(&parts.headers);
     let source = super::client_addr(&parts);
-    let _ = &f.csrf;
     match authenticate(&console, f.user.trim(), &f.password, f.code.trim(), source).await {
         Ok(user) => {
             let (token, _csrf) = open(&console.services.store, &user.name, source, None).await?;
