@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -49,6 +50,7 @@ pub struct Config {
     pub admission: crate::admission::AdmissionLimits,
     pub log_format: LogFormat,
     pub networks: Vec<Network>,
+    pub web: WebListener,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,19 @@ pub struct RdpListener {
     /// How long a client may take from connecting to its sign-in (the
     /// Client Info PDU, or CredSSP with NLA).
     pub login_grace: Duration,
+}
+
+/// The web console (`[web]`): HTTPS for auditors and admins.
+#[derive(Debug, Clone)]
+pub struct WebListener {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// PEM certificate chain; default: the one `init` made for RDP.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// A console sign-in with no request for this long is ended.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +195,18 @@ struct RawConfig {
     log: RawLog,
     #[serde(default, rename = "network")]
     networks: Vec<RawNetwork>,
+    #[serde(default)]
+    web: RawWeb,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -300,6 +327,35 @@ impl Config {
             keys: resolve(raw.paths.keys, "keys"),
         };
 
+        let web_idle = dur("web.idle_timeout", raw.web.idle_timeout, "15m")?;
+        if web_idle.is_zero() {
+            return Err(invalid(
+                "web.idle_timeout",
+                "a console sign-in must time out: give a duration such as 15m".into(),
+            ));
+        }
+        if raw.web.cert.is_some() != raw.web.key.is_some() {
+            return Err(invalid(
+                "web",
+                "give both `cert` and `key`, or neither (then init's certificate is used)".into(),
+            ));
+        }
+        let web = WebListener {
+            // Off unless asked for: a deployment from before the console
+            // does not open a new port on upgrade (`init` writes it on).
+            enabled: raw.web.enabled.unwrap_or(false),
+            listen: addr("web.listen", raw.web.listen, "127.0.0.1:8443")?,
+            cert: match raw.web.cert {
+                Some(p) => resolve(Some(p), ""),
+                None => paths.tls_cert(),
+            },
+            key: match raw.web.key {
+                Some(p) => resolve(Some(p), ""),
+                None => paths.tls_key(),
+            },
+            idle_timeout: web_idle,
+        };
+
         let database_url = raw
             .database
             .url
@@ -407,6 +463,7 @@ impl Config {
             admission,
             log_format,
             networks,
+            web,
         })
     }
 
@@ -493,6 +550,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_millis(total_ms))
+}
+
+/// Reads a point in time the way people type one; local forms are in the
+/// configured time zone.
+pub fn parse_when(s: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    let local = |n: NaiveDateTime| {
+        tz.from_local_datetime(&n)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc))
+            .ok_or_else(|| format!("{t:?} does not exist in time zone {tz}"))
+    };
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
+            return local(n);
+        }
+    }
+    if let Ok(d) = t.parse::<NaiveDate>() {
+        return local(d.and_time(chrono::NaiveTime::MIN));
+    }
+    if let Ok(ago) = parse_duration(t) {
+        let ago = chrono::Duration::from_std(ago).map_err(|_| format!("{t:?} is too long ago"))?;
+        return now
+            .checked_sub_signed(ago)
+            .ok_or_else(|| format!("{t:?} is too long ago"));
+    }
+    Err(format!(
+        "{t:?} is not a time: use a date (2026-04-01), a time (2026-04-01 08:30, or RFC 3339), or a duration (2h)"
+    ))
 }
 
 /// Formats a duration the way `parse_duration` reads it.
@@ -584,6 +678,29 @@ mod tests {
     }
 
     #[test]
+    fn web_section() {
+        let c = Config::parse("", Path::new("/srv/s/sekisho.toml")).unwrap();
+        assert!(!c.web.enabled);
+        assert_eq!(c.web.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(c.web.cert, PathBuf::from("/srv/s/keys/rdp_tls_cert.pem"));
+        assert_eq!(c.web.key, PathBuf::from("/srv/s/keys/rdp_tls_key.pem"));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(900));
+        let c = Config::parse(
+            "[web]\nenabled = true\nlisten = \"0.0.0.0:443\"\ncert = \"tls/c.pem\"\nkey = \"/k.pem\"\nidle_timeout = \"5m\"",
+            Path::new("/srv/s/sekisho.toml"),
+        )
+        .unwrap();
+        assert!(c.web.enabled);
+        assert_eq!(c.web.cert, PathBuf::from("/srv/s/tls/c.pem"));
+        assert_eq!(c.web.key, PathBuf::from("/k.pem"));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(300));
+        let err = Config::parse("[web]\ncert = \"c.pem\"", Path::new("/x/s.toml")).unwrap_err();
+        assert!(err.to_string().contains("key"), "{err}");
+        let err = Config::parse("[web]\nidle_timeout = \"0\"", Path::new("/x/s.toml")).unwrap_err();
+        assert!(err.to_string().contains("web.idle_timeout"), "{err}");
+    }
+
+    #[test]
     fn rdp_keyframe_interval() {
         let c = Config::parse("[rdp]\nkeyframe_interval = \"2s\"", Path::new("/x/s.toml")).unwrap();
         assert_eq!(c.rdp.keyframe_interval, Duration::from_secs(2));
@@ -621,5 +738,32 @@ mod tests {
         assert!(err.to_string().contains("ssh.listen"), "{err}");
         let dup = "[[network]]\nname='a'\ncidrs=['10.0.0.0/8']\n[[network]]\nname='a'\ncidrs=['10.0.0.0/8']";
         assert!(Config::parse(dup, Path::new("/x/s.toml")).is_err());
+    }
+
+    #[test]
+    fn since_forms() {
+        let tz: Tz = chrono_tz::Asia::Tokyo;
+        let now = Utc.with_ymd_and_hms(2026, 4, 2, 0, 0, 0).single().unwrap();
+        let day = parse_when("2026-04-01", tz, now).unwrap();
+        assert_eq!(
+            day,
+            Utc.with_ymd_and_hms(2026, 3, 31, 15, 0, 0)
+                .single()
+                .unwrap()
+        );
+        let t = parse_when("2026-04-01 08:30", tz, now).unwrap();
+        assert_eq!(
+            t,
+            Utc.with_ymd_and_hms(2026, 3, 31, 23, 30, 0)
+                .single()
+                .unwrap()
+        );
+        let r = parse_when("2026-04-01T08:30:00+09:00", tz, now).unwrap();
+        assert_eq!(r, t);
+        assert_eq!(
+            parse_when("2h", tz, now).unwrap(),
+            now - chrono::Duration::hours(2)
+        );
+        assert!(parse_when("yesterday", tz, now).is_err());
     }
 }

@@ -12,3 +12,4 @@ pub mod replay;
 pub mod session;
 pub mod ssh;
 pub mod store;
+pub mod web;

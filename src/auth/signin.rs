@@ -23,6 +23,9 @@ pub struct Authenticator {
     clock: Clock,
     /// Opens the TOTP secrets, which are sealed at rest.
     totp_key: MasterKey,
+    /// Where the sign-in comes through when it is not a gateway (`web`):
+    /// recorded as the protocol of every sign-in event.
+    channel: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -45,6 +48,23 @@ impl Authenticator {
             limits,
             clock: Arc::new(Utc::now),
             totp_key,
+            channel: None,
+        }
+    }
+
+    /// The same checks, audited as sign-ins through `channel` (e.g. `web`).
+    pub fn via(&self, channel: &'static str) -> Authenticator {
+        Authenticator {
+            channel: Some(channel),
+            ..self.clone()
+        }
+    }
+
+    /// Marks an event with the channel of this authenticator, if any.
+    fn tag(&self, event: AuditEvent) -> AuditEvent {
+        match self.channel {
+            Some(c) => event.protocol(c).with("via", c),
+            None => event,
         }
     }
 
@@ -124,6 +144,7 @@ impl Authenticator {
         if let Some((k, v)) = extra {
             event = event.with(k, v);
         }
+        let event = self.tag(event);
         if let Err(e) = self.store.audit(&event).await {
             return e.into();
         }
@@ -162,7 +183,7 @@ impl Authenticator {
                     .user(shown_name(name))
                     .source(source)
                     .with("locked_until", until.to_rfc3339());
-                    if let Err(e) = self.store.audit(&lock).await {
+                    if let Err(e) = self.store.audit(&self.tag(lock)).await {
                         return e.into();
                     }
                 }
@@ -188,7 +209,7 @@ impl Authenticator {
             )
         });
         self.store
-            .audit(&event.user(name).source(source).with("method", method))
+            .audit(&self.tag(event.user(name).source(source).with("method", method)))
             .await?;
         if complete {
             self.store.record_signin_success(name, self.now()).await?;

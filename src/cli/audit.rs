@@ -1,15 +1,13 @@
 //! `sekisho audit`: read the audit log, one event per line (or JSON).
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use anyhow::Context as _;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::Utc;
 
 use super::Global;
 use super::user::{local_time, open};
-use crate::config::parse_duration;
+use crate::config::parse_when;
 use crate::store::{AuditFilter, AuditKind};
 
 #[derive(Debug, clap::Args)]
@@ -39,43 +37,6 @@ pub struct AuditArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Reads a point in time the way people type one; local forms are in the
-/// configured time zone.
-pub(crate) fn parse_when(s: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = s.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-        return Ok(d.with_timezone(&Utc));
-    }
-    let local = |n: NaiveDateTime| {
-        tz.from_local_datetime(&n)
-            .earliest()
-            .map(|d| d.with_timezone(&Utc))
-            .ok_or_else(|| format!("{t:?} does not exist in time zone {tz}"))
-    };
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
-            return local(n);
-        }
-    }
-    if let Ok(d) = NaiveDate::from_str(t) {
-        return local(d.and_time(chrono::NaiveTime::MIN));
-    }
-    if let Ok(ago) = parse_duration(t) {
-        let ago = chrono::Duration::from_std(ago).map_err(|_| format!("{t:?} is too long ago"))?;
-        return now
-            .checked_sub_signed(ago)
-            .ok_or_else(|| format!("{t:?} is too long ago"));
-    }
-    Err(format!(
-        "{t:?} is not a time: use a date (2026-04-01), a time (2026-04-01 08:30, or RFC 3339), or a duration (2h)"
-    ))
 }
 
 pub async fn run(g: &Global, a: AuditArgs) -> anyhow::Result<ExitCode> {
@@ -139,36 +100,4 @@ pub async fn run(g: &Global, a: AuditArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_forms() {
-        let tz: Tz = chrono_tz::Asia::Tokyo;
-        let now = Utc.with_ymd_and_hms(2026, 4, 2, 0, 0, 0).single().unwrap();
-        let day = parse_when("2026-04-01", tz, now).unwrap();
-        assert_eq!(
-            day,
-            Utc.with_ymd_and_hms(2026, 3, 31, 15, 0, 0)
-                .single()
-                .unwrap()
-        );
-        let t = parse_when("2026-04-01 08:30", tz, now).unwrap();
-        assert_eq!(
-            t,
-            Utc.with_ymd_and_hms(2026, 3, 31, 23, 30, 0)
-                .single()
-                .unwrap()
-        );
-        let r = parse_when("2026-04-01T08:30:00+09:00", tz, now).unwrap();
-        assert_eq!(r, t);
-        assert_eq!(
-            parse_when("2h", tz, now).unwrap(),
-            now - chrono::Duration::hours(2)
-        );
-        assert!(parse_when("yesterday", tz, now).is_err());
-    }
 }

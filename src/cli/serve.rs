@@ -137,6 +137,22 @@ async fn spawn_listeners(
             }
         });
     }
+    if cfg.web.enabled {
+        let tls = crate::web::tls_config(&cfg.web.cert, &cfg.web.key)?;
+        let listener = tokio::net::TcpListener::bind(cfg.web.listen)
+            .await
+            .with_context(|| format!("listening for the web console on {}", cfg.web.listen))?;
+        tracing::info!(listen = %cfg.web.listen, "web console ready (https)");
+        let console = Arc::new(crate::web::Console::new(services.clone()));
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::web::serve(listener, tls, console, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("the web console")
+        });
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Global;
 use crate::config::Config;
-use crate::store::{AuditEvent, AuditKind, SessionFilter, SessionStatus, Store};
+use crate::store::{SessionFilter, SessionStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionsCmd {
@@ -114,32 +114,18 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
         SessionsCmd::History(a) => history(&cfg, &store, a).await,
         SessionsCmd::Kill { id, reason } => {
             let by = crate::auth::admin_actor();
-            let Some(session) = store.session(id).await.context("reading the session")? else {
-                anyhow::bail!("no session {id}");
-            };
-            if session.status != SessionStatus::Live {
-                anyhow::bail!(
-                    "session {id} is not live (status: {})",
-                    session.status.as_str()
-                );
+            match store.ask_to_stop(id, &by, &reason).await {
+                Ok(_) => {}
+                Err(crate::store::StoreError::SessionNotLive(_)) => {
+                    let status = store
+                        .session(id)
+                        .await?
+                        .map(|s| s.status.as_str())
+                        .unwrap_or("gone");
+                    anyhow::bail!("session {id} is not live (status: {status})");
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("recording the kill request")),
             }
-            store
-                .request_kill(id, &by, &reason)
-                .await
-                .context("recording the kill request")?;
-            store
-                .audit(
-                    &AuditEvent::new(
-                        AuditKind::KillRequested,
-                        format!("{by} asked to stop session {id}: {reason}"),
-                    )
-                    .session(id)
-                    .user(&session.user)
-                    .target(&session.target)
-                    .protocol(&session.protocol),
-                )
-                .await
-                .context("writing the audit event")?;
             // The serving process polls several times a second; wait to confirm.
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -162,7 +148,7 @@ async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<
     let now = Utc::now();
     let when = |v: &Option<String>, flag: &str| {
         v.as_deref()
-            .map(|s| super::audit::parse_when(s, cfg.time_zone, now))
+            .map(|s| crate::config::parse_when(s, cfg.time_zone, now))
             .transpose()
             .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
     };
@@ -176,6 +162,7 @@ async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<
         status: a.state,
         node: None,
         limit: a.limit,
+        ..SessionFilter::default()
     };
     let sessions = store.sessions(&filter).await.context("listing sessions")?;
     let mut out = std::io::stdout().lock();

@@ -80,34 +80,14 @@ fn load_keys(files: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
         .collect()
 }
 
-/// The public key next to the signing key, plus any other
-/// `archive_signing*.pub` in that directory (keys retired by rotation).
+/// The keys of this deployment (`recording::trusted_keys`), with a hint.
 fn configured_keys(private: &Path) -> anyhow::Result<Vec<PublicKey>> {
-    let mut keys = Vec::new();
-    if let Some(dir) = private.parent()
-        && let Ok(entries) = std::fs::read_dir(dir)
-    {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("archive_signing") && name.ends_with(".pub") {
-                keys.push(
-                    recording::load_public_key(&entry.path())
-                        .with_context(|| format!("public key {}", entry.path().display()))?,
-                );
-            }
+    recording::trusted_keys(private).map_err(|e| match e {
+        recording::KeyError::NoPublicKey { .. } => {
+            anyhow::anyhow!("{e} (pass --public-key FILE)")
         }
-    }
-    if keys.is_empty() && private.exists() {
-        keys.push(recording::load_signing_key(private)?.public());
-    }
-    if keys.is_empty() {
-        anyhow::bail!(
-            "no archive public key found next to {} (pass --public-key FILE)",
-            private.display()
-        );
-    }
-    Ok(keys)
+        e => anyhow::Error::new(e),
+    })
 }
 
 /// Finds `<recordings>/YYYY/MM/DD/<id>.skrec` without the store.

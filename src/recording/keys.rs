@@ -33,6 +33,8 @@ pub enum KeyError {
         what: &'static str,
         message: String,
     },
+    #[error("no archive public key found next to {}", .private.display())]
+    NoPublicKey { private: PathBuf },
 }
 
 /// The private key a recorder seals archives with, and its id.
@@ -204,6 +206,34 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
             message: e.to_string(),
         }),
     }
+}
+
+/// The keys an archive signed by this deployment may carry: the public key
+/// next to the signing key `private`, plus any other `archive_signing*.pub`
+/// in that directory (keys retired by rotation); the signing key's own public
+/// half if no `.pub` is there.
+pub fn trusted_keys(private: &Path) -> Result<Vec<PublicKey>, KeyError> {
+    let mut keys = Vec::new();
+    if let Some(dir) = private.parent()
+        && let Ok(entries) = fs::read_dir(dir)
+    {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("archive_signing") && name.ends_with(".pub") {
+                keys.push(load_public_key(&entry.path())?);
+            }
+        }
+    }
+    if keys.is_empty() && private.exists() {
+        keys.push(load_signing_key(private)?.public());
+    }
+    if keys.is_empty() {
+        return Err(KeyError::NoPublicKey {
+            private: private.to_path_buf(),
+        });
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub use format::{
 };
 pub use keys::{
     ArchiveKey, KeyError, PublicKey, generate_signing_key, key_id, load_public_key,
-    load_signing_key, public_key_path,
+    load_signing_key, public_key_path, trusted_keys,
 };
 pub use reader::{Events, ReadError, Reader};
 pub use verify::{Region, Report, Verdict, VerifyError, verify_file};

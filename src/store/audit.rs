@@ -37,10 +37,12 @@ pub enum AuditKind {
     /// pre-authentication limit (`[limits]`); reported at most once a
     /// minute per address and reason, with the count of the others.
     ConnectionRefused,
+    /// Someone watched a live session from the web console.
+    SessionWatched,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -57,6 +59,7 @@ impl AuditKind {
         AuditKind::SessionAbnormal,
         AuditKind::KillRequested,
         AuditKind::ConnectionRefused,
+        AuditKind::SessionWatched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl AuditKind {
             AuditKind::SessionAbnormal => "session_abnormal",
             AuditKind::KillRequested => "kill_requested",
             AuditKind::ConnectionRefused => "connection_refused",
+            AuditKind::SessionWatched => "session_watched",
         }
     }
 }

@@ -278,6 +278,13 @@ impl Conditions {
             .push(format!("{column_op} ${}", self.binds.len()));
     }
 
+    /// Adds a bind value and returns its placeholder (`$N`), for clauses
+    /// such as `IN (…)` built with `push_raw`.
+    pub(crate) fn placeholder(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
     pub(crate) fn push_raw(&mut self, clause: &str) {
         self.clauses.push(clause.to_string());
     }

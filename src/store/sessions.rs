@@ -159,8 +159,17 @@ pub struct SessionFilter {
     pub protocol: Option<String>,
     pub status: Option<SessionStatus>,
     pub node: Option<String>,
-    /// The newest `limit` sessions (still returned oldest first).
+    /// Only the hops opened from this session.
+    pub parent: Option<Uuid>,
+    /// Only these targets (e.g. the targets of one system); an empty list
+    /// matches nothing.
+    pub targets: Option<Vec<String>>,
+    /// Newest first instead of oldest first (the console's order).
+    pub newest_first: bool,
+    /// The newest `limit` sessions, after skipping the `offset` newest
+    /// (paging); returned oldest first unless `newest_first`.
     pub limit: Option<u32>,
+    pub offset: u32,
 }
 
 const COLUMNS: &str = "id, user_name, vendor, target, protocol, client_addr, parent, node, started_at, ends_at,
@@ -253,46 +262,36 @@ impl Store {
         .await
     }
 
-    /// Sessions matching the filter, oldest first.
+    /// Sessions matching the filter, oldest first (or newest first), one
+    /// page of them when the filter has a limit.
     pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
-        let mut c = Conditions::default();
-        if let Some(t) = f.since {
-            c.push("started_at >=", Bind::Int(to_micros(t)));
-        }
-        if let Some(t) = f.until {
-            c.push("started_at <", Bind::Int(to_micros(t)));
-        }
-        if let Some(v) = &f.user {
-            c.push("user_name =", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &f.vendor {
-            c.push("vendor =", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &f.target {
-            c.push("target =", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &f.protocol {
-            c.push("protocol =", Bind::Text(v.clone()));
-        }
-        if let Some(v) = f.status {
-            c.push("status =", Bind::Text(v.as_str().into()));
-        }
-        if let Some(v) = &f.node {
-            c.push("node =", Bind::Text(v.clone()));
-        }
+        let c = session_conditions(f);
+        let order = if f.newest_first { "DESC" } else { "ASC" };
         let sql = match f.limit {
+            // The newest `n` after the `offset` newest, then in the order
+            // asked for. Numbers of our own, not user text: safe to inline.
             Some(n) => format!(
-                "SELECT * FROM (SELECT {COLUMNS} FROM sessions{} ORDER BY started_at DESC, id DESC LIMIT {n}) AS newest
-                 ORDER BY started_at, id",
-                c.where_clause()
+                "SELECT * FROM (SELECT {COLUMNS} FROM sessions{} ORDER BY started_at DESC, id DESC
+                 LIMIT {n} OFFSET {}) AS newest ORDER BY started_at {order}, id {order}",
+                c.where_clause(),
+                f.offset
             ),
             None => format!(
-                "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at, id",
+                "SELECT {COLUMNS} FROM sessions{} ORDER BY started_at {order}, id {order}",
                 c.where_clause()
             ),
         };
         let rows = c.bind_all(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
+    }
+
+    /// How many sessions match the filter (ignoring its paging).
+    pub async fn count_sessions(&self, f: &SessionFilter) -> Result<u64, StoreError> {
+        let c = session_conditions(f);
+        let sql = format!("SELECT COUNT(*) AS n FROM sessions{}", c.where_clause());
+        let row = c.bind_all(sqlx::query(&sql)).fetch_one(&self.pool).await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// At start-up: sessions this node left `live` when its process died are
@@ -336,6 +335,34 @@ impl Store {
         Ok(())
     }
 
+    /// An administrator's emergency stop, from the CLI or the console: the
+    /// session must be live; the request is kept for its serving process
+    /// (which polls `pending_kills`) and audited as `kill_requested`.
+    pub async fn ask_to_stop(
+        &self,
+        id: Uuid,
+        by: &str,
+        reason: &str,
+    ) -> Result<SessionRecord, StoreError> {
+        let session = self.session(id).await?.ok_or(StoreError::NoSession(id))?;
+        if session.status != SessionStatus::Live {
+            return Err(StoreError::SessionNotLive(id));
+        }
+        self.request_kill(id, by, reason).await?;
+        self.audit(
+            &super::AuditEvent::new(
+                super::AuditKind::KillRequested,
+                format!("{by} asked to stop session {id}: {reason}"),
+            )
+            .session(id)
+            .user(&session.user)
+            .target(&session.target)
+            .protocol(&session.protocol),
+        )
+        .await?;
+        Ok(session)
+    }
+
     /// Live sessions of `node` that someone asked to stop.
     pub async fn pending_kills(&self, node: &str) -> Result<Vec<KillRequest>, StoreError> {
         let rows = sqlx::query(
@@ -361,6 +388,49 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn session_conditions(f: &SessionFilter) -> Conditions {
+    let mut c = Conditions::default();
+    if let Some(t) = f.since {
+        c.push("started_at >=", Bind::Int(to_micros(t)));
+    }
+    if let Some(t) = f.until {
+        c.push("started_at <", Bind::Int(to_micros(t)));
+    }
+    if let Some(v) = &f.user {
+        c.push("user_name =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &f.vendor {
+        c.push("vendor =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &f.target {
+        c.push("target =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = f.status {
+        c.push("status =", Bind::Text(v.as_str().into()));
+    }
+    if let Some(v) = &f.node {
+        c.push("node =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &f.protocol {
+        c.push("protocol =", Bind::Text(v.clone()));
+    }
+    if let Some(v) = f.parent {
+        c.push("parent =", Bind::Text(v.to_string()));
+    }
+    if let Some(targets) = &f.targets {
+        if targets.is_empty() {
+            c.push_raw("1 = 0");
+        } else {
+            let mut placeholders = Vec::new();
+            for t in targets {
+                placeholders.push(c.placeholder(Bind::Text(t.clone())));
+            }
+            c.push_raw(&format!("target IN ({})", placeholders.join(", ")));
+        }
+    }
+    c
 }
 
 fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> {

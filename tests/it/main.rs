@@ -34,3 +34,5 @@ mod ssh_gateway;
 mod ssh_listener;
 mod ssh_repeat_service;
 mod store;
+mod web_browser;
+mod web_console;

@@ -617,6 +617,63 @@ async fn sessions(store: &Store) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].event.session, Some(hop.id));
     assert_eq!(found[0].event.protocol.as_deref(), Some("rdp"));
+
+    // The console's filters: protocol, the targets of a system, hops of a
+    // session, and pages newest first with a count.
+    let count = |f: SessionFilter| async move { store.count_sessions(&f).await.unwrap() };
+    let ssh = SessionFilter {
+        protocol: Some("ssh".into()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(count(ssh).await, 2);
+    let of_system = |targets: &[&str]| SessionFilter {
+        targets: Some(targets.iter().map(|t| t.to_string()).collect()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(count(of_system(&["nope", "fa-app01"])).await, 3);
+    assert_eq!(count(of_system(&["nope"])).await, 0);
+    assert_eq!(count(of_system(&[])).await, 0, "a system without targets");
+    let hops = store
+        .sessions(&SessionFilter {
+            parent: Some(a.id),
+            ..SessionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hops.iter().map(|s| s.id).collect::<Vec<_>>(), [hop.id]);
+    let page = |n: u32| SessionFilter {
+        newest_first: true,
+        limit: Some(2),
+        offset: n * 2,
+        ..SessionFilter::default()
+    };
+    let first = store.sessions(&page(0)).await.unwrap();
+    let second = store.sessions(&page(1)).await.unwrap();
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert!(first[0].started_at >= first[1].started_at, "newest first");
+    assert!(first[1].started_at >= second[0].started_at, "newest first");
+    let mut seen: Vec<Uuid> = first.iter().chain(&second).map(|s| s.id).collect();
+    seen.sort();
+    let mut all = vec![a.id, hop.id, b.id];
+    all.sort();
+    assert_eq!(seen, all);
+    assert_eq!(count(page(1)).await, 3, "the count ignores paging");
+
+    // The console's sign-in table exists in both schemas.
+    sqlx::query(
+        "INSERT INTO web_sessions (token_hash, user_name, csrf, source, lang, created_at, last_seen_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind("h".repeat(64))
+    .bind("tanaka")
+    .bind("csrf")
+    .bind("127.0.0.1")
+    .bind(Option::<String>::None)
+    .bind(1_i64)
+    .bind(2_i64)
+    .execute(store.pool())
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

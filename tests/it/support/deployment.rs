@@ -60,6 +60,12 @@ impl Deployment {
     /// Initialises a deployment in a new temporary directory named
     /// `prefix…` and starts `bin serve` on a free 127.0.0.1 port.
     pub fn start(bin: &Path, prefix: &str) -> Deployment {
+        Deployment::start_with(bin, prefix, "")
+    }
+
+    /// Like [`Deployment::start`], with `extra` appended to `sekisho.toml`
+    /// (e.g. a `[web]` section).
+    pub fn start_with(bin: &Path, prefix: &str, extra: &str) -> Deployment {
         sshd::require_all();
         assert!(
             bin.exists(),
@@ -97,6 +103,7 @@ signin_attempts_per_minute = 0
 [[network]]
 name = "lab"
 cidrs = ["127.0.0.0/8"]
+{extra}
 "#
         ));
         install.write_policy(&format!(
@@ -175,13 +182,18 @@ sources = ["lab"]
 
     /// The current TOTP code of `user`.
     pub fn code(&self, user: &str) -> String {
+        self.code_ahead(user, 0)
+    }
+
+    /// The TOTP code of `user` `steps` 30-s steps from now.
+    pub fn code_ahead(&self, user: &str, steps: i64) -> String {
         let key = &self
             .totp
             .iter()
             .find(|(u, _)| u == user)
             .expect("known user")
             .1;
-        totp::code_ahead(key, 0)
+        totp::code_ahead(key, steps)
     }
 
     /// `ssh` (under `setsid -w`, answering prompts through askpass) to

@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
+pub mod console;
 pub mod deployment;
 pub mod flood;
 pub mod gateway;

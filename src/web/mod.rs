@@ -1,0 +1,210 @@
+//! The web console: what auditors and administrators do in a browser —
+//! find a session, read what happened in it, check its recording, stop a
+//! live one, read the audit log — served by `sekisho serve` over HTTPS.
+//!
+//! Server-rendered HTML (no JavaScript), one module per page group, and a
+//! JSON API under `/api/v1` for scripts with the same authorization.
+//!
+//! Threat model, briefly:
+//! - Sign-in goes through the gateways' [`Authenticator`](crate::auth) (ID +
+//!   password + 6-digit code, the same lockout and failure delay, audited as
+//!   protocol `web`).
+//! - The session cookie `__Host-sekisho` is Secure, HttpOnly, SameSite=Strict
+//!   and carries a random token whose hash is kept server-side
+//!   (`web_sessions`), so a sign-in survives a restart, can be revoked, and
+//!   ends after `[web] idle_timeout` without requests.
+//! - Every state-changing request carries the sign-in's CSRF token (form
+//!   field `csrf` or header `X-CSRF-Token`); [`guard::csrf`] refuses the rest
+//!   with 403 before any handler runs.
+//! - Roles are checked on the server for every route ([`signin::Viewer`]).
+//! - Strict headers on every answer: CSP without inline script or style,
+//!   no framing, no sniffing, no referrer ([`guard::headers`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use tokio::net::TcpListener;
+
+use crate::session::Services;
+
+pub mod api;
+mod assets;
+mod audit;
+mod guard;
+pub mod i18n;
+mod live;
+mod page;
+mod replay;
+mod sessions;
+pub mod signin;
+
+/// Errors starting the console.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the console's TLS certificate or key: {0}")]
+    Tls(String),
+    #[error("accepting console connections: {0}")]
+    Accept(std::io::Error),
+}
+
+/// What every handler shares: the bastion's services (store, sign-in, policies) and
+/// the console's own settings.
+pub struct Console {
+    pub services: Arc<Services>,
+    pub idle_timeout: Duration,
+}
+
+pub(crate) type Shared = Arc<Console>;
+
+impl Console {
+    pub fn new(services: Arc<Services>) -> Console {
+        let idle_timeout = services.config.web.idle_timeout;
+        Console {
+            services,
+            idle_timeout,
+        }
+    }
+}
+
+/// Reads the certificate chain and key (PEM) into a TLS configuration that
+/// offers HTTP/2 and HTTP/1.1 (ALPN), with ring as the crypto provider.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, WebError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WebError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(WebError::Tls(format!(
+            "{}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| WebError::Tls(format!("{}: {e}", key.display())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| WebError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| WebError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Every route of the console and the API, behind the CSRF check and the
+/// security headers.
+pub fn router(console: Arc<Console>) -> Router {
+    let pages = Router::new()
+        .route("/", get(sessions::home))
+        .route("/signin", get(signin::form).post(signin::submit))
+        .route("/signout", post(signin::sign_out))
+        .route("/lang", post(signin::choose_language))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", get(sessions::show))
+        .route("/sessions/{id}/archive", get(sessions::archive))
+        .route("/sessions/{id}/asciicast", get(sessions::asciicast))
+        .route("/sessions/{id}/keystrokes", get(sessions::keystrokes))
+        .route("/sessions/{id}/replay", get(replay::page))
+        .route("/sessions/{id}/live", get(live::page))
+        .route("/sessions/{id}/live.sse", get(live::stream))
+        .route("/sessions/{id}/kill", post(sessions::kill))
+        .route("/audit", get(audit::page))
+        .route("/audit.csv", get(audit::csv))
+        .route("/assets/{name}", get(assets::serve));
+    pages
+        .nest("/api/v1", api::routes())
+        .fallback(page::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            guard::csrf,
+        ))
+        .layer(axum::middleware::from_fn(guard::headers))
+        .with_state(console)
+}
+
+/// Serves the console on `listener` until `shutdown` resolves. Each
+/// connection gets a TLS handshake (10 s at most), then HTTP/2 or HTTP/1.1
+/// as the client chose by ALPN.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    console: Arc<Console>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), WebError> {
+    use tower::ServiceExt as _;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(console);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of file descriptors and the like: wait, do not spin.
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "console: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(WebError::Accept(e)),
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "console: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "console: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let svc = app.map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "console: connection ended with an error");
+            }
+        });
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(libc::EMFILE)
+        || e.raw_os_error() == Some(libc::ENFILE)
+}
+
+/// The client's address, as the connection loop recorded it.
+pub(crate) fn client_addr(parts: &axum::http::request::Parts) -> std::net::IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| crate::config::canonical_ip(c.0.ip()))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
