@@ -110,7 +110,23 @@ impl Services {
                 return;
             }
         };
-        let (event, log_ok) = match load_policies(&self.config, &credentials) {
+        // Reading and checking thousands of targets is CPU work: on the
+        // blocking pool it never stalls the relays sharing the runtime's
+        // threads. The new set is swapped in only once it is complete.
+        let dir = self.config.paths.policies.clone();
+        let networks = self.config.networks.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            PolicySet::load_dir(&dir, &networks, Some(&credentials))
+        })
+        .await;
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload: the loading task failed; old policies stay");
+                return;
+            }
+        };
+        let (event, log_ok) = match loaded {
             Ok(set) => {
                 let summary = format!(
                     "policies reloaded ({why}): {} targets",
