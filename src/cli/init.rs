@@ -109,8 +109,16 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     // Database and migrations.
     let store = crate::store::Store::connect(&cfg.database_url)
         .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
-    report.note(format!("database ready: {}", cfg.database_url));
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::store::redact_url(&cfg.database_url)
+            )
+        })?;
+    report.note(format!(
+        "database ready: {}",
+        crate::store::redact_url(&cfg.database_url)
+    ));
 
     // First administrator.
     let existing_admins = store

@@ -106,9 +106,14 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
 /// Names of the credentials in the secret store, for `check` to verify
 /// that every `credential = "..."` exists. `None` skips that check.
 async fn known_credentials(cfg: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
-    let store = crate::store::Store::connect(&cfg.database_url)
+    let store = crate::store::Store::open(&cfg.database_url)
         .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::store::redact_url(&cfg.database_url)
+            )
+        })?;
     let names = crate::session::credential_names(&store)
         .await
         .context("listing credential names")?;
@@ -138,9 +143,14 @@ async fn lookup_person(
         };
         return Ok((person, Vec::new()));
     }
-    let store = crate::store::Store::connect(&cfg.database_url)
+    let store = crate::store::Store::open(&cfg.database_url)
         .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::store::redact_url(&cfg.database_url)
+            )
+        })?;
     let Some(record) = store.user(name).await.context("reading the user")? else {
         bail!(
             "no user {name:?} (add one with `sekisho user add`, or pass --vendor VENDOR[,PARENT...] to try a person not yet registered)"

@@ -70,9 +70,12 @@ pub struct HistoryArgs {
 
 pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(g)?;
-    let store = Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let store = Store::open(&cfg.database_url).await.with_context(|| {
+        format!(
+            "opening the database {}",
+            crate::store::redact_url(&cfg.database_url)
+        )
+    })?;
     match cmd {
         SessionsCmd::List { json } => {
             let live = store

@@ -76,7 +76,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 /// Loads the configuration and opens its database.
 pub(crate) async fn open(g: &Global) -> anyhow::Result<(Config, Store)> {
     let cfg = super::load_config(g)?;
-    let store = Store::connect(&cfg.database_url)
+    let store = Store::open(&cfg.database_url)
         .await
         .context("opening the database named in the configuration")?;
     Ok((cfg, store))
