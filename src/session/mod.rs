@@ -9,6 +9,7 @@
 //! Named `Services` rather than "bastion" (the product) or "core" (the
 //! standard library's crate): it is what every gateway is served by.
 
+mod ends;
 mod lifecycle;
 mod registry;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 
+pub use ends::{MAX_UNWRITTEN, SessionEnds};
 pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag};
 pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
 
@@ -34,6 +36,8 @@ pub struct Services {
     /// Distinguishes this process's sessions in a shared database.
     pub node: String,
     pub signing_key: Arc<crate::recording::ArchiveKey>,
+    /// Session ends on their way to the database (retried while it refuses).
+    pub ends: SessionEnds,
     policies: RwLock<Arc<PolicySet>>,
 }
 
@@ -83,8 +87,10 @@ impl Services {
             tracing::info!(count = sealed, "sealed plain-text one-time-code secrets");
         }
         let node = node_name(&config);
+        let ends = SessionEnds::start(store.clone());
         Ok(Services {
             config,
+            ends,
             store,
             auth,
             secrets,
@@ -171,6 +177,18 @@ impl Services {
             left = self.registry.list().len(),
             "sessions still open at shutdown"
         );
+    }
+
+    /// Gives session ends the database refused a last chance to be written
+    /// before the process stops.
+    pub async fn write_pending_ends(&self, limit: std::time::Duration) {
+        let left = self.ends.drain(limit).await;
+        if left > 0 {
+            tracing::error!(
+                left,
+                "session ends not written to the database (each is in the log above); their rows stay live until the next start marks them abnormal"
+            );
+        }
     }
 }
 
