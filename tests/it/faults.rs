@@ -1,0 +1,171 @@
+//! Faults a real deployment meets: a database that is busy or unavailable
+//! just when a session ends. A real `sekisho serve` with its SQLite store,
+//! the OpenSSH client and sshd target; the database is locked by another
+//! process (the `sqlite3` command holding `BEGIN EXCLUSIVE`), as an
+//! administrator's long transaction or a backup tool would.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::support::deployment::{self, Deployment, PASSWORD, read, wait_until};
+use crate::support::process::Daemon;
+use crate::support::sshd;
+
+fn env() -> &'static Deployment {
+    static D: OnceLock<Deployment> = OnceLock::new();
+    D.get_or_init(|| Deployment::start(Path::new(env!("CARGO_BIN_EXE_sekisho")), "sekisho-faults"))
+}
+
+/// Another process holding SQLite's write lock until dropped or released.
+struct WriteLock {
+    holder: Daemon,
+}
+
+impl WriteLock {
+    fn take(db: &Path) -> WriteLock {
+        let sqlite3 = sshd::require("sqlite3", "sqlite3");
+        let mut holder = Daemon::spawn(
+            "sqlite3",
+            Command::new(sqlite3)
+                .arg(db)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let stdin = holder.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b".timeout 20000\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(holder.child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked", "sqlite3 did not take the lock");
+        WriteLock { holder }
+    }
+
+    fn release(mut self) {
+        let mut stdin = self.holder.child.stdin.take().unwrap();
+        stdin.write_all(b"COMMIT;\n.quit\n").unwrap();
+        drop(stdin);
+        let status = self.holder.child.wait().unwrap();
+        assert!(status.success(), "sqlite3: {status:?}");
+    }
+}
+
+/// `sqlite3 DB SQL`, its output.
+fn query(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(out.status.success(), "{sql}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn session_end_events(session: &str) -> Vec<serde_json::Value> {
+    let out = deployment::ok(env().sekisho(
+        &[
+            "audit",
+            "--kind",
+            "session_end",
+            "--session",
+            session,
+            "--json",
+        ],
+        None,
+    ));
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A session that ends while another process holds the database's write
+/// lock: the client is let go at once (its end does not wait for the
+/// database), the end is retried, and once the lock is released the row is
+/// closed and the `session_end` event written, with the time the session
+/// ended.
+#[test]
+fn session_end_survives_a_locked_database() {
+    let e = env();
+    let db: PathBuf = e.dir.join("sekisho.db");
+    let flag = e.dir.join("end-the-session");
+    let remote = format!(
+        "echo started; while [ ! -e {} ]; do sleep 0.1; done; echo finished",
+        flag.display()
+    );
+    let mut client = e
+        .ssh(
+            "tanaka@db01",
+            "127.0.0.21",
+            PASSWORD,
+            &e.code("tanaka"),
+            &[&remote],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = e
+        .install()
+        .live_session_id("tanaka", Duration::from_secs(30))
+        .expect("tanaka's session is live");
+
+    let lock = WriteLock::take(&db);
+    std::fs::write(&flag, "").unwrap();
+    // The client finishes while the database is still locked.
+    let exited = wait_until(Duration::from_secs(30), || {
+        matches!(client.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "the client was kept waiting for the database");
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("finished"));
+
+    // Nothing could be written yet: the row is live, no end event, and
+    // serve says it keeps trying.
+    let log = e.dir.join("serve.log");
+    let retried = wait_until(Duration::from_secs(30), || {
+        read(&log).contains("session ends still cannot be written")
+    });
+    assert!(retried, "no retry in the log:\n{}", read(&log));
+    assert_eq!(
+        query(
+            &db,
+            &format!("SELECT status FROM sessions WHERE id = '{session}'")
+        ),
+        "live"
+    );
+    assert!(session_end_events(&session).is_empty());
+    let released_at = chrono::Utc::now();
+    lock.release();
+
+    let written = wait_until(Duration::from_secs(60), || {
+        !session_end_events(&session).is_empty()
+    });
+    assert!(
+        written,
+        "no session_end event after the lock was released:\n{}",
+        read(&log)
+    );
+    let events = session_end_events(&session);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let at: chrono::DateTime<chrono::Utc> = events[0]["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        at < released_at,
+        "the event carries the end time: {at} vs {released_at}"
+    );
+    assert_eq!(events[0]["data"]["status"], "ended", "{events:?}");
+    let row = query(
+        &db,
+        &format!("SELECT status, recording_status FROM sessions WHERE id = '{session}'"),
+    );
+    assert_eq!(row, "ended|sealed");
+    assert!(
+        read(&log).contains("the session's end is written"),
+        "{}",
+        read(&log)
+    );
+}
