@@ -126,9 +126,12 @@ pub struct RdpRecording {
 
 impl RdpRecorder for RdpRecording {
     async fn record(&mut self, event: RdpEvent) -> Result<(), Refusal> {
-        self.recorder
-            .record(archive_event(event))
-            .map_err(|e| Refusal::new(format!("the session cannot be recorded: {e}")))
+        self.recorder.record(archive_event(event)).map_err(|e| {
+            Refusal::new(format!(
+                "the session cannot be recorded: {}",
+                e.for_person()
+            ))
+        })
     }
 
     /// Flushes; the archive is sealed by `session_closed`, which also writes
@@ -136,7 +139,7 @@ impl RdpRecorder for RdpRecording {
     async fn finish(self) -> Result<(), Refusal> {
         let recorder = self.recorder;
         match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| Refusal::new(e.to_string())),
+            Ok(r) => r.map_err(|e| Refusal::new(e.for_person())),
             Err(e) => Err(Refusal::new(format!("flushing the recording: {e}"))),
         }
     }
@@ -334,7 +337,8 @@ impl RdpControl for RdpServices {
                     self.services.recording_failed(&p.authorized, &e).await;
                 }
                 Err(Refusal::new(format!(
-                    "the session cannot be recorded, so it is not opened ({e})"
+                    "the session cannot be recorded, so it is not opened ({})",
+                    e.for_person()
                 )))
             }
         }

@@ -50,7 +50,10 @@ pub struct SshRecording {
 
 impl SessionRecorder for SshRecording {
     fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
-        let failed = |e: crate::recording::RecordingFailed| RecordingFailed(e.to_string());
+        // The person is told why without the server's paths; the log and
+        // the audit event have the details.
+        let failed =
+            |e: crate::recording::RecordingFailed| RecordingFailed(e.for_person().to_string());
         let Some(event) = self
             .recorder
             .try_record(archive_event(event))
@@ -73,7 +76,7 @@ impl SessionRecorder for SshRecording {
         let mut watch = self.recorder.failure_watch();
         loop {
             if let Some(failure) = watch.borrow_and_update().clone() {
-                return RecordingFailed(failure.to_string());
+                return RecordingFailed(failure.for_person().to_string());
             }
             if watch.changed().await.is_err() {
                 // The writer is gone without a recorded failure: treat as one.
@@ -87,7 +90,7 @@ impl SessionRecorder for SshRecording {
     async fn finish(&self) -> Result<(), RecordingFailed> {
         let recorder = self.recorder.clone();
         match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| RecordingFailed(e.to_string())),
+            Ok(r) => r.map_err(|e| RecordingFailed(e.for_person().to_string())),
             Err(e) => Err(RecordingFailed(format!("flushing the recording: {e}"))),
         }
     }
@@ -364,7 +367,7 @@ impl SshControl for SshServices {
                 if let Some(p) = removed {
                     self.services.recording_failed(&p.authorized, &e).await;
                 }
-                Err(RecordingFailed(e.to_string()))
+                Err(RecordingFailed(e.for_person().to_string()))
             }
         }
     }

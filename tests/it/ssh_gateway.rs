@@ -297,7 +297,17 @@ fn no_recording_no_session() {
         .output();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stdout).is_empty());
-    assert!(text(&out.stderr).contains("cannot be recorded"), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the session cannot be recorded, so it is not opened (recording failed: the recording cannot be created)"),
+        "{out:?}"
+    );
+    // The person is not shown the server's paths or system errors.
+    let dir = env().dir.display().to_string();
+    assert!(
+        !err.contains(&dir) && !err.contains("Not a directory"),
+        "{err}"
+    );
     assert!(
         !audit_of("recording_failed", "tanaka").is_empty(),
         "no recording_failed event"
@@ -887,9 +897,11 @@ fn a_recording_that_breaks_ends_the_session() {
     );
     let err = text(&out.stderr);
     assert!(
-        err.contains("sekisho: session ended: recording failed:"),
+        err.contains("sekisho: session ended: recording failed: the recording storage is full"),
         "{err}"
     );
+    let dir = env().recbreak_recordings.display().to_string();
+    assert!(!err.contains(&dir) && !err.contains("space"), "{err}");
     assert!(
         wait_until(Duration::from_secs(5), || !audit_of(
             "recording_failed",
