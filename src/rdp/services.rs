@@ -93,7 +93,7 @@ impl RdpServices {
                         crate::store::AuditKind::SigninFailure,
                         "RDP sign-in without a one-time code outside the sign-in window",
                     )
-                    .user(user)
+                    .user(crate::auth::name_for_records(user))
                     .source(source)
                     .protocol("rdp")
                     .with("method", "password"),
@@ -235,7 +235,7 @@ impl RdpControl for RdpServices {
         {
             Ok(t) => t.map(|t| t.as_str().to_owned()),
             Err(e) => {
-                tracing::error!(user, target, error = %e, "reading a one-time ticket for NLA failed");
+                tracing::error!(user = %crate::auth::name_for_records(user), target, error = %e, "reading a one-time ticket for NLA failed");
                 None
             }
         }
@@ -246,14 +246,19 @@ impl RdpControl for RdpServices {
     async fn nla_refused(&self, user: &str, source: IpAddr, reason: &str) {
         let mut event = crate::store::AuditEvent::new(
             crate::store::AuditKind::SigninFailure,
-            format!("RDP NLA sign-in of {user} refused: {reason}"),
+            format!(
+                "RDP NLA sign-in of {} refused: {reason}",
+                crate::auth::login_for_records(user)
+            ),
         )
         .source(crate::config::canonical_ip(source))
         .protocol("rdp")
         .with("method", "nla");
         event = match super::front::split_target(user, None) {
-            Some((person, target)) => event.user(person).target(target),
-            None => event.user(user),
+            Some((person, target)) if crate::auth::login_for_records(user) == user => {
+                event.user(person).target(target)
+            }
+            _ => event.user(crate::auth::login_for_records(user)),
         };
         self.services.audit(event).await;
     }

@@ -169,3 +169,45 @@ fn session_end_survives_a_locked_database() {
         read(&log)
     );
 }
+
+/// A password typed into the user-name field (here with a target, as an
+/// `ssh` command line would carry it) is neither in the audit log nor in
+/// serve's log; a marker with its length stands in its place.
+#[test]
+fn a_password_typed_as_the_user_name_is_not_recorded() {
+    let e = env();
+    // The OpenSSH client refuses shell metacharacters in user names; a
+    // password with capitals is no valid name either.
+    let typed = "Tr0ub4dor3-Horse.9";
+    let out = e
+        .ssh(
+            &format!("{typed}@db01"),
+            "127.0.0.22",
+            PASSWORD,
+            "000000",
+            &["true"],
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("invalid characters"),
+        "{out:?}"
+    );
+    let events = deployment::ok(e.sekisho(&["audit", "--kind", "signin_failure", "--json"], None));
+    let ours: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("127.0.0.22"))
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "no sign-in failure from 127.0.0.22:\n{events}"
+    );
+    for line in &ours {
+        assert!(!line.contains("Horse"), "{line}");
+        assert!(line.contains("<invalid name, 18 bytes, #"), "{line}");
+    }
+    let log = read(&e.dir.join("serve.log"));
+    assert!(log.contains("<invalid name, 23 bytes, #"), "{log}");
+    assert!(!log.contains("Horse"), "{log}");
+}
