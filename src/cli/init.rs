@@ -39,7 +39,10 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
             (parent.to_path_buf(), g.config.clone())
         }
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The mode is explicit so that no umask (even 000) leaves the directory
+    // writable by group or others: whoever can write here could swap the
+    // configuration or the policies.
+    make_dir(&dir, 0o755)?;
 
     let mut report = Report::default();
     if write_new(&config_file, CONFIG_TEMPLATE.as_bytes(), 0o644)? {

@@ -515,3 +515,53 @@ fn damaged_database_is_reported() {
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("database disk image is malformed"), "{t}");
 }
+
+/// `init` under umask 000 leaves nothing writable by group or others: not
+/// the directory it creates (nor its missing parents), not a file or
+/// directory inside; keys and the database stay private to their owner.
+#[test]
+fn init_ignores_a_permissive_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv").join("sekisho");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho"));
+    cmd.env_remove("SEKISHO_CONFIG")
+        .arg("init")
+        .arg("--dir")
+        .arg(&dir);
+    // SAFETY: umask in the child before exec; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    ok(&out);
+    let mut seen = 0;
+    let mut check = |p: &Path| {
+        let mode = std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o022, 0, "{} is {mode:o}", p.display());
+        seen += 1;
+    };
+    check(&tmp.path().join("srv"));
+    let mut stack = vec![dir.clone()];
+    while let Some(p) = stack.pop() {
+        check(&p);
+        if p.is_dir() {
+            for entry in std::fs::read_dir(&p).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    assert!(seen > 8, "only {seen} paths");
+    for private in ["keys", "keys/ssh_host_ed25519_key", "sekisho.db"] {
+        let mode = std::fs::metadata(dir.join(private))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode & 0o077, 0, "{private} is {mode:o}");
+    }
+}
