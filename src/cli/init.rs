@@ -110,14 +110,16 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Database and migrations.
-    let store = crate::store::Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the database {}",
-                crate::store::redact_url(&cfg.database_url)
-            )
-        })?;
+    let password = cfg.database_password()?;
+    let store =
+        crate::store::Store::create(&cfg.database_url, password.as_deref().map(String::as_str))
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::store::redact_url(&cfg.database_url)
+                )
+            })?;
     report.note(format!(
         "database ready: {}",
         crate::store::redact_url(&cfg.database_url)

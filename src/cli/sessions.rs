@@ -70,12 +70,7 @@ pub struct HistoryArgs {
 
 pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(g)?;
-    let store = Store::open(&cfg.database_url).await.with_context(|| {
-        format!(
-            "opening the database {}",
-            crate::store::redact_url(&cfg.database_url)
-        )
-    })?;
+    let store = super::open_store(&cfg).await?;
     match cmd {
         SessionsCmd::List { json } => {
             let live = store

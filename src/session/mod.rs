@@ -45,12 +45,16 @@ impl Services {
     /// Opens the store, loads keys and the policy set. A broken policy set at
     /// start-up is an error: the bastion does not start without rules.
     pub async fn start(config: Config) -> anyhow::Result<Services> {
-        let store = Store::open(&config.database_url).await.with_context(|| {
-            format!(
-                "opening the database {}",
-                crate::store::redact_url(&config.database_url)
-            )
-        })?;
+        let password = config.database_password()?;
+        let password = password.as_deref().map(String::as_str);
+        let store = Store::open(&config.database_url, password)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::store::redact_url(&config.database_url)
+                )
+            })?;
         let signing_key = crate::recording::load_signing_key(&config.paths.archive_signing_key())
             .with_context(|| {
             format!(

@@ -57,6 +57,8 @@ pub enum StoreError {
     CreateFile { path: String, error: std::io::Error },
     #[error("cannot open the database: {0}")]
     Connect(sqlx::Error),
+    #[error("a database password is given, but the database is not PostgreSQL")]
+    PasswordNotUsed,
     #[error("no database at {path}: run `sekisho init`")]
     Missing { path: String },
     /// SQLite says the file is not a database or is damaged.
@@ -126,16 +128,27 @@ impl Store {
     /// and brings its schema up to date. Only `sekisho init` (and tests)
     /// create a database; everything else uses [`Store::open`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Store::connect_with(url, true).await
+        Store::connect_with(url, None, true).await
     }
 
-    /// As [`Store::connect`], but a SQLite file that does not exist is an
-    /// error ("run `sekisho init`") instead of a new, empty database.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
-        Store::connect_with(url, false).await
+    /// As [`Store::connect`], with the PostgreSQL password given apart from
+    /// the URL (`sekisho init`).
+    pub async fn create(url: &str, password: Option<&str>) -> Result<Store, StoreError> {
+        Store::connect_with(url, password, true).await
     }
 
-    async fn connect_with(url: &str, create: bool) -> Result<Store, StoreError> {
+    /// An existing database: a SQLite file that does not exist is an error
+    /// ("run `sekisho init`") instead of a new, empty database. `password`
+    /// is the PostgreSQL password when it is not in the URL.
+    pub async fn open(url: &str, password: Option<&str>) -> Result<Store, StoreError> {
+        Store::connect_with(url, password, false).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        password: Option<&str>,
+        create: bool,
+    ) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
@@ -155,7 +168,18 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        let mut options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        if let Some(password) = password {
+            if backend != Backend::Postgres {
+                return Err(StoreError::PasswordNotUsed);
+            }
+            // Set on the parsed URL, which encodes it; never in a string
+            // that could end up in a message.
+            options
+                .database_url
+                .set_password(Some(password))
+                .map_err(|()| StoreError::PasswordNotUsed)?;
+        }
         if backend == Backend::Sqlite {
             probe_sqlite(&options, &url).await?;
         }
