@@ -173,6 +173,7 @@ fn session_status(status: EndStatus) -> SessionStatus {
         EndStatus::Killed => SessionStatus::Killed,
         EndStatus::TimeLimit | EndStatus::IdleTimeout => SessionStatus::Expired,
         EndStatus::RecordingFailed | EndStatus::TargetFailed => SessionStatus::Failed,
+        EndStatus::TargetLost => SessionStatus::TargetLost,
     }
 }
 

@@ -211,3 +211,113 @@ fn a_password_typed_as_the_user_name_is_not_recorded() {
     assert!(log.contains("<invalid name, 23 bytes, #"), "{log}");
     assert!(!log.contains("Horse"), "{log}");
 }
+
+/// The pids from `pid` up to (not including) `ancestor`, via /proc.
+fn chain_below(pid: i32, ancestor: i32) -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut at = pid;
+    while at > 1 && at != ancestor {
+        chain.push(at);
+        let stat = std::fs::read_to_string(format!("/proc/{at}/stat")).unwrap_or_default();
+        // The parent is the 2nd field after the `(comm)`.
+        at = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!(at, ancestor, "{pid} is not below {ancestor}");
+    chain
+}
+
+/// The pid of the process whose command line is exactly `args`.
+fn pid_of(args: &[&str]) -> Option<i32> {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        (std::fs::read(format!("/proc/{pid}/cmdline")).ok()? == wanted).then_some(pid)
+    })
+}
+
+/// The target's server process for a session is killed mid-session: the
+/// person is told the connection to the target was lost, the client's
+/// command fails (exit status 255, as for OpenSSH's own connection errors),
+/// and the session ends as `target_lost`, not as a normal logout.
+#[test]
+fn a_lost_target_ends_the_session_and_says_so() {
+    let e = env();
+    let mut client = e
+        .ssh(
+            "suzuki@db01",
+            "127.0.0.23",
+            PASSWORD,
+            &e.code("suzuki"),
+            &["echo started; exec sleep 6017"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = e
+        .install()
+        .live_session_id("suzuki", Duration::from_secs(30))
+        .expect("suzuki's session is live");
+    let mut sleep = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sleep = pid_of(&["sleep", "6017"]);
+            sleep.is_some()
+        }),
+        "the remote command did not start"
+    );
+    let listener: i32 = read(&e.dir.join("sshd.pid")).trim().parse().unwrap();
+    // The per-connection sshd processes between the listener and the
+    // command (the listener and other sessions are left alone), from the
+    // top: killed first, the command would be reported as killed by a
+    // signal over a connection that still works.
+    let mut chain = chain_below(sleep.unwrap(), listener);
+    chain.reverse();
+    for pid in chain {
+        // SAFETY: SIGKILL to processes of the test's own sshd.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+
+    let exited = wait_until(Duration::from_secs(30), || {
+        matches!(client.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        exited,
+        "the client was left in a session without its target"
+    );
+    let out = client.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(
+        stderr.contains("sekisho: session ended: the connection to db01 was lost"),
+        "{stderr}"
+    );
+
+    let ended = wait_until(Duration::from_secs(10), || {
+        !session_end_events(&session).is_empty()
+    });
+    assert!(ended, "no session_end event");
+    let end = &session_end_events(&session)[0];
+    assert_eq!(end["data"]["status"], "target_lost", "{end}");
+    assert!(
+        end["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the connection to db01 was lost"),
+        "{end}"
+    );
+    let row = query(
+        &e.dir.join("sekisho.db"),
+        &format!("SELECT status FROM sessions WHERE id = '{session}'"),
+    );
+    assert_eq!(row, "target_lost");
+}
