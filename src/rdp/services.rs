@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::control::{
     ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
-    Refusal, SessionStart, SignIn, TargetGrant,
+    Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
 };
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
@@ -424,7 +424,7 @@ impl RdpControl for RdpServices {
         KillSignal(rx)
     }
 
-    async fn session_closed(&self, session_id: Uuid, reason: &str) {
+    async fn session_closed(&self, session_id: Uuid, how: SessionClose, reason: &str) {
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");
@@ -457,6 +457,7 @@ impl RdpControl for RdpServices {
         let status = match stop {
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
             Some(StopCause::Shutdown | StopCause::ParentEnded { .. }) => SessionStatus::Ended,
+            None if how == SessionClose::TargetLost => SessionStatus::TargetLost,
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
             None => SessionStatus::Ended,
         };
