@@ -414,7 +414,10 @@ impl SshControl for SshServices {
             Err(e) => {
                 // No session row, no session: fail closed.
                 tracing::error!(session = %id, error = %e, "cannot record the session start");
-                let _ = tx.send("sekisho cannot record this session (internal error)".into());
+                let _ = tx.send(
+                    "sekisho cannot record this session now (its database is unavailable); try again later"
+                        .into(),
+                );
                 self.pending().insert(id, p);
             }
         }

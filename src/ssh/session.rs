@@ -57,7 +57,24 @@ pub(crate) async fn open<C: SshControl>(
         started_at: Utc::now(),
         ends_at: grant.ends_at,
     };
-    let kill = control.session_started(&live_info).await;
+    let mut kill = control.session_started(&live_info).await;
+    if let Ok(reason) = kill.try_recv() {
+        // Refused while being registered (its row could not be written):
+        // the target is not reached; the archive and the end say why.
+        tracing::warn!(session = %grant.session_id, user = %person, %target, %reason, "ssh session refused at registration");
+        let _ = recorder.finish().await;
+        control
+            .session_ended(
+                grant.session_id,
+                &SessionEnd {
+                    status: EndStatus::RecordingFailed,
+                    reason: reason.clone(),
+                    exit: None,
+                },
+            )
+            .await;
+        return Err(format!("cannot open the session: {reason}"));
+    }
     let (back, target_lost) = match back::connect(&grant, shared.back_config.clone()).await {
         Ok(b) => b,
         Err(e) => {
