@@ -57,7 +57,7 @@ pub struct HistoryArgs {
     /// Sessions started before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// Only sessions in this state: live, ended, killed, expired, failed, abnormal.
+    /// Only sessions in this state: live, ended, killed, expired, failed, abnormal, target_lost.
     #[arg(long)]
     pub state: Option<SessionStatus>,
     /// Only the newest N sessions.

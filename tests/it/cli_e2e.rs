@@ -439,6 +439,7 @@ fn audit_lines_say_which_time_zone_and_tickets_no_other() {
         !audit.contains("UTC"),
         "two time zones in one output:\n{audit}"
     );
+}
 
 /// Every command but `init` opens the database without creating it: with
 /// the SQLite file gone, `user list` says so and leaves no new file behind.
