@@ -42,6 +42,9 @@ pub struct Config {
     pub time_zone: Tz,
     pub paths: Paths,
     pub database_url: String,
+    /// `[database] password_file`: the PostgreSQL password, kept out of
+    /// sekisho.toml (see [`Config::database_password`]).
+    pub database_password_file: Option<PathBuf>,
     pub ssh: SshListener,
     pub rdp: RdpListener,
     pub auth: AuthLimits,
@@ -221,6 +224,7 @@ struct RawPaths {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -361,6 +365,10 @@ impl Config {
             .url
             .unwrap_or_else(|| "sqlite://sekisho.db".into());
         let database_url = resolve_sqlite_url(&database_url, &base);
+        let database_password_file = raw
+            .database
+            .password_file
+            .map(|p| if p.is_absolute() { p } else { base.join(p) });
 
         let mut networks: Vec<Network> = Vec::new();
         for (i, n) in raw.networks.into_iter().enumerate() {
@@ -434,6 +442,7 @@ impl Config {
             time_zone,
             paths,
             database_url,
+            database_password_file,
             ssh: SshListener {
                 enabled: raw.ssh.enabled.unwrap_or(true),
                 listen: addr("ssh.listen", raw.ssh.listen, "127.0.0.1:2222")?,
@@ -471,6 +480,71 @@ impl Config {
     pub fn networks_of(&self, addr: IpAddr) -> impl Iterator<Item = &Network> {
         self.networks.iter().filter(move |n| n.contains(addr))
     }
+}
+
+/// The environment variable that may hold the database password.
+pub const DATABASE_PASSWORD_ENV: &str = "SEKISHO_DATABASE_PASSWORD";
+
+impl Config {
+    /// The database password when it is kept out of the URL: read from
+    /// `[database] password_file` (its first line) or taken from
+    /// `SEKISHO_DATABASE_PASSWORD`. `None` when neither is given (a URL may
+    /// still carry one). Both at once, or either with a password in the URL,
+    /// is an error: which one counts would be a guess.
+    pub fn database_password(&self) -> Result<Option<zeroize::Zeroizing<String>>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: self.file.clone(),
+            field: "database".into(),
+            message,
+        };
+        let from_env = std::env::var(DATABASE_PASSWORD_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(zeroize::Zeroizing::new);
+        let password = match (&self.database_password_file, from_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "both password_file and {DATABASE_PASSWORD_ENV} are set; use one"
+                )));
+            }
+            (None, env) => env,
+            (Some(file), None) => {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|source| {
+                        ConfigError::Read {
+                            path: file.clone(),
+                            source,
+                        }
+                    })?);
+                let line = text.lines().next().unwrap_or_default();
+                if line.is_empty() {
+                    return Err(invalid(format!(
+                        "the password file {} is empty",
+                        file.display()
+                    )));
+                }
+                Some(zeroize::Zeroizing::new(line.to_string()))
+            }
+        };
+        if password.is_some() && url_has_password(&self.database_url) {
+            return Err(invalid(
+                "the url already holds a password; keep it in password_file or the environment only"
+                    .into(),
+            ));
+        }
+        Ok(password)
+    }
+}
+
+/// `scheme://user:password@host…`
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// `sqlite://relative.db` is relative to the config directory; other URLs

@@ -94,5 +94,62 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), AuthError> {
     }
 }
 
+/// How a name someone typed at sign-in appears in the audit log and the
+/// logs. A valid name ([`check_name`]) is itself. Anything else, often a
+/// password typed into the user-name field, is replaced by a marker with its
+/// length and a fingerprint, e.g. `<invalid name, 23 bytes, #4f1c09a2>`.
+/// The fingerprint is an HMAC-SHA256 under a key drawn when the process
+/// starts: the same text gets the same marker while `serve` runs (repeated
+/// attempts can be told apart), but a marker cannot be checked against
+/// guesses, as a plain hash of a password could.
+pub fn name_for_records(name: &str) -> std::borrow::Cow<'_, str> {
+    if check_name("user", name).is_ok() {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(invalid_name_marker(name))
+    }
+}
+
+/// A sign-in name as typed, `person` or `person@target` (SSH) or
+/// `person@target` / `target\person` (RDP), for the audit log and the logs:
+/// itself when the person is a valid name and the rest could be a target
+/// name, else one marker for the whole text (see [`name_for_records`]).
+pub fn login_for_records(login: &str) -> std::borrow::Cow<'_, str> {
+    let target_like = |t: &str| {
+        (1..=128).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let (person, target) = match (login.split_once('@'), login.split_once('\\')) {
+        (Some((p, t)), None) => (p, Some(t)),
+        (None, Some((t, p))) => (p, Some(t)),
+        _ => (login, None),
+    };
+    if check_name("user", person).is_ok() && target.is_none_or(target_like) {
+        std::borrow::Cow::Borrowed(login)
+    } else {
+        std::borrow::Cow::Owned(invalid_name_marker(login))
+    }
+}
+
+fn invalid_name_marker(text: &str) -> String {
+    use hmac::{Hmac, Mac as _};
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        use rand::RngCore as _;
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        k
+    });
+    let fingerprint = match Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(text.as_bytes());
+            hex::encode(mac.finalize().into_bytes().get(..4).unwrap_or_default())
+        }
+        Err(_) => String::from("?"),
+    };
+    format!("<invalid name, {} bytes, #{fingerprint}>", text.len())
+}
+
 #[cfg(test)]
 mod tests;

@@ -38,7 +38,7 @@ impl std::fmt::Debug for Authenticator {
 
 /// Attempted names end up in the audit log: keep them short and printable.
 fn shown_name(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
+    super::name_for_records(name).into_owned()
 }
 
 impl Authenticator {
@@ -337,7 +337,7 @@ impl Authenticator {
             },
             Ok(Err(_)) => return false,
             Err(e) => {
-                tracing::error!("cannot read user {user}: {e}");
+                tracing::error!("cannot read user {}: {e}", shown_name(user));
                 return false;
             }
         };

@@ -649,3 +649,55 @@ fn names_are_checked() {
 fn ticket_key() -> super::secrets::MasterKey {
     super::secrets::MasterKey::from_bytes([9; 32])
 }
+
+/// A password typed into the user-name field is not kept in the audit log:
+/// the event names a marker with its length and a keyed fingerprint, the
+/// same for the same text, never the text.
+#[tokio::test]
+async fn invalid_names_are_not_stored_verbatim() {
+    let f = Fixture::new(limits()).await;
+    let typed = "Correct-Horse!Battery#9";
+    for _ in 0..2 {
+        let _ = f.auth.check_password(typed, "x", src()).await;
+    }
+    let _ = f.auth.check_password("nobody", "x", src()).await;
+    let bad = f.events(AuditKind::SigninFailure).await;
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    let shown: Vec<String> = bad
+        .iter()
+        .map(|r| r.event.user.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        shown[0].starts_with("<invalid name, 23 bytes, #") && shown[0].ends_with('>'),
+        "{shown:?}"
+    );
+    assert_eq!(shown[0], shown[1], "the same text, the same marker");
+    assert_eq!(shown[2], "nobody", "a valid unknown name is kept");
+    for r in &bad {
+        let all = format!("{:?} {}", r.event, r.event.data);
+        assert!(!all.contains("Horse"), "{all}");
+    }
+    assert_ne!(
+        super::name_for_records("Correct-Horse!Battery#8"),
+        shown[0].as_str()
+    );
+}
+
+#[test]
+fn logins_for_records() {
+    use super::login_for_records;
+    assert_eq!(login_for_records("tanaka"), "tanaka");
+    assert_eq!(login_for_records("tanaka@fa-db01"), "tanaka@fa-db01");
+    assert_eq!(login_for_records("FA-DB01\\tanaka"), "FA-DB01\\tanaka");
+    for typed in [
+        "P@ssw0rd",
+        "tanaka@fa db01",
+        "hunter2!",
+        "tanaka@a@b",
+        "\u{1b}[2J",
+    ] {
+        let shown = login_for_records(typed);
+        assert!(shown.starts_with("<invalid name, "), "{typed:?} → {shown}");
+        assert!(!shown.contains(typed), "{typed:?} → {shown}");
+    }
+}

@@ -39,7 +39,10 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
             (parent.to_path_buf(), g.config.clone())
         }
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The mode is explicit so that no umask (even 000) leaves the directory
+    // writable by group or others: whoever can write here could swap the
+    // configuration or the policies.
+    make_dir(&dir, 0o755)?;
 
     let mut report = Report::default();
     if write_new(&config_file, CONFIG_TEMPLATE.as_bytes(), 0o644)? {
@@ -107,10 +110,20 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Database and migrations.
-    let store = crate::store::Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
-    report.note(format!("database ready: {}", cfg.database_url));
+    let password = cfg.database_password()?;
+    let store =
+        crate::store::Store::create(&cfg.database_url, password.as_deref().map(String::as_str))
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::store::redact_url(&cfg.database_url)
+                )
+            })?;
+    report.note(format!(
+        "database ready: {}",
+        crate::store::redact_url(&cfg.database_url)
+    ));
 
     // First administrator.
     let existing_admins = store

@@ -127,6 +127,20 @@ pub fn load_config(g: &Global) -> anyhow::Result<Config> {
     Config::load(&g.config).with_context(|| format!("loading {}", g.config.display()))
 }
 
+/// Opens the configuration's existing database (with its password from
+/// `[database] password_file` or the environment). Only `init` creates one.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<crate::store::Store> {
+    let password = cfg.database_password()?;
+    crate::store::Store::open(&cfg.database_url, password.as_deref().map(String::as_str))
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::store::redact_url(&cfg.database_url)
+            )
+        })
+}
+
 /// The secret-store master key named by the configuration (it also seals
 /// TOTP secrets and RDP tickets).
 pub fn master_key(cfg: &Config) -> anyhow::Result<crate::auth::secrets::MasterKey> {

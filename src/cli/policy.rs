@@ -106,9 +106,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
 /// Names of the credentials in the secret store, for `check` to verify
 /// that every `credential = "..."` exists. `None` skips that check.
 async fn known_credentials(cfg: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
-    let store = crate::store::Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let store = super::open_store(cfg).await?;
     let names = crate::session::credential_names(&store)
         .await
         .context("listing credential names")?;
@@ -138,9 +136,7 @@ async fn lookup_person(
         };
         return Ok((person, Vec::new()));
     }
-    let store = crate::store::Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let store = super::open_store(cfg).await?;
     let Some(record) = store.user(name).await.context("reading the user")? else {
         bail!(
             "no user {name:?} (add one with `sekisho user add`, or pass --vendor VENDOR[,PARENT...] to try a person not yet registered)"

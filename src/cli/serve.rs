@@ -76,6 +76,7 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             let _ = shutdown_tx.send(true);
             services.shutdown().await;
+            services.write_pending_ends(Duration::from_secs(10)).await;
             return Ok(ExitCode::FAILURE);
         }
     }
@@ -86,6 +87,7 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    services.write_pending_ends(Duration::from_secs(10)).await;
     tracing::info!("sekisho stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -57,7 +57,7 @@ pub struct HistoryArgs {
     /// Sessions started before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// Only sessions in this state: live, ended, killed, expired, failed, abnormal.
+    /// Only sessions in this state: live, ended, killed, expired, failed, abnormal, target_lost.
     #[arg(long)]
     pub state: Option<SessionStatus>,
     /// Only the newest N sessions.
@@ -70,9 +70,7 @@ pub struct HistoryArgs {
 
 pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(g)?;
-    let store = Store::connect(&cfg.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", cfg.database_url))?;
+    let store = super::open_store(&cfg).await?;
     match cmd {
         SessionsCmd::List { json } => {
             let live = store

@@ -76,9 +76,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 /// Loads the configuration and opens its database.
 pub(crate) async fn open(g: &Global) -> anyhow::Result<(Config, Store)> {
     let cfg = super::load_config(g)?;
-    let store = Store::connect(&cfg.database_url)
-        .await
-        .context("opening the database named in the configuration")?;
+    let store = super::open_store(&cfg).await?;
     Ok((cfg, store))
 }
 

@@ -235,6 +235,17 @@ pub trait RdpControl: Send + Sync + 'static {
     fn session_closed(
         &self,
         session_id: uuid::Uuid,
+        how: SessionClose,
         reason: &str,
     ) -> impl Future<Output = ()> + Send;
+}
+
+/// How the gateway saw a session end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionClose {
+    /// Either side ended it, or sekisho did (kill, time, idle, failure).
+    Closed,
+    /// The target's connection died under the live session (no Disconnect
+    /// Provider Ultimatum, a reset, an I/O error): not a normal logout.
+    TargetLost,
 }

@@ -158,6 +158,9 @@ pub enum RdpError {
     Target(String),
     #[error("target closed the session")]
     TargetClosed,
+    /// The target's connection died without the target ending the session.
+    #[error("the connection to the target was lost ({0})")]
+    TargetLost(String),
     #[error("recording failed: {0}")]
     Recording(String),
     #[error("TLS configuration: {0}")]

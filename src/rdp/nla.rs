@@ -175,7 +175,7 @@ pub(crate) async fn accept<C: RdpControl>(
                 }
                 None => None,
             };
-            debug!(user = %user, known = identity.is_some(), "CredSSP user");
+            debug!(user = %crate::auth::login_for_records(&user), known = identity.is_some(), "CredSSP user");
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = identity;
             named = Some((user, domain));
         }

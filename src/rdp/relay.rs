@@ -293,10 +293,15 @@ impl<C: RdpControl> Relay<C> {
         loop {
             let (action, pdu) = match from.read_pdu().await {
                 Ok(read) => read,
+                // A target that ends a session says so (Disconnect Provider
+                // Ultimatum, handled below); a connection that just stops
+                // or fails is lost.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(RdpError::TargetClosed);
+                    return Err(RdpError::TargetLost(
+                        "it closed without ending the session".into(),
+                    ));
                 }
-                Err(e) => return Err(RdpError::io("reading from target", e)),
+                Err(e) => return Err(RdpError::TargetLost(e.to_string())),
             };
             self.forward_from_target(action, pdu.freeze(), &to, &back_to)
                 .await?;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::control::{
     ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
-    Refusal, SessionStart, SignIn, TargetGrant,
+    Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
 };
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
@@ -93,7 +93,7 @@ impl RdpServices {
                         crate::store::AuditKind::SigninFailure,
                         "RDP sign-in without a one-time code outside the sign-in window",
                     )
-                    .user(user)
+                    .user(crate::auth::name_for_records(user))
                     .source(source)
                     .protocol("rdp")
                     .with("method", "password"),
@@ -126,9 +126,12 @@ pub struct RdpRecording {
 
 impl RdpRecorder for RdpRecording {
     async fn record(&mut self, event: RdpEvent) -> Result<(), Refusal> {
-        self.recorder
-            .record(archive_event(event))
-            .map_err(|e| Refusal::new(format!("the session cannot be recorded: {e}")))
+        self.recorder.record(archive_event(event)).map_err(|e| {
+            Refusal::new(format!(
+                "the session cannot be recorded: {}",
+                e.for_person()
+            ))
+        })
     }
 
     /// Flushes; the archive is sealed by `session_closed`, which also writes
@@ -136,7 +139,7 @@ impl RdpRecorder for RdpRecording {
     async fn finish(self) -> Result<(), Refusal> {
         let recorder = self.recorder;
         match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| Refusal::new(e.to_string())),
+            Ok(r) => r.map_err(|e| Refusal::new(e.for_person())),
             Err(e) => Err(Refusal::new(format!("flushing the recording: {e}"))),
         }
     }
@@ -232,7 +235,7 @@ impl RdpControl for RdpServices {
         {
             Ok(t) => t.map(|t| t.as_str().to_owned()),
             Err(e) => {
-                tracing::error!(user, target, error = %e, "reading a one-time ticket for NLA failed");
+                tracing::error!(user = %crate::auth::name_for_records(user), target, error = %e, "reading a one-time ticket for NLA failed");
                 None
             }
         }
@@ -243,14 +246,19 @@ impl RdpControl for RdpServices {
     async fn nla_refused(&self, user: &str, source: IpAddr, reason: &str) {
         let mut event = crate::store::AuditEvent::new(
             crate::store::AuditKind::SigninFailure,
-            format!("RDP NLA sign-in of {user} refused: {reason}"),
+            format!(
+                "RDP NLA sign-in of {} refused: {reason}",
+                crate::auth::login_for_records(user)
+            ),
         )
         .source(crate::config::canonical_ip(source))
         .protocol("rdp")
         .with("method", "nla");
         event = match super::front::split_target(user, None) {
-            Some((person, target)) => event.user(person).target(target),
-            None => event.user(user),
+            Some((person, target)) if crate::auth::login_for_records(user) == user => {
+                event.user(person).target(target)
+            }
+            _ => event.user(crate::auth::login_for_records(user)),
         };
         self.services.audit(event).await;
     }
@@ -334,7 +342,8 @@ impl RdpControl for RdpServices {
                     self.services.recording_failed(&p.authorized, &e).await;
                 }
                 Err(Refusal::new(format!(
-                    "the session cannot be recorded, so it is not opened ({e})"
+                    "the session cannot be recorded, so it is not opened ({})",
+                    e.for_person()
                 )))
             }
         }
@@ -415,7 +424,7 @@ impl RdpControl for RdpServices {
         KillSignal(rx)
     }
 
-    async fn session_closed(&self, session_id: Uuid, reason: &str) {
+    async fn session_closed(&self, session_id: Uuid, how: SessionClose, reason: &str) {
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");
@@ -448,6 +457,7 @@ impl RdpControl for RdpServices {
         let status = match stop {
             Some(StopCause::Killed { .. }) => SessionStatus::Killed,
             Some(StopCause::Shutdown | StopCause::ParentEnded { .. }) => SessionStatus::Ended,
+            None if how == SessionClose::TargetLost => SessionStatus::TargetLost,
             None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
             None => SessionStatus::Ended,
         };

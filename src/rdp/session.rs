@@ -190,10 +190,17 @@ pub async fn run<C: RdpControl>(
         &options,
     )
     .await;
-    let reason = match &result {
-        Ok(()) => "closed".to_owned(),
-        Err(e) => e.to_string(),
+    let (how, reason) = match &result {
+        Ok(()) => (control::SessionClose::Closed, "closed".to_owned()),
+        Err(RdpError::TargetLost(why)) => (
+            control::SessionClose::TargetLost,
+            format!("the connection to {} was lost ({why})", grant.target),
+        ),
+        Err(e) => (control::SessionClose::Closed, e.to_string()),
     };
+    if how == control::SessionClose::TargetLost {
+        warn!(session = %session_id, %reason, "target lost");
+    }
     // Recording is sealed whatever happened.
     match Arc::try_unwrap(recorder).map(Mutex::into_inner) {
         Ok(recorder) => {
@@ -204,7 +211,7 @@ pub async fn run<C: RdpControl>(
         // The relay tasks hold no clone once run_session returned.
         Err(_) => warn!("recording still shared at close; not sealed"),
     }
-    control.session_closed(session_id, &reason).await;
+    control.session_closed(session_id, how, &reason).await;
     result
 }
 

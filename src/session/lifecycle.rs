@@ -288,7 +288,17 @@ impl Services {
                 ends_at: Some(a.grant.ends_at),
                 recording_path: Some(recording.path().display().to_string()),
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                // The archive says why it has no session row.
+                let _ = recording.record(crate::recording::Event::Mark {
+                    label: "refused".into(),
+                    detail: format!(
+                        "sekisho refused this session: its start could not be written to the database ({e})"
+                    ),
+                });
+            })?;
+        self.ends.row_written(a.id);
         let guard = self.registry.register(LiveEntry {
             id: a.id,
             user: a.user.name.clone(),
@@ -349,36 +359,49 @@ impl Services {
                 None
             }
         };
+        let ended_at = Utc::now();
         let end = SessionEnd {
             status,
             reason: reason.to_string(),
-            ended_at: Utc::now(),
+            ended_at,
             recording_size: summary.as_ref().map(|s| s.size),
             recording_digest: summary.as_ref().map(|s| hex::encode(s.final_digest)),
             recording_status: summary.as_ref().map(|s| s.status.as_str().to_string()),
         };
-        if let Err(e) = self.store.end_session(a.id, &end).await {
-            tracing::error!(session = %a.id, error = %e, "closing the session row failed");
-        }
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, status = status.as_str(), reason, "session ended");
-        self.audit(
-            AuditEvent::new(
-                AuditKind::SessionEnd,
-                format!(
-                    "session of {} on {} ended ({}): {reason}",
-                    a.user.name,
-                    a.grant.target.name,
-                    status.as_str()
-                ),
+        let has_row = self.ends.take_row(a.id);
+        let detail = if has_row {
+            format!(
+                "session of {} on {} ended ({}): {reason}",
+                a.user.name,
+                a.grant.target.name,
+                status.as_str()
             )
+        } else {
+            format!(
+                "session of {} on {} refused: its start could not be written to the database; its recording says so ({reason})",
+                a.user.name, a.grant.target.name,
+            )
+        };
+        let mut event = AuditEvent::new(AuditKind::SessionEnd, detail)
             .session(a.id)
             .user(&a.user.name)
             .target(&a.grant.target.name)
             .source(a.source)
             .protocol(a.grant.protocol.as_str())
-            .with("status", status.as_str()),
-        )
-        .await;
+            .with("status", status.as_str());
+        if let (false, Some(s)) = (has_row, &summary) {
+            event = event.with("recording", s.path.display().to_string());
+        }
+        // Retried until the database takes it; the gateway does not wait.
+        self.ends
+            .write(super::ends::UnwrittenEnd {
+                id: a.id,
+                row: has_row.then_some(end),
+                event,
+                at: ended_at,
+            })
+            .await;
     }
 
     /// Audits something a gateway blocked (a channel, a forwarding request).

@@ -9,6 +9,7 @@
 //! Named `Services` rather than "bastion" (the product) or "core" (the
 //! standard library's crate): it is what every gateway is served by.
 
+mod ends;
 mod lifecycle;
 mod registry;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 
+pub use ends::{MAX_UNWRITTEN, SessionEnds};
 pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag};
 pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
 
@@ -34,6 +36,8 @@ pub struct Services {
     /// Distinguishes this process's sessions in a shared database.
     pub node: String,
     pub signing_key: Arc<crate::recording::ArchiveKey>,
+    /// Session ends on their way to the database (retried while it refuses).
+    pub ends: SessionEnds,
     policies: RwLock<Arc<PolicySet>>,
 }
 
@@ -41,9 +45,16 @@ impl Services {
     /// Opens the store, loads keys and the policy set. A broken policy set at
     /// start-up is an error: the bastion does not start without rules.
     pub async fn start(config: Config) -> anyhow::Result<Services> {
-        let store = Store::connect(&config.database_url)
+        let password = config.database_password()?;
+        let password = password.as_deref().map(String::as_str);
+        let store = Store::open(&config.database_url, password)
             .await
-            .with_context(|| format!("opening the database {}", config.database_url))?;
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    crate::store::redact_url(&config.database_url)
+                )
+            })?;
         let signing_key = crate::recording::load_signing_key(&config.paths.archive_signing_key())
             .with_context(|| {
             format!(
@@ -80,8 +91,10 @@ impl Services {
             tracing::info!(count = sealed, "sealed plain-text one-time-code secrets");
         }
         let node = node_name(&config);
+        let ends = SessionEnds::start(store.clone());
         Ok(Services {
             config,
+            ends,
             store,
             auth,
             secrets,
@@ -110,7 +123,23 @@ impl Services {
                 return;
             }
         };
-        let (event, log_ok) = match load_policies(&self.config, &credentials) {
+        // Reading and checking thousands of targets is CPU work: on the
+        // blocking pool it never stalls the relays sharing the runtime's
+        // threads. The new set is swapped in only once it is complete.
+        let dir = self.config.paths.policies.clone();
+        let networks = self.config.networks.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            PolicySet::load_dir(&dir, &networks, Some(&credentials))
+        })
+        .await;
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload: the loading task failed; old policies stay");
+                return;
+            }
+        };
+        let (event, log_ok) = match loaded {
             Ok(set) => {
                 let summary = format!(
                     "policies reloaded ({why}): {} targets",
@@ -152,6 +181,18 @@ impl Services {
             left = self.registry.list().len(),
             "sessions still open at shutdown"
         );
+    }
+
+    /// Gives session ends the database refused a last chance to be written
+    /// before the process stops.
+    pub async fn write_pending_ends(&self, limit: std::time::Duration) {
+        let left = self.ends.drain(limit).await;
+        if left > 0 {
+            tracing::error!(
+                left,
+                "session ends not written to the database (each is in the log above); their rows stay live until the next start marks them abnormal"
+            );
+        }
     }
 }
 

@@ -100,7 +100,14 @@ pub fn fingerprint(key: &PublicKey) -> String {
 pub(crate) struct BackHandler {
     target: String,
     expected: String,
+    /// Why the connection ended, once it has: before sekisho ends a
+    /// session, an ended connection means the target was lost.
+    lost: tokio::sync::watch::Sender<Option<String>>,
 }
+
+/// Says why the target connection ended (`None` while it is up; the sender
+/// is dropped with the connection too).
+pub(crate) type TargetLost = tokio::sync::watch::Receiver<Option<String>>;
 
 impl client::Handler for BackHandler {
     type Error = BackError;
@@ -126,6 +133,26 @@ impl client::Handler for BackHandler {
                 expected: self.expected.clone(),
                 presented,
             })
+        }
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let why = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) if info.message.is_empty() => {
+                "the target closed the connection".to_string()
+            }
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                format!("the target closed the connection: {}", info.message)
+            }
+            client::DisconnectReason::Error(e) => e.to_string(),
+        };
+        self.lost.send_replace(Some(why));
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(e) => Err(e),
         }
     }
 }
@@ -204,11 +231,12 @@ pub(crate) fn client_config() -> Arc<client::Config> {
     })
 }
 
-/// Connects to the grant's target, checks its host key, signs in.
+/// Connects to the grant's target, checks its host key, signs in. The
+/// receiver says when and why the connection ends.
 pub(crate) async fn connect(
     grant: &Grant,
     config: Arc<client::Config>,
-) -> Result<BackHandle, BackError> {
+) -> Result<(BackHandle, TargetLost), BackError> {
     let target = grant.target.clone();
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(grant, config)).await {
         Ok(r) => r,
@@ -219,7 +247,7 @@ pub(crate) async fn connect(
 async fn connect_inner(
     grant: &Grant,
     config: Arc<client::Config>,
-) -> Result<BackHandle, BackError> {
+) -> Result<(BackHandle, TargetLost), BackError> {
     let stream = tokio::net::TcpStream::connect((grant.address.as_str(), grant.port))
         .await
         .map_err(|source| BackError::Connect {
@@ -229,9 +257,11 @@ async fn connect_inner(
             source,
         })?;
     let _ = stream.set_nodelay(true);
+    let (lost, lost_rx) = tokio::sync::watch::channel(None);
     let handler = BackHandler {
         target: grant.target.clone(),
         expected: grant.host_key_fingerprint.trim().to_string(),
+        lost,
     };
     // Phase host key: the handler checks the pin during key exchange.
     let mut handle = client::connect_stream(config, stream, handler).await?;
@@ -265,7 +295,7 @@ async fn connect_inner(
             account: grant.account.clone(),
         });
     }
-    Ok(handle)
+    Ok((handle, lost_rx))
 }
 
 #[cfg(test)]

@@ -276,6 +276,8 @@ pub enum EndStatus {
     TargetFailed,
     /// sekisho is shutting down.
     Shutdown,
+    /// The connection to the target died under a live session.
+    TargetLost,
 }
 
 impl EndStatus {
@@ -288,6 +290,7 @@ impl EndStatus {
             EndStatus::RecordingFailed => "recording-failed",
             EndStatus::TargetFailed => "target-failed",
             EndStatus::Shutdown => "shutdown",
+            EndStatus::TargetLost => "target-lost",
         }
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{Notify, mpsc};
 
-use super::control::{ExitStatus, SessionEvent, SessionRecorder};
+use super::control::{EndStatus, ExitStatus, SessionEvent, SessionRecorder};
 use super::session::Live;
 
 /// What the person's side sends toward the target, in order.
@@ -141,8 +141,12 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
     live: Arc<Live<R>>,
 ) {
     let channel = u32::from(front_id);
-    // On a recording failure the supervisor tells the person and closes.
+    // On a recording failure, or when the target connection is lost, the
+    // supervisor tells the person and closes.
     let mut recorded = true;
+    // Set when this loop stops on its own; the target's stream ending by
+    // itself, without a close, means its connection is gone.
+    let mut stopped = false;
     while let Some(msg) = back.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
@@ -153,9 +157,11 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     data: data.clone(),
                 }) {
                     recorded = false;
+                    stopped = true;
                     break;
                 }
                 if front.data_bytes(data).await.is_err() {
+                    stopped = true;
                     break;
                 }
             }
@@ -166,9 +172,11 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     data: data.clone(),
                 }) {
                     recorded = false;
+                    stopped = true;
                     break;
                 }
                 if front.extended_data_bytes(ext, data).await.is_err() {
+                    stopped = true;
                     break;
                 }
             }
@@ -203,9 +211,21 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     )
                     .await;
             }
-            ChannelMsg::Close => break,
+            ChannelMsg::Close => {
+                stopped = true;
+                break;
+            }
             _ => {}
         }
+    }
+    if !stopped {
+        // The target's connection died under the channel: leave the channel
+        // open for the supervisor to say so and give an exit status.
+        live.end(
+            EndStatus::TargetLost,
+            format!("the connection to {} was lost", live.target),
+        );
+        return;
     }
     if recorded {
         let _ = front.close().await;

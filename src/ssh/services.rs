@@ -50,7 +50,10 @@ pub struct SshRecording {
 
 impl SessionRecorder for SshRecording {
     fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
-        let failed = |e: crate::recording::RecordingFailed| RecordingFailed(e.to_string());
+        // The person is told why without the server's paths; the log and
+        // the audit event have the details.
+        let failed =
+            |e: crate::recording::RecordingFailed| RecordingFailed(e.for_person().to_string());
         let Some(event) = self
             .recorder
             .try_record(archive_event(event))
@@ -73,7 +76,7 @@ impl SessionRecorder for SshRecording {
         let mut watch = self.recorder.failure_watch();
         loop {
             if let Some(failure) = watch.borrow_and_update().clone() {
-                return RecordingFailed(failure.to_string());
+                return RecordingFailed(failure.for_person().to_string());
             }
             if watch.changed().await.is_err() {
                 // The writer is gone without a recorded failure: treat as one.
@@ -87,7 +90,7 @@ impl SessionRecorder for SshRecording {
     async fn finish(&self) -> Result<(), RecordingFailed> {
         let recorder = self.recorder.clone();
         match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| RecordingFailed(e.to_string())),
+            Ok(r) => r.map_err(|e| RecordingFailed(e.for_person().to_string())),
             Err(e) => Err(RecordingFailed(format!("flushing the recording: {e}"))),
         }
     }
@@ -170,6 +173,7 @@ fn session_status(status: EndStatus) -> SessionStatus {
         EndStatus::Killed => SessionStatus::Killed,
         EndStatus::TimeLimit | EndStatus::IdleTimeout => SessionStatus::Expired,
         EndStatus::RecordingFailed | EndStatus::TargetFailed => SessionStatus::Failed,
+        EndStatus::TargetLost => SessionStatus::TargetLost,
     }
 }
 
@@ -375,7 +379,7 @@ impl SshControl for SshServices {
                 if let Some(p) = removed {
                     self.services.recording_failed(&p.authorized, &e).await;
                 }
-                Err(RecordingFailed(e.to_string()))
+                Err(RecordingFailed(e.for_person().to_string()))
             }
         }
     }
@@ -421,7 +425,10 @@ impl SshControl for SshServices {
             Err(e) => {
                 // No session row, no session: fail closed.
                 tracing::error!(session = %id, error = %e, "cannot record the session start");
-                let _ = tx.send("sekisho cannot record this session (internal error)".into());
+                let _ = tx.send(
+                    "sekisho cannot record this session now (its database is unavailable); try again later"
+                        .into(),
+                );
                 self.pending().insert(id, p);
             }
         }

@@ -57,8 +57,25 @@ pub(crate) async fn open<C: SshControl>(
         started_at: Utc::now(),
         ends_at: grant.ends_at,
     };
-    let kill = control.session_started(&live_info).await;
-    let back = match back::connect(&grant, shared.back_config.clone()).await {
+    let mut kill = control.session_started(&live_info).await;
+    if let Ok(reason) = kill.try_recv() {
+        // Refused while being registered (its row could not be written):
+        // the target is not reached; the archive and the end say why.
+        tracing::warn!(session = %grant.session_id, user = %person, %target, %reason, "ssh session refused at registration");
+        let _ = recorder.finish().await;
+        control
+            .session_ended(
+                grant.session_id,
+                &SessionEnd {
+                    status: EndStatus::RecordingFailed,
+                    reason: reason.clone(),
+                    exit: None,
+                },
+            )
+            .await;
+        return Err(format!("cannot open the session: {reason}"));
+    }
+    let (back, target_lost) = match back::connect(&grant, shared.back_config.clone()).await {
         Ok(b) => b,
         Err(e) => {
             let reason = e.to_string();
@@ -94,6 +111,7 @@ pub(crate) async fn open<C: SshControl>(
         control,
         live.clone(),
         kill,
+        target_lost,
         shared.options.clone(),
         shared.shutdown.clone(),
     ));
@@ -216,6 +234,10 @@ impl<R: SessionRecorder> Live<R> {
     }
 }
 
+/// The exit status a client gets when the target's connection is lost: the
+/// one OpenSSH's client uses for its own connection errors.
+const TARGET_LOST_EXIT: u32 = 255;
+
 /// Far enough to mean "never" without overflowing `Instant` arithmetic.
 const FAR: Duration = Duration::from_secs(100 * 365 * 86400);
 
@@ -233,6 +255,7 @@ pub(crate) async fn supervise<C: SshControl>(
     control: Arc<C>,
     live: Arc<Live<C::Recorder>>,
     mut kill: KillSignal,
+    mut target_lost: back::TargetLost,
     limits: Arc<GatewayOptions>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -241,6 +264,12 @@ pub(crate) async fn supervise<C: SshControl>(
     let warn_at = ends_at.checked_sub(limits.warn_before_end);
     let mut warned = warn_at.is_none() || limits.warn_before_end.is_zero();
     let mut kill_live = true;
+    let lost = |why: &str| {
+        (
+            EndStatus::TargetLost,
+            format!("the connection to {} was lost ({why})", live.target),
+        )
+    };
     let local_end = live
         .ends_at
         .with_timezone(&limits.time_zone)
@@ -289,6 +318,17 @@ pub(crate) async fn supervise<C: SshControl>(
                         "no input for {}", crate::config::format_duration(limits.idle_timeout)));
                 }
             }
+            // sekisho closes the target connection only after this loop:
+            // one that ends before is lost. A person who stays connected is
+            // not left in a session without its target.
+            changed = target_lost.changed() => {
+                let why = target_lost.borrow().clone();
+                match (changed, why) {
+                    (_, Some(why)) => break lost(&why),
+                    (Err(_), None) => break lost("the connection ended"),
+                    (Ok(()), None) => {}
+                }
+            }
             failed = live.recorder.failed() => {
                 break (EndStatus::RecordingFailed, failed.to_string());
             }
@@ -305,6 +345,11 @@ pub(crate) async fn supervise<C: SshControl>(
     if status != EndStatus::Completed {
         live.tell(&format!("session ended: {reason}")).await;
         for id in live.channel_ids() {
+            if status == EndStatus::TargetLost {
+                // No exit status will come from the target: the client's
+                // command fails rather than looking like it succeeded.
+                let _ = live.front.exit_status_request(id, TARGET_LOST_EXIT).await;
+            }
             let _ = live.front.eof(id).await;
             let _ = live.front.close(id).await;
         }

@@ -57,6 +57,15 @@ pub enum StoreError {
     CreateFile { path: String, error: std::io::Error },
     #[error("cannot open the database: {0}")]
     Connect(sqlx::Error),
+    #[error("a database password is given, but the database is not PostgreSQL")]
+    PasswordNotUsed,
+    #[error("no database at {path}: run `sekisho init`")]
+    Missing { path: String },
+    /// SQLite says the file is not a database or is damaged.
+    #[error(
+        "the database {path} is damaged or not a sekisho database ({error}); restore it from a backup"
+    )]
+    Damaged { path: String, error: String },
     #[error("cannot update the database schema: {0}")]
     Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -116,30 +125,70 @@ pub struct Store {
 
 impl Store {
     /// Opens the database named by `url`, creating a SQLite file if missing,
-    /// and brings its schema up to date.
+    /// and brings its schema up to date. Only `sekisho init` (and tests)
+    /// create a database; everything else uses [`Store::open`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, None, true).await
+    }
+
+    /// As [`Store::connect`], with the PostgreSQL password given apart from
+    /// the URL (`sekisho init`).
+    pub async fn create(url: &str, password: Option<&str>) -> Result<Store, StoreError> {
+        Store::connect_with(url, password, true).await
+    }
+
+    /// An existing database: a SQLite file that does not exist is an error
+    /// ("run `sekisho init`") instead of a new, empty database. `password`
+    /// is the PostgreSQL password when it is not in the URL.
+    pub async fn open(url: &str, password: Option<&str>) -> Result<Store, StoreError> {
+        Store::connect_with(url, password, false).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        password: Option<&str>,
+        create: bool,
+    ) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let (backend, url) = if url.starts_with("sqlite:") {
-            create_private_sqlite_file(url)?;
-            (Backend::Sqlite, sqlite_url_with_create(url))
+            match sqlite_file(url) {
+                Some(path) if create => create_private_sqlite_file(path)?,
+                Some(path) if !path.exists() => {
+                    return Err(StoreError::Missing {
+                        path: path.display().to_string(),
+                    });
+                }
+                _ => {}
+            }
+            (Backend::Sqlite, sqlite_url_with_mode(url, create))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        let mut options = AnyConnectOptions::from_str(&url).map_err(StoreError::Connect)?;
+        if let Some(password) = password {
+            if backend != Backend::Postgres {
+                return Err(StoreError::PasswordNotUsed);
+            }
+            // Set on the parsed URL, which encodes it; never in a string
+            // that could end up in a message.
+            options
+                .database_url
+                .set_password(Some(password))
+                .map_err(|()| StoreError::PasswordNotUsed)?;
+        }
+        if backend == Backend::Sqlite {
+            probe_sqlite(&options, &url).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets `serve` keep writing while CLI processes read
-                        // and write the same file; sqlx already sets a 5 s busy
-                        // timeout and turns foreign keys on.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        set_sqlite_pragmas(conn).await?;
                     }
                     Ok(())
                 })
@@ -169,18 +218,69 @@ impl Store {
     }
 }
 
-/// The database holds password hashes and TOTP secrets: a new SQLite file is
-/// created readable by its owner only (SQLite gives its -wal and -shm files
-/// the same mode).
-fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
+/// WAL lets `serve` keep writing while CLI processes read and write the same
+/// file; sqlx already sets a 5 s busy timeout and turns foreign keys on.
+async fn set_sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    Ok(())
+}
+
+/// Opens one connection before the pool does. The pool retries a failing
+/// new connection until its 30 s acquire timeout and then reports only the
+/// timeout; a damaged file or one that is not a database is reported here at
+/// once, with SQLite's own words.
+async fn probe_sqlite(options: &AnyConnectOptions, url: &str) -> Result<(), StoreError> {
+    use sqlx::ConnectOptions as _;
+    use sqlx::Connection as _;
+    let path = || sqlite_file(url).map_or_else(|| url.to_string(), |p| p.display().to_string());
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| damaged_or(e, path(), StoreError::Connect))?;
+    let checked = async {
+        set_sqlite_pragmas(&mut conn).await?;
+        // Reading the schema touches the first pages of the file.
+        conn.execute("SELECT count(*) FROM sqlite_master").await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    let _ = conn.close().await;
+    checked.map_err(|e| damaged_or(e, path(), StoreError::Database))
+}
+
+/// SQLITE_CORRUPT (11) and SQLITE_NOTADB (26) as [`StoreError::Damaged`].
+fn damaged_or(e: sqlx::Error, path: String, other: fn(sqlx::Error) -> StoreError) -> StoreError {
+    // Extended result codes keep the primary code in their low byte.
+    let damaged = matches!(&e, sqlx::Error::Database(d)
+        if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 11 | 26)));
+    if damaged {
+        let error = match &e {
+            sqlx::Error::Database(d) => d.message().to_string(),
+            _ => e.to_string(),
+        };
+        StoreError::Damaged { path, error }
+    } else {
+        other(e)
+    }
+}
+
+/// The file of a `sqlite:` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&std::path::Path> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
-        return Ok(());
+        return None;
     }
-    let path = std::path::Path::new(path);
+    Some(std::path::Path::new(path))
+}
+
+/// The database holds password hashes and TOTP secrets: a new SQLite file is
+/// created readable by its owner only (SQLite gives its -wal and -shm files
+/// the same mode).
+fn create_private_sqlite_file(path: &std::path::Path) -> Result<(), StoreError> {
     if path.exists() {
         return Ok(());
     }
@@ -202,19 +302,21 @@ fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Adds `mode=rwc` so a missing SQLite file is created, unless a mode was given.
-fn sqlite_url_with_create(url: &str) -> String {
+/// Adds `mode=rwc` (create a missing file) or `mode=rw` (never create one),
+/// unless the URL names a mode itself.
+fn sqlite_url_with_mode(url: &str, create: bool) -> String {
+    let mode = if create { "rwc" } else { "rw" };
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_string()
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&mode={mode}")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?mode={mode}")
     }
 }
 
 /// A URL with any password removed, for error messages.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
         _ => url.to_string(),
@@ -318,15 +420,19 @@ mod tests {
     #[test]
     fn sqlite_urls_get_create_mode() {
         assert_eq!(
-            sqlite_url_with_create("sqlite:///a/b.db"),
+            sqlite_url_with_mode("sqlite:///a/b.db", true),
             "sqlite:///a/b.db?mode=rwc"
         );
         assert_eq!(
-            sqlite_url_with_create("sqlite:///a/b.db?cache=shared"),
+            sqlite_url_with_mode("sqlite:///a/b.db", false),
+            "sqlite:///a/b.db?mode=rw"
+        );
+        assert_eq!(
+            sqlite_url_with_mode("sqlite:///a/b.db?cache=shared", true),
             "sqlite:///a/b.db?cache=shared&mode=rwc"
         );
         assert_eq!(
-            sqlite_url_with_create("sqlite:///a.db?mode=ro"),
+            sqlite_url_with_mode("sqlite:///a.db?mode=ro", true),
             "sqlite:///a.db?mode=ro"
         );
     }

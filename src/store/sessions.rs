@@ -30,16 +30,20 @@ pub enum SessionStatus {
     Failed,
     /// Left live by a process that died; found at the next start-up.
     Abnormal,
+    /// The connection to the target died under the session (target down,
+    /// its server process killed, the network gone): not a normal logout.
+    TargetLost,
 }
 
 impl SessionStatus {
-    pub const ALL: [SessionStatus; 6] = [
+    pub const ALL: [SessionStatus; 7] = [
         SessionStatus::Live,
         SessionStatus::Ended,
         SessionStatus::Killed,
         SessionStatus::Expired,
         SessionStatus::Failed,
         SessionStatus::Abnormal,
+        SessionStatus::TargetLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +54,7 @@ impl SessionStatus {
             SessionStatus::Expired => "expired",
             SessionStatus::Failed => "failed",
             SessionStatus::Abnormal => "abnormal",
+            SessionStatus::TargetLost => "target_lost",
         }
     }
 }
@@ -68,7 +73,7 @@ impl FromStr for SessionStatus {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown session status {s:?} (live, ended, killed, expired, failed, abnormal)"
+                    "unknown session status {s:?} (live, ended, killed, expired, failed, abnormal, target_lost)"
                 )
             })
     }

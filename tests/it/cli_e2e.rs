@@ -440,3 +440,129 @@ fn audit_lines_say_which_time_zone_and_tickets_no_other() {
         "two time zones in one output:\n{audit}"
     );
 }
+
+/// Every command but `init` opens the database without creating it: with
+/// the SQLite file gone, `user list` says so and leaves no new file behind.
+#[test]
+fn missing_database_is_not_recreated() {
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    let db = b.path().join("sekisho.db");
+    for f in ["sekisho.db", "sekisho.db-wal", "sekisho.db-shm"] {
+        let _ = std::fs::remove_file(b.path().join(f));
+    }
+    for args in [
+        &["user", "list"][..],
+        &["sessions", "list"],
+        &["audit"],
+        &["secret", "list"],
+        &["policy", "check"],
+    ] {
+        let out = b.run(args, None);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {t}");
+        assert!(
+            t.contains(&format!(
+                "no database at {}: run `sekisho init`",
+                db.display()
+            )),
+            "{args:?}: {t}"
+        );
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+}
+
+/// A file that is not a database, or one with damaged pages, is reported
+/// as such by the first command, with SQLite's words, instead of a pool
+/// timeout after 30 s.
+#[test]
+fn damaged_database_is_reported() {
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    let db = b.path().join("sekisho.db");
+    for f in ["sekisho.db-wal", "sekisho.db-shm"] {
+        let _ = std::fs::remove_file(b.path().join(f));
+    }
+    std::fs::write(&db, "this is not a database, it is a note\n".repeat(200)).unwrap();
+    let out = b.run(&["user", "list"], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains(&format!(
+            "the database {} is damaged or not a sekisho database (file is not a database)",
+            db.display()
+        )),
+        "{t}"
+    );
+    assert!(!t.contains("timed out"), "{t}");
+
+    // A real database whose pages after the first were overwritten.
+    let b = Bastion::new();
+    ok(&b.run(&["init", "--dir", b.path().to_str().unwrap()], None));
+    let checkpoint = std::process::Command::new("sqlite3")
+        .arg(b.path().join("sekisho.db"))
+        .arg("PRAGMA wal_checkpoint(TRUNCATE);")
+        .output()
+        .expect("the sqlite3 command (Debian package sqlite3)");
+    assert!(checkpoint.status.success(), "{checkpoint:?}");
+    let mut bytes = std::fs::read(b.path().join("sekisho.db")).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{} bytes", bytes.len());
+    for (i, byte) in bytes[3 * 4096..7 * 4096].iter_mut().enumerate() {
+        *byte = (i * 7919 % 251) as u8;
+    }
+    std::fs::write(b.path().join("sekisho.db"), bytes).unwrap();
+    let out = b.run(&["user", "list"], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("database disk image is malformed"), "{t}");
+}
+
+/// `init` under umask 000 leaves nothing writable by group or others: not
+/// the directory it creates (nor its missing parents), not a file or
+/// directory inside; keys and the database stay private to their owner.
+#[test]
+fn init_ignores_a_permissive_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv").join("sekisho");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho"));
+    cmd.env_remove("SEKISHO_CONFIG")
+        .arg("init")
+        .arg("--dir")
+        .arg(&dir);
+    // SAFETY: umask in the child before exec; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    ok(&out);
+    let mut seen = 0;
+    let mut check = |p: &Path| {
+        let mode = std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o022, 0, "{} is {mode:o}", p.display());
+        seen += 1;
+    };
+    check(&tmp.path().join("srv"));
+    let mut stack = vec![dir.clone()];
+    while let Some(p) = stack.pop() {
+        check(&p);
+        if p.is_dir() {
+            for entry in std::fs::read_dir(&p).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    assert!(seen > 8, "only {seen} paths");
+    for private in ["keys", "keys/ssh_host_ed25519_key", "sekisho.db"] {
+        let mode = std::fs::metadata(dir.join(private))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode & 0o077, 0, "{private} is {mode:o}");
+    }
+}

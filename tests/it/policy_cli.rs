@@ -608,3 +608,52 @@ fn explain_refuses_broken_policies() {
     .stderr(predicate::str::contains("run `sekisho policy check`"))
     .stderr(predicate::str::contains("access[0].hours"));
 }
+
+/// A policy file that cannot be read (a dangling link, a link loop, text
+/// that is not UTF-8) fails the check with its path and why, instead of
+/// being left out.
+#[test]
+fn unreadable_policy_files_fail_check() {
+    use std::os::unix::fs::symlink;
+    let dir = deployment();
+    let pol = dir.path().join("policies");
+    symlink("gone.toml", pol.join("dangling.toml")).unwrap();
+    symlink("loop-b.toml", pol.join("loop-a.toml")).unwrap();
+    symlink("loop-a.toml", pol.join("loop-b.toml")).unwrap();
+    std::fs::write(
+        pol.join("sjis.toml"),
+        b"[system]\nname = \"x\"\n# \x8d\xe0\x96\xb1\nzone = \"lgwan\"\n",
+    )
+    .unwrap();
+    let out = sekisho(dir.path())
+        .args(["policy", "check"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&pol.join(name).display().to_string()))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("dangling.toml")
+            .ends_with("dangling.toml: cannot read: No such file or directory (os error 2)"),
+        "{out}"
+    );
+    assert!(
+        line("loop-a.toml").contains("cannot read: Too many levels of symbolic links"),
+        "{out}"
+    );
+    assert!(
+        line("loop-b.toml").contains("Too many levels of symbolic links"),
+        "{out}"
+    );
+    assert!(
+        line("sjis.toml").contains("sjis.toml:3: not UTF-8 text: invalid byte at column 3"),
+        "{out}"
+    );
+}

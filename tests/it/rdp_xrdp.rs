@@ -714,3 +714,73 @@ fn freerdp2_clipboard_crosses_directly_and_never_through_sekisho() {
         "cliprdr refusal not audited: {blocked:?}"
     );
 }
+
+/// The xrdp processes serving one connection each: `xrdp` children of the
+/// `xrdp` listener.
+fn xrdp_connection_processes() -> Vec<i32> {
+    let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let parent = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+            .unwrap_or(0)
+    };
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| comm(*pid).trim() == "xrdp" && comm(parent(*pid)).trim() == "xrdp")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The xrdp process serving the session is killed: the session ends as
+/// `target_lost` (not as a normal logout), with the reason in its end
+/// event, and the client is disconnected rather than left connected.
+#[test]
+fn a_lost_target_ends_the_session() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let mut client = d.client(&x.display, "kato@xrdp1", &login(&d, "kato"), &["/sec:tls"]);
+    assert!(
+        wait_until(Duration::from_secs(30), session_user_running),
+        "session did not start:\n{}\nserve log:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    let id = d
+        .install()
+        .live_session_id("kato", Duration::from_secs(10))
+        .unwrap_or_default();
+    assert!(
+        !id.is_empty(),
+        "session not listed.\nserve log:\n{}",
+        d.serve_log()
+    );
+    let serving = xrdp_connection_processes();
+    assert!(!serving.is_empty(), "no xrdp connection process");
+    for pid in serving {
+        // SAFETY: SIGKILL to the test's own xrdp connection process.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let status = client.exit_within(Duration::from_secs(15));
+    end_test_user_sessions();
+    assert!(
+        status.is_some(),
+        "client still connected without its target"
+    );
+    let end = session_end(&d, &id);
+    assert_eq!(end["data"]["status"], "target_lost", "{end}");
+    assert!(
+        end["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the connection to xrdp1 was lost"),
+        "{end}"
+    );
+}

@@ -127,12 +127,20 @@ fn an_unusable_login_name_is_refused_and_audited() {
     let out = ssh("@x@db01").code("000000").remote("true").output();
     assert_denied_generic(&out);
     assert!(start.elapsed() >= FAILURE_DELAY);
-    assert!(signin_event(
-        "signin_failure",
-        "@x@db01",
-        "password",
-        Some("unknown user")
-    ));
+    // Not a valid name: audited under a marker, never as typed.
+    let marked = wait_until(Duration::from_secs(5), || {
+        gateway::audit(&["--kind", "signin_failure"])
+            .iter()
+            .any(|v| {
+                v["user"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("<invalid name, 7 bytes, #"))
+                    && v["data"]["method"] == "password"
+                    && v["data"]["reason"] == "unknown user"
+            })
+    });
+    assert!(marked, "no marked sign-in failure");
+    assert!(audit_of("signin_failure", "@x@db01").is_empty());
 }
 
 #[test]
@@ -297,7 +305,17 @@ fn no_recording_no_session() {
         .output();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stdout).is_empty());
-    assert!(text(&out.stderr).contains("cannot be recorded"), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the session cannot be recorded, so it is not opened (recording failed: the recording cannot be created)"),
+        "{out:?}"
+    );
+    // The person is not shown the server's paths or system errors.
+    let dir = env().dir.display().to_string();
+    assert!(
+        !err.contains(&dir) && !err.contains("Not a directory"),
+        "{err}"
+    );
     assert!(
         !audit_of("recording_failed", "tanaka").is_empty(),
         "no recording_failed event"
@@ -887,9 +905,11 @@ fn a_recording_that_breaks_ends_the_session() {
     );
     let err = text(&out.stderr);
     assert!(
-        err.contains("sekisho: session ended: recording failed:"),
+        err.contains("sekisho: session ended: recording failed: the recording storage is full"),
         "{err}"
     );
+    let dir = env().recbreak_recordings.display().to_string();
+    assert!(!err.contains(&dir) && !err.contains("space"), "{err}");
     assert!(
         wait_until(Duration::from_secs(5), || !audit_of(
             "recording_failed",

@@ -721,3 +721,91 @@ async fn unsupported_url_is_refused_without_password() {
     assert!(text.contains("unsupported database URL"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// The PostgreSQL password kept out of sekisho.toml: from
+/// `[database] password_file` or `SEKISHO_DATABASE_PASSWORD`, against a real
+/// server that checks it (scram-sha-256). A wrong password fails without
+/// showing it; both sources at once are refused.
+#[test]
+fn postgres_password_from_a_file_or_the_environment() {
+    let pg = postgres::Postgres::start();
+    let password = "S3kisho-pg-secret";
+    pg.add_password_role("sekisho", password);
+    let url = pg
+        .create_database("sekisho_pw")
+        .replace("postgres@", "sekisho@");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sekisho.toml");
+    let secret = dir.path().join("db-password");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let sekisho = |args: &[&str], env_password: Option<&str>| {
+        let mut cmd = assert_cmd::Command::cargo_bin("sekisho").unwrap();
+        cmd.env_remove("SEKISHO_CONFIG")
+            .env_remove("SEKISHO_DATABASE_PASSWORD")
+            .arg("--config")
+            .arg(&config)
+            .args(args);
+        if let Some(p) = env_password {
+            cmd.env("SEKISHO_DATABASE_PASSWORD", p);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!("[database]\nurl = \"{url}\"\n{extra}\n[ssh]\nenabled = false\n[rdp]\nenabled = false\n"),
+        )
+        .unwrap();
+    };
+
+    // From a file, relative to sekisho.toml: init creates the schema and
+    // the first admin, and later commands find them.
+    write_config("password_file = \"db-password\"");
+    let init = dir.path().display().to_string();
+    let (ok, text) = sekisho(&["init", "--dir", &init], None);
+    assert!(ok, "{text}");
+    let (ok, text) = sekisho(&["user", "list"], None);
+    assert!(ok && text.contains("admin"), "{text}");
+
+    // Without it the server refuses.
+    write_config("");
+    let (ok, text) = sekisho(&["user", "list"], None);
+    assert!(
+        !ok && text.contains("password authentication failed"),
+        "{text}"
+    );
+
+    // From the environment.
+    let (ok, text) = sekisho(&["user", "list"], Some(password));
+    assert!(ok && text.contains("admin"), "{text}");
+    let (ok, text) = sekisho(&["user", "list"], Some("not-the-password"));
+    assert!(
+        !ok && text.contains("password authentication failed"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+
+    // Both at once: which one counts would be a guess.
+    write_config("password_file = \"db-password\"");
+    let (ok, text) = sekisho(&["user", "list"], Some(password));
+    assert!(
+        !ok && text.contains("both password_file and SEKISHO_DATABASE_PASSWORD are set"),
+        "{text}"
+    );
+    assert!(!text.contains(password), "{text}");
+
+    // A password file that is not there names its path.
+    std::fs::remove_file(&secret).unwrap();
+    let (ok, text) = sekisho(&["user", "list"], None);
+    assert!(
+        !ok && text.contains(&secret.display().to_string()),
+        "{text}"
+    );
+    drop(pg);
+}

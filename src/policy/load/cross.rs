@@ -1,7 +1,7 @@
 //! Checks across all policy files: unique system and target names and
 //! addresses, hops and access entries naming known targets of their system.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -111,6 +111,15 @@ pub(super) fn cross_check(parsed: Vec<ParsedFile>, errors: &mut Vec<PolicyError>
         }
     }
 
+    // Lookups by name, so that checking hops and access entries stays linear
+    // in the number of targets.
+    let target_index: HashMap<String, usize> = set
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
+    let mut hops_seen: HashSet<(String, String)> = HashSet::new();
     let declared: BTreeSet<String> = parsed
         .iter()
         .flat_map(|p| p.declared.iter().cloned())
@@ -120,8 +129,9 @@ pub(super) fn cross_check(parsed: Vec<ParsedFile>, errors: &mut Vec<PolicyError>
             continue;
         };
         for (i, (hop, from_line, to_line)) in pf.hops.iter().enumerate() {
-            let from = set.target(&hop.from).cloned();
-            let to = set.target(&hop.to).cloned();
+            let target = |name: &str| target_index.get(name).and_then(|&i| set.targets.get(i));
+            let from = target(&hop.from).cloned();
+            let to = target(&hop.to).cloned();
             let mut good = true;
             if from.is_none() && !declared.contains(&hop.from) {
                 err(
@@ -191,7 +201,7 @@ pub(super) fn cross_check(parsed: Vec<ParsedFile>, errors: &mut Vec<PolicyError>
                     good = false;
                 }
             }
-            if good && set.hop_allowed(&hop.from, &hop.to) {
+            if good && !hops_seen.insert((hop.from.clone(), hop.to.clone())) {
                 err(
                     &pf.file,
                     *from_line,
@@ -210,7 +220,7 @@ pub(super) fn cross_check(parsed: Vec<ParsedFile>, errors: &mut Vec<PolicyError>
                 for (j, name) in names.iter().enumerate() {
                     let line = lines.get(j).copied().unwrap_or(1);
                     let field = format!("access[{}].targets[{j}]", access.index);
-                    match set.target(name) {
+                    match target_index.get(name).and_then(|&i| set.targets.get(i)) {
                         None => {
                             if !declared.contains(name) {
                                 err(&pf.file, line, field, format!("unknown target {name:?}"));

@@ -102,7 +102,9 @@ impl PolicySet {
             let entry =
                 entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
             let path = entry.path();
-            if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+            // Editors' lock and backup files (`.#fa.toml`) are not policies.
+            let hidden = entry.file_name().as_encoded_bytes().starts_with(b".");
+            if path.extension().is_some_and(|x| x == "toml") && !hidden {
                 paths.push(path);
             }
         }
@@ -110,13 +112,13 @@ impl PolicySet {
         let mut files = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
-            match std::fs::read_to_string(&path) {
+            match read_policy_file(&path) {
                 Ok(text) => files.push((path, text)),
-                Err(e) => errors.push(PolicyError {
+                Err((line, message)) => errors.push(PolicyError {
                     file: path,
-                    line: None,
+                    line,
                     field: String::new(),
-                    message: format!("cannot read: {e}"),
+                    message,
                 }),
             }
         }
@@ -139,11 +141,7 @@ impl PolicySet {
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
         for (path, text) in files {
-            let mut sink = Sink {
-                file: path,
-                text,
-                errors: &mut errors,
-            };
+            let mut sink = Sink::new(path, text, &mut errors);
             if let Some(p) = file::parse_file(&mut sink, networks, known_credentials) {
                 parsed.push(p);
             }
@@ -157,6 +155,37 @@ impl PolicySet {
             Err(PolicyErrors(errors))
         }
     }
+}
+
+/// The text of one policy file. A `*.toml` that cannot be read (a dangling
+/// link, a link loop, a directory, text that is not UTF-8) is an error, with
+/// the line and column of the first bad byte where there is one: a file the
+/// administrator meant as policy is never silently left out.
+fn read_policy_file(path: &Path) -> Result<String, (Option<usize>, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err((None, "cannot read: not a regular file".into()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let good = e.utf8_error().valid_up_to();
+        let before = bytes.get(..good).unwrap_or_default();
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Columns count characters; everything before the bad byte is UTF-8.
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        (
+            Some(line),
+            format!("not UTF-8 text: invalid byte at column {column} (byte offset {good})"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -438,3 +438,110 @@ fn example_policies_are_valid() {
     assert_eq!(set.systems().count(), 2);
     assert_eq!(set.target("juki-db01").unwrap().zone, Zone::MyNumber);
 }
+
+/// A system of `n` physical targets, a hop from each even target to the
+/// next, and one access entry naming every target.
+fn many_targets(n: usize) -> String {
+    let mut text = String::from("[system]\nname = \"big\"\nzone = \"lgwan\"\n\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[target]]\nname = \"big-{i}\"\naddress = \"10.{}.{}.{}\"\nkind = \"physical\"\n\
+             rdp = {{ account = \"a\", credential = \"c\", cert_sha256 = \"{}\" }}\n\n",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            "ab".repeat(32),
+        ));
+    }
+    for i in (0..n.saturating_sub(1)).step_by(2) {
+        text.push_str(&format!(
+            "[[hop]]\nfrom = \"big-{i}\"\nto = \"big-{}\"\n\n",
+            i + 1
+        ));
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("\"big-{i}\"")).collect();
+    text.push_str(&format!(
+        "[[access]]\nvendor = \"acme\"\nusers = [\"tanaka\"]\ntargets = [{}]\n\
+         contract = {{ from = \"2026-04-01\", until = \"2027-03-31\" }}\nhours = \"always\"\n\
+         max_session = \"2h\"\nprotocols = [\"rdp\"]\nsources = [\"acme-office\"]\n",
+        names.join(", ")
+    ));
+    text
+}
+
+/// 10 000 targets with hops and an access entry naming all of them load
+/// (this took minutes while each line lookup rescanned the file and each
+/// name lookup scanned every target), and a line found at the very end of
+/// such a file is still right.
+#[test]
+fn ten_thousand_targets_load() {
+    let n = 10_000;
+    let text = many_targets(n);
+    let set = load(&[("big.toml", &text)], None).unwrap();
+    assert_eq!(set.targets().count(), n);
+    assert_eq!(set.hops().count(), n / 2);
+    assert_eq!(
+        set.access().next().unwrap().targets.as_ref().unwrap().len(),
+        n
+    );
+    assert!(set.hop_allowed("big-9998", "big-9999"));
+
+    let duplicate = format!(
+        "{text}\n[[target]]\nname = \"big-9999\"\naddress = \"10.200.0.1\"\nkind = \"physical\"\n\
+         rdp = {{ account = \"a\", credential = \"c\", cert_sha256 = \"{}\" }}\n",
+        "ab".repeat(32)
+    );
+    let errs = load(&[("big.toml", &duplicate)], None).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let name_line = duplicate.lines().count() - 3;
+    assert_eq!(errs[0].line, Some(name_line), "{}", errs[0]);
+    assert_eq!(errs[0].field, format!("target[{n}].name"));
+    assert!(errs[0].message.contains("duplicate target"), "{}", errs[0]);
+}
+
+/// A `*.toml` that cannot be read is an error with its path (and the line
+/// and column of the first bad byte), never skipped; editor lock files
+/// (`.#name.toml`, dangling links) are not policies.
+#[test]
+fn unreadable_policy_files_are_errors() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fa.toml"), BASE).unwrap();
+    symlink("nowhere.toml", dir.path().join("dangling.toml")).unwrap();
+    symlink("loop-b.toml", dir.path().join("loop-a.toml")).unwrap();
+    symlink("loop-a.toml", dir.path().join("loop-b.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("dir.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("latin1.toml"),
+        b"[system]\nname = \"x\"\ntitle = \"caf\xe9\"\n",
+    )
+    .unwrap();
+    symlink("tanaka@host.1234", dir.path().join(".#fa.toml")).unwrap();
+
+    let errs = PolicySet::load_dir(dir.path(), &networks(), None)
+        .unwrap_err()
+        .0;
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 5, "{shown:#?}");
+    let find = |name: &str| {
+        errs.iter()
+            .find(|e| e.file == dir.path().join(name))
+            .unwrap_or_else(|| panic!("no error for {name}: {shown:#?}"))
+    };
+    assert!(
+        find("dangling.toml").message.contains("No such file"),
+        "{shown:#?}"
+    );
+    assert!(
+        find("loop-a.toml").message.contains("symbolic links"),
+        "{shown:#?}"
+    );
+    assert!(find("loop-b.toml").message.contains("symbolic links"));
+    assert!(find("dir.toml").message.contains("not a regular file"));
+    let latin1 = find("latin1.toml");
+    assert_eq!(latin1.line, Some(3));
+    assert!(
+        latin1.message.contains("not UTF-8") && latin1.message.contains("column 13"),
+        "{latin1}"
+    );
+}

@@ -72,6 +72,30 @@ pub enum RecordingFailed {
 }
 
 impl RecordingFailed {
+    /// What the person at the client is told: why, in a few words, without
+    /// the server's paths or system error text (those go to the log and the
+    /// `recording_failed` audit event).
+    pub fn for_person(&self) -> &'static str {
+        use std::io::ErrorKind;
+        match self {
+            RecordingFailed::Create {
+                kind: ErrorKind::StorageFull | ErrorKind::QuotaExceeded,
+                ..
+            }
+            | RecordingFailed::Write {
+                kind: ErrorKind::StorageFull | ErrorKind::QuotaExceeded,
+                ..
+            } => "the recording storage is full",
+            RecordingFailed::Create { .. } | RecordingFailed::Header(_) => {
+                "the recording cannot be created"
+            }
+            RecordingFailed::BadSessionId(_) => "the session id cannot name a recording",
+            RecordingFailed::Write { .. } => "the recording cannot be written",
+            RecordingFailed::Sealed => "the recording is already sealed",
+            RecordingFailed::WriterGone => "the recording writer stopped unexpectedly",
+        }
+    }
+
     /// The underlying I/O error kind, if any (e.g. `StorageFull`).
     pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
         match self {

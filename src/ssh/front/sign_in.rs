@@ -112,7 +112,8 @@ impl<C: SshControl> Connection<C> {
     }
 
     async fn failed(&mut self, user: &str, method: &str) -> Auth {
-        tracing::info!(user, source = %self.source, method, "SSH sign-in failed");
+        let user = crate::auth::login_for_records(user);
+        tracing::info!(%user, source = %self.source, method, "SSH sign-in failed");
         tokio::time::sleep(self.shared.options.failure_delay).await;
         Auth::reject()
     }

@@ -149,6 +149,53 @@ impl Postgres {
         self.url(name)
     }
 
+    /// Adds a login role `role` that must give `password`: its connections
+    /// over TCP use scram-sha-256 (every other role stays trusted). The
+    /// role may create what the store needs.
+    pub fn add_password_role(&self, role: &str, password: &str) {
+        let sql = format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'");
+        let out = self
+            .command("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "creating role {role} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The first matching line counts: this one goes before `trust`.
+        let hba = self.data().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{old}"),
+        )
+        .expect("write pg_hba.conf");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("reload")
+            .output()
+            .expect("run pg_ctl reload");
+        assert!(
+            out.status.success(),
+            "pg_ctl reload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
