@@ -270,6 +270,47 @@ pub enum BackFailure {
     Setup,
 }
 
+impl BackPhase {
+    /// The name in logs and in the audit log's `failure.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackPhase::Tcp => "tcp",
+            BackPhase::Negotiation => "negotiation",
+            BackPhase::Tls => "tls",
+            BackPhase::CredSsp => "credssp",
+            BackPhase::Mcs => "mcs",
+            BackPhase::ChannelJoin => "channel_join",
+            BackPhase::ClientInfo => "client_info",
+            BackPhase::Licensing => "licensing",
+        }
+    }
+}
+
+impl BackFailure {
+    /// The name in logs and in the audit log's `failure.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackFailure::Timeout => "timeout",
+            BackFailure::Unreachable => "unreachable",
+            BackFailure::Io => "io",
+            BackFailure::Malformed => "malformed",
+            BackFailure::Refused => "refused",
+            BackFailure::CertificatePin => "certificate_pin",
+            BackFailure::Handshake => "handshake",
+            BackFailure::Credential => "credential",
+            BackFailure::Setup => "setup",
+        }
+    }
+}
+
+/// Where and how a connection failed, without its text: what the session
+/// end keeps for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectFailure {
+    pub phase: BackPhase,
+    pub kind: BackFailure,
+}
+
 /// Why the target could not be used: the phase and the kind, for callers to
 /// match, and the text for the audit log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -281,6 +322,14 @@ pub struct BackError {
 }
 
 impl BackError {
+    /// The phase and the kind together.
+    pub fn failure(&self) -> ConnectFailure {
+        ConnectFailure {
+            phase: self.phase,
+            kind: self.kind,
+        }
+    }
+
     fn new(phase: BackPhase, kind: BackFailure, message: String) -> Self {
         BackError {
             phase,
@@ -847,6 +896,28 @@ mod tests {
             panic!("other certificate accepted")
         };
         assert!(e.to_string().contains("does not match the pinned"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_names_its_phase_and_kind_in_snake_case() {
+        let e = BackError::target(BackPhase::Tls, BackFailure::CertificatePin, "TLS to target");
+        let f = e.failure();
+        assert_eq!(
+            (f.phase, f.kind),
+            (BackPhase::Tls, BackFailure::CertificatePin)
+        );
+        assert_eq!(
+            (f.phase.as_str(), f.kind.as_str()),
+            ("tls", "certificate_pin")
+        );
+        assert_eq!(
+            e.to_string(),
+            "target: TLS to target",
+            "the text is unchanged"
+        );
+        assert_eq!(BackPhase::ChannelJoin.as_str(), "channel_join");
+        assert_eq!(BackPhase::ClientInfo.as_str(), "client_info");
+        assert_eq!(BackPhase::CredSsp.as_str(), "credssp");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::control::{
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
-use crate::session::{Pending, PendingSessions, Services, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
 use crate::store::SessionStatus;
 
 /// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
@@ -415,7 +415,16 @@ impl RdpControl for RdpServices {
         KillSignal(rx)
     }
 
-    async fn session_closed(&self, session_id: Uuid, reason: &str) {
+    async fn session_closed(
+        &self,
+        session_id: Uuid,
+        reason: &str,
+        failure: Option<super::back::ConnectFailure>,
+    ) {
+        let failure = failure.map(|f| TargetFailure {
+            phase: f.phase.as_str(),
+            kind: f.kind.as_str(),
+        });
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");
@@ -440,7 +449,13 @@ impl RdpControl for RdpServices {
                 }
             }
             self.services
-                .session_ended(&p.authorized, recorder, SessionStatus::Failed, reason)
+                .session_ended(
+                    &p.authorized,
+                    recorder,
+                    SessionStatus::Failed,
+                    reason,
+                    failure,
+                )
                 .await;
             return;
         }
@@ -452,7 +467,7 @@ impl RdpControl for RdpServices {
             None => SessionStatus::Ended,
         };
         self.services
-            .session_ended(&p.authorized, recorder, status, reason)
+            .session_ended(&p.authorized, recorder, status, reason, failure)
             .await;
         drop(p.guard);
     }

@@ -88,6 +88,21 @@ impl PendingSessions {
     }
 }
 
+/// Where connecting to the target failed and how: the gateway's named
+/// phase and failure kind (snake_case, e.g. `tls` / `certificate_pin`), so
+/// the audit log and tests match on a kind, not on the reason's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TargetFailure {
+    pub phase: &'static str,
+    pub kind: &'static str,
+}
+
+impl From<TargetFailure> for serde_json::Value {
+    fn from(f: TargetFailure) -> serde_json::Value {
+        serde_json::json!({ "phase": f.phase, "kind": f.kind })
+    }
+}
+
 /// Why a session was refused; `reason` is written for the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -322,13 +337,15 @@ impl Services {
         Ok(guard)
     }
 
-    /// Seals the recording, closes the session row and audits the end.
+    /// Seals the recording, closes the session row and audits the end;
+    /// `failure` says where and how the target connection failed, if it did.
     pub async fn session_ended(
         &self,
         a: &Authorized,
         recording: Recorder,
         status: SessionStatus,
         reason: &str,
+        failure: Option<TargetFailure>,
     ) {
         // No recording, no session: whatever ended it, a session whose
         // archive failed ended as failed (for every gateway, here once).
@@ -361,24 +378,25 @@ impl Services {
             tracing::error!(session = %a.id, error = %e, "closing the session row failed");
         }
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, status = status.as_str(), reason, "session ended");
-        self.audit(
-            AuditEvent::new(
-                AuditKind::SessionEnd,
-                format!(
-                    "session of {} on {} ended ({}): {reason}",
-                    a.user.name,
-                    a.grant.target.name,
-                    status.as_str()
-                ),
-            )
-            .session(a.id)
-            .user(&a.user.name)
-            .target(&a.grant.target.name)
-            .source(a.source)
-            .protocol(a.grant.protocol.as_str())
-            .with("status", status.as_str()),
+        let mut event = AuditEvent::new(
+            AuditKind::SessionEnd,
+            format!(
+                "session of {} on {} ended ({}): {reason}",
+                a.user.name,
+                a.grant.target.name,
+                status.as_str()
+            ),
         )
-        .await;
+        .session(a.id)
+        .user(&a.user.name)
+        .target(&a.grant.target.name)
+        .source(a.source)
+        .protocol(a.grant.protocol.as_str())
+        .with("status", status.as_str());
+        if let Some(failure) = failure {
+            event = event.with("failure", failure);
+        }
+        self.audit(event).await;
     }
 
     /// Audits something a gateway blocked (a channel, a forwarding request).

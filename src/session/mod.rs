@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 
-pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag};
+pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag, TargetFailure};
 pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
 
 use crate::config::Config;

@@ -17,7 +17,7 @@ use super::control::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Pending, PendingSessions, Services, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
 use crate::store::SessionStatus;
 
 /// How long a session may take to end by the gateway's own shutdown before
@@ -446,6 +446,10 @@ impl SshControl for SshServices {
                 recorder,
                 session_status(end.status),
                 &end.reason,
+                end.failure.map(|f| TargetFailure {
+                    phase: f.phase.as_str(),
+                    kind: f.kind.as_str(),
+                }),
             )
             .await;
         drop(p.guard);

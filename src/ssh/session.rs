@@ -62,7 +62,7 @@ pub(crate) async fn open<C: SshControl>(
         Ok(b) => b,
         Err(e) => {
             let reason = e.to_string();
-            tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), %reason, "target connection failed");
+            tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), kind = e.kind().as_str(), %reason, "target connection failed");
             let _ = recorder.record(SessionEvent::Mark {
                 text: reason.clone(),
             });
@@ -74,6 +74,7 @@ pub(crate) async fn open<C: SshControl>(
                         status: EndStatus::TargetFailed,
                         reason: reason.clone(),
                         exit: None,
+                        failure: Some(e.failure()),
                     },
                 )
                 .await;
@@ -334,6 +335,7 @@ pub(crate) async fn supervise<C: SshControl>(
                 status,
                 reason,
                 exit,
+                failure: None,
             },
         )
         .await;

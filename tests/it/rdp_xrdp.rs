@@ -379,6 +379,11 @@ fn direct_connection_gets_clipboard_drive_and_printer_and_refusals_never_reach_t
             && e.to_string().contains("does not match the pinned")),
         "pin mismatch not reported: {ends:?}"
     );
+    assert!(
+        ends.iter().any(|e| e["data"]["failure"]["phase"] == "tls"
+            && e["data"]["failure"]["kind"] == "certificate_pin"),
+        "the pin mismatch's phase and kind are not in the audit log: {ends:?}"
+    );
 }
 
 #[test]
