@@ -307,8 +307,7 @@ impl RdpControl for RdpServices {
             keyboard_layout: Some(start.keyboard_layout),
             keyboard_type: start.keyboard_type,
             keyboard_subtype: start.keyboard_subtype,
-        }
-        .to_value();
+        };
         let desktop = DesktopSize {
             width: u32::from(start.desktop_width),
             height: u32::from(start.desktop_height),
@@ -320,7 +319,7 @@ impl RdpControl for RdpServices {
             };
             let r = self
                 .services
-                .open_recording(&p.authorized, None, Some(desktop), info);
+                .open_recording(&p.authorized, None, Some(desktop), Some(info));
             if let Ok(r) = &r {
                 p.recorder = Some(r.clone());
             }

@@ -232,7 +232,7 @@ impl Services {
         a: &Authorized,
         terminal: Option<crate::recording::TerminalSize>,
         desktop: Option<crate::recording::DesktopSize>,
-        protocol_info: serde_json::Value,
+        rdp: Option<crate::recording::RdpInfo>,
     ) -> Result<Recorder, RecordingFailed> {
         let meta = SessionMeta {
             session_id: a.id.to_string(),
@@ -254,7 +254,7 @@ impl Services {
             started_at: a.decided_at,
             terminal,
             desktop,
-            protocol_info,
+            rdp,
         };
         Recorder::open(
             &self.config.paths.recordings,

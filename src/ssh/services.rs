@@ -348,7 +348,7 @@ impl SshControl for SshServices {
             };
             match self
                 .services
-                .open_recording(&p.authorized, None, None, serde_json::Value::Null)
+                .open_recording(&p.authorized, None, None, None)
             {
                 Ok(r) => {
                     p.recorder = Some(r.clone());

@@ -107,7 +107,7 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
     assert_eq!(meta.target, "xrdp1");
     let desktop = meta.desktop.expect("desktop size in the header");
     assert_eq!((desktop.width, desktop.height), (1024, 768));
-    let info = &meta.protocol_info;
+    let info = &serde_json::to_value(&meta.rdp).expect("the RDP part as JSON");
     assert!(info["io_channel"].as_u64().is_some(), "{info}");
     assert!(info["user_channel"].as_u64().is_some(), "{info}");
     let channels: Vec<&str> = info["channels"]

@@ -50,7 +50,7 @@ fn session_end(d: &Deployment, session: &str) -> serde_json::Value {
 fn events(d: &Deployment, session: &str) -> (serde_json::Value, Vec<Event>) {
     let archive = find_archive(&d.dir.join("recordings"), session).expect("archive file");
     let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
-    let info = reader.meta().protocol_info.clone();
+    let info = serde_json::to_value(&reader.meta().rdp).expect("the RDP part as JSON");
     let events = reader
         .events()
         .map_while(|e| e.ok())
