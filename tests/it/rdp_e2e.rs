@@ -221,6 +221,12 @@ fn wrong_code_virtual_target_and_unreachable_target_are_refused_and_audited() {
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
     assert_eq!(end[0]["data"]["status"], "failed", "{end:?}");
+    // The audit log names where and how connecting failed.
+    assert_eq!(
+        end[0]["data"]["failure"],
+        serde_json::json!({ "phase": "tcp", "kind": "unreachable" }),
+        "{end:?}"
+    );
     let id = end[0]["session"].as_str().expect("session id");
     let verify = sekisho(&d.dir, &["verify", id], None);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
