@@ -187,7 +187,7 @@ impl RdpControl for RdpServices {
                 &sign_in.user,
                 &sign_in.secret,
                 &sign_in.target,
-                "rdp",
+                Protocol::Rdp,
                 source,
             )
             .await

@@ -207,7 +207,13 @@ impl SshControl for SshServices {
                     .unwrap_or_default(),
             };
             return match auth
-                .redeem_ticket(&attempt.person, secret, &target, "ssh", attempt.source)
+                .redeem_ticket(
+                    &attempt.person,
+                    secret,
+                    &target,
+                    Protocol::Ssh,
+                    attempt.source,
+                )
                 .await
             {
                 Ok(()) => FirstFactor::Ticket { target },
