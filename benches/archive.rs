@@ -112,7 +112,7 @@ fn run_one(name: &str, level: i32) {
         started_at: Utc::now(),
         terminal: None,
         desktop: None,
-        protocol_info: serde_json::Value::Null,
+        rdp: None,
     };
     let options = WriterOptions {
         zstd_level: level,

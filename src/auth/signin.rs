@@ -454,9 +454,10 @@ impl Authenticator {
         user: &str,
         ticket: &str,
         target: &str,
-        protocol: &str,
+        protocol: crate::policy::Protocol,
         source: IpAddr,
     ) -> Result<(), AuthFailure> {
+        let protocol = protocol.as_str();
         let source = canonical_ip(source);
         let u = match self.usable(user).await? {
             Ok(u) => u,

@@ -435,15 +435,27 @@ async fn tickets_single_use_bound_and_expiring() {
 
     let a = &f.auth;
     assert!(
-        a.redeem_ticket("tanaka", &t.text, "fa-db02", "rdp", src())
-            .await
-            .is_err(),
+        a.redeem_ticket(
+            "tanaka",
+            &t.text,
+            "fa-db02",
+            crate::policy::Protocol::Rdp,
+            src()
+        )
+        .await
+        .is_err(),
         "target"
     );
     assert!(
-        a.redeem_ticket("tanaka", &t.text, "fa-db01", "ssh", src())
-            .await
-            .is_err(),
+        a.redeem_ticket(
+            "tanaka",
+            &t.text,
+            "fa-db01",
+            crate::policy::Protocol::Ssh,
+            src()
+        )
+        .await
+        .is_err(),
         "protocol"
     );
     assert!(
@@ -451,19 +463,31 @@ async fn tickets_single_use_bound_and_expiring() {
             "tanaka",
             "skt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "fa-db01",
-            "rdp",
+            crate::policy::Protocol::Rdp,
             src()
         )
         .await
         .is_err()
     );
-    a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src())
-        .await
-        .unwrap();
+    a.redeem_ticket(
+        "tanaka",
+        &t.text,
+        "fa-db01",
+        crate::policy::Protocol::Rdp,
+        src(),
+    )
+    .await
+    .unwrap();
     assert!(
-        a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src())
-            .await
-            .is_err(),
+        a.redeem_ticket(
+            "tanaka",
+            &t.text,
+            "fa-db01",
+            crate::policy::Protocol::Rdp,
+            src()
+        )
+        .await
+        .is_err(),
         "single use"
     );
 
@@ -490,17 +514,29 @@ async fn tickets_single_use_bound_and_expiring() {
     .await
     .unwrap();
     assert!(
-        a.redeem_ticket("suzuki", &t2.text, "fa-db01", "rdp", src())
-            .await
-            .is_err()
+        a.redeem_ticket(
+            "suzuki",
+            &t2.text,
+            "fa-db01",
+            crate::policy::Protocol::Rdp,
+            src()
+        )
+        .await
+        .is_err()
     );
     // Expired after its lifetime. (Issued on the real clock, which runs on
     // while the test does: step well past the five minutes.)
     f.advance(3600);
     assert!(
-        a.redeem_ticket("tanaka", &t2.text, "fa-db01", "rdp", src())
-            .await
-            .is_err()
+        a.redeem_ticket(
+            "tanaka",
+            &t2.text,
+            "fa-db01",
+            crate::policy::Protocol::Rdp,
+            src()
+        )
+        .await
+        .is_err()
     );
 
     let reasons: Vec<_> = f

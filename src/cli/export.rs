@@ -81,7 +81,7 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                     keystrokes::write_keystroke_log(&meta, reader.events(), out)?
                 }
                 crate::recording::Protocol::Rdp => {
-                    let info = reader.rdp_info().cloned().unwrap_or_default();
+                    let info = meta.rdp.clone().unwrap_or_default();
                     let stats = desktop_keystrokes::write_keystroke_log(
                         &meta,
                         &info,

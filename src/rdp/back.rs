@@ -270,6 +270,47 @@ pub enum BackFailure {
     Setup,
 }
 
+impl BackPhase {
+    /// The name in logs and in the audit log's `failure.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackPhase::Tcp => "tcp",
+            BackPhase::Negotiation => "negotiation",
+            BackPhase::Tls => "tls",
+            BackPhase::CredSsp => "credssp",
+            BackPhase::Mcs => "mcs",
+            BackPhase::ChannelJoin => "channel_join",
+            BackPhase::ClientInfo => "client_info",
+            BackPhase::Licensing => "licensing",
+        }
+    }
+}
+
+impl BackFailure {
+    /// The name in logs and in the audit log's `failure.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackFailure::Timeout => "timeout",
+            BackFailure::Unreachable => "unreachable",
+            BackFailure::Io => "io",
+            BackFailure::Malformed => "malformed",
+            BackFailure::Refused => "refused",
+            BackFailure::CertificatePin => "certificate_pin",
+            BackFailure::Handshake => "handshake",
+            BackFailure::Credential => "credential",
+            BackFailure::Setup => "setup",
+        }
+    }
+}
+
+/// Where and how a connection failed, without its text: what the session
+/// end keeps for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectFailure {
+    pub phase: BackPhase,
+    pub kind: BackFailure,
+}
+
 /// Why the target could not be used: the phase and the kind, for callers to
 /// match, and the text for the audit log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -281,6 +322,14 @@ pub struct BackError {
 }
 
 impl BackError {
+    /// The phase and the kind together.
+    pub fn failure(&self) -> ConnectFailure {
+        ConnectFailure {
+            phase: self.phase,
+            kind: self.kind,
+        }
+    }
+
     fn new(phase: BackPhase, kind: BackFailure, message: String) -> Self {
         BackError {
             phase,
@@ -403,7 +452,8 @@ fn tls_client_config(
     .with_no_client_auth())
 }
 
-/// Connects to the target in the phases of [`BackPhase`].
+/// Connects to the target in the phases of [`BackPhase`], one function
+/// each, in order; each failure names its phase.
 pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackError> {
     let grant = req.grant;
     let tcp = open_tcp(grant.address).await?;
@@ -413,7 +463,29 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
     )
     .await?;
     info!(security = ?selected, "target security selected");
+    let (mut framed, server_public_key) = open_pinned_tls(tcp, grant).await?;
+    if selected == SecurityProtocol::HYBRID {
+        sign_in_credssp(&mut framed, grant, selected, server_public_key).await?;
+    }
+    let (io_channel, channel_ids) = connect_mcs(&mut framed, &req, selected).await?;
+    let user_channel = join_channels(&mut framed, io_channel, &channel_ids).await?;
+    send_client_info(&mut framed, &req, io_channel, user_channel).await?;
+    let first_pdu = license(&mut framed, grant, io_channel).await?;
+    Ok(BackSession {
+        framed,
+        io_channel,
+        user_channel,
+        channel_ids,
+        first_pdu,
+    })
+}
 
+/// TLS with the leaf certificate checked against the pin; the framed
+/// stream and the certificate's public key (what CredSSP binds to).
+async fn open_pinned_tls(
+    tcp: TcpStream,
+    grant: &TargetGrant,
+) -> Result<(BackFramed, Vec<u8>), BackError> {
     let verifier = Arc::new(PinnedCertVerifier::new(grant.cert_sha256));
     let tls_config = tls_client_config(verifier.clone())?;
     let server_name = ServerName::IpAddress(grant.address.ip().into());
@@ -451,22 +523,38 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
             })?
             .to_vec()
     };
-    let mut framed = BackFramed::new(tls);
+    Ok((BackFramed::new(tls), server_public_key))
+}
 
-    if selected == SecurityProtocol::HYBRID {
-        // CredSSP with the injected credential (NTLM; no Kerberos).
-        let credentials = ironrdp_connector::Credentials::UsernamePassword {
-            username: grant.account.clone(),
-            password: grant.password.clone(),
-        };
-        let (sequence, ts_request) = ironrdp_connector::credssp::CredsspSequence::init(
-            credentials,
-            grant.domain.as_deref(),
-            selected,
-            ironrdp_connector::ServerName::new(grant.address.ip().to_string()),
-            server_public_key,
-            None,
+/// CredSSP (NLA) with the injected credential (NTLM; no Kerberos).
+async fn sign_in_credssp(
+    framed: &mut BackFramed,
+    grant: &TargetGrant,
+    selected: SecurityProtocol,
+    server_public_key: Vec<u8>,
+) -> Result<(), BackError> {
+    let credentials = ironrdp_connector::Credentials::UsernamePassword {
+        username: grant.account.clone(),
+        password: grant.password.clone(),
+    };
+    let (sequence, ts_request) = ironrdp_connector::credssp::CredsspSequence::init(
+        credentials,
+        grant.domain.as_deref(),
+        selected,
+        ironrdp_connector::ServerName::new(grant.address.ip().to_string()),
+        server_public_key,
+        None,
+    )
+    .map_err(|e| {
+        BackError::target(
+            BackPhase::CredSsp,
+            BackFailure::Credential,
+            format!("CredSSP: {e}"),
         )
+    })?;
+    let mut buf = WriteBuf::new();
+    ironrdp_async::perform_credssp(framed, &mut NoNetwork, &mut buf, sequence, ts_request)
+        .await
         .map_err(|e| {
             BackError::target(
                 BackPhase::CredSsp,
@@ -474,19 +562,17 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
                 format!("CredSSP: {e}"),
             )
         })?;
-        let mut buf = WriteBuf::new();
-        ironrdp_async::perform_credssp(&mut framed, &mut NoNetwork, &mut buf, sequence, ts_request)
-            .await
-            .map_err(|e| {
-                BackError::target(
-                    BackPhase::CredSsp,
-                    BackFailure::Credential,
-                    format!("CredSSP: {e}"),
-                )
-            })?;
-        info!("target CredSSP done");
-    }
+    info!("target CredSSP done");
+    Ok(())
+}
 
+/// MCS Connect Initial / Response: the I/O channel id and the ids of the
+/// forwarded static channels, in the order requested.
+async fn connect_mcs(
+    framed: &mut BackFramed,
+    req: &BackRequest<'_>,
+    selected: SecurityProtocol,
+) -> Result<(u16, Vec<u16>), BackError> {
     // MCS Connect Initial: the client's own blocks, so the target sees the
     // client's desktop size, colour depth and keyboard, with the refused
     // channels removed and everything we cannot relay switched off.
@@ -549,20 +635,37 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
         ));
     }
     debug!(io_channel, ?channel_ids, "target channel ids");
+    Ok((io_channel, channel_ids))
+}
 
-    let mut joins = ChannelConnectionSequence::new(io_channel, channel_ids.clone());
+/// Erect domain, attach user and channel joins: the user channel id.
+async fn join_channels(
+    framed: &mut BackFramed,
+    io_channel: u16,
+    channel_ids: &[u16],
+) -> Result<u16, BackError> {
+    let mut joins = ChannelConnectionSequence::new(io_channel, channel_ids.to_vec());
     let mut buf = WriteBuf::new();
-    let user_channel = loop {
+    loop {
         if let ChannelConnectionState::AllJoined { user_channel_id } = joins.state {
-            break user_channel_id;
+            return Ok(user_channel_id);
         }
-        single_sequence_step(&mut framed, &mut joins, &mut buf)
+        single_sequence_step(framed, &mut joins, &mut buf)
             .await
             .map_err(|e| {
                 BackError::malformed(BackPhase::ChannelJoin, "target channel connection", e)
             })?;
-    };
+    }
+}
 
+/// The Client Info PDU with the injected credential.
+async fn send_client_info(
+    framed: &mut BackFramed,
+    req: &BackRequest<'_>,
+    io_channel: u16,
+    user_channel: u16,
+) -> Result<(), BackError> {
+    let grant = req.grant;
     // Client Info with the injected credential; auto-reconnect cookies from
     // the client are not passed on (the target never issued them to it).
     let mut info = req.client_info.clone();
@@ -596,7 +699,17 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
         .write_all(&send_pdu)
         .await
         .map_err(|e| BackError::io(BackPhase::ClientInfo, "writing Client Info", e))?;
+    Ok(())
+}
 
+/// The licensing exchange; returns the first PDU after it (normally
+/// Demand Active), to forward.
+async fn license(
+    framed: &mut BackFramed,
+    grant: &TargetGrant,
+    io_channel: u16,
+) -> Result<bytes::BytesMut, BackError> {
+    let mut buf = WriteBuf::new();
     // Licensing with ironrdp-connector's client sequence: either the
     // target says "valid client" at once (xrdp with a cached license) or a
     // full exchange runs. Licenses are not cached: the gateway is not the
@@ -661,14 +774,7 @@ pub(crate) async fn connect(req: BackRequest<'_>) -> Result<BackSession, BackErr
             break pdu;
         }
     };
-
-    Ok(BackSession {
-        framed,
-        io_channel,
-        user_channel,
-        channel_ids,
-        first_pdu,
-    })
+    Ok(first_pdu)
 }
 
 /// The client's extended info minus its auto-reconnect cookie: sekisho
@@ -847,6 +953,28 @@ mod tests {
             panic!("other certificate accepted")
         };
         assert!(e.to_string().contains("does not match the pinned"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_names_its_phase_and_kind_in_snake_case() {
+        let e = BackError::target(BackPhase::Tls, BackFailure::CertificatePin, "TLS to target");
+        let f = e.failure();
+        assert_eq!(
+            (f.phase, f.kind),
+            (BackPhase::Tls, BackFailure::CertificatePin)
+        );
+        assert_eq!(
+            (f.phase.as_str(), f.kind.as_str()),
+            ("tls", "certificate_pin")
+        );
+        assert_eq!(
+            e.to_string(),
+            "target: TLS to target",
+            "the text is unchanged"
+        );
+        assert_eq!(BackPhase::ChannelJoin.as_str(), "channel_join");
+        assert_eq!(BackPhase::ClientInfo.as_str(), "client_info");
+        assert_eq!(BackPhase::CredSsp.as_str(), "credssp");
     }
 
     #[test]

@@ -231,12 +231,14 @@ pub trait RdpControl: Send + Sync + 'static {
     /// Register the live session; the returned signal fires on kill.
     fn register_live(&self, start: &SessionStart) -> impl Future<Output = KillSignal> + Send;
 
-    /// The session ended (normally or not); `reason` says why.
+    /// The session ended (normally or not); `reason` says why, and
+    /// `failure` where and how the target connection failed, if it did.
     fn session_closed(
         &self,
         session_id: uuid::Uuid,
         how: SessionClose,
         reason: &str,
+        failure: Option<super::back::ConnectFailure>,
     ) -> impl Future<Output = ()> + Send;
 }
 

@@ -23,7 +23,7 @@ use super::control::{
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
-use crate::session::{Pending, PendingSessions, Services, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
 use crate::store::SessionStatus;
 
 /// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
@@ -190,7 +190,7 @@ impl RdpControl for RdpServices {
                 &sign_in.user,
                 &sign_in.secret,
                 &sign_in.target,
-                "rdp",
+                Protocol::Rdp,
                 source,
             )
             .await
@@ -315,8 +315,7 @@ impl RdpControl for RdpServices {
             keyboard_layout: Some(start.keyboard_layout),
             keyboard_type: start.keyboard_type,
             keyboard_subtype: start.keyboard_subtype,
-        }
-        .to_value();
+        };
         let desktop = DesktopSize {
             width: u32::from(start.desktop_width),
             height: u32::from(start.desktop_height),
@@ -328,7 +327,7 @@ impl RdpControl for RdpServices {
             };
             let r = self
                 .services
-                .open_recording(&p.authorized, None, Some(desktop), info);
+                .open_recording(&p.authorized, None, Some(desktop), Some(info));
             if let Ok(r) = &r {
                 p.recorder = Some(r.clone());
             }
@@ -424,7 +423,17 @@ impl RdpControl for RdpServices {
         KillSignal(rx)
     }
 
-    async fn session_closed(&self, session_id: Uuid, how: SessionClose, reason: &str) {
+    async fn session_closed(
+        &self,
+        session_id: Uuid,
+        how: SessionClose,
+        reason: &str,
+        failure: Option<super::back::ConnectFailure>,
+    ) {
+        let failure = failure.map(|f| TargetFailure {
+            phase: f.phase.as_str(),
+            kind: f.kind.as_str(),
+        });
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");
@@ -449,7 +458,13 @@ impl RdpControl for RdpServices {
                 }
             }
             self.services
-                .session_ended(&p.authorized, recorder, SessionStatus::Failed, reason)
+                .session_ended(
+                    &p.authorized,
+                    recorder,
+                    SessionStatus::Failed,
+                    reason,
+                    failure,
+                )
                 .await;
             return;
         }
@@ -462,7 +477,7 @@ impl RdpControl for RdpServices {
             None => SessionStatus::Ended,
         };
         self.services
-            .session_ended(&p.authorized, recorder, status, reason)
+            .session_ended(&p.authorized, recorder, status, reason, failure)
             .await;
         drop(p.guard);
     }

@@ -201,6 +201,10 @@ pub async fn run<C: RdpControl>(
     if how == control::SessionClose::TargetLost {
         warn!(session = %session_id, %reason, "target lost");
     }
+    let failure = match &result {
+        Err(RdpError::Back(e)) => Some(e.failure()),
+        _ => None,
+    };
     // Recording is sealed whatever happened.
     match Arc::try_unwrap(recorder).map(Mutex::into_inner) {
         Ok(recorder) => {
@@ -211,7 +215,7 @@ pub async fn run<C: RdpControl>(
         // The relay tasks hold no clone once run_session returned.
         Err(_) => warn!("recording still shared at close; not sealed"),
     }
-    control.session_closed(session_id, how, &reason).await;
+    control.session_closed(session_id, how, &reason, failure).await;
     result
 }
 
@@ -240,7 +244,7 @@ async fn connect_and_relay<C: RdpControl>(
     {
         Ok(b) => b,
         Err(e) => {
-            warn!(phase = ?e.phase, kind = ?e.kind, error = %e, "target connection failed");
+            warn!(phase = e.phase.as_str(), kind = e.kind.as_str(), error = %e, "target connection failed");
             refuse_client(
                 &mut front.framed,
                 ProtocolIndependentCode::ServerDeniedConnection,

@@ -93,16 +93,33 @@ pub struct SessionMeta {
     pub terminal: Option<TerminalSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desktop: Option<DesktopSize>,
-    /// Protocol-specific data a replayer needs, as stored: for RDP an
-    /// [`RdpInfo`] (read it with [`RdpInfo::from_meta`], or
-    /// [`Reader::rdp_info`](super::Reader::rdp_info) which does so at open);
-    /// nothing (null) for SSH. Kept as JSON here so that a header with a
-    /// field this version does not know still reads and verifies unchanged.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub protocol_info: serde_json::Value,
+    /// The RDP part of the header, stored under the key `protocol_info`;
+    /// `None` for SSH (which has no protocol part) and for an RDP header
+    /// without one. Read leniently (see [`RdpInfo`]): a field this version
+    /// does not know is ignored, and the archive still verifies, since its
+    /// digests cover the bytes on disk.
+    #[serde(
+        default,
+        rename = "protocol_info",
+        deserialize_with = "rdp_part",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rdp: Option<RdpInfo>,
 }
 
-/// The RDP part of the header (`protocol_info` of an RDP session): what a
+/// `protocol_info` as stored: absent or null is no RDP part; anything else
+/// reads as an [`RdpInfo`], a value of the wrong shape as its defaults.
+fn rdp_part<'de, D>(d: D) -> Result<Option<RdpInfo>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        value => Some(RdpInfo::deserialize(value).unwrap_or_default()),
+    })
+}
+
+/// The RDP part of the header ([`SessionMeta::rdp`]): what a
 /// replayer needs that the events do not say. The field names are the JSON
 /// keys on disk. Every field has a default and a value of the wrong type
 /// reads as absent, so archives written before a field existed (or with a
@@ -148,19 +165,6 @@ pub struct RdpInfo {
 pub struct RdpChannel {
     pub name: String,
     pub id: u16,
-}
-
-impl RdpInfo {
-    /// The RDP part of `meta`'s header; the defaults when there is none.
-    /// The one place the stored JSON is read.
-    pub fn from_meta(meta: &SessionMeta) -> RdpInfo {
-        RdpInfo::deserialize(&meta.protocol_info).unwrap_or_default()
-    }
-
-    /// As stored in [`SessionMeta::protocol_info`].
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
 }
 
 /// A header field of the wrong type reads as its default (as the untyped
@@ -672,18 +676,49 @@ mod tests {
         }
     }
 
+    /// The header of an SSH archive: no protocol part.
+    const OLD_SSH_HEADER: &str = r#"{
+        "session_id": "0193a0c2-7f4e-7000-8000-000000000002",
+        "user": "tanaka", "vendor": "acme", "system": "fa", "target": "db01",
+        "protocol": "ssh", "client_addr": "127.0.0.1:50001",
+        "decision": "allow", "started_at": "2026-11-22T01:02:03Z",
+        "terminal": {"cols": 80, "rows": 24, "term": "xterm"}
+    }"#;
+
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).expect("JSON")
+    }
+
     #[test]
     fn an_old_rdp_header_reads_into_the_typed_part() {
         let meta: SessionMeta = serde_json::from_str(OLD_RDP_HEADER).expect("old header");
-        assert_eq!(RdpInfo::from_meta(&meta), old_info());
-        // Written back, the typed part has the old shape, key for key.
-        assert_eq!(old_info().to_value(), meta.protocol_info);
+        assert_eq!(meta.rdp, Some(old_info()));
+        // Written back, the header has the old shape, key for key.
+        assert_eq!(
+            serde_json::to_value(&meta).expect("header JSON"),
+            json(OLD_RDP_HEADER)
+        );
+    }
+
+    #[test]
+    fn an_ssh_header_has_no_protocol_part_and_writes_back_unchanged() {
+        let meta: SessionMeta = serde_json::from_str(OLD_SSH_HEADER).expect("ssh header");
+        assert_eq!(meta.rdp, None);
+        assert_eq!(
+            serde_json::to_value(&meta).expect("header JSON"),
+            json(OLD_SSH_HEADER)
+        );
+        // A null protocol part (as some writers may put it) is none too.
+        let mut with_null = json(OLD_SSH_HEADER);
+        with_null["protocol_info"] = serde_json::Value::Null;
+        let meta: SessionMeta = serde_json::from_value(with_null).expect("null part");
+        assert_eq!(meta.rdp, None);
     }
 
     #[test]
     fn missing_or_mistyped_fields_read_as_their_defaults() {
-        let mut meta: SessionMeta = serde_json::from_str(OLD_RDP_HEADER).expect("old header");
-        meta.protocol_info = serde_json::json!({
+        let mut header = json(OLD_RDP_HEADER);
+        header["protocol_info"] = serde_json::json!({
             "io_channel": "1003",
             "user_channel": 70000,
             "share_id": 66538,
@@ -691,16 +726,24 @@ mod tests {
             "channels": "drdynvc",
             "codecs": ["a field of a later version"],
         });
+        let meta: SessionMeta = serde_json::from_value(header.clone()).expect("header");
         assert_eq!(
-            RdpInfo::from_meta(&meta),
-            RdpInfo {
+            meta.rdp,
+            Some(RdpInfo {
                 share_id: Some(66538),
                 ..RdpInfo::default()
-            }
+            })
         );
-        // No RDP part at all (an SSH session, or a header from before it).
-        meta.protocol_info = serde_json::Value::Null;
-        assert_eq!(RdpInfo::from_meta(&meta), RdpInfo::default());
+        // A protocol part of the wrong shape reads as the defaults.
+        header["protocol_info"] = serde_json::json!("garbage");
+        let meta: SessionMeta = serde_json::from_value(header.clone()).expect("header");
+        assert_eq!(meta.rdp, Some(RdpInfo::default()));
+        // No RDP part at all (a header from before it).
+        if let Some(o) = header.as_object_mut() {
+            o.remove("protocol_info");
+        }
+        let meta: SessionMeta = serde_json::from_value(header).expect("header");
+        assert_eq!(meta.rdp.unwrap_or_default(), RdpInfo::default());
     }
 
     #[test]
@@ -712,7 +755,7 @@ mod tests {
         let w = ArchiveWriter::create(&path, &meta, WriterOptions::default()).expect("create");
         w.seal(&ArchiveKey::generate()).expect("seal");
         let reader = Reader::open(&path).expect("open");
-        assert_eq!(reader.rdp_info(), Some(&old_info()));
+        assert_eq!(reader.meta().rdp, Some(old_info()));
         assert_eq!(reader.meta(), &meta);
     }
 }

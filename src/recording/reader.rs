@@ -11,9 +11,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::event::{Decoder, TimedEvent};
-use super::format::{
-    self, ChunkHeader, Digest, IndexEntry, Next, Problem, Protocol, RdpInfo, SessionMeta,
-};
+use super::format::{self, ChunkHeader, Digest, IndexEntry, Next, Problem, SessionMeta};
 
 /// Errors reading an archive.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +43,6 @@ pub struct Reader {
     file: BufReader<File>,
     file_len: u64,
     meta: SessionMeta,
-    /// The RDP part of the header, typed at open (`None`: not RDP).
-    rdp: Option<RdpInfo>,
     header_digest: Digest,
     data_start: u64,
     index: Option<Vec<IndexEntry>>,
@@ -145,11 +141,9 @@ impl Reader {
         let file_len = file.metadata().map_err(io)?.len();
         let mut file = BufReader::with_capacity(256 * 1024, file);
         let h = format::read_header(&mut file, file_len).map_err(from_problem)?;
-        let rdp = (h.meta.protocol == Protocol::Rdp).then(|| RdpInfo::from_meta(&h.meta));
         Ok(Reader {
             file,
             file_len,
-            rdp,
             meta: h.meta,
             header_digest: h.digest,
             data_start: h.data_start,
@@ -160,12 +154,6 @@ impl Reader {
 
     pub fn meta(&self) -> &SessionMeta {
         &self.meta
-    }
-
-    /// The RDP part of the header, read once at open; `None` for a session
-    /// of another protocol.
-    pub fn rdp_info(&self) -> Option<&RdpInfo> {
-        self.rdp.as_ref()
     }
 
     /// The chunk index: from the trailer of a sealed file, else by scanning

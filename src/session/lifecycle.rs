@@ -88,6 +88,21 @@ impl PendingSessions {
     }
 }
 
+/// Where connecting to the target failed and how: the gateway's named
+/// phase and failure kind (snake_case, e.g. `tls` / `certificate_pin`), so
+/// the audit log and tests match on a kind, not on the reason's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TargetFailure {
+    pub phase: &'static str,
+    pub kind: &'static str,
+}
+
+impl From<TargetFailure> for serde_json::Value {
+    fn from(f: TargetFailure) -> serde_json::Value {
+        serde_json::json!({ "phase": f.phase, "kind": f.kind })
+    }
+}
+
 /// Why a session was refused; `reason` is written for the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -217,7 +232,7 @@ impl Services {
         a: &Authorized,
         terminal: Option<crate::recording::TerminalSize>,
         desktop: Option<crate::recording::DesktopSize>,
-        protocol_info: serde_json::Value,
+        rdp: Option<crate::recording::RdpInfo>,
     ) -> Result<Recorder, RecordingFailed> {
         let meta = SessionMeta {
             session_id: a.id.to_string(),
@@ -239,7 +254,7 @@ impl Services {
             started_at: a.decided_at,
             terminal,
             desktop,
-            protocol_info,
+            rdp,
         };
         Recorder::open(
             &self.config.paths.recordings,
@@ -332,13 +347,15 @@ impl Services {
         Ok(guard)
     }
 
-    /// Seals the recording, closes the session row and audits the end.
+    /// Seals the recording, closes the session row and audits the end;
+    /// `failure` says where and how the target connection failed, if it did.
     pub async fn session_ended(
         &self,
         a: &Authorized,
         recording: Recorder,
         status: SessionStatus,
         reason: &str,
+        failure: Option<TargetFailure>,
     ) {
         // No recording, no session: whatever ended it, a session whose
         // archive failed ended as failed (for every gateway, here once).
@@ -392,6 +409,9 @@ impl Services {
             .with("status", status.as_str());
         if let (false, Some(s)) = (has_row, &summary) {
             event = event.with("recording", s.path.display().to_string());
+        }
+        if let Some(failure) = failure {
+            event = event.with("failure", failure);
         }
         // Retried until the database takes it; the gateway does not wait.
         self.ends

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context as _;
 
 pub use ends::{MAX_UNWRITTEN, SessionEnds};
-pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag};
+pub use lifecycle::{Authorized, Pending, PendingSessions, Refusal, SessionTag, TargetFailure};
 pub use registry::{LiveEntry, LiveGuard, Registry, StopCause};
 
 use crate::config::Config;

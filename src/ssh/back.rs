@@ -4,8 +4,9 @@
 //!
 //! Connecting runs in three phases ([`BackPhase`]): connect, host key (key
 //! exchange and the pin check), sign-in. A failure is a [`BackError`] whose
-//! variant a caller can match and whose [`BackError::phase`] says where it
-//! happened; its text is what the person is shown.
+//! variant a caller can match and whose [`BackError::phase`] and
+//! [`BackError::kind`] say where and how it failed (the session end's audit
+//! event carries both); its text is what the person is shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,13 +67,56 @@ pub enum BackPhase {
 }
 
 impl BackPhase {
+    /// The name in logs and in the audit log's `failure.phase`.
     pub fn as_str(self) -> &'static str {
         match self {
             BackPhase::Connect => "connect",
-            BackPhase::HostKey => "host-key",
-            BackPhase::SignIn => "sign-in",
+            BackPhase::HostKey => "host_key",
+            BackPhase::SignIn => "sign_in",
         }
     }
+}
+
+/// What went wrong, whatever the phase: one kind per [`BackError`] variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackFailure {
+    /// The target's address could not be reached.
+    Unreachable,
+    /// The target did not answer in time.
+    Timeout,
+    /// The target's host key is not the one pinned in policy.
+    HostKeyMismatch,
+    /// The target presented a certificate instead of a pinned host key.
+    HostCertificate,
+    /// The target refused the injected credential.
+    CredentialRejected,
+    /// The stored credential is not a usable private key.
+    BadKey,
+    /// The SSH protocol itself failed (key exchange, a broken connection).
+    Protocol,
+}
+
+impl BackFailure {
+    /// The name in logs and in the audit log's `failure.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackFailure::Unreachable => "unreachable",
+            BackFailure::Timeout => "timeout",
+            BackFailure::HostKeyMismatch => "host_key_mismatch",
+            BackFailure::HostCertificate => "host_certificate",
+            BackFailure::CredentialRejected => "credential_rejected",
+            BackFailure::BadKey => "bad_key",
+            BackFailure::Protocol => "protocol",
+        }
+    }
+}
+
+/// Where and how a connection failed, without its text: what the session
+/// end keeps for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectFailure {
+    pub phase: BackPhase,
+    pub kind: BackFailure,
 }
 
 impl BackError {
@@ -86,6 +130,27 @@ impl BackError {
             BackError::CredentialRejected { .. }
             | BackError::BadKey { .. }
             | BackError::SignIn(_) => BackPhase::SignIn,
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> BackFailure {
+        match self {
+            BackError::Connect { .. } => BackFailure::Unreachable,
+            BackError::Timeout { .. } => BackFailure::Timeout,
+            BackError::HostKeyMismatch { .. } => BackFailure::HostKeyMismatch,
+            BackError::HostCertificate { .. } => BackFailure::HostCertificate,
+            BackError::CredentialRejected { .. } => BackFailure::CredentialRejected,
+            BackError::BadKey { .. } => BackFailure::BadKey,
+            BackError::Ssh(_) | BackError::SignIn(_) => BackFailure::Protocol,
+        }
+    }
+
+    /// The phase and the kind together.
+    pub fn failure(&self) -> ConnectFailure {
+        ConnectFailure {
+            phase: self.phase(),
+            kind: self.kind(),
         }
     }
 }
@@ -330,6 +395,59 @@ mod tests {
         ];
         for (error, phase) in cases {
             assert_eq!(error.phase(), phase, "{error}");
+        }
+    }
+
+    #[test]
+    fn each_failure_has_a_kind_and_a_pin_mismatch_is_its_own() {
+        let mismatch = BackError::HostKeyMismatch {
+            target: "db01".into(),
+            expected: "SHA256:a".into(),
+            presented: "SHA256:b".into(),
+        };
+        assert_eq!(
+            mismatch.failure(),
+            ConnectFailure {
+                phase: BackPhase::HostKey,
+                kind: BackFailure::HostKeyMismatch
+            }
+        );
+        let unreachable = BackError::Connect {
+            target: "down".into(),
+            address: "127.0.0.1".into(),
+            port: 1,
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(unreachable.kind(), BackFailure::Unreachable);
+        assert_eq!(unreachable.phase(), BackPhase::Connect);
+    }
+
+    /// The audit log's names are the variants' names in snake_case.
+    #[test]
+    fn names_are_the_variants_in_snake_case() {
+        fn snake(debug: String) -> String {
+            let mut out = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        }
+        for p in [BackPhase::Connect, BackPhase::HostKey, BackPhase::SignIn] {
+            assert_eq!(p.as_str(), snake(format!("{p:?}")));
+        }
+        for k in [
+            BackFailure::Unreachable,
+            BackFailure::Timeout,
+            BackFailure::HostKeyMismatch,
+            BackFailure::HostCertificate,
+            BackFailure::CredentialRejected,
+            BackFailure::BadKey,
+            BackFailure::Protocol,
+        ] {
+            assert_eq!(k.as_str(), snake(format!("{k:?}")));
         }
     }
 }

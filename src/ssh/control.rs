@@ -302,6 +302,8 @@ pub struct SessionEnd {
     pub reason: String,
     /// The last exit status relayed, if any.
     pub exit: Option<ExitStatus>,
+    /// Where and how the target connection failed, for a target failure.
+    pub failure: Option<super::back::ConnectFailure>,
 }
 
 /// Everything the SSH gateway needs from the rest of sekisho.

@@ -17,7 +17,7 @@ use super::control::{
 };
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
-use crate::session::{Pending, PendingSessions, Services, StopCause};
+use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
 use crate::store::SessionStatus;
 
 /// How long a session may take to end by the gateway's own shutdown before
@@ -211,7 +211,13 @@ impl SshControl for SshServices {
                     .unwrap_or_default(),
             };
             return match auth
-                .redeem_ticket(&attempt.person, secret, &target, "ssh", attempt.source)
+                .redeem_ticket(
+                    &attempt.person,
+                    secret,
+                    &target,
+                    Protocol::Ssh,
+                    attempt.source,
+                )
                 .await
             {
                 Ok(()) => FirstFactor::Ticket { target },
@@ -363,7 +369,7 @@ impl SshControl for SshServices {
             };
             match self
                 .services
-                .open_recording(&p.authorized, None, None, serde_json::Value::Null)
+                .open_recording(&p.authorized, None, None, None)
             {
                 Ok(r) => {
                     p.recorder = Some(r.clone());
@@ -464,6 +470,10 @@ impl SshControl for SshServices {
                 recorder,
                 session_status(end.status),
                 &end.reason,
+                end.failure.map(|f| TargetFailure {
+                    phase: f.phase.as_str(),
+                    kind: f.kind.as_str(),
+                }),
             )
             .await;
         drop(p.guard);

@@ -79,7 +79,7 @@ pub(crate) async fn open<C: SshControl>(
         Ok(b) => b,
         Err(e) => {
             let reason = e.to_string();
-            tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), %reason, "target connection failed");
+            tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), kind = e.kind().as_str(), %reason, "target connection failed");
             let _ = recorder.record(SessionEvent::Mark {
                 text: reason.clone(),
             });
@@ -91,6 +91,7 @@ pub(crate) async fn open<C: SshControl>(
                         status: EndStatus::TargetFailed,
                         reason: reason.clone(),
                         exit: None,
+                        failure: Some(e.failure()),
                     },
                 )
                 .await;
@@ -379,6 +380,7 @@ pub(crate) async fn supervise<C: SshControl>(
                 status,
                 reason,
                 exit,
+                failure: None,
             },
         )
         .await;

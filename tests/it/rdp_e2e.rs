@@ -107,7 +107,7 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
     assert_eq!(meta.target, "xrdp1");
     let desktop = meta.desktop.expect("desktop size in the header");
     assert_eq!((desktop.width, desktop.height), (1024, 768));
-    let info = &meta.protocol_info;
+    let info = &serde_json::to_value(&meta.rdp).expect("the RDP part as JSON");
     assert!(info["io_channel"].as_u64().is_some(), "{info}");
     assert!(info["user_channel"].as_u64().is_some(), "{info}");
     let channels: Vec<&str> = info["channels"]
@@ -221,6 +221,12 @@ fn wrong_code_virtual_target_and_unreachable_target_are_refused_and_audited() {
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
     assert_eq!(end[0]["data"]["status"], "failed", "{end:?}");
+    // The audit log names where and how connecting failed.
+    assert_eq!(
+        end[0]["data"]["failure"],
+        serde_json::json!({ "phase": "tcp", "kind": "unreachable" }),
+        "{end:?}"
+    );
     let id = end[0]["session"].as_str().expect("session id");
     let verify = sekisho(&d.dir, &["verify", id], None);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));

@@ -14,8 +14,8 @@ use rdp_deployment::*;
 use rdp_peers::*;
 use sekisho::protocol::rdp::pdu::demand_active_size;
 use sekisho::recording::{
-    ArchiveKey, ArchiveWriter, DesktopSize, Event, Protocol, Reader, SessionMeta, TerminalSize,
-    WriterOptions,
+    ArchiveKey, ArchiveWriter, DesktopSize, Event, Protocol, RdpInfo, Reader, SessionMeta,
+    TerminalSize, WriterOptions,
 };
 use sekisho::replay::desktop::render::{Renderer, render_at, replay_start};
 
@@ -461,7 +461,11 @@ fn meta(protocol: Protocol, desktop: Option<(u32, u32)>) -> SessionMeta {
             term: None,
         }),
         desktop: desktop.map(|(width, height)| DesktopSize { width, height }),
-        protocol_info: serde_json::json!({"io_channel": 1003, "user_channel": 1007}),
+        rdp: Some(RdpInfo {
+            io_channel: 1003,
+            user_channel: 1007,
+            ..RdpInfo::default()
+        }),
     }
 }
 

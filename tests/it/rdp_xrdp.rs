@@ -50,7 +50,7 @@ fn session_end(d: &Deployment, session: &str) -> serde_json::Value {
 fn events(d: &Deployment, session: &str) -> (serde_json::Value, Vec<Event>) {
     let archive = find_archive(&d.dir.join("recordings"), session).expect("archive file");
     let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
-    let info = reader.meta().protocol_info.clone();
+    let info = serde_json::to_value(&reader.meta().rdp).expect("the RDP part as JSON");
     let events = reader
         .events()
         .map_while(|e| e.ok())
@@ -378,6 +378,11 @@ fn direct_connection_gets_clipboard_drive_and_printer_and_refusals_never_reach_t
         ends.iter().any(|e| e["data"]["status"] == "failed"
             && e.to_string().contains("does not match the pinned")),
         "pin mismatch not reported: {ends:?}"
+    );
+    assert!(
+        ends.iter().any(|e| e["data"]["failure"]["phase"] == "tls"
+            && e["data"]["failure"]["kind"] == "certificate_pin"),
+        "the pin mismatch's phase and kind are not in the audit log: {ends:?}"
     );
 }
 

@@ -33,7 +33,7 @@ fn meta(id: &str) -> SessionMeta {
             term: Some("xterm-256color".into()),
         }),
         desktop: None,
-        protocol_info: serde_json::Value::Null,
+        rdp: None,
     }
 }
 

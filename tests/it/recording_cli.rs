@@ -24,7 +24,7 @@ fn meta(id: &str) -> SessionMeta {
         started_at: Utc::now(),
         terminal: None,
         desktop: None,
-        protocol_info: serde_json::Value::Null,
+        rdp: None,
     }
 }
 

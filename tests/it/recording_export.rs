@@ -30,7 +30,7 @@ fn session(dir: &std::path::Path) -> std::path::PathBuf {
             term: Some("xterm-256color".into()),
         }),
         desktop: None,
-        protocol_info: serde_json::Value::Null,
+        rdp: None,
     };
     let path = dir.join("exp.skrec");
     let mut w = ArchiveWriter::create(&path, &meta, WriterOptions::default()).unwrap();

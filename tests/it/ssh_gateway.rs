@@ -295,6 +295,12 @@ fn host_key_not_matching_the_pin_is_refused() {
         ends.iter().all(|v| v["data"]["status"] == "failed") && !ends.is_empty(),
         "{ends:?}"
     );
+    // The audit log names the phase and the kind, not only the text.
+    assert!(
+        ends.iter().all(|v| v["data"]["failure"]
+            == serde_json::json!({ "phase": "host_key", "kind": "host_key_mismatch" })),
+        "{ends:?}"
+    );
 }
 
 #[test]
@@ -1089,6 +1095,13 @@ fn a_credential_the_target_refuses_is_explained() {
         !err.contains("not-the-maint-password"),
         "the credential leaked: {err}"
     );
+    let ends = audit(&["--kind", "session_end", "--target", "badcred"]);
+    assert!(
+        !ends.is_empty()
+            && ends.iter().all(|v| v["data"]["failure"]
+                == serde_json::json!({ "phase": "sign_in", "kind": "credential_rejected" })),
+        "{ends:?}"
+    );
 }
 
 #[test]
@@ -1102,6 +1115,11 @@ fn an_unreachable_target_is_explained() {
     let ends = audit(&["--kind", "session_end", "--target", "down"]);
     assert!(
         !ends.is_empty() && ends.iter().all(|v| v["data"]["status"] == "failed"),
+        "{ends:?}"
+    );
+    assert!(
+        ends.iter().all(|v| v["data"]["failure"]
+            == serde_json::json!({ "phase": "connect", "kind": "unreachable" })),
         "{ends:?}"
     );
 }

@@ -242,22 +242,46 @@ async fn tickets_once(store: &Store) {
 
     let src = ip("127.0.0.7");
     assert!(
-        a.redeem_ticket("tanaka", &t.text, "fa-app01", "rdp", src)
-            .await
-            .is_err()
-    );
-    a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src)
+        a.redeem_ticket(
+            "tanaka",
+            &t.text,
+            "fa-app01",
+            sekisho::policy::Protocol::Rdp,
+            src
+        )
         .await
-        .unwrap();
+        .is_err()
+    );
+    a.redeem_ticket(
+        "tanaka",
+        &t.text,
+        "fa-db01",
+        sekisho::policy::Protocol::Rdp,
+        src,
+    )
+    .await
+    .unwrap();
     assert!(
-        a.redeem_ticket("tanaka", &t.text, "fa-db01", "rdp", src)
-            .await
-            .is_err()
+        a.redeem_ticket(
+            "tanaka",
+            &t.text,
+            "fa-db01",
+            sekisho::policy::Protocol::Rdp,
+            src
+        )
+        .await
+        .is_err()
     );
     // Using a ticket drops its sealed text at once.
-    a.redeem_ticket("tanaka", &newer.text, "fa-db01", "rdp", src)
-        .await
-        .unwrap();
+    a.redeem_ticket(
+        "tanaka",
+        &newer.text,
+        "fa-db01",
+        sekisho::policy::Protocol::Rdp,
+        src,
+    )
+    .await
+    .unwrap();
     assert!(read("fa-db01").await.is_none());
     assert_eq!(store.sealed_ticket_count().await.unwrap(), 0);
     assert!(!ssh.text.is_empty());

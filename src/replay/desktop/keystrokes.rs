@@ -252,15 +252,16 @@ mod tests {
     const IO_CHANNEL: u32 = 1003;
 
     fn meta(layout: Option<(u32, u32, u32)>) -> SessionMeta {
-        let mut info = serde_json::json!({
-            "fastpath_channel": 0,
-            "io_channel": IO_CHANNEL,
-            "user_channel": 1002,
-        });
+        let mut info = RdpInfo {
+            fastpath_channel: 0,
+            io_channel: IO_CHANNEL as u16,
+            user_channel: 1002,
+            ..RdpInfo::default()
+        };
         if let Some((layout, kb_type, subtype)) = layout {
-            info["keyboard_layout"] = layout.into();
-            info["keyboard_type"] = kb_type.into();
-            info["keyboard_subtype"] = subtype.into();
+            info.keyboard_layout = Some(layout);
+            info.keyboard_type = kb_type;
+            info.keyboard_subtype = subtype;
         }
         SessionMeta {
             session_id: "s1".into(),
@@ -275,8 +276,12 @@ mod tests {
             started_at: chrono::DateTime::UNIX_EPOCH,
             terminal: None,
             desktop: None,
-            protocol_info: info,
+            rdp: Some(info),
         }
+    }
+
+    fn rdp_of(meta: &SessionMeta) -> RdpInfo {
+        meta.rdp.clone().unwrap_or_default()
     }
 
     const US: Option<(u32, u32, u32)> = Some((0x409, 4, 0));
@@ -375,7 +380,7 @@ mod tests {
                 },
             })
         });
-        keystroke_log(&RdpInfo::from_meta(&meta(layout)), events).expect("log")
+        keystroke_log(&rdp_of(&meta(layout)), events).expect("log")
     }
 
     /// The lines typed with `events`, one fast-path PDU per event (as
@@ -876,7 +881,7 @@ mod tests {
     #[test]
     fn the_layout_is_the_one_in_the_header() {
         assert_eq!(
-            layout_of(&RdpInfo::from_meta(&meta(JP))).description(),
+            layout_of(&rdp_of(&meta(JP))).description(),
             "Japanese 106/109 (0x411)"
         );
     }
@@ -901,8 +906,7 @@ mod tests {
         });
         let mut buf = Vec::new();
         let stats =
-            write_keystroke_log(&meta(JP), &RdpInfo::from_meta(&meta(JP)), events, &mut buf)
-                .expect("log");
+            write_keystroke_log(&meta(JP), &rdp_of(&meta(JP)), events, &mut buf).expect("log");
         assert_eq!(
             stats,
             InputStats {
@@ -924,7 +928,7 @@ mod tests {
         let mut buf = Vec::new();
         write_keystroke_log(
             &meta(Some((0x407, 4, 0))),
-            &RdpInfo::from_meta(&meta(Some((0x407, 4, 0)))),
+            &rdp_of(&meta(Some((0x407, 4, 0)))),
             std::iter::empty(),
             &mut buf,
         )

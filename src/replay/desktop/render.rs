@@ -156,7 +156,8 @@ impl Renderer {
     /// A black desktop of the size in the recording's header.
     pub fn new(meta: &SessionMeta) -> Result<Renderer, RenderError> {
         let (w, h) = header_size(meta)?;
-        Ok(Renderer::with_size(&RdpInfo::from_meta(meta), w, h))
+        let info = meta.rdp.clone().unwrap_or_default();
+        Ok(Renderer::with_size(&info, w, h))
     }
 
     /// A black desktop of `width` x `height` (a size already checked).
@@ -351,7 +352,7 @@ pub fn replay_start(keyframes: &[u64], at_us: u64) -> u64 {
 /// looked at (no bitmap is decoded).
 pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderError> {
     let mut size = header_size(reader.meta())?;
-    let info = reader.rdp_info().cloned().unwrap_or_default();
+    let info = reader.meta().rdp.clone().unwrap_or_default();
     let start = replay_start(&reader.keyframes()?, at_us);
     if start > 0 {
         for ev in reader.events() {
@@ -402,7 +403,11 @@ pub(crate) mod tests {
                 width: 8,
                 height: 4,
             }),
-            protocol_info: serde_json::json!({"io_channel": 1003, "user_channel": 1007}),
+            rdp: Some(RdpInfo {
+                io_channel: 1003,
+                user_channel: 1007,
+                ..RdpInfo::default()
+            }),
         }
     }
 

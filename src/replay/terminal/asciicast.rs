@@ -147,7 +147,7 @@ mod tests {
                 term: Some("xterm".into()),
             }),
             desktop: None,
-            protocol_info: serde_json::Value::Null,
+            rdp: None,
         }
     }
 

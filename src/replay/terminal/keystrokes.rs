@@ -360,7 +360,7 @@ mod tests {
             started_at: Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap(),
             terminal: None,
             desktop: None,
-            protocol_info: serde_json::Value::Null,
+            rdp: None,
         };
         let events = vec![Ok(TimedEvent {
             t_us: 1_234_000,
