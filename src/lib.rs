@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod procedure;
 pub mod protocol;
 pub mod rdp;
 pub mod recording;

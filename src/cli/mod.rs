@@ -49,7 +49,7 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run the SSH and RDP listeners.
     Serve(serve::ServeArgs),
-    /// Manage people: engineers, auditors, admins.
+    /// Manage people: engineers, auditors, admins, approvers.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Manage vendor organisations.

@@ -144,6 +144,17 @@ impl Services {
                 .await);
             }
         };
+        let approved = match super::approved_windows_of(&self.store, user, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "authorize: store unavailable");
+                return Err(refuse(
+                    "internal",
+                    "sekisho cannot decide right now (internal error); try again later".into(),
+                )
+                .await);
+            }
+        };
         let policies = self.policies();
         let request = Request {
             person: &person,
@@ -151,6 +162,7 @@ impl Services {
             protocol,
             source,
             live_sessions: &live,
+            approved: &approved,
         };
         let grant = match crate::policy::decide(
             &request,
@@ -198,6 +210,13 @@ impl Services {
             .with("ends_at", grant.ends_at.to_rfc3339());
         if let Some(parent) = grant.hop_parent {
             ev = ev.with("hop_parent", parent.to_string());
+        }
+        if let Some(r) = &grant.request {
+            ev = ev
+                .with("request", r.number.as_str())
+                .with("revision", r.revision)
+                .with("emergency", r.emergency);
+            ev.detail.push_str(&format!(" under {r}"));
         }
         self.audit(ev).await;
         Ok(Authorized {
@@ -287,8 +306,16 @@ impl Services {
                 started_at,
                 ends_at: Some(a.grant.ends_at),
                 recording_path: Some(recording.path().display().to_string()),
+                work_request: a.grant.request.as_ref().map(|r| r.number.clone()),
             })
             .await?;
+        // The first session under an approved request makes it active.
+        if let Some(r) = &a.grant.request
+            && let Err(e) =
+                crate::procedure::activate(&self.store, &r.number, r.revision, started_at).await
+        {
+            tracing::warn!(request = %r.number, error = %e, "marking the work request active failed");
+        }
         let guard = self.registry.register(LiveEntry {
             id: a.id,
             user: a.user.name.clone(),
