@@ -77,7 +77,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             let cfg = super::load_config(g)?;
             let set = load_policies(&cfg)?;
             let now = match at {
-                Some(at) => parse_at(&at, cfg.time_zone)?,
+                Some(at) => parse_time("--at", &at, cfg.time_zone)?,
                 None => Utc::now(),
             };
             let (person, mut live, approved) =
@@ -239,7 +239,8 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
 }
 
 /// RFC 3339, or a wall-clock time in the configured zone.
-fn parse_at(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
+/// A time given on the command line (`flag` names it in the error).
+pub(crate) fn parse_time(flag: &str, s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -253,7 +254,7 @@ fn parse_at(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
             return Ok(local_to_utc(tz, n));
         }
     }
-    bail!("--at {s:?}: use RFC 3339 (2026-11-24T10:00:00+09:00) or \"YYYY-MM-DD HH:MM\" in {tz}")
+    bail!("{flag} {s:?}: use RFC 3339 (2026-11-24T10:00:00+09:00) or \"YYYY-MM-DD HH:MM\" in {tz}")
 }
 
 fn explain(

@@ -56,6 +56,15 @@ pub struct Draft {
     pub urgency: Urgency,
 }
 
+/// Who acts on a request, and through what (for the audit log): the
+/// CLI names the OS account that ran it, the web console the session.
+#[derive(Debug, Clone)]
+pub struct Acting {
+    pub user: UserRecord,
+    /// e.g. "cli (os user root)".
+    pub via: String,
+}
+
 /// The acting person, as the state machine sees them.
 pub fn actor_of(user: &UserRecord) -> Actor {
     Actor::Person {
@@ -84,21 +93,22 @@ pub async fn acting_user(store: &Store, name: &str) -> Result<UserRecord, Proced
 pub async fn file(
     store: &Store,
     policies: &PolicySet,
-    requester: &UserRecord,
+    requester: &Acting,
     draft: Draft,
     now: DateTime<Utc>,
 ) -> Result<WorkRequest, ProcedureError> {
-    let new = check_draft(store, policies, requester, draft).await?;
+    let new = check_draft(store, policies, &requester.user, draft).await?;
     let r = store.create_work_request(&new, now).await?;
     audit(
         store,
         AuditKind::RequestFiled,
         &r,
-        &requester.name,
+        &requester.user.name,
+        &requester.via,
         "",
         format!(
             "{} filed work request {} for {} ({} to {})",
-            requester.name,
+            requester.user.name,
             r.label(),
             r.targets.join(", "),
             r.window_start.to_rfc3339(),
@@ -115,13 +125,13 @@ pub async fn file(
 pub async fn revise(
     store: &Store,
     policies: &PolicySet,
-    requester: &UserRecord,
+    requester: &Acting,
     number: &str,
     draft: Draft,
     now: DateTime<Utc>,
 ) -> Result<WorkRequest, ProcedureError> {
     let latest = store.require_work_request(number, None).await?;
-    if latest.requester != requester.name {
+    if latest.requester != requester.user.name {
         return Err(Refused(format!(
             "only the requester ({}) may revise {number}",
             latest.requester
@@ -145,7 +155,7 @@ pub async fn revise(
         }
         _ => {}
     }
-    let new = check_draft(store, policies, requester, draft).await?;
+    let new = check_draft(store, policies, &requester.user, draft).await?;
     let r = store
         .create_work_request_revision(number, &new, now)
         .await?;
@@ -153,11 +163,12 @@ pub async fn revise(
         store,
         AuditKind::RequestFiled,
         &r,
-        &requester.name,
+        &requester.user.name,
+        &requester.via,
         "",
         format!(
             "{} wrote revision {} of {number}",
-            requester.name, r.revision
+            requester.user.name, r.revision
         ),
     )
     .await?;
@@ -301,20 +312,25 @@ async fn latest(store: &Store, number: &str) -> Result<WorkRequest, ProcedureErr
 pub async fn submit(
     store: &Store,
     policies: &PolicySet,
-    actor: &UserRecord,
+    actor: &Acting,
     number: &str,
     now: DateTime<Utc>,
 ) -> Result<WorkRequest, ProcedureError> {
     let r = latest(store, number).await?;
     let route = route_of(policies, &r);
-    let m = state::next(&facts(&r, &route), &actor_of(actor), Action::Submit, now)?;
+    let m = state::next(
+        &facts(&r, &route),
+        &actor_of(&actor.user),
+        Action::Submit,
+        now,
+    )?;
     store
         .move_work_request(
             &r.number,
             r.revision,
             r.state,
             m.to,
-            &actor.name,
+            &actor.user.name,
             "",
             now,
             None,
@@ -338,7 +354,7 @@ pub async fn submit(
                     old.revision,
                     old.state,
                     RequestState::Withdrawn,
-                    &actor.name,
+                    &actor.user.name,
                     &why,
                     now,
                     None,
@@ -348,7 +364,8 @@ pub async fn submit(
                 store,
                 AuditKind::RequestWithdrawn,
                 &old,
-                &actor.name,
+                &actor.user.name,
+                &actor.via,
                 &why,
                 format!("{} withdrawn: {why}", old.label()),
             )
@@ -360,9 +377,10 @@ pub async fn submit(
         store,
         AuditKind::RequestSubmitted,
         &r,
-        &actor.name,
+        &actor.user.name,
+        &actor.via,
         "",
-        format!("{} submitted {}", actor.name, r.label()),
+        format!("{} submitted {}", actor.user.name, r.label()),
     )
     .await?;
     Ok(r)
@@ -373,14 +391,19 @@ pub async fn submit(
 pub async fn approve(
     store: &Store,
     policies: &PolicySet,
-    actor: &UserRecord,
+    actor: &Acting,
     number: &str,
     comment: &str,
     now: DateTime<Utc>,
 ) -> Result<WorkRequest, ProcedureError> {
     let r = latest(store, number).await?;
     let route = route_of(policies, &r);
-    let m = state::next(&facts(&r, &route), &actor_of(actor), Action::Approve, now)?;
+    let m = state::next(
+        &facts(&r, &route),
+        &actor_of(&actor.user),
+        Action::Approve,
+        now,
+    )?;
     let step = m.step.unwrap_or(r.approvals.len());
     store
         .approve_work_request_step(
@@ -388,7 +411,7 @@ pub async fn approve(
             r.revision,
             &StepApproval {
                 step,
-                by: actor.name.clone(),
+                by: actor.user.name.clone(),
                 at: now,
                 comment: comment.to_string(),
             },
@@ -414,7 +437,7 @@ pub async fn approve(
             AuditKind::RequestApproved,
             format!(
                 "{} approved {} (step {} of {steps}){emergency}{late}",
-                actor.name,
+                actor.user.name,
                 r.label(),
                 step + 1
             ),
@@ -424,7 +447,7 @@ pub async fn approve(
             AuditKind::RequestStepApproved,
             format!(
                 "{} approved step {} of {steps} of {}; waiting for step {}",
-                actor.name,
+                actor.user.name,
                 step + 1,
                 r.label(),
                 step + 2
@@ -433,7 +456,7 @@ pub async fn approve(
     };
     store
         .audit(
-            &event(kind, &r, &actor.name, comment, detail)
+            &event(kind, &r, &actor.user.name, &actor.via, comment, detail)
                 .with("step", step + 1)
                 .with("steps", steps)
                 .with("emergency", r.urgency == Urgency::Emergency),
@@ -447,7 +470,7 @@ pub async fn approve(
 pub async fn act(
     store: &Store,
     policies: &PolicySet,
-    actor: &UserRecord,
+    actor: &Acting,
     number: &str,
     action: Action,
     reason: &str,
@@ -465,14 +488,14 @@ pub async fn act(
     };
     let r = latest(store, number).await?;
     let route = route_of(policies, &r);
-    let m = state::next(&facts(&r, &route), &actor_of(actor), action, now)?;
+    let m = state::next(&facts(&r, &route), &actor_of(&actor.user), action, now)?;
     store
         .move_work_request(
             &r.number,
             r.revision,
             r.state,
             m.to,
-            &actor.name,
+            &actor.user.name,
             reason,
             now,
             None,
@@ -483,9 +506,10 @@ pub async fn act(
         store,
         kind,
         &r,
-        &actor.name,
+        &actor.user.name,
+        &actor.via,
         reason,
-        format!("{} {} {}: {reason}", actor.name, r.state, r.label()),
+        format!("{} {} {}: {reason}", actor.user.name, r.state, r.label()),
     )
     .await?;
     Ok(r)
@@ -497,7 +521,7 @@ pub async fn act(
 pub async fn revoke(
     store: &Store,
     policies: &PolicySet,
-    actor: &UserRecord,
+    actor: &Acting,
     number: &str,
     reason: &str,
     now: DateTime<Utc>,
@@ -527,14 +551,19 @@ pub async fn revoke(
         None => latest(store, number).await?,
     };
     let route = route_of(policies, &r);
-    let m = state::next(&facts(&r, &route), &actor_of(actor), Action::Revoke, now)?;
+    let m = state::next(
+        &facts(&r, &route),
+        &actor_of(&actor.user),
+        Action::Revoke,
+        now,
+    )?;
     store
         .move_work_request(
             &r.number,
             r.revision,
             r.state,
             m.to,
-            &actor.name,
+            &actor.user.name,
             reason,
             now,
             None,
@@ -545,15 +574,16 @@ pub async fn revoke(
         store,
         AuditKind::RequestRevoked,
         &r,
-        &actor.name,
+        &actor.user.name,
+        &actor.via,
         reason,
-        format!("{} revoked {}: {reason}", actor.name, r.label()),
+        format!("{} revoked {}: {reason}", actor.user.name, r.label()),
     )
     .await?;
     let shown = format!("work request {} was revoked: {reason}", r.number);
     let mut stopped = Vec::new();
     for s in store.live_sessions_of_request(&r.number).await? {
-        match store.request_kill(s.id, &actor.name, &shown).await {
+        match store.request_kill(s.id, &actor.user.name, &shown).await {
             Ok(()) => {}
             // It ended meanwhile: nothing to stop.
             Err(StoreError::SessionNotLive(_)) => continue,
@@ -563,7 +593,10 @@ pub async fn revoke(
             .audit(
                 &AuditEvent::new(
                     AuditKind::KillRequested,
-                    format!("{} asked to stop session {}: {shown}", actor.name, s.id),
+                    format!(
+                        "{} asked to stop session {}: {shown}",
+                        actor.user.name, s.id
+                    ),
                 )
                 .session(s.id)
                 .user(&s.user)
@@ -612,6 +645,7 @@ pub async fn activate(
         AuditKind::RequestActivated,
         &r,
         "sekisho",
+        "sekisho",
         "first session",
         format!("work under {} has started", r.label()),
     )
@@ -656,6 +690,7 @@ pub async fn expire_due(store: &Store, now: DateTime<Utc>) -> Result<usize, Proc
             AuditKind::RequestExpired,
             &r,
             "sekisho",
+            "sekisho",
             "window ended",
             format!("the window of {} ended", r.label()),
         )
@@ -683,9 +718,17 @@ pub fn approved_windows(requests: &[WorkRequest]) -> Vec<ApprovedWindow> {
         .collect()
 }
 
-fn event(kind: AuditKind, r: &WorkRequest, by: &str, reason: &str, detail: String) -> AuditEvent {
+fn event(
+    kind: AuditKind,
+    r: &WorkRequest,
+    by: &str,
+    via: &str,
+    reason: &str,
+    detail: String,
+) -> AuditEvent {
     AuditEvent::new(kind, detail)
         .user(by)
+        .with("via", via)
         .with("request", r.number.as_str())
         .with("revision", r.revision)
         .with("by", by)
@@ -700,8 +743,9 @@ async fn audit(
     kind: AuditKind,
     r: &WorkRequest,
     by: &str,
+    via: &str,
     reason: &str,
     detail: String,
 ) -> Result<(), StoreError> {
-    store.audit(&event(kind, r, by, reason, detail)).await
+    store.audit(&event(kind, r, by, via, reason, detail)).await
 }
