@@ -16,6 +16,7 @@ mod cli_e2e;
 mod crash;
 mod first_hour;
 mod policy_cli;
+mod procedure_e2e;
 mod rdp_e2e;
 mod rdp_export;
 mod rdp_front;
