@@ -5,7 +5,7 @@
 //! bastion refuses with the rule `no_approved_request`; revoking the request
 //! ends a live session at once with the reason shown to the client.
 
-use crate::support::deployment::{self, Deployment, PASSWORD, ok, read, wait_until};
+use crate::support::deployment::{Deployment, PASSWORD, ok, read, wait_until};
 
 use std::path::Path;
 use std::process::{Output, Stdio};
