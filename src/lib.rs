@@ -9,6 +9,7 @@ pub mod protocol;
 pub mod rdp;
 pub mod recording;
 pub mod replay;
+pub mod report;
 pub mod session;
 pub mod ssh;
 pub mod store;

@@ -14,6 +14,7 @@ pub mod export;
 pub mod init;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod request;
 pub mod secret;
 pub mod serve;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Work requests (作業申請): file, approve, reject, withdraw, revoke.
     #[command(subcommand)]
     Request(request::RequestCmd),
+    /// Reports from what sekisho recorded (work report drafts).
+    #[command(subcommand)]
+    Report(report::ReportCmd),
     /// Read the audit log.
     Audit(audit::AuditArgs),
     /// List and stop live sessions.
@@ -113,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(a) => policy::run(g, a).await,
         Command::Target(a) => target::run(g, a).await,
         Command::Request(a) => request::run(g, a).await,
+        Command::Report(a) => report::run(g, a).await,
         Command::Audit(a) => audit::run(g, a).await,
         Command::Sessions(a) => sessions::run(g, a).await,
         Command::Replay(a) => replay::run(g, a).await,

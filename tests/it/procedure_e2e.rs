@@ -257,6 +257,53 @@ fn two_step_approval_opens_the_window_and_revoking_ends_the_session() {
     // And the door is shut again.
     let out = ssh("tanaka", "127.0.0.71", "echo nothing");
     denied_for_no_request(&out, "tanaka");
+
+    // The work report draft lists both sessions, the command run, the kill
+    // and each archive's digest, as CSV for Excel (UTF-8 with BOM).
+    let csv = e.dir.join("report.csv");
+    ok(sekisho(&[
+        "report",
+        "work",
+        &number,
+        "--format",
+        "csv",
+        "-o",
+        csv.to_str().expect("utf-8 path"),
+    ]));
+    let bytes = std::fs::read(&csv).expect("the report");
+    assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
+    let text = String::from_utf8(bytes[3..].to_vec()).expect("UTF-8");
+    assert!(
+        text.contains("作業報告") && text.contains(&format!("作業申請番号,{number}")),
+        "{text}"
+    );
+    assert!(text.contains("目的,障害調査"), "{text}");
+    assert!(
+        text.contains(",コマンド,echo inside-the-window\r\n"),
+        "{text}"
+    );
+    let killed = text
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("suzuki's session missing: {text}"));
+    assert!(
+        killed.contains(",suzuki,db01,ssh,") && killed.contains(",killed,"),
+        "{killed}"
+    );
+    assert!(
+        killed.contains("was revoked") && killed.contains(",yoshida,"),
+        "{killed}"
+    );
+    let tanaka = text
+        .lines()
+        .find(|l| l.contains(",tanaka,db01,ssh,"))
+        .unwrap_or_else(|| panic!("tanaka's session missing: {text}"));
+    assert!(
+        tanaka
+            .split(',')
+            .any(|c| c.len() == 64 && c.chars().all(|x| x.is_ascii_hexdigit())),
+        "no archive digest: {tanaka}"
+    );
 }
 
 #[test]
