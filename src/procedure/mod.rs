@@ -749,3 +749,6 @@ async fn audit(
 ) -> Result<(), StoreError> {
     store.audit(&event(kind, r, by, via, reason, detail)).await
 }
+
+#[cfg(test)]
+mod tests;
