@@ -326,6 +326,32 @@ impl Services {
             ends_at: a.grant.ends_at,
             parent: a.grant.hop_parent,
         });
+        // A revocation between the decision and the row above would miss
+        // this session (it stops the sessions it finds): look again now that
+        // the row exists, and stop at once if the request no longer holds.
+        if let Some(r) = &a.grant.request {
+            match self.store.work_request(&r.number, Some(r.revision)).await {
+                Ok(Some(now)) if now.state.opens_window() => {}
+                Ok(Some(now)) => {
+                    let why = if now.state_reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", now.state_reason)
+                    };
+                    self.registry.stop(
+                        a.id,
+                        super::StopCause::Killed {
+                            by: now.state_by.clone(),
+                            reason: format!("work request {} was {}{why}", r.number, now.state),
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request = %r.number, error = %e, "re-reading the work request failed")
+                }
+            }
+        }
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, protocol = a.grant.protocol.as_str(), "session started");
         self.audit(
             AuditEvent::new(
