@@ -14,6 +14,8 @@ pub mod export;
 pub mod init;
 pub mod policy;
 pub mod replay;
+pub mod report;
+pub mod request;
 pub mod secret;
 pub mod serve;
 pub mod sessions;
@@ -49,7 +51,7 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run the SSH and RDP listeners.
     Serve(serve::ServeArgs),
-    /// Manage people: engineers, auditors, admins.
+    /// Manage people: engineers, auditors, admins, approvers.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Manage vendor organisations.
@@ -67,6 +69,12 @@ pub enum Command {
     /// Read a target's identities (SSH host key, RDP certificate) to pin in policy.
     #[command(subcommand)]
     Target(target::TargetCmd),
+    /// Work requests (作業申請): file, approve, reject, withdraw, revoke.
+    #[command(subcommand)]
+    Request(request::RequestCmd),
+    /// Reports from what sekisho recorded (work report drafts).
+    #[command(subcommand)]
+    Report(report::ReportCmd),
     /// Read the audit log.
     Audit(audit::AuditArgs),
     /// List and stop live sessions.
@@ -108,6 +116,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret(a) => secret::run(g, a).await,
         Command::Policy(a) => policy::run(g, a).await,
         Command::Target(a) => target::run(g, a).await,
+        Command::Request(a) => request::run(g, a).await,
+        Command::Report(a) => report::run(g, a).await,
         Command::Audit(a) => audit::run(g, a).await,
         Command::Sessions(a) => sessions::run(g, a).await,
         Command::Replay(a) => replay::run(g, a).await,

@@ -14,7 +14,8 @@ use super::Global;
 use crate::config::{Config, Network, format_duration};
 use crate::policy::hours::local_to_utc;
 use crate::policy::{
-    Decision, LiveSession, Person, PolicySet, Protocol, Request, TargetKind, decide,
+    ApprovedWindow, Decision, LiveSession, Person, PolicySet, Protocol, Request, Rule, TargetKind,
+    decide,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -76,10 +77,11 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             let cfg = super::load_config(g)?;
             let set = load_policies(&cfg)?;
             let now = match at {
-                Some(at) => parse_at(&at, cfg.time_zone)?,
+                Some(at) => parse_time("--at", &at, cfg.time_zone)?,
                 None => Utc::now(),
             };
-            let (person, mut live) = lookup_person(&cfg, &user, vendor.as_deref(), now).await?;
+            let (person, mut live, approved) =
+                lookup_person(&cfg, &user, vendor.as_deref(), now).await?;
             live.extend(live_on.into_iter().map(|t| LiveSession {
                 id: uuid::Uuid::new_v4(),
                 target: t,
@@ -91,6 +93,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 protocol,
                 source: from,
                 live_sessions: &live,
+                approved: &approved,
             };
             Ok(explain(&req, &set, &cfg.networks, cfg.time_zone, now))
         }
@@ -114,14 +117,14 @@ async fn known_credentials(cfg: &Config) -> anyhow::Result<Option<BTreeSet<Strin
 }
 
 /// The person as the user store knows them, with their live sessions (for
-/// the hop rule). `--vendor` instead describes a hypothetical person who is
-/// not in the store yet, with no live sessions.
+/// the hop rule) and approved work requests. `--vendor` instead describes a
+/// hypothetical person who is not in the store yet, with neither.
 async fn lookup_person(
     cfg: &Config,
     name: &str,
     vendor_flag: Option<&str>,
     now: chrono::DateTime<Utc>,
-) -> anyhow::Result<(Person, Vec<LiveSession>)> {
+) -> anyhow::Result<(Person, Vec<LiveSession>, Vec<ApprovedWindow>)> {
     if let Some(chain) = vendor_flag {
         let vendor_chain: Vec<String> = chain
             .split(',')
@@ -134,7 +137,7 @@ async fn lookup_person(
             enabled: true,
             locked: false,
         };
-        return Ok((person, Vec::new()));
+        return Ok((person, Vec::new(), Vec::new()));
     }
     let store = super::open_store(cfg).await?;
     let Some(record) = store.user(name).await.context("reading the user")? else {
@@ -145,7 +148,10 @@ async fn lookup_person(
     let live = crate::session::live_sessions_of(&store, name)
         .await
         .context("reading live sessions")?;
-    Ok((crate::session::person_of(&record, now), live))
+    let approved = crate::session::approved_windows_of(&store, name, now)
+        .await
+        .context("reading approved work requests")?;
+    Ok((crate::session::person_of(&record, now), live, approved))
 }
 
 /// The policy set as `explain` and `who-can` see it. Credential names are
@@ -229,7 +235,8 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
 }
 
 /// RFC 3339, or a wall-clock time in the configured zone.
-fn parse_at(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
+/// A time given on the command line (`flag` names it in the error).
+pub(crate) fn parse_time(flag: &str, s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -243,7 +250,7 @@ fn parse_at(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
             return Ok(local_to_utc(tz, n));
         }
     }
-    bail!("--at {s:?}: use RFC 3339 (2026-11-24T10:00:00+09:00) or \"YYYY-MM-DD HH:MM\" in {tz}")
+    bail!("{flag} {s:?}: use RFC 3339 (2026-11-24T10:00:00+09:00) or \"YYYY-MM-DD HH:MM\" in {tz}")
 }
 
 fn explain(
@@ -260,8 +267,13 @@ fn explain(
                 .and_then(|id| req.live_sessions.iter().find(|s| s.id == id))
                 .map(|s| format!("; hop from your live session on {}", s.target))
                 .unwrap_or_default();
+            let under = g
+                .request
+                .as_ref()
+                .map(|r| format!("; under {r}"))
+                .unwrap_or_default();
             println!(
-                "ALLOW {} {} → {} ({}:{} as {}) until {} ({}); access: {}{hop}",
+                "ALLOW {} {} → {} ({}:{} as {}) until {} ({}); access: {}{hop}{under}",
                 g.protocol,
                 req.person.name,
                 g.target.name,
@@ -276,6 +288,29 @@ fn explain(
         }
         Decision::Deny(d) => {
             println!("DENY: {d}");
+            if d.rule == Rule::NoApprovedRequest {
+                let local =
+                    |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+                if req.approved.is_empty() {
+                    println!("  no approved work request names {}", req.person.name);
+                }
+                for w in req.approved {
+                    println!(
+                        "  {} rev {}: targets {}; protocols {}; open {} to {}{}",
+                        w.number,
+                        w.revision,
+                        w.targets.join(", "),
+                        w.protocols
+                            .iter()
+                            .map(|p| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        local(w.from),
+                        local(w.until),
+                        if w.emergency { " (emergency)" } else { "" }
+                    );
+                }
+            }
             ExitCode::from(1)
         }
     }

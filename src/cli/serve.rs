@@ -334,6 +334,10 @@ async fn poll_kill_requests(
                 if let Err(e) = services.store.purge_tickets(chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "purging expired tickets failed");
                 }
+                // Work requests whose window ended move to `expired`.
+                if let Err(e) = crate::procedure::expire_due(&services.store, chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "expiring work requests failed");
+                }
                 continue;
             }
             _ = shutdown.changed() => return Ok(()),

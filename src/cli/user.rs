@@ -18,7 +18,7 @@ pub enum UserCmd {
     /// Add a person; prints their TOTP secret (and password, if generated) once.
     Add {
         name: String,
-        /// engineer, auditor or admin.
+        /// engineer, auditor, admin or approver.
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// The vendor organisation (required for engineers).

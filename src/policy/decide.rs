@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::hours::{HoursCheck, local_to_utc};
 use super::model::{
-    Access, AccessRef, Endpoint, LiveSession, Person, PolicySet, Protocol, Target, TargetKind,
-    Zone, file_name,
+    Access, AccessRef, ApprovedWindow, Endpoint, LiveSession, Person, PolicySet, Protocol, Target,
+    TargetKind, Zone, file_name,
 };
 use crate::config::{Network, canonical_ip};
 
@@ -26,6 +26,9 @@ pub struct Request<'a> {
     pub source: IpAddr,
     /// This person's live sessions (for the RDP hop rule).
     pub live_sessions: &'a [LiveSession],
+    /// The approved work requests naming this person (for systems whose
+    /// `[approval]` is required).
+    pub approved: &'a [ApprovedWindow],
 }
 
 // One decision per connection: boxing the grant would only make matching
@@ -49,15 +52,37 @@ pub struct Grant {
     pub access: AccessRef,
     /// For an RDP hop: the live session it hops from.
     pub hop_parent: Option<Uuid>,
+    /// The approved work request the session runs under, where the
+    /// system requires one.
+    pub request: Option<RequestRef>,
+}
+
+/// Which approved work request allowed a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRef {
+    pub number: String,
+    pub revision: u32,
+    pub emergency: bool,
+}
+
+impl fmt::Display for RequestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "work request {} rev {}", self.number, self.revision)?;
+        if self.emergency {
+            f.write_str(" (EMERGENCY)")?;
+        }
+        Ok(())
+    }
 }
 
 /// Which limit sets a grant's end. On a tie the contract wins, then the
-/// hours, then `max_session`.
+/// hours, then the approved request's window, then `max_session`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     MaxSession,
     HoursEnd,
     ContractEnd,
+    RequestWindowEnd,
 }
 
 impl EndReason {
@@ -66,6 +91,7 @@ impl EndReason {
             EndReason::MaxSession => "max_session",
             EndReason::HoursEnd => "hours_end",
             EndReason::ContractEnd => "contract_end",
+            EndReason::RequestWindowEnd => "request_window_end",
         }
     }
 
@@ -75,6 +101,7 @@ impl EndReason {
             EndReason::MaxSession => "longest session allowed",
             EndReason::HoursEnd => "end of allowed hours",
             EndReason::ContractEnd => "end of the maintenance contract",
+            EndReason::RequestWindowEnd => "end of the approved work request's window",
         }
     }
 }
@@ -114,10 +141,12 @@ pub enum Rule {
     RdpVirtual,
     HopNoParent,
     HopNotAllowed,
+    /// The system requires an approved work request and none covers this.
+    NoApprovedRequest,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::UnknownTarget,
         Rule::UserDisabled,
         Rule::UserLocked,
@@ -131,6 +160,7 @@ impl Rule {
         Rule::RdpVirtual,
         Rule::HopNoParent,
         Rule::HopNotAllowed,
+        Rule::NoApprovedRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +178,7 @@ impl Rule {
             Rule::RdpVirtual => "rdp_virtual",
             Rule::HopNoParent => "hop_no_parent",
             Rule::HopNotAllowed => "hop_not_allowed",
+            Rule::NoApprovedRequest => "no_approved_request",
         }
     }
 }
@@ -177,7 +208,9 @@ enum Route {
 /// enabled and not locked; the RDP rule (physical target, or an allowed hop
 /// from a live session); the target offers the protocol; the My Number
 /// zone's closed-network rule; then the access entries naming the person,
-/// in file order: protocol, source network, contract, hours. The first entry
+/// in file order: protocol, source network, contract, hours, and, where the
+/// system's `[approval]` is required, an approved work request naming the
+/// person, target and protocol whose window is open now. The first entry
 /// that allows wins; if none does, the denial of the entry that got
 /// furthest is given.
 ///
@@ -258,10 +291,22 @@ pub fn decide(
         return deny(Rule::NoAccess, no_access_reason(person, target, &entries));
     }
 
+    let approval_required = set
+        .system(&target.system)
+        .is_some_and(|s| s.requires_approval());
     let mut best: Option<(u8, Denial)> = None;
     for access in covering {
         match check_entry(
-            req, access, target, endpoint, &route, source, networks, tz, now,
+            req,
+            access,
+            target,
+            endpoint,
+            &route,
+            source,
+            networks,
+            tz,
+            now,
+            approval_required,
         ) {
             Ok(grant) => return Decision::Allow(grant),
             Err((stage, denial)) => {
@@ -389,6 +434,7 @@ fn check_entry(
     networks: &[Network],
     tz: Tz,
     now: DateTime<Utc>,
+    approval_required: bool,
 ) -> Result<Grant, (u8, Denial)> {
     let refuse = |stage: u8, rule: Rule, reason: String| Err((stage, Denial { rule, reason }));
     let file = file_name(&access.file);
@@ -512,6 +558,21 @@ fn check_entry(
     {
         ends = (h, EndReason::HoursEnd);
     }
+    let mut request = None;
+    if approval_required {
+        let window = match approved_window(req, target, tz, now) {
+            Ok(w) => w,
+            Err(reason) => return refuse(4, Rule::NoApprovedRequest, reason),
+        };
+        if window.until < ends.0 {
+            ends = (window.until, EndReason::RequestWindowEnd);
+        }
+        request = Some(RequestRef {
+            number: window.number.clone(),
+            revision: window.revision,
+            emergency: window.emergency,
+        });
+    }
     if by_max < ends.0 {
         ends = (by_max, EndReason::MaxSession);
     }
@@ -527,11 +588,63 @@ fn check_entry(
             Route::Hop { parent } => Some(*parent),
             Route::Direct => None,
         },
+        request,
     })
+}
+
+/// The approved request under which this session may run now: it names the
+/// person, target and protocol and its window is open (`from <= now <
+/// until`). Of several, the one open longest. Otherwise the words saying
+/// why none does.
+fn approved_window<'a>(
+    req: &Request<'a>,
+    target: &Target,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<&'a ApprovedWindow, String> {
+    let naming: Vec<&ApprovedWindow> = req
+        .approved
+        .iter()
+        .filter(|w| w.names(&req.person.name, &target.name, req.protocol))
+        .collect();
+    if let Some(w) = naming
+        .iter()
+        .filter(|w| w.from <= now && now < w.until)
+        .max_by_key(|w| w.until)
+    {
+        return Ok(w);
+    }
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
+    let system = &target.system;
+    if let Some(w) = naming
+        .iter()
+        .filter(|w| now < w.from)
+        .min_by_key(|w| w.from)
+    {
+        return Err(format!(
+            "system {system} requires an approved work request; yours ({}) opens at {}",
+            w.number,
+            local(w.from)
+        ));
+    }
+    if let Some(w) = naming.iter().max_by_key(|w| w.until) {
+        return Err(format!(
+            "system {system} requires an approved work request; yours ({}) ended at {}",
+            w.number,
+            local(w.until)
+        ));
+    }
+    Err(format!(
+        "system {system} requires an approved work request naming you, {} and {}; none does (file one with `sekisho request new` and have it approved)",
+        target.name,
+        req.protocol.as_str().to_uppercase()
+    ))
 }
 
 /// Every target and protocol this person may use now from `source`, with
 /// each grant's end: for menus and `who-can`.
+// The inputs of `Request` plus the policy and clock, as `decide` takes them.
+#[allow(clippy::too_many_arguments)]
 pub fn reachable(
     person: &Person,
     set: &PolicySet,
@@ -539,6 +652,7 @@ pub fn reachable(
     tz: Tz,
     source: IpAddr,
     live_sessions: &[LiveSession],
+    approved: &[ApprovedWindow],
     now: DateTime<Utc>,
 ) -> Vec<(Target, Protocol, DateTime<Utc>)> {
     let mut out = Vec::new();
@@ -553,6 +667,7 @@ pub fn reachable(
                 protocol,
                 source,
                 live_sessions,
+                approved,
             };
             if let Decision::Allow(g) = decide(&req, set, networks, tz, now) {
                 out.push((g.target, protocol, g.ends_at));

@@ -142,6 +142,39 @@ protocols = ["ssh", "rdp"]
 sources = ["lg-closed-vpn"]
 "#;
 
+/// A system whose sessions need an approved work request.
+const KOKUHO: &str = r#"
+[system]
+name = "kokuho"
+zone = "lgwan"
+
+[approval]
+required = true
+steps = [["role:approver"], ["kimura"]]
+
+[[target]]
+name = "kk-db01"
+address = "10.60.0.1"
+kind = "physical"
+ssh = { account = "maint", credential = "c", host_key = "SHA256:zwxFZkDJRdBjQcMdVAtmpgnwJu8v91OmlxCHrsDj4L8" }
+rdp = { account = "Administrator", credential = "c", cert_sha256 = "74D219311D39C5E56C6ED2752053E3CBA63CDC17152BB9DF01F5E820328F4507" }
+
+[[target]]
+name = "kk-db02"
+address = "10.60.0.2"
+kind = "physical"
+ssh = { account = "maint", credential = "c", host_key = "SHA256:zwxFZkDJRdBjQcMdVAtmpgnwJu8v91OmlxCHrsDj4L8" }
+
+[[access]]
+vendor = "acme"
+users = ["tanaka", "suzuki", "sato"]
+contract = { from = "2026-04-01", until = "2027-03-31" }
+hours = "Mon-Fri 08:30-17:15"
+max_session = "2h"
+protocols = ["ssh", "rdp"]
+sources = ["acme-office"]
+"#;
+
 const OFFICE: &str = "203.0.113.5";
 const CLOSED: &str = "10.99.0.5";
 
@@ -161,11 +194,16 @@ fn networks() -> Vec<Network> {
 }
 
 fn set() -> PolicySet {
-    let files: Vec<(PathBuf, String)> =
-        [("fa", FA), ("night", NIGHT), ("ops", OPS), ("juki", JUKI)]
-            .iter()
-            .map(|(n, t)| (PathBuf::from(format!("/p/{n}.toml")), t.to_string()))
-            .collect();
+    let files: Vec<(PathBuf, String)> = [
+        ("fa", FA),
+        ("night", NIGHT),
+        ("ops", OPS),
+        ("juki", JUKI),
+        ("kokuho", KOKUHO),
+    ]
+    .iter()
+    .map(|(n, t)| (PathBuf::from(format!("/p/{n}.toml")), t.to_string()))
+    .collect();
     let nets = networks();
     PolicySet::parse_files(&files, Some(&nets), None).unwrap()
 }
@@ -200,6 +238,7 @@ struct Ask<'a> {
     protocol: Protocol,
     source: &'a str,
     live: Vec<LiveSession>,
+    approved: Vec<ApprovedWindow>,
     at: DateTime<Utc>,
     tz: Tz,
     networks: Vec<Network>,
@@ -212,6 +251,7 @@ fn ask<'a>(target: &'a str, protocol: Protocol, at: &str) -> Ask<'a> {
         protocol,
         source: OFFICE,
         live: Vec::new(),
+        approved: Vec::new(),
         at: jst(at),
         tz: Tokyo,
         networks: networks(),
@@ -226,6 +266,7 @@ impl Ask<'_> {
             protocol: self.protocol,
             source: self.source.parse().unwrap(),
             live_sessions: &self.live,
+            approved: &self.approved,
         };
         decide(&req, &set(), &self.networks, self.tz, self.at)
     }
@@ -655,6 +696,7 @@ fn every_rule_has_a_case_and_a_stable_name() {
         ask("fa-app02", Protocol::Rdp, MON_10),
         ask("fa-db01", Protocol::Rdp, MON_10).from("10.20.0.12"),
         ask("fa-app02", Protocol::Rdp, MON_10).from("10.20.0.11"),
+        ask("kk-db01", Protocol::Ssh, MON_10),
     ];
     for a in cases {
         match a.decide() {
@@ -684,6 +726,7 @@ fn reachable_lists_what_decide_allows() {
         &nets,
         Tokyo,
         OFFICE.parse().unwrap(),
+        &[],
         &[],
         jst(MON_10),
     );
@@ -721,6 +764,7 @@ fn reachable_lists_what_decide_allows() {
             Tokyo,
             OFFICE.parse().unwrap(),
             &[],
+            &[],
             jst(MON_10)
         )
         .is_empty()
@@ -731,4 +775,224 @@ fn reachable_lists_what_decide_allows() {
 fn denial_display_names_the_rule() {
     let d = ask("fa-db01", Protocol::Ssh, "2026-11-23 20:00:00").denial(Rule::Hours);
     assert!(d.to_string().ends_with("[rule: hours]"), "{d}");
+}
+
+// ---- approved work requests (system kokuho requires one) -----------------
+
+/// An approved request for tanaka and suzuki on kk-db01 over SSH, open
+/// 10:00 to 11:00 on Monday 2026-11-23.
+fn window() -> ApprovedWindow {
+    ApprovedWindow {
+        number: "R-2026-0007".into(),
+        revision: 1,
+        engineers: vec!["suzuki".into(), "tanaka".into()],
+        targets: vec!["kk-db01".into()],
+        protocols: vec![Protocol::Ssh],
+        from: jst("2026-11-23 10:00:00"),
+        until: jst("2026-11-23 11:00:00"),
+        emergency: false,
+    }
+}
+
+impl Ask<'_> {
+    fn under(mut self, w: ApprovedWindow) -> Self {
+        self.approved.push(w);
+        self
+    }
+
+    fn at_utc(mut self, t: DateTime<Utc>) -> Self {
+        self.at = t;
+        self
+    }
+}
+
+#[test]
+fn approval_required_without_any_request_is_denied() {
+    let d = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00").denial(Rule::NoApprovedRequest);
+    assert!(
+        d.reason.contains("requires an approved work request"),
+        "{d}"
+    );
+    assert!(d.reason.contains("none does"), "{d}");
+    assert!(d.to_string().ends_with("[rule: no_approved_request]"));
+}
+
+#[test]
+fn inside_an_approved_window_is_allowed_until_its_end() {
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(window())
+        .grant();
+    assert_eq!(g.ends_at, jst("2026-11-23 11:00:00"));
+    assert_eq!(g.ends_because, EndReason::RequestWindowEnd);
+    let r = g.request.unwrap();
+    assert_eq!(r.number, "R-2026-0007");
+    assert!(!r.emergency);
+    assert_eq!(r.to_string(), "work request R-2026-0007 rev 1");
+}
+
+#[test]
+fn window_boundaries_open_at_from_and_close_at_until() {
+    let w = window();
+    // Exactly at the start: open.
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:00:00")
+        .under(w.clone())
+        .grant();
+    assert_eq!(g.ends_at, w.until);
+    // One microsecond before: not yet.
+    let d = ask("kk-db01", Protocol::Ssh, MON_10)
+        .under(w.clone())
+        .at_utc(w.from - chrono::Duration::microseconds(1))
+        .denial(Rule::NoApprovedRequest);
+    assert!(d.reason.contains("opens at 2026-11-23 10:00 JST"), "{d}");
+    // The last microsecond: still open, ending at the window's end.
+    let g = ask("kk-db01", Protocol::Ssh, MON_10)
+        .under(w.clone())
+        .at_utc(w.until - chrono::Duration::microseconds(1))
+        .grant();
+    assert_eq!(g.ends_at, w.until);
+    // Exactly at the end: closed (expired).
+    let d = ask("kk-db01", Protocol::Ssh, "2026-11-23 11:00:00")
+        .under(w)
+        .denial(Rule::NoApprovedRequest);
+    assert!(d.reason.contains("ended at 2026-11-23 11:00 JST"), "{d}");
+}
+
+#[test]
+fn approved_late_opens_only_the_rest_of_the_window() {
+    // Asked for 09:00-12:00, approved at 10:40: open from 10:40 only.
+    let mut w = window();
+    w.from = jst("2026-11-23 10:40:00");
+    w.until = jst("2026-11-23 12:00:00");
+    let d = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(w.clone())
+        .denial(Rule::NoApprovedRequest);
+    assert!(d.reason.contains("opens at 2026-11-23 10:40"), "{d}");
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:40:00")
+        .under(w)
+        .grant();
+    // max_session (2h) ends later than the window: the window ends it.
+    assert_eq!(g.ends_at, jst("2026-11-23 12:00:00"));
+    assert_eq!(g.ends_because, EndReason::RequestWindowEnd);
+}
+
+#[test]
+fn an_emergency_is_marked_on_the_grant() {
+    let mut w = window();
+    w.emergency = true;
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(w)
+        .grant();
+    let r = g.request.unwrap();
+    assert!(r.emergency);
+    assert!(r.to_string().contains("EMERGENCY"));
+}
+
+#[test]
+fn an_emergency_still_keeps_the_other_rules() {
+    // An emergency window at night does not open the system outside its
+    // hours: the hours rule refuses first.
+    let mut w = window();
+    w.emergency = true;
+    w.from = jst("2026-11-23 20:00:00");
+    w.until = jst("2026-11-23 23:00:00");
+    ask("kk-db01", Protocol::Ssh, "2026-11-23 21:00:00")
+        .under(w)
+        .denial(Rule::Hours);
+}
+
+#[test]
+fn two_engineers_named_both_may_work_and_others_not() {
+    for name in ["tanaka", "suzuki"] {
+        let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+            .by(person(name, &["acme"]))
+            .under(window())
+            .grant();
+        assert_eq!(g.request.unwrap().number, "R-2026-0007");
+    }
+    // sato is in the access entry but not in the request.
+    let d = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .by(person("sato", &["acme"]))
+        .under(window())
+        .denial(Rule::NoApprovedRequest);
+    assert!(d.reason.contains("none does"), "{d}");
+}
+
+#[test]
+fn the_request_must_name_the_target_and_the_protocol() {
+    ask("kk-db02", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(window())
+        .denial(Rule::NoApprovedRequest);
+    ask("kk-db01", Protocol::Rdp, "2026-11-23 10:30:00")
+        .under(window())
+        .denial(Rule::NoApprovedRequest);
+}
+
+#[test]
+fn expired_or_revoked_requests_open_nothing() {
+    // Expired: the window is over (the store would no longer hand it in).
+    let mut w = window();
+    w.from = jst("2026-11-20 10:00:00");
+    w.until = jst("2026-11-20 11:00:00");
+    ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(w)
+        .denial(Rule::NoApprovedRequest);
+    // Revoked: the store hands in only approved and active requests, so a
+    // revoked one is simply absent, and the next decision refuses.
+    ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00").denial(Rule::NoApprovedRequest);
+}
+
+#[test]
+fn of_several_open_windows_the_longest_wins() {
+    let mut later = window();
+    later.number = "R-2026-0008".into();
+    later.until = jst("2026-11-23 11:30:00");
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .under(window())
+        .under(later)
+        .grant();
+    assert_eq!(g.request.unwrap().number, "R-2026-0008");
+    assert_eq!(g.ends_at, jst("2026-11-23 11:30:00"));
+}
+
+#[test]
+fn the_earliest_limit_ends_the_grant_with_ties_to_hours_then_window() {
+    // Window ends at 17:15 like the hours: the hours win the tie.
+    let mut w = window();
+    w.from = jst("2026-11-23 16:00:00");
+    w.until = jst("2026-11-23 17:15:00");
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 16:00:00")
+        .under(w.clone())
+        .grant();
+    assert_eq!(g.ends_at, jst("2026-11-23 17:15:00"));
+    assert_eq!(g.ends_because, EndReason::HoursEnd);
+    // Window ends exactly when max_session does: the window wins the tie.
+    w.from = jst("2026-11-23 10:00:00");
+    w.until = jst("2026-11-23 12:00:00");
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:00:00")
+        .under(w.clone())
+        .grant();
+    assert_eq!(g.ends_because, EndReason::RequestWindowEnd);
+    // A longer window: max_session ends it.
+    w.until = jst("2026-11-23 15:00:00");
+    let g = ask("kk-db01", Protocol::Ssh, "2026-11-23 10:00:00")
+        .under(w)
+        .grant();
+    assert_eq!(g.ends_at, jst("2026-11-23 12:00:00"));
+    assert_eq!(g.ends_because, EndReason::MaxSession);
+}
+
+#[test]
+fn systems_without_required_approval_ignore_requests() {
+    let g = ask("fa-db01", Protocol::Ssh, "2026-11-23 10:30:00").grant();
+    assert!(g.request.is_none());
+    assert_ne!(g.ends_because, EndReason::RequestWindowEnd);
+}
+
+#[test]
+fn a_denial_for_other_reasons_is_not_blamed_on_the_request() {
+    // Outside the source networks: the source rule, not the request.
+    ask("kk-db01", Protocol::Ssh, "2026-11-23 10:30:00")
+        .from("198.51.100.7")
+        .under(window())
+        .denial(Rule::Source);
 }

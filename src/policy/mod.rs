@@ -7,10 +7,13 @@ pub mod hours;
 pub mod load;
 pub mod model;
 
-pub use decide::{Decision, Denial, EndReason, Grant, Request, Rule, decide, reachable};
+pub use decide::{
+    Decision, Denial, EndReason, Grant, Request, RequestRef, Rule, decide, reachable,
+};
 pub use hours::{Hours, HoursCheck};
 pub use load::{MAX_SESSION_LIMIT, PolicyError, PolicyErrors};
 pub use model::{
-    Access, AccessRef, Contract, Endpoint, Hop, LiveSession, Person, Pin, PolicySet, Protocol,
-    System, Target, TargetKind, Zone, ssh_fingerprint,
+    APPROVER_ROLE_ENTRY, Access, AccessRef, ApprovalRoute, ApprovalStep, ApprovedWindow, Contract,
+    Endpoint, Hop, LiveSession, Person, Pin, PolicySet, Protocol, System, Target, TargetKind, Zone,
+    ssh_fingerprint,
 };

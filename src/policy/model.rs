@@ -126,6 +126,75 @@ pub struct System {
     pub title: Option<String>,
     pub zone: Zone,
     pub file: PathBuf,
+    /// Who approves work requests for this system (`[approval]`); `None`
+    /// is the default route (one step, any approver) with approval not
+    /// required.
+    pub approval: Option<ApprovalRoute>,
+}
+
+impl System {
+    /// Whether sessions to this system's targets need an approved request.
+    pub fn requires_approval(&self) -> bool {
+        self.approval.as_ref().is_some_and(|a| a.required)
+    }
+
+    /// The route a request for this system follows.
+    pub fn route(&self) -> ApprovalRoute {
+        self.approval
+            .clone()
+            .unwrap_or_else(ApprovalRoute::default_route)
+    }
+}
+
+/// In an approval step, the entry that admits every user with the
+/// `approver` role.
+pub const APPROVER_ROLE_ENTRY: &str = "role:approver";
+
+/// A system's `[approval]`: whether sessions need an approved work request,
+/// and the steps (one or two) a request goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRoute {
+    pub required: bool,
+    pub steps: Vec<ApprovalStep>,
+}
+
+impl ApprovalRoute {
+    /// For a system without `[approval]`: not required; one step, any
+    /// approver.
+    pub fn default_route() -> ApprovalRoute {
+        ApprovalRoute {
+            required: false,
+            steps: vec![ApprovalStep {
+                people: Vec::new(),
+                approver_role: true,
+            }],
+        }
+    }
+}
+
+/// One approval step: any one of these people approves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalStep {
+    /// Named approvers (user names).
+    pub people: Vec<String>,
+    /// Every user with the `approver` role may approve this step too.
+    pub approver_role: bool,
+}
+
+impl ApprovalStep {
+    pub fn admits(&self, name: &str, has_approver_role: bool) -> bool {
+        (self.approver_role && has_approver_role) || self.people.iter().any(|p| p == name)
+    }
+}
+
+impl fmt::Display for ApprovalStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<&str> = self.people.iter().map(|p| p.as_str()).collect();
+        if self.approver_role {
+            parts.push("any user with the approver role");
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// A maintenance target: one server, reachable by name (`tanaka@fa-db01`).
@@ -367,6 +436,32 @@ pub struct LiveSession {
     pub id: uuid::Uuid,
     pub target: String,
     pub protocol: Protocol,
+}
+
+/// An approved work request as `decide` needs it: who may work where,
+/// over what, and when (a pure input; the store supplies it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovedWindow {
+    /// `R-2026-0001`.
+    pub number: String,
+    pub revision: u32,
+    pub engineers: Vec<String>,
+    pub targets: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    /// When the window opens (later than asked if approved late).
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub until: chrono::DateTime<chrono::Utc>,
+    /// Opened by one step as an emergency.
+    pub emergency: bool,
+}
+
+impl ApprovedWindow {
+    /// Names this person, target and protocol (whatever the time).
+    pub fn names(&self, person: &str, target: &str, protocol: Protocol) -> bool {
+        self.engineers.iter().any(|e| e == person)
+            && self.targets.iter().any(|t| t == target)
+            && self.protocols.contains(&protocol)
+    }
 }
 
 /// All loaded systems.

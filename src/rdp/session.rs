@@ -215,7 +215,9 @@ pub async fn run<C: RdpControl>(
         // The relay tasks hold no clone once run_session returned.
         Err(_) => warn!("recording still shared at close; not sealed"),
     }
-    control.session_closed(session_id, how, &reason, failure).await;
+    control
+        .session_closed(session_id, how, &reason, failure)
+        .await;
     result
 }
 

@@ -159,6 +159,17 @@ impl Services {
                 .await);
             }
         };
+        let approved = match super::approved_windows_of(&self.store, user, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "authorize: store unavailable");
+                return Err(refuse(
+                    "internal",
+                    "sekisho cannot decide right now (internal error); try again later".into(),
+                )
+                .await);
+            }
+        };
         let policies = self.policies();
         let request = Request {
             person: &person,
@@ -166,6 +177,7 @@ impl Services {
             protocol,
             source,
             live_sessions: &live,
+            approved: &approved,
         };
         let grant = match crate::policy::decide(
             &request,
@@ -213,6 +225,13 @@ impl Services {
             .with("ends_at", grant.ends_at.to_rfc3339());
         if let Some(parent) = grant.hop_parent {
             ev = ev.with("hop_parent", parent.to_string());
+        }
+        if let Some(r) = &grant.request {
+            ev = ev
+                .with("request", r.number.as_str())
+                .with("revision", r.revision)
+                .with("emergency", r.emergency);
+            ev.detail.push_str(&format!(" under {r}"));
         }
         self.audit(ev).await;
         Ok(Authorized {
@@ -302,6 +321,7 @@ impl Services {
                 started_at,
                 ends_at: Some(a.grant.ends_at),
                 recording_path: Some(recording.path().display().to_string()),
+                work_request: a.grant.request.as_ref().map(|r| r.number.clone()),
             })
             .await
             .inspect_err(|e| {
@@ -314,6 +334,13 @@ impl Services {
                 });
             })?;
         self.ends.row_written(a.id);
+        // The first session under an approved request makes it active.
+        if let Some(r) = &a.grant.request
+            && let Err(e) =
+                crate::procedure::activate(&self.store, &r.number, r.revision, started_at).await
+        {
+            tracing::warn!(request = %r.number, error = %e, "marking the work request active failed");
+        }
         let guard = self.registry.register(LiveEntry {
             id: a.id,
             user: a.user.name.clone(),
@@ -324,6 +351,32 @@ impl Services {
             ends_at: a.grant.ends_at,
             parent: a.grant.hop_parent,
         });
+        // A revocation between the decision and the row above would miss
+        // this session (it stops the sessions it finds): look again now that
+        // the row exists, and stop at once if the request no longer holds.
+        if let Some(r) = &a.grant.request {
+            match self.store.work_request(&r.number, Some(r.revision)).await {
+                Ok(Some(now)) if now.state.opens_window() => {}
+                Ok(Some(now)) => {
+                    let why = if now.state_reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", now.state_reason)
+                    };
+                    self.registry.stop(
+                        a.id,
+                        super::StopCause::Killed {
+                            by: now.state_by.clone(),
+                            reason: format!("work request {} was {}{why}", r.number, now.state),
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request = %r.number, error = %e, "re-reading the work request failed")
+                }
+            }
+        }
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, protocol = a.grant.protocol.as_str(), "session started");
         self.audit(
             AuditEvent::new(

@@ -270,6 +270,17 @@ fn store_these(config: &Config, credentials: &BTreeSet<String>) -> String {
     out
 }
 
+/// The approved work requests naming a person whose window has not ended,
+/// as `policy::decide` takes them.
+pub async fn approved_windows_of(
+    store: &Store,
+    user: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::policy::ApprovedWindow>, crate::store::StoreError> {
+    let open = store.open_work_requests_for(user, now).await?;
+    Ok(crate::procedure::approved_windows(&open))
+}
+
 fn load_policies(
     config: &Config,
     credentials: &BTreeSet<String>,

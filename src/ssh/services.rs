@@ -286,6 +286,9 @@ impl SshControl for SshServices {
         let live = crate::session::live_sessions_of(&self.services.store, person)
             .await
             .unwrap_or_default();
+        let approved = crate::session::approved_windows_of(&self.services.store, person, now)
+            .await
+            .unwrap_or_default();
         let policies = self.services.policies();
         crate::policy::reachable(
             &crate::session::person_of(&record, now),
@@ -294,6 +297,7 @@ impl SshControl for SshServices {
             self.services.config.time_zone,
             crate::config::canonical_ip(source),
             &live,
+            &approved,
             now,
         )
         .into_iter()

@@ -70,6 +70,7 @@ pub(crate) async fn open<C: SshControl>(
                     status: EndStatus::RecordingFailed,
                     reason: reason.clone(),
                     exit: None,
+                    failure: None,
                 },
             )
             .await;

@@ -39,10 +39,25 @@ pub enum AuditKind {
     ConnectionRefused,
     /// Someone watched a live session from the web console.
     SessionWatched,
+    /// A work request (or a new revision) was written as a draft.
+    RequestFiled,
+    RequestSubmitted,
+    /// One step of a two-step route approved; the next is awaited.
+    RequestStepApproved,
+    /// The last (or an emergency's only) step approved: the window opens.
+    RequestApproved,
+    RequestRejected,
+    RequestWithdrawn,
+    /// The first session under an approved request started.
+    RequestActivated,
+    RequestClosed,
+    RequestExpired,
+    /// An approver revoked a request; its live sessions are stopped.
+    RequestRevoked,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 27] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -60,6 +75,16 @@ impl AuditKind {
         AuditKind::KillRequested,
         AuditKind::ConnectionRefused,
         AuditKind::SessionWatched,
+        AuditKind::RequestFiled,
+        AuditKind::RequestSubmitted,
+        AuditKind::RequestStepApproved,
+        AuditKind::RequestApproved,
+        AuditKind::RequestRejected,
+        AuditKind::RequestWithdrawn,
+        AuditKind::RequestActivated,
+        AuditKind::RequestClosed,
+        AuditKind::RequestExpired,
+        AuditKind::RequestRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +106,16 @@ impl AuditKind {
             AuditKind::KillRequested => "kill_requested",
             AuditKind::ConnectionRefused => "connection_refused",
             AuditKind::SessionWatched => "session_watched",
+            AuditKind::RequestFiled => "request_filed",
+            AuditKind::RequestSubmitted => "request_submitted",
+            AuditKind::RequestStepApproved => "request_step_approved",
+            AuditKind::RequestApproved => "request_approved",
+            AuditKind::RequestRejected => "request_rejected",
+            AuditKind::RequestWithdrawn => "request_withdrawn",
+            AuditKind::RequestActivated => "request_activated",
+            AuditKind::RequestClosed => "request_closed",
+            AuditKind::RequestExpired => "request_expired",
+            AuditKind::RequestRevoked => "request_revoked",
         }
     }
 }

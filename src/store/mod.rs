@@ -1,5 +1,5 @@
-//! Persistent state: people, vendors, keys, tickets, secrets, the audit log
-//! and sessions.
+//! Persistent state: people, vendors, keys, tickets, secrets, the audit log,
+//! sessions and work requests.
 //!
 //! One `Store` serves both backends through sqlx's `Any` driver: SQLite (the
 //! embedded default, one file next to `sekisho.toml`) and PostgreSQL (several
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub mod audit;
 pub mod keys;
+pub mod requests;
 pub mod secrets;
 pub mod sessions;
 pub mod signin_windows;
@@ -30,6 +31,7 @@ pub mod vendors;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
 pub use keys::KeyRecord;
+pub use requests::{NewWorkRequest, WorkRequest, WorkRequestFilter};
 pub use secrets::{SecretName, SecretRow};
 pub use sessions::{
     KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
@@ -92,6 +94,13 @@ pub enum StoreError {
     NoSession(Uuid),
     #[error("session {0} is not live")]
     SessionNotLive(Uuid),
+    #[error("no work request {0}")]
+    NoRequest(String),
+    /// Someone else moved the request first; read it again.
+    #[error(
+        "work request {number} rev {revision} was changed by someone else meanwhile; look at it again"
+    )]
+    RequestChanged { number: String, revision: u32 },
     /// A row holds something this version cannot read (edited by hand, or newer).
     #[error("unreadable {what} in the database: {value:?}")]
     Corrupt { what: &'static str, value: String },
@@ -385,6 +394,13 @@ impl Conditions {
     pub(crate) fn placeholder(&mut self, value: Bind) -> String {
         self.binds.push(value);
         format!("${}", self.binds.len())
+    }
+
+    /// A clause around its placeholder: `expr` gets `$N` and returns the clause.
+    pub(crate) fn push_expr(&mut self, expr: impl FnOnce(&str) -> String, value: Bind) {
+        self.binds.push(value);
+        let placeholder = format!("${}", self.binds.len());
+        self.clauses.push(expr(&placeholder));
     }
 
     pub(crate) fn push_raw(&mut self, clause: &str) {

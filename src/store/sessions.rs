@@ -102,6 +102,8 @@ pub struct NewSession {
     /// When the grant ends.
     pub ends_at: Option<DateTime<Utc>>,
     pub recording_path: Option<String>,
+    /// The work request (number) it was allowed under, where one was needed.
+    pub work_request: Option<String>,
 }
 
 /// How a session ended, and what became of its recording.
@@ -139,6 +141,7 @@ pub struct SessionRecord {
     pub kill_requested_at: Option<DateTime<Utc>>,
     pub kill_reason: Option<String>,
     pub killed_by: Option<String>,
+    pub work_request: Option<String>,
 }
 
 /// A request, left by another process, to stop a live session.
@@ -179,14 +182,14 @@ pub struct SessionFilter {
 
 const COLUMNS: &str = "id, user_name, vendor, target, protocol, client_addr, parent, node, started_at, ends_at,
     ended_at, status, end_reason, recording_path, recording_size, recording_digest, recording_status,
-    kill_requested_at, kill_reason, killed_by";
+    kill_requested_at, kill_reason, killed_by, work_request";
 
 impl Store {
     pub async fn start_session(&self, s: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, user_name, vendor, target, protocol, client_addr, parent, node,
-                                   started_at, ends_at, status, recording_path)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'live', $11)",
+                                   started_at, ends_at, status, recording_path, work_request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'live', $11, $12)",
         )
         .bind(s.id.to_string())
         .bind(s.user.as_str())
@@ -199,6 +202,7 @@ impl Store {
         .bind(to_micros(s.started_at))
         .bind(s.ends_at.map(to_micros))
         .bind(s.recording_path.as_deref())
+        .bind(s.work_request.as_deref())
         .execute(&self.pool)
         .await
         .map_err(|e| match &e {
@@ -466,5 +470,6 @@ fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> 
         kill_requested_at: opt_from_micros(r.try_get("kill_requested_at")?)?,
         kill_reason: r.try_get("kill_reason")?,
         killed_by: r.try_get("killed_by")?,
+        work_request: r.try_get("work_request")?,
     })
 }

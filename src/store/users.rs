@@ -20,6 +20,9 @@ pub enum Role {
     Auditor,
     /// Manages people, policy and live sessions.
     Admin,
+    /// An official who approves, rejects and revokes work requests (where
+    /// a system's approval route admits the role).
+    Approver,
 }
 
 impl Role {
@@ -28,6 +31,7 @@ impl Role {
             Role::Engineer => "engineer",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Approver => "approver",
         }
     }
 }
@@ -45,8 +49,9 @@ impl FromStr for Role {
             "engineer" => Ok(Role::Engineer),
             "auditor" => Ok(Role::Auditor),
             "admin" => Ok(Role::Admin),
+            "approver" => Ok(Role::Approver),
             other => Err(format!(
-                "unknown role {other:?} (use engineer, auditor or admin)"
+                "unknown role {other:?} (use engineer, auditor, admin or approver)"
             )),
         }
     }

@@ -51,7 +51,7 @@ pub fn when(t: DateTime<Utc>, tz: Tz) -> String {
 /// The frame of a signed-in page. `body` is already HTML.
 pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<String> {
     let mut nav = format!(r#"<a href="/sessions">{}</a>"#, esc(lang.t("nav.sessions")));
-    if viewer.role != Role::Engineer {
+    if viewer.reads_all() {
         nav.push_str(&format!(
             r#"<a href="/audit">{}</a>"#,
             esc(lang.t("nav.audit"))
@@ -65,6 +65,7 @@ pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<Stri
         Role::Engineer => lang.t("role.engineer"),
         Role::Auditor => lang.t("role.auditor"),
         Role::Admin => lang.t("role.admin"),
+        Role::Approver => lang.t("role.approver"),
     };
     let header = format!(
         r#"<header><span class="brand">{brand}</span><nav>{nav}</nav><span class="who">{user} ({role})</span><form method="post" action="/lang" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="lang" value="{other}"><button type="submit" id="switch-lang">{switch}</button></form><form method="post" action="/signout" class="inline"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" id="signout">{signout}</button></form></header>"#,

@@ -22,7 +22,7 @@ use super::page::{Refused, esc, layout, url_enc, when};
 use super::signin::{Viewer, fresh_code};
 use crate::recording::{Protocol, Reader, Verdict};
 use crate::store::{
-    AuditFilter, AuditKind, AuditRecord, Role, SessionFilter, SessionRecord, SessionStatus,
+    AuditFilter, AuditKind, AuditRecord, SessionFilter, SessionRecord, SessionStatus,
 };
 
 /// Sessions per page.
@@ -101,8 +101,9 @@ impl SessionQuery {
                 .map(|t| t.name.clone())
                 .collect::<Vec<_>>()
         });
-        let user = if viewer.role == Role::Engineer {
-            // Engineers see their own sessions whatever they ask for.
+        let user = if !viewer.reads_all() {
+            // Engineers (anyone but auditors and admins) see their own
+            // sessions whatever they ask for.
             Some(viewer.user.clone())
         } else {
             some(&self.user)
@@ -163,6 +164,7 @@ fn state_text(lang: Lang, s: SessionStatus) -> &'static str {
         SessionStatus::Expired => lang.t("state.expired"),
         SessionStatus::Failed => lang.t("state.failed"),
         SessionStatus::Abnormal => lang.t("state.abnormal"),
+        SessionStatus::TargetLost => lang.t("state.target_lost"),
     }
 }
 
@@ -220,7 +222,7 @@ pub async fn list(
             p.to_uppercase()
         ));
     }
-    let engineer = viewer.role == Role::Engineer;
+    let engineer = !viewer.reads_all();
     let form = format!(
         r#"<form method="get" action="/sessions" class="filters">{user}{vendor}{system}{target}<label>{protocol_l}<select name="protocol" id="f-protocol">{protocols}</select></label><label>{state_l}<select name="state" id="f-state">{states}</select></label>{from}{to}<button type="submit" id="f-submit">{search}</button></form><p class="hint">{hint}</p>"#,
         user = input(
@@ -359,7 +361,7 @@ async fn keystroke_log(path: &Path) -> Result<String, Refused> {
             )
             .map_err(|e| e.to_string())?,
             Protocol::Rdp => {
-                let info = reader.rdp_info().cloned().unwrap_or_default();
+                let info = meta.rdp.clone().unwrap_or_default();
                 crate::replay::desktop::keystrokes::write_keystroke_log(
                     &meta,
                     &info,

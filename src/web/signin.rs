@@ -48,14 +48,21 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// Auditors and admins read every session; engineers their own only.
+    /// Whether this person reads every session and recording: auditors and
+    /// admins only. Everyone else (engineers, approvers, any role added
+    /// later) sees their own sessions only: deny by default.
+    pub fn reads_all(&self) -> bool {
+        matches!(self.role, Role::Auditor | Role::Admin)
+    }
+
+    /// Auditors and admins read every session; everyone else their own only.
     pub fn may_read_session(&self, owner: &str) -> bool {
-        self.role != Role::Engineer || self.user == owner
+        self.reads_all() || self.user == owner
     }
 
     /// The audit log is for auditors and admins.
     pub fn may_read_audit(&self) -> bool {
-        self.role != Role::Engineer
+        self.reads_all()
     }
 
     /// Stopping a live session is for admins.

@@ -19,6 +19,7 @@ mod first_hour;
 mod flood;
 mod limits;
 mod policy_cli;
+mod procedure_e2e;
 mod rdp_e2e;
 mod rdp_export;
 mod rdp_front;

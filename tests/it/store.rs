@@ -11,9 +11,11 @@ use chrono::{TimeZone, Utc};
 use sekisho::auth::secrets::{MasterKey, SecretStore};
 use sekisho::auth::{self, Authenticator, Role, keys, tickets, totp};
 use sekisho::config::AuthLimits;
+use sekisho::policy::Protocol;
+use sekisho::procedure::state::{RequestState, StepApproval, Urgency};
 use sekisho::store::{
-    AuditEvent, AuditFilter, AuditKind, Backend, NewSession, SessionEnd, SessionFilter,
-    SessionStatus, Store, StoreError,
+    AuditEvent, AuditFilter, AuditKind, Backend, NewSession, NewWorkRequest, SessionEnd,
+    SessionFilter, SessionStatus, Store, StoreError, WorkRequestFilter,
 };
 use uuid::Uuid;
 
@@ -47,6 +49,7 @@ async fn check_store(url: &str, expected: Backend) -> Store {
     secrets(&store).await;
     audit_append_only(&store).await;
     sessions(&store).await;
+    work_requests(&store).await;
     store
 }
 
@@ -485,6 +488,7 @@ fn new_session(node: &str, user: &str) -> NewSession {
         started_at: Utc::now(),
         ends_at: Some(Utc::now() + chrono::Duration::hours(2)),
         recording_path: Some("recordings/2026/04/01/x.skr".into()),
+        work_request: None,
     }
 }
 
@@ -698,6 +702,307 @@ async fn sessions(store: &Store) {
     .execute(store.pool())
     .await
     .unwrap();
+}
+
+/// Work requests: numbering, revisions, compare-and-set moves, approval
+/// steps, the open windows of an engineer and the sessions under a request.
+async fn work_requests(store: &Store) {
+    // The approver role is accepted by the schema.
+    auth::create_user(store, &master(), "yoshida", Role::Approver, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user("yoshida").await.unwrap().unwrap().role,
+        Role::Approver
+    );
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 20, 9, 0, 0)
+        .single()
+        .unwrap();
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 23, 1, 0, 0)
+        .single()
+        .unwrap();
+    let end = Utc
+        .with_ymd_and_hms(2026, 11, 23, 3, 0, 0)
+        .single()
+        .unwrap();
+    let new = NewWorkRequest {
+        system: "fa".into(),
+        vendor: "subco".into(),
+        requester: "tanaka".into(),
+        engineers: vec!["tanaka".into()],
+        targets: vec!["fa-db01".into(), "fa-app01".into()],
+        protocols: vec![Protocol::Ssh, Protocol::Rdp],
+        purpose: "月次パッチ適用".into(),
+        work: "OS の更新と再起動".into(),
+        window_start: start,
+        window_end: end,
+        urgency: Urgency::Normal,
+    };
+    let r = store.create_work_request(&new, now).await.unwrap();
+    assert_eq!(r.number, "R-2026-0001");
+    assert_eq!(r.revision, 1);
+    assert_eq!(r.state, RequestState::Draft);
+    assert_eq!(r.targets, ["fa-db01", "fa-app01"]);
+    assert_eq!(r.protocols, [Protocol::Ssh, Protocol::Rdp]);
+    assert_eq!(r.purpose, "月次パッチ適用");
+    assert_eq!(r.engineers, ["tanaka"]);
+    assert_eq!((r.window_start, r.window_end), (start, end));
+    assert_eq!(r.state_by, "tanaka");
+    let second = store.create_work_request(&new, now).await.unwrap();
+    assert_eq!(second.number, "R-2026-0002");
+
+    // Compare-and-set: the second identical move loses.
+    let mv = |from, to| store.move_work_request(&r.number, 1, from, to, "tanaka", "", now, None);
+    mv(RequestState::Draft, RequestState::Submitted)
+        .await
+        .unwrap();
+    assert!(matches!(
+        mv(RequestState::Draft, RequestState::Submitted).await,
+        Err(StoreError::RequestChanged { .. })
+    ));
+    assert!(matches!(
+        store
+            .move_work_request(
+                "R-1999-0001",
+                1,
+                RequestState::Draft,
+                RequestState::Submitted,
+                "x",
+                "",
+                now,
+                None
+            )
+            .await,
+        Err(StoreError::NoRequest(_))
+    ));
+
+    // Step 1 keeps it submitted; the same step twice is refused; step 2 opens it.
+    let step = |n: usize, by: &str| StepApproval {
+        step: n,
+        by: by.into(),
+        at: now,
+        comment: format!("ok {n}"),
+    };
+    store
+        .approve_work_request_step(
+            &r.number,
+            1,
+            &step(0, "yoshida"),
+            RequestState::Submitted,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .approve_work_request_step(
+                &r.number,
+                1,
+                &step(0, "audit1"),
+                RequestState::Submitted,
+                None
+            )
+            .await,
+        Err(StoreError::RequestChanged { .. })
+    ));
+    assert!(
+        store
+            .open_work_requests_for("tanaka", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .approve_work_request_step(
+            &r.number,
+            1,
+            &step(1, "audit1"),
+            RequestState::Approved,
+            Some(start),
+        )
+        .await
+        .unwrap();
+    let r = store.require_work_request(&r.number, None).await.unwrap();
+    assert_eq!(r.state, RequestState::Approved);
+    assert_eq!(r.approved_from, Some(start));
+    assert_eq!(
+        r.approvals
+            .iter()
+            .map(|a| (a.step, a.by.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "yoshida"), (1, "audit1")]
+    );
+    assert_eq!(r.approvals[1].comment, "ok 1");
+
+    // Open for its engineer until the window ends, for nobody else.
+    let open = store.open_work_requests_for("tanaka", now).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].number, "R-2026-0001");
+    assert!(
+        store
+            .open_work_requests_for("audit1", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .open_work_requests_for("tanaka", end)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A new revision is a new draft; listings show the latest by default.
+    let mut changed = new.clone();
+    changed.work = "OS の更新のみ".into();
+    let r2 = store
+        .create_work_request_revision(&r.number, &changed, now)
+        .await
+        .unwrap();
+    assert_eq!((r2.revision, r2.state), (2, RequestState::Draft));
+    assert_eq!(
+        store
+            .require_work_request(&r.number, None)
+            .await
+            .unwrap()
+            .revision,
+        2
+    );
+    assert_eq!(
+        store
+            .require_work_request(&r.number, Some(1))
+            .await
+            .unwrap()
+            .work,
+        "OS の更新と再起動"
+    );
+    let latest = store
+        .work_requests(&WorkRequestFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        latest
+            .iter()
+            .map(|r| (r.number.as_str(), r.revision))
+            .collect::<Vec<_>>(),
+        [("R-2026-0001", 2), ("R-2026-0002", 1)]
+    );
+    let all = store
+        .work_requests(&WorkRequestFilter {
+            all_revisions: true,
+            states: vec![RequestState::Approved],
+            engineer: Some("tanaka".into()),
+            ..WorkRequestFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].revision, 1);
+    let due = store
+        .work_requests(&WorkRequestFilter {
+            all_revisions: true,
+            states: vec![RequestState::Approved, RequestState::Active],
+            window_ended_by: Some(end),
+            ..WorkRequestFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+
+    // Sessions remember the request they run under.
+    let mut s = new_session("node-a", "tanaka");
+    s.work_request = Some(r.number.clone());
+    store.start_session(&s).await.unwrap();
+    let under = store.live_sessions_of_request(&r.number).await.unwrap();
+    assert_eq!(under.len(), 1);
+    assert_eq!(under[0].id, s.id);
+    assert_eq!(under[0].work_request.as_deref(), Some("R-2026-0001"));
+    assert!(
+        store
+            .live_sessions_of_request("R-2026-0002")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A database made before work requests (schema 0002) keeps its people,
+/// keys and sign-in state when the users table is rebuilt for the
+/// approver role.
+#[tokio::test]
+async fn sqlite_upgrade_keeps_people_and_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for f in ["0001_foundation.sql", "0002_ticket_sealed.sql"] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/sqlite")
+                .join(f),
+            old.join(f),
+        )
+        .unwrap();
+    }
+    let file = dir.path().join("old.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    // Fill it as the old version would have.
+    let store_v2 = {
+        // The current code only reads and writes columns the old schema has
+        // for these tables, through a pool that does not migrate.
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        for sql in [
+            "INSERT INTO vendors (name, parent, created_at) VALUES ('acme', NULL, 1)",
+            "INSERT INTO users (name, role, vendor, password_hash, totp_secret, enabled, failures, created_at)
+             VALUES ('tanaka', 'engineer', 'acme', 'h', 's', 1, 2, 5)",
+            "INSERT INTO user_keys (user_name, fingerprint, openssh, comment, added_at)
+             VALUES ('tanaka', 'SHA256:x', 'ssh-ed25519 AAAA', 'pc', 6)",
+            "INSERT INTO signin_windows (user_name, source, opened_at, expires_at) VALUES ('tanaka', '127.0.0.1', 1, 99999999999999)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool
+    };
+    store_v2.close().await;
+    let store = Store::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("upgrade");
+    let u = store.user("tanaka").await.unwrap().unwrap();
+    assert_eq!(u.role, Role::Engineer);
+    assert_eq!(u.failures, 2);
+    assert_eq!(store.keys("tanaka").await.unwrap().len(), 1);
+    // Foreign keys still point at the rebuilt table: deleting nothing,
+    // and a key for a missing user is still refused.
+    let orphan = sqlx::query(
+        "INSERT INTO user_keys (user_name, fingerprint, openssh, comment, added_at)
+         VALUES ('ghost', 'SHA256:y', 'k', '', 1)",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(orphan.is_err(), "foreign key to users still enforced");
+    let check: Vec<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'user_keys'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(
+        check[0].replace('"', "").contains("REFERENCES users(name)"),
+        "{check:?}"
+    );
+    store.close().await;
 }
 
 #[tokio::test]

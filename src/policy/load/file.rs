@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 
 use super::access::parse_access;
+use super::approval::parse_approval;
 use super::endpoint::parse_endpoint;
 use super::location::{Sink, field_at};
 use super::schema::{RawFile, S};
@@ -131,12 +132,17 @@ pub(super) fn parse_file(
         // Without a system name and zone nothing else can be judged.
         return None;
     };
+    let approval = match &raw.approval {
+        None => None,
+        Some(a) => Some(parse_approval(sink, a)?),
+    };
     out.system = Some((
         System {
             name: system_name.clone(),
             title: sys.title.clone(),
             zone,
             file: sink.file.to_path_buf(),
+            approval,
         },
         system_line,
     ));

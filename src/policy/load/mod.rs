@@ -5,9 +5,10 @@
 //! The steps, one file each: `schema` is the TOML as written, `location`
 //! turns byte spans into lines and dotted fields, `file` checks one file
 //! (`endpoint` a target's ssh/rdp endpoint with its credential and pin,
-//! `access` one access entry), and `cross` checks across files.
+//! `access` one access entry, `approval` the work-request approval route), and `cross` checks across files.
 
 mod access;
+mod approval;
 mod cross;
 mod endpoint;
 mod file;

@@ -6,6 +6,9 @@ use toml::Spanned;
 
 pub(super) type S<T> = Spanned<T>;
 
+/// A list of names, each with its span.
+pub(super) type NameList = S<Vec<S<String>>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFile {
@@ -16,6 +19,14 @@ pub(super) struct RawFile {
     pub(super) hops: Vec<S<RawHop>>,
     #[serde(default, rename = "access")]
     pub(super) access: Vec<S<RawAccess>>,
+    pub(super) approval: Option<S<RawApproval>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApproval {
+    pub(super) required: Option<S<bool>>,
+    pub(super) steps: Option<S<Vec<NameList>>>,
 }
 
 #[derive(Deserialize)]

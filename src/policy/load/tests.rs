@@ -545,3 +545,101 @@ fn unreadable_policy_files_are_errors() {
         "{latin1}"
     );
 }
+
+/// BASE with an `[approval]` table after `[system]` (lines 4 onward).
+fn with_approval(table: &str) -> String {
+    BASE.replacen(
+        "zone = \"lgwan\"\n",
+        &format!("zone = \"lgwan\"\n{table}"),
+        1,
+    )
+}
+
+#[test]
+fn approval_routes_load() {
+    let text = with_approval(
+        "\n[approval]\nrequired = true\nsteps = [[\"role:approver\"], [\"kimura\", \"sato\"]]\n",
+    );
+    let set = load(&[("fa.toml", &text)], None).unwrap();
+    let sys = set.system("fa").unwrap();
+    assert!(sys.requires_approval());
+    let route = sys.route();
+    assert_eq!(route.steps.len(), 2);
+    assert!(route.steps[0].approver_role && route.steps[0].people.is_empty());
+    assert!(route.steps[0].admits("anyone", true));
+    assert!(!route.steps[0].admits("anyone", false));
+    assert_eq!(route.steps[1].people, vec!["kimura", "sato"]);
+    assert!(route.steps[1].admits("sato", false));
+    assert!(!route.steps[1].admits("tanaka", true));
+    // `required` defaults to true once [approval] is written.
+    let text = with_approval("\n[approval]\nsteps = [[\"kimura\"]]\n");
+    let set = load(&[("fa.toml", &text)], None).unwrap();
+    assert!(set.system("fa").unwrap().requires_approval());
+    // Not required: requests may be filed, sessions do not need one.
+    let text = with_approval("\n[approval]\nrequired = false\nsteps = [[\"kimura\"]]\n");
+    let set = load(&[("fa.toml", &text)], None).unwrap();
+    assert!(!set.system("fa").unwrap().requires_approval());
+    // No [approval]: not required, one step for any approver.
+    let set = load(&[("fa.toml", BASE)], None).unwrap();
+    let sys = set.system("fa").unwrap();
+    assert!(!sys.requires_approval());
+    assert_eq!(sys.route(), crate::policy::ApprovalRoute::default_route());
+}
+
+#[test]
+fn approval_route_errors_name_line_and_field() {
+    let check = |table: &str, line: usize, field: &str, words: &str| {
+        let text = with_approval(table);
+        let errs = load(&[("fa.toml", &text)], None).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_err(&errs[0], line, field, words);
+    };
+    check(
+        "\n[approval]\nrequired = true\n",
+        5,
+        "approval.steps",
+        "missing",
+    );
+    check(
+        "\n[approval]\nsteps = []\n",
+        6,
+        "approval.steps",
+        "one or two steps",
+    );
+    check(
+        "\n[approval]\nsteps = [[\"a\"], [\"b\"], [\"c\"]]\n",
+        6,
+        "approval.steps",
+        "has 3 steps",
+    );
+    check(
+        "\n[approval]\nsteps = [[]]\n",
+        6,
+        "approval.steps[0]",
+        "is empty",
+    );
+    check(
+        "\n[approval]\nsteps = [[\"kimura\", \"kimura\"]]\n",
+        6,
+        "approval.steps[0][1]",
+        "listed twice",
+    );
+    check(
+        "\n[approval]\nsteps = [[\"group:somebody\"]]\n",
+        6,
+        "approval.steps[0][0]",
+        "neither a user name",
+    );
+    check(
+        "\n[approval]\nsteps = [[\"kimura\"]]\nrequired = \"yes\"\n",
+        7,
+        "approval.required",
+        "",
+    );
+    check(
+        "\n[approval]\nsteps = [[\"kimura\"]]\nwho = 1\n",
+        7,
+        "approval.who",
+        "unknown field",
+    );
+}
