@@ -184,7 +184,6 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
 /// Generates a self-signed certificate for the RDP front; returns (cert PEM,
 /// key PEM, SHA-256 fingerprint of the certificate as colon-separated hex).
 fn self_signed_tls() -> anyhow::Result<(String, String, String)> {
-    use sha2::Digest as _;
     let names = vec![
         "sekisho".to_string(),
         "localhost".to_string(),
@@ -193,12 +192,8 @@ fn self_signed_tls() -> anyhow::Result<(String, String, String)> {
     let certified =
         rcgen::generate_simple_self_signed(names).context("generating the TLS certificate")?;
     let der = certified.cert.der();
-    let digest = sha2::Sha256::digest(der.as_ref());
-    let fingerprint = digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let fingerprint =
+        crate::policy::Pin::CertSha256(crate::rdp::back::cert_sha256(der.as_ref())).to_string();
     Ok((
         certified.cert.pem(),
         certified.signing_key.serialize_pem(),

@@ -61,7 +61,7 @@ pub async fn run(_g: &Global, cmd: TargetCmd) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "cert_sha256 = \"{}\"",
-                    colon_hex(&crate::rdp::back::cert_sha256(&der))
+                    crate::policy::Pin::CertSha256(crate::rdp::back::cert_sha256(&der))
                 )?;
                 hints.push(
                     "RDP, on a Windows target: the SHA-256 thumbprint of the certificate in \
@@ -115,16 +115,6 @@ fn parse_address(s: &str) -> anyhow::Result<(IpAddr, u16)> {
     )
 }
 
-/// `AA:BB:…`, the form of `cert_sha256` in the example policies (and of
-/// `openssl x509 -fingerprint -sha256`).
-fn colon_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +139,7 @@ mod tests {
 
     #[test]
     fn fingerprint_form_is_what_policies_read() {
-        let hex = colon_hex(&[0xab; 32]);
+        let hex = crate::policy::Pin::CertSha256([0xab; 32]).to_string();
         assert!(crate::policy::Pin::parse_cert_sha256(&hex).is_ok());
         assert!(hex.starts_with("AB:AB:"));
     }
