@@ -116,14 +116,32 @@ async fn sign_in(c: &Client, user: &str) {
         .send_keys(&e.code(user))
         .await
         .expect("type");
-    c.find(Locator::Id("signin"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    follow(c, c.find(Locator::Id("signin")).await.expect("button")).await;
     let url = c.current_url().await.expect("url");
     assert_eq!(url.path(), "/sessions", "signed in as {user}");
+}
+
+/// Clicks something that leaves the page (a link, a form's button) and
+/// waits until the browser has left it: WebDriver's click may return before
+/// a form submission navigates, and reading the old page then races with
+/// the new one replacing it.
+async fn follow(c: &Client, what: fantoccini::elements::Element) {
+    let page = c.find(Locator::Css("html")).await.expect("the page");
+    what.click().await.expect("click");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match page.tag_name().await {
+            Err(e) if e.is_stale_element_reference() => return,
+            Err(e) => panic!("while waiting for the next page: {e}"),
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the click did not leave the page within 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn body_text(c: &Client) -> String {
@@ -164,12 +182,7 @@ async fn auditor_signs_in_finds_a_session_by_filter_and_reads_it_in_japanese_and
         .send_keys("suzuki")
         .await
         .expect("type");
-    c.find(Locator::Id("f-submit"))
-        .await
-        .expect("search")
-        .click()
-        .await
-        .expect("click");
+    follow(&c, c.find(Locator::Id("f-submit")).await.expect("search")).await;
     let url = c.current_url().await.expect("url");
     assert!(
         url.query().unwrap_or_default().contains("user=suzuki"),
@@ -180,12 +193,13 @@ async fn auditor_signs_in_finds_a_session_by_filter_and_reads_it_in_japanese_and
     assert!(text.contains("終了"), "Japanese state: {text}");
     screenshot(&c, "sessions").await;
 
-    c.find(Locator::Css(&format!("a[href='/sessions/{}']", e.session)))
-        .await
-        .expect("the session's link")
-        .click()
-        .await
-        .expect("open the session");
+    follow(
+        &c,
+        c.find(Locator::Css(&format!("a[href='/sessions/{}']", e.session)))
+            .await
+            .expect("the session's link"),
+    )
+    .await;
     let verdict = c
         .find(Locator::Id("verdict"))
         .await
@@ -218,12 +232,13 @@ async fn auditor_signs_in_finds_a_session_by_filter_and_reads_it_in_japanese_and
     screenshot(&c, "session").await;
 
     // English by the person's choice.
-    c.find(Locator::Id("switch-lang"))
-        .await
-        .expect("language switch")
-        .click()
-        .await
-        .expect("click");
+    follow(
+        &c,
+        c.find(Locator::Id("switch-lang"))
+            .await
+            .expect("language switch"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("Recording intact"), "{text}");
     assert!(text.contains("Keystroke log"), "{text}");
@@ -232,12 +247,11 @@ async fn auditor_signs_in_finds_a_session_by_filter_and_reads_it_in_japanese_and
 
     // Replay in the browser: the vendored player (WebAssembly under the
     // replay page's CSP) plays the asciicast; the Japanese output appears.
-    c.find(Locator::Id("replay"))
-        .await
-        .expect("replay link")
-        .click()
-        .await
-        .expect("open the replay");
+    follow(
+        &c,
+        c.find(Locator::Id("replay")).await.expect("replay link"),
+    )
+    .await;
     c.wait()
         .for_element(Locator::Css(".ap-player"))
         .await
@@ -307,12 +321,13 @@ async fn a_post_without_the_csrf_token_is_refused() {
     )
     .await
     .expect("remove the token");
-    c.find(Locator::Id("signout"))
-        .await
-        .expect("sign-out button")
-        .click()
-        .await
-        .expect("click");
+    follow(
+        &c,
+        c.find(Locator::Id("signout"))
+            .await
+            .expect("sign-out button"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("missing CSRF token"), "{text}");
     // Still signed in.
@@ -345,7 +360,7 @@ async fn admin_stops_a_live_session_with_a_reason_and_the_engineer_sees_it() {
             .await
             .expect("list");
         if let Ok(link) = c.find(Locator::Css("#sessions tbody a")).await {
-            link.click().await.expect("open");
+            follow(&c, link).await;
             found = true;
             break;
         }
@@ -366,12 +381,7 @@ async fn admin_stops_a_live_session_with_a_reason_and_the_engineer_sees_it() {
         .await
         .expect("type");
     screenshot(&c, "kill").await;
-    c.find(Locator::Id("kill"))
-        .await
-        .expect("kill button")
-        .click()
-        .await
-        .expect("click");
+    follow(&c, c.find(Locator::Id("kill")).await.expect("kill button")).await;
     assert!(wait_for(Duration::from_secs(10), || matches!(
         child.try_wait(),
         Ok(Some(_))
@@ -426,19 +436,18 @@ async fn auditor_watches_a_live_session() {
             .await
             .expect("list");
         if let Ok(link) = c.find(Locator::Css("#sessions tbody a")).await {
-            link.click().await.expect("open");
+            follow(&c, link).await;
             found = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(found, "the live session is listed");
-    c.find(Locator::Id("watch"))
-        .await
-        .expect("watch button")
-        .click()
-        .await
-        .expect("click");
+    follow(
+        &c,
+        c.find(Locator::Id("watch")).await.expect("watch button"),
+    )
+    .await;
     let id = c
         .current_url()
         .await
