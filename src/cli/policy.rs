@@ -13,10 +13,8 @@ use chrono_tz::Tz;
 use super::Global;
 use crate::config::{Config, Network, format_duration};
 use crate::policy::hours::local_to_utc;
-use crate::policy::{
-    ApprovedWindow, Decision, LiveSession, Person, PolicySet, Protocol, Request, Rule, TargetKind,
-    decide,
-};
+use crate::policy::reach::ProtocolReach;
+use crate::policy::{ApprovedWindow, LiveSession, Person, PolicySet, Protocol, Reach, Request};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCmd {
@@ -140,18 +138,15 @@ async fn lookup_person(
         return Ok((person, Vec::new(), Vec::new()));
     }
     let store = super::open_store(cfg).await?;
-    let Some(record) = store.user(name).await.context("reading the user")? else {
-        bail!(
-            "no user {name:?} (add one with `sekisho user add`, or pass --vendor VENDOR[,PARENT...] to try a person not yet registered)"
-        );
-    };
-    let live = crate::session::live_sessions_of(&store, name)
+    crate::session::requester(&store, name, now)
         .await
-        .context("reading live sessions")?;
-    let approved = crate::session::approved_windows_of(&store, name, now)
-        .await
-        .context("reading approved work requests")?;
-    Ok((crate::session::person_of(&record, now), live, approved))
+        .context("reading the user, their live sessions and approved work requests")?
+        .map(|r| (r.person, r.live, r.approved))
+        .with_context(|| {
+            format!(
+                "no user {name:?} (add one with `sekisho user add`, or pass --vendor VENDOR[,PARENT...] to try a person not yet registered)"
+            )
+        })
 }
 
 /// The policy set as `explain` and `who-can` see it. Credential names are
@@ -217,6 +212,12 @@ async fn check(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                     plural(access, "entry", "entries"),
                 );
             }
+            // Valid, but worth knowing (the console's policy page lists the same).
+            let tz = cfg.as_ref().map_or(chrono_tz::UTC, |c| c.time_zone);
+            let today = Utc::now().with_timezone(&tz).date_naive();
+            for w in crate::policy::warnings(&set, creds.as_ref(), today) {
+                println!("warning: {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -260,117 +261,53 @@ fn explain(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> ExitCode {
-    match decide(req, set, networks, tz, now) {
-        Decision::Allow(g) => {
-            let hop = g
-                .hop_parent
-                .and_then(|id| req.live_sessions.iter().find(|s| s.id == id))
-                .map(|s| format!("; hop from your live session on {}", s.target))
-                .unwrap_or_default();
-            let under = g
-                .request
-                .as_ref()
-                .map(|r| format!("; under {r}"))
-                .unwrap_or_default();
-            println!(
-                "ALLOW {} {} → {} ({}:{} as {}) until {} ({}); access: {}{hop}{under}",
-                g.protocol,
-                req.person.name,
-                g.target.name,
-                g.target.address,
-                g.endpoint.port,
-                g.endpoint.account,
-                g.ends_at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-                g.ends_because.describe(),
-                g.access,
-            );
-            ExitCode::SUCCESS
+    let explained = crate::policy::explain(req, set, networks, tz, now);
+    for (i, line) in explained.lines.iter().enumerate() {
+        if i == 0 {
+            println!("{line}");
+        } else {
+            println!("  {line}");
         }
-        Decision::Deny(d) => {
-            println!("DENY: {d}");
-            if d.rule == Rule::NoApprovedRequest {
-                let local =
-                    |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
-                if req.approved.is_empty() {
-                    println!("  no approved work request names {}", req.person.name);
-                }
-                for w in req.approved {
-                    println!(
-                        "  {} rev {}: targets {}; protocols {}; open {} to {}{}",
-                        w.number,
-                        w.revision,
-                        w.targets.join(", "),
-                        w.protocols
-                            .iter()
-                            .map(|p| p.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        local(w.from),
-                        local(w.until),
-                        if w.emergency { " (emergency)" } else { "" }
-                    );
-                }
-            }
-            ExitCode::from(1)
-        }
+    }
+    if explained.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 fn who_can(set: &PolicySet, networks: &[Network], tz: Tz, name: &str) -> anyhow::Result<()> {
-    let target = set
-        .target(name)
+    let reach = Reach::of(set, networks, name)
         .with_context(|| format!("there is no target named {name:?}"))?;
-    let offers: Vec<String> = [&target.ssh, &target.rdp]
+    let target = reach.target;
+    let offers: Vec<String> = reach
+        .offers
         .iter()
-        .zip(Protocol::ALL)
-        .filter_map(|(e, p)| e.as_ref().map(|e| format!("{p}:{}", e.port)))
+        .map(|(p, port)| format!("{p}:{port}"))
         .collect();
-    let system = set.system(&target.system);
     println!(
         "{} — system {}{} ({} zone), {} server at {}, offers {}",
         target.name,
         target.system,
-        system
-            .and_then(|s| s.title.as_ref())
-            .map(|t| format!(" {t}"))
-            .unwrap_or_default(),
+        reach.title.map(|t| format!(" {t}")).unwrap_or_default(),
         target.zone,
         target.kind,
         target.address,
         offers.join(" ")
     );
-    let hops_in: Vec<&str> = set
-        .hops()
-        .filter(|h| h.to == target.name)
-        .map(|h| h.from.as_str())
-        .collect();
-    let mut any = false;
-    for a in set.access_for(target) {
-        any = true;
-        let protocols: Vec<String> = a
+    for entry in &reach.entries {
+        let a = entry.access;
+        let protocols: Vec<String> = entry
             .protocols
             .iter()
-            .filter(|p| target.endpoint(**p).is_some())
-            .filter_map(|p| match (p, target.kind) {
-                (Protocol::Rdp, TargetKind::Virtual) if hops_in.is_empty() => None,
-                (Protocol::Rdp, TargetKind::Virtual) => {
-                    Some(format!("rdp (only as a hop from {})", hops_in.join(", ")))
+            .map(|p| match p {
+                ProtocolReach::Direct(p) => p.to_string(),
+                ProtocolReach::RdpHopOnly => {
+                    format!("rdp (only as a hop from {})", reach.hops_in.join(", "))
                 }
-                _ => Some(p.to_string()),
             })
             .collect();
-        let sources: Vec<String> = a
-            .sources
-            .iter()
-            .map(|s| match networks.iter().find(|n| n.name == *s) {
-                Some(n) => {
-                    let cidrs: Vec<String> = n.cidrs.iter().map(|c| c.to_string()).collect();
-                    let closed = if n.closed { ", closed" } else { "" };
-                    format!("{s} ({}{closed})", cidrs.join(" "))
-                }
-                None => format!("{s} (not in sekisho.toml: never matches)"),
-            })
-            .collect();
+        let sources: Vec<String> = entry.sources.iter().map(|s| s.describe()).collect();
         println!();
         println!(
             "{} access[{}]: vendor {} (and its subcontractors' engineers named below)",
@@ -395,19 +332,19 @@ fn who_can(set: &PolicySet, networks: &[Network], tz: Tz, name: &str) -> anyhow:
         println!("  sources:     {}", sources.join(", "));
         println!("  max session: {}", format_duration(a.max_session));
     }
-    if !any {
+    if reach.entries.is_empty() {
         println!();
         println!(
             "no access entry covers {}: nobody may reach it",
             target.name
         );
     }
-    if !hops_in.is_empty() {
+    if !reach.hops_in.is_empty() {
         println!();
         println!(
             "RDP hops into {}: from {} (for a person with a live session there)",
             target.name,
-            hops_in.join(", ")
+            reach.hops_in.join(", ")
         );
     }
     Ok(())

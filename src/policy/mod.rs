@@ -3,13 +3,18 @@
 //! that grants or denies one request.
 
 pub mod decide;
+pub mod edit;
+pub mod explain;
 pub mod hours;
 pub mod load;
 pub mod model;
+pub mod reach;
+pub mod warnings;
 
 pub use decide::{
     Decision, Denial, EndReason, Grant, Request, RequestRef, Rule, decide, reachable,
 };
+pub use explain::{Explanation, explain};
 pub use hours::{Hours, HoursCheck};
 pub use load::{MAX_SESSION_LIMIT, PolicyError, PolicyErrors};
 pub use model::{
@@ -17,3 +22,5 @@ pub use model::{
     Endpoint, Hop, LiveSession, Person, Pin, PolicySet, Protocol, System, Target, TargetKind, Zone,
     ssh_fingerprint,
 };
+pub use reach::Reach;
+pub use warnings::{Warning, warnings};

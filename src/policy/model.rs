@@ -347,6 +347,14 @@ pub struct Contract {
     pub until: NaiveDate,
 }
 
+impl Contract {
+    /// Whole days from `today` to the contract's last day: 0 on the last
+    /// day, negative once it has ended.
+    pub fn days_left(&self, today: NaiveDate) -> i64 {
+        self.until.signed_duration_since(today).num_days()
+    }
+}
+
 /// One `[[access]]` entry: who of which vendor may reach this system's
 /// targets, how, from where and when.
 #[derive(Debug, Clone, PartialEq)]

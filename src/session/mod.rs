@@ -281,6 +281,33 @@ pub async fn approved_windows_of(
     Ok(crate::procedure::approved_windows(&open))
 }
 
+/// A person as `policy explain` (CLI and console) asks about them.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub person: crate::policy::Person,
+    /// Their live sessions on every node (for the hop rule).
+    pub live: Vec<crate::policy::LiveSession>,
+    /// Their approved work requests whose window has not ended.
+    pub approved: Vec<crate::policy::ApprovedWindow>,
+}
+
+/// The person `name` as the user store knows them at `now`; `None` when
+/// there is no such user.
+pub async fn requester(
+    store: &Store,
+    name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Requester>, crate::store::StoreError> {
+    let Some(record) = store.user(name).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Requester {
+        person: person_of(&record, now),
+        live: live_sessions_of(store, name).await?,
+        approved: approved_windows_of(store, name, now).await?,
+    }))
+}
+
 fn load_policies(
     config: &Config,
     credentials: &BTreeSet<String>,

@@ -12,8 +12,9 @@ use super::Shared;
 use super::page::Refused;
 use super::signin::{COOKIE_NAME, PRE_COOKIE_NAME, cookie, find, same_token};
 
-/// The largest form or JSON body the console reads.
-const MAX_BODY: usize = 64 * 1024;
+/// The largest form or JSON body the console reads (a policy file edited
+/// in the browser comes as a form, percent-encoded: up to 3× its size).
+const MAX_BODY: usize = 512 * 1024;
 
 /// The header scripts send the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";

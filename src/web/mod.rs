@@ -36,10 +36,13 @@ use crate::session::Services;
 pub mod api;
 mod assets;
 mod audit;
+mod diff;
 mod guard;
 pub mod i18n;
 mod live;
 mod page;
+mod policy;
+mod policy_edit;
 mod replay;
 mod sessions;
 pub mod signin;
@@ -118,7 +121,16 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/sessions/{id}/kill", post(sessions::kill))
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
-        .route("/assets/{name}", get(assets::serve));
+        .route("/assets/{name}", get(assets::serve))
+        // policyweb: policy pages, explain and editing (admins only).
+        .route("/policy", get(policy::index))
+        .route("/policy/explain", get(policy::explain))
+        .route("/policy/systems/{system}", get(policy::system))
+        .route(
+            "/policy/systems/{system}/edit",
+            get(policy_edit::form).post(policy_edit::submit),
+        )
+        .route("/policy/systems/{system}/change", post(policy_edit::change));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

@@ -57,6 +57,12 @@ pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<Stri
             esc(lang.t("nav.audit"))
         ));
     }
+    if viewer.role == Role::Admin {
+        nav.push_str(&format!(
+            r#"<a href="/policy" id="nav-policy">{}</a>"#,
+            esc(lang.t("nav.policy"))
+        ));
+    }
     let other = match lang {
         Lang::Ja => Lang::En,
         Lang::En => Lang::Ja,

@@ -88,49 +88,27 @@ impl PolicySet {
         networks: Option<&[Network]>,
         known_credentials: Option<&BTreeSet<String>>,
     ) -> Result<PolicySet, PolicyErrors> {
-        let dir_error = |message: String| {
-            PolicyErrors(vec![PolicyError {
-                file: dir.to_path_buf(),
-                line: None,
-                field: String::new(),
-                message,
-            }])
-        };
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
-        let mut paths = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
-            let path = entry.path();
-            // Editors' lock and backup files (`.#fa.toml`) are not policies.
-            let hidden = entry.file_name().as_encoded_bytes().starts_with(b".");
-            if path.extension().is_some_and(|x| x == "toml") && !hidden {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        let mut files = Vec::new();
-        let mut errors = Vec::new();
-        for path in paths {
-            match read_policy_file(&path) {
-                Ok(text) => files.push((path, text)),
-                Err((line, message)) => errors.push(PolicyError {
-                    file: path,
-                    line,
-                    field: String::new(),
-                    message,
-                }),
-            }
-        }
-        match PolicySet::parse_files(&files, networks, known_credentials) {
-            Ok(set) if errors.is_empty() => Ok(set),
-            Ok(_) => Err(PolicyErrors(errors)),
-            Err(PolicyErrors(more)) => {
-                errors.extend(more);
-                Err(PolicyErrors(errors))
-            }
-        }
+        let (files, errors) = read_dir_texts(dir)?;
+        parse_with_read_errors(&files, errors, networks, known_credentials)
+    }
+
+    /// Checks the set `dir` would hold with `text` as the file `path` (new
+    /// or replacing the file there): what an edit would leave in force,
+    /// checked exactly as `load_dir` checks the directory, before anything
+    /// is written.
+    pub fn load_dir_replacing(
+        dir: &Path,
+        networks: &[Network],
+        known_credentials: Option<&BTreeSet<String>>,
+        path: &Path,
+        text: &str,
+    ) -> Result<PolicySet, PolicyErrors> {
+        let (mut files, mut errors) = read_dir_texts(dir)?;
+        errors.retain(|e| e.file != path);
+        files.retain(|(p, _)| p != path);
+        files.push((path.to_path_buf(), text.to_string()));
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        parse_with_read_errors(&files, errors, Some(networks), known_credentials)
     }
 
     /// Parses and checks policy texts as if read from the given paths.
@@ -153,6 +131,64 @@ impl PolicySet {
         if errors.is_empty() {
             Ok(set)
         } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+}
+
+/// The texts of every policy file in `dir` (`*.toml`, not hidden, in name
+/// order), and the errors of those that cannot be read.
+fn read_dir_texts(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<PolicyError>), PolicyErrors> {
+    let dir_error = |message: String| {
+        PolicyErrors(vec![PolicyError {
+            file: dir.to_path_buf(),
+            line: None,
+            field: String::new(),
+            message,
+        }])
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
+        let path = entry.path();
+        // Editors' lock and backup files (`.#fa.toml`) are not policies.
+        let hidden = entry.file_name().as_encoded_bytes().starts_with(b".");
+        if path.extension().is_some_and(|x| x == "toml") && !hidden {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match read_policy_file(&path) {
+            Ok(text) => files.push((path, text)),
+            Err((line, message)) => errors.push(PolicyError {
+                file: path,
+                line,
+                field: String::new(),
+                message,
+            }),
+        }
+    }
+    Ok((files, errors))
+}
+
+/// Parses `files`; the set is loaded only if neither they nor the reading
+/// (`errors`) had a problem.
+fn parse_with_read_errors(
+    files: &[(PathBuf, String)],
+    mut errors: Vec<PolicyError>,
+    networks: Option<&[Network]>,
+    known_credentials: Option<&BTreeSet<String>>,
+) -> Result<PolicySet, PolicyErrors> {
+    match PolicySet::parse_files(files, networks, known_credentials) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(PolicyErrors(errors)),
+        Err(PolicyErrors(more)) => {
+            errors.extend(more);
             Err(PolicyErrors(errors))
         }
     }

@@ -643,3 +643,47 @@ fn approval_route_errors_name_line_and_field() {
         "unknown field",
     );
 }
+
+/// An edit is checked against the whole directory with the new text in
+/// place of the file (or as a new file), before anything is written: the
+/// other files' errors and cross-file rules count, the file's own old
+/// problems do not.
+#[test]
+fn a_replacement_text_is_checked_with_the_rest_of_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = dir.path().join("fa.toml");
+    std::fs::write(&fa, "this is not toml =").unwrap();
+    let other = BASE
+        .replace("name = \"fa\"", "name = \"jk\"")
+        .replace("fa-db01", "jk-db01")
+        .replace("fa-app01", "jk-app01")
+        .replace("10.20.0.1", "10.30.0.1");
+    std::fs::write(dir.path().join("jk.toml"), &other).unwrap();
+    let nets = networks();
+    // The broken file on disk is replaced by a valid text: the set loads.
+    let set = PolicySet::load_dir_replacing(dir.path(), &nets, None, &fa, BASE).unwrap();
+    assert_eq!(set.systems().count(), 2);
+    // Cross-file rules apply: a target name the other file already uses.
+    let clash = BASE.replace("fa-app01", "jk-app01");
+    let errs = PolicySet::load_dir_replacing(dir.path(), &nets, None, &fa, &clash)
+        .unwrap_err()
+        .0;
+    assert!(
+        errs.iter().any(|e| e.message.contains("jk-app01")),
+        "{errs:#?}"
+    );
+    // Errors point at lines of the new text.
+    let bad = BASE.replace("max_session = \"2h\"", "max_session = \"2 hours\"");
+    let errs = PolicySet::load_dir_replacing(dir.path(), &nets, None, &fa, &bad)
+        .unwrap_err()
+        .0;
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].file, fa);
+    assert_eq!(errs[0].field, "access[0].max_session");
+    assert_eq!(
+        errs[0].line,
+        Some(bad.lines().position(|l| l.contains("2 hours")).unwrap() + 1)
+    );
+    // Nothing was written.
+    assert_eq!(std::fs::read_to_string(&fa).unwrap(), "this is not toml =");
+}
