@@ -24,7 +24,9 @@ pub enum EditError {
     NotToml(String),
     #[error("there is no access[{0}] in this file")]
     NoAccessEntry(usize),
-    #[error("access[{index}].{field} is not a list or table sekisho can change here; edit the text")]
+    #[error(
+        "access[{index}].{field} is not a list or table sekisho can change here; edit the text"
+    )]
     Shape { index: usize, field: &'static str },
     #[error("{0:?} is already in access[{1}].users")]
     AlreadyListed(String, usize),
@@ -48,13 +50,14 @@ pub fn change_access(text: &str, index: usize, change: &AccessChange) -> Result<
             if user.is_empty() {
                 return Err(EditError::Empty);
             }
-            let users = entry
-                .get_mut("users")
-                .and_then(Item::as_array_mut)
-                .ok_or(EditError::Shape {
-                    index,
-                    field: "users",
-                })?;
+            let users =
+                entry
+                    .get_mut("users")
+                    .and_then(Item::as_array_mut)
+                    .ok_or(EditError::Shape {
+                        index,
+                        field: "users",
+                    })?;
             if users.iter().any(|u| u.as_str() == Some(user)) {
                 return Err(EditError::AlreadyListed(user.to_string(), index));
             }

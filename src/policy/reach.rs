@@ -85,9 +85,7 @@ impl<'a> Reach<'a> {
             .collect();
         Some(Reach {
             target,
-            title: set
-                .system(&target.system)
-                .and_then(|s| s.title.as_deref()),
+            title: set.system(&target.system).and_then(|s| s.title.as_deref()),
             offers,
             entries,
             hops_in,

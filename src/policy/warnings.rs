@@ -179,14 +179,24 @@ sources = ["lab"]
             })
             .collect();
         assert_eq!(ending, [("beta", 1), ("acme", 26)]);
-        assert_eq!(w[0].to_string(), "fa.toml access[1]: the contract of vendor beta ends 2026-12-06 (1 day left)");
+        assert_eq!(
+            w[0].to_string(),
+            "fa.toml access[1]: the contract of vendor beta ends 2026-12-06 (1 day left)"
+        );
         // 31 days before the end: not yet; after the end: no longer.
         let w = warnings(&set, None, day("2026-11-30"));
-        assert!(!w.iter().any(|w| matches!(w, Warning::ContractEnding { access, .. } if access.vendor == "acme")));
+        assert!(!w.iter().any(
+            |w| matches!(w, Warning::ContractEnding { access, .. } if access.vendor == "acme")
+        ));
         let w = warnings(&set, None, day("2026-12-07"));
-        assert!(!w.iter().any(|w| matches!(w, Warning::ContractEnding { access, .. } if access.vendor == "beta")));
+        assert!(!w.iter().any(
+            |w| matches!(w, Warning::ContractEnding { access, .. } if access.vendor == "beta")
+        ));
         let w = warnings(&set, None, day("2026-12-06"));
-        assert!(w.iter().any(|w| w.to_string().contains("today is its last day")));
+        assert!(
+            w.iter()
+                .any(|w| w.to_string().contains("today is its last day"))
+        );
     }
 
     #[test]

@@ -27,10 +27,10 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<DiffLine<'a>> {
         .take_while(|(x, y)| x == y)
         .count();
     let (am, bm) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
-    let mut out: Vec<DiffLine> = a[..head].iter().map(|l| DiffLine::Same(*l)).collect();
+    let mut out: Vec<DiffLine> = a[..head].iter().copied().map(DiffLine::Same).collect();
     if am.len().saturating_mul(bm.len()) > MAX_CELLS {
-        out.extend(am.iter().map(|l| DiffLine::Removed(*l)));
-        out.extend(bm.iter().map(|l| DiffLine::Added(*l)));
+        out.extend(am.iter().copied().map(DiffLine::Removed));
+        out.extend(bm.iter().copied().map(DiffLine::Added));
     } else {
         // lcs[i][j]: the longest common subsequence of am[i..] and bm[j..].
         let w = bm.len() + 1;
@@ -60,7 +60,7 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<DiffLine<'a>> {
             }
         }
     }
-    out.extend(a[a.len() - tail..].iter().map(|l| DiffLine::Same(*l)));
+    out.extend(a[a.len() - tail..].iter().copied().map(DiffLine::Same));
     out
 }
 
@@ -187,7 +187,11 @@ mod tests {
                 DiffLine::Added("w"),
             ]
         );
-        assert!(line_diff("same\n", "same\n").iter().all(|l| matches!(l, DiffLine::Same(_))));
+        assert!(
+            line_diff("same\n", "same\n")
+                .iter()
+                .all(|l| matches!(l, DiffLine::Same(_)))
+        );
     }
 
     #[test]

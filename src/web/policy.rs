@@ -22,7 +22,9 @@ use super::page::{Refused, esc, layout, url_enc, when};
 use super::signin::Viewer;
 use crate::config::format_duration;
 use crate::policy::reach::ProtocolReach;
-use crate::policy::{Access, PolicySet, Protocol, Reach, System, Target, Warning, model::file_name};
+use crate::policy::{
+    Access, PolicySet, Protocol, Reach, System, Target, Warning, model::file_name,
+};
 use crate::store::Role;
 
 /// Policy pages and edits are for admins only.
@@ -91,17 +93,16 @@ async fn warnings_html(
 ) -> Result<String, Refused> {
     let credentials = crate::session::credential_names(&console.services.store).await?;
     let all = crate::policy::warnings(set, Some(&credentials), today(console));
-    let shown: Vec<&Warning> = all
-        .iter()
-        .filter(|w| {
-            only_system.is_none_or(|s| match w {
-                Warning::ContractEnding { access, .. } => access.system == s,
-                Warning::CredentialMissing { target, .. } | Warning::TargetUncovered { target } => {
-                    target.system == s
-                }
+    let shown: Vec<&Warning> =
+        all.iter()
+            .filter(|w| {
+                only_system.is_none_or(|s| match w {
+                    Warning::ContractEnding { access, .. } => access.system == s,
+                    Warning::CredentialMissing { target, .. }
+                    | Warning::TargetUncovered { target } => target.system == s,
+                })
             })
-        })
-        .collect();
+            .collect();
     if shown.is_empty() {
         return Ok(format!(
             r#"<p class="empty" id="policy-warnings">{}</p>"#,
@@ -142,10 +143,7 @@ fn zone_key(s: &System) -> &'static str {
 }
 
 /// GET /policy: every system in force and the warnings.
-pub async fn index(
-    State(console): State<Shared>,
-    viewer: Viewer,
-) -> Result<Html<String>, Refused> {
+pub async fn index(State(console): State<Shared>, viewer: Viewer) -> Result<Html<String>, Refused> {
     require_admin(&viewer)?;
     let lang = viewer.lang;
     let set = console.services.policies();
@@ -172,7 +170,10 @@ pub async fn index(
     }
     table.push_str("</tbody></table>");
     if set.systems().next().is_none() {
-        table = format!(r#"<p class="empty">{}</p>"#, esc(lang.t("policy.no_systems")));
+        table = format!(
+            r#"<p class="empty">{}</p>"#,
+            esc(lang.t("policy.no_systems"))
+        );
     }
     let body = format!(
         r#"<h1>{title}</h1>{nav}<p class="hint">{in_force}</p><h2>{warn_title}</h2>{warnings}<h2>{systems}</h2>{table}"#,
@@ -388,13 +389,16 @@ pub async fn system(
         .filter(|h| h.file == s.file)
         .map(|h| format!("{} → {}", h.from, h.to))
         .collect();
-    let saved = if q.saved.is_some() {
-        format!(
+    let saved = match q.saved.as_deref() {
+        Some("in_force") => format!(
             r#"<p class="saved" id="policy-saved">{}</p>"#,
             esc(lang.t("policy.saved"))
-        )
-    } else {
-        String::new()
+        ),
+        Some(_) => format!(
+            r#"<p class="error" id="policy-saved">{}</p>"#,
+            esc(lang.t("policy.saved_reload_refused"))
+        ),
+        None => String::new(),
     };
     let approval = if s.requires_approval() {
         lang.t("policy.approval_required")
@@ -541,7 +545,12 @@ async fn explain_result(
     from: &str,
 ) -> Result<String, Refused> {
     let tz = console.services.config.time_zone;
-    let problem = |m: String| Ok(format!(r#"<p class="error" id="x-problem">{}</p>"#, esc(&m)));
+    let problem = |m: String| {
+        Ok(format!(
+            r#"<p class="error" id="x-problem">{}</p>"#,
+            esc(&m)
+        ))
+    };
     let Ok(protocol) = q.protocol.parse::<Protocol>() else {
         return problem(lang.t("policy.explain_bad_protocol").into());
     };
@@ -569,8 +578,7 @@ async fn explain_result(
         live_sessions: &who.live,
         approved: &who.approved,
     };
-    let explained =
-        crate::policy::explain(&req, set, &console.services.config.networks, tz, at);
+    let explained = crate::policy::explain(&req, set, &console.services.config.networks, tz, at);
     let (class, verdict) = if explained.allowed() {
         ("allow", lang.t("policy.allow"))
     } else {

@@ -71,7 +71,11 @@ fn as_in_file(submitted: &str, file: &str) -> String {
 
 /// The set the directory would hold with `text` as `path`, checked as a
 /// reload checks it (networks and credential names included).
-async fn check(console: &super::Console, path: &Path, text: &str) -> Result<Result<PolicySet, PolicyErrors>, Refused> {
+async fn check(
+    console: &super::Console,
+    path: &Path,
+    text: &str,
+) -> Result<Result<PolicySet, PolicyErrors>, Refused> {
     let credentials = crate::session::credential_names(&console.services.store).await?;
     let dir = console.services.config.paths.policies.clone();
     let networks = console.services.config.networks.clone();
@@ -110,9 +114,21 @@ fn page(viewer: &Viewer, system: &str, body: &str) -> Html<String> {
 
 /// The common-change form and the text editor, starting from version
 /// `base` of the file, with `text` in the editor.
-fn edit_body(viewer: &Viewer, system: &str, path: &Path, base: &str, text: &str, before: &str) -> String {
+fn edit_body(
+    viewer: &Viewer,
+    system: &str,
+    path: &Path,
+    base: &str,
+    text: &str,
+    before: &str,
+) -> String {
     let lang = viewer.lang;
-    let set = crate::policy::PolicySet::parse_files(&[(path.to_path_buf(), text.to_string())], None, None).ok();
+    let set = crate::policy::PolicySet::parse_files(
+        &[(path.to_path_buf(), text.to_string())],
+        None,
+        None,
+    )
+    .ok();
     let entries: String = set
         .iter()
         .flat_map(|s| s.access())
@@ -129,11 +145,12 @@ fn edit_body(viewer: &Viewer, system: &str, path: &Path, base: &str, text: &str,
         String::new()
     } else {
         format!(
-            r#"<section class="policy-change"><h2>{title}</h2><form method="post" action="/policy/systems/{href}/change" class="filters"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="base" value="{base}"><label>{entry_l}<select name="index" id="change-entry">{entries}</select></label><label>{kind_l}<select name="change" id="change-kind"><option value="engineer">{engineer}</option><option value="until">{until}</option><option value="hours">{hours}</option></select></label><label>{value_l}<input name="value" id="change-value" required></label><button type="submit" id="change-submit">{prepare}</button></form><p class="hint">{hint}</p></section>"#,
+            r#"<section class="policy-change"><h2>{title}</h2><form method="post" action="/policy/systems/{href}/change" class="filters"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="base" value="{base}"><input type="hidden" name="text" value="{text}"><label>{entry_l}<select name="index" id="change-entry">{entries}</select></label><label>{kind_l}<select name="change" id="change-kind"><option value="engineer">{engineer}</option><option value="until">{until}</option><option value="hours">{hours}</option></select></label><label>{value_l}<input name="value" id="change-value" required></label><button type="submit" id="change-submit">{prepare}</button></form><p class="hint">{hint}</p></section>"#,
             title = esc(lang.t("policy.common_changes")),
             href = url_enc(system),
             csrf = esc(&viewer.csrf),
             base = esc(base),
+            text = esc(text),
             entry_l = esc(lang.t("policy.entry")),
             kind_l = esc(lang.t("policy.change")),
             engineer = esc(lang.t("policy.change_engineer")),
@@ -149,7 +166,9 @@ fn edit_body(viewer: &Viewer, system: &str, path: &Path, base: &str, text: &str,
     format!(
         r#"{before}{change}<section class="policy-text"><h2>{title}</h2><p class="hint">{hint}</p><form method="post" action="/policy/systems/{href}/edit"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="base" value="{base}"><input type="hidden" name="action" value="check"><textarea name="text" id="policy-text" rows="30" cols="100" spellcheck="false">
 {text}</textarea><p><button type="submit" id="policy-check">{check}</button></p></form></section>"#,
-        title = esc(&lang.t("policy.file_text").replace("{file}", &file_name(path))),
+        title = esc(&lang
+            .t("policy.file_text")
+            .replace("{file}", &file_name(path))),
         hint = esc(lang.t("policy.text_hint")),
         href = url_enc(system),
         csrf = esc(&viewer.csrf),
@@ -175,6 +194,10 @@ pub struct EditForm {
 pub struct ChangeForm {
     #[serde(default)]
     base: String,
+    /// The text being edited (the file's, or one already changed on the
+    /// review page): the change applies to it, so changes add up.
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default)]
     index: usize,
     #[serde(default)]
@@ -220,14 +243,19 @@ async fn review(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
                 r#"<p class="error" id="policy-invalid">{}</p>{}"#,
-                esc(&lang.t("policy.invalid").replace("{n}", &errors.0.len().to_string())),
+                esc(&lang
+                    .t("policy.invalid")
+                    .replace("{n}", &errors.0.len().to_string())),
                 errors_html(lang, path, new, errors)
             ),
             String::new(),
         ),
         Ok(_) if !changed => (
             StatusCode::OK,
-            format!(r#"<p class="hint" id="policy-unchanged">{}</p>"#, esc(lang.t("policy.unchanged"))),
+            format!(
+                r#"<p class="hint" id="policy-unchanged">{}</p>"#,
+                esc(lang.t("policy.unchanged"))
+            ),
             String::new(),
         ),
         Ok(set) => (
@@ -295,7 +323,10 @@ fn diff_html(lang: Lang, old: &str, new: &str) -> String {
     let diff = line_diff(old, new);
     let hunks = hunks(&diff, 3);
     if hunks.is_empty() {
-        return format!(r#"<p class="hint" id="policy-diff">{}</p>"#, esc(lang.t("policy.no_diff")));
+        return format!(
+            r#"<p class="hint" id="policy-diff">{}</p>"#,
+            esc(lang.t("policy.no_diff"))
+        );
     }
     let mut out = String::from(r#"<table class="diff" id="policy-diff"><tbody>"#);
     for h in hunks {
@@ -352,8 +383,12 @@ pub async fn change(
     require_admin(&viewer)?;
     let lang = viewer.lang;
     let (path, old) = current(&console, &system).await?;
+    let editing = match &f.text {
+        Some(t) => as_in_file(t, &old),
+        None => old.clone(),
+    };
     if f.base != version(&old) {
-        return Ok(conflict(&viewer, &system, &old));
+        return Ok(conflict(&viewer, &system, &editing));
     }
     let value = f.value.trim();
     let wanted = match f.change.as_str() {
@@ -369,7 +404,8 @@ pub async fn change(
         "hours" => AccessChange::Hours(value.to_string()),
         other => return Err(Refused::BadRequest(format!("unknown change {other:?}"))),
     };
-    let new = change_access(&old, f.index, &wanted).map_err(|e| Refused::BadRequest(e.to_string()))?;
+    let new = change_access(&editing, f.index, &wanted)
+        .map_err(|e| Refused::BadRequest(e.to_string()))?;
     review(&console, &viewer, &system, &path, &old, &f.base, &new).await
 }
 
@@ -435,13 +471,25 @@ async fn save(
     }
     tracing::info!(file = %file, admin = %viewer.user, "console: policy file edited");
     // The watcher reloads on the rename too; reloading here makes the page
-    // that follows show the set in force.
+    // that follows show the set in force. A reload that is refused (the
+    // directory changed again meanwhile) keeps the old set: say so.
+    let before = console.services.policies();
     console
         .services
         .reload_policies(&format!("{file} edited in the console by {}", viewer.user))
         .await;
+    let in_force = !std::sync::Arc::ptr_eq(&before, &console.services.policies());
     let name = new_system_name(path, new).unwrap_or_else(|| system.to_string());
-    Ok(Redirect::to(&format!("/policy/systems/{}?saved=1", url_enc(&name))).into_response())
+    Ok(Redirect::to(&format!(
+        "/policy/systems/{}?saved={}",
+        url_enc(&name),
+        if in_force {
+            "in_force"
+        } else {
+            "reload_refused"
+        }
+    ))
+    .into_response())
 }
 
 /// The system's name as the saved text gives it (an edit may rename it).
@@ -509,7 +557,10 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         write_atomically(&p, "new\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new\n");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // Nothing left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

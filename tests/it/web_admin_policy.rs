@@ -103,7 +103,11 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn sign_in(c: &Client, user: &str) {
     let e = env();
     c.goto(&e.url("/signin")).await.expect("open sign-in");
-    for (id, value) in [("user", user.to_string()), ("password", PASSWORD.into()), ("code", e.code(user))] {
+    for (id, value) in [
+        ("user", user.to_string()),
+        ("password", PASSWORD.into()),
+        ("code", e.code(user)),
+    ] {
         c.find(Locator::Id(id))
             .await
             .expect("sign-in field")
@@ -117,11 +121,20 @@ async fn sign_in(c: &Client, user: &str) {
 }
 
 async fn click(c: &Client, id: &str) {
-    follow(c, c.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"))).await;
+    follow(
+        c,
+        c.find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}")),
+    )
+    .await;
 }
 
 async fn fill(c: &Client, id: &str, value: &str) {
-    let field = c.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    let field = c
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"));
     field.clear().await.expect("clear");
     field.send_keys(value).await.expect("type");
 }
@@ -147,7 +160,9 @@ async fn text_of(c: &Client, id: &str) -> String {
 /// Prepares one common change to `access[index]` of `lab` from its edit page.
 async fn prepare_change(c: &Client, index: usize, kind: &str, value: &str) {
     let e = env();
-    c.goto(&e.url("/policy/systems/lab/edit")).await.expect("edit page");
+    c.goto(&e.url("/policy/systems/lab/edit"))
+        .await
+        .expect("edit page");
     choose(c, "change-entry", &index.to_string()).await;
     choose(c, "change-kind", kind).await;
     fill(c, "change-value", value).await;
@@ -173,14 +188,29 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     assert!(text.contains("LGWAN接続系"), "{text}");
     screenshot(&c, "policy").await;
 
-    follow(&c, c.find(Locator::Css("#systems a[href='/policy/systems/lab']")).await.expect("lab")).await;
+    follow(
+        &c,
+        c.find(Locator::Css("#systems a[href='/policy/systems/lab']"))
+            .await
+            .expect("lab"),
+    )
+    .await;
     let targets = text_of(&c, "targets").await;
-    assert!(targets.contains("db01") && targets.contains("127.0.0.1"), "{targets}");
-    assert!(targets.contains("db01-root"), "the credential's name: {targets}");
+    assert!(
+        targets.contains("db01") && targets.contains("127.0.0.1"),
+        "{targets}"
+    );
+    assert!(
+        targets.contains("db01-root"),
+        "the credential's name: {targets}"
+    );
     assert!(targets.contains("SHA256:"), "the pin: {targets}");
     let access = text_of(&c, "access").await;
     assert!(access.contains("tanaka, suzuki, ito, sato"), "{access}");
-    assert!(access.contains("終了済み"), "kato's ended contract: {access}");
+    assert!(
+        access.contains("終了済み"),
+        "kato's ended contract: {access}"
+    );
     assert!(access.contains("2h"), "{access}");
     let reach = text_of(&c, "reach-db01").await;
     assert!(reach.contains("acme") && reach.contains("kato"), "{reach}");
@@ -194,8 +224,14 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     prepare_change(&c, 1, "until", "2099-12-31").await;
     assert!(text_of(&c, "policy-valid").await.contains("正常"));
     let diff = text_of(&c, "policy-diff").await;
-    assert!(diff.contains("- contract = { from = \"2025-04-01\", until = \"2026-03-31\" }"), "{diff}");
-    assert!(diff.contains("+ contract = { from = \"2025-04-01\", until = \"2099-12-31\" }"), "{diff}");
+    assert!(
+        diff.contains("- contract = { from = \"2025-04-01\", until = \"2026-03-31\" }"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+ contract = { from = \"2025-04-01\", until = \"2099-12-31\" }"),
+        "{diff}"
+    );
     assert_eq!(e.policy_file(), before, "nothing is written before saving");
     fill(&c, "policy-code", &e.code_ahead(admin, 1)).await;
     screenshot(&c, "policy-diff").await;
@@ -209,7 +245,10 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     let (allowed, out) = e.ssh_echo("kato", &e.code_ahead("kato", 1), "after-edit-marker");
     assert!(allowed, "kato after the extension: {out}");
 
-    let events = ok(e.c.d.sekisho(&["audit", "--json", "--kind", "admin_change", "--user", admin], None));
+    let events = ok(e.c.d.sekisho(
+        &["audit", "--json", "--kind", "admin_change", "--user", admin],
+        None,
+    ));
     let edit = events
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -217,7 +256,10 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
         .unwrap_or_else(|| panic!("no policy_edit event: {events}"));
     let text = edit.to_string();
     assert!(text.contains(admin), "{text}");
-    assert!(text.contains("+ contract = { from = \\\"2025-04-01\\\", until = \\\"2099-12-31\\\" }"), "{text}");
+    assert!(
+        text.contains("+ contract = { from = \\\"2025-04-01\\\", until = \\\"2099-12-31\\\" }"),
+        "{text}"
+    );
     c.close().await.expect("close");
 }
 
@@ -232,7 +274,9 @@ async fn an_invalid_edit_is_refused_with_its_line_and_the_old_policy_stays() {
     let before = e.policy_file();
     let (c, _driver) = browser("en").await;
     sign_in(&c, admin).await;
-    c.goto(&e.url("/policy/systems/lab/edit")).await.expect("edit page");
+    c.goto(&e.url("/policy/systems/lab/edit"))
+        .await
+        .expect("edit page");
     let bad = before
         .replacen("hours = \"always\"", "hours = \"whenever\"", 1)
         .replacen("\"tanaka\", ", "", 1);
@@ -260,8 +304,14 @@ async fn an_invalid_edit_is_refused_with_its_line_and_the_old_policy_stays() {
         .is_ok(),
         "line {line} and field access[0].hours: {errors}"
     );
-    assert!(errors.contains("hours = \"whenever\""), "the line as written: {errors}");
-    assert!(c.find(Locator::Id("policy-save")).await.is_err(), "no save button");
+    assert!(
+        errors.contains("hours = \"whenever\""),
+        "the line as written: {errors}"
+    );
+    assert!(
+        c.find(Locator::Id("policy-save")).await.is_err(),
+        "no save button"
+    );
     screenshot(&c, "policy-invalid").await;
 
     // Forced: the check form turned into a save with a code.
@@ -288,7 +338,10 @@ async fn an_invalid_edit_is_refused_with_its_line_and_the_old_policy_stays() {
     }
     assert!(left, "the forced save was not sent");
     let invalid = text_of(&c, "policy-invalid").await;
-    assert!(invalid.contains("cannot be saved"), "the forced save is refused: {invalid}");
+    assert!(
+        invalid.contains("cannot be saved"),
+        "the forced save is refused: {invalid}"
+    );
     assert_eq!(e.policy_file(), before, "the file is unchanged");
     let (allowed, out) = e.ssh_echo("tanaka", &e.code("tanaka"), "old-policy-marker");
     assert!(allowed, "the old policy still admits tanaka: {out}");
@@ -324,7 +377,10 @@ async fn of_two_concurrent_edits_the_second_save_is_refused() {
         .await
         .expect("value")
         .unwrap_or_default();
-    assert!(yours.contains("kimura"), "the refused text stays to copy: {yours}");
+    assert!(
+        yours.contains("kimura"),
+        "the refused text stays to copy: {yours}"
+    );
     screenshot(&b, "policy-conflict").await;
     let file = e.policy_file();
     assert!(file.contains("\"yamada\""), "{file}");
@@ -357,14 +413,29 @@ async fn the_explain_form_gives_the_decision_and_the_rule() {
     screenshot(&c, "policy-explain").await;
     // The same words as the CLI.
     let cli = e.c.d.sekisho(
-        &["policy", "explain", "--user", "suzuki", "--target", "db01", "--protocol", "ssh", "--from", "192.0.2.7"],
+        &[
+            "policy",
+            "explain",
+            "--user",
+            "suzuki",
+            "--target",
+            "db01",
+            "--protocol",
+            "ssh",
+            "--from",
+            "192.0.2.7",
+        ],
         None,
     );
     let cli = String::from_utf8_lossy(&cli.stdout).trim().to_string();
     assert_eq!(text_of(&c, "x-lines").await.trim(), cli);
     fill(&c, "x-user", "nobody-such").await;
     click(&c, "x-submit").await;
-    assert!(text_of(&c, "x-problem").await.contains("no user nobody-such"));
+    assert!(
+        text_of(&c, "x-problem")
+            .await
+            .contains("no user nobody-such")
+    );
     c.close().await.expect("close");
 }
 
@@ -402,7 +473,10 @@ async fn auditors_and_engineers_are_refused_every_policy_page_and_action() {
     let before = e.policy_file();
     let routes: [(&str, &str); 6] = [
         ("GET", "/policy"),
-        ("GET", "/policy/explain?user=tanaka&target=db01&protocol=ssh"),
+        (
+            "GET",
+            "/policy/explain?user=tanaka&target=db01&protocol=ssh",
+        ),
         ("GET", "/policy/systems/lab"),
         ("GET", "/policy/systems/lab/edit"),
         ("POST", "/policy/systems/lab/edit"),
@@ -463,11 +537,22 @@ async fn auditors_and_engineers_are_refused_every_policy_page_and_action() {
     for (who, lang) in [(console::AUDITORS[2], "ja"), ("ito", "en")] {
         let (c, _driver) = browser(lang).await;
         sign_in(&c, who).await;
-        assert!(c.find(Locator::Id("nav-policy")).await.is_err(), "{who} offered the policy link");
-        for path in ["/policy", "/policy/explain", "/policy/systems/lab", "/policy/systems/lab/edit"] {
+        assert!(
+            c.find(Locator::Id("nav-policy")).await.is_err(),
+            "{who} offered the policy link"
+        );
+        for path in [
+            "/policy",
+            "/policy/explain",
+            "/policy/systems/lab",
+            "/policy/systems/lab/edit",
+        ] {
             c.goto(&e.url(path)).await.expect("open");
             let text = body_text(&c).await;
-            assert!(text.contains("You are not allowed to do this"), "{who} {path}: {text}");
+            assert!(
+                text.contains("You are not allowed to do this"),
+                "{who} {path}: {text}"
+            );
             assert!(!text.contains("db01-root"), "{who} {path}: {text}");
         }
         c.close().await.expect("close");

@@ -136,9 +136,13 @@ impl PolicySet {
     }
 }
 
+/// Policy files read: each path with its text, and the errors of those that
+/// could not be read.
+type Texts = (Vec<(PathBuf, String)>, Vec<PolicyError>);
+
 /// The texts of every policy file in `dir` (`*.toml`, not hidden, in name
 /// order), and the errors of those that cannot be read.
-fn read_dir_texts(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<PolicyError>), PolicyErrors> {
+fn read_dir_texts(dir: &Path) -> Result<Texts, PolicyErrors> {
     let dir_error = |message: String| {
         PolicyErrors(vec![PolicyError {
             file: dir.to_path_buf(),
@@ -151,7 +155,8 @@ fn read_dir_texts(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<PolicyError
         .map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
+        let entry =
+            entry.map_err(|e| dir_error(format!("cannot read the policy directory: {e}")))?;
         let path = entry.path();
         // Editors' lock and backup files (`.#fa.toml`) are not policies.
         let hidden = entry.file_name().as_encoded_bytes().starts_with(b".");
