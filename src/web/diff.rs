@@ -50,13 +50,15 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<DiffLine<'a>> {
                 out.push(DiffLine::Same(am[i]));
                 i += 1;
                 j += 1;
-            } else if j < bm.len() && (i == am.len() || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j])
+            } else if i < am.len()
+                && (j == bm.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1])
             {
-                out.push(DiffLine::Added(bm[j]));
-                j += 1;
-            } else {
+                // On a tie the removed line comes first, as diff(1) shows it.
                 out.push(DiffLine::Removed(am[i]));
                 i += 1;
+            } else {
+                out.push(DiffLine::Added(bm[j]));
+                j += 1;
             }
         }
     }
