@@ -179,6 +179,11 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     let admin = console::ADMINS[0];
     let (allowed, out) = e.ssh_echo("kato", &e.code("kato"), "before-edit-marker");
     assert!(!allowed, "kato's contract has ended: {out}");
+    let denied = ok(e.c.d.sekisho(
+        &["audit", "--json", "--kind", "deny", "--user", "kato"],
+        None,
+    ));
+    assert!(denied.contains("\"rule\":\"contract\""), "denied by the contract rule: {denied}");
 
     let (c, _driver) = browser("ja").await;
     sign_in(&c, admin).await;
