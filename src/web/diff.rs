@@ -50,8 +50,7 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<DiffLine<'a>> {
                 out.push(DiffLine::Same(am[i]));
                 i += 1;
                 j += 1;
-            } else if i < am.len()
-                && (j == bm.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1])
+            } else if i < am.len() && (j == bm.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1])
             {
                 // On a tie the removed line comes first, as diff(1) shows it.
                 out.push(DiffLine::Removed(am[i]));

@@ -183,7 +183,10 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
         &["audit", "--json", "--kind", "deny", "--user", "kato"],
         None,
     ));
-    assert!(denied.contains("\"rule\":\"contract\""), "denied by the contract rule: {denied}");
+    assert!(
+        denied.contains("\"rule\":\"contract\""),
+        "denied by the contract rule: {denied}"
+    );
 
     let (c, _driver) = browser("ja").await;
     sign_in(&c, admin).await;
@@ -191,7 +194,6 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     let text = body_text(&c).await;
     assert!(text.contains("システム一覧"), "{text}");
     assert!(text.contains("LGWAN接続系"), "{text}");
-    screenshot(&c, "policy").await;
 
     follow(
         &c,
@@ -225,8 +227,15 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     assert!(!page.contains("PRIVATE KEY"), "a secret on the page");
     screenshot(&c, "policy-system").await;
 
+    // Ten days from today in the deployment's zone: kato may work again,
+    // and the contract is listed as ending soon.
+    let until = (chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive()
+        + chrono::Days::new(10))
+    .to_string();
     let before = e.policy_file();
-    prepare_change(&c, 1, "until", "2099-12-31").await;
+    prepare_change(&c, 1, "until", &until).await;
     assert!(text_of(&c, "policy-valid").await.contains("正常"));
     let diff = text_of(&c, "policy-diff").await;
     assert!(
@@ -234,7 +243,9 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
         "{diff}"
     );
     assert!(
-        diff.contains("+ contract = { from = \"2025-04-01\", until = \"2099-12-31\" }"),
+        diff.contains(&format!(
+            "+ contract = {{ from = \"2025-04-01\", until = \"{until}\" }}"
+        )),
         "{diff}"
     );
     assert_eq!(e.policy_file(), before, "nothing is written before saving");
@@ -244,7 +255,16 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     let url = c.current_url().await.expect("url");
     assert_eq!(url.path(), "/policy/systems/lab", "{url}");
     assert!(text_of(&c, "policy-saved").await.contains("保存しました"));
-    assert!(e.policy_file().contains("until = \"2099-12-31\""));
+    assert!(e.policy_file().contains(&format!("until = \"{until}\"")));
+    let warnings = text_of(&c, "policy-warnings").await;
+    assert!(
+        warnings.contains("acme") && warnings.contains(&until) && warnings.contains("残り"),
+        "the contract ending soon is listed: {warnings}"
+    );
+    c.goto(&e.url("/policy")).await.expect("policy");
+    let warnings = text_of(&c, "policy-warnings").await;
+    assert!(warnings.contains(&until), "{warnings}");
+    screenshot(&c, "policy").await;
 
     // In force at once: kato's session goes through the same serve.
     let (allowed, out) = e.ssh_echo("kato", &e.code_ahead("kato", 1), "after-edit-marker");
@@ -262,7 +282,9 @@ async fn a_contract_extended_in_the_browser_lets_the_engineer_in_over_ssh() {
     let text = edit.to_string();
     assert!(text.contains(admin), "{text}");
     assert!(
-        text.contains("+ contract = { from = \\\"2025-04-01\\\", until = \\\"2099-12-31\\\" }"),
+        text.contains(&format!(
+            "+ contract = {{ from = \\\"2025-04-01\\\", until = \\\"{until}\\\" }}"
+        )),
         "{text}"
     );
     c.close().await.expect("close");
