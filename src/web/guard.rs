@@ -12,9 +12,11 @@ use super::Shared;
 use super::page::Refused;
 use super::signin::{COOKIE_NAME, PRE_COOKIE_NAME, cookie, find, same_token};
 
-/// The largest form or JSON body the console reads (a policy file edited
-/// in the browser comes as a form, percent-encoded: up to 3× its size).
-const MAX_BODY: usize = 512 * 1024;
+/// The largest form or JSON body the console reads.
+const MAX_BODY: usize = 64 * 1024;
+/// ... except for a policy file edited in the browser, which comes as a
+/// form, percent-encoded (up to 3× its size), twice on the review page.
+const MAX_POLICY_BODY: usize = 512 * 1024;
 
 /// The header scripts send the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -42,7 +44,12 @@ pub async fn csrf(State(console): State<Shared>, req: Request, next: Next) -> Re
         };
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let limit = if path.starts_with("/policy/") {
+        MAX_POLICY_BODY
+    } else {
+        MAX_BODY
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return Refused::BadRequest("request body too large".into()).into_response(),
     };

@@ -657,3 +657,35 @@ fn unreadable_policy_files_fail_check() {
         "{out}"
     );
 }
+
+/// A valid set can still need attention: `check` passes and lists a
+/// contract ending within 30 days and a target no access entry covers (the
+/// console's policy page lists the same).
+#[test]
+fn check_warns_of_contracts_ending_soon_and_targets_nobody_may_reach() {
+    let dir = deployment();
+    let soon = (chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive()
+        + chrono::Days::new(5))
+    .to_string();
+    edit(
+        dir.path(),
+        "fa.toml",
+        "until = \"2027-03-31\" }\nhours = \"Mon-Fri 08:30-17:15\"",
+        &format!(
+            "until = \"{soon}\" }}\ntargets = [\"fa-app01\"]\nhours = \"Mon-Fri 08:30-17:15\""
+        ),
+    );
+    sekisho(dir.path())
+        .args(["policy", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(": OK"))
+        .stdout(predicate::str::contains(format!(
+            "warning: fa.toml access[0]: the contract of vendor acme ends {soon} ("
+        )))
+        .stdout(predicate::str::contains(
+            "warning: target fa-db01: no access entry covers it: nobody may reach it",
+        ));
+}
