@@ -15,7 +15,7 @@ use super::signin::{COOKIE_NAME, PRE_COOKIE_NAME, cookie, find, same_token};
 /// The largest form or JSON body the console reads.
 const MAX_BODY: usize = 64 * 1024;
 /// ... except for a policy file edited in the browser, which comes as a
-/// form, percent-encoded (up to 3× its size), twice on the review page.
+/// form, percent-encoded (up to 3× its size).
 const MAX_POLICY_BODY: usize = 512 * 1024;
 
 /// The header scripts send the CSRF token in.
