@@ -6,6 +6,7 @@ pub mod decide;
 pub mod hours;
 pub mod load;
 pub mod model;
+pub mod stop;
 
 pub use decide::{
     Decision, Denial, EndReason, Grant, Request, RequestRef, Rule, decide, reachable,
@@ -17,3 +18,4 @@ pub use model::{
     Endpoint, Hop, LiveSession, Person, Pin, PolicySet, Protocol, System, Target, TargetKind, Zone,
     ssh_fingerprint,
 };
+pub use stop::{EmergencyStop, StopScope};

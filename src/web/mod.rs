@@ -43,6 +43,7 @@ mod page;
 mod replay;
 mod sessions;
 pub mod signin;
+mod stop;
 
 /// Errors starting the console.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +119,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/sessions/{id}/kill", post(sessions::kill))
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
-        .route("/assets/{name}", get(assets::serve));
+        .route("/assets/{name}", get(assets::serve))
+        // --- people: emergency stop (admins) ---
+        .route("/stops", get(stop::page).post(stop::put))
+        .route("/stops/{id}/lift", post(stop::lift));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

@@ -57,6 +57,13 @@ pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<Stri
             esc(lang.t("nav.audit"))
         ));
     }
+    // people: the admin pages.
+    if viewer.may_kill() {
+        nav.push_str(&format!(
+            r#"<a href="/stops" id="nav-stops">{}</a>"#,
+            esc(lang.t("nav.stops"))
+        ));
+    }
     let other = match lang {
         Lang::Ja => Lang::En,
         Lang::En => Lang::Ja,

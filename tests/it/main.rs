@@ -14,6 +14,7 @@ mod support;
 
 mod cli_e2e;
 mod crash;
+mod emergency_stop;
 mod faults;
 mod first_hour;
 mod flood;
