@@ -32,6 +32,7 @@ use crate::store::StoreError;
 mod admin;
 pub mod keys;
 pub mod password;
+pub mod people;
 mod password_checks;
 pub mod secrets;
 mod signin;
@@ -39,7 +40,9 @@ pub mod tickets;
 pub mod totp;
 
 pub use crate::store::{Role, UserRecord};
-pub use admin::{NewUser, admin_actor, admin_event, create_user, reset_totp, set_password};
+pub use admin::{
+    NewUser, admin_actor, admin_event, create_user, create_user_by, reset_totp, set_password,
+};
 pub use signin::Authenticator;
 
 /// Errors of administration (creating users, issuing tickets, …).

@@ -134,6 +134,7 @@ mod tests {
             include_str!("replay.rs"),
             include_str!("live.rs"),
             include_str!("stop.rs"),
+            include_str!("people.rs"),
         ];
         // Keys are `section.name`; any string literal of that shape whose
         // section is a catalog section counts (labels are passed around

@@ -40,6 +40,7 @@ mod guard;
 pub mod i18n;
 mod live;
 mod page;
+mod people;
 mod replay;
 mod sessions;
 pub mod signin;
@@ -120,7 +121,17 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
         .route("/assets/{name}", get(assets::serve))
-        // --- people: emergency stop (admins) ---
+        // --- people: people, vendors, secrets, tickets; emergency stop (admins) ---
+        .route("/people", get(people::page).post(people::add))
+        .route("/people/{name}", get(people::person))
+        .route("/people/{name}/disable", post(people::disable))
+        .route("/people/{name}/enable", post(people::enable))
+        .route("/people/{name}/totp", post(people::reset_totp))
+        .route("/people/{name}/keys", post(people::add_key))
+        .route("/people/{name}/keys/remove", post(people::remove_key))
+        .route("/vendors", post(people::add_vendor))
+        .route("/secrets", post(people::set_secret))
+        .route("/tickets", post(people::issue_ticket))
         .route("/stops", get(stop::page).post(stop::put))
         .route("/stops/{id}/lift", post(stop::lift));
     pages

@@ -60,7 +60,8 @@ pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<Stri
     // people: the admin pages.
     if viewer.may_kill() {
         nav.push_str(&format!(
-            r#"<a href="/stops" id="nav-stops">{}</a>"#,
+            r#"<a href="/people" id="nav-people">{}</a><a href="/stops" id="nav-stops">{}</a>"#,
+            esc(lang.t("nav.people")),
             esc(lang.t("nav.stops"))
         ));
     }

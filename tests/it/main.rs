@@ -37,5 +37,6 @@ mod ssh_gateway;
 mod ssh_listener;
 mod ssh_repeat_service;
 mod store;
+mod web_admin_people;
 mod web_browser;
 mod web_console;
