@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::Global;
 use super::user::{local_time, open};
-use crate::auth::{admin_actor, tickets};
+use crate::auth::admin_actor;
 use crate::config::format_duration;
 
 #[derive(Debug, clap::Subcommand)]

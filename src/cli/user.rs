@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use super::Global;
-use crate::auth::{self, Role, admin_actor, admin_event, keys};
+use crate::auth::{self, Role, admin_actor};
 use crate::config::Config;
 use crate::store::Store;
 

@@ -415,10 +415,9 @@ fn a_stop_refuses_a_typo_and_needs_a_reason() {
 #[test]
 fn a_vendor_stop_ends_a_live_rdp_session_and_refuses_new_ones() {
     use crate::support::rdp_deployment::{
-        Deployment, PASSWORD as RDP_PASSWORD, end_test_user_sessions, prepare,
-        session_user_running,
+        Deployment, PASSWORD as RDP_PASSWORD, prepare, session_user_running,
     };
-    use crate::support::rdp_peers::Xvfb;
+    use crate::support::rdp_peers::{Xvfb, end_test_user_sessions};
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();

@@ -24,7 +24,7 @@ fn env() -> &'static ConsoleEnv {
 }
 
 /// chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
     _profile: tempfile::TempDir,
