@@ -287,7 +287,7 @@ pub async fn add(
         title = esc(lang.t("people.title")),
         added = esc(&format!("{} {}", lang.t("people.added"), nu.name)),
         once = shown_once(lang, &nu.name, &nu.totp_secret_base32, &nu.otpauth_uri)?,
-        back = esc(lang.t("nav.back")),
+        back = esc(lang.t("people.back")),
     );
     Ok(layout(lang, &viewer, lang.t("people.title"), &body))
 }
@@ -338,7 +338,7 @@ pub async fn person(
         reset_hint = esc(lang.t("people.reset_hint")),
         code = code_field(lang, "reset-code"),
         reset = esc(lang.t("people.reset_totp")),
-        back = esc(lang.t("nav.back")),
+        back = esc(lang.t("people.back")),
     );
     Ok(layout(lang, &viewer, &u.name, &body))
 }
@@ -398,7 +398,7 @@ pub async fn reset_totp(
         name = esc(&name),
         once = shown_once(lang, &name, &secret, &uri)?,
         path = url_enc(&name),
-        back = esc(lang.t("nav.back")),
+        back = esc(lang.t("people.back")),
     );
     Ok(layout(lang, &viewer, &name, &body))
 }
@@ -553,7 +553,7 @@ pub async fn issue_ticket(
         protocol = esc(&t.protocol.to_uppercase()),
         until_l = esc(lang.t("people.valid_until")),
         until = esc(&when(t.expires_at, services.config.time_zone)),
-        back = esc(lang.t("nav.back")),
+        back = esc(lang.t("people.back")),
     );
     Ok(layout(lang, &viewer, lang.t("people.tickets"), &body))
 }

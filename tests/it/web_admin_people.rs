@@ -111,14 +111,21 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
         }
         c.close().await.expect("close");
     }
-    // Nothing changed: tanaka is still enabled, no stop, no vendor x.
+    // Nothing was changed by them (other tests change things meanwhile).
     let users = deployment::ok(e.d.sekisho(&["user", "list"], None));
     assert!(
         users.lines().any(|l| l.starts_with("tanaka") && l.contains("yes")),
         "{users}"
     );
-    let stops = deployment::ok(e.d.sekisho(&["stop", "list", "--all"], None));
-    assert!(stops.contains("no emergency stops"), "{stops}");
+    for kind in ["admin_change", "emergency_stop", "emergency_stop_lifted"] {
+        let events = deployment::ok(e.d.sekisho(&["audit", "--json", "--kind", kind], None));
+        for who in [console::AUDITORS[0], "ito"] {
+            assert!(
+                !events.contains(&format!("\"by\":\"{who}\"")),
+                "{who} changed something: {events}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
