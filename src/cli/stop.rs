@@ -109,8 +109,7 @@ pub async fn run(g: &Global, cmd: StopCmd) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let at = |t| super::user::local_time(&cfg, t);
-            let header =
-                ["ID", "SCOPE", "REASON", "BY", "SINCE", "LIFTED"].map(String::from);
+            let header = ["ID", "SCOPE", "REASON", "BY", "SINCE", "LIFTED"].map(String::from);
             let rows: Vec<[String; 6]> = stops
                 .iter()
                 .map(|s| {

@@ -10,11 +10,11 @@ use chrono_tz::Tz;
 use uuid::Uuid;
 
 use super::hours::{HoursCheck, local_to_utc};
-use super::stop::EmergencyStop;
 use super::model::{
     Access, AccessRef, ApprovedWindow, Endpoint, LiveSession, Person, PolicySet, Protocol, Target,
     TargetKind, Zone, file_name,
 };
+use super::stop::EmergencyStop;
 use crate::config::{Network, canonical_ip};
 
 /// What is asked.

@@ -38,9 +38,7 @@ const MAX_REASON: usize = 200;
 /// Why a stop or a lift was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StopError {
-    #[error(
-        "a reason is required: it is shown to every person whose session is ended or refused"
-    )]
+    #[error("a reason is required: it is shown to every person whose session is ended or refused")]
     NoReason,
     #[error("there is no system {0:?} in the policies")]
     UnknownSystem(String),
@@ -298,7 +296,10 @@ mod tests {
             panic!("{cause:?}")
         };
         assert_eq!(by, "admin1");
-        assert!(reason.contains("emergency stop 3 of vendor acme"), "{reason}");
+        assert!(
+            reason.contains("emergency stop 3 of vendor acme"),
+            "{reason}"
+        );
         assert!(reason.contains("incident"), "{reason}");
         assert!(sub.stop.borrow().is_some(), "the subcontractor is stopped");
         assert!(beta.stop.borrow().is_none(), "another vendor keeps working");
@@ -312,7 +313,11 @@ mod tests {
         let r = Registry::default();
         let lab = r.register(entry("tanaka", "lab", &["acme"]));
         let other = r.register(entry("tanaka", "juki", &["acme"]));
-        sweep(&r, &[stop(1, StopScope::System("juki".into()))], &HashSet::new());
+        sweep(
+            &r,
+            &[stop(1, StopScope::System("juki".into()))],
+            &HashSet::new(),
+        );
         assert!(lab.stop.borrow().is_none());
         assert!(other.stop.borrow().is_some());
     }

@@ -149,7 +149,10 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
     );
 
     let vendors = store.vendors().await?;
-    let mut vendor_options = format!(r#"<option value="">{}</option>"#, esc(lang.t("people.none")));
+    let mut vendor_options = format!(
+        r#"<option value="">{}</option>"#,
+        esc(lang.t("people.none"))
+    );
     let mut vendor_rows = String::new();
     for v in &vendors {
         vendor_options.push_str(&format!(
@@ -460,14 +463,9 @@ pub async fn add_vendor(
 ) -> Result<Response, Refused> {
     admin(&viewer)?;
     let parent = Some(f.subcontractor_of.trim()).filter(|p| !p.is_empty());
-    people::add_vendor(
-        &console.services.store,
-        f.name.trim(),
-        parent,
-        &viewer.user,
-    )
-    .await
-    .map_err(refused)?;
+    people::add_vendor(&console.services.store, f.name.trim(), parent, &viewer.user)
+        .await
+        .map_err(refused)?;
     Ok(Redirect::to("/people").into_response())
 }
 

@@ -133,11 +133,7 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
     for s in store.recent_stops(20).await? {
         let scope = s.scope()?;
         let lifted = match (s.lifted_at, &s.lifted_by) {
-            (Some(t), by) => format!(
-                "{} ({})",
-                when(t, tz),
-                by.as_deref().unwrap_or_default()
-            ),
+            (Some(t), by) => format!("{} ({})", when(t, tz), by.as_deref().unwrap_or_default()),
             (None, _) => lang.t("stop.in_force").to_string(),
         };
         history.push_str(&format!(

@@ -271,7 +271,10 @@ fn a_vendor_stop_ends_its_sessions_on_both_nodes_refuses_new_ones_and_lifts() {
         "{stop_text}"
     );
     // The command waits until every node has ended the sessions in scope.
-    assert!(stop_text.contains("no live session in scope"), "{stop_text}");
+    assert!(
+        stop_text.contains("no live session in scope"),
+        "{stop_text}"
+    );
 
     // Both acme sessions, one per node, end and their people are told why.
     for (who, child) in [("tanaka", &mut tanaka), ("suzuki", &mut suzuki)] {
@@ -325,8 +328,16 @@ fn a_vendor_stop_ends_its_sessions_on_both_nodes_refuses_new_ones_and_lifts() {
     // `policy explain` says the same as the gateway.
     let explain = site.install.sekisho(
         &[
-            "policy", "explain", "--user", "tanaka", "--target", "db01", "--protocol", "ssh",
-            "--from", "127.0.0.1",
+            "policy",
+            "explain",
+            "--user",
+            "tanaka",
+            "--target",
+            "db01",
+            "--protocol",
+            "ssh",
+            "--from",
+            "127.0.0.1",
         ],
         None,
     );
@@ -356,7 +367,11 @@ fn a_vendor_stop_ends_its_sessions_on_both_nodes_refuses_new_ones_and_lifts() {
         "{}",
         text(&back)
     );
-    assert!(site.install.admin(&["stop", "list"], None).contains("no emergency stop in force"));
+    assert!(
+        site.install
+            .admin(&["stop", "list"], None)
+            .contains("no emergency stop in force")
+    );
 
     // Both are audit events naming who did them.
     let stops = site.audit(&["--kind", "emergency_stop"]);
@@ -383,19 +398,35 @@ fn a_stop_refuses_a_typo_and_needs_a_reason() {
         .install
         .sekisho(&["stop", "vendor", "acmee", "--reason", "x"], None);
     assert!(!none.status.success());
-    assert!(text(&none).contains("no vendor \"acmee\""), "{}", text(&none));
+    assert!(
+        text(&none).contains("no vendor \"acmee\""),
+        "{}",
+        text(&none)
+    );
     let none = site
         .install
         .sekisho(&["stop", "system", "labb", "--reason", "x"], None);
     assert!(!none.status.success());
-    assert!(text(&none).contains("no system \"labb\""), "{}", text(&none));
+    assert!(
+        text(&none).contains("no system \"labb\""),
+        "{}",
+        text(&none)
+    );
     let empty = site
         .install
         .sekisho(&["stop", "all", "--reason", "  "], None);
     assert!(!empty.status.success());
-    assert!(text(&empty).contains("reason is required"), "{}", text(&empty));
+    assert!(
+        text(&empty).contains("reason is required"),
+        "{}",
+        text(&empty)
+    );
     // Nothing half-written: no stop, no event.
-    assert!(site.install.admin(&["stop", "list", "--all"], None).contains("no emergency stops"));
+    assert!(
+        site.install
+            .admin(&["stop", "list", "--all"], None)
+            .contains("no emergency stops")
+    );
     assert!(site.audit(&["--kind", "emergency_stop"]).is_empty());
     // A system stop covers beta too.
     ok(site
@@ -509,4 +540,64 @@ fn a_vendor_stop_ends_a_live_rdp_session_and_refuses_new_ones() {
     let _ = again.daemon.child.kill();
     drop(again);
     end_test_user_sessions();
+}
+
+/// The stops table in both databases (migration 0006 for SQLite and
+/// PostgreSQL): in force until lifted, lifted once, never deleted.
+#[tokio::test]
+async fn stops_are_kept_the_same_way_in_sqlite_and_postgresql() {
+    use sekisho::policy::StopScope;
+    use sekisho::store::{Store, StoreError};
+    let pg = crate::support::postgres::Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let urls = [
+        format!("sqlite://{}", dir.path().join("s.db").display()),
+        pg.create_database("sekisho_stops"),
+    ];
+    for url in urls {
+        let store = Store::connect(&url).await.expect("connect");
+        let now = chrono::Utc::now();
+        let a = store
+            .add_stop(&StopScope::Vendor("acme".into()), "incident", "kanri", now)
+            .await
+            .expect("add");
+        let b = store
+            .add_stop(&StopScope::All, "全停止", "kanri", now)
+            .await
+            .expect("add");
+        assert!(b.id > a.id, "{url}");
+        let active = store.active_stops().await.expect("active");
+        assert_eq!(active.len(), 2, "{url}");
+        assert_eq!(active[0].scope, StopScope::Vendor("acme".into()));
+        assert_eq!(active[1].reason, "全停止");
+        let lifted = store
+            .lift_stop(a.id, "kanri2", "resolved", now)
+            .await
+            .expect("lift");
+        assert_eq!(lifted.lifted_by.as_deref(), Some("kanri2"));
+        assert!(!lifted.in_force());
+        assert!(matches!(
+            store.lift_stop(a.id, "kanri3", "", now).await,
+            Err(StoreError::StopLifted(_))
+        ));
+        assert!(matches!(
+            store.lift_stop(999, "kanri3", "", now).await,
+            Err(StoreError::NoStop(999))
+        ));
+        let active = store.active_stops().await.expect("active");
+        assert_eq!(active.len(), 1, "{url}");
+        assert_eq!(active[0].scope, StopScope::All);
+        let recent = store.recent_stops(10).await.expect("recent");
+        assert_eq!(recent.len(), 2, "kept after the lift: {url}");
+        assert_eq!(recent[0].id, b.id, "newest first");
+        assert_eq!(
+            store
+                .stop(a.id)
+                .await
+                .expect("read")
+                .and_then(|s| s.lift_reason),
+            Some("resolved".into())
+        );
+        store.close().await;
+    }
 }

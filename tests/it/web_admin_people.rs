@@ -26,7 +26,11 @@ fn env() -> &'static ConsoleEnv {
 async fn sign_in(c: &Client, user: &str) {
     let e = env();
     c.goto(&e.url("/signin")).await.expect("open sign-in");
-    for (id, value) in [("user", user.to_string()), ("password", PASSWORD.into()), ("code", e.code(user))] {
+    for (id, value) in [
+        ("user", user.to_string()),
+        ("password", PASSWORD.into()),
+        ("code", e.code(user)),
+    ] {
         c.find(Locator::Id(id))
             .await
             .expect("sign-in field")
@@ -72,7 +76,9 @@ async fn post_status(c: &Client, path: &str) -> u64 {
         )
         .await
         .expect("fetch");
-    status.as_u64().unwrap_or_else(|| panic!("POST {path}: {status}"))
+    status
+        .as_u64()
+        .unwrap_or_else(|| panic!("POST {path}: {status}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +102,10 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
         let (c, _driver) = browser("en").await;
         sign_in(&c, who).await;
         let text = body_text(&c).await;
-        assert!(!text.contains("Emergency stop"), "no admin link for {who}: {text}");
+        assert!(
+            !text.contains("Emergency stop"),
+            "no admin link for {who}: {text}"
+        );
         for path in gets {
             c.goto(&e.url(path)).await.expect("open");
             let text = body_text(&c).await;
@@ -105,7 +114,9 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
                 "{who} GET {path}: {text}"
             );
         }
-        c.goto(&e.url("/sessions")).await.expect("back to a page of theirs");
+        c.goto(&e.url("/sessions"))
+            .await
+            .expect("back to a page of theirs");
         for path in posts {
             assert_eq!(post_status(&c, path).await, 403, "{who} POST {path}");
         }
@@ -114,7 +125,9 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
     // Nothing was changed by them (other tests change things meanwhile).
     let users = deployment::ok(e.d.sekisho(&["user", "list"], None));
     assert!(
-        users.lines().any(|l| l.starts_with("tanaka") && l.contains("yes")),
+        users
+            .lines()
+            .any(|l| l.starts_with("tanaka") && l.contains("yes")),
         "{users}"
     );
     for kind in ["admin_change", "emergency_stop", "emergency_stop_lifted"] {
@@ -134,7 +147,13 @@ async fn a_person_added_in_the_browser_signs_in_over_ssh_with_the_shown_secret()
     let admin = console::ADMINS[0];
     let (c, _driver) = browser("ja").await;
     sign_in(&c, admin).await;
-    follow(&c, c.find(Locator::Id("nav-people")).await.expect("people link")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("nav-people"))
+            .await
+            .expect("people link"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("利用者を追加"), "{text}");
     assert!(text.contains("tanaka"), "{text}");
@@ -143,7 +162,11 @@ async fn a_person_added_in_the_browser_signs_in_over_ssh_with_the_shown_secret()
     // A vendor of their own (not under acme: the emergency stop test's stop
     // of acme, run alongside, must not cover yoshida).
     type_into(&c, "vendor-name", "kita").await;
-    follow(&c, c.find(Locator::Id("add-vendor")).await.expect("add vendor")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("add-vendor")).await.expect("add vendor"),
+    )
+    .await;
     let vendors = c
         .find(Locator::Id("vendors"))
         .await
@@ -158,7 +181,11 @@ async fn a_person_added_in_the_browser_signs_in_over_ssh_with_the_shown_secret()
     select(&c, "new-vendor", "kita").await;
     type_into(&c, "new-password", PASSWORD).await;
     type_into(&c, "add-user-code", &e.code_ahead(admin, 1)).await;
-    follow(&c, c.find(Locator::Id("add-user-submit")).await.expect("add")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("add-user-submit")).await.expect("add"),
+    )
+    .await;
     let secret = match c.find(Locator::Id("totp-secret")).await {
         Ok(el) => el.text().await.expect("text"),
         Err(err) => panic!("no secret shown ({err}): {}", body_text(&c).await),
@@ -189,7 +216,10 @@ async fn a_person_added_in_the_browser_signs_in_over_ssh_with_the_shown_secret()
         )
         .await
         .expect("image width");
-    assert!(loaded.as_u64().unwrap_or(0) >= 200, "QR image drawn: {loaded}");
+    assert!(
+        loaded.as_u64().unwrap_or(0) >= 200,
+        "QR image drawn: {loaded}"
+    );
     screenshot(&c, "people-added").await;
 
     // Shown once: the list page does not show it again.
@@ -200,7 +230,14 @@ async fn a_person_added_in_the_browser_signs_in_over_ssh_with_the_shown_secret()
 
     // The same audit event as `user add`, naming the admin.
     let added = deployment::ok(e.d.sekisho(
-        &["audit", "--json", "--kind", "admin_change", "--user", "yoshida"],
+        &[
+            "audit",
+            "--json",
+            "--kind",
+            "admin_change",
+            "--user",
+            "yoshida",
+        ],
         None,
     ));
     assert!(added.contains("\"action\":\"user_add\""), "{added}");
@@ -226,9 +263,8 @@ sources = ["lab"]
     let key = sekisho::auth::totp::decode_secret(&secret).expect("a base32 secret");
     let mut out = None;
     let reached = wait_until(Duration::from_secs(15), || {
-        let o = e
-            .d
-            .ssh(
+        let o =
+            e.d.ssh(
                 "yoshida@db01",
                 "127.0.0.1",
                 PASSWORD,
@@ -249,22 +285,45 @@ sources = ["lab"]
         String::from_utf8_lossy(&o.stderr)
     );
     let signed = deployment::ok(e.d.sekisho(
-        &["audit", "--json", "--kind", "signin_success", "--user", "yoshida"],
+        &[
+            "audit",
+            "--json",
+            "--kind",
+            "signin_success",
+            "--user",
+            "yoshida",
+        ],
         None,
     ));
     assert!(!signed.trim().is_empty(), "no sign-in of yoshida audited");
 
     // Disable from the list; the same state as `user disable`.
-    follow(&c, c.find(Locator::Id("disable-yoshida")).await.expect("disable")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("disable-yoshida"))
+            .await
+            .expect("disable"),
+    )
+    .await;
     let users = deployment::ok(e.d.sekisho(&["user", "list"], None));
     assert!(
-        users.lines().any(|l| l.starts_with("yoshida") && l.contains(" no ")),
+        users
+            .lines()
+            .any(|l| l.starts_with("yoshida") && l.contains(" no ")),
         "{users}"
     );
-    follow(&c, c.find(Locator::Id("enable-yoshida")).await.expect("enable")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("enable-yoshida")).await.expect("enable"),
+    )
+    .await;
 
     // English.
-    follow(&c, c.find(Locator::Id("switch-lang")).await.expect("language")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("switch-lang")).await.expect("language"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("Add a person"), "{text}");
     assert!(text.contains("Target secrets"), "{text}");
@@ -276,9 +335,8 @@ sources = ["lab"]
 async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_new_ones() {
     let e = env();
     let admin = console::ADMINS[1];
-    let mut child = e
-        .d
-        .ssh(
+    let mut child =
+        e.d.ssh(
             "sato@db01",
             "127.0.0.1",
             PASSWORD,
@@ -297,7 +355,11 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
     );
     let (c, _driver) = browser("ja").await;
     sign_in(&c, admin).await;
-    follow(&c, c.find(Locator::Id("nav-stops")).await.expect("stop link")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("nav-stops")).await.expect("stop link"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("発動中の緊急停止はありません"), "{text}");
     select(&c, "stop-scope", "vendor:acme").await;
@@ -306,7 +368,10 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
     type_into(&c, "stop-code", &e.code_ahead(admin, 1)).await;
     follow(&c, c.find(Locator::Id("stop")).await.expect("stop button")).await;
     assert!(
-        wait_until(Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_)))),
+        wait_until(Duration::from_secs(10), || matches!(
+            child.try_wait(),
+            Ok(Some(_))
+        )),
         "sato's session outlived the stop"
     );
     let out = child.wait_with_output().expect("ssh output");
@@ -325,15 +390,24 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
     screenshot(&c, "stop").await;
 
     // A new session of the vendor is refused, naming the stop.
-    let refused = e
-        .d
-        .ssh("tanaka@db01", "127.0.0.1", PASSWORD, &e.code("tanaka"), &["echo no"])
+    let refused =
+        e.d.ssh(
+            "tanaka@db01",
+            "127.0.0.1",
+            PASSWORD,
+            &e.code("tanaka"),
+            &["echo no"],
+        )
         .output()
         .expect("ssh");
     let t = String::from_utf8_lossy(&refused.stderr);
-    assert!(!String::from_utf8_lossy(&refused.stdout).contains("no"), "{t}");
+    assert!(
+        !String::from_utf8_lossy(&refused.stdout).contains("no"),
+        "{t}"
+    );
     assert!(t.contains("emergency stop") && t.contains(reason), "{t}");
-    let stopped = deployment::ok(e.d.sekisho(&["audit", "--json", "--kind", "emergency_stop"], None));
+    let stopped =
+        deployment::ok(e.d.sekisho(&["audit", "--json", "--kind", "emergency_stop"], None));
     assert!(stopped.contains("\"via\":\"web\""), "{stopped}");
     c.close().await.expect("close");
 
@@ -354,13 +428,24 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
         .to_string();
     type_into(&c, &format!("lift-reason-{id}"), "all clear").await;
     type_into(&c, &format!("lift-code-{id}"), &e.code_ahead(lifter, 1)).await;
-    follow(&c, c.find(Locator::Id(&format!("lift-{id}"))).await.expect("lift")).await;
+    follow(
+        &c,
+        c.find(Locator::Id(&format!("lift-{id}")))
+            .await
+            .expect("lift"),
+    )
+    .await;
     let text = body_text(&c).await;
     assert!(text.contains("No emergency stop is in force."), "{text}");
     assert!(text.contains("Recent stops"), "{text}");
-    let back = e
-        .d
-        .ssh("tanaka@db01", "127.0.0.1", PASSWORD, &e.code_ahead("tanaka", 1), &["echo back-in"])
+    let back =
+        e.d.ssh(
+            "tanaka@db01",
+            "127.0.0.1",
+            PASSWORD,
+            &e.code_ahead("tanaka", 1),
+            &["echo back-in"],
+        )
         .output()
         .expect("ssh");
     assert!(
