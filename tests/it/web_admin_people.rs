@@ -18,18 +18,26 @@ use crate::support::deployment::{self, PASSWORD};
 use crate::support::process::wait_until;
 use crate::web_browser::{body_text, browser, follow, screenshot};
 
+/// Held by the tests that need acme's engineers working, and by the one
+/// that stops acme: they run one at a time.
+static ACME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn env() -> &'static ConsoleEnv {
     static ENV: OnceLock<ConsoleEnv> = OnceLock::new();
     ENV.get_or_init(|| ConsoleEnv::start("sekisho-people-"))
 }
 
 async fn sign_in(c: &Client, user: &str) {
+    sign_in_with(c, user, &env().code(user)).await;
+}
+
+async fn sign_in_with(c: &Client, user: &str, code: &str) {
     let e = env();
     c.goto(&e.url("/signin")).await.expect("open sign-in");
     for (id, value) in [
         ("user", user.to_string()),
         ("password", PASSWORD.into()),
-        ("code", e.code(user)),
+        ("code", code.to_string()),
     ] {
         c.find(Locator::Id(id))
             .await
@@ -334,6 +342,7 @@ sources = ["lab"]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_new_ones() {
     let e = env();
+    let _acme = ACME.lock().await;
     let admin = console::ADMINS[1];
     let mut child =
         e.d.ssh(
@@ -453,5 +462,164 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
         "{}",
         String::from_utf8_lossy(&back.stderr)
     );
+    c.close().await.expect("close");
+}
+
+/// An admin of this test's own (codes are accepted once per person and
+/// step, so each fresh code needs a person): their TOTP key.
+fn new_admin(name: &str) -> Vec<u8> {
+    let out = deployment::ok(env().d.sekisho(
+        &["user", "add", name, "--role", "admin", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    crate::support::totp::key_from_user_add(&out)
+}
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICDFvN+9T1TvdjXp//H6lY7XqGEjCmiykhfP/MF4ElS3 tanaka@acme-pc01";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_secrets_tickets_and_a_new_code_from_the_console() {
+    use crate::support::totp::code_ahead;
+    let e = env();
+    let (keys_admin, ticket_admin, reset_admin) = ("kanri5", "kanri6", "kanri7");
+    let k5 = new_admin(keys_admin);
+    let k6 = new_admin(ticket_admin);
+    let k7 = new_admin(reset_admin);
+
+    // Keys and a target secret.
+    let (c, _driver) = browser("en").await;
+    sign_in_with(&c, keys_admin, &code_ahead(&k5, 0)).await;
+    c.goto(&e.url("/people/kato")).await.expect("kato");
+    type_into(&c, "key-text", KEY).await;
+    follow(&c, c.find(Locator::Id("add-key")).await.expect("register")).await;
+    let keys = c
+        .find(Locator::Id("keys"))
+        .await
+        .expect("keys")
+        .text()
+        .await
+        .expect("text");
+    assert!(keys.contains("tanaka@acme-pc01"), "{keys}");
+    let listed = deployment::ok(e.d.sekisho(&["user", "key", "list", "kato"], None));
+    assert!(listed.contains("SHA256:"), "{listed}");
+    follow(
+        &c,
+        c.find(Locator::Css("#keys button")).await.expect("remove"),
+    )
+    .await;
+    let listed = deployment::ok(e.d.sekisho(&["user", "key", "list", "kato"], None));
+    assert!(!listed.contains("SHA256:"), "{listed}");
+
+    c.goto(&e.url("/people")).await.expect("people");
+    type_into(&c, "secret-name", "web-set-secret").await;
+    type_into(&c, "secret-value", "s3cret-from-the-browser").await;
+    type_into(&c, "secret-code", &code_ahead(&k5, 1)).await;
+    follow(&c, c.find(Locator::Id("set-secret")).await.expect("set")).await;
+    let text = body_text(&c).await;
+    assert!(text.contains("web-set-secret"), "{text}");
+    assert!(
+        !text.contains("s3cret-from-the-browser"),
+        "a secret shown: {text}"
+    );
+    let audit = deployment::ok(e.d.sekisho(&["audit", "--json", "--kind", "admin_change"], None));
+    for action in ["key_add", "key_rm", "secret_set"] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&format!("\"action\":\"{action}\""))
+                    && l.contains(&format!("\"by\":\"{keys_admin}\""))),
+            "{action} by {keys_admin}: {audit}"
+        );
+    }
+    assert!(!audit.contains("s3cret-from-the-browser"));
+    c.close().await.expect("close");
+
+    // A one-time SSH ticket, used once.
+    let acme = ACME.lock().await;
+    let (c, _driver) = browser("ja").await;
+    sign_in_with(&c, ticket_admin, &code_ahead(&k6, 0)).await;
+    c.goto(&e.url("/people")).await.expect("people");
+    type_into(&c, "ticket-user", "ito").await;
+    select(&c, "ticket-target", "db01").await;
+    select(&c, "ticket-protocol", "ssh").await;
+    type_into(&c, "ticket-code", &code_ahead(&k6, 1)).await;
+    follow(
+        &c,
+        c.find(Locator::Id("issue-ticket")).await.expect("issue"),
+    )
+    .await;
+    let ticket = match c.find(Locator::Id("ticket")).await {
+        Ok(t) => t.text().await.expect("text"),
+        Err(err) => panic!("no ticket ({err}): {}", body_text(&c).await),
+    };
+    let out =
+        e.d.ssh(
+            "ito@db01",
+            "127.0.0.9",
+            &ticket,
+            "not-asked",
+            &["echo ticket-works"],
+        )
+        .output()
+        .expect("ssh");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ticket-works\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(acme);
+    c.close().await.expect("close");
+
+    // A new code for kato (a lost phone): the old secret stops working.
+    let (c, _driver) = browser("en").await;
+    sign_in_with(&c, reset_admin, &code_ahead(&k7, 0)).await;
+    c.goto(&e.url("/people/kato")).await.expect("kato");
+    type_into(&c, "reset-code", &code_ahead(&k7, 1)).await;
+    follow(&c, c.find(Locator::Id("reset-totp")).await.expect("reset")).await;
+    let secret = match c.find(Locator::Id("totp-secret")).await {
+        Ok(t) => t.text().await.expect("text"),
+        Err(err) => panic!("no new secret ({err}): {}", body_text(&c).await),
+    };
+    let key = sekisho::auth::totp::decode_secret(&secret).expect("base32");
+    // kato signs in with the new secret (and is then refused by policy:
+    // their contract has ended).
+    let _ =
+        e.d.ssh(
+            "kato@db01",
+            "127.0.0.9",
+            PASSWORD,
+            &code_ahead(&key, 0),
+            &["true"],
+        )
+        .output()
+        .expect("ssh");
+    let signed = deployment::ok(e.d.sekisho(
+        &[
+            "audit",
+            "--json",
+            "--kind",
+            "signin_success",
+            "--user",
+            "kato",
+        ],
+        None,
+    ));
+    assert!(
+        !signed.trim().is_empty(),
+        "kato did not sign in with the new secret"
+    );
+    let reset = deployment::ok(e.d.sekisho(
+        &[
+            "audit",
+            "--json",
+            "--kind",
+            "admin_change",
+            "--user",
+            "kato",
+        ],
+        None,
+    ));
+    assert!(reset.contains("\"action\":\"user_totp_reset\""), "{reset}");
     c.close().await.expect("close");
 }
