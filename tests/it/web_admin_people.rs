@@ -2,7 +2,7 @@
 //! Chromium over WebDriver, as `web_browser`), against a real `sekisho
 //! serve` with real OpenSSH sessions: a person added in the browser signs
 //! in over SSH with a code computed from the secret the page showed once;
-//! auditors and engineers are refused every admin page and action; an
+//! auditors, approvers and engineers are refused every admin page and action; an
 //! emergency stop from the console ends a vendor's live session with the
 //! reason shown and refuses new ones. Japanese and English. Screenshots
 //! docs/screenshots/people*.png and stop.png.
@@ -106,9 +106,27 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
         "/stops",
         "/stops/1/lift",
     ];
-    for who in [console::AUDITORS[0], "ito"] {
+    // An approver of this test's own: approvers are not admins either.
+    let out = deployment::ok(e.d.sekisho(
+        &[
+            "user",
+            "add",
+            "shonin",
+            "--role",
+            "approver",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    let approver = crate::support::totp::key_from_user_add(&out);
+    for who in [console::AUDITORS[0], "ito", "shonin"] {
         let (c, _driver) = browser("en").await;
-        sign_in(&c, who).await;
+        let code = if who == "shonin" {
+            crate::support::totp::code_ahead(&approver, 0)
+        } else {
+            e.code(who)
+        };
+        sign_in_with(&c, who, &code).await;
         let text = body_text(&c).await;
         assert!(
             !text.contains("Emergency stop"),
@@ -140,7 +158,7 @@ async fn auditors_and_engineers_are_refused_every_admin_page_and_action() {
     );
     for kind in ["admin_change", "emergency_stop", "emergency_stop_lifted"] {
         let events = deployment::ok(e.d.sekisho(&["audit", "--json", "--kind", kind], None));
-        for who in [console::AUDITORS[0], "ito"] {
+        for who in [console::AUDITORS[0], "ito", "shonin"] {
             assert!(
                 !events.contains(&format!("\"by\":\"{who}\"")),
                 "{who} changed something: {events}"
