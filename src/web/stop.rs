@@ -1,17 +1,21 @@
 //! The emergency stop page (緊急停止), for admins: the stops in force with
 //! the live sessions each still covers, a form to put a stop in force (all,
 //! one system, one vendor) and to lift one, both with a fresh code, and the
-//! recent stops. The same operations as `sekisho stop` (`session::stop`).
+//! recent stops. The same operations as `sekisho stop` (`session::stop`),
+//! and the API's `/api/v1/stops` through the same checks.
 
-use axum::extract::{Form, Path as UrlPath, State};
+use axum::extract::{Form, Json, Path as UrlPath, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::Shared;
+use super::api::{ApiRefused, Caller};
 use super::page::{Refused, esc, layout, when};
 use super::signin::{Viewer, fresh_code};
 use crate::policy::StopScope;
 use crate::session::stop::{self, Actor, StopError};
+use crate::store::StopRecord;
 
 /// Admins only: every handler here asks first.
 fn admin(viewer: &Viewer) -> Result<(), Refused> {
@@ -176,6 +180,79 @@ fn scope_text(lang: super::i18n::Lang, scope: &StopScope) -> String {
     }
 }
 
+/// Puts a stop in force for an admin who gave a reason and a fresh code;
+/// waits (3 s at most) until no live session in its scope is left. Shared
+/// by the page and the API.
+pub(crate) async fn put_checked(
+    console: &super::Console,
+    viewer: &Viewer,
+    scope: &str,
+    reason: &str,
+    code: &str,
+) -> Result<StopRecord, Refused> {
+    admin(viewer)?;
+    let scope: StopScope = scope
+        .parse()
+        .map_err(|_| Refused::BadRequest(viewer.lang.t("stop.unknown_scope").into()))?;
+    if reason.trim().is_empty() {
+        return Err(Refused::BadRequest(
+            viewer.lang.t("stop.reason_needed").into(),
+        ));
+    }
+    fresh_code(console, viewer, code.trim()).await?;
+    let policies = console.services.policies();
+    let store = &console.services.store;
+    let stop = stop::put_in_force(
+        store,
+        &policies,
+        scope.clone(),
+        reason,
+        Actor {
+            name: &viewer.user,
+            via: "web",
+        },
+    )
+    .await
+    .map_err(|e| refused(viewer, e))?;
+    // Every node sweeps each second: wait a little so the answer shows the
+    // sessions ended rather than about to end.
+    for _ in 0..30 {
+        if stop::live_in_scope(store, &policies, &scope)
+            .await?
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(stop)
+}
+
+/// Lifts a stop for an admin who gave a fresh code. Shared by the page and
+/// the API.
+pub(crate) async fn lift_checked(
+    console: &super::Console,
+    viewer: &Viewer,
+    id: &str,
+    reason: &str,
+    code: &str,
+) -> Result<StopRecord, Refused> {
+    admin(viewer)?;
+    let id: i64 = id.parse().map_err(|_| Refused::NotFound)?;
+    fresh_code(console, viewer, code.trim()).await?;
+    stop::lift(
+        &console.services.store,
+        id,
+        reason,
+        Actor {
+            name: &viewer.user,
+            via: "web",
+        },
+    )
+    .await
+    .map_err(|e| refused(viewer, e))
+}
+
 #[derive(Deserialize)]
 pub struct StopForm {
     #[serde(default)]
@@ -192,42 +269,7 @@ pub async fn put(
     viewer: Viewer,
     Form(f): Form<StopForm>,
 ) -> Result<Response, Refused> {
-    admin(&viewer)?;
-    let scope: StopScope = f
-        .scope
-        .parse()
-        .map_err(|_| Refused::BadRequest(viewer.lang.t("stop.unknown_scope").into()))?;
-    if f.reason.trim().is_empty() {
-        return Err(Refused::BadRequest(
-            viewer.lang.t("stop.reason_needed").into(),
-        ));
-    }
-    fresh_code(&console, &viewer, f.code.trim()).await?;
-    let policies = console.services.policies();
-    let store = &console.services.store;
-    stop::put_in_force(
-        store,
-        &policies,
-        scope.clone(),
-        &f.reason,
-        Actor {
-            name: &viewer.user,
-            via: "web",
-        },
-    )
-    .await
-    .map_err(|e| refused(&viewer, e))?;
-    // Every node sweeps each second: wait a little so the page shows the
-    // sessions ended rather than about to end.
-    for _ in 0..30 {
-        if stop::live_in_scope(store, &policies, &scope)
-            .await?
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    put_checked(&console, &viewer, &f.scope, &f.reason, &f.code).await?;
     Ok(Redirect::to("/stops").into_response())
 }
 
@@ -246,19 +288,41 @@ pub async fn lift(
     UrlPath(id): UrlPath<String>,
     Form(f): Form<LiftForm>,
 ) -> Result<Response, Refused> {
-    admin(&viewer)?;
-    let id: i64 = id.parse().map_err(|_| Refused::NotFound)?;
-    fresh_code(&console, &viewer, f.code.trim()).await?;
-    stop::lift(
-        &console.services.store,
-        id,
-        &f.reason,
-        Actor {
-            name: &viewer.user,
-            via: "web",
-        },
-    )
-    .await
-    .map_err(|e| refused(&viewer, e))?;
+    lift_checked(&console, &viewer, &id, &f.reason, &f.code).await?;
     Ok(Redirect::to("/stops").into_response())
+}
+
+/// GET /api/v1/stops: the stops in force and the newest 100 (admins).
+pub(crate) async fn api_list(
+    State(console): State<Shared>,
+    Caller(v): Caller,
+) -> Result<Response, ApiRefused> {
+    admin(&v)?;
+    let store = &console.services.store;
+    Ok(Json(json!({
+        "in_force": store.stops_in_force().await?,
+        "recent": store.recent_stops(100).await?,
+    }))
+    .into_response())
+}
+
+/// POST /api/v1/stops `{"scope": "all" | "system:NAME" | "vendor:NAME", "reason", "code"}`
+pub(crate) async fn api_put(
+    State(console): State<Shared>,
+    Caller(v): Caller,
+    Json(f): Json<StopForm>,
+) -> Result<Response, ApiRefused> {
+    let stop = put_checked(&console, &v, &f.scope, &f.reason, &f.code).await?;
+    Ok(Json(json!({ "stop": stop })).into_response())
+}
+
+/// POST /api/v1/stops/{id}/lift `{"reason", "code"}`
+pub(crate) async fn api_lift(
+    State(console): State<Shared>,
+    Caller(v): Caller,
+    UrlPath(id): UrlPath<String>,
+    Json(f): Json<LiftForm>,
+) -> Result<Response, ApiRefused> {
+    let stop = lift_checked(&console, &v, &id, &f.reason, &f.code).await?;
+    Ok(Json(json!({ "stop": stop })).into_response())
 }

@@ -18,8 +18,9 @@ use crate::support::deployment::{self, PASSWORD};
 use crate::support::process::wait_until;
 use crate::web_browser::{body_text, browser, follow, screenshot};
 
-/// Held by the tests that need acme's engineers working, and by the one
-/// that stops acme: they run one at a time.
+/// Held by the tests that put stops in force (the console's stop of acme,
+/// the API's stop) and by those that need acme's engineers working: they
+/// run one at a time.
 static ACME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn env() -> &'static ConsoleEnv {
@@ -640,4 +641,114 @@ async fn keys_secrets_tickets_and_a_new_code_from_the_console() {
     ));
     assert!(reset.contains("\"action\":\"user_totp_reset\""), "{reset}");
     c.close().await.expect("close");
+}
+
+/// An HTTPS client of the console's API signed in as `user` with `code`
+/// (the certificate `init` made trusted, cookies kept): it and the CSRF token.
+fn api_login(user: &str, code: &str) -> (reqwest::blocking::Client, String) {
+    let e = env();
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&e.cert_pem()).expect("certificate"))
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let r = c
+        .post(e.url("/api/v1/login"))
+        .json(&serde_json::json!({"user": user, "password": PASSWORD, "code": code}))
+        .send()
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 200, "login of {user}");
+    let body: serde_json::Value = r.json().expect("json");
+    (c, body["csrf"].as_str().expect("csrf").to_string())
+}
+
+/// The API's emergency stop, for scripts: the same checks as the page
+/// (admins, a reason, a fresh code, a scope that exists).
+#[test]
+fn an_emergency_stop_through_the_api() {
+    let e = env();
+    let _stops = ACME.blocking_lock();
+    // A vendor of its own with nobody working: the other tests go on.
+    deployment::ok(e.d.sekisho(&["vendor", "add", "api-vendor"], None));
+    let k = new_admin("kanri8");
+    let (c, csrf) = api_login("kanri8", &crate::support::totp::code_ahead(&k, 0));
+    let post = |path: &str, body: serde_json::Value| {
+        c.post(e.url(path))
+            .header("x-csrf-token", csrf.as_str())
+            .json(&body)
+            .send()
+            .expect("request")
+    };
+    let r = post(
+        "/api/v1/stops",
+        serde_json::json!({"scope": "vendor:no-such-vendor", "reason": "x", "code": "000000"}),
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(
+        "/api/v1/stops",
+        serde_json::json!({"scope": "vendor:api-vendor", "reason": "", "code": "000000"}),
+    );
+    assert_eq!(r.status().as_u16(), 400, "a reason is required");
+    let r = post(
+        "/api/v1/stops",
+        serde_json::json!({
+            "scope": "vendor:api-vendor",
+            "reason": "script drill",
+            "code": crate::support::totp::code_ahead(&k, 1),
+        }),
+    );
+    assert_eq!(r.status().as_u16(), 200);
+    let stop: serde_json::Value = r.json().expect("json");
+    let id = stop["stop"]["id"].as_i64().expect("the stop's id");
+    assert_eq!(stop["stop"]["subject"], "api-vendor");
+    let list: serde_json::Value = c
+        .get(e.url("/api/v1/stops"))
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
+    assert!(
+        list["in_force"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["id"] == id)),
+        "{list}"
+    );
+    // Lifting needs another fresh code: another admin.
+    let k9 = new_admin("kanri9");
+    let (c9, csrf9) = api_login("kanri9", &crate::support::totp::code_ahead(&k9, 0));
+    let r = c9
+        .post(e.url(&format!("/api/v1/stops/{id}/lift")))
+        .header("x-csrf-token", csrf9.as_str())
+        .json(&serde_json::json!({"reason": "done", "code": crate::support::totp::code_ahead(&k9, 1)}))
+        .send()
+        .expect("lift");
+    assert_eq!(r.status().as_u16(), 200);
+    let lifted = deployment::ok(e.d.sekisho(
+        &["audit", "--json", "--kind", "emergency_stop_lifted"],
+        None,
+    ));
+    assert!(
+        lifted.contains("\"by\":\"kanri9\"") && lifted.contains("\"via\":\"web\""),
+        "{lifted}"
+    );
+    // An auditor may not read or put stops.
+    let (a, acsrf) = api_login(console::AUDITORS[1], &e.code(console::AUDITORS[1]));
+    assert_eq!(
+        a.get(e.url("/api/v1/stops"))
+            .send()
+            .expect("get")
+            .status()
+            .as_u16(),
+        403
+    );
+    let r = a
+        .post(e.url("/api/v1/stops"))
+        .header("x-csrf-token", acsrf.as_str())
+        .json(&serde_json::json!({"scope": "all", "reason": "x", "code": "000000"}))
+        .send()
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 403);
 }
