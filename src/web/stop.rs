@@ -76,7 +76,7 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
                 .join(", ")
         };
         in_force.push_str(&format!(
-            r#"<tr class="stop-in-force" id="stop-{id}"><td>{id}</td><td>{scope}</td><td>{reason}</td><td>{by}</td><td>{since}</td><td>{live_text}</td><td><form method="post" action="/stops/{id}/lift" class="lift"><input type="hidden" name="csrf" value="{csrf}"><label>{lift_reason}<input name="reason" id="lift-reason-{id}" maxlength="200"></label>{code}<button type="submit" id="lift-{id}">{lift}</button></form></td></tr>"#,
+            r#"<tr class="stop-in-force" id="stop-{id}"><td>{id}</td><td>{scope}</td><td>{reason}</td><td>{by}</td><td>{since}</td><td>{live_text}</td><td class="kill"><form method="post" action="/stops/{id}/lift" class="lift"><input type="hidden" name="csrf" value="{csrf}"><label>{lift_reason}<input name="reason" id="lift-reason-{id}" maxlength="200"></label>{code}<button type="submit" id="lift-{id}">{lift}</button></form></td></tr>"#,
             id = s.id,
             scope = esc(&scope_text(lang, &scope)),
             reason = esc(&s.reason),
