@@ -79,6 +79,19 @@ pub async fn create_user(
     vendor: Option<&str>,
     password: Option<&str>,
 ) -> Result<NewUser, AuthError> {
+    create_user_by(store, key, name, role, vendor, password, &admin_actor()).await
+}
+
+/// [`create_user`], audited as done by `by` (the console's signed-in admin).
+pub async fn create_user_by(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    role: Role,
+    vendor: Option<&str>,
+    password: Option<&str>,
+    by: &str,
+) -> Result<NewUser, AuthError> {
     check_name("user", name)?;
     if role == Role::Engineer && vendor.is_none() {
         return Err(AuthError::Invalid(
@@ -111,12 +124,11 @@ pub async fn create_user(
             totp_secret_sealed: &sealed,
         })
         .await?;
-    let by = admin_actor();
     let vendor_text = vendor.map(|v| format!(", vendor {v}")).unwrap_or_default();
     store
         .audit(
             &admin_event(
-                &by,
+                by,
                 "user_add",
                 format!("{by} added user {name} ({role}{vendor_text})"),
             )

@@ -33,13 +33,16 @@ mod admin;
 pub mod keys;
 pub mod password;
 mod password_checks;
+pub mod people;
 pub mod secrets;
 mod signin;
 pub mod tickets;
 pub mod totp;
 
 pub use crate::store::{Role, UserRecord};
-pub use admin::{NewUser, admin_actor, admin_event, create_user, reset_totp, set_password};
+pub use admin::{
+    NewUser, admin_actor, admin_event, create_user, create_user_by, reset_totp, set_password,
+};
 pub use signin::Authenticator;
 
 /// Errors of administration (creating users, issuing tickets, …).

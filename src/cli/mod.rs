@@ -19,6 +19,7 @@ pub mod request;
 pub mod secret;
 pub mod serve;
 pub mod sessions;
+pub mod stop;
 pub mod table;
 pub mod target;
 pub mod ticket;
@@ -80,6 +81,10 @@ pub enum Command {
     /// List and stop live sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCmd),
+    /// Emergency stop (緊急停止): end every live session of a system, a
+    /// vendor or everything, and refuse new ones until lifted.
+    #[command(subcommand)]
+    Stop(stop::StopCmd),
     /// Play a recorded terminal session.
     Replay(replay::ReplayArgs),
     /// Export a recording (asciicast, keystrokes, png, mp4).
@@ -120,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(a) => report::run(g, a).await,
         Command::Audit(a) => audit::run(g, a).await,
         Command::Sessions(a) => sessions::run(g, a).await,
+        Command::Stop(a) => stop::run(g, a).await,
         Command::Replay(a) => replay::run(g, a).await,
         Command::Export(a) => export::run(g, a).await,
         Command::Verify(a) => verify::run(g, a).await,

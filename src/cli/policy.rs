@@ -80,6 +80,12 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             };
             let (person, mut live, approved) =
                 lookup_person(&cfg, &user, vendor.as_deref(), now).await?;
+            // The stops in force refuse as they would for a real session.
+            let stops = super::open_store(&cfg)
+                .await?
+                .active_stops()
+                .await
+                .context("reading emergency stops")?;
             live.extend(live_on.into_iter().map(|t| LiveSession {
                 id: uuid::Uuid::new_v4(),
                 target: t,
@@ -92,6 +98,7 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 source: from,
                 live_sessions: &live,
                 approved: &approved,
+                stops: &stops,
             };
             Ok(explain(&req, &set, &cfg.networks, cfg.time_zone, now))
         }

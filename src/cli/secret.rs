@@ -27,18 +27,12 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             check_secret_name(&name)?;
             let key = super::master_key(&cfg)?;
             let value = read_secret(&format!("value of secret {name}"), true)?;
-            let existed = store.secret_row(&name).await?.is_some();
-            SecretStore::new(store.clone(), key)
-                .set(&name, value.as_bytes())
-                .await
-                .with_context(|| format!("storing secret {name}"))?;
-            let verb = if existed { "replaced" } else { "set" };
-            store
-                .audit(
-                    &admin_event(&by, "secret_set", format!("{by} {verb} secret {name}"))
-                        .with("secret", name.as_str()),
-                )
-                .await?;
+            let secrets = SecretStore::new(store.clone(), key);
+            let replaced =
+                crate::auth::people::set_secret(&store, &secrets, &name, value.as_bytes(), &by)
+                    .await
+                    .with_context(|| format!("storing secret {name}"))?;
+            let verb = if replaced { "replaced" } else { "set" };
             println!("{verb} secret {name}");
         }
         SecretCmd::List => {

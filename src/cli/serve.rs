@@ -60,6 +60,10 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
 
     tasks.spawn(watch_policies(services.clone(), shutdown_rx.clone()));
     tasks.spawn(poll_kill_requests(services.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::session::stop::enforce(
+        services.clone(),
+        shutdown_rx.clone(),
+    ));
     spawn_listeners(&services, &cfg, &mut tasks, shutdown_rx.clone()).await?;
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::Global;
 use super::user::{local_time, open};
-use crate::auth::{admin_actor, tickets};
+use crate::auth::admin_actor;
 use crate::config::format_duration;
 
 #[derive(Debug, clap::Subcommand)]
@@ -41,21 +41,12 @@ pub async fn run(g: &Global, cmd: TicketCmd) -> anyhow::Result<ExitCode> {
                             "the policies have errors (run `sekisho policy check`):\n{e}"
                         )
                     })?;
-            let proto: crate::policy::Protocol = protocol
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?;
-            match policies.target(&target) {
-                None => anyhow::bail!("no target {target:?} in the policies"),
-                Some(t) if t.endpoint(proto).is_none() => {
-                    anyhow::bail!("target {target} offers no {protocol} endpoint")
-                }
-                Some(_) => {}
-            }
             let key = crate::auth::secrets::load_master_key(&cfg.paths.master_key())
                 .context("loading the master key (written by `sekisho init`)")?;
-            let t = tickets::issue(
+            let t = crate::auth::people::issue_ticket(
                 &store,
                 &key,
+                &policies,
                 cfg.auth.ticket_lifetime,
                 &user,
                 &target,

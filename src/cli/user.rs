@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use super::Global;
-use crate::auth::{self, Role, admin_actor, admin_event, keys};
+use crate::auth::{self, Role, admin_actor};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -179,33 +179,15 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             super::table::write(&mut std::io::stdout().lock(), &header, &rows)?;
         }
         UserCmd::Disable { name } => {
-            store
-                .set_user_enabled(&name, false)
+            auth::people::disable_user(&store, &name, &by)
                 .await
                 .with_context(|| format!("disabling {name}"))?;
-            store
-                .audit(
-                    &admin_event(&by, "user_disable", format!("{by} disabled user {name}"))
-                        .user(&name),
-                )
-                .await?;
             println!("disabled user {name}");
         }
         UserCmd::Enable { name } => {
-            store
-                .set_user_enabled(&name, true)
+            auth::people::enable_user(&store, &name, &by)
                 .await
                 .with_context(|| format!("enabling {name}"))?;
-            store
-                .audit(
-                    &admin_event(
-                        &by,
-                        "user_enable",
-                        format!("{by} enabled user {name} (lockout cleared)"),
-                    )
-                    .user(&name),
-                )
-                .await?;
             println!("enabled user {name}");
         }
         UserCmd::Passwd {
@@ -250,41 +232,15 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            let k = keys::add_key(&store, &name, &text)
+            let k = auth::people::register_key(&store, &name, &text, &by)
                 .await
                 .with_context(|| format!("registering a key for {name}"))?;
-            store
-                .audit(
-                    &admin_event(
-                        &by,
-                        "key_add",
-                        format!(
-                            "{by} registered key {} ({}) for {name}",
-                            k.fingerprint, k.comment
-                        ),
-                    )
-                    .user(&name)
-                    .with("fingerprint", k.fingerprint.as_str()),
-                )
-                .await?;
             println!("registered key {} {} for {name}", k.fingerprint, k.comment);
         }
         UserCmd::Key(KeyCmd::Rm { name, fingerprint }) => {
-            store
-                .remove_key(&name, &fingerprint)
+            auth::people::remove_key(&store, &name, &fingerprint, &by)
                 .await
                 .with_context(|| format!("removing a key of {name}"))?;
-            store
-                .audit(
-                    &admin_event(
-                        &by,
-                        "key_rm",
-                        format!("{by} removed key {fingerprint} of {name}"),
-                    )
-                    .user(&name)
-                    .with("fingerprint", fingerprint.as_str()),
-                )
-                .await?;
             println!("removed key {fingerprint} of {name}");
         }
         UserCmd::Key(KeyCmd::List { name }) => {
@@ -311,23 +267,13 @@ pub async fn run_vendor(g: &Global, cmd: VendorCmd) -> anyhow::Result<ExitCode> 
             org,
             subcontractor_of,
         } => {
-            auth::check_name("vendor", &org)?;
-            store
-                .add_vendor(&org, subcontractor_of.as_deref())
+            auth::people::add_vendor(&store, &org, subcontractor_of.as_deref(), &admin_actor())
                 .await
                 .with_context(|| format!("adding vendor {org}"))?;
-            let by = admin_actor();
             let under = subcontractor_of
                 .as_deref()
                 .map(|p| format!(" as a subcontractor of {p}"))
                 .unwrap_or_default();
-            store
-                .audit(
-                    &admin_event(&by, "vendor_add", format!("{by} added vendor {org}{under}"))
-                        .with("vendor", org.as_str())
-                        .with("subcontractor_of", subcontractor_of.as_deref()),
-                )
-                .await?;
             println!("added vendor {org}{under}");
         }
         VendorCmd::List => {

@@ -14,6 +14,7 @@ use super::model::{
     Access, AccessRef, ApprovedWindow, Endpoint, LiveSession, Person, PolicySet, Protocol, Target,
     TargetKind, Zone, file_name,
 };
+use super::stop::EmergencyStop;
 use crate::config::{Network, canonical_ip};
 
 /// What is asked.
@@ -29,6 +30,8 @@ pub struct Request<'a> {
     /// The approved work requests naming this person (for systems whose
     /// `[approval]` is required).
     pub approved: &'a [ApprovedWindow],
+    /// The emergency stops in force (on every node sharing the store).
+    pub stops: &'a [EmergencyStop],
 }
 
 // One decision per connection: boxing the grant would only make matching
@@ -143,10 +146,12 @@ pub enum Rule {
     HopNotAllowed,
     /// The system requires an approved work request and none covers this.
     NoApprovedRequest,
+    /// An administrator's emergency stop covers the system or the vendor.
+    EmergencyStop,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::UnknownTarget,
         Rule::UserDisabled,
         Rule::UserLocked,
@@ -161,6 +166,7 @@ impl Rule {
         Rule::HopNoParent,
         Rule::HopNotAllowed,
         Rule::NoApprovedRequest,
+        Rule::EmergencyStop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +185,7 @@ impl Rule {
             Rule::HopNoParent => "hop_no_parent",
             Rule::HopNotAllowed => "hop_not_allowed",
             Rule::NoApprovedRequest => "no_approved_request",
+            Rule::EmergencyStop => "emergency_stop",
         }
     }
 }
@@ -204,7 +211,8 @@ enum Route {
     Hop { parent: Uuid },
 }
 
-/// Decides one request. Checks, in order: the target exists; the person is
+/// Decides one request. Checks, in order: the target exists; no emergency
+/// stop covers its system or the person's vendor chain; the person is
 /// enabled and not locked; the RDP rule (physical target, or an allowed hop
 /// from a live session); the target offers the protocol; the My Number
 /// zone's closed-network rule; then the access entries naming the person,
@@ -231,6 +239,21 @@ pub fn decide(
             format!("there is no target named {:?}", req.target),
         );
     };
+    // Before anything about the person: a stop refuses everyone in scope.
+    if let Some(stop) = req
+        .stops
+        .iter()
+        .find(|s| s.covers(&target.system, &person.vendor_chain))
+    {
+        return deny(
+            Rule::EmergencyStop,
+            format!(
+                "{}; no new sessions until an administrator lifts it (by {})",
+                stop.shown(),
+                stop.by
+            ),
+        );
+    }
     if !person.enabled {
         return deny(
             Rule::UserDisabled,
@@ -653,6 +676,7 @@ pub fn reachable(
     source: IpAddr,
     live_sessions: &[LiveSession],
     approved: &[ApprovedWindow],
+    stops: &[EmergencyStop],
     now: DateTime<Utc>,
 ) -> Vec<(Target, Protocol, DateTime<Utc>)> {
     let mut out = Vec::new();
@@ -668,6 +692,7 @@ pub fn reachable(
                 source,
                 live_sessions,
                 approved,
+                stops,
             };
             if let Decision::Allow(g) = decide(&req, set, networks, tz, now) {
                 out.push((g.target, protocol, g.ends_at));

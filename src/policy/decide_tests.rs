@@ -8,6 +8,7 @@ use chrono_tz::Asia::Tokyo;
 
 use super::*;
 use crate::config::parse_cidr;
+use crate::policy::StopScope;
 
 const FA: &str = r#"
 [system]
@@ -239,6 +240,7 @@ struct Ask<'a> {
     source: &'a str,
     live: Vec<LiveSession>,
     approved: Vec<ApprovedWindow>,
+    stops: Vec<EmergencyStop>,
     at: DateTime<Utc>,
     tz: Tz,
     networks: Vec<Network>,
@@ -252,6 +254,7 @@ fn ask<'a>(target: &'a str, protocol: Protocol, at: &str) -> Ask<'a> {
         source: OFFICE,
         live: Vec::new(),
         approved: Vec::new(),
+        stops: Vec::new(),
         at: jst(at),
         tz: Tokyo,
         networks: networks(),
@@ -267,6 +270,7 @@ impl Ask<'_> {
             source: self.source.parse().unwrap(),
             live_sessions: &self.live,
             approved: &self.approved,
+            stops: &self.stops,
         };
         decide(&req, &set(), &self.networks, self.tz, self.at)
     }
@@ -286,6 +290,17 @@ impl Ask<'_> {
                 d
             }
         }
+    }
+
+    fn stopped(mut self, scope: StopScope) -> Self {
+        self.stops.push(EmergencyStop {
+            id: 7 + self.stops.len() as i64,
+            scope,
+            reason: "不正アクセスの疑い / suspected intrusion".into(),
+            by: "admin1".into(),
+            since: jst("2026-11-23 09:00:00"),
+        });
+        self
     }
 
     fn by(mut self, p: Person) -> Self {
@@ -697,6 +712,7 @@ fn every_rule_has_a_case_and_a_stable_name() {
         ask("fa-db01", Protocol::Rdp, MON_10).from("10.20.0.12"),
         ask("fa-app02", Protocol::Rdp, MON_10).from("10.20.0.11"),
         ask("kk-db01", Protocol::Ssh, MON_10),
+        ask("fa-db01", Protocol::Ssh, MON_10).stopped(StopScope::All),
     ];
     for a in cases {
         match a.decide() {
@@ -726,6 +742,7 @@ fn reachable_lists_what_decide_allows() {
         &nets,
         Tokyo,
         OFFICE.parse().unwrap(),
+        &[],
         &[],
         &[],
         jst(MON_10),
@@ -763,6 +780,7 @@ fn reachable_lists_what_decide_allows() {
             &nets,
             Tokyo,
             OFFICE.parse().unwrap(),
+            &[],
             &[],
             &[],
             jst(MON_10)
@@ -995,4 +1013,81 @@ fn a_denial_for_other_reasons_is_not_blamed_on_the_request() {
         .from("198.51.100.7")
         .under(window())
         .denial(Rule::Source);
+}
+
+// ---- emergency stops -------------------------------------------------------
+
+#[test]
+fn a_vendor_stop_refuses_that_vendor_and_its_subcontractors_only() {
+    let d = ask("fa-db01", Protocol::Ssh, MON_10)
+        .stopped(StopScope::Vendor("acme".into()))
+        .denial(Rule::EmergencyStop);
+    // The person is told which stop, why, and who can lift it.
+    assert!(d.reason.contains("emergency stop 7 of vendor acme"), "{d}");
+    assert!(d.reason.contains("suspected intrusion"), "{d}");
+    assert!(d.reason.contains("admin1"), "{d}");
+    // A subcontractor working under acme is stopped with it.
+    ask("fa-db01", Protocol::Ssh, MON_10)
+        .by(person("tanaka", &["sub", "acme"]))
+        .stopped(StopScope::Vendor("acme".into()))
+        .denial(Rule::EmergencyStop);
+    // Another vendor's stop leaves acme working.
+    ask("fa-db01", Protocol::Ssh, MON_10)
+        .stopped(StopScope::Vendor("kitaden".into()))
+        .grant();
+}
+
+#[test]
+fn a_system_stop_refuses_its_targets_only() {
+    let d = ask("fa-db01", Protocol::Ssh, MON_10)
+        .stopped(StopScope::System("fa".into()))
+        .denial(Rule::EmergencyStop);
+    assert!(d.reason.contains("system fa"), "{d}");
+    ask("ops-01", Protocol::Ssh, MON_10)
+        .stopped(StopScope::System("fa".into()))
+        .grant();
+}
+
+#[test]
+fn a_stop_of_everything_comes_before_every_other_rule() {
+    // Even a disabled person on a target they could not reach hears of the
+    // stop first: it is the one thing in force for everyone.
+    let mut p = tanaka();
+    p.enabled = false;
+    ask("fa-db01", Protocol::Ssh, MON_10)
+        .by(p)
+        .stopped(StopScope::All)
+        .denial(Rule::EmergencyStop);
+    ask("fa-db01", Protocol::Ssh, "2026-11-23 20:00:00")
+        .stopped(StopScope::All)
+        .denial(Rule::EmergencyStop);
+    // An unknown target is still unknown.
+    ask("nope", Protocol::Ssh, MON_10)
+        .stopped(StopScope::All)
+        .denial(Rule::UnknownTarget);
+}
+
+#[test]
+fn reachable_lists_nothing_a_stop_covers() {
+    let nets = networks();
+    let stop = EmergencyStop {
+        id: 1,
+        scope: StopScope::System("fa".into()),
+        reason: "r".into(),
+        by: "admin1".into(),
+        since: jst(MON_10),
+    };
+    let list = reachable(
+        &tanaka(),
+        &set(),
+        &nets,
+        Tokyo,
+        OFFICE.parse().unwrap(),
+        &[],
+        &[],
+        std::slice::from_ref(&stop),
+        jst(MON_10),
+    );
+    assert!(!list.is_empty());
+    assert!(list.iter().all(|(t, _, _)| t.system != "fa"), "{list:?}");
 }

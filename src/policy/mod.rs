@@ -9,6 +9,7 @@ pub mod hours;
 pub mod load;
 pub mod model;
 pub mod reach;
+pub mod stop;
 pub mod warnings;
 
 pub use decide::{
@@ -23,4 +24,5 @@ pub use model::{
     ssh_fingerprint,
 };
 pub use reach::Reach;
+pub use stop::{EmergencyStop, StopScope};
 pub use warnings::{Warning, warnings};

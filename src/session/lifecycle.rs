@@ -170,6 +170,18 @@ impl Services {
                 .await);
             }
         };
+        let stops = match self.store.active_stops().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Not knowing whether a stop is in force, refuse.
+                tracing::error!(error = %e, "authorize: cannot read emergency stops");
+                return Err(refuse(
+                    "internal",
+                    "sekisho cannot decide right now (internal error); try again later".into(),
+                )
+                .await);
+            }
+        };
         let policies = self.policies();
         let request = Request {
             person: &person,
@@ -178,6 +190,7 @@ impl Services {
             source,
             live_sessions: &live,
             approved: &approved,
+            stops: &stops,
         };
         let grant = match crate::policy::decide(
             &request,
@@ -345,6 +358,8 @@ impl Services {
             id: a.id,
             user: a.user.name.clone(),
             target: a.grant.target.name.clone(),
+            system: a.grant.target.system.clone(),
+            vendor_chain: a.user.vendor_chain.clone(),
             protocol: a.grant.protocol,
             source: a.source,
             started_at,

@@ -12,6 +12,7 @@
 mod ends;
 mod lifecycle;
 mod registry;
+pub mod stop;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};

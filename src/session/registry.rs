@@ -43,6 +43,10 @@ pub struct LiveEntry {
     pub id: Uuid,
     pub user: String,
     pub target: String,
+    /// The target's system and the person's vendor chain (own vendor
+    /// first): what an emergency stop's scope is matched against.
+    pub system: String,
+    pub vendor_chain: Vec<String>,
     pub protocol: Protocol,
     pub source: IpAddr,
     pub started_at: DateTime<Utc>,
@@ -161,6 +165,8 @@ mod tests {
             id: Uuid::now_v7(),
             user: "tanaka".into(),
             target: "t".into(),
+            system: "s".into(),
+            vendor_chain: vec!["acme".into()],
             protocol: Protocol::Rdp,
             source: IpAddr::from([127, 0, 0, 3]),
             started_at: Utc::now(),

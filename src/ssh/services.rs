@@ -289,6 +289,7 @@ impl SshControl for SshServices {
         let approved = crate::session::approved_windows_of(&self.services.store, person, now)
             .await
             .unwrap_or_default();
+        let stops = self.services.store.active_stops().await.unwrap_or_default();
         let policies = self.services.policies();
         crate::policy::reachable(
             &crate::session::person_of(&record, now),
@@ -298,6 +299,7 @@ impl SshControl for SshServices {
             crate::config::canonical_ip(source),
             &live,
             &approved,
+            &stops,
             now,
         )
         .into_iter()

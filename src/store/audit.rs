@@ -54,10 +54,14 @@ pub enum AuditKind {
     RequestExpired,
     /// An approver revoked a request; its live sessions are stopped.
     RequestRevoked,
+    /// An admin put an emergency stop in force (system, vendor or all).
+    EmergencyStop,
+    /// An admin lifted an emergency stop.
+    EmergencyStopLifted,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 27] = [
+    pub const ALL: [AuditKind; 29] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -85,6 +89,8 @@ impl AuditKind {
         AuditKind::RequestClosed,
         AuditKind::RequestExpired,
         AuditKind::RequestRevoked,
+        AuditKind::EmergencyStop,
+        AuditKind::EmergencyStopLifted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +122,8 @@ impl AuditKind {
             AuditKind::RequestClosed => "request_closed",
             AuditKind::RequestExpired => "request_expired",
             AuditKind::RequestRevoked => "request_revoked",
+            AuditKind::EmergencyStop => "emergency_stop",
+            AuditKind::EmergencyStopLifted => "emergency_stop_lifted",
         }
     }
 }

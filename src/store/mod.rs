@@ -25,6 +25,7 @@ pub mod requests;
 pub mod secrets;
 pub mod sessions;
 pub mod signin_windows;
+pub mod stops;
 pub mod tickets;
 pub mod users;
 pub mod vendors;
@@ -36,6 +37,7 @@ pub use secrets::{SecretName, SecretRow};
 pub use sessions::{
     KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
 };
+pub use stops::StopRecord;
 pub use tickets::TicketRow;
 pub use users::{NewUserRow, Role, UserRecord, UserSummary};
 pub use vendors::VendorRecord;
@@ -104,6 +106,10 @@ pub enum StoreError {
     /// A row holds something this version cannot read (edited by hand, or newer).
     #[error("unreadable {what} in the database: {value:?}")]
     Corrupt { what: &'static str, value: String },
+    #[error("no emergency stop {0}")]
+    NoStop(i64),
+    #[error("emergency stop {0} was already lifted")]
+    StopLifted(i64),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -8,6 +8,9 @@
 //! - `GET /api/v1/sessions/{id}` (with the archive's verify verdict)
 //! - `GET /api/v1/audit?since=&until=&user=&target=&kind=&session=&limit=`
 //! - `POST /api/v1/sessions/{id}/kill` `{"reason","code"}` (admin, fresh code)
+//! - `GET /api/v1/stops`, `POST /api/v1/stops` `{"scope","reason","code"}`,
+//!   `POST /api/v1/stops/{id}/lift` `{"reason","code"}`: emergency stops
+//!   (admin, fresh code; `web/stop.rs`)
 //!
 //! Errors are `{"error": "..."}` with 400, 401, 403, 404 or 500.
 
@@ -35,6 +38,12 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/kill", post(kill))
         .route("/audit", get(audit))
+        // --- people: emergency stops ---
+        .route(
+            "/stops",
+            get(super::stop::api_list).post(super::stop::api_put),
+        )
+        .route("/stops/{id}/lift", post(super::stop::api_lift))
         .fallback(|| async { refusal(Refused::NotFound) })
 }
 
@@ -69,7 +78,7 @@ impl IntoResponse for ApiRefused {
 }
 
 /// The signed-in caller of an API route (401 JSON when nobody).
-pub struct Caller(Viewer);
+pub struct Caller(pub(crate) Viewer);
 
 impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiRefused;

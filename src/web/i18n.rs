@@ -135,6 +135,8 @@ mod tests {
             include_str!("live.rs"),
             include_str!("policy.rs"),
             include_str!("policy_edit.rs"),
+            include_str!("stop.rs"),
+            include_str!("people.rs"),
         ];
         // Keys are `section.name`; any string literal of that shape whose
         // section is a catalog section counts (labels are passed around

@@ -41,11 +41,13 @@ mod guard;
 pub mod i18n;
 mod live;
 mod page;
+mod people;
 mod policy;
 mod policy_edit;
 mod replay;
 mod sessions;
 pub mod signin;
+mod stop;
 
 /// Errors starting the console.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +132,20 @@ pub fn router(console: Arc<Console>) -> Router {
             "/policy/systems/{system}/edit",
             get(policy_edit::form).post(policy_edit::submit),
         )
-        .route("/policy/systems/{system}/change", post(policy_edit::change));
+        .route("/policy/systems/{system}/change", post(policy_edit::change))
+        // --- people: people, vendors, secrets, tickets; emergency stop (admins) ---
+        .route("/people", get(people::page).post(people::add))
+        .route("/people/{name}", get(people::person))
+        .route("/people/{name}/disable", post(people::disable))
+        .route("/people/{name}/enable", post(people::enable))
+        .route("/people/{name}/totp", post(people::reset_totp))
+        .route("/people/{name}/keys", post(people::add_key))
+        .route("/people/{name}/keys/remove", post(people::remove_key))
+        .route("/vendors", post(people::add_vendor))
+        .route("/secrets", post(people::set_secret))
+        .route("/tickets", post(people::issue_ticket))
+        .route("/stops", get(stop::page).post(stop::put))
+        .route("/stops/{id}/lift", post(stop::lift));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

@@ -57,10 +57,13 @@ pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<Stri
             esc(lang.t("nav.audit"))
         ));
     }
+    // The admin pages.
     if viewer.role == Role::Admin {
         nav.push_str(&format!(
-            r#"<a href="/policy" id="nav-policy">{}</a>"#,
-            esc(lang.t("nav.policy"))
+            r#"<a href="/policy" id="nav-policy">{}</a><a href="/people" id="nav-people">{}</a><a href="/stops" id="nav-stops">{}</a>"#,
+            esc(lang.t("nav.policy")),
+            esc(lang.t("nav.people")),
+            esc(lang.t("nav.stops"))
         ));
     }
     let other = match lang {

@@ -25,17 +25,8 @@ use crate::policy::reach::ProtocolReach;
 use crate::policy::{
     Access, PolicySet, Protocol, Reach, System, Target, Warning, model::file_name,
 };
-use crate::store::Role;
 
 /// Policy pages and edits are for admins only.
-pub(super) fn require_admin(viewer: &Viewer) -> Result<(), Refused> {
-    if viewer.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(Refused::Forbidden)
-    }
-}
-
 /// Today in the configured zone (contract days are calendar days there).
 pub(super) fn today(console: &super::Console) -> NaiveDate {
     Utc::now()
@@ -144,7 +135,7 @@ fn zone_key(s: &System) -> &'static str {
 
 /// GET /policy: every system in force and the warnings.
 pub async fn index(State(console): State<Shared>, viewer: Viewer) -> Result<Html<String>, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let lang = viewer.lang;
     let set = console.services.policies();
     let mut table = format!(
@@ -376,7 +367,7 @@ pub async fn system(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<SystemQuery>,
 ) -> Result<Html<String>, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let lang = viewer.lang;
     let set = console.services.policies();
     let s = set.system(&name).ok_or(Refused::NotFound)?;
@@ -477,7 +468,7 @@ pub async fn explain(
     viewer: Viewer,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Html<String>, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let lang = viewer.lang;
     let set = console.services.policies();
     let tz = console.services.config.time_zone;
@@ -570,6 +561,8 @@ async fn explain_result(
     let Some(who) = crate::session::requester(&console.services.store, user, at).await? else {
         return problem(lang.t("policy.explain_no_user").replace("{user}", user));
     };
+    // The stops in force refuse as they would for a real session.
+    let stops = console.services.store.active_stops().await?;
     let req = crate::policy::Request {
         person: &who.person,
         target: q.target.trim(),
@@ -577,6 +570,7 @@ async fn explain_result(
         source,
         live_sessions: &who.live,
         approved: &who.approved,
+        stops: &stops,
     };
     let explained = crate::policy::explain(&req, set, &console.services.config.networks, tz, at);
     let (class, verdict) = if explained.allowed() {

@@ -33,7 +33,6 @@ use super::Shared;
 use super::diff::{DiffLine, hunks, line_diff, unified};
 use super::i18n::Lang;
 use super::page::{Refused, esc, layout, url_enc};
-use super::policy::require_admin;
 use super::signin::{Viewer, fresh_code};
 use crate::policy::edit::{AccessChange, change_access};
 use crate::policy::{PolicyErrors, PolicySet, model::file_name};
@@ -94,7 +93,7 @@ pub async fn form(
     viewer: Viewer,
     UrlPath(system): UrlPath<String>,
 ) -> Result<Html<String>, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let (path, text) = current(&console, &system).await?;
     let body = edit_body(&viewer, &system, &path, &version(&text), &text, "");
     Ok(page(&viewer, &system, &body))
@@ -359,7 +358,7 @@ pub async fn submit(
     UrlPath(system): UrlPath<String>,
     Form(f): Form<EditForm>,
 ) -> Result<Response, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let (path, old) = current(&console, &system).await?;
     let new = as_in_file(&f.text, &old);
     if f.base != version(&old) {
@@ -380,7 +379,7 @@ pub async fn change(
     UrlPath(system): UrlPath<String>,
     Form(f): Form<ChangeForm>,
 ) -> Result<Response, Refused> {
-    require_admin(&viewer)?;
+    viewer.require_admin()?;
     let lang = viewer.lang;
     let (path, old) = current(&console, &system).await?;
     let editing = match &f.text {

@@ -69,6 +69,16 @@ impl Viewer {
     pub fn may_kill(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// The admin pages (policy, people, emergency stops): admins only,
+    /// asked first by every handler there.
+    pub fn require_admin(&self) -> Result<(), super::page::Refused> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(super::page::Refused::Forbidden)
+        }
+    }
 }
 
 /// One `web_sessions` row.

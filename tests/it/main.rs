@@ -14,6 +14,7 @@ mod support;
 
 mod cli_e2e;
 mod crash;
+mod emergency_stop;
 mod faults;
 mod first_hour;
 mod flood;
@@ -36,6 +37,7 @@ mod ssh_gateway;
 mod ssh_listener;
 mod ssh_repeat_service;
 mod store;
+mod web_admin_people;
 mod web_admin_policy;
 mod web_browser;
 mod web_console;
