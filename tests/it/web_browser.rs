@@ -131,7 +131,13 @@ pub(crate) async fn follow(c: &Client, what: fantoccini::elements::Element) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match page.tag_name().await {
-            Err(e) if e.is_stale_element_reference() => return,
+            // Chromium says the page is gone either way.
+            Err(e)
+                if e.is_stale_element_reference()
+                    || e.to_string().contains("does not belong to the document") =>
+            {
+                return;
+            }
             Err(e) => panic!("while waiting for the next page: {e}"),
             Ok(_) => {
                 assert!(
