@@ -54,10 +54,20 @@ pub enum AuditKind {
     RequestExpired,
     /// An approver revoked a request; its live sessions are stopped.
     RequestRevoked,
+    /// The engineer wrote (or rewrote) the result of a work report.
+    ReportWritten,
+    /// An approver signed a work report off (検収).
+    ReportSignedOff,
+    /// A contract copy or pledge was put on file.
+    DocumentAdded,
+    /// Someone read a document on file (shown or exported).
+    DocumentRead,
+    /// An engineer obtained their own one-time ticket under an approved request.
+    RequestTicketIssued,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 27] = [
+    pub const ALL: [AuditKind; 32] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -85,6 +95,11 @@ impl AuditKind {
         AuditKind::RequestClosed,
         AuditKind::RequestExpired,
         AuditKind::RequestRevoked,
+        AuditKind::ReportWritten,
+        AuditKind::ReportSignedOff,
+        AuditKind::DocumentAdded,
+        AuditKind::DocumentRead,
+        AuditKind::RequestTicketIssued,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +131,11 @@ impl AuditKind {
             AuditKind::RequestClosed => "request_closed",
             AuditKind::RequestExpired => "request_expired",
             AuditKind::RequestRevoked => "request_revoked",
+            AuditKind::ReportWritten => "report_written",
+            AuditKind::ReportSignedOff => "report_signed_off",
+            AuditKind::DocumentAdded => "document_added",
+            AuditKind::DocumentRead => "document_read",
+            AuditKind::RequestTicketIssued => "request_ticket_issued",
         }
     }
 }

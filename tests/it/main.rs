@@ -20,6 +20,7 @@ mod flood;
 mod limits;
 mod policy_cli;
 mod procedure_e2e;
+mod procedure_loop;
 mod rdp_e2e;
 mod rdp_export;
 mod rdp_front;
