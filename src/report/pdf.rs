@@ -402,3 +402,53 @@ fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
         .and_then(|()| e.finish())
         .map_err(|e| PdfError::Embed(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_font_names_its_path_and_the_package() {
+        let e = ReportFont::load(Path::new("/nonexistent/ipaexg.ttf"))
+            .err()
+            .expect("no font there");
+        assert!(matches!(e, PdfError::FontMissing { .. }));
+        let m = e.to_string();
+        assert!(
+            m.contains("/nonexistent/ipaexg.ttf") && m.contains("fonts-ipaexfont-gothic"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_font_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ttf");
+        std::fs::write(&p, b"not a font").unwrap();
+        assert!(matches!(
+            ReportFont::load(&p),
+            Err(PdfError::FontUnusable { .. })
+        ));
+    }
+
+    #[test]
+    fn text_is_embedded_as_a_subset_with_a_unicode_map() {
+        let path = Path::new(crate::config::DEFAULT_REPORT_FONT);
+        if !path.exists() {
+            // The font comes from .ci/install-peers (fonts-ipaexfont-gothic).
+            panic!("{} is missing: run .ci/install-peers", path.display());
+        }
+        let font = ReportFont::load(path).unwrap();
+        let mut d = Document::new(&font, "試験").unwrap();
+        d.heading("月次利用報告", 16.0);
+        d.table(&[0.5, 0.5], &["項目", "件数"], [vec!["申請".into(), "12".into()]]);
+        let pdf = d.finish().unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        // The whole font is ~6 MB; the subset of a few glyphs is far smaller.
+        assert!(pdf.len() < 400_000, "{} bytes", pdf.len());
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(text.contains("/ToUnicode"));
+        assert!(text.contains("/FontFile2"));
+        assert!(text.contains("/Identity-H"));
+    }
+}

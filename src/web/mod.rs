@@ -41,6 +41,7 @@ pub mod i18n;
 mod live;
 mod page;
 mod replay;
+mod requests;
 mod sessions;
 pub mod signin;
 
@@ -118,7 +119,12 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/sessions/{id}/kill", post(sessions::kill))
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
-        .route("/assets/{name}", get(assets::serve));
+        .route("/assets/{name}", get(assets::serve))
+        // procedure: engineers' approved requests and tickets, approvers' queue
+        .route("/requests", get(requests::page))
+        .route("/requests/{number}/ticket", post(requests::ticket))
+        .route("/requests/{number}/rdp", get(requests::rdp_file))
+        .route("/requests/{number}/approve", post(requests::approve));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

@@ -1,0 +1,326 @@
+//! Work requests in the console: an engineer's approved requests, with
+//! their own one-time RDP ticket for a target and the `.rdp` file to open
+//! it with; and, for approvers, what waits for their step, to approve.
+//!
+//! The ticket is shown once, in the answer to the POST that issued it, and
+//! never stored readable except sealed for NLA (as `request ticket` does);
+//! the `.rdp` file holds no secret. Everything goes through
+//! `procedure::*`, which checks who may do what.
+
+use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::Shared;
+use super::page::{Refused, esc, layout, url_enc, when};
+use super::signin::Viewer;
+use crate::policy::Protocol;
+use crate::procedure::state::{RequestState, may_approve_step};
+use crate::procedure::{self, Acting, ProcedureError, Urgency};
+use crate::store::{Role, WorkRequest, WorkRequestFilter};
+
+fn acting(console: &Shared, viewer: &Viewer) -> impl Future<Output = Result<Acting, Refused>> {
+    let store = console.services.store.clone();
+    let name = viewer.user.clone();
+    async move {
+        let user = procedure::acting_user(&store, &name)
+            .await
+            .map_err(|_| Refused::Forbidden)?;
+        Ok(Acting {
+            user,
+            via: "web console".into(),
+        })
+    }
+}
+
+/// A refusal of the procedure, shown to the person as it is worded.
+fn refused(e: ProcedureError) -> Refused {
+    match e {
+        ProcedureError::Store(s) => Refused::from(s),
+        other => Refused::BadRequest(other.to_string()),
+    }
+}
+
+/// What waits for `viewer`'s approval step.
+async fn waiting_for(console: &Shared, viewer: &Viewer) -> Result<Vec<WorkRequest>, Refused> {
+    let acting = acting(console, viewer).await?;
+    let actor = procedure::actor_of(&acting.user);
+    let policies = console.services.policies();
+    let list = console
+        .services
+        .store
+        .work_requests(&WorkRequestFilter {
+            states: vec![RequestState::Submitted],
+            ..WorkRequestFilter::default()
+        })
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|r| {
+            policies.system(&r.system).is_some_and(|s| {
+                let route = s.route();
+                let next = r.approvals.len();
+                may_approve_step(&route, next, &actor)
+                    || (r.urgency == Urgency::Emergency
+                        && (0..route.steps.len()).any(|st| may_approve_step(&route, st, &actor)))
+            }) && r.requester != viewer.user
+                && !r.engineers.contains(&viewer.user)
+                && !r.approvals.iter().any(|a| a.by == viewer.user)
+        })
+        .collect())
+}
+
+fn summary(r: &WorkRequest, tz: chrono_tz::Tz, lang: super::i18n::Lang) -> String {
+    format!(
+        r#"<td class="number">{number}</td><td>{rev}</td><td>{system}</td><td>{vendor}</td><td>{targets}</td><td>{from}</td><td>{until}</td><td>{urgency}</td><td>{purpose}</td>"#,
+        number = esc(&r.number),
+        rev = r.revision,
+        system = esc(&r.system),
+        vendor = esc(&r.vendor),
+        targets = esc(&r.targets.join(", ")),
+        from = esc(&when(r.approved_from.unwrap_or(r.window_start), tz)),
+        until = esc(&when(r.window_end, tz)),
+        urgency = if r.urgency == Urgency::Emergency {
+            esc(lang.t("procedure.emergency"))
+        } else {
+            String::new()
+        },
+        purpose = esc(&r.purpose),
+    )
+}
+
+fn header(lang: super::i18n::Lang, extra: &str) -> String {
+    let cols = [
+        "procedure.number",
+        "procedure.revision",
+        "procedure.system",
+        "procedure.vendor",
+        "procedure.targets",
+        "procedure.from",
+        "procedure.until",
+        "procedure.urgency",
+        "procedure.purpose",
+    ];
+    let mut h: String = cols
+        .iter()
+        .map(|c| format!("<th>{}</th>", esc(lang.t(c))))
+        .collect();
+    h.push_str(extra);
+    format!("<thead><tr>{h}</tr></thead>")
+}
+
+/// GET /requests: my approved requests (engineers), what waits for me
+/// (approvers).
+pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<String>, Refused> {
+    let lang = viewer.lang;
+    let tz = console.services.config.time_zone;
+    let now = Utc::now();
+    let mut body = String::new();
+    if viewer.role == Role::Engineer {
+        let mine = console
+            .services
+            .store
+            .open_work_requests_for(&viewer.user, now)
+            .await?;
+        body.push_str(&format!(
+            r#"<h2>{}</h2><p class="hint">{}</p>"#,
+            esc(lang.t("procedure.mine")),
+            esc(lang.t("procedure.ticket_hint"))
+        ));
+        if mine.is_empty() {
+            body.push_str(&format!(
+                r#"<p id="no-requests">{}</p>"#,
+                esc(lang.t("procedure.none"))
+            ));
+        } else {
+            let mut rows = String::new();
+            for r in &mine {
+                let mut actions = String::new();
+                if r.protocols.contains(&Protocol::Rdp) {
+                    for t in &r.targets {
+                        actions.push_str(&format!(
+                            r#"<form method="post" action="/requests/{n}/ticket" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="target" value="{t}"><button type="submit" class="ticket" data-target="{t}">{label} {t}</button></form> <a class="rdp-file" href="/requests/{n}/rdp?target={tq}">{rdp}</a> "#,
+                            n = url_enc(&r.number),
+                            csrf = esc(&viewer.csrf),
+                            t = esc(t),
+                            tq = url_enc(t),
+                            label = esc(lang.t("procedure.ticket")),
+                            rdp = esc(lang.t("procedure.rdp_file")),
+                        ));
+                    }
+                }
+                rows.push_str(&format!(
+                    "<tr>{}<td>{actions}</td></tr>",
+                    summary(r, tz, lang)
+                ));
+            }
+            body.push_str(&format!(
+                r#"<table id="my-requests">{}<tbody>{rows}</tbody></table>"#,
+                header(lang, "<th></th>")
+            ));
+        }
+    }
+    if matches!(viewer.role, Role::Approver | Role::Admin) {
+        let waiting = waiting_for(&console, &viewer).await?;
+        body.push_str(&format!(
+            "<h2>{}</h2>",
+            esc(lang.t("procedure.waiting"))
+        ));
+        if waiting.is_empty() {
+            body.push_str(&format!(
+                r#"<p id="nothing-waiting">{}</p>"#,
+                esc(lang.t("procedure.none"))
+            ));
+        } else {
+            let mut rows = String::new();
+            for r in &waiting {
+                rows.push_str(&format!(
+                    r#"<tr>{}<td>{step}</td><td><form method="post" action="/requests/{n}/approve" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input name="comment" placeholder="{comment}"><button type="submit" class="approve">{approve}</button></form></td></tr>"#,
+                    summary(r, tz, lang),
+                    step = r.approvals.len() + 1,
+                    n = url_enc(&r.number),
+                    csrf = esc(&viewer.csrf),
+                    comment = esc(lang.t("procedure.comment")),
+                    approve = esc(lang.t("procedure.approve")),
+                ));
+            }
+            body.push_str(&format!(
+                r#"<table id="waiting">{}<tbody>{rows}</tbody></table>"#,
+                header(
+                    lang,
+                    &format!("<th>{}</th><th></th>", esc(lang.t("procedure.step")))
+                )
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Err(Refused::Forbidden);
+    }
+    Ok(layout(lang, &viewer, lang.t("procedure.title"), &body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketForm {
+    target: String,
+}
+
+/// POST /requests/{number}/ticket: the engineer's own one-time RDP ticket,
+/// shown once.
+pub async fn ticket(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath(number): UrlPath<String>,
+    Form(f): Form<TicketForm>,
+) -> Result<Html<String>, Refused> {
+    let lang = viewer.lang;
+    let tz = console.services.config.time_zone;
+    let acting = acting(&console, &viewer).await?;
+    let policies = console.services.policies();
+    let t = procedure::ticket::issue_own(
+        &console.services.store,
+        &policies,
+        console.services.secrets.master_key(),
+        console.services.config.auth.ticket_lifetime,
+        &acting,
+        &number,
+        &f.target,
+        Protocol::Rdp,
+        Utc::now(),
+    )
+    .await
+    .map_err(refused)?;
+    let body = format!(
+        r#"<h2>{title}</h2><p>{shown_once}</p><p><code id="ticket">{ticket}</code></p><dl><dt>{user}</dt><dd id="ticket-user">{login}</dd><dt>{until}</dt><dd>{expires}</dd></dl><p><a id="rdp-file" href="/requests/{n}/rdp?target={tq}">{rdp}</a></p><p><a href="/requests">{back}</a></p>"#,
+        title = esc(lang.t("procedure.ticket_title")),
+        shown_once = esc(lang.t("procedure.ticket_once")),
+        ticket = esc(t.text.as_str()),
+        user = esc(lang.t("procedure.ticket_user")),
+        login = esc(&format!("{}@{}", t.user, t.target)),
+        until = esc(lang.t("procedure.ticket_until")),
+        expires = esc(&when(t.expires_at, tz)),
+        n = url_enc(&number),
+        tq = url_enc(&f.target),
+        rdp = esc(lang.t("procedure.rdp_file")),
+        back = esc(lang.t("procedure.back")),
+    );
+    Ok(layout(lang, &viewer, lang.t("procedure.ticket_title"), &body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RdpQuery {
+    target: String,
+}
+
+/// GET /requests/{number}/rdp?target=T: the Remote Desktop Connection file
+/// for the engineer's approved request (no secret in it).
+pub async fn rdp_file(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath(number): UrlPath<String>,
+    Query(q): Query<RdpQuery>,
+) -> Result<Response, Refused> {
+    let open = console
+        .services
+        .store
+        .open_work_requests_for(&viewer.user, Utc::now())
+        .await?;
+    let Some(r) = open.iter().find(|r| r.number == number) else {
+        return Err(Refused::NotFound);
+    };
+    if !r.targets.contains(&q.target) || !r.protocols.contains(&Protocol::Rdp) {
+        return Err(Refused::NotFound);
+    }
+    let listen = console.services.config.rdp.listen;
+    let text = procedure::ticket::rdp_file(
+        &listen.ip().to_string(),
+        listen.port(),
+        &viewer.user,
+        &q.target,
+    );
+    let name: String = q
+        .target
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect();
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-rdp; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.rdp\"")) {
+        resp.headers_mut().insert(CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ApproveForm {
+    #[serde(default)]
+    comment: String,
+}
+
+/// POST /requests/{number}/approve: approve the step that waits for me.
+pub async fn approve(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath(number): UrlPath<String>,
+    Form(f): Form<ApproveForm>,
+) -> Result<Response, Refused> {
+    let acting = acting(&console, &viewer).await?;
+    let policies = console.services.policies();
+    procedure::approve(
+        &console.services.store,
+        &policies,
+        &acting,
+        &number,
+        &f.comment,
+        console.services.config.time_zone,
+        Utc::now(),
+    )
+    .await
+    .map_err(refused)?;
+    Ok(Redirect::to("/requests").into_response())
+}
