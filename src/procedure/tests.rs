@@ -20,6 +20,12 @@ address = "10.20.0.11"
 kind = "physical"
 ssh = { account = "maint", credential = "c", host_key = "SHA256:zwxFZkDJRdBjQcMdVAtmpgnwJu8v91OmlxCHrsDj4L8" }
 
+[[target]]
+name = "fa-win01"
+address = "10.20.0.21"
+kind = "physical"
+rdp = { account = "Administrator", credential = "c", cert_sha256 = "74D219311D39C5E56C6ED2752053E3CBA63CDC17152BB9DF01F5E820328F4507" }
+
 [[access]]
 vendor = "acme"
 users = ["tanaka"]
@@ -526,4 +532,85 @@ async fn the_work_report_is_written_after_the_work_and_signed_off_once() {
         assert_eq!(events.len(), n, "{kind}");
         assert_eq!(events[0].event.data["request"], r.number.as_str());
     }
+}
+
+#[tokio::test]
+async fn an_engineer_gets_their_own_ticket_only_inside_the_approved_window() {
+    let f = fixture().await;
+    let tanaka = f.acting("tanaka").await;
+    let mut d = f.draft("fa-win01");
+    d.protocols = vec![Protocol::Rdp];
+    let r = file(&f.store, &f.policies, &tanaka, d, at(20, 9)).await.unwrap();
+    submit(&f.store, &f.policies, &tanaka, &r.number, at(20, 9)).await.unwrap();
+    let yoshida = f.acting("yoshida").await;
+    approve(&f.store, &f.policies, &yoshida, &r.number, "", TZ, at(20, 9))
+        .await
+        .unwrap();
+    let key = crate::auth::secrets::MasterKey::from_bytes([7; 32]);
+    let lifetime = std::time::Duration::from_secs(300);
+    let get = |who: Acting, target: &'static str, p: Protocol, now: DateTime<Utc>| {
+        let (store, policies, key, number) =
+            (f.store.clone(), f.policies.clone(), &key, r.number.clone());
+        async move {
+            ticket::issue_own(&store, &policies, key, lifetime, &who, &number, target, p, now).await
+        }
+    };
+    let refused = |res: Result<crate::auth::tickets::IssuedTicket, ProcedureError>| match res {
+        Err(ProcedureError::Refused(m)) => m.0,
+        other => panic!("expected Refused, got {:?}", other.map(|t| t.target)),
+    };
+    let m = refused(get(tanaka.clone(), "fa-win01", Protocol::Rdp, at(23, 9)).await);
+    assert!(m.contains("opens at"), "{m}");
+    let m = refused(get(f.acting("ito").await, "fa-win01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("not an approved request naming ito"), "{m}");
+    let m = refused(get(tanaka.clone(), "fa-db01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("does not name target fa-db01"), "{m}");
+    let m = refused(get(tanaka.clone(), "fa-win01", Protocol::Ssh, at(23, 11)).await);
+    assert!(m.contains("does not allow ssh"), "{m}");
+    let m = refused(get(yoshida.clone(), "fa-win01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("not an engineer"), "{m}");
+    // Two minutes before the window ends: the ticket lives two minutes, not five.
+    let before = Utc::now();
+    let t = get(
+        tanaka.clone(),
+        "fa-win01",
+        Protocol::Rdp,
+        at(23, 12) - chrono::TimeDelta::minutes(2),
+    )
+    .await
+    .unwrap();
+    assert!(!t.text.is_empty());
+    assert_eq!((t.user.as_str(), t.target.as_str()), ("tanaka", "fa-win01"));
+    let life = t.expires_at - before;
+    assert!(
+        life <= chrono::TimeDelta::seconds(121) && life > chrono::TimeDelta::seconds(100),
+        "{life}"
+    );
+    let events = f
+        .store
+        .audit_query(&AuditFilter {
+            kinds: vec![crate::store::AuditKind::RequestTicketIssued],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.data["request"], r.number.as_str());
+    // After the window: nothing.
+    assert!(get(tanaka, "fa-win01", Protocol::Rdp, at(23, 12)).await.is_err());
+}
+
+#[test]
+fn the_rdp_file_names_the_bastion_the_person_and_nla() {
+    let f = ticket::rdp_file("bastion.example.lg.jp", 3389, "tanaka", "fa-win01");
+    for line in [
+        "full address:s:bastion.example.lg.jp:3389\r\n",
+        "username:s:tanaka@fa-win01\r\n",
+        "enablecredsspsupport:i:1\r\n",
+        "redirectclipboard:i:0\r\n",
+        "redirectdrives:i:0\r\n",
+    ] {
+        assert!(f.contains(line), "{line:?} missing: {f}");
+    }
+    assert!(!f.contains("password"), "no secret in the file");
 }
