@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use super::ReportError;
@@ -181,15 +181,6 @@ pub async fn compute(
             && q.system.as_deref().is_none_or(|s| s == system)
     };
     let mut usage: BTreeMap<(String, String), Usage> = BTreeMap::new();
-    let mut row = |vendor: &str, system: &str| -> &mut Usage {
-        usage
-            .entry((vendor.to_string(), system.to_string()))
-            .or_insert_with(|| Usage {
-                vendor: vendor.to_string(),
-                system: system.to_string(),
-                ..Usage::default()
-            })
-    };
 
     // Requests: the revision in force of each number (the latest that is
     // not a draft) whose window starts in the month.
@@ -218,7 +209,7 @@ pub async fn compute(
     }
     let requests: Vec<WorkRequest> = latest.into_values().collect();
     for r in &requests {
-        let u = row(&r.vendor, &r.system);
+        let u = row(&mut usage, &r.vendor, &r.system);
         u.requests_submitted += 1;
         if r.approved_from.is_some() {
             u.requests_approved += 1;
@@ -254,7 +245,7 @@ pub async fn compute(
             .system(&system)
             .is_some_and(|sys| sys.requires_approval());
         let without_request = required && s.work_request.is_none();
-        let u = row(&vendor, &system);
+        let u = row(&mut usage, &vendor, &system);
         u.sessions += 1;
         if let Some(end) = s.ended_at {
             let d = end - s.started_at;
@@ -318,7 +309,7 @@ pub async fn compute(
             AuditKind::SigninFailure => "signin_failure".to_string(),
             _ => ev.data["rule"].as_str().unwrap_or("deny").to_string(),
         };
-        row(&vendor, &system).refused += 1;
+        row(&mut usage, &vendor, &system).refused += 1;
         *refusals.entry((vendor, system, rule)).or_insert(0) += 1;
     }
 
@@ -362,6 +353,21 @@ pub async fn compute(
         sessions,
         documents,
     })
+}
+
+/// The usage row of `vendor` on `system`, made on first use.
+fn row<'a>(
+    usage: &'a mut BTreeMap<(String, String), Usage>,
+    vendor: &str,
+    system: &str,
+) -> &'a mut Usage {
+    usage
+        .entry((vendor.to_string(), system.to_string()))
+        .or_insert_with(|| Usage {
+            vendor: vendor.to_string(),
+            system: system.to_string(),
+            ..Usage::default()
+        })
 }
 
 /// `h:mm` (hours may exceed 24).
@@ -412,8 +418,6 @@ fn title(r: &MonthlyReport) -> String {
 }
 
 fn scope(r: &MonthlyReport) -> Vec<(&'static str, String)> {
-    let t = |x: DateTime<Utc>, tz: Tz| x.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
-    let _ = t;
     vec![
         ("対象月", r.query.month.to_string()),
         (

@@ -348,10 +348,10 @@ pub fn csv(report: &WorkReport, tz: Tz) -> Csv {
     for s in &report.sessions {
         let id = s.record.id.to_string();
         if let Some(note) = &s.archive_note {
-            c.row(&[id.as_str(), "", "記録を読めません", note]);
+            c.row(&[id.as_str(), "", "記録を読めません", note.as_str()]);
         }
         for op in &s.operations {
-            c.row(&[id.as_str(), &t(op.at), op.kind.label(), &op.text]);
+            c.row(&[id.as_str(), t(op.at).as_str(), op.kind.label(), op.text.as_str()]);
         }
     }
     c.row::<&str>(&[]);
@@ -360,7 +360,7 @@ pub fn csv(report: &WorkReport, tz: Tz) -> Csv {
         let id = s.record.id.to_string();
         for b in &s.blocked {
             let what = b.event.data["channel"].as_str().unwrap_or_default();
-            c.row(&[id.as_str(), &t(b.at), what, &b.event.detail]);
+            c.row(&[id.as_str(), t(b.at).as_str(), what, b.event.detail.as_str()]);
         }
     }
     c.row::<&str>(&[]);

@@ -22,18 +22,15 @@ use crate::procedure::state::{RequestState, may_approve_step};
 use crate::procedure::{self, Acting, ProcedureError, Urgency};
 use crate::store::{Role, WorkRequest, WorkRequestFilter};
 
-fn acting(console: &Shared, viewer: &Viewer) -> impl Future<Output = Result<Acting, Refused>> {
-    let store = console.services.store.clone();
-    let name = viewer.user.clone();
-    async move {
-        let user = procedure::acting_user(&store, &name)
-            .await
-            .map_err(|_| Refused::Forbidden)?;
-        Ok(Acting {
-            user,
-            via: "web console".into(),
-        })
-    }
+/// The signed-in person as the procedure sees them.
+async fn acting(console: &Shared, viewer: &Viewer) -> Result<Acting, Refused> {
+    let user = procedure::acting_user(&console.services.store, &viewer.user)
+        .await
+        .map_err(|_| Refused::Forbidden)?;
+    Ok(Acting {
+        user,
+        via: "web console".into(),
+    })
 }
 
 /// A refusal of the procedure, shown to the person as it is worded.
