@@ -458,7 +458,7 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     d.table(&[0.12, 0.2, 0.13, 0.55], &["セッション", "時刻", "操作", "内容"], blocked);
     d.heading("書類（保守契約書・誓約書）", 11.0);
     d.table(
-        &[0.1, 0.14, 0.1, 0.1, 0.16, 0.4],
+        &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],
         &DOCUMENT_HEADER,
         document_rows(&report.documents),
     );
