@@ -183,15 +183,16 @@ pub async fn run(g: &Global, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
         } => {
             let policies = policies(&cfg)?;
             let acting = acting(&store, &who).await?;
-            let r =
-                procedure::report::sign_off(&store, &policies, &acting, &number, &comment, now)
-                    .await?;
+            let r = procedure::report::sign_off(&store, &policies, &acting, &number, &comment, now)
+                .await?;
             println!(
                 "work report of {} rev {} signed off (検収) by {} at {}",
                 r.number,
                 r.revision,
                 acting.user.name,
-                r.signed_off_at.map(|t| local_time(&cfg, t)).unwrap_or_default()
+                r.signed_off_at
+                    .map(|t| local_time(&cfg, t))
+                    .unwrap_or_default()
             );
         }
         ReportCmd::Monthly {

@@ -415,12 +415,8 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
             if let Some(path) = rdp_file {
                 let listen = cfg.rdp.listen;
                 let host = bastion.unwrap_or_else(|| listen.ip().to_string());
-                let text = procedure::ticket::rdp_file(
-                    &host,
-                    listen.port(),
-                    &acting.user.name,
-                    &target,
-                );
+                let text =
+                    procedure::ticket::rdp_file(&host, listen.port(), &acting.user.name, &target);
                 super::report::write_whole(&path, text.as_bytes())?;
                 println!(
                     "wrote {}: open it, and type the ticket as the password when asked",

@@ -11,8 +11,8 @@
 
 pub mod documents;
 pub mod report;
-pub mod ticket;
 pub mod state;
+pub mod ticket;
 
 use chrono::{DateTime, Utc};
 

@@ -48,7 +48,10 @@ pub async fn worked_revision(store: &Store, number: &str) -> Result<WorkRequest,
         None => {
             // Say "no such request" rather than "not approved" when it is so.
             store.require_work_request(number, None).await?;
-            Err(Refused(format!("{number} was never approved: there is no work to report")).into())
+            Err(Refused(format!(
+                "{number} was never approved: there is no work to report"
+            ))
+            .into())
         }
     }
 }
@@ -159,10 +162,9 @@ pub async fn sign_off(
         .into());
     }
     if *name == r.requester || r.engineers.contains(name) {
-        return Err(Refused(
-            "you cannot sign off the report of work you requested or did".into(),
-        )
-        .into());
+        return Err(
+            Refused("you cannot sign off the report of work you requested or did".into()).into(),
+        );
     }
     let Some(report) = store.work_report(number).await? else {
         return Err(Refused(format!(

@@ -56,11 +56,11 @@ pub fn encode(text: &str, encoding: CsvEncoding) -> Result<Vec<u8>, ReportError>
         CsvEncoding::Cp932 => {
             // encoding_rs's Shift_JIS encoder is the WHATWG one, which is
             // Windows-31J (CP932): NEC and IBM extensions included.
-            if let Some((line, ch)) = text.lines().enumerate().find_map(|(i, l)| {
-                l.chars()
-                    .find(|c| !cp932_holds(*c))
-                    .map(|c| (i + 1, c))
-            }) {
+            if let Some((line, ch)) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.chars().find(|c| !cp932_holds(*c)).map(|c| (i + 1, c)))
+            {
                 return Err(ReportError::Unencodable {
                     ch,
                     line,

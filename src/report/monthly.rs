@@ -237,10 +237,7 @@ pub async fn compute(
         if !wanted(&vendor, &system) {
             continue;
         }
-        let outside = matches!(
-            normal_hours.check(tz, s.started_at),
-            HoursCheck::Outside(_)
-        );
+        let outside = matches!(normal_hours.check(tz, s.started_at), HoursCheck::Outside(_));
         let required = policies
             .system(&system)
             .is_some_and(|sys| sys.requires_approval());
@@ -482,7 +479,12 @@ fn session_row(s: &CountedSession, tz: Tz) -> Vec<String> {
         r.status.as_str().to_string(),
         r.work_request.clone().unwrap_or_default(),
         if s.outside_hours { "時間外" } else { "" }.to_string(),
-        if s.without_request { "承認なし" } else { "" }.to_string(),
+        if s.without_request {
+            "承認なし"
+        } else {
+            ""
+        }
+        .to_string(),
     ]
 }
 

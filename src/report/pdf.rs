@@ -53,11 +53,10 @@ impl ReportFont {
                 });
             }
         };
-        let face =
-            ttf_parser::Face::parse(&data, 0).map_err(|e| PdfError::FontUnusable {
-                path: path.into(),
-                why: e.to_string(),
-            })?;
+        let face = ttf_parser::Face::parse(&data, 0).map_err(|e| PdfError::FontUnusable {
+            path: path.into(),
+            why: e.to_string(),
+        })?;
         if face.glyph_index('あ').is_none() {
             return Err(PdfError::FontUnusable {
                 path: path.into(),
@@ -441,7 +440,11 @@ mod tests {
         let font = ReportFont::load(path).unwrap();
         let mut d = Document::new(&font, "試験").unwrap();
         d.heading("月次利用報告", 16.0);
-        d.table(&[0.5, 0.5], &["項目", "件数"], [vec!["申請".into(), "12".into()]]);
+        d.table(
+            &[0.5, 0.5],
+            &["項目", "件数"],
+            [vec!["申請".into(), "12".into()]],
+        );
         let pdf = d.finish().unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
         // The whole font is ~6 MB; the subset of a few glyphs is far smaller.

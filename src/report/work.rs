@@ -321,7 +321,14 @@ pub fn document_rows(docs: &[DocumentRecord]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub const DOCUMENT_HEADER: [&str; 6] = ["書類", "業者・作業者", "有効開始", "有効終了", "ファイル", "SHA-256"];
+pub const DOCUMENT_HEADER: [&str; 6] = [
+    "書類",
+    "業者・作業者",
+    "有効開始",
+    "有効終了",
+    "ファイル",
+    "SHA-256",
+];
 
 /// Writes the report as CSV for Excel (see `report::csv`): blocks (the
 /// request and its result, its sessions, the operations, the refusals, the
@@ -351,7 +358,12 @@ pub fn csv(report: &WorkReport, tz: Tz) -> Csv {
             c.row(&[id.as_str(), "", "記録を読めません", note.as_str()]);
         }
         for op in &s.operations {
-            c.row(&[id.as_str(), t(op.at).as_str(), op.kind.label(), op.text.as_str()]);
+            c.row(&[
+                id.as_str(),
+                t(op.at).as_str(),
+                op.kind.label(),
+                op.text.as_str(),
+            ]);
         }
     }
     c.row::<&str>(&[]);
@@ -399,7 +411,16 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     d.heading("セッション", 11.0);
     d.table(
         &[0.2, 0.1, 0.1, 0.07, 0.12, 0.12, 0.07, 0.22],
-        &["セッションID", "作業者", "対象", "方式", "開始", "終了", "分", "状態・終了理由"],
+        &[
+            "セッションID",
+            "作業者",
+            "対象",
+            "方式",
+            "開始",
+            "終了",
+            "分",
+            "状態・終了理由",
+        ],
         report.sessions.iter().map(|s| {
             let row = session_row(s, tz);
             let status = if row[8].is_empty() {
@@ -439,23 +460,46 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     for s in &report.sessions {
         let id: String = s.record.id.to_string().chars().take(8).collect();
         if let Some(note) = &s.archive_note {
-            ops.push(vec![id.clone(), String::new(), "記録を読めません".into(), note.clone()]);
+            ops.push(vec![
+                id.clone(),
+                String::new(),
+                "記録を読めません".into(),
+                note.clone(),
+            ]);
         }
         for op in &s.operations {
-            ops.push(vec![id.clone(), t(op.at), op.kind.label().into(), op.text.clone()]);
+            ops.push(vec![
+                id.clone(),
+                t(op.at),
+                op.kind.label().into(),
+                op.text.clone(),
+            ]);
         }
     }
-    d.table(&[0.12, 0.2, 0.1, 0.58], &["セッション", "時刻", "種別", "内容"], ops);
+    d.table(
+        &[0.12, 0.2, 0.1, 0.58],
+        &["セッション", "時刻", "種別", "内容"],
+        ops,
+    );
     d.heading("拒否した操作", 11.0);
     let mut blocked = Vec::new();
     for s in &report.sessions {
         let id: String = s.record.id.to_string().chars().take(8).collect();
         for b in &s.blocked {
             let what = b.event.data["channel"].as_str().unwrap_or_default();
-            blocked.push(vec![id.clone(), t(b.at), what.to_string(), b.event.detail.clone()]);
+            blocked.push(vec![
+                id.clone(),
+                t(b.at),
+                what.to_string(),
+                b.event.detail.clone(),
+            ]);
         }
     }
-    d.table(&[0.12, 0.2, 0.13, 0.55], &["セッション", "時刻", "操作", "内容"], blocked);
+    d.table(
+        &[0.12, 0.2, 0.13, 0.55],
+        &["セッション", "時刻", "操作", "内容"],
+        blocked,
+    );
     d.heading("書類（保守契約書・誓約書）", 11.0);
     d.table(
         &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],

@@ -63,9 +63,7 @@ impl FromStr for WorkResult {
             .into_iter()
             .find(|r| r.as_str() == s || r.label() == s)
             .ok_or_else(|| {
-                format!(
-                    "unknown result {s:?} (completed/完了, incomplete/未完了 or aborted/中止)"
-                )
+                format!("unknown result {s:?} (completed/完了, incomplete/未完了 or aborted/中止)")
             })
     }
 }

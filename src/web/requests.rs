@@ -162,10 +162,7 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
     }
     if matches!(viewer.role, Role::Approver | Role::Admin) {
         let waiting = waiting_for(&console, &viewer).await?;
-        body.push_str(&format!(
-            "<h2>{}</h2>",
-            esc(lang.t("procedure.waiting"))
-        ));
+        body.push_str(&format!("<h2>{}</h2>", esc(lang.t("procedure.waiting"))));
         if waiting.is_empty() {
             body.push_str(&format!(
                 r#"<p id="nothing-waiting">{}</p>"#,
@@ -243,7 +240,12 @@ pub async fn ticket(
         rdp = esc(lang.t("procedure.rdp_file")),
         back = esc(lang.t("procedure.back")),
     );
-    Ok(layout(lang, &viewer, lang.t("procedure.ticket_title"), &body))
+    Ok(layout(
+        lang,
+        &viewer,
+        lang.t("procedure.ticket_title"),
+        &body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,16 +65,34 @@ pub fn file_documents(d: &Deployment, engineers: &[&str]) {
     let pdf = pdf.to_str().expect("utf-8 path");
     ok(d.sekisho(
         &[
-            "document", "add", "--kind", "contract", "--vendor", "acme", "--valid-from", &from,
-            "--valid-until", &until, pdf,
+            "document",
+            "add",
+            "--kind",
+            "contract",
+            "--vendor",
+            "acme",
+            "--valid-from",
+            &from,
+            "--valid-until",
+            &until,
+            pdf,
         ],
         None,
     ));
     for e in engineers {
         ok(d.sekisho(
             &[
-                "document", "add", "--kind", "pledge", "--user", e, "--valid-from", &from,
-                "--valid-until", &until, pdf,
+                "document",
+                "add",
+                "--kind",
+                "pledge",
+                "--user",
+                e,
+                "--valid-from",
+                &from,
+                "--valid-until",
+                &until,
+                pdf,
             ],
             None,
         ));

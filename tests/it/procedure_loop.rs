@@ -22,9 +22,15 @@ use crate::support::cli::text;
 use crate::support::deployment::{Deployment, PASSWORD, ok};
 
 fn ssh(d: &Deployment, user: &str, from: &str, cmd: &str) -> Output {
-    d.ssh(&format!("{user}@db01"), from, PASSWORD, &d.code(user), &[cmd])
-        .output()
-        .expect("run ssh")
+    d.ssh(
+        &format!("{user}@db01"),
+        from,
+        PASSWORD,
+        &d.code(user),
+        &[cmd],
+    )
+    .output()
+    .expect("run ssh")
 }
 
 fn pdftotext(pdf: &Path) -> String {
@@ -82,7 +88,15 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
 
     // The result cannot be written while the window is open.
     let early = sekisho(&[
-        "report", "complete", &number, "--as", "tanaka", "--result", "完了", "--summary", "早すぎ",
+        "report",
+        "complete",
+        &number,
+        "--as",
+        "tanaka",
+        "--result",
+        "完了",
+        "--summary",
+        "早すぎ",
     ]);
     assert!(!early.status.success(), "{}", text(&early));
     assert!(text(&early).contains("close it"), "{}", text(&early));
@@ -108,9 +122,15 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     let draft = ok(sekisho(&["report", "work", &number]));
     assert!(draft.contains("作業報告（下書き）"), "{draft}");
     assert!(draft.contains("状態,expired"), "{draft}");
-    assert!(draft.contains(",コマンド,echo loop-marker-42\r\n"), "{draft}");
+    assert!(
+        draft.contains(",コマンド,echo loop-marker-42\r\n"),
+        "{draft}"
+    );
     assert!(draft.contains(",tanaka,db01,ssh,"), "{draft}");
-    assert!(draft.contains("誓約書,tanaka,"), "the pledge is listed: {draft}");
+    assert!(
+        draft.contains("誓約書,tanaka,"),
+        "the pledge is listed: {draft}"
+    );
 
     // The engineer writes the result; only an approver signs it off, once.
     ok(sekisho(&[
@@ -129,11 +149,25 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     let own = sekisho(&["report", "sign-off", &number, "--as", "tanaka"]);
     assert!(!own.status.success(), "{}", text(&own));
     let signed = ok(sekisho(&[
-        "report", "sign-off", &number, "--as", "kimura", "--comment", "検収しました",
+        "report",
+        "sign-off",
+        &number,
+        "--as",
+        "kimura",
+        "--comment",
+        "検収しました",
     ]));
     assert!(signed.contains("signed off"), "{signed}");
     let again = sekisho(&[
-        "report", "complete", &number, "--as", "tanaka", "--result", "中止", "--summary", "x",
+        "report",
+        "complete",
+        &number,
+        "--as",
+        "tanaka",
+        "--result",
+        "中止",
+        "--summary",
+        "x",
     ]);
     assert!(!again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("検収済"), "{}", text(&again));
@@ -178,7 +212,14 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
         .to_string();
     let csv = d.dir.join("monthly.csv");
     ok(sekisho(&[
-        "report", "monthly", "--month", &month, "--vendor", "acme", "-o", path(&csv),
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "--vendor",
+        "acme",
+        "-o",
+        path(&csv),
     ]));
     let bytes = std::fs::read(&csv).expect("the CSV");
     assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
@@ -193,7 +234,10 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     let cells: Vec<&str> = usage.split(',').collect();
     assert_eq!(&cells[2..7], ["1", "1", "0", "0", "1"], "{usage}");
     assert_eq!(cells[12], "0", "sessions without approval: {usage}");
-    assert!(cells[11].parse::<u32>().unwrap_or(0) >= 1, "refusals: {usage}");
+    assert!(
+        cells[11].parse::<u32>().unwrap_or(0) >= 1,
+        "refusals: {usage}"
+    );
     assert!(
         utf8.lines()
             .any(|l| l.starts_with("acme,lab,no_approved_request,")),
@@ -213,7 +257,14 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     // As PDF: Japanese headings and the numbers.
     let pdf = d.dir.join("monthly.pdf");
     ok(sekisho(&[
-        "report", "monthly", "--month", &month, "--format", "pdf", "-o", path(&pdf),
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "--format",
+        "pdf",
+        "-o",
+        path(&pdf),
     ]));
     let t = pdftotext(&pdf);
     for want in [
@@ -238,11 +289,22 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     // The same month in CP932 (Shift_JIS), read back.
     let sjis = d.dir.join("monthly-sjis.csv");
     ok(sekisho(&[
-        "report", "monthly", "--month", &month, "--vendor", "acme", "--encoding", "cp932", "-o",
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "--vendor",
+        "acme",
+        "--encoding",
+        "cp932",
+        "-o",
         path(&sjis),
     ]));
     let sjis_bytes = std::fs::read(&sjis).expect("the CP932 CSV");
-    assert!(!sjis_bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM in CP932");
+    assert!(
+        !sjis_bytes.starts_with(&[0xEF, 0xBB, 0xBF]),
+        "no BOM in CP932"
+    );
     let (decoded, _, errors) = encoding_rs::SHIFT_JIS.decode(&sjis_bytes);
     assert!(!errors, "not CP932");
     assert_eq!(decoded.replace("\r\n", "\n"), utf8.replace("\r\n", "\n"));
@@ -284,7 +346,15 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     // 𠮷 cannot be written in CP932: the command names it and leaves the
     // file it would have replaced as it was.
     let bad = sekisho(&[
-        "report", "monthly", "--month", &month, "--vendor", "acme", "--encoding", "cp932", "-o",
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "--vendor",
+        "acme",
+        "--encoding",
+        "cp932",
+        "-o",
         path(&sjis),
     ]);
     assert!(!bad.status.success(), "{}", text(&bad));
@@ -295,8 +365,18 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     );
     assert_eq!(std::fs::read(&sjis).expect("still there"), sjis_bytes);
     // In UTF-8 it is written, with the second request counted.
-    ok(sekisho(&["report", "monthly", "--month", &month, "-o", path(&csv)]));
+    ok(sekisho(&[
+        "report",
+        "monthly",
+        "--month",
+        &month,
+        "-o",
+        path(&csv),
+    ]));
     let utf8 = String::from_utf8(std::fs::read(&csv).expect("csv")[3..].to_vec()).expect("UTF-8");
     assert!(utf8.contains("𠮷田支所の端末更新"), "{utf8}");
-    assert!(utf8.lines().any(|l| l.starts_with("acme,lab,2,1,0,0,1,")), "{utf8}");
+    assert!(
+        utf8.lines().any(|l| l.starts_with("acme,lab,2,1,0,0,1,")),
+        "{utf8}"
+    );
 }
