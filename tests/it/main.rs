@@ -21,6 +21,7 @@ mod limits;
 mod policy_cli;
 mod procedure_e2e;
 mod procedure_loop;
+mod procedure_web;
 mod rdp_e2e;
 mod rdp_export;
 mod rdp_front;
