@@ -124,7 +124,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/requests", get(requests::page))
         .route("/requests/{number}/ticket", post(requests::ticket))
         .route("/requests/{number}/rdp", get(requests::rdp_file))
-        .route("/requests/{number}/approve", post(requests::approve));
+        .route("/requests/{number}/approve", post(requests::approve))
+        .route("/requests/{number}/report", post(requests::write_report))
+        .route("/requests/{number}/sign-off", post(requests::sign_off))
+        .route("/requests/{number}/{file}", get(requests::report_file));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

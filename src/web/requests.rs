@@ -20,7 +20,9 @@ use super::signin::Viewer;
 use crate::policy::Protocol;
 use crate::procedure::state::{RequestState, may_approve_step};
 use crate::procedure::{self, Acting, ProcedureError, Urgency};
-use crate::store::{Role, WorkRequest, WorkRequestFilter};
+use crate::store::{
+    Role, UserRecord, WorkReportRecord, WorkRequest, WorkRequestFilter, WorkResult,
+};
 
 /// The signed-in person as the procedure sees them.
 async fn acting(console: &Shared, viewer: &Viewer) -> Result<Acting, Refused> {
@@ -190,10 +192,249 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
             ));
         }
     }
+    let over = reports_in_question(&console, &viewer).await?;
+    if viewer.role == Role::Engineer {
+        body.push_str(&format!(
+            "<h2>{}</h2>",
+            esc(lang.t("procedure.reports_to_write"))
+        ));
+        let mut rows = String::new();
+        for (r, report) in over.iter().filter(|(r, rep)| {
+            (r.requester == viewer.user || r.engineers.contains(&viewer.user))
+                && !rep.as_ref().is_some_and(|x| x.is_signed_off())
+        }) {
+            let mut options = String::new();
+            for res in WorkResult::ALL {
+                options.push_str(&format!(
+                    r#"<option value="{v}"{sel}>{l}</option>"#,
+                    v = res.as_str(),
+                    sel = if report.as_ref().is_some_and(|x| x.result == res) {
+                        " selected"
+                    } else {
+                        ""
+                    },
+                    l = esc(res.label())
+                ));
+            }
+            rows.push_str(&format!(
+                r#"<tr>{sum}<td><form method="post" action="/requests/{n}/report" class="report"><input type="hidden" name="csrf" value="{csrf}"><select name="result">{options}</select><textarea name="summary" placeholder="{summary}">{sv}</textarea><textarea name="follow_ups" placeholder="{follow}">{fv}</textarea><button type="submit" class="write-report">{save}</button></form> <a href="/requests/{n}/report.pdf">PDF</a> <a href="/requests/{n}/report.csv">CSV</a></td></tr>"#,
+                sum = summary(r, tz, lang),
+                n = url_enc(&r.number),
+                csrf = esc(&viewer.csrf),
+                summary = esc(lang.t("procedure.summary")),
+                follow = esc(lang.t("procedure.follow_ups")),
+                sv = esc(report.as_ref().map(|x| x.summary.as_str()).unwrap_or_default()),
+                fv = esc(report.as_ref().map(|x| x.follow_ups.as_str()).unwrap_or_default()),
+                save = esc(lang.t("procedure.write_report")),
+            ));
+        }
+        body.push_str(&table_or_none(lang, "reports-to-write", &rows));
+    }
+    if matches!(viewer.role, Role::Approver | Role::Admin) {
+        body.push_str(&format!(
+            "<h2>{}</h2>",
+            esc(lang.t("procedure.to_sign_off"))
+        ));
+        let acting = acting(&console, &viewer).await?;
+        let actor = procedure::actor_of(&acting.user);
+        let policies = console.services.policies();
+        let mut rows = String::new();
+        for (r, report) in &over {
+            let Some(report) = report else { continue };
+            let approver = policies.system(&r.system).is_some_and(|s| {
+                let route = s.route();
+                (0..route.steps.len()).any(|st| may_approve_step(&route, st, &actor))
+            });
+            if report.is_signed_off()
+                || !approver
+                || r.requester == viewer.user
+                || r.engineers.contains(&viewer.user)
+            {
+                continue;
+            }
+            rows.push_str(&format!(
+                r#"<tr>{sum}<td>{result}: {text}</td><td><a href="/requests/{n}/report.pdf">PDF</a> <a href="/requests/{n}/report.csv">CSV</a> <form method="post" action="/requests/{n}/sign-off" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input name="comment" placeholder="{comment}"><button type="submit" class="sign-off">{label}</button></form></td></tr>"#,
+                sum = summary(r, tz, lang),
+                result = esc(report.result.label()),
+                text = esc(&report.summary),
+                n = url_enc(&r.number),
+                csrf = esc(&viewer.csrf),
+                comment = esc(lang.t("procedure.comment")),
+                label = esc(lang.t("procedure.sign_off")),
+            ));
+        }
+        body.push_str(&table_or_none(lang, "to-sign-off", &rows));
+    }
     if body.is_empty() {
         return Err(Refused::Forbidden);
     }
     Ok(layout(lang, &viewer, lang.t("procedure.title"), &body))
+}
+
+fn table_or_none(lang: super::i18n::Lang, id: &str, rows: &str) -> String {
+    if rows.is_empty() {
+        format!(r#"<p id="{id}-none">{}</p>"#, esc(lang.t("procedure.none")))
+    } else {
+        format!(
+            r#"<table id="{id}">{}<tbody>{rows}</tbody></table>"#,
+            header(lang, "<th></th>")
+        )
+    }
+}
+
+/// Requests whose work is over (closed, expired or revoked after approval),
+/// with their report if written: the latest revision of each.
+async fn reports_in_question(
+    console: &Shared,
+    viewer: &Viewer,
+) -> Result<Vec<(WorkRequest, Option<WorkReportRecord>)>, Refused> {
+    let store = &console.services.store;
+    let list = store
+        .work_requests(&WorkRequestFilter {
+            states: vec![
+                RequestState::Closed,
+                RequestState::Expired,
+                RequestState::Revoked,
+            ],
+            engineer: (viewer.role == Role::Engineer).then(|| viewer.user.clone()),
+            ..WorkRequestFilter::default()
+        })
+        .await?;
+    let mut out = Vec::new();
+    for r in list.into_iter().filter(|r| r.approved_from.is_some()) {
+        let report = store.work_report(&r.number).await?;
+        out.push((r, report));
+    }
+    Ok(out)
+}
+
+/// Whether `viewer` may read the report of `r`: auditors and admins, the
+/// requester and engineers, and the approvers of its system.
+fn may_read_report(console: &Shared, viewer: &Viewer, r: &WorkRequest, user: &UserRecord) -> bool {
+    if viewer.reads_all() || r.requester == viewer.user || r.engineers.contains(&viewer.user) {
+        return true;
+    }
+    let actor = procedure::actor_of(user);
+    console
+        .services
+        .policies()
+        .system(&r.system)
+        .is_some_and(|s| {
+            let route = s.route();
+            (0..route.steps.len()).any(|st| may_approve_step(&route, st, &actor))
+        })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportForm {
+    result: String,
+    summary: String,
+    #[serde(default)]
+    follow_ups: String,
+}
+
+/// POST /requests/{number}/report: the engineer writes the result.
+pub async fn write_report(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath(number): UrlPath<String>,
+    Form(f): Form<ReportForm>,
+) -> Result<Response, Refused> {
+    let acting = acting(&console, &viewer).await?;
+    let result: WorkResult = f.result.parse().map_err(Refused::BadRequest)?;
+    procedure::report::complete(
+        &console.services.store,
+        &acting,
+        &number,
+        procedure::report::Completion {
+            result,
+            summary: f.summary,
+            follow_ups: f.follow_ups,
+        },
+        Utc::now(),
+    )
+    .await
+    .map_err(refused)?;
+    Ok(Redirect::to("/requests").into_response())
+}
+
+/// POST /requests/{number}/sign-off: an approver signs the report off.
+pub async fn sign_off(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath(number): UrlPath<String>,
+    Form(f): Form<ApproveForm>,
+) -> Result<Response, Refused> {
+    let acting = acting(&console, &viewer).await?;
+    let policies = console.services.policies();
+    procedure::report::sign_off(
+        &console.services.store,
+        &policies,
+        &acting,
+        &number,
+        &f.comment,
+        Utc::now(),
+    )
+    .await
+    .map_err(refused)?;
+    Ok(Redirect::to("/requests").into_response())
+}
+
+/// GET /requests/{number}/report.pdf and .csv: the work report.
+pub async fn report_file(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    UrlPath((number, ext)): UrlPath<(String, String)>,
+) -> Result<Response, Refused> {
+    let store = &console.services.store;
+    let user = procedure::acting_user(store, &viewer.user)
+        .await
+        .map_err(|_| Refused::Forbidden)?;
+    let r = match procedure::report::worked_revision(store, &number).await {
+        Ok(r) => r,
+        Err(ProcedureError::Store(e)) => return Err(e.into()),
+        Err(_) => store
+            .work_request(&number, None)
+            .await?
+            .ok_or(Refused::NotFound)?,
+    };
+    if !may_read_report(&console, &viewer, &r, &user) {
+        return Err(Refused::Forbidden);
+    }
+    let tz = console.services.config.time_zone;
+    let report = crate::report::work::draft(store, &r)
+        .await
+        .map_err(|e| Refused::Internal(e.to_string()))?;
+    let (bytes, mime) = match ext.as_str() {
+        "report.pdf" => {
+            let font = crate::report::ReportFont::load(&console.services.config.reports.font)
+                .map_err(|e| Refused::Internal(e.to_string()))?;
+            (
+                crate::report::work::pdf(&report, tz, &font)
+                    .map_err(|e| Refused::Internal(e.to_string()))?,
+                "application/pdf",
+            )
+        }
+        "report.csv" => (
+            crate::report::work::csv(&report, tz)
+                .encode(crate::report::CsvEncoding::Utf8Bom)
+                .map_err(|e| Refused::Internal(e.to_string()))?,
+            "text/csv; charset=utf-8",
+        ),
+        _ => return Err(Refused::NotFound),
+    };
+    let mut resp = bytes.into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(mime));
+    let name: String = number
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let ext = ext.trim_start_matches("report.");
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.{ext}\"")) {
+        resp.headers_mut().insert(CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]

@@ -213,8 +213,93 @@ fn approvers_approve_and_engineers_get_their_own_rdp_ticket_and_file() {
         .expect("rdp file");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
-    // Auditors have no requests page.
+    // The work is stopped; the engineer writes the report, the approver
+    // signs it off, both in the console.
+    ok(d.sekisho(
+        &[
+            "request",
+            "revoke",
+            &number,
+            "--as",
+            "shonin",
+            "--reason",
+            "作業終了",
+        ],
+        None,
+    ));
+    let page = t
+        .get(e.url("/requests"))
+        .send()
+        .expect("page")
+        .text()
+        .expect("body");
+    assert!(
+        page.contains("id=\"reports-to-write\"") && page.contains(&number),
+        "{page}"
+    );
+    let r = t
+        .post(e.url(&format!("/requests/{number}/report")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("result", "incomplete"),
+            ("summary", "設定の確認は途中まで"),
+            ("follow_ups", "次回に続き"),
+        ])
+        .send()
+        .expect("report");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text());
+    // A second sign-in of the approver (a code one step ahead is accepted).
+    let (a, csrf) = login(&e, "shonin", &totp::code_ahead(&shonin, 1));
+    let page = a
+        .get(e.url("/requests"))
+        .send()
+        .expect("page")
+        .text()
+        .expect("body");
+    assert!(
+        page.contains("id=\"to-sign-off\"") && page.contains("未完了"),
+        "{page}"
+    );
+    let r = a
+        .post(e.url(&format!("/requests/{number}/sign-off")))
+        .form(&[("csrf", csrf.as_str()), ("comment", "確認しました")])
+        .send()
+        .expect("sign off");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text());
+    let csv = a
+        .get(e.url(&format!("/requests/{number}/report.csv")))
+        .send()
+        .expect("csv")
+        .bytes()
+        .expect("body");
+    let csv = String::from_utf8(csv[3..].to_vec()).expect("UTF-8 after the BOM");
+    assert!(
+        csv.contains("作業報告（検収済）")
+            && csv.contains("作業結果,未完了")
+            && csv.contains("検収,shonin "),
+        "{csv}"
+    );
+    let r = a
+        .get(e.url(&format!("/requests/{number}/report.pdf")))
+        .send()
+        .expect("pdf");
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert!(r.bytes().expect("body").starts_with(b"%PDF-"));
+    // Someone the request does not name, and who approves nothing, cannot read it.
+    let (ito, _) = login(&e, "ito", &d.code("ito"));
+    let r = ito
+        .get(e.url(&format!("/requests/{number}/report.csv")))
+        .send()
+        .expect("csv");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Auditors have no requests page, but read every report.
     let (au, _) = login(&e, AUDITORS[0], &e.code(AUDITORS[0]));
     let r = au.get(e.url("/requests")).send().expect("page");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = au
+        .get(e.url(&format!("/requests/{number}/report.csv")))
+        .send()
+        .expect("csv");
+    assert_eq!(r.status(), StatusCode::OK);
 }
