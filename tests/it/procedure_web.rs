@@ -213,6 +213,46 @@ fn approvers_approve_and_engineers_get_their_own_rdp_ticket_and_file() {
         .expect("rdp file");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
+    // The same from the CLI on the bastion, with the .rdp file.
+    let rdp = d.dir.join("win01.rdp");
+    let out = ok(d.sekisho(
+        &[
+            "request",
+            "ticket",
+            &number,
+            "--as",
+            "tanaka",
+            "--target",
+            "win01",
+            "--rdp-file",
+            rdp.to_str().expect("utf-8 path"),
+            "--bastion",
+            "bastion.example.lg.jp",
+        ],
+        None,
+    ));
+    let cli_ticket = out.lines().next().unwrap_or_default().trim();
+    assert!(cli_ticket.len() >= 16 && cli_ticket != ticket, "{out}");
+    let file = read(&rdp);
+    assert!(
+        file.starts_with("full address:s:bastion.example.lg.jp:")
+            && file.contains("username:s:tanaka@win01\r\n"),
+        "{file}"
+    );
+    // ito is not named in the request: no ticket.
+    let refused = d.sekisho(
+        &[
+            "request", "ticket", &number, "--as", "ito", "--target", "win01",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        crate::support::cli::text(&refused).contains("not an approved request naming ito"),
+        "{}",
+        crate::support::cli::text(&refused)
+    );
+
     // The work is stopped; the engineer writes the report, the approver
     // signs it off, both in the console.
     ok(d.sekisho(
