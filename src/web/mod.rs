@@ -122,6 +122,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/assets/{name}", get(assets::serve))
         // procedure: engineers' approved requests and tickets, approvers' queue
         .route("/requests", get(requests::page))
+        .route("/requests/new", post(requests::file))
         .route("/requests/{number}/ticket", post(requests::ticket))
         .route("/requests/{number}/rdp", get(requests::rdp_file))
         .route("/requests/{number}/approve", post(requests::approve))

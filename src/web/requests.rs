@@ -124,6 +124,7 @@ pub async fn page(State(console): State<Shared>, viewer: Viewer) -> Result<Html<
             .store
             .open_work_requests_for(&viewer.user, now)
             .await?;
+        body.push_str(&new_request_form(&viewer));
         body.push_str(&format!(
             r#"<h2>{}</h2><p class="hint">{}</p>"#,
             esc(lang.t("procedure.mine")),
@@ -562,5 +563,101 @@ pub async fn approve(
     )
     .await
     .map_err(refused)?;
+    Ok(Redirect::to("/requests").into_response())
+}
+
+/// The filing form of an engineer (submitted at once).
+fn new_request_form(viewer: &Viewer) -> String {
+    let lang = viewer.lang;
+    let field = |name: &str, label: &'static str, kind: &str| {
+        format!(
+            r#"<label>{}<input name="{name}" id="new-{name}" type="{kind}" required></label>"#,
+            esc(lang.t(label))
+        )
+    };
+    format!(
+        r#"<h2>{title}</h2><form method="post" action="/requests/new" id="new-request"><input type="hidden" name="csrf" value="{csrf}">{targets}<label>{protocols}<select name="protocol" id="new-protocol"><option value="ssh">SSH</option><option value="rdp">RDP</option></select></label>{engineers}{from}{until}{purpose}<label>{work}<textarea name="work" id="new-work" required></textarea></label><label><input type="checkbox" name="emergency" value="1" id="new-emergency">{emergency}</label><button type="submit" id="file-request">{submit}</button></form>"#,
+        title = esc(lang.t("procedure.new")),
+        csrf = esc(&viewer.csrf),
+        targets = field("targets", "procedure.targets", "text"),
+        protocols = esc(lang.t("procedure.protocol")),
+        engineers = field("engineers", "procedure.engineers", "text"),
+        from = field("from", "procedure.from", "datetime-local"),
+        until = field("until", "procedure.until", "datetime-local"),
+        purpose = field("purpose", "procedure.purpose", "text"),
+        work = esc(lang.t("procedure.work")),
+        emergency = esc(lang.t("procedure.emergency")),
+        submit = esc(lang.t("procedure.submit")),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewRequestForm {
+    targets: String,
+    protocol: String,
+    engineers: String,
+    from: String,
+    until: String,
+    purpose: String,
+    work: String,
+    #[serde(default)]
+    emergency: String,
+}
+
+/// A time from the form: `datetime-local` (in the site's zone) or RFC 3339.
+fn form_time(s: &str, tz: chrono_tz::Tz) -> Result<chrono::DateTime<Utc>, Refused> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s.trim(), fmt) {
+            return Ok(crate::policy::hours::local_to_utc(tz, n));
+        }
+    }
+    Err(Refused::BadRequest(format!(
+        "{s:?} is not a time (YYYY-MM-DD HH:MM)"
+    )))
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '、'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// POST /requests/new: an engineer files a request and submits it.
+pub async fn file(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    Form(f): Form<NewRequestForm>,
+) -> Result<Response, Refused> {
+    let acting = acting(&console, &viewer).await?;
+    let tz = console.services.config.time_zone;
+    let protocol: Protocol = f.protocol.parse().map_err(Refused::BadRequest)?;
+    let draft = procedure::Draft {
+        vendor: None,
+        engineers: list(&f.engineers),
+        targets: list(&f.targets),
+        protocols: vec![protocol],
+        purpose: f.purpose,
+        work: f.work,
+        window_start: form_time(&f.from, tz)?,
+        window_end: form_time(&f.until, tz)?,
+        urgency: if f.emergency.is_empty() {
+            Urgency::Normal
+        } else {
+            Urgency::Emergency
+        },
+    };
+    let policies = console.services.policies();
+    let now = Utc::now();
+    let r = procedure::file(&console.services.store, &policies, &acting, draft, now)
+        .await
+        .map_err(refused)?;
+    procedure::submit(&console.services.store, &policies, &acting, &r.number, now)
+        .await
+        .map_err(refused)?;
     Ok(Redirect::to("/requests").into_response())
 }

@@ -333,6 +333,47 @@ fn approvers_approve_and_engineers_get_their_own_rdp_ticket_and_file() {
         .expect("csv");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
+    // The engineer files a request in the console; a bad one says why.
+    let (t, csrf) = login(&e, "tanaka", &d.code_ahead("tanaka", 1));
+    let local = |m: i64| {
+        (Utc::now() + chrono::Duration::minutes(m))
+            .with_timezone(&chrono_tz::Asia::Tokyo)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    let (from, until) = (local(60), local(120));
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("targets", "db01"),
+        ("protocol", "ssh"),
+        ("engineers", "tanaka"),
+        ("from", from.as_str()),
+        ("until", until.as_str()),
+        ("purpose", "コンソールからの申請"),
+        ("work", "ログ確認"),
+    ];
+    let r = t
+        .post(e.url("/requests/new"))
+        .form(&form)
+        .send()
+        .expect("file");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text());
+    let listed = ok(d.sekisho(&["request", "list", "--engineer", "tanaka"], None));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("submitted") && l.contains("コンソールからの申請")),
+        "{listed}"
+    );
+    form[6] = ("purpose", " ");
+    let r = t
+        .post(e.url("/requests/new"))
+        .form(&form)
+        .send()
+        .expect("file");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().expect("body").contains("目的"));
+
     // Auditors have no requests page, but read every report.
     let (au, _) = login(&e, AUDITORS[0], &e.code(AUDITORS[0]));
     let r = au.get(e.url("/requests")).send().expect("page");
