@@ -19,6 +19,7 @@ mod first_hour;
 mod flood;
 mod limits;
 mod policy_cli;
+mod procedure_browser;
 mod procedure_e2e;
 mod procedure_loop;
 mod procedure_web;
