@@ -389,6 +389,15 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
             if rdp_file.is_some() && protocol != Protocol::Rdp {
                 anyhow::bail!("--rdp-file is for --protocol rdp");
             }
+            // Where the .rdp file points, checked before a ticket is issued.
+            let listen = cfg.rdp.listen;
+            let host = match bastion {
+                Some(h) => h,
+                None if rdp_file.is_some() && listen.ip().is_unspecified() => anyhow::bail!(
+                    "[rdp] listen is {listen}: name the bastion as engineers reach it with --bastion HOST"
+                ),
+                None => listen.ip().to_string(),
+            };
             let policies = policies(&cfg)?;
             let acting = acting(&store, &who).await?;
             let key = crate::auth::secrets::load_master_key(&cfg.paths.master_key())
@@ -413,8 +422,6 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
                 local_time(&cfg, t.expires_at)
             );
             if let Some(path) = rdp_file {
-                let listen = cfg.rdp.listen;
-                let host = bastion.unwrap_or_else(|| listen.ip().to_string());
                 let text =
                     procedure::ticket::rdp_file(&host, listen.port(), &acting.user.name, &target);
                 super::report::write_whole(&path, text.as_bytes())?;

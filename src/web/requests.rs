@@ -502,6 +502,7 @@ pub async fn rdp_file(
     viewer: Viewer,
     UrlPath(number): UrlPath<String>,
     Query(q): Query<RdpQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, Refused> {
     let open = console
         .services
@@ -514,13 +515,28 @@ pub async fn rdp_file(
     if !r.targets.contains(&q.target) || !r.protocols.contains(&Protocol::Rdp) {
         return Err(Refused::NotFound);
     }
+    // A listener on every address has no one name: the engineer reached
+    // the console by this host, so the bastion is there.
     let listen = console.services.config.rdp.listen;
-    let text = procedure::ticket::rdp_file(
-        &listen.ip().to_string(),
-        listen.port(),
-        &viewer.user,
-        &q.target,
-    );
+    let host = if listen.ip().is_unspecified() {
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| match h.rsplit_once(':') {
+                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                _ => h,
+            })
+            .filter(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+            })
+            .unwrap_or("bastion")
+            .to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    let text = procedure::ticket::rdp_file(&host, listen.port(), &viewer.user, &q.target);
     let name: String = q
         .target
         .chars()
