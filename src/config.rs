@@ -54,7 +54,23 @@ pub struct Config {
     pub log_format: LogFormat,
     pub networks: Vec<Network>,
     pub web: WebListener,
+    /// `[reports]`: what the work and monthly reports need.
+    pub reports: Reports,
 }
+
+/// `[reports]` in sekisho.toml.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    /// The Japanese TrueType/OpenType font PDFs are set in (taken from a
+    /// Debian font package; never shipped with sekisho).
+    pub font: PathBuf,
+    /// The normal working hours: sessions starting outside them are counted
+    /// in the monthly report.
+    pub normal_hours: crate::policy::hours::Hours,
+}
+
+/// The font `fonts-ipaexfont-gothic` installs.
+pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -200,6 +216,15 @@ struct RawConfig {
     networks: Vec<RawNetwork>,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    reports: RawReports,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    font: Option<PathBuf>,
+    normal_hours: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -437,7 +462,19 @@ impl Config {
             Ok(d)
         };
 
+        let reports = Reports {
+            font: resolve(raw.reports.font, DEFAULT_REPORT_FONT),
+            normal_hours: crate::policy::hours::Hours::parse(
+                raw.reports
+                    .normal_hours
+                    .as_deref()
+                    .unwrap_or("Mon-Fri 08:30-17:15"),
+            )
+            .map_err(|m| invalid("reports.normal_hours", m))?,
+        };
+
         Ok(Config {
+            reports,
             file: file.to_path_buf(),
             time_zone,
             paths,

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_FILE};
 
 pub mod audit;
+pub mod document;
 pub mod export;
 pub mod init;
 pub mod policy;
@@ -73,9 +74,13 @@ pub enum Command {
     /// Work requests (作業申請): file, approve, reject, withdraw, revoke.
     #[command(subcommand)]
     Request(request::RequestCmd),
-    /// Reports from what sekisho recorded (work report drafts).
+    /// Reports from what sekisho recorded: work reports (作業報告) and
+    /// monthly usage reports (月次利用報告), as CSV or PDF.
     #[command(subcommand)]
     Report(report::ReportCmd),
+    /// Documents on file: contract copies and engineers' pledges (誓約書).
+    #[command(subcommand)]
+    Document(document::DocumentCmd),
     /// Read the audit log.
     Audit(audit::AuditArgs),
     /// List and stop live sessions.
@@ -123,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Target(a) => target::run(g, a).await,
         Command::Request(a) => request::run(g, a).await,
         Command::Report(a) => report::run(g, a).await,
+        Command::Document(a) => document::run(g, a).await,
         Command::Audit(a) => audit::run(g, a).await,
         Command::Sessions(a) => sessions::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,

@@ -154,6 +154,26 @@ pub enum RequestCmd {
         #[arg(long)]
         reason: String,
     },
+    /// An engineer's own one-time ticket for a target of their approved
+    /// request (valid while its window is open, never past its end); with
+    /// --rdp-file, also a Remote Desktop Connection file for it.
+    Ticket {
+        number: String,
+        #[command(flatten)]
+        who: As,
+        #[arg(long)]
+        target: String,
+        /// rdp (the default: mstsc's credential prompt cannot ask for a code) or ssh.
+        #[arg(long, default_value = "rdp")]
+        protocol: Protocol,
+        /// Write an .rdp file for mstsc here (rdp only).
+        #[arg(long, value_name = "FILE")]
+        rdp_file: Option<std::path::PathBuf>,
+        /// The bastion's address as engineers reach it, for the .rdp file
+        /// (default: the RDP listen address).
+        #[arg(long)]
+        bastion: Option<String>,
+    },
     /// Close an active request: the work is over.
     Close {
         number: String,
@@ -295,7 +315,16 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
         } => {
             let policies = policies(&cfg)?;
             let acting = acting(&store, &who).await?;
-            let r = procedure::approve(&store, &policies, &acting, &number, &comment, now).await?;
+            let r = procedure::approve(
+                &store,
+                &policies,
+                &acting,
+                &number,
+                &comment,
+                cfg.time_zone,
+                now,
+            )
+            .await?;
             let steps = policies
                 .system(&r.system)
                 .map(|s| s.route().steps.len())
@@ -348,6 +377,59 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
         } => {
             let r = plain(&cfg, &store, &who, &number, Action::Close, &reason, now).await?;
             println!("{} closed", r.label());
+        }
+        RequestCmd::Ticket {
+            number,
+            who,
+            target,
+            protocol,
+            rdp_file,
+            bastion,
+        } => {
+            if rdp_file.is_some() && protocol != Protocol::Rdp {
+                anyhow::bail!("--rdp-file is for --protocol rdp");
+            }
+            // Where the .rdp file points, checked before a ticket is issued.
+            let listen = cfg.rdp.listen;
+            let host = match bastion {
+                Some(h) => h,
+                None if rdp_file.is_some() && listen.ip().is_unspecified() => anyhow::bail!(
+                    "[rdp] listen is {listen}: name the bastion as engineers reach it with --bastion HOST"
+                ),
+                None => listen.ip().to_string(),
+            };
+            let policies = policies(&cfg)?;
+            let acting = acting(&store, &who).await?;
+            let key = crate::auth::secrets::load_master_key(&cfg.paths.master_key())
+                .context("loading the master key (written by `sekisho init`)")?;
+            let t = procedure::ticket::issue_own(
+                &store,
+                &policies,
+                &key,
+                cfg.auth.ticket_lifetime,
+                &acting,
+                &number,
+                &target,
+                protocol,
+                now,
+            )
+            .await?;
+            // The ticket alone on the first line, for scripts.
+            println!("{}", t.text.as_str());
+            println!(
+                "single use, for {} to {target} over {protocol} under {number}, until {}",
+                acting.user.name,
+                local_time(&cfg, t.expires_at)
+            );
+            if let Some(path) = rdp_file {
+                let text =
+                    procedure::ticket::rdp_file(&host, listen.port(), &acting.user.name, &target);
+                super::report::write_whole(&path, text.as_bytes())?;
+                println!(
+                    "wrote {}: open it, and type the ticket as the password when asked",
+                    path.display()
+                );
+            }
         }
         RequestCmd::Revoke {
             number,
@@ -405,7 +487,7 @@ async fn plain(
     Ok(procedure::act(store, &policies, &acting, number, action, reason, now).await?)
 }
 
-async fn acting(store: &Store, who: &As) -> anyhow::Result<Acting> {
+pub(super) async fn acting(store: &Store, who: &As) -> anyhow::Result<Acting> {
     let user = procedure::acting_user(store, &who.user).await?;
     Ok(Acting {
         user,
@@ -413,7 +495,7 @@ async fn acting(store: &Store, who: &As) -> anyhow::Result<Acting> {
     })
 }
 
-fn policies(cfg: &Config) -> anyhow::Result<PolicySet> {
+pub(super) fn policies(cfg: &Config) -> anyhow::Result<PolicySet> {
     PolicySet::load_dir(&cfg.paths.policies, &cfg.networks, None).map_err(|e| {
         anyhow::anyhow!(
             "the policies in {} have errors (run `sekisho policy check`):\n{e}",

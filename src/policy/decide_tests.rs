@@ -906,6 +906,20 @@ fn an_emergency_is_marked_on_the_grant() {
 }
 
 #[test]
+fn an_emergency_opens_only_its_own_window() {
+    // Approved by one step, but not yet open, and closed at its end.
+    let mut w = window();
+    w.emergency = true;
+    let d = ask("kk-db01", Protocol::Ssh, "2026-11-23 09:59:00")
+        .under(w.clone())
+        .denial(Rule::NoApprovedRequest);
+    assert!(d.reason.contains("opens at 2026-11-23 10:00 JST"), "{d}");
+    ask("kk-db01", Protocol::Ssh, "2026-11-23 11:00:00")
+        .under(w)
+        .denial(Rule::NoApprovedRequest);
+}
+
+#[test]
 fn an_emergency_still_keeps_the_other_rules() {
     // An emergency window at night does not open the system outside its
     // hours: the hours rule refuses first.

@@ -9,7 +9,10 @@
 //! audit event naming who and why. Revoking also asks every node to stop the
 //! request's live sessions (through the kill requests `serve` polls).
 
+pub mod documents;
+pub mod report;
 pub mod state;
+pub mod ticket;
 
 use chrono::{DateTime, Utc};
 
@@ -39,6 +42,13 @@ pub enum ProcedureError {
     /// The acting person is not a usable user.
     #[error("{0}")]
     Actor(String),
+    /// The documents on file do not allow approving: a contract copy or
+    /// a pledge is missing or not in force for the window.
+    #[error("{number} cannot be approved: {}", reasons.join("; "))]
+    MissingDocuments {
+        number: String,
+        reasons: Vec<String>,
+    },
 }
 
 /// A request as its requester writes it, before checks.
@@ -388,12 +398,15 @@ pub async fn submit(
 
 /// Approves the next step (an emergency: any one step opens it). Approving
 /// after the window started opens only the rest; after it ended is refused.
+/// Every step is refused while the documents on file (the vendor's contract
+/// copy, each engineer's pledge) do not cover the window, as days in `tz`.
 pub async fn approve(
     store: &Store,
     policies: &PolicySet,
     actor: &Acting,
     number: &str,
     comment: &str,
+    tz: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<WorkRequest, ProcedureError> {
     let r = latest(store, number).await?;
@@ -404,6 +417,13 @@ pub async fn approve(
         Action::Approve,
         now,
     )?;
+    let reasons = documents::missing_documents(store, &r, tz).await?;
+    if !reasons.is_empty() {
+        return Err(ProcedureError::MissingDocuments {
+            number: r.label(),
+            reasons,
+        });
+    }
     let step = m.step.unwrap_or(r.approvals.len());
     store
         .approve_work_request_step(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::store::{AuditFilter, NewUserRow};
+use crate::store::{AuditFilter, DocumentKind, NewUserRow, WorkResult};
 
 const FA: &str = r#"
 [system]
@@ -19,6 +19,12 @@ name = "fa-db01"
 address = "10.20.0.11"
 kind = "physical"
 ssh = { account = "maint", credential = "c", host_key = "SHA256:zwxFZkDJRdBjQcMdVAtmpgnwJu8v91OmlxCHrsDj4L8" }
+
+[[target]]
+name = "fa-win01"
+address = "10.20.0.21"
+kind = "physical"
+rdp = { account = "Administrator", credential = "c", cert_sha256 = "74D219311D39C5E56C6ED2752053E3CBA63CDC17152BB9DF01F5E820328F4507" }
 
 [[access]]
 vendor = "acme"
@@ -55,7 +61,36 @@ struct Fixture {
     policies: PolicySet,
 }
 
+const TZ: chrono_tz::Tz = chrono_tz::Asia::Tokyo;
+
+/// A fixture with the documents on file that approval needs: acme's
+/// contract copy and the pledges of tanaka and suzuki, for the year.
 async fn fixture() -> Fixture {
+    let f = bare_fixture().await;
+    f.file(
+        DocumentKind::Contract,
+        "acme",
+        "2026-04-01",
+        "2027-03-31",
+        b"%PDF-1.4 contract",
+    )
+    .await
+    .unwrap();
+    for e in ["tanaka", "suzuki"] {
+        f.file(
+            DocumentKind::Pledge,
+            e,
+            "2026-04-01",
+            "2027-03-31",
+            b"%PDF-1.4 pledge",
+        )
+        .await
+        .unwrap();
+    }
+    f
+}
+
+async fn bare_fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
         .await
@@ -94,6 +129,33 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    async fn file(
+        &self,
+        kind: DocumentKind,
+        holder: &str,
+        from: &str,
+        until: &str,
+        content: &[u8],
+    ) -> Result<crate::store::DocumentRecord, ProcedureError> {
+        documents::add(
+            &self.store,
+            &documents::Clerk {
+                name: "root".into(),
+                via: "test".into(),
+            },
+            documents::Filing {
+                kind,
+                holder: holder.into(),
+                valid_from: from.parse().unwrap(),
+                valid_until: until.parse().unwrap(),
+                file_name: "scan.pdf".into(),
+                content: content.to_vec(),
+            },
+            at(1, 0),
+        )
+        .await
+    }
+
     async fn acting(&self, name: &str) -> Acting {
         Acting {
             user: acting_user(&self.store, name).await.unwrap(),
@@ -210,7 +272,7 @@ async fn a_new_revision_supersedes_the_one_in_force_only_when_submitted() {
     let now = at(20, 9);
     let r = f.filed("fa-db01", now).await;
     let yoshida = f.acting("yoshida").await;
-    let r = approve(&f.store, &f.policies, &yoshida, &r.number, "", now)
+    let r = approve(&f.store, &f.policies, &yoshida, &r.number, "", TZ, now)
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Approved, "default route: one step");
@@ -264,10 +326,10 @@ async fn late_approval_opens_the_rest_and_revocation_and_expiry_close() {
     let yoshida = f.acting("yoshida").await;
     let kimura = f.acting("kimura").await;
     let late = at(23, 11);
-    approve(&f.store, &f.policies, &yoshida, &r.number, "ok", late)
+    approve(&f.store, &f.policies, &yoshida, &r.number, "ok", TZ, late)
         .await
         .unwrap();
-    let r = approve(&f.store, &f.policies, &kimura, &r.number, "", late)
+    let r = approve(&f.store, &f.policies, &kimura, &r.number, "", TZ, late)
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Approved);
@@ -305,10 +367,18 @@ async fn late_approval_opens_the_rest_and_revocation_and_expiry_close() {
 
     // Another, approved, expires once its window is over.
     let r = f.filed("kk-db01", at(20, 9)).await;
-    approve(&f.store, &f.policies, &yoshida, &r.number, "", at(20, 9))
-        .await
-        .unwrap();
-    approve(&f.store, &f.policies, &kimura, &r.number, "", at(20, 9))
+    approve(
+        &f.store,
+        &f.policies,
+        &yoshida,
+        &r.number,
+        "",
+        TZ,
+        at(20, 9),
+    )
+    .await
+    .unwrap();
+    approve(&f.store, &f.policies, &kimura, &r.number, "", TZ, at(20, 9))
         .await
         .unwrap();
     assert_eq!(expire_due(&f.store, at(23, 11)).await.unwrap(), 0);
@@ -321,7 +391,404 @@ async fn late_approval_opens_the_rest_and_revocation_and_expiry_close() {
     // Approving after the end is refused.
     let r = f.filed("kk-db01", at(20, 9)).await;
     assert!(matches!(
-        approve(&f.store, &f.policies, &yoshida, &r.number, "", at(23, 12)).await,
+        approve(
+            &f.store,
+            &f.policies,
+            &yoshida,
+            &r.number,
+            "",
+            TZ,
+            at(23, 12)
+        )
+        .await,
         Err(ProcedureError::Refused(_))
     ));
+}
+
+#[tokio::test]
+async fn approval_needs_the_contract_copy_and_every_pledge_on_file() {
+    let f = bare_fixture().await;
+    let now = at(20, 9);
+    let r = f.filed("fa-db01", now).await;
+    let yoshida = f.acting("yoshida").await;
+    let refused = |res: Result<WorkRequest, ProcedureError>| match res {
+        Err(ProcedureError::MissingDocuments { reasons, .. }) => reasons,
+        other => panic!("expected MissingDocuments, got {other:?}"),
+    };
+    let reasons = refused(approve(&f.store, &f.policies, &yoshida, &r.number, "", TZ, now).await);
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].contains("no maintenance contract copy"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|m| m.contains("suzuki has no signed pledge"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|m| m.contains("tanaka has no signed pledge"))
+    );
+
+    // A contract that ends the day before the window (2026-11-23 JST).
+    f.file(
+        DocumentKind::Contract,
+        "acme",
+        "2026-04-01",
+        "2026-11-22",
+        b"%PDF-1.7 old",
+    )
+    .await
+    .unwrap();
+    f.file(
+        DocumentKind::Pledge,
+        "tanaka",
+        "2026-04-01",
+        "2027-03-31",
+        b"\x89PNG\r\n\x1a\n",
+    )
+    .await
+    .unwrap();
+    let reasons = refused(approve(&f.store, &f.policies, &yoshida, &r.number, "", TZ, now).await);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("ends on 2026-11-22"), "{reasons:?}");
+    assert!(reasons[1].contains("suzuki"), "{reasons:?}");
+    // Nothing moved, nothing approved.
+    let still = f.store.require_work_request(&r.number, None).await.unwrap();
+    assert_eq!(
+        (still.state, still.approvals.len()),
+        (RequestState::Submitted, 0)
+    );
+
+    // A pledge valid from the window's day on is enough; the renewed contract too.
+    f.file(
+        DocumentKind::Pledge,
+        "suzuki",
+        "2026-11-23",
+        "2026-11-23",
+        b"\xFF\xD8\xFFjpeg",
+    )
+    .await
+    .unwrap();
+    f.file(
+        DocumentKind::Contract,
+        "acme",
+        "2026-11-01",
+        "2027-10-31",
+        b"%PDF-1.7 new",
+    )
+    .await
+    .unwrap();
+    let r = approve(&f.store, &f.policies, &yoshida, &r.number, "", TZ, now)
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Approved);
+}
+
+#[tokio::test]
+async fn documents_are_checked_by_content_size_and_dates() {
+    let f = bare_fixture().await;
+    let bad = |r: Result<crate::store::DocumentRecord, ProcedureError>| match r {
+        Err(ProcedureError::Invalid(m)) => m,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let m = bad(f
+        .file(
+            DocumentKind::Pledge,
+            "tanaka",
+            "2026-04-01",
+            "2027-03-31",
+            b"MZ\x90 exe",
+        )
+        .await);
+    assert!(m.contains("neither a PDF nor an image"), "{m}");
+    let big = [
+        b"%PDF-".as_slice(),
+        &vec![b' '; documents::MAX_DOCUMENT_SIZE],
+    ]
+    .concat();
+    let m = bad(f
+        .file(
+            DocumentKind::Pledge,
+            "tanaka",
+            "2026-04-01",
+            "2027-03-31",
+            &big,
+        )
+        .await);
+    assert!(m.contains("limited to 10 MiB"), "{m}");
+    let m = bad(f
+        .file(
+            DocumentKind::Pledge,
+            "tanaka",
+            "2027-04-01",
+            "2027-03-31",
+            b"%PDF-",
+        )
+        .await);
+    assert!(m.contains("wrong way round"), "{m}");
+    let m = bad(f
+        .file(
+            DocumentKind::Pledge,
+            "yoshida",
+            "2026-04-01",
+            "2027-03-31",
+            b"%PDF-",
+        )
+        .await);
+    assert!(m.contains("not an engineer"), "{m}");
+    let m = bad(f
+        .file(
+            DocumentKind::Contract,
+            "nobody",
+            "2026-04-01",
+            "2027-03-31",
+            b"%PDF-",
+        )
+        .await);
+    assert!(m.contains("no vendor nobody"), "{m}");
+    // A good one is stored whole, with its SHA-256, and audited.
+    let d = f
+        .file(
+            DocumentKind::Pledge,
+            "tanaka",
+            "2026-04-01",
+            "2027-03-31",
+            b"%PDF-1.4 x",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"%PDF-1.4 x"))
+    );
+    assert_eq!(
+        (d.media_type.as_str(), d.size, d.vendor.as_deref()),
+        ("application/pdf", 10, Some("acme"))
+    );
+    let clerk = documents::Clerk {
+        name: "root".into(),
+        via: "test".into(),
+    };
+    let (_, content) = documents::read(&f.store, &clerk, d.id).await.unwrap();
+    assert_eq!(content, b"%PDF-1.4 x");
+    for kind in [
+        crate::store::AuditKind::DocumentAdded,
+        crate::store::AuditKind::DocumentRead,
+    ] {
+        let events = f
+            .store
+            .audit_query(&AuditFilter {
+                kinds: vec![kind],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{kind}");
+        assert_eq!(events[0].event.data["document"], d.id.to_string());
+    }
+}
+
+#[tokio::test]
+async fn the_work_report_is_written_after_the_work_and_signed_off_once() {
+    let f = fixture().await;
+    let r = f.filed("fa-db01", at(20, 9)).await;
+    let (tanaka, suzuki, ito, yoshida) = (
+        f.acting("tanaka").await,
+        f.acting("suzuki").await,
+        f.acting("ito").await,
+        f.acting("yoshida").await,
+    );
+    let done = || report::Completion {
+        result: WorkResult::Completed,
+        summary: "パッチ適用完了".into(),
+        follow_ups: "翌月に再確認".into(),
+    };
+    let refused = |res: Result<crate::store::WorkReportRecord, ProcedureError>| match res {
+        Err(ProcedureError::Refused(m)) => m.0,
+        other => panic!("expected Refused, got {other:?}"),
+    };
+    // Not approved: nothing to report.
+    let m = refused(report::complete(&f.store, &tanaka, &r.number, done(), at(23, 13)).await);
+    assert!(m.contains("never approved"), "{m}");
+    approve(
+        &f.store,
+        &f.policies,
+        &yoshida,
+        &r.number,
+        "",
+        TZ,
+        at(20, 9),
+    )
+    .await
+    .unwrap();
+    // During the window: refused, until it is closed or over.
+    let m = refused(report::complete(&f.store, &tanaka, &r.number, done(), at(23, 11)).await);
+    assert!(m.contains("close it"), "{m}");
+    // Someone the request does not name: refused.
+    let m = refused(report::complete(&f.store, &ito, &r.number, done(), at(23, 12)).await);
+    assert!(m.contains("only the requester"), "{m}");
+    // No sign-off before the engineer wrote it.
+    let m =
+        refused(report::sign_off(&f.store, &f.policies, &yoshida, &r.number, "", at(23, 12)).await);
+    assert!(m.contains("not written"), "{m}");
+    // At the window's end: written, then rewritten by the other engineer.
+    report::complete(&f.store, &tanaka, &r.number, done(), at(23, 12))
+        .await
+        .unwrap();
+    let mut c = done();
+    c.result = WorkResult::Incomplete;
+    let w = report::complete(&f.store, &suzuki, &r.number, c, at(23, 13))
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.result, w.written_by.as_str()),
+        (WorkResult::Incomplete, "suzuki")
+    );
+    // Only an approver of the system who did not request or do the work signs off.
+    let m =
+        refused(report::sign_off(&f.store, &f.policies, &tanaka, &r.number, "", at(23, 14)).await);
+    assert!(m.contains("only an approver"), "{m}");
+    let s = report::sign_off(
+        &f.store,
+        &f.policies,
+        &yoshida,
+        &r.number,
+        "確認済",
+        at(23, 14),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s.signed_off_by.as_deref(), s.signed_off_at),
+        (Some("yoshida"), Some(at(23, 14)))
+    );
+    // Final: no rewrite, no second sign-off.
+    let m = refused(report::complete(&f.store, &tanaka, &r.number, done(), at(23, 15)).await);
+    assert!(m.contains("signed off"), "{m}");
+    let m =
+        refused(report::sign_off(&f.store, &f.policies, &yoshida, &r.number, "", at(23, 15)).await);
+    assert!(m.contains("already signed off by yoshida"), "{m}");
+    let kept = f.store.work_report(&r.number).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.result, kept.summary.as_str()),
+        (WorkResult::Incomplete, "パッチ適用完了")
+    );
+    for (kind, n) in [
+        (crate::store::AuditKind::ReportWritten, 2),
+        (crate::store::AuditKind::ReportSignedOff, 1),
+    ] {
+        let events = f
+            .store
+            .audit_query(&AuditFilter {
+                kinds: vec![kind],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), n, "{kind}");
+        assert_eq!(events[0].event.data["request"], r.number.as_str());
+    }
+}
+
+#[tokio::test]
+async fn an_engineer_gets_their_own_ticket_only_inside_the_approved_window() {
+    let f = fixture().await;
+    let tanaka = f.acting("tanaka").await;
+    let mut d = f.draft("fa-win01");
+    d.protocols = vec![Protocol::Rdp];
+    let r = file(&f.store, &f.policies, &tanaka, d, at(20, 9))
+        .await
+        .unwrap();
+    submit(&f.store, &f.policies, &tanaka, &r.number, at(20, 9))
+        .await
+        .unwrap();
+    let yoshida = f.acting("yoshida").await;
+    approve(
+        &f.store,
+        &f.policies,
+        &yoshida,
+        &r.number,
+        "",
+        TZ,
+        at(20, 9),
+    )
+    .await
+    .unwrap();
+    let key = crate::auth::secrets::MasterKey::from_bytes([7; 32]);
+    let lifetime = std::time::Duration::from_secs(300);
+    let get = |who: Acting, target: &'static str, p: Protocol, now: DateTime<Utc>| {
+        let (store, policies, key, number) =
+            (f.store.clone(), f.policies.clone(), &key, r.number.clone());
+        async move {
+            ticket::issue_own(
+                &store, &policies, key, lifetime, &who, &number, target, p, now,
+            )
+            .await
+        }
+    };
+    let refused = |res: Result<crate::auth::tickets::IssuedTicket, ProcedureError>| match res {
+        Err(ProcedureError::Refused(m)) => m.0,
+        other => panic!("expected Refused, got {:?}", other.map(|t| t.target)),
+    };
+    let m = refused(get(tanaka.clone(), "fa-win01", Protocol::Rdp, at(23, 9)).await);
+    assert!(m.contains("opens at"), "{m}");
+    let m = refused(get(f.acting("ito").await, "fa-win01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("not an approved request naming ito"), "{m}");
+    let m = refused(get(tanaka.clone(), "fa-db01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("does not name target fa-db01"), "{m}");
+    let m = refused(get(tanaka.clone(), "fa-win01", Protocol::Ssh, at(23, 11)).await);
+    assert!(m.contains("does not allow ssh"), "{m}");
+    let m = refused(get(yoshida.clone(), "fa-win01", Protocol::Rdp, at(23, 11)).await);
+    assert!(m.contains("not an engineer"), "{m}");
+    // Two minutes before the window ends: the ticket lives two minutes, not five.
+    let before = Utc::now();
+    let t = get(
+        tanaka.clone(),
+        "fa-win01",
+        Protocol::Rdp,
+        at(23, 12) - chrono::TimeDelta::minutes(2),
+    )
+    .await
+    .unwrap();
+    assert!(!t.text.is_empty());
+    assert_eq!((t.user.as_str(), t.target.as_str()), ("tanaka", "fa-win01"));
+    let life = t.expires_at - before;
+    assert!(
+        life <= chrono::TimeDelta::seconds(121) && life > chrono::TimeDelta::seconds(100),
+        "{life}"
+    );
+    let events = f
+        .store
+        .audit_query(&AuditFilter {
+            kinds: vec![crate::store::AuditKind::RequestTicketIssued],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.data["request"], r.number.as_str());
+    // After the window: nothing.
+    assert!(
+        get(tanaka, "fa-win01", Protocol::Rdp, at(23, 12))
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn the_rdp_file_names_the_bastion_the_person_and_nla() {
+    let f = ticket::rdp_file("bastion.example.lg.jp", 3389, "tanaka", "fa-win01");
+    for line in [
+        "full address:s:bastion.example.lg.jp:3389\r\n",
+        "username:s:tanaka@fa-win01\r\n",
+        "enablecredsspsupport:i:1\r\n",
+        "redirectclipboard:i:0\r\n",
+        "redirectdrives:i:0\r\n",
+    ] {
+        assert!(f.contains(line), "{line:?} missing: {f}");
+    }
+    assert!(!f.contains("password"), "no secret in the file");
 }

@@ -8,7 +8,6 @@
 //! Offline code: it reads archives through `replay/`, and is never used by
 //! the gateways.
 
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -19,18 +18,13 @@ use crate::replay::desktop::keystrokes as desktop_keystrokes;
 use crate::replay::keylog::LineEnd;
 use crate::replay::terminal::keystrokes as terminal_keystrokes;
 use crate::store::{
-    AuditFilter, AuditKind, AuditRecord, SessionFilter, SessionRecord, Store, StoreError,
-    WorkRequest,
+    AuditFilter, AuditKind, AuditRecord, DocumentFilter, DocumentKind, DocumentRecord,
+    SessionFilter, SessionRecord, Store, WorkReportRecord, WorkRequest,
 };
 
-/// Errors while drafting or writing a report.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("writing the report: {0}")]
-    Write(#[from] std::io::Error),
-}
+use super::ReportError;
+use super::csv::Csv;
+use super::pdf::{Document, ReportFont};
 
 /// What a line of the operations list is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +69,10 @@ pub struct ReportSession {
 pub struct WorkReport {
     pub request: WorkRequest,
     pub sessions: Vec<ReportSession>,
+    /// What the engineer wrote and the sign-off, once written.
+    pub completion: Option<WorkReportRecord>,
+    /// The vendor's contract copies and the engineers' pledges on file.
+    pub documents: Vec<DocumentRecord>,
 }
 
 /// Drafts the report of `request` from the store and the archives.
@@ -113,10 +111,44 @@ pub async fn draft(store: &Store, request: &WorkRequest) -> Result<WorkReport, R
             archive_note,
         });
     }
+    let completion = store
+        .work_report(&request.number)
+        .await?
+        .filter(|c| c.revision == request.revision);
+    let documents = documents_of(store, &request.vendor, &request.engineers).await?;
     Ok(WorkReport {
         request: request.clone(),
         sessions,
+        completion,
+        documents,
     })
+}
+
+/// The contract copies of `vendor` and the pledges of `engineers`.
+pub async fn documents_of(
+    store: &Store,
+    vendor: &str,
+    engineers: &[String],
+) -> Result<Vec<DocumentRecord>, ReportError> {
+    let mut docs = store
+        .documents(&DocumentFilter {
+            kind: Some(DocumentKind::Contract),
+            vendor: Some(vendor.into()),
+            ..DocumentFilter::default()
+        })
+        .await?;
+    for e in engineers {
+        docs.extend(
+            store
+                .documents(&DocumentFilter {
+                    kind: Some(DocumentKind::Pledge),
+                    user: Some(e.clone()),
+                    ..DocumentFilter::default()
+                })
+                .await?,
+        );
+    }
+    Ok(docs)
 }
 
 /// A session is part of the request's work if it ran under it, or if one of
@@ -175,133 +207,304 @@ fn operations(path: &Path) -> Result<Vec<Operation>, String> {
     Ok(ops)
 }
 
-/// Writes the report as CSV for Excel: UTF-8 with a byte-order mark, CRLF
-/// line ends, RFC 4180 quoting; blocks (the request, its sessions, the
-/// operations, the refusals) separated by an empty line, each with its
-/// heading row. Times in `tz`.
-pub fn write_csv<W: Write>(report: &WorkReport, tz: Tz, mut out: W) -> Result<(), ReportError> {
+/// The title of the report as it stands: a draft until the engineer wrote
+/// the result, then awaiting sign-off, then signed off (検収済).
+pub fn title(report: &WorkReport) -> &'static str {
+    match &report.completion {
+        None => "作業報告（下書き）",
+        Some(c) if c.is_signed_off() => "作業報告（検収済）",
+        Some(_) => "作業報告（検収待ち）",
+    }
+}
+
+/// The request's fields, the engineer's part and the sign-off, as label /
+/// value pairs (both formats print them).
+fn fields(report: &WorkReport, tz: Tz) -> Vec<(&'static str, String)> {
     let t = |x: DateTime<Utc>| x.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
     let r = &report.request;
-    out.write_all("\u{feff}".as_bytes())?;
-    let mut row = |cells: &[&str]| -> std::io::Result<()> {
-        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-        out.write_all(line.join(",").as_bytes())?;
-        out.write_all(b"\r\n")
-    };
-    row(&["作業報告（下書き）", "sekisho が記録から作成"])?;
-    row(&["作業申請番号", &r.number])?;
-    row(&["版", &r.revision.to_string()])?;
-    row(&["状態", r.state.as_str()])?;
-    row(&[
-        "緊急",
-        if r.urgency == crate::procedure::Urgency::Emergency {
-            "緊急"
-        } else {
-            "通常"
-        },
-    ])?;
-    row(&["システム", &r.system])?;
-    row(&["業者", &r.vendor])?;
-    row(&["申請者", &r.requester])?;
-    row(&["作業者", &r.engineers.join(" ")])?;
-    row(&["対象", &r.targets.join(" ")])?;
     let protocols: Vec<&str> = r.protocols.iter().map(|p| p.as_str()).collect();
-    row(&["プロトコル", &protocols.join(" ")])?;
-    row(&["目的", &r.purpose])?;
-    row(&["作業内容", &r.work])?;
-    row(&["作業予定開始", &t(r.window_start)])?;
-    row(&["作業予定終了", &t(r.window_end)])?;
+    let mut f = vec![
+        ("作業申請番号", r.number.clone()),
+        ("版", r.revision.to_string()),
+        ("状態", r.state.as_str().to_string()),
+        (
+            "緊急",
+            if r.urgency == crate::procedure::Urgency::Emergency {
+                "緊急".to_string()
+            } else {
+                "通常".to_string()
+            },
+        ),
+        ("システム", r.system.clone()),
+        ("業者", r.vendor.clone()),
+        ("申請者", r.requester.clone()),
+        ("作業者", r.engineers.join(" ")),
+        ("対象", r.targets.join(" ")),
+        ("プロトコル", protocols.join(" ")),
+        ("目的", r.purpose.clone()),
+        ("作業内容", r.work.clone()),
+        ("作業予定開始", t(r.window_start)),
+        ("作業予定終了", t(r.window_end)),
+    ];
+    match &report.completion {
+        None => f.push(("作業結果", "（未記入）".into())),
+        Some(c) => {
+            f.push(("作業結果", c.result.label().into()));
+            f.push(("作業概要", c.summary.clone()));
+            f.push(("今後の対応", c.follow_ups.clone()));
+            f.push(("報告者", format!("{} {}", c.written_by, t(c.written_at))));
+            match (&c.signed_off_by, c.signed_off_at) {
+                (Some(by), Some(at)) => {
+                    f.push(("検収", format!("{by} {}", t(at))));
+                    if !c.sign_off_comment.is_empty() {
+                        f.push(("検収コメント", c.sign_off_comment.clone()));
+                    }
+                }
+                _ => f.push(("検収", "（未検収）".into())),
+            }
+        }
+    }
+    f
+}
+
+const SESSION_HEADER: [&str; 12] = [
+    "セッションID",
+    "作業者",
+    "対象",
+    "プロトコル",
+    "開始",
+    "終了",
+    "時間（分）",
+    "状態",
+    "終了理由",
+    "強制終了者",
+    "記録の状態",
+    "記録ダイジェスト（SHA-256）",
+];
+
+fn session_row(s: &ReportSession, tz: Tz) -> Vec<String> {
+    let t = |x: DateTime<Utc>| x.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
+    let rec = &s.record;
+    let minutes = rec
+        .ended_at
+        .map(|e| format!("{:.1}", (e - rec.started_at).num_seconds() as f64 / 60.0))
+        .unwrap_or_default();
+    vec![
+        rec.id.to_string(),
+        rec.user.clone(),
+        rec.target.clone(),
+        rec.protocol.clone(),
+        t(rec.started_at),
+        rec.ended_at.map(t).unwrap_or_default(),
+        minutes,
+        rec.status.as_str().to_string(),
+        rec.end_reason.clone().unwrap_or_default(),
+        rec.killed_by.clone().unwrap_or_default(),
+        rec.recording_status.clone().unwrap_or_default(),
+        rec.recording_digest.clone().unwrap_or_default(),
+    ]
+}
+
+/// The documents on file, as rows (kind, holder, validity, file, SHA-256).
+pub fn document_rows(docs: &[DocumentRecord]) -> Vec<Vec<String>> {
+    docs.iter()
+        .map(|d| {
+            vec![
+                d.kind.label().to_string(),
+                d.holder().to_string(),
+                d.valid_from.to_string(),
+                d.valid_until.to_string(),
+                d.file_name.clone(),
+                d.sha256.clone(),
+            ]
+        })
+        .collect()
+}
+
+pub const DOCUMENT_HEADER: [&str; 6] = [
+    "書類",
+    "業者・作業者",
+    "有効開始",
+    "有効終了",
+    "ファイル",
+    "SHA-256",
+];
+
+/// Writes the report as CSV for Excel (see `report::csv`): blocks (the
+/// request and its result, its sessions, the operations, the refusals, the
+/// documents on file) separated by an empty line, each with its heading
+/// row. Times in `tz`.
+pub fn csv(report: &WorkReport, tz: Tz) -> Csv {
+    let t = |x: DateTime<Utc>| x.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
+    let r = &report.request;
+    let mut c = Csv::new();
+    c.row(&[title(report), "sekisho が記録から作成"]);
+    for (k, v) in fields(report, tz) {
+        c.row(&[k, v.as_str()]);
+    }
     for a in &r.approvals {
-        row(&[&format!("承認 {}", a.step + 1), &a.by, &t(a.at), &a.comment])?;
+        c.row(&[&format!("承認 {}", a.step + 1), &a.by, &t(a.at), &a.comment]);
     }
-    row(&[])?;
-    row(&[
-        "セッションID",
-        "作業者",
-        "対象",
-        "プロトコル",
-        "開始",
-        "終了",
-        "時間（分）",
-        "状態",
-        "終了理由",
-        "強制終了者",
-        "記録の状態",
-        "記録ダイジェスト（SHA-256）",
-    ])?;
+    c.row::<&str>(&[]);
+    c.row(&SESSION_HEADER);
     for s in &report.sessions {
-        let rec = &s.record;
-        let minutes = rec
-            .ended_at
-            .map(|e| format!("{:.1}", (e - rec.started_at).num_seconds() as f64 / 60.0))
-            .unwrap_or_default();
-        row(&[
-            &rec.id.to_string(),
-            &rec.user,
-            &rec.target,
-            &rec.protocol,
-            &t(rec.started_at),
-            &rec.ended_at.map(t).unwrap_or_default(),
-            &minutes,
-            rec.status.as_str(),
-            rec.end_reason.as_deref().unwrap_or_default(),
-            rec.killed_by.as_deref().unwrap_or_default(),
-            rec.recording_status.as_deref().unwrap_or_default(),
-            rec.recording_digest.as_deref().unwrap_or_default(),
-        ])?;
+        c.row(&session_row(s, tz));
     }
-    row(&[])?;
-    row(&["セッションID", "時刻", "種別", "内容"])?;
+    c.row::<&str>(&[]);
+    c.row(&["セッションID", "時刻", "種別", "内容"]);
     for s in &report.sessions {
         let id = s.record.id.to_string();
         if let Some(note) = &s.archive_note {
-            row(&[&id, "", "記録を読めません", note])?;
+            c.row(&[id.as_str(), "", "記録を読めません", note.as_str()]);
         }
         for op in &s.operations {
-            row(&[&id, &t(op.at), op.kind.label(), &op.text])?;
+            c.row(&[
+                id.as_str(),
+                t(op.at).as_str(),
+                op.kind.label(),
+                op.text.as_str(),
+            ]);
         }
     }
-    row(&[])?;
-    row(&["セッションID", "時刻", "拒否した操作", "内容"])?;
+    c.row::<&str>(&[]);
+    c.row(&["セッションID", "時刻", "拒否した操作", "内容"]);
     for s in &report.sessions {
         let id = s.record.id.to_string();
         for b in &s.blocked {
             let what = b.event.data["channel"].as_str().unwrap_or_default();
-            row(&[&id, &t(b.at), what, &b.event.detail])?;
+            c.row(&[id.as_str(), t(b.at).as_str(), what, b.event.detail.as_str()]);
         }
     }
-    Ok(())
+    c.row::<&str>(&[]);
+    c.row(&DOCUMENT_HEADER);
+    for row in document_rows(&report.documents) {
+        c.row(&row);
+    }
+    c
 }
 
-/// One CSV field: quoted when it holds a comma, quote or line break, and
-/// when it starts with a character a spreadsheet would take as a formula.
-fn csv_cell(s: &str) -> String {
-    let formula = s.starts_with(['=', '+', '-', '@']);
-    let s = if formula {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+/// The report as a PDF set in `font`.
+pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, ReportError> {
+    let t = |x: DateTime<Utc>| x.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
+    let r = &report.request;
+    let mut d = Document::new(font, &format!("作業報告 {}", r.number))?;
+    d.heading(title(report), 16.0);
+    d.text("sekisho が記録から作成");
+    let fields = fields(report, tz);
+    let pairs: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.clone())).collect();
+    d.fields(&pairs);
+    if !r.approvals.is_empty() {
+        d.heading("承認", 11.0);
+        d.table(
+            &[0.12, 0.2, 0.25, 0.43],
+            &["段階", "承認者", "日時", "コメント"],
+            r.approvals.iter().map(|a| {
+                vec![
+                    (a.step + 1).to_string(),
+                    a.by.clone(),
+                    t(a.at),
+                    a.comment.clone(),
+                ]
+            }),
+        );
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_are_quoted_for_excel() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
-        // A typed line must not become a formula in Excel.
-        assert_eq!(csv_cell("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
-        assert_eq!(csv_cell("-rf"), "'-rf");
-        assert_eq!(csv_cell("日本語"), "日本語");
+    d.heading("セッション", 11.0);
+    d.table(
+        &[0.2, 0.1, 0.1, 0.07, 0.12, 0.12, 0.07, 0.22],
+        &[
+            "セッションID",
+            "作業者",
+            "対象",
+            "方式",
+            "開始",
+            "終了",
+            "分",
+            "状態・終了理由",
+        ],
+        report.sessions.iter().map(|s| {
+            let row = session_row(s, tz);
+            let status = if row[8].is_empty() {
+                row[7].clone()
+            } else {
+                format!("{} {}", row[7], row[8])
+            };
+            vec![
+                row[0].clone(),
+                row[1].clone(),
+                row[2].clone(),
+                row[3].clone(),
+                row[4].clone(),
+                row[5].clone(),
+                row[6].clone(),
+                status,
+            ]
+        }),
+    );
+    d.heading("記録（証跡）", 11.0);
+    d.table(
+        &[0.3, 0.7],
+        &["セッションID", "記録ダイジェスト（SHA-256）・状態"],
+        report.sessions.iter().map(|s| {
+            vec![
+                s.record.id.to_string(),
+                format!(
+                    "{} {}",
+                    s.record.recording_digest.clone().unwrap_or_default(),
+                    s.record.recording_status.clone().unwrap_or_default()
+                ),
+            ]
+        }),
+    );
+    d.heading("操作（コマンドと入力）", 11.0);
+    let mut ops = Vec::new();
+    for s in &report.sessions {
+        let id: String = s.record.id.to_string().chars().take(8).collect();
+        if let Some(note) = &s.archive_note {
+            ops.push(vec![
+                id.clone(),
+                String::new(),
+                "記録を読めません".into(),
+                note.clone(),
+            ]);
+        }
+        for op in &s.operations {
+            ops.push(vec![
+                id.clone(),
+                t(op.at),
+                op.kind.label().into(),
+                op.text.clone(),
+            ]);
+        }
     }
+    d.table(
+        &[0.12, 0.2, 0.1, 0.58],
+        &["セッション", "時刻", "種別", "内容"],
+        ops,
+    );
+    d.heading("拒否した操作", 11.0);
+    let mut blocked = Vec::new();
+    for s in &report.sessions {
+        let id: String = s.record.id.to_string().chars().take(8).collect();
+        for b in &s.blocked {
+            let what = b.event.data["channel"].as_str().unwrap_or_default();
+            blocked.push(vec![
+                id.clone(),
+                t(b.at),
+                what.to_string(),
+                b.event.detail.clone(),
+            ]);
+        }
+    }
+    d.table(
+        &[0.12, 0.2, 0.13, 0.55],
+        &["セッション", "時刻", "操作", "内容"],
+        blocked,
+    );
+    d.heading("書類（保守契約書・誓約書）", 11.0);
+    d.table(
+        &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],
+        &DOCUMENT_HEADER,
+        document_rows(&report.documents),
+    );
+    Ok(d.finish()?)
 }

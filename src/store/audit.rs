@@ -58,10 +58,20 @@ pub enum AuditKind {
     EmergencyStop,
     /// An admin lifted an emergency stop.
     EmergencyStopLifted,
+    /// The engineer wrote (or rewrote) the result of a work report.
+    ReportWritten,
+    /// An approver signed a work report off (検収).
+    ReportSignedOff,
+    /// A contract copy or pledge was put on file.
+    DocumentAdded,
+    /// Someone read a document on file (shown or exported).
+    DocumentRead,
+    /// An engineer obtained their own one-time ticket under an approved request.
+    RequestTicketIssued,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 29] = [
+    pub const ALL: [AuditKind; 34] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -91,6 +101,11 @@ impl AuditKind {
         AuditKind::RequestRevoked,
         AuditKind::EmergencyStop,
         AuditKind::EmergencyStopLifted,
+        AuditKind::ReportWritten,
+        AuditKind::ReportSignedOff,
+        AuditKind::DocumentAdded,
+        AuditKind::DocumentRead,
+        AuditKind::RequestTicketIssued,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +139,11 @@ impl AuditKind {
             AuditKind::RequestRevoked => "request_revoked",
             AuditKind::EmergencyStop => "emergency_stop",
             AuditKind::EmergencyStopLifted => "emergency_stop_lifted",
+            AuditKind::ReportWritten => "report_written",
+            AuditKind::ReportSignedOff => "report_signed_off",
+            AuditKind::DocumentAdded => "document_added",
+            AuditKind::DocumentRead => "document_read",
+            AuditKind::RequestTicketIssued => "request_ticket_issued",
         }
     }
 }

@@ -20,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 
 pub mod audit;
+pub mod documents;
 pub mod keys;
 pub mod requests;
 pub mod secrets;
@@ -29,8 +30,10 @@ pub mod stops;
 pub mod tickets;
 pub mod users;
 pub mod vendors;
+pub mod work_reports;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
+pub use documents::{DocumentFilter, DocumentKind, DocumentRecord, NewDocument};
 pub use keys::KeyRecord;
 pub use requests::{NewWorkRequest, WorkRequest, WorkRequestFilter};
 pub use secrets::{SecretName, SecretRow};
@@ -41,6 +44,7 @@ pub use stops::StopRecord;
 pub use tickets::TicketRow;
 pub use users::{NewUserRow, Role, UserRecord, UserSummary};
 pub use vendors::VendorRecord;
+pub use work_reports::{WorkReportRecord, WorkResult};
 
 /// The database refused a row because a unique key already exists.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -103,6 +107,11 @@ pub enum StoreError {
         "work request {number} rev {revision} was changed by someone else meanwhile; look at it again"
     )]
     RequestChanged { number: String, revision: u32 },
+    /// A signed-off work report is final.
+    #[error("the work report of {0} is signed off (検収済) and can no longer change")]
+    ReportSignedOff(String),
+    #[error("no document {0}")]
+    NoDocument(String),
     /// A row holds something this version cannot read (edited by hand, or newer).
     #[error("unreadable {what} in the database: {value:?}")]
     Corrupt { what: &'static str, value: String },

@@ -45,6 +45,7 @@ mod people;
 mod policy;
 mod policy_edit;
 mod replay;
+mod requests;
 mod sessions;
 pub mod signin;
 mod stop;
@@ -145,7 +146,16 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/secrets", post(people::set_secret))
         .route("/tickets", post(people::issue_ticket))
         .route("/stops", get(stop::page).post(stop::put))
-        .route("/stops/{id}/lift", post(stop::lift));
+        .route("/stops/{id}/lift", post(stop::lift))
+        // procedure: engineers' approved requests and tickets, approvers' queue
+        .route("/requests", get(requests::page))
+        .route("/requests/new", post(requests::file))
+        .route("/requests/{number}/ticket", post(requests::ticket))
+        .route("/requests/{number}/rdp", get(requests::rdp_file))
+        .route("/requests/{number}/approve", post(requests::approve))
+        .route("/requests/{number}/report", post(requests::write_report))
+        .route("/requests/{number}/sign-off", post(requests::sign_off))
+        .route("/requests/{number}/{file}", get(requests::report_file));
     pages
         .nest("/api/v1", api::routes())
         .fallback(page::not_found)

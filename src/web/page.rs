@@ -51,6 +51,12 @@ pub fn when(t: DateTime<Utc>, tz: Tz) -> String {
 /// The frame of a signed-in page. `body` is already HTML.
 pub fn layout(lang: Lang, viewer: &Viewer, title: &str, body: &str) -> Html<String> {
     let mut nav = format!(r#"<a href="/sessions">{}</a>"#, esc(lang.t("nav.sessions")));
+    if viewer.role != Role::Auditor {
+        nav.push_str(&format!(
+            r#"<a href="/requests">{}</a>"#,
+            esc(lang.t("nav.requests"))
+        ));
+    }
     if viewer.reads_all() {
         nav.push_str(&format!(
             r#"<a href="/audit">{}</a>"#,

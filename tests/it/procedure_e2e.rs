@@ -21,44 +21,93 @@ const APPROVAL: &str =
 fn env() -> &'static Deployment {
     static D: OnceLock<Deployment> = OnceLock::new();
     D.get_or_init(|| {
-        let d = Deployment::start(
-            Path::new(env!("CARGO_BIN_EXE_sekisho")),
-            "sekisho-procedure",
-        );
-        // Approvers: yoshida by the approver role; kimura, an admin, only
-        // because the route names him for step 2.
-        for (name, role) in [("yoshida", "approver"), ("kimura", "admin")] {
-            ok(d.sekisho(&["user", "add", name, "--role", role], None));
-        }
-        // The system now requires an approved request; serve reloads the file.
-        let policy = d.dir.join("policies/lab.toml");
-        let text = read(&policy).replacen(
-            "zone = \"lgwan\"\n",
-            &format!("zone = \"lgwan\"\n{APPROVAL}"),
-            1,
-        );
-        std::fs::write(&policy, text).expect("write the policy");
-        let reloaded = wait_until(Duration::from_secs(15), || {
-            audit(&d, "policy_reload").contains("file change")
-        });
-        assert!(
-            reloaded,
-            "policy not reloaded: {}",
-            read(&d.dir.join("serve.log"))
-        );
+        let d = start_with_approval("sekisho-procedure");
+        // Approval needs acme's contract copy and each engineer's pledge on file.
+        file_documents(&d, &["tanaka", "suzuki", "sato", "kato"]);
         d
     })
+}
+
+/// A deployment whose system `lab` requires the two-step approval, with
+/// the approvers yoshida (by the approver role) and kimura (an admin,
+/// named for step 2).
+pub fn start_with_approval(prefix: &str) -> Deployment {
+    let d = Deployment::start(Path::new(env!("CARGO_BIN_EXE_sekisho")), prefix);
+    for (name, role) in [("yoshida", "approver"), ("kimura", "admin")] {
+        ok(d.sekisho(&["user", "add", name, "--role", role], None));
+    }
+    // The system now requires an approved request; serve reloads the file.
+    let policy = d.dir.join("policies/lab.toml");
+    let text = read(&policy).replacen(
+        "zone = \"lgwan\"\n",
+        &format!("zone = \"lgwan\"\n{APPROVAL}"),
+        1,
+    );
+    std::fs::write(&policy, text).expect("write the policy");
+    let reloaded = wait_until(Duration::from_secs(15), || {
+        audit(&d, "policy_reload").contains("file change")
+    });
+    assert!(
+        reloaded,
+        "policy not reloaded: {}",
+        read(&d.dir.join("serve.log"))
+    );
+    d
+}
+
+/// Puts acme's contract copy and the pledges of `engineers` on file (small
+/// PDFs), in force for this year and the next.
+pub fn file_documents(d: &Deployment, engineers: &[&str]) {
+    let year = chrono::Datelike::year(&Utc::now());
+    let (from, until) = (format!("{year}-01-01"), format!("{}-12-31", year + 1));
+    let pdf = d.dir.join("scan.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4\n% signed and scanned\n").expect("write the scan");
+    let pdf = pdf.to_str().expect("utf-8 path");
+    ok(d.sekisho(
+        &[
+            "document",
+            "add",
+            "--kind",
+            "contract",
+            "--vendor",
+            "acme",
+            "--valid-from",
+            &from,
+            "--valid-until",
+            &until,
+            pdf,
+        ],
+        None,
+    ));
+    for e in engineers {
+        ok(d.sekisho(
+            &[
+                "document",
+                "add",
+                "--kind",
+                "pledge",
+                "--user",
+                e,
+                "--valid-from",
+                &from,
+                "--valid-until",
+                &until,
+                pdf,
+            ],
+            None,
+        ));
+    }
 }
 
 fn sekisho(args: &[&str]) -> Output {
     env().sekisho(args, None)
 }
 
-fn audit(d: &Deployment, kind: &str) -> String {
+pub fn audit(d: &Deployment, kind: &str) -> String {
     ok(d.sekisho(&["audit", "--kind", kind, "--json"], None))
 }
 
-fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+pub fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

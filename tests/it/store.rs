@@ -50,7 +50,100 @@ async fn check_store(url: &str, expected: Backend) -> Store {
     audit_append_only(&store).await;
     sessions(&store).await;
     work_requests(&store).await;
+    reports_and_documents(&store).await;
     store
+}
+
+/// Documents on file (bytes kept exactly) and a work report's result and
+/// its one sign-off, on both backends (procedure).
+async fn reports_and_documents(store: &Store) {
+    use sekisho::store::{DocumentFilter, DocumentKind, NewDocument, WorkReportRecord, WorkResult};
+    let content: Vec<u8> = b"%PDF-1.4\n\x00\xff\x80 binary"
+        .iter()
+        .copied()
+        .chain((0..=255u8).cycle().take(70_000))
+        .collect();
+    let at = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
+    let d = store
+        .add_document(
+            &NewDocument {
+                kind: DocumentKind::Pledge,
+                vendor: Some("acme".into()),
+                user: Some("tanaka".into()),
+                valid_from: "2026-04-01".parse().unwrap(),
+                valid_until: "2027-03-31".parse().unwrap(),
+                file_name: "誓約書.pdf".into(),
+                media_type: "application/pdf".into(),
+                sha256: "ab".repeat(32),
+                content: content.clone(),
+                added_by: "root".into(),
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!((d.size, d.added_at), (content.len() as u64, at));
+    let (back, bytes) = store.document(d.id).await.unwrap().unwrap();
+    assert_eq!(back, d);
+    assert_eq!(bytes, content, "the document's bytes come back exactly");
+    let listed = store
+        .documents(&DocumentFilter {
+            kind: Some(DocumentKind::Pledge),
+            user: Some("tanaka".into()),
+            ..DocumentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![d.clone()]);
+    assert!(
+        store
+            .documents(&DocumentFilter {
+                kind: Some(DocumentKind::Contract),
+                ..DocumentFilter::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut r = WorkReportRecord {
+        number: "R-2026-0900".into(),
+        revision: 2,
+        result: WorkResult::Completed,
+        summary: "完了".into(),
+        follow_ups: String::new(),
+        written_by: "tanaka".into(),
+        written_at: at,
+        signed_off_by: None,
+        signed_off_at: None,
+        sign_off_comment: String::new(),
+    };
+    store.write_work_report(&r).await.unwrap();
+    r.result = WorkResult::Aborted;
+    store.write_work_report(&r).await.unwrap();
+    assert_eq!(
+        store.work_report(&r.number).await.unwrap().unwrap().result,
+        WorkResult::Aborted
+    );
+    store
+        .sign_off_work_report(&r.number, "yoshida", "ok", at)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .sign_off_work_report(&r.number, "kimura", "", at)
+            .await,
+        Err(StoreError::ReportSignedOff(_))
+    ));
+    assert!(matches!(
+        store.write_work_report(&r).await,
+        Err(StoreError::ReportSignedOff(_))
+    ));
+    let kept = store.work_report(&r.number).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.signed_off_by.as_deref(), kept.signed_off_at),
+        (Some("yoshida"), Some(at))
+    );
 }
 
 async fn vendors_and_users(store: &Store) {
