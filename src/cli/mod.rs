@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod table;
 pub mod target;
 pub mod ticket;
+pub mod token;
 pub mod user;
 pub mod verify;
 

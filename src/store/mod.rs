@@ -34,7 +34,7 @@ pub use keys::KeyRecord;
 pub use requests::{NewWorkRequest, WorkRequest, WorkRequestFilter};
 pub use secrets::{SecretName, SecretRow};
 pub use sessions::{
-    KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
+    EndKind, KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
 };
 pub use tickets::TicketRow;
 pub use users::{NewUserRow, Role, UserRecord, UserSummary};

@@ -133,6 +133,7 @@ mod tests {
             include_str!("guard.rs"),
             include_str!("replay.rs"),
             include_str!("live.rs"),
+            include_str!("wording.rs"),
         ];
         // Keys are `section.name`; any string literal of that shape whose
         // section is a catalog section counts (labels are passed around

@@ -43,6 +43,8 @@ mod page;
 mod replay;
 mod sessions;
 pub mod signin;
+mod verdicts;
+mod wording;
 
 /// Errors starting the console.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub enum WebError {
 pub struct Console {
     pub services: Arc<Services>,
     pub idle_timeout: Duration,
+    /// Archive verify verdicts, kept while the files stay the same.
+    verdicts: verdicts::Verdicts,
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -68,6 +72,7 @@ impl Console {
         Console {
             services,
             idle_timeout,
+            verdicts: verdicts::Verdicts::default(),
         }
     }
 }
