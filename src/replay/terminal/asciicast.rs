@@ -37,11 +37,14 @@ fn seconds(t_us: u64) -> f64 {
 }
 
 /// The asciicast header line of a session: the size from the archive
-/// header, else from `first` if it is a pty request, else 80×24.
+/// header, else from `first` if it is a pty request, else 80×24. A size of
+/// zero (what `ssh -tt` without a local terminal asks for) is no size: a
+/// player would draw nothing.
 pub fn cast_header(meta: &SessionMeta, first: Option<&TimedEvent>) -> serde_json::Value {
     let (mut cols, mut rows) = meta
         .terminal
         .as_ref()
+        .filter(|t| t.cols > 0 && t.rows > 0)
         .map_or((80, 24), |t| (t.cols, t.rows));
     let term = meta.terminal.as_ref().and_then(|t| t.term.clone());
     if meta.terminal.is_none()
@@ -51,6 +54,8 @@ pub fn cast_header(meta: &SessionMeta, first: Option<&TimedEvent>) -> serde_json
             },
             ..
         }) = first
+        && *c > 0
+        && *r > 0
     {
         (cols, rows) = (*c, *r);
     }
@@ -112,7 +117,9 @@ impl CastLines {
                 cols,
                 rows,
                 ..
-            } if wanted(c) => Some(json!([t, "r", format!("{cols}x{rows}")])),
+            } if wanted(c) && cols > 0 && rows > 0 => {
+                Some(json!([t, "r", format!("{cols}x{rows}")]))
+            }
             Event::Mark { label, detail } => Some(json!([
                 t,
                 "m",
@@ -253,6 +260,43 @@ mod tests {
         assert_eq!(lines[5], json!([3.0, "r", "120x40"]));
         assert_eq!(lines[6], json!([4.0, "m", "killed by admin"]));
         assert_eq!(lines.len(), 7, "channel 5 was filtered out");
+    }
+
+    #[test]
+    fn a_zero_terminal_size_is_no_size() {
+        let mut m = meta();
+        m.terminal = Some(TerminalSize {
+            cols: 0,
+            rows: 0,
+            term: None,
+        });
+        let events = vec![
+            TimedEvent {
+                t_us: 0,
+                event: Event::Pty {
+                    channel: 0,
+                    cols: 0,
+                    rows: 0,
+                    term: "xterm".into(),
+                },
+            },
+            TimedEvent {
+                t_us: 10,
+                event: out(0, b"$ "),
+            },
+        ];
+        let mut buf = Vec::new();
+        write_asciicast(&m, events.into_iter().map(Ok), None, &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (lines[0]["width"].clone(), lines[0]["height"].clone()),
+            (json!(80), json!(24))
+        );
+        assert_eq!(lines.len(), 2, "no resize to 0x0: {text}");
     }
 
     #[test]
