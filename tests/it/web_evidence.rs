@@ -362,6 +362,12 @@ async fn a_keystroke_log_entry_opens_the_player_at_its_moment() {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("a time in {href}"));
     assert!(t >= 3.0, "the second line starts after the pause: {href}");
+    c.execute(
+        "document.getElementById('keystrokes').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the log");
     screenshot(&c, "session-keystrokes").await;
 
     follow(&c, link).await;
