@@ -7,7 +7,11 @@ CREATE INDEX sessions_newest ON sessions (started_at, id);
 CREATE INDEX sessions_user ON sessions (user_name, started_at);
 CREATE INDEX sessions_vendor ON sessions (vendor, started_at);
 CREATE INDEX sessions_target ON sessions (target, started_at);
-CREATE INDEX sessions_parent ON sessions (parent);
+CREATE INDEX sessions_state ON sessions (status, started_at);
+CREATE INDEX sessions_protocol ON sessions (protocol, started_at);
+-- Almost every session has no parent: indexing only the hops keeps the
+-- planner from taking "parent = ?" for a scan of every row.
+CREATE INDEX sessions_parent ON sessions (parent) WHERE parent IS NOT NULL;
 CREATE INDEX audit_session ON audit (session);
 
 -- Why a session ended, as a kind the console words in each language
