@@ -30,6 +30,7 @@
 use crate::store::StoreError;
 
 mod admin;
+pub mod api_tokens;
 pub mod keys;
 pub mod password;
 mod password_checks;

@@ -24,6 +24,7 @@ pub mod stop;
 pub mod table;
 pub mod target;
 pub mod ticket;
+pub mod token;
 pub mod user;
 pub mod verify;
 

@@ -45,6 +45,9 @@ pub enum UserCmd {
     /// Registered SSH public keys (a vendor's registered terminals).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// API tokens for scripts calling the console's /api/v1.
+    #[command(subcommand)]
+    Token(super::token::TokenCmd),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -222,6 +225,7 @@ pub async fn run_user(g: &Global, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             println!("otpauth URI: {uri}");
             println!("Codes from the old secret no longer work.");
         }
+        UserCmd::Token(cmd) => super::token::run(&cfg, &store, &by, cmd).await?,
         UserCmd::Key(KeyCmd::Add { name, file }) => {
             let text = if file == "-" {
                 let mut s = String::new();

@@ -24,7 +24,7 @@ use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
 use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
-use crate::store::SessionStatus;
+use crate::store::{EndKind, SessionStatus};
 
 /// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
 /// the bastion reads back from its sealed copy (`nla_secret`).
@@ -462,6 +462,7 @@ impl RdpControl for RdpServices {
                     &p.authorized,
                     recorder,
                     SessionStatus::Failed,
+                    EndKind::TargetFailed,
                     reason,
                     failure,
                 )
@@ -469,15 +470,20 @@ impl RdpControl for RdpServices {
             return;
         }
         let stop = p.guard.as_ref().and_then(|g| g.stop.borrow().clone());
-        let status = match stop {
-            Some(StopCause::Killed { .. }) => SessionStatus::Killed,
-            Some(StopCause::Shutdown | StopCause::ParentEnded { .. }) => SessionStatus::Ended,
-            None if how == SessionClose::TargetLost => SessionStatus::TargetLost,
-            None if Utc::now() >= p.authorized.grant.ends_at => SessionStatus::Expired,
-            None => SessionStatus::Ended,
+        let (status, kind) = match stop {
+            Some(StopCause::Killed { .. }) => (SessionStatus::Killed, EndKind::Killed),
+            Some(StopCause::Shutdown) => (SessionStatus::Ended, EndKind::Shutdown),
+            Some(StopCause::ParentEnded { .. }) => (SessionStatus::Ended, EndKind::ParentEnded),
+            None if how == SessionClose::TargetLost => {
+                (SessionStatus::TargetLost, EndKind::TargetLost)
+            }
+            None if Utc::now() >= p.authorized.grant.ends_at => {
+                (SessionStatus::Expired, EndKind::TimeLimit)
+            }
+            None => (SessionStatus::Ended, EndKind::Closed),
         };
         self.services
-            .session_ended(&p.authorized, recorder, status, reason, failure)
+            .session_ended(&p.authorized, recorder, status, kind, reason, failure)
             .await;
         drop(p.guard);
     }

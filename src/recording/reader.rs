@@ -322,6 +322,88 @@ impl Reader {
     }
 }
 
+/// Follows an archive while its recorder writes it: each
+/// [`Tail::read_new`] reads only the whole chunks added since the last call
+/// (from the byte offset reached), checking the hash chain from the header
+/// on. A chunk still being written is read at the next call.
+#[derive(Debug)]
+pub struct Tail {
+    reader: Reader,
+    /// Where the next chunk starts.
+    offset: u64,
+    prev: Digest,
+    sealed: bool,
+}
+
+impl Tail {
+    pub fn open(path: &Path) -> Result<Tail, ReadError> {
+        let reader = Reader::open(path)?;
+        Ok(Tail {
+            offset: reader.data_start,
+            prev: reader.header_digest,
+            reader,
+            sealed: false,
+        })
+    }
+
+    pub fn meta(&self) -> &SessionMeta {
+        &self.reader.meta
+    }
+
+    /// Bytes of the file read so far (the header and the whole chunks).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The trailer was reached: nothing more will be written.
+    pub fn sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// The events of the whole chunks written since the last call.
+    pub fn read_new(&mut self) -> Result<Vec<TimedEvent>, ReadError> {
+        let mut out = Vec::new();
+        if self.sealed {
+            return Ok(out);
+        }
+        let len = self
+            .reader
+            .file
+            .get_ref()
+            .metadata()
+            .map_err(|e| ReadError::IoText(e.to_string()))?
+            .len();
+        self.reader.file_len = len;
+        loop {
+            match format::read_next(&mut self.reader.file, self.offset, len, &self.prev) {
+                Ok(Next::Chunk { header, payload }) => {
+                    if header.compute_digest(&self.prev, &payload) != header.digest {
+                        return Err(ReadError::Corrupt(format!(
+                            "chunk {} digest mismatch",
+                            header.seq
+                        )));
+                    }
+                    let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                    for ev in ChunkEvents::new(header, raw) {
+                        out.push(ev.map_err(ReadError::Corrupt)?);
+                    }
+                    self.prev = header.digest;
+                    self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
+                }
+                Ok(Next::Trailer(_)) => {
+                    self.sealed = true;
+                    break;
+                }
+                // The end of what is written so far, or a chunk (or the
+                // trailer) being written: read again next time.
+                Ok(Next::End) | Err(Problem::Truncated) => break,
+                Err(p) => return Err(from_problem(p)),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Iterator over events. Ends at the trailer, or at the last whole chunk of
 /// a file cut short (then `truncated()` is true).
 #[derive(Debug)]
@@ -414,5 +496,101 @@ impl Iterator for Events<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{ArchiveKey, ArchiveWriter, Event, Protocol, Stream, WriterOptions};
+
+    fn meta() -> SessionMeta {
+        SessionMeta {
+            session_id: "tail".into(),
+            user: "suzuki".into(),
+            vendor: "acme".into(),
+            system: "lab".into(),
+            target: "db01".into(),
+            protocol: Protocol::Ssh,
+            client_addr: "127.0.0.1:1".into(),
+            decision: "allow".into(),
+            hop_parent: None,
+            started_at: chrono::Utc::now(),
+            terminal: None,
+            desktop: None,
+            rdp: None,
+        }
+    }
+
+    fn output(text: &str) -> Event {
+        Event::Output {
+            channel: 0,
+            stream: Stream::Stdout,
+            data: Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    fn texts(events: &[TimedEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Output { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_reads_only_what_was_written_since_the_last_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.skrec");
+        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default()).unwrap();
+        let mut tail = Tail::open(&path).unwrap();
+        assert!(tail.read_new().unwrap().is_empty(), "nothing written yet");
+        let start = tail.offset();
+
+        w.append(1_000, &output("one")).unwrap();
+        w.append(2_000, &output("two")).unwrap();
+        // Not flushed: still in the writer's chunk.
+        assert!(tail.read_new().unwrap().is_empty());
+        w.flush_chunk().unwrap();
+        assert_eq!(texts(&tail.read_new().unwrap()), ["one", "two"]);
+        let after_first = tail.offset();
+        assert!(after_first > start);
+        assert!(tail.read_new().unwrap().is_empty(), "read once");
+
+        w.append(3_000, &output("three")).unwrap();
+        w.flush_chunk().unwrap();
+        let new = tail.read_new().unwrap();
+        assert_eq!(texts(&new), ["three"]);
+        assert_eq!(new[0].t_us, 3_000);
+        assert!(tail.offset() > after_first);
+        assert!(!tail.sealed());
+
+        w.seal(&ArchiveKey::generate()).unwrap();
+        assert!(tail.read_new().unwrap().is_empty());
+        assert!(tail.sealed());
+    }
+
+    #[test]
+    fn a_tail_refuses_a_chunk_changed_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.skrec");
+        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default()).unwrap();
+        w.append(1_000, &output("one")).unwrap();
+        w.flush_chunk().unwrap();
+        let mut tail = Tail::open(&path).unwrap();
+        let at = tail.offset();
+        w.append(2_000, &output("two")).unwrap();
+        w.flush_chunk().unwrap();
+        assert_eq!(texts(&tail.read_new().unwrap()), ["one", "two"]);
+        // A byte of the first chunk's payload changed: its digest no longer
+        // matches.
+        let mut tail = Tail::open(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = usize::try_from(at).unwrap() + format::CHUNK_HEADER_LEN + 2;
+        bytes[i] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(tail.read_new().is_err());
     }
 }

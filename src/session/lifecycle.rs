@@ -14,7 +14,9 @@ use zeroize::Zeroizing;
 use super::{LiveEntry, LiveGuard, Services};
 use crate::policy::{Decision, Protocol, Request};
 use crate::recording::{ArchiveSummary, Recorder, RecordingFailed, SessionMeta};
-use crate::store::{AuditEvent, AuditKind, NewSession, SessionEnd, SessionStatus, UserRecord};
+use crate::store::{
+    AuditEvent, AuditKind, EndKind, NewSession, SessionEnd, SessionStatus, UserRecord,
+};
 
 /// A session the policy allowed, with the credential to inject.
 pub struct Authorized {
@@ -235,7 +237,8 @@ impl Services {
             .protocol(protocol.as_str())
             .session(id)
             .with("access", grant.access.to_string())
-            .with("ends_at", grant.ends_at.to_rfc3339());
+            .with("ends_at", grant.ends_at.to_rfc3339())
+            .with("ends_because", grant.ends_because.as_str());
         if let Some(parent) = grant.hop_parent {
             ev = ev.with("hop_parent", parent.to_string());
         }
@@ -416,21 +419,24 @@ impl Services {
     }
 
     /// Seals the recording, closes the session row and audits the end;
-    /// `failure` says where and how the target connection failed, if it did.
+    /// `kind` is why as a kind (the console words it), `reason` the
+    /// gateway's sentence; `failure` says where and how the target
+    /// connection failed, if it did.
     pub async fn session_ended(
         &self,
         a: &Authorized,
         recording: Recorder,
         status: SessionStatus,
+        kind: EndKind,
         reason: &str,
         failure: Option<TargetFailure>,
     ) {
         // No recording, no session: whatever ended it, a session whose
         // archive failed ended as failed (for every gateway, here once).
-        let status = if recording.has_failed().is_some() {
-            SessionStatus::Failed
+        let (status, kind) = if recording.has_failed().is_some() {
+            (SessionStatus::Failed, EndKind::RecordingFailed)
         } else {
-            status
+            (status, kind)
         };
         let sealed = tokio::task::spawn_blocking(move || recording.seal()).await;
         let summary: Option<ArchiveSummary> = match sealed {
@@ -447,6 +453,7 @@ impl Services {
         let ended_at = Utc::now();
         let end = SessionEnd {
             status,
+            kind: Some(kind),
             reason: reason.to_string(),
             ended_at,
             recording_size: summary.as_ref().map(|s| s.size),
@@ -474,7 +481,8 @@ impl Services {
             .target(&a.grant.target.name)
             .source(a.source)
             .protocol(a.grant.protocol.as_str())
-            .with("status", status.as_str());
+            .with("status", status.as_str())
+            .with("end", kind.as_str());
         if let (false, Some(s)) = (has_row, &summary) {
             event = event.with("recording", s.path.display().to_string());
         }

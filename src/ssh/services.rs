@@ -18,7 +18,7 @@ use super::control::{
 use crate::policy::{Pin, Protocol};
 use crate::recording::{Event, Recorder, Stream};
 use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
-use crate::store::SessionStatus;
+use crate::store::{EndKind, SessionStatus};
 
 /// How long a session may take to end by the gateway's own shutdown before
 /// the bastion's shutdown stops it through the kill signal.
@@ -174,6 +174,19 @@ fn session_status(status: EndStatus) -> SessionStatus {
         EndStatus::TimeLimit | EndStatus::IdleTimeout => SessionStatus::Expired,
         EndStatus::RecordingFailed | EndStatus::TargetFailed => SessionStatus::Failed,
         EndStatus::TargetLost => SessionStatus::TargetLost,
+    }
+}
+
+fn end_kind(status: EndStatus) -> EndKind {
+    match status {
+        EndStatus::Completed => EndKind::Closed,
+        EndStatus::Shutdown => EndKind::Shutdown,
+        EndStatus::Killed => EndKind::Killed,
+        EndStatus::TimeLimit => EndKind::TimeLimit,
+        EndStatus::IdleTimeout => EndKind::IdleTimeout,
+        EndStatus::RecordingFailed => EndKind::RecordingFailed,
+        EndStatus::TargetFailed => EndKind::TargetFailed,
+        EndStatus::TargetLost => EndKind::TargetLost,
     }
 }
 
@@ -475,6 +488,7 @@ impl SshControl for SshServices {
                 &p.authorized,
                 recorder,
                 session_status(end.status),
+                end_kind(end.status),
                 &end.reason,
                 end.failure.map(|f| TargetFailure {
                     phase: f.phase.as_str(),

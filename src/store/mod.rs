@@ -38,7 +38,7 @@ pub use keys::KeyRecord;
 pub use requests::{NewWorkRequest, WorkRequest, WorkRequestFilter};
 pub use secrets::{SecretName, SecretRow};
 pub use sessions::{
-    KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
+    EndKind, KillRequest, NewSession, SessionEnd, SessionFilter, SessionRecord, SessionStatus,
 };
 pub use stops::StopRecord;
 pub use tickets::TicketRow;

@@ -85,6 +85,85 @@ impl Serialize for SessionStatus {
     }
 }
 
+/// Why a session ended, as a kind: stored next to the gateway's sentence
+/// (`end_reason`, English) so the console can word it in each language.
+/// The snake_case names are stable (stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndKind {
+    /// The person or the target closed the connection.
+    Closed,
+    /// An administrator stopped it (or a work request was revoked).
+    Killed,
+    /// The grant's hard end was reached.
+    TimeLimit,
+    /// No input for the configured idle time.
+    IdleTimeout,
+    /// The target's connection died under the session.
+    TargetLost,
+    /// The target could not be reached or refused the session.
+    TargetFailed,
+    /// The recording could not be written.
+    RecordingFailed,
+    /// sekisho was shutting down.
+    Shutdown,
+    /// The session this hop was allowed from ended.
+    ParentEnded,
+    /// The serving process stopped without ending it (found at start-up).
+    Abnormal,
+}
+
+impl EndKind {
+    pub const ALL: [EndKind; 10] = [
+        EndKind::Closed,
+        EndKind::Killed,
+        EndKind::TimeLimit,
+        EndKind::IdleTimeout,
+        EndKind::TargetLost,
+        EndKind::TargetFailed,
+        EndKind::RecordingFailed,
+        EndKind::Shutdown,
+        EndKind::ParentEnded,
+        EndKind::Abnormal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Closed => "closed",
+            EndKind::Killed => "killed",
+            EndKind::TimeLimit => "time_limit",
+            EndKind::IdleTimeout => "idle_timeout",
+            EndKind::TargetLost => "target_lost",
+            EndKind::TargetFailed => "target_failed",
+            EndKind::RecordingFailed => "recording_failed",
+            EndKind::Shutdown => "shutdown",
+            EndKind::ParentEnded => "parent_ended",
+            EndKind::Abnormal => "abnormal",
+        }
+    }
+}
+
+impl fmt::Display for EndKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EndKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EndKind, String> {
+        EndKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown end kind {s:?}"))
+    }
+}
+
+impl Serialize for EndKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What a gateway knows when a session starts.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -110,6 +189,9 @@ pub struct NewSession {
 #[derive(Debug, Clone)]
 pub struct SessionEnd {
     pub status: SessionStatus,
+    /// Why, as a kind (`None`: not known, the console shows `reason`).
+    pub kind: Option<EndKind>,
+    /// Why, in the gateway's words (English).
     pub reason: String,
     pub ended_at: DateTime<Utc>,
     pub recording_size: Option<u64>,
@@ -134,6 +216,8 @@ pub struct SessionRecord {
     pub ended_at: Option<DateTime<Utc>>,
     pub status: SessionStatus,
     pub end_reason: Option<String>,
+    /// Why it ended, as a kind (rows from before migration 0005: `None`).
+    pub end_kind: Option<EndKind>,
     pub recording_path: Option<String>,
     pub recording_size: Option<u64>,
     pub recording_digest: Option<String>,
@@ -182,7 +266,7 @@ pub struct SessionFilter {
 
 const COLUMNS: &str = "id, user_name, vendor, target, protocol, client_addr, parent, node, started_at, ends_at,
     ended_at, status, end_reason, recording_path, recording_size, recording_digest, recording_status,
-    kill_requested_at, kill_reason, killed_by, work_request";
+    kill_requested_at, kill_reason, killed_by, work_request, end_kind";
 
 impl Store {
     pub async fn start_session(&self, s: &NewSession) -> Result<(), StoreError> {
@@ -233,8 +317,8 @@ impl Store {
             .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         let done = sqlx::query(
             "UPDATE sessions SET status = $1, end_reason = $2, ended_at = $3, recording_size = $4,
-                    recording_digest = $5, recording_status = $6
-             WHERE id = $7 AND status = 'live'",
+                    recording_digest = $5, recording_status = $6, end_kind = $7
+             WHERE id = $8 AND status = 'live'",
         )
         .bind(end.status.as_str())
         .bind(end.reason.as_str())
@@ -242,6 +326,7 @@ impl Store {
         .bind(size)
         .bind(end.recording_digest.as_deref())
         .bind(end.recording_status.as_deref())
+        .bind(end.kind.map(EndKind::as_str))
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
@@ -308,7 +393,7 @@ impl Store {
     /// ids marked, so `serve` can audit each.
     pub async fn mark_abandoned_live_sessions(&self, node: &str) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE sessions SET status = 'abnormal', ended_at = $1,
+            "UPDATE sessions SET status = 'abnormal', ended_at = $1, end_kind = 'abnormal',
                     end_reason = 'the serving process stopped without ending the session'
              WHERE status = 'live' AND node = $2 RETURNING id",
         )
@@ -446,6 +531,7 @@ fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> 
     let status: String = r.try_get("status")?;
     let parent: Option<String> = r.try_get("parent")?;
     let size: Option<i64> = r.try_get("recording_size")?;
+    let end_kind: Option<String> = r.try_get("end_kind")?;
     Ok(SessionRecord {
         id: parse_uuid(&r.try_get::<String, _>("id")?)?,
         user: r.try_get("user_name")?,
@@ -463,6 +549,14 @@ fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> 
             value: status.clone(),
         })?,
         end_reason: r.try_get("end_reason")?,
+        end_kind: end_kind
+            .map(|k| {
+                k.parse().map_err(|_| StoreError::Corrupt {
+                    what: "session end kind",
+                    value: k.clone(),
+                })
+            })
+            .transpose()?,
         recording_path: r.try_get("recording_path")?,
         recording_size: size.map(|s| u64::try_from(s).unwrap_or(0)),
         recording_digest: r.try_get("recording_digest")?,

@@ -3,6 +3,11 @@
 //!
 //! - `POST /api/v1/login` `{"user","password","code"}` → the cookie and
 //!   `{"user","role","csrf"}`; state-changing calls send `X-CSRF-Token: csrf`.
+//! - Or, instead of a sign-in, `Authorization: Bearer TOKEN` with an API
+//!   token an administrator issued ([`crate::auth::api_tokens`]): the
+//!   token's person and role, no cookie and no CSRF token (a browser never
+//!   sends this header cross-site without CORS, which the console does not
+//!   allow).
 //! - `POST /api/v1/logout`
 //! - `GET /api/v1/sessions?user=&vendor=&system=&target=&protocol=&state=&from=&to=&page=`
 //! - `GET /api/v1/sessions/{id}` (with the archive's verify verdict)
@@ -84,11 +89,42 @@ impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiRefused;
 
     async fn from_request_parts(parts: &mut Parts, console: &Shared) -> Result<Self, ApiRefused> {
+        // A presented token is the only credential looked at: a bad one (or
+        // another scheme) is refused even if a sign-in cookie came along,
+        // since the CSRF check let the request through for its header.
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            let token = bearer(parts).ok_or(Refused::SignIn)?;
+            let found =
+                crate::auth::api_tokens::authenticate(&console.services.store, token).await?;
+            let (token, user) = found.ok_or(Refused::SignIn)?;
+            return Ok(Caller(Viewer::by_api_token(
+                token,
+                user,
+                super::client_addr(parts),
+            )));
+        }
         let mut v = viewer_of(console, parts).await?.ok_or(Refused::SignIn)?;
         // Messages in the API are English.
         v.lang = Lang::En;
         Ok(Caller(v))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -122,6 +158,13 @@ async fn login(
 
 /// POST /api/v1/logout
 async fn logout(State(console): State<Shared>, Caller(v): Caller) -> Result<Response, ApiRefused> {
+    if v.api_token.is_some() {
+        return Err(Refused::BadRequest(
+            "an API token has no sign-in to end; an administrator revokes it (sekisho user token revoke)"
+                .into(),
+        )
+        .into());
+    }
     super::signin::end(&console, &v).await?;
     Ok(Json(json!({ "signed_out": v.user })).into_response())
 }

@@ -137,6 +137,7 @@ mod tests {
             include_str!("policy_edit.rs"),
             include_str!("stop.rs"),
             include_str!("people.rs"),
+            include_str!("wording.rs"),
         ];
         // Keys are `section.name`; any string literal of that shape whose
         // section is a catalog section counts (labels are passed around

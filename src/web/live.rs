@@ -2,9 +2,11 @@
 //! page plays a Server-Sent Events stream in the vendored asciinema-player
 //! (its `eventsource` driver). The stream follows the session's archive as
 //! the recorder writes it (a chunk at least every second), through the same
-//! asciicast export as downloads and replay, so what a watcher sees is what
-//! was recorded. Each watch is audited (`session_watched`: who, which
-//! session, when).
+//! asciicast conversion as downloads and replay, so what a watcher sees is
+//! what was recorded. Each poll reads only the chunks written since the
+//! last one ([`Tail`]), so a long session costs the same per poll as a
+//! short one. Each watch is audited (`session_watched`: who, which session,
+//! when).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -24,7 +26,8 @@ use super::page::{Refused, esc, layout};
 use super::replay::REPLAY_CSP;
 use super::sessions::{archive_of, readable};
 use super::signin::Viewer;
-use crate::recording::Reader;
+use crate::recording::Tail;
+use crate::replay::terminal::asciicast::{CastLines, cast_header};
 use crate::store::{AuditEvent, AuditKind, SessionRecord, SessionStatus};
 
 /// How often the archive is read again for new output.
@@ -72,28 +75,41 @@ pub async fn page(
     Ok(resp)
 }
 
-/// The archive as asciicast lines so far: the header and the event lines.
-fn cast_so_far(path: PathBuf) -> Option<(Value, Vec<String>)> {
-    let mut reader = Reader::open(&path).ok()?;
-    let meta = reader.meta().clone();
-    let mut out = Vec::new();
-    // A chunk being written is not read yet; the export ends before it.
-    crate::replay::terminal::asciicast::write_asciicast(&meta, reader.events(), None, &mut out)
-        .ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let mut lines = text.lines();
-    let header: Value = serde_json::from_str(lines.next()?).ok()?;
-    Some((header, lines.map(str::to_string).collect()))
+/// The archive being followed and its conversion to asciicast lines.
+struct Follower {
+    tail: Tail,
+    lines: CastLines,
+}
+
+impl Follower {
+    fn open(path: &std::path::Path) -> Option<Follower> {
+        Some(Follower {
+            tail: Tail::open(path).ok()?,
+            lines: CastLines::new(None),
+        })
+    }
+
+    /// The asciicast lines of what was written since the last call (and,
+    /// the first time, the header line first).
+    fn read_new(&mut self, first: bool) -> Result<Vec<Value>, String> {
+        let events = self.tail.read_new().map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(events.len() + 1);
+        if first {
+            out.push(cast_header(self.tail.meta(), events.first()));
+        }
+        out.extend(events.into_iter().filter_map(|e| self.lines.line(e)));
+        Ok(out)
+    }
 }
 
 /// The first message: the terminal's size and everything shown so far.
-fn reset_message(header: &Value, events: &[String]) -> String {
+fn reset_message(header: &Value, events: &[Value]) -> String {
     let mut init = String::new();
     let mut time = 0.0;
     let mut cols = header["width"].as_u64().unwrap_or(80);
     let mut rows = header["height"].as_u64().unwrap_or(24);
     for line in events {
-        let Ok(Value::Array(e)) = serde_json::from_str::<Value>(line) else {
+        let Value::Array(e) = line else {
             continue;
         };
         time = e.first().and_then(Value::as_f64).unwrap_or(time);
@@ -162,31 +178,57 @@ async fn follow(
     path: PathBuf,
     tx: tokio::sync::mpsc::Sender<Event>,
 ) {
-    let mut sent: Option<usize> = None;
+    let mut follower: Option<Follower> = None;
+    let mut started = false;
     loop {
         let p = path.clone();
-        if let Ok(Some((header, events))) =
-            tokio::task::spawn_blocking(move || cast_so_far(p)).await
-        {
-            match sent {
-                None => {
+        let mut f = follower.take();
+        let read = tokio::task::spawn_blocking(move || {
+            if f.is_none() {
+                f = Follower::open(&p);
+            }
+            let lines = f.as_mut().map(|f| f.read_new(!started));
+            (f, lines)
+        })
+        .await;
+        match read {
+            Ok((f, Some(Ok(lines)))) => {
+                follower = f;
+                if !started {
+                    let (header, events) = lines.split_first().unzip();
+                    let header = header.cloned().unwrap_or(Value::Null);
+                    let events = events.unwrap_or(&[]);
                     if tx
-                        .send(Event::default().data(reset_message(&header, &events)))
+                        .send(Event::default().data(reset_message(&header, events)))
                         .await
                         .is_err()
                     {
                         return;
                     }
-                }
-                Some(n) => {
-                    for line in events.iter().skip(n) {
-                        if tx.send(Event::default().data(line.as_str())).await.is_err() {
+                    started = true;
+                } else {
+                    for line in &lines {
+                        if tx
+                            .send(Event::default().data(line.to_string()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                 }
             }
-            sent = Some(events.len());
+            Ok((f, Some(Err(e)))) => {
+                // A damaged chunk: say so once and stop following.
+                tracing::warn!(session = %id, error = %e, "live watch: the archive cannot be read on");
+                drop(f);
+                let _ = tx
+                    .send(Event::default().event("done").data("unreadable"))
+                    .await;
+                return;
+            }
+            // Not readable yet (the header is being written): try again.
+            Ok((_, None)) | Err(_) => {}
         }
         let live =
             matches!(store.session(id).await, Ok(Some(s)) if s.status == SessionStatus::Live);

@@ -49,6 +49,8 @@ mod requests;
 mod sessions;
 pub mod signin;
 mod stop;
+mod verdicts;
+mod wording;
 
 /// Errors starting the console.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,8 @@ pub enum WebError {
 pub struct Console {
     pub services: Arc<Services>,
     pub idle_timeout: Duration,
+    /// Archive verify verdicts, kept while the files stay the same.
+    verdicts: verdicts::Verdicts,
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -74,6 +78,7 @@ impl Console {
         Console {
             services,
             idle_timeout,
+            verdicts: verdicts::Verdicts::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct ReplayQuery {
 }
 
 /// The lines typed in an SSH archive.
-async fn lines_of(path: std::path::PathBuf) -> Result<Vec<TypedLine>, Refused> {
+pub(crate) async fn lines_of(path: std::path::PathBuf) -> Result<Vec<TypedLine>, Refused> {
     tokio::task::spawn_blocking(move || -> Result<Vec<TypedLine>, String> {
         let mut reader = Reader::open(&path).map_err(|e| e.to_string())?;
         typed_lines(reader.events()).map_err(|e| e.to_string())
@@ -42,6 +42,25 @@ async fn lines_of(path: std::path::PathBuf) -> Result<Vec<TypedLine>, Refused> {
     .await
     .map_err(|e| Refused::Internal(e.to_string()))?
     .map_err(Refused::Internal)
+}
+
+/// The typed lines as a list (element id `list_id`), each line's time a
+/// link to that moment in the player (the session page and the replay
+/// page; on the replay page the player seeks without leaving it).
+pub(crate) fn typed_list(session: uuid::Uuid, lines: &[TypedLine], list_id: &str) -> String {
+    let mut log = format!(r#"<ol class="typed" id="{list_id}">"#);
+    for (i, l) in lines.iter().enumerate() {
+        // Whole milliseconds, rounded down: the player opens just before
+        // the line's first key, never after its echo.
+        let t = (l.t_start_us / 1000) as f64 / 1e3;
+        log.push_str(&format!(
+            r#"<li><a href="/sessions/{session}/replay?t={t:.3}" data-seek="{t:.3}" data-marker="{i}" class="seek">{clock}</a> <code>{text}</code></li>"#,
+            clock = clock(l.t_start_us),
+            text = esc(&l.text),
+        ));
+    }
+    log.push_str("</ol>");
+    log
 }
 
 fn clock(us: u64) -> String {
@@ -70,16 +89,7 @@ pub async fn page(
         .map(|l| serde_json::json!([l.t_start_us as f64 / 1e6, l.text]))
         .collect();
     let markers = serde_json::Value::Array(markers).to_string();
-    let mut log = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.t_start_us as f64 / 1e6;
-        log.push_str(&format!(
-            r#"<li><a href="/sessions/{id}/replay?t={t:.3}" data-seek="{t:.3}" data-marker="{i}" class="seek">{clock}</a> <code>{text}</code></li>"#,
-            id = s.id,
-            clock = clock(l.t_start_us),
-            text = esc(&l.text),
-        ));
-    }
+    let log = typed_list(s.id, &lines, "typed");
     let mut speeds = String::new();
     for sp in ["0.5", "1", "2", "4", "8"] {
         speeds.push_str(&format!(
@@ -88,7 +98,7 @@ pub async fn page(
         ));
     }
     let body = format!(
-        r#"<link rel="stylesheet" href="/assets/asciinema-player.css"><h1>{title}</h1><p><a href="/sessions/{id}">{back}</a></p><div class="replay-controls"><label>{speed}<select id="speed">{speeds}</select></label><label class="check"><input type="checkbox" id="idle-skip" checked> {idle}</label></div><div id="player" class="player" data-cast="/sessions/{id}/asciicast" data-start="{start}" data-markers="{markers}"></div><p class="hint">{hint}</p><h2>{typed}</h2><ol class="typed" id="typed">{log}</ol><script src="/assets/asciinema-player.min.js"></script><script src="/assets/sekisho-replay.js"></script>"#,
+        r#"<link rel="stylesheet" href="/assets/asciinema-player.css"><h1>{title}</h1><p><a href="/sessions/{id}">{back}</a></p><div class="replay-controls"><label>{speed}<select id="speed">{speeds}</select></label><label class="check"><input type="checkbox" id="idle-skip" checked> {idle}</label></div><div id="player" class="player" data-cast="/sessions/{id}/asciicast" data-start="{start}" data-markers="{markers}"></div><p class="hint">{hint}</p><h2>{typed}</h2>{log}<script src="/assets/asciinema-player.min.js"></script><script src="/assets/sekisho-replay.js"></script>"#,
         title = esc(lang.t("replay.title")),
         id = s.id,
         back = esc(lang.t("replay.back")),

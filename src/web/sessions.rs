@@ -334,16 +334,28 @@ pub(crate) fn archive_of(console: &super::Console, s: &SessionRecord) -> Option<
     (path.starts_with(root) && path.is_file()).then_some(path)
 }
 
-/// The verify verdict of an archive, with the configured keys.
-pub(crate) async fn verdict(console: &super::Console, path: &Path) -> Result<Verdict, Refused> {
+/// The verify verdict of an archive, with the configured keys: checked
+/// again only when the file (or the trusted keys) could have changed since
+/// the last check ([`super::verdicts`]).
+pub(crate) async fn verdict(
+    console: &std::sync::Arc<super::Console>,
+    path: &Path,
+) -> Result<Verdict, Refused> {
     let keys = crate::recording::trusted_keys(&console.services.config.paths.archive_signing_key())
         .map_err(|e| Refused::Internal(e.to_string()))?;
+    let ids: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
     let path = path.to_path_buf();
-    let report = tokio::task::spawn_blocking(move || crate::recording::verify_file(&path, &keys))
-        .await
-        .map_err(|e| Refused::Internal(e.to_string()))?
-        .map_err(|e| Refused::Internal(e.to_string()))?;
-    Ok(report.verdict)
+    let console = console.clone();
+    tokio::task::spawn_blocking(move || {
+        console.verdicts.get_or_verify(&path, &ids, || {
+            crate::recording::verify_file(&path, &keys)
+                .map(|r| r.verdict)
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
+    .map_err(|e| Refused::Internal(e.to_string()))?
+    .map_err(Refused::Internal)
 }
 
 /// The keystroke log of an archive as text (SSH: lines typed; RDP: keys).
@@ -431,13 +443,29 @@ pub async fn show(
     let tz = console.services.config.time_zone;
     let s = readable(&console, &viewer, &id).await?;
     let archive = archive_of(&console, &s);
-    let (verdict, meta, log) = match &archive {
-        Some(p) => (
-            Some(verdict(&console, p).await?),
-            archive_meta(p).await,
-            keystroke_log(p).await.ok(),
-        ),
-        None => (None, None, None),
+    let (verdict, meta) = match &archive {
+        Some(p) => (Some(verdict(&console, p).await?), archive_meta(p).await),
+        None => (None, None),
+    };
+    // SSH: the lines typed, each a link to its moment in the player;
+    // RDP: the keys as text.
+    let log = match &archive {
+        Some(p) if s.protocol == "ssh" => {
+            super::replay::lines_of(p.clone()).await.ok().map(|lines| {
+                format!(
+                    r#"<p class="hint">{}</p>{}"#,
+                    esc(lang.t("keystrokes.jump")),
+                    super::replay::typed_list(s.id, &lines, "keystrokes")
+                )
+            })
+        }
+        Some(p) => keystroke_log(p).await.ok().map(|text| {
+            format!(
+                r#"<pre class="keystrokes" id="keystrokes">{}</pre>"#,
+                esc(&text)
+            )
+        }),
+        None => None,
     };
     let events = console
         .services
@@ -474,14 +502,17 @@ pub async fn show(
     facts.push_str(&row("session.protocol", esc(&s.protocol.to_uppercase())));
     facts.push_str(&row("session.source", s.client.to_string()));
     let decision_text = decision
-        .map(|d| d.event.detail.clone())
+        .map(|d| super::wording::decision(lang, tz, d))
         .or_else(|| meta.as_ref().map(|m| m.decision.clone()))
         .unwrap_or_default();
     let rule = decision
         .and_then(|d| d.event.data.get("access"))
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    facts.push_str(&row("session.decision", esc(&decision_text)));
+    facts.push_str(&row(
+        "session.decision",
+        format!(r#"<span id="decision">{}</span>"#, esc(&decision_text)),
+    ));
     facts.push_str(&row("session.rule", format!("<code>{}</code>", esc(rule))));
     facts.push_str(&row(
         "session.hop_parent",
@@ -519,7 +550,7 @@ pub async fn show(
     facts.push_str(&row("session.state", state_badge(lang, s.status)));
     facts.push_str(&row(
         "session.end_reason",
-        esc(s.end_reason.as_deref().unwrap_or("")),
+        super::wording::end_reason_html(lang, tz, &s),
     ));
     if let Some(by) = &s.killed_by {
         facts.push_str(&row(
@@ -588,11 +619,7 @@ pub async fn show(
     }
 
     let log_html = match &log {
-        Some(text) => format!(
-            r#"<h2>{}</h2><pre class="keystrokes" id="keystrokes">{}</pre>"#,
-            esc(lang.t("session.keystrokes")),
-            esc(text)
-        ),
+        Some(html) => format!("<h2>{}</h2>{html}", esc(lang.t("session.keystrokes"))),
         None => String::new(),
     };
 

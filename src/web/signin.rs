@@ -45,6 +45,29 @@ pub struct Viewer {
     pub lang: Lang,
     pub source: IpAddr,
     token_hash: String,
+    /// The id of the API token the caller presented, for token calls (no
+    /// sign-in, no cookie, no CSRF token).
+    pub api_token: Option<String>,
+}
+
+impl Viewer {
+    /// The caller of an API request authenticated by an API token.
+    pub(crate) fn by_api_token(
+        token: crate::auth::api_tokens::ApiToken,
+        user: crate::store::UserRecord,
+        source: IpAddr,
+    ) -> Viewer {
+        Viewer {
+            user: user.name,
+            role: user.role,
+            vendor: user.vendor,
+            csrf: String::new(),
+            lang: Lang::En,
+            source,
+            token_hash: String::new(),
+            api_token: Some(token.id),
+        }
+    }
 }
 
 impl Viewer {
@@ -246,6 +269,7 @@ pub(crate) async fn viewer_of(
         lang,
         source: super::client_addr(parts),
         token_hash: token_hash(token),
+        api_token: None,
     }))
 }
 

@@ -44,3 +44,4 @@ mod web_admin_people;
 mod web_admin_policy;
 mod web_browser;
 mod web_console;
+mod web_evidence;

@@ -14,7 +14,7 @@ use sekisho::config::AuthLimits;
 use sekisho::policy::Protocol;
 use sekisho::procedure::state::{RequestState, StepApproval, Urgency};
 use sekisho::store::{
-    AuditEvent, AuditFilter, AuditKind, Backend, NewSession, NewWorkRequest, SessionEnd,
+    AuditEvent, AuditFilter, AuditKind, Backend, EndKind, NewSession, NewWorkRequest, SessionEnd,
     SessionFilter, SessionStatus, Store, StoreError, WorkRequestFilter,
 };
 use uuid::Uuid;
@@ -627,6 +627,7 @@ async fn sessions(store: &Store) {
             a.id,
             &SessionEnd {
                 status: SessionStatus::Killed,
+                kind: Some(EndKind::Killed),
                 reason: "killed by admin-op: suspicious commands".into(),
                 ended_at: Utc::now(),
                 recording_size: Some(12345),
@@ -638,6 +639,7 @@ async fn sessions(store: &Store) {
         .unwrap();
     let ended = store.session(a.id).await.unwrap().unwrap();
     assert_eq!(ended.status, SessionStatus::Killed);
+    assert_eq!(ended.end_kind, Some(EndKind::Killed));
     assert_eq!(ended.recording_size, Some(12345));
     assert_eq!(
         ended.recording_digest.as_deref(),
@@ -647,6 +649,7 @@ async fn sessions(store: &Store) {
     assert!(store.pending_kills("node-a").await.unwrap().is_empty());
     let again = SessionEnd {
         status: SessionStatus::Ended,
+        kind: None,
         reason: "x".into(),
         ended_at: Utc::now(),
         recording_size: None,

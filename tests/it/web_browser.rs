@@ -96,7 +96,11 @@ pub(crate) async fn browser(accept_language: &str) -> (Client, Driver) {
 }
 
 async fn sign_in(c: &Client, user: &str) {
-    let e = env();
+    sign_in_at(env(), c, user).await;
+}
+
+/// Signs `user` in on the sign-in page of the console of `e`.
+pub(crate) async fn sign_in_at(e: &ConsoleEnv, c: &Client, user: &str) {
     c.goto(&e.url("/signin")).await.expect("open sign-in");
     c.find(Locator::Id("user"))
         .await

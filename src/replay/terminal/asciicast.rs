@@ -36,28 +36,26 @@ fn seconds(t_us: u64) -> f64 {
     t_us as f64 / 1e6
 }
 
-/// Writes `events` as asciicast v2. `channel`: only this channel's data
-/// (None: all channels). Events are read until the end or the first error.
-pub fn write_asciicast<W: Write>(
-    meta: &SessionMeta,
-    events: impl IntoIterator<Item = Result<TimedEvent, ReadError>>,
-    channel: Option<u32>,
-    mut out: W,
-) -> Result<(), ExportError> {
-    let mut events = events.into_iter().peekable();
-    // The size: the header's, else the first pty request's, else 80×24.
+/// The asciicast header line of a session: the size from the archive
+/// header, else from `first` if it is a pty request, else 80×24. A size of
+/// zero (what `ssh -tt` without a local terminal asks for) is no size: a
+/// player would draw nothing.
+pub fn cast_header(meta: &SessionMeta, first: Option<&TimedEvent>) -> serde_json::Value {
     let (mut cols, mut rows) = meta
         .terminal
         .as_ref()
+        .filter(|t| t.cols > 0 && t.rows > 0)
         .map_or((80, 24), |t| (t.cols, t.rows));
     let term = meta.terminal.as_ref().and_then(|t| t.term.clone());
     if meta.terminal.is_none()
-        && let Some(Ok(TimedEvent {
+        && let Some(TimedEvent {
             event: Event::Pty {
                 cols: c, rows: r, ..
             },
             ..
-        })) = events.peek()
+        }) = first
+        && *c > 0
+        && *r > 0
     {
         (cols, rows) = (*c, *r);
     }
@@ -71,22 +69,42 @@ pub fn write_asciicast<W: Write>(
     if let Some(term) = term {
         header["env"] = json!({ "TERM": term });
     }
-    writeln!(out, "{header}")?;
-    let mut output = Utf8Carry::default();
-    let mut input = Utf8Carry::default();
-    let wanted = |c: u32| channel.is_none_or(|w| w == c);
-    for item in events {
-        let TimedEvent { t_us, event } = item?;
+    header
+}
+
+/// Turns events into asciicast event lines one at a time, carrying split
+/// UTF-8 sequences over (the export and the live watch share it).
+#[derive(Default)]
+pub struct CastLines {
+    channel: Option<u32>,
+    output: Utf8Carry,
+    input: Utf8Carry,
+}
+
+impl CastLines {
+    /// `channel`: only this channel's data (None: all channels).
+    pub fn new(channel: Option<u32>) -> CastLines {
+        CastLines {
+            channel,
+            ..CastLines::default()
+        }
+    }
+
+    /// The line of one event, if it makes one.
+    pub fn line(&mut self, e: TimedEvent) -> Option<serde_json::Value> {
+        let TimedEvent { t_us, event } = e;
         let t = seconds(t_us);
-        let line = match event {
+        let channel = self.channel;
+        let wanted = |c: u32| channel.is_none_or(|w| w == c);
+        match event {
             Event::Output {
                 channel: c, data, ..
             } if wanted(c) => {
-                let text = output.push(&data);
+                let text = self.output.push(&data);
                 (!text.is_empty()).then(|| json!([t, "o", text]))
             }
             Event::Input { channel: c, data } if wanted(c) => {
-                let text = input.push(&data);
+                let text = self.input.push(&data);
                 (!text.is_empty()).then(|| json!([t, "i", text]))
             }
             Event::Resize {
@@ -99,7 +117,9 @@ pub fn write_asciicast<W: Write>(
                 cols,
                 rows,
                 ..
-            } if wanted(c) => Some(json!([t, "r", format!("{cols}x{rows}")])),
+            } if wanted(c) && cols > 0 && rows > 0 => {
+                Some(json!([t, "r", format!("{cols}x{rows}")]))
+            }
             Event::Mark { label, detail } => Some(json!([
                 t,
                 "m",
@@ -113,8 +133,27 @@ pub fn write_asciicast<W: Write>(
                 Some(json!([t, "m", format!("refused {kind}: {detail}")]))
             }
             _ => None,
-        };
-        if let Some(line) = line {
+        }
+    }
+}
+
+/// Writes `events` as asciicast v2. `channel`: only this channel's data
+/// (None: all channels). Events are read until the end or the first error.
+pub fn write_asciicast<W: Write>(
+    meta: &SessionMeta,
+    events: impl IntoIterator<Item = Result<TimedEvent, ReadError>>,
+    channel: Option<u32>,
+    mut out: W,
+) -> Result<(), ExportError> {
+    let mut events = events.into_iter().peekable();
+    let first = match events.peek() {
+        Some(Ok(e)) => Some(e),
+        _ => None,
+    };
+    writeln!(out, "{}", cast_header(meta, first))?;
+    let mut lines = CastLines::new(channel);
+    for item in events {
+        if let Some(line) = lines.line(item?) {
             writeln!(out, "{line}")?;
         }
     }
@@ -221,6 +260,43 @@ mod tests {
         assert_eq!(lines[5], json!([3.0, "r", "120x40"]));
         assert_eq!(lines[6], json!([4.0, "m", "killed by admin"]));
         assert_eq!(lines.len(), 7, "channel 5 was filtered out");
+    }
+
+    #[test]
+    fn a_zero_terminal_size_is_no_size() {
+        let mut m = meta();
+        m.terminal = Some(TerminalSize {
+            cols: 0,
+            rows: 0,
+            term: None,
+        });
+        let events = vec![
+            TimedEvent {
+                t_us: 0,
+                event: Event::Pty {
+                    channel: 0,
+                    cols: 0,
+                    rows: 0,
+                    term: "xterm".into(),
+                },
+            },
+            TimedEvent {
+                t_us: 10,
+                event: out(0, b"$ "),
+            },
+        ];
+        let mut buf = Vec::new();
+        write_asciicast(&m, events.into_iter().map(Ok), None, &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (lines[0]["width"].clone(), lines[0]["height"].clone()),
+            (json!(80), json!(24))
+        );
+        assert_eq!(lines.len(), 2, "no resize to 0x0: {text}");
     }
 
     #[test]

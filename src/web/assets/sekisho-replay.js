@@ -44,6 +44,25 @@
     }
     player = AsciinemaPlayer.create(el.dataset.cast, el, opts);
     window.sekishoPlayer = player;
+    // Opened at a moment (a keystroke log link, ?t=): play from there, as
+    // a click in the log does. By marker when it is a typed line's
+    // (markers move with idle skipping), else by time.
+    if (at > 0) {
+      var i = markerAt(opts.markers, at);
+      player.seek(i >= 0 ? { marker: i } : at).then(function () { player.play(); });
+    }
+  }
+
+  // The marker at `at` seconds (links give whole milliseconds, rounded
+  // down), or -1.
+  function markerAt(markers, at) {
+    for (var i = 0; i < markers.length; i++) {
+      var d = markers[i][0] - at;
+      if (d >= 0 && d < 0.001) {
+        return i;
+      }
+    }
+    return -1;
   }
 
   function currentTime() {
