@@ -322,6 +322,106 @@ impl Reader {
     }
 }
 
+/// Follows an archive while the recorder writes it: [`Tail::poll`] gives
+/// the events of the chunks completed since the last poll. The chunk being
+/// written is read once it is whole (the recorder completes one at least
+/// every flush interval); the hash chain is checked from the first chunk
+/// read on, as [`Reader::events_from`] does.
+#[derive(Debug)]
+pub struct Tail {
+    reader: Reader,
+    offset: u64,
+    prev: Option<Digest>,
+    from_us: u64,
+    sealed: bool,
+}
+
+impl Reader {
+    /// Follow this archive from the chunk holding `t_us` on.
+    pub fn tail_from(mut self, t_us: u64) -> Result<Tail, ReadError> {
+        let (mut offset, mut prev, done) = {
+            let ev = self.events_from(t_us)?;
+            (ev.offset, ev.prev, ev.done)
+        };
+        if done {
+            // Past the chunks there are so far: read them all (their events
+            // are before `t_us`, so skipped) and wait for the next ones.
+            offset = self.data_start;
+            prev = Some(self.header_digest);
+        }
+        Ok(Tail {
+            offset,
+            prev,
+            from_us: t_us,
+            sealed: false,
+            reader: self,
+        })
+    }
+}
+
+impl Tail {
+    pub fn meta(&self) -> &SessionMeta {
+        self.reader.meta()
+    }
+
+    /// The trailer was reached: the recording is complete.
+    pub fn sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// The events of the chunks written since the last poll, in order.
+    pub fn poll(&mut self) -> Result<Vec<TimedEvent>, ReadError> {
+        let mut out = Vec::new();
+        if self.sealed {
+            return Ok(out);
+        }
+        let r = &mut self.reader;
+        r.file_len = r
+            .file
+            .get_ref()
+            .metadata()
+            .map_err(|e| ReadError::IoText(e.to_string()))?
+            .len();
+        loop {
+            let prev = self.prev.unwrap_or([0; 32]);
+            match format::read_next(&mut r.file, self.offset, r.file_len, &prev) {
+                Ok(Next::Chunk { header, payload }) => {
+                    if let Some(p) = &self.prev
+                        && header.compute_digest(p, &payload) != header.digest
+                    {
+                        return Err(ReadError::Corrupt(format!(
+                            "chunk {} digest mismatch",
+                            header.seq
+                        )));
+                    }
+                    self.prev = Some(header.digest);
+                    self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
+                    let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                    for ev in ChunkEvents::new(header, raw) {
+                        let ev = ev.map_err(ReadError::Corrupt)?;
+                        if ev.t_us >= self.from_us {
+                            out.push(ev);
+                        }
+                    }
+                }
+                Ok(Next::Trailer(_)) => {
+                    self.sealed = true;
+                    return Ok(out);
+                }
+                // The chunk or trailer being written is not whole yet.
+                Ok(Next::End) | Err(Problem::Truncated) => return Ok(out),
+                Err(Problem::Corrupt(s))
+                    if self.prev.is_none() && s.starts_with("trailer digest") =>
+                {
+                    self.sealed = true;
+                    return Ok(out);
+                }
+                Err(p) => return Err(from_problem(p)),
+            }
+        }
+    }
+}
+
 /// Iterator over events. Ends at the trailer, or at the last whole chunk of
 /// a file cut short (then `truncated()` is true).
 #[derive(Debug)]
@@ -414,5 +514,80 @@ impl Iterator for Events<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{ArchiveKey, ArchiveWriter, Event, Protocol, Stream, WriterOptions};
+
+    fn meta() -> SessionMeta {
+        SessionMeta {
+            session_id: "s1".into(),
+            user: "tanaka".into(),
+            vendor: "acme".into(),
+            system: "fa".into(),
+            target: "pc1".into(),
+            protocol: Protocol::Rdp,
+            client_addr: "127.0.0.1:1".into(),
+            decision: "allow".into(),
+            hop_parent: None,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            terminal: None,
+            desktop: None,
+            rdp: None,
+        }
+    }
+
+    fn out(text: &'static str) -> Event {
+        Event::Output {
+            channel: 0,
+            stream: Stream::Stdout,
+            data: Bytes::from_static(text.as_bytes()),
+        }
+    }
+
+    fn times(events: &[TimedEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.t_us).collect()
+    }
+
+    #[test]
+    fn a_tail_reads_each_chunk_once_as_it_is_completed_until_the_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.skrec");
+        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default())
+            .expect("create");
+        w.append(10, &out("a")).expect("append");
+        w.append(20, &out("b")).expect("append");
+        w.flush_chunk().expect("flush");
+        w.append(30, &out("c")).expect("append");
+        w.flush_chunk().expect("flush");
+        // Followed from 25: the first chunk's events before 25 are skipped.
+        let mut tail = Reader::open(&path)
+            .expect("open")
+            .tail_from(25)
+            .expect("tail");
+        assert_eq!(times(&tail.poll().expect("poll")), [30]);
+        assert!(tail.poll().expect("poll").is_empty());
+        // A chunk still being written is not read.
+        w.append(40, &out("d")).expect("append");
+        assert!(tail.poll().expect("poll").is_empty());
+        w.flush_chunk().expect("flush");
+        w.append(50, &out("e")).expect("append");
+        w.flush_chunk().expect("flush");
+        assert_eq!(times(&tail.poll().expect("poll")), [40, 50]);
+        assert!(!tail.sealed());
+        w.seal(&ArchiveKey::generate()).expect("seal");
+        assert!(tail.poll().expect("poll").is_empty());
+        assert!(tail.sealed());
+
+        // Followed from past the last chunk: only what comes after.
+        let mut late = Reader::open(&path)
+            .expect("open")
+            .tail_from(1_000)
+            .expect("tail");
+        assert!(late.poll().expect("poll").is_empty());
+        assert!(late.sealed());
     }
 }

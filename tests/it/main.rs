@@ -38,3 +38,4 @@ mod ssh_repeat_service;
 mod store;
 mod web_browser;
 mod web_console;
+mod web_desktop;

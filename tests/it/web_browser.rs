@@ -24,7 +24,7 @@ fn env() -> &'static ConsoleEnv {
 }
 
 /// chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
     _profile: tempfile::TempDir,
@@ -38,7 +38,7 @@ impl Drop for Driver {
 }
 
 /// A browser (Japanese preferred, like the console's people) and its driver.
-async fn browser(accept_language: &str) -> (Client, Driver) {
+pub(crate) async fn browser(accept_language: &str) -> (Client, Driver) {
     let chromedriver = sshd::require("chromedriver", "chromium-driver");
     let chromium = sshd::require("chromium", "chromium");
     let port = crate::support::free_port();
@@ -125,7 +125,7 @@ async fn sign_in(c: &Client, user: &str) {
 /// waits until the browser has left it: WebDriver's click may return before
 /// a form submission navigates, and reading the old page then races with
 /// the new one replacing it.
-async fn follow(c: &Client, what: fantoccini::elements::Element) {
+pub(crate) async fn follow(c: &Client, what: fantoccini::elements::Element) {
     let page = c.find(Locator::Css("html")).await.expect("the page");
     what.click().await.expect("click");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -159,7 +159,7 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-async fn screenshot(c: &Client, name: &str) {
+pub(crate) async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("save screenshot");
