@@ -12,12 +12,15 @@
 //! compresses its own, so real decoding costs somewhat more per byte; the
 //! replay and PNG encoding this measures dominate either way).
 //!
-//! `cargo bench --bench desktop_seek` prints a markdown table: for seeks to
-//! several positions, the keyframe lookup in the archive's index, the
-//! desktop at that moment (replayed from the keyframe before it), and the
-//! whole answer of `GET /sessions/{id}/desktop/frames` for a 10-s stretch
-//! from there (a full frame and the changes after it, PNG-encoded) — what
-//! the player waits for before it shows the frame. Median of
+//! `cargo bench --bench desktop_seek` prints the time to build the seek
+//! index (once per archive) and a markdown table: for seeks to several
+//! positions, the desktop at that moment (the keyframe looked up in the
+//! index, the replay from it), and the whole answer of `GET
+//! /sessions/{id}/desktop/frames` for a 10-s stretch from there (a full
+//! frame and the changes after it, PNG-encoded) — what the player waits for
+//! before it shows the frame — and, for comparison, the desktop at that
+//! moment without the index (reading the archive from its start for the
+//! desktop size). Median of
 //! `SEKISHO_BENCH_REPEAT` [5] runs each. `SEKISHO_BENCH_MINUTES` [60] sets
 //! the session length.
 
@@ -35,6 +38,7 @@ use sekisho::recording::{
     WriterOptions,
 };
 use sekisho::replay::desktop::frames::{FrameStream, Pace, StreamOptions};
+use sekisho::replay::desktop::render::SeekIndex;
 use sekisho::web::desktop::{REPLAY_FPS, frames_between};
 
 const W: u16 = 1920;
@@ -274,12 +278,17 @@ fn main() {
         made.elapsed().as_secs_f64(),
         size as f64 / 1e6
     );
+    let t0 = Instant::now();
+    let index = SeekIndex::build(&mut Reader::open(&path).expect("open")).expect("index");
+    let index_time = t0.elapsed();
     println!(
-        "Seek in a {minutes}-min office-like RDP session (1920x1080, archive {:.0} MB, {keyframes} keyframes), median of {repeat}:\n",
-        size as f64 / 1e6
+        "Seek in a {minutes}-min office-like RDP session (1920x1080, archive {:.0} MB, {keyframes} keyframes), median of {repeat}.\n\
+         The seek index (keyframes and desktop sizes, one pass over the archive when the player first opens it, then kept): {} ms.\n",
+        size as f64 / 1e6,
+        ms(index_time)
     );
     println!(
-        "| seek to | keyframe lookup (ms) | desktop at that moment (ms) | answer: 10 s of frames from there, PNG (ms) | answer size (KB) |"
+        "| seek to | desktop at that moment (ms) | answer: 10 s of frames from there, PNG (ms) | answer size (KB) | desktop at that moment without the index (ms) |"
     );
     println!("|---|---|---|---|---|");
     let positions = [
@@ -293,42 +302,41 @@ fn main() {
     for at in positions {
         let secs = at / S;
         let label = format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-        let (mut lookup, mut first, mut answer) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut first, mut answer, mut unindexed) = (Vec::new(), Vec::new(), Vec::new());
         let mut bytes = 0;
+        let options = StreamOptions {
+            pace: Pace::Sampled { fps: REPLAY_FPS },
+            keyframe_interval_us: 0,
+            from_us: at,
+            to_us: at + 10 * S,
+        };
         for _ in 0..repeat {
             let t0 = Instant::now();
             let mut r = Reader::open(&path).expect("open");
-            r.keyframes().expect("keyframes");
-            lookup.push(t0.elapsed());
-
-            let t0 = Instant::now();
-            let mut r = Reader::open(&path).expect("open");
-            let mut stream = FrameStream::new(
-                &mut r,
-                StreamOptions {
-                    pace: Pace::Sampled { fps: REPLAY_FPS },
-                    keyframe_interval_us: 0,
-                    from_us: at,
-                    to_us: at + 10 * S,
-                },
-            )
-            .expect("stream");
+            let mut stream = FrameStream::with_index(&mut r, options, &index).expect("stream");
             let frame = stream.next_frame().expect("frame").expect("a first frame");
             assert!(frame.full);
             first.push(t0.elapsed());
 
             let t0 = Instant::now();
             let mut r = Reader::open(&path).expect("open");
-            let body = frames_between(&mut r, at, at + 10 * S).expect("frames");
+            let body = frames_between(&mut r, &index, at, at + 10 * S).expect("frames");
             answer.push(t0.elapsed());
             bytes = body.len();
+
+            let t0 = Instant::now();
+            let mut r = Reader::open(&path).expect("open");
+            let mut stream = FrameStream::new(&mut r, options).expect("stream");
+            let frame = stream.next_frame().expect("frame").expect("a first frame");
+            assert!(frame.full);
+            unindexed.push(t0.elapsed());
         }
         println!(
-            "| {label} | {} | {} | {} | {:.0} |",
-            ms(median(lookup)),
+            "| {label} | {} | {} | {:.0} | {} |",
             ms(median(first)),
             ms(median(answer)),
-            bytes as f64 / 1024.0
+            bytes as f64 / 1024.0,
+            ms(median(unindexed)),
         );
     }
 }

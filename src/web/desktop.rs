@@ -75,7 +75,7 @@ use crate::recording::{Reader, Tail};
 use crate::replay::desktop::frames::{
     FrameStream, FrameUpdate, Pace, PointerMove, StreamOptions, frame_of, pointer_of,
 };
-use crate::replay::desktop::render::{RenderError, Renderer, seek};
+use crate::replay::desktop::render::{RenderError, Renderer, SeekIndex, seek};
 use crate::store::{AuditEvent, AuditKind, SessionStatus};
 
 /// Frames a second the replay samples (a frame only when something changed).
@@ -170,14 +170,16 @@ fn region_png(w: u32, h: u32, rgba: &[u8]) -> Result<Vec<u8>, RenderError> {
     Ok(out)
 }
 
-/// The body answering a request for `from_us..=to_us` of a recording: a
-/// full frame at `from_us`, then changes and pointer moves, then the end.
+/// The body answering a request for `from_us..=to_us` of a recording
+/// (`index`: its [`SeekIndex`]): a full frame at `from_us`, then changes
+/// and pointer moves, then the end.
 pub fn frames_between(
     reader: &mut Reader,
+    index: &SeekIndex,
     from_us: u64,
     to_us: u64,
 ) -> Result<Vec<u8>, RenderError> {
-    let mut stream = FrameStream::new(
+    let mut stream = FrameStream::with_index(
         reader,
         StreamOptions {
             pace: Pace::Sampled { fps: REPLAY_FPS },
@@ -185,6 +187,7 @@ pub fn frames_between(
             from_us,
             to_us,
         },
+        index,
     )?;
     let mut w = FrameWriter::body();
     while let Some(frame) = stream.next_frame()? {
@@ -199,6 +202,36 @@ pub fn frames_between(
     }
     w.end(to_us);
     Ok(w.into_bytes())
+}
+
+/// Seek indexes of sealed archives the player asked for, by path; an
+/// archive being written gets a fresh one each time (it still grows).
+/// Bounded: past [`CACHED_INDEXES`] the cache starts over.
+static SEEK_INDEXES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<SeekIndex>>>,
+> = std::sync::LazyLock::new(Default::default);
+const CACHED_INDEXES: usize = 64;
+
+/// The seek index of the archive `reader` has open at `path`.
+fn seek_index(path: &Path, reader: &mut Reader) -> Result<std::sync::Arc<SeekIndex>, RenderError> {
+    let cached = SEEK_INDEXES
+        .lock()
+        .ok()
+        .and_then(|m| m.get(path).cloned());
+    if let Some(index) = cached {
+        return Ok(index);
+    }
+    // Sealed before the pass: the pass saw the whole recording.
+    let sealed = reader.is_sealed()?;
+    let index = std::sync::Arc::new(SeekIndex::build(reader)?);
+    if sealed && let Ok(mut m) = SEEK_INDEXES.lock()
+    {
+        if m.len() >= CACHED_INDEXES {
+            m.clear();
+        }
+        m.insert(path.to_path_buf(), index.clone());
+    }
+    Ok(index)
 }
 
 /// An RDP session `viewer` may read, and its archive.
@@ -375,7 +408,8 @@ pub async fn frames(
     let (from_us, to_us) = (q.from.saturating_mul(1000), q.to.saturating_mul(1000));
     let body = blocking(move || {
         let mut reader = Reader::open(&path).map_err(|e| e.to_string())?;
-        frames_between(&mut reader, from_us, to_us).map_err(|e| e.to_string())
+        let index = seek_index(&path, &mut reader).map_err(|e| e.to_string())?;
+        frames_between(&mut reader, &index, from_us, to_us).map_err(|e| e.to_string())
     })
     .await?;
     Ok(octets(Body::from(body)))
@@ -685,4 +719,153 @@ pub(crate) fn session_actions(
         mp4 = esc(lang.t("download.mp4")),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::Event;
+    use crate::replay::desktop::render::render_at;
+    use crate::replay::desktop::render::tests::{archive, demand_active, fast_path_bitmap, output};
+    use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent};
+    use ironrdp_pdu::input::mouse::{MousePdu, PointerFlags};
+
+    const S: u64 = 1_000_000;
+
+    fn dot(t: u64, x: u16, y: u16, rgb: [u8; 3]) -> (u64, Event) {
+        (
+            t,
+            output(0, fast_path_bitmap(x, y, &[rgb[2], rgb[1], rgb[0], 0])),
+        )
+    }
+
+    fn mouse(t: u64, x: u16, y: u16) -> (u64, Event) {
+        let pdu = FastPathInput::new(vec![FastPathInputEvent::MouseEvent(MousePdu {
+            flags: PointerFlags::MOVE,
+            number_of_wheel_rotation_units: 0,
+            x_position: x,
+            y_position: y,
+        })])
+        .expect("events");
+        (
+            t,
+            Event::Input {
+                channel: 0,
+                data: bytes::Bytes::from(ironrdp_core::encode_vec(&pdu).expect("encode")),
+            },
+        )
+    }
+
+    enum Rec {
+        Frame {
+            t: u32,
+            w: u16,
+            h: u16,
+            full: bool,
+            regions: Vec<(u16, u16, u16, u16, Vec<u8>)>,
+        },
+        Pointer(u32, u16, u16),
+        End(u32),
+    }
+
+    /// The records of a body, PNGs decoded to RGBA.
+    fn parse(body: &[u8]) -> Vec<Rec> {
+        assert_eq!(&body[..4], MAGIC);
+        let u16_at = |at: usize| u16::from_le_bytes([body[at], body[at + 1]]);
+        let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4"));
+        let mut at = 4;
+        let mut out = Vec::new();
+        while at < body.len() {
+            let (kind, t) = (body[at], u32_at(at + 1));
+            at += 5;
+            match kind {
+                KIND_FRAME => {
+                    let (w, h, full, n) = (u16_at(at), u16_at(at + 2), body[at + 4] == 1, u16_at(at + 5));
+                    at += 7;
+                    let mut regions = Vec::new();
+                    for _ in 0..n {
+                        let (x, y, rw, rh) = (u16_at(at), u16_at(at + 2), u16_at(at + 4), u16_at(at + 6));
+                        let len = u32_at(at + 8) as usize;
+                        let png = &body[at + 12..at + 12 + len];
+                        let mut r = png::Decoder::new(png).read_info().expect("png");
+                        let mut buf = vec![0; r.output_buffer_size()];
+                        r.next_frame(&mut buf).expect("png data");
+                        assert_eq!((r.info().width, r.info().height), (u32::from(rw), u32::from(rh)));
+                        let rgba = buf.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+                        regions.push((x, y, rw, rh, rgba));
+                        at += 12 + len;
+                    }
+                    out.push(Rec::Frame { t, w, h, full, regions });
+                }
+                KIND_POINTER => {
+                    out.push(Rec::Pointer(t, u16_at(at), u16_at(at + 2)));
+                    at += 4;
+                }
+                KIND_END => out.push(Rec::End(t)),
+                k => panic!("unknown record {k}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_stretch_is_a_full_frame_then_changes_and_the_pointer_as_render_at_shows_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut events = vec![(0, output(1003, demand_active(8, 4)))];
+        for y in 0..4u16 {
+            events.push((1 + u64::from(y), output(0, fast_path_bitmap(0, y, &[50, 60, 70, 0].repeat(8)))));
+        }
+        events.push(mouse(S / 2, 3, 2));
+        events.push((S, Event::Keyframe));
+        events.push(dot(S + S / 2, 5, 1, [200, 0, 0]));
+        events.push(mouse(S + S / 2 + 10, 6, 3));
+        events.push(dot(2 * S + S / 4, 1, 3, [0, 0, 200]));
+        let path = archive(dir.path(), &events);
+
+        let mut reader = Reader::open(&path).expect("open");
+        let index = SeekIndex::build(&mut reader).expect("index");
+        let body = frames_between(&mut reader, &index, S + S / 4, 3 * S).expect("frames");
+        let records = parse(&body);
+        // The desktop at 1.25 s whole, the pointer where it was then.
+        let Some(Rec::Pointer(1250, 3, 2)) = records.first() else {
+            panic!("the pointer first");
+        };
+        let (mut canvas, mut width) = (Vec::new(), 0usize);
+        let mut frames = 0;
+        let mut pointer_moved = false;
+        for rec in &records {
+            match rec {
+                Rec::Frame { t, w, h, full, regions } => {
+                    if frames == 0 {
+                        assert!(*full && regions.len() == 1, "a full first frame");
+                        assert_eq!((*t, *w, *h), (1250, 8, 4));
+                        canvas = vec![0; 8 * 4 * 4];
+                        width = usize::from(*w);
+                    } else {
+                        assert!(!full, "a change is not a full frame");
+                    }
+                    frames += 1;
+                    for (x, y, rw, _, rgba) in regions {
+                        for (dy, row) in rgba.chunks_exact(usize::from(*rw) * 4).enumerate() {
+                            let at = ((usize::from(*y) + dy) * width + usize::from(*x)) * 4;
+                            canvas[at..at + row.len()].copy_from_slice(row);
+                        }
+                    }
+                    let mut check = Reader::open(&path).expect("open");
+                    let r = render_at(&mut check, u64::from(*t) * 1000).expect("render");
+                    assert!(canvas == r.rgba(), "pixels differ at {t} ms");
+                }
+                Rec::Pointer(t, x, y) if *t > 1250 => {
+                    assert_eq!((*t, *x, *y), (1500, 6, 3));
+                    pointer_moved = true;
+                }
+                Rec::Pointer(..) => {}
+                Rec::End(t) => assert_eq!(*t, 3000),
+            }
+        }
+        // 1.25 s whole, the red dot at 1.5 s, the blue one at 2.25 s.
+        assert_eq!(frames, 3);
+        assert!(pointer_moved, "the pointer's move at 1.5 s");
+        assert!(matches!(records.last(), Some(Rec::End(3000))));
+    }
 }

@@ -20,7 +20,7 @@
 use crate::protocol::rdp::input::{decode_fast_path, decode_slow_path};
 use crate::recording::{Event, Events, Reader, TimedEvent};
 
-use super::render::{Damage, Rect, RenderError, Renderer, seek};
+use super::render::{Damage, Rect, RenderError, Renderer, SeekIndex, seek, seek_indexed};
 
 /// When frames are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,27 @@ impl<'r> FrameStream<'r> {
         reader: &'r mut Reader,
         options: StreamOptions,
     ) -> Result<FrameStream<'r>, RenderError> {
-        let (renderer, start) = seek(reader, options.from_us)?;
+        FrameStream::start(reader, options, None)
+    }
+
+    /// [`FrameStream::new`] seeking with the recording's [`SeekIndex`].
+    pub fn with_index(
+        reader: &'r mut Reader,
+        options: StreamOptions,
+        index: &SeekIndex,
+    ) -> Result<FrameStream<'r>, RenderError> {
+        FrameStream::start(reader, options, Some(index))
+    }
+
+    fn start(
+        reader: &'r mut Reader,
+        options: StreamOptions,
+        index: Option<&SeekIndex>,
+    ) -> Result<FrameStream<'r>, RenderError> {
+        let (renderer, start) = match index {
+            Some(index) => seek_indexed(reader, index, options.from_us)?,
+            None => seek(reader, options.from_us)?,
+        };
         let size = (renderer.width(), renderer.height());
         let fastpath_channel = reader
             .meta()
@@ -418,6 +438,15 @@ mod tests {
             .expect("stream")
             .collect::<Result<_, _>>()
             .expect("frames");
+        // Seeking with the recording's index gives the same frames.
+        let index = SeekIndex::build(&mut crate::recording::Reader::open(path).expect("open"))
+            .expect("index");
+        let mut reader = crate::recording::Reader::open(path).expect("open");
+        let indexed: Vec<FrameUpdate> = FrameStream::with_index(&mut reader, opts, &index)
+            .expect("stream")
+            .collect::<Result<_, _>>()
+            .expect("frames");
+        assert!(indexed == frames, "seeking with the index differs");
         let mut check = crate::recording::Reader::open(path).expect("open");
         let (mut canvas, mut w, mut h) = (Vec::new(), 0, 0);
         for f in &frames {
