@@ -554,8 +554,7 @@ pub async fn live_stream(
     if s.status != SessionStatus::Live {
         return Err(Refused::BadRequest(viewer.lang.t("live.not_live").into()));
     }
-    let p = path.clone();
-    let live = blocking(move || LiveDesktop::open(&p).map_err(|e| e.to_string())).await?;
+    let live = blocking(move || LiveDesktop::open(&path).map_err(|e| e.to_string())).await?;
     console
         .services
         .store
@@ -601,14 +600,14 @@ async fn follow(
             (live, out)
         })
         .await;
-        let out;
-        (live, out) = match stepped {
+        let (back, out) = match stepped {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "console: live desktop watch failed");
                 return;
             }
         };
+        live = back;
         match out {
             Ok(bytes) if !bytes.is_empty() => {
                 if tx.send(Bytes::from(bytes)).await.is_err() {
