@@ -355,7 +355,7 @@ pub async fn replay_page(
         error = esc(lang.t("desktop.error")),
     );
     let body = format!(
-        r#"<h1>{title}</h1><p><a href="/sessions/{id}">{back}</a> — {who} → {target}</p><div class="replay-controls"><button type="button" id="play">{play}</button><label>{speed}<select id="speed">{speeds}</select></label><label class="desktop-seek">{position} <span><span id="clock">{now}</span> / {total}</span><input type="range" id="seek" min="0" max="{dur}" step="100" value="{start_ms}"></label></div>{player}<p class="hint">{hint}</p><h2>{typed}</h2><ol class="typed" id="typed">{log}</ol><script src="/assets/sekisho-desktop.js"></script>"#,
+        r#"<h1>{title}</h1><p><a href="/sessions/{id}">{back}</a> — {who} → {target}</p><div class="replay-controls"><button type="button" id="play">{play}</button><label>{speed}<select id="speed">{speeds}</select></label><label class="desktop-seek">{position} <span><span id="clock">{now}</span> / {total}</span><input type="range" id="seek" min="0" max="{dur}" step="any" value="{start_ms}"></label></div>{player}<p class="hint">{hint}</p><h2>{typed}</h2><ol class="typed" id="typed">{log}</ol><script src="/assets/sekisho-desktop.js"></script>"#,
         title = esc(lang.t("desktop.title")),
         id = s.id,
         back = esc(lang.t("replay.back")),

@@ -225,7 +225,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
 
     // The engineer's session, live.
     let x = Xvfb::start();
-    let mut client = d.client(
+    let client = d.client(
         &x.display,
         &format!("{ENGINEER}@xrdp1"),
         &format!("{PASSWORD}{}", d.code(ENGINEER)),
@@ -249,10 +249,23 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
     })
     .await;
     assert!(shown, "the live desktop was not drawn");
-    let (w, h, first) = canvas(&c).await;
+    let (w, h, _) = canvas(&c).await;
     assert_eq!((w, h), (1024, 768), "the engineer's desktop size");
-    let colours: std::collections::HashSet<&[u8]> = first.chunks_exact(4).collect();
-    assert!(colours.len() > 2, "a blank live desktop");
+    // The target draws the desktop (the test account's xterm) shortly
+    // after the session starts.
+    let drawn = wait_for(Duration::from_secs(15), || async {
+        let (_, _, px) = canvas(&c).await;
+        px.chunks_exact(4)
+            .collect::<std::collections::HashSet<&[u8]>>()
+            .len()
+            >= 2
+    })
+    .await;
+    assert!(
+        drawn,
+        "the live desktop stayed blank ({} frames drawn)",
+        data(&c, "desktop-player", "frames").await
+    );
 
     // The engineer turns the terminal magenta; the watcher sees it soon.
     let marker = d.tmp().join("magenta");
@@ -278,26 +291,30 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
     );
     eprintln!("live watch: the change shown {latency:?} after the command ran");
 
-    // The pointer the engineer moves moves on the watcher's screen.
-    xdotool(&x.display, &["mousemove", "--sync", "200", "150"]);
+    // The pointer the engineer moves moves on the watcher's screen (typing
+    // above left it at (300, 300) of the client's display).
     let at_first = wait_for(Duration::from_secs(5), || async {
         pointer(&c).await.is_some()
     })
     .await;
     assert!(at_first, "no pointer drawn in the live watch");
-    let before = pointer(&c).await.expect("pointer");
-    xdotool(&x.display, &["mousemove", "--sync", "500", "400"]);
-    let moved = wait_for(Duration::from_secs(5), || async {
-        pointer(&c).await.is_some_and(|(px, py)| {
-            (px - before.0 - 300).abs() <= 2 && (py - before.1 - 250).abs() <= 2
+    let origin = pointer(&c).await.expect("pointer");
+    for (px, py) in [(200i64, 150i64), (500, 400)] {
+        xdotool(
+            &x.display,
+            &["mousemove", "--sync", &px.to_string(), &py.to_string()],
+        );
+        let want = (origin.0 + px - 300, origin.1 + py - 300);
+        let moved = wait_for(Duration::from_secs(5), || async {
+            pointer(&c).await == Some(want)
         })
-    })
-    .await;
-    assert!(
-        moved,
-        "the pointer did not follow: {before:?} then {:?}",
-        pointer(&c).await
-    );
+        .await;
+        assert!(
+            moved,
+            "the pointer did not follow to {want:?}: {:?}",
+            pointer(&c).await
+        );
+    }
     screenshot(&c, "desktop-live").await;
     let watched = d.audit_kind("session_watched");
     assert!(
