@@ -556,8 +556,8 @@ mod tests {
     fn a_tail_reads_each_chunk_once_as_it_is_completed_until_the_seal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("live.skrec");
-        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default())
-            .expect("create");
+        let mut w =
+            ArchiveWriter::create(&path, &meta(), WriterOptions::default()).expect("create");
         w.append(10, &out("a")).expect("append");
         w.append(20, &out("b")).expect("append");
         w.flush_chunk().expect("flush");

@@ -13,10 +13,13 @@
 //! most [`MAX_RANGE_MS`]): a full frame showing the desktop at `from`,
 //! replayed from the archive's keyframe before it, then what changed, sampled
 //! [`REPLAY_FPS`] times a second (only when something changed), and where
-//! the pointer went. The player asks for 10-s stretches, the next one while
-//! it plays the current one; seeking is asking for the stretch that starts
-//! at the new time, so it costs one keyframe lookup, the replay from that
-//! keyframe and one full frame (`cargo bench --bench desktop_seek`).
+//! the pointer went. A seek asks for a 1-s stretch from the new time (its
+//! first frame is what the person waits for: the keyframe looked up in the
+//! archive's [`SeekIndex`], the replay from it, one full PNG), then playing
+//! goes on with 5-s stretches, the next fetched while the current one plays
+//! (`cargo bench --bench desktop_seek`). The seek index (keyframe times and
+//! desktop sizes) takes one pass over the archive; it is built when the
+//! replay page opens and kept for sealed archives.
 //!
 //! The body is `SKF1` then records, little-endian, times in ms of session
 //! time:
@@ -214,18 +217,14 @@ const CACHED_INDEXES: usize = 64;
 
 /// The seek index of the archive `reader` has open at `path`.
 fn seek_index(path: &Path, reader: &mut Reader) -> Result<std::sync::Arc<SeekIndex>, RenderError> {
-    let cached = SEEK_INDEXES
-        .lock()
-        .ok()
-        .and_then(|m| m.get(path).cloned());
+    let cached = SEEK_INDEXES.lock().ok().and_then(|m| m.get(path).cloned());
     if let Some(index) = cached {
         return Ok(index);
     }
     // Sealed before the pass: the pass saw the whole recording.
     let sealed = reader.is_sealed()?;
     let index = std::sync::Arc::new(SeekIndex::build(reader)?);
-    if sealed && let Ok(mut m) = SEEK_INDEXES.lock()
-    {
+    if sealed && let Ok(mut m) = SEEK_INDEXES.lock() {
         if m.len() >= CACHED_INDEXES {
             m.clear();
         }
@@ -323,12 +322,18 @@ pub async fn replay_page(
 ) -> Result<Response, Refused> {
     let lang = viewer.lang;
     let (s, path) = desktop_session(&console, &viewer, &id).await?;
+    // The seek index, ready before the first seek asks for it.
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Ok(mut reader) = Reader::open(&p) {
+            let _ = seek_index(&p, &mut reader);
+        }
+    });
     let o = blocking(move || overview(&path)).await?;
-    let start_ms = q
-        .t
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .map_or(0, |t| (t * 1000.0) as u64)
-        .min(o.duration_ms);
+    let start_ms =
+        q.t.filter(|t| t.is_finite() && *t >= 0.0)
+            .map_or(0, |t| (t * 1000.0) as u64)
+            .min(o.duration_ms);
     let mut speeds = String::new();
     for sp in ["0.5", "1", "2", "4", "8", "16"] {
         speeds.push_str(&format!(
@@ -431,11 +436,7 @@ impl LiveDesktop {
     fn open(path: &Path) -> Result<LiveDesktop, RenderError> {
         let mut reader = Reader::open(path)?;
         let (renderer, start) = seek(&mut reader, u64::MAX)?;
-        let fastpath_channel = reader
-            .meta()
-            .rdp
-            .as_ref()
-            .map_or(0, |i| i.fastpath_channel);
+        let fastpath_channel = reader.meta().rdp.as_ref().map_or(0, |i| i.fastpath_channel);
         let size = (renderer.width(), renderer.height());
         Ok(LiveDesktop {
             tail: reader.tail_from(start)?,
@@ -779,22 +780,40 @@ mod tests {
             at += 5;
             match kind {
                 KIND_FRAME => {
-                    let (w, h, full, n) = (u16_at(at), u16_at(at + 2), body[at + 4] == 1, u16_at(at + 5));
+                    let (w, h, full, n) = (
+                        u16_at(at),
+                        u16_at(at + 2),
+                        body[at + 4] == 1,
+                        u16_at(at + 5),
+                    );
                     at += 7;
                     let mut regions = Vec::new();
                     for _ in 0..n {
-                        let (x, y, rw, rh) = (u16_at(at), u16_at(at + 2), u16_at(at + 4), u16_at(at + 6));
+                        let (x, y, rw, rh) =
+                            (u16_at(at), u16_at(at + 2), u16_at(at + 4), u16_at(at + 6));
                         let len = u32_at(at + 8) as usize;
                         let png = &body[at + 12..at + 12 + len];
                         let mut r = png::Decoder::new(png).read_info().expect("png");
                         let mut buf = vec![0; r.output_buffer_size()];
                         r.next_frame(&mut buf).expect("png data");
-                        assert_eq!((r.info().width, r.info().height), (u32::from(rw), u32::from(rh)));
-                        let rgba = buf.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+                        assert_eq!(
+                            (r.info().width, r.info().height),
+                            (u32::from(rw), u32::from(rh))
+                        );
+                        let rgba = buf
+                            .chunks_exact(3)
+                            .flat_map(|p| [p[0], p[1], p[2], 255])
+                            .collect();
                         regions.push((x, y, rw, rh, rgba));
                         at += 12 + len;
                     }
-                    out.push(Rec::Frame { t, w, h, full, regions });
+                    out.push(Rec::Frame {
+                        t,
+                        w,
+                        h,
+                        full,
+                        regions,
+                    });
                 }
                 KIND_POINTER => {
                     out.push(Rec::Pointer(t, u16_at(at), u16_at(at + 2)));
@@ -812,7 +831,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut events = vec![(0, output(1003, demand_active(8, 4)))];
         for y in 0..4u16 {
-            events.push((1 + u64::from(y), output(0, fast_path_bitmap(0, y, &[50, 60, 70, 0].repeat(8)))));
+            events.push((
+                1 + u64::from(y),
+                output(0, fast_path_bitmap(0, y, &[50, 60, 70, 0].repeat(8))),
+            ));
         }
         events.push(mouse(S / 2, 3, 2));
         events.push((S, Event::Keyframe));
@@ -834,7 +856,13 @@ mod tests {
         let mut pointer_moved = false;
         for rec in &records {
             match rec {
-                Rec::Frame { t, w, h, full, regions } => {
+                Rec::Frame {
+                    t,
+                    w,
+                    h,
+                    full,
+                    regions,
+                } => {
                     if frames == 0 {
                         assert!(*full && regions.len() == 1, "a full first frame");
                         assert_eq!((*t, *w, *h), (1250, 8, 4));

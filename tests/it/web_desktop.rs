@@ -130,7 +130,9 @@ where
 }
 
 async fn sign_in(c: &Client, base: &str, user: &str, code: &str) {
-    c.goto(&format!("{base}/signin")).await.expect("open sign-in");
+    c.goto(&format!("{base}/signin"))
+        .await
+        .expect("open sign-in");
     for (field, value) in [("user", user), ("password", PASSWORD), ("code", code)] {
         c.find(Locator::Id(field))
             .await
@@ -243,9 +245,17 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
     c.goto(&format!("{base}/sessions/{session}"))
         .await
         .expect("session page");
-    follow(&c, c.find(Locator::Id("watch")).await.expect("watch button")).await;
+    follow(
+        &c,
+        c.find(Locator::Id("watch")).await.expect("watch button"),
+    )
+    .await;
     let shown = wait_for(Duration::from_secs(10), || async {
-        data(&c, "desktop-player", "frames").await.parse::<u64>().unwrap_or(0) > 0
+        data(&c, "desktop-player", "frames")
+            .await
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
     })
     .await;
     assert!(shown, "the live desktop was not drawn");
@@ -271,7 +281,10 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
     let marker = d.tmp().join("magenta");
     type_into_client(
         &x.display,
-        &format!("printf '\\033]11;#ff00ff\\007'; clear; touch {}", marker.display()),
+        &format!(
+            "printf '\\033]11;#ff00ff\\007'; clear; touch {}",
+            marker.display()
+        ),
     );
     assert!(
         wait_until(Duration::from_secs(20), || marker.exists()),
@@ -361,9 +374,13 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         .t_last_us
         / 1000;
     let late = duration_ms.saturating_sub(1500);
-    c.goto(&format!("{base}/sessions/{session}/desktop?t={}.{:03}", late / 1000, late % 1000))
-        .await
-        .expect("replay page");
+    c.goto(&format!(
+        "{base}/sessions/{session}/desktop?t={}.{:03}",
+        late / 1000,
+        late % 1000
+    ))
+    .await
+    .expect("replay page");
     let drawn = wait_for(Duration::from_secs(15), || async {
         data(&c, "desktop-player", "ready").await == "1"
     })
@@ -375,10 +392,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         magenta_pixels(&c).await > 10_000,
         "the replay at the end shows the magenta terminal"
     );
-    assert!(
-        pointer(&c).await.is_some(),
-        "the replay draws the pointer"
-    );
+    assert!(pointer(&c).await.is_some(), "the replay draws the pointer");
     screenshot(&c, "desktop-replay").await;
 
     // Seek back to before the terminal turned magenta: another picture,
@@ -459,7 +473,10 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
     let other = api_login(&d, &base, "tanaka", &d.code("tanaka")).await;
     let routes = [
         ("GET", format!("/sessions/{session}/desktop")),
-        ("GET", format!("/sessions/{session}/desktop/frames?from=0&to=1000")),
+        (
+            "GET",
+            format!("/sessions/{session}/desktop/frames?from=0&to=1000"),
+        ),
         ("GET", format!("/sessions/{session}/desktop/live")),
         ("GET", format!("/sessions/{session}/desktop/live.bin")),
         ("POST", format!("/sessions/{session}/mp4")),
@@ -488,7 +505,12 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
 }
 
 /// An HTTP client signed in through the API; and its CSRF token.
-async fn api_login(d: &Deployment, base: &str, user: &str, code: &str) -> (reqwest::Client, String) {
+async fn api_login(
+    d: &Deployment,
+    base: &str,
+    user: &str,
+    code: &str,
+) -> (reqwest::Client, String) {
     let pem = std::fs::read(d.dir.join("keys/rdp_tls_cert.pem")).expect("init's certificate");
     let c = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("certificate"))

@@ -120,9 +120,8 @@ pub fn pointer_of(event: &Event, fastpath_channel: u32) -> Option<(u16, u16)> {
 pub fn frame_of(renderer: &Renderer, damage: Damage, full: bool, t_us: u64) -> Option<FrameUpdate> {
     let (w, h) = (renderer.width(), renderer.height());
     // Past half the desktop a full frame costs about the same.
-    let full = full
-        || damage == Damage::Full
-        || damage.area(w, h) * 2 > u64::from(w) * u64::from(h);
+    let full =
+        full || damage == Damage::Full || damage.area(w, h) * 2 > u64::from(w) * u64::from(h);
     let rects = match damage {
         _ if full => vec![Rect {
             x: 0,
@@ -215,11 +214,7 @@ impl<'r> FrameStream<'r> {
             None => seek(reader, options.from_us)?,
         };
         let size = (renderer.width(), renderer.height());
-        let fastpath_channel = reader
-            .meta()
-            .rdp
-            .as_ref()
-            .map_or(0, |i| i.fastpath_channel);
+        let fastpath_channel = reader.meta().rdp.as_ref().map_or(0, |i| i.fastpath_channel);
         let events = reader.events_from(start)?;
         Ok(FrameStream {
             renderer,

@@ -179,9 +179,12 @@
     });
   }
 
-  // Replay: stretches of CHUNK ms fetched as needed, played on a clock.
+  // Replay: stretches fetched as needed, played on a clock. A seek asks
+  // for a short one (its first frame is what the person waits for), then
+  // playing goes on with longer ones, each fetched while the last plays.
   function replay() {
-    var CHUNK = 10000;
+    var SEEK = 1000;
+    var CHUNK = 5000;
     var url = root.dataset.frames;
     var duration = +root.dataset.duration || 0;
     var playBtn = document.getElementById("play");
@@ -191,8 +194,8 @@
     var s = { t: 0, playing: false, speed: 1, chunk: null, idx: 0, next: null, gen: 0, waiting: false };
     var last = null;
 
-    function load(from) {
-      var to = from + CHUNK;
+    function load(from, length) {
+      var to = from + length;
       return fetch(url + "?from=" + Math.floor(from) + "&to=" + Math.floor(to),
         { credentials: "same-origin" }).then(function (resp) {
         if (!resp.ok) { throw new Error("HTTP " + resp.status); }
@@ -230,7 +233,7 @@
     function prefetch() {
       if (!s.next && s.chunk && s.chunk.to < duration) {
         var gen = s.gen;
-        s.next = load(s.chunk.to).then(function (c) { return gen === s.gen ? c : null; });
+        s.next = load(s.chunk.to, CHUNK).then(function (c) { return gen === s.gen ? c : null; });
         s.next.catch(function () {});
       }
     }
@@ -250,7 +253,7 @@
       // The clock stands still until the new stretch is drawn.
       s.waiting = true;
       s.next = null;
-      return load(ms).then(function (c) {
+      return load(ms, SEEK).then(function (c) {
         if (gen !== s.gen) { return; }
         s.chunk = c;
         s.idx = 0;
