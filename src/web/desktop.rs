@@ -13,10 +13,10 @@
 //! most [`MAX_RANGE_MS`]): a full frame showing the desktop at `from`,
 //! replayed from the archive's keyframe before it, then what changed, sampled
 //! [`REPLAY_FPS`] times a second (only when something changed), and where
-//! the pointer went. A seek asks for a 1-s stretch from the new time (its
-//! first frame is what the person waits for: the keyframe looked up in the
-//! archive's [`SeekIndex`], the replay from it, one full PNG), then playing
-//! goes on with 5-s stretches, the next fetched while the current one plays
+//! the pointer went. A seek asks for the frame at the new time alone
+//! (`from` = `to`: the keyframe looked up in the archive's [`SeekIndex`],
+//! the replay from it, one full PNG), then playing goes on with 5-s
+//! stretches, the next fetched while the current one plays
 //! (`cargo bench --bench desktop_seek`). The seek index (keyframe times and
 //! desktop sizes) takes one pass over the archive; it is built when the
 //! replay page opens and kept for sealed archives.

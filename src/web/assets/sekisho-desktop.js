@@ -180,10 +180,10 @@
   }
 
   // Replay: stretches fetched as needed, played on a clock. A seek asks
-  // for a short one (its first frame is what the person waits for), then
-  // playing goes on with longer ones, each fetched while the last plays.
+  // for the frame at the new time alone (what the person waits for), then
+  // playing goes on with stretches, each fetched while the last plays.
   function replay() {
-    var SEEK = 1000;
+    var SEEK = 0;
     var CHUNK = 5000;
     var url = root.dataset.frames;
     var duration = +root.dataset.duration || 0;
