@@ -322,32 +322,51 @@ impl Reader {
     }
 }
 
-/// Follows an archive while its recorder writes it: each
-/// [`Tail::read_new`] reads only the whole chunks added since the last call
-/// (from the byte offset reached), checking the hash chain from the header
-/// on. A chunk still being written is read at the next call.
+/// Follows an archive while the recorder writes it: [`Tail::poll`] gives
+/// the events of the chunks completed since the last poll. The chunk being
+/// written is read once it is whole (the recorder completes one at least
+/// every flush interval); the hash chain is checked from the first chunk
+/// read on, as [`Reader::events_from`] does.
 #[derive(Debug)]
 pub struct Tail {
     reader: Reader,
-    /// Where the next chunk starts.
     offset: u64,
-    prev: Digest,
+    prev: Option<Digest>,
+    from_us: u64,
     sealed: bool,
 }
 
-impl Tail {
-    pub fn open(path: &Path) -> Result<Tail, ReadError> {
-        let reader = Reader::open(path)?;
+impl Reader {
+    /// Follow this archive from the chunk holding `t_us` on.
+    pub fn tail_from(mut self, t_us: u64) -> Result<Tail, ReadError> {
+        let (mut offset, mut prev, done) = {
+            let ev = self.events_from(t_us)?;
+            (ev.offset, ev.prev, ev.done)
+        };
+        if done {
+            // Past the chunks there are so far: read them all (their events
+            // are before `t_us`, so skipped) and wait for the next ones.
+            offset = self.data_start;
+            prev = Some(self.header_digest);
+        }
         Ok(Tail {
-            offset: reader.data_start,
-            prev: reader.header_digest,
-            reader,
+            offset,
+            prev,
+            from_us: t_us,
             sealed: false,
+            reader: self,
         })
+    }
+}
+
+impl Tail {
+    /// Follow the archive at `path` from its first chunk.
+    pub fn open(path: &Path) -> Result<Tail, ReadError> {
+        Reader::open(path)?.tail_from(0)
     }
 
     pub fn meta(&self) -> &SessionMeta {
-        &self.reader.meta
+        self.reader.meta()
     }
 
     /// Bytes of the file read so far (the header and the whole chunks).
@@ -355,52 +374,61 @@ impl Tail {
         self.offset
     }
 
-    /// The trailer was reached: nothing more will be written.
+    /// The trailer was reached: the recording is complete.
     pub fn sealed(&self) -> bool {
         self.sealed
     }
 
-    /// The events of the whole chunks written since the last call.
-    pub fn read_new(&mut self) -> Result<Vec<TimedEvent>, ReadError> {
+    /// The events of the chunks written since the last poll, in order.
+    pub fn poll(&mut self) -> Result<Vec<TimedEvent>, ReadError> {
         let mut out = Vec::new();
         if self.sealed {
             return Ok(out);
         }
-        let len = self
-            .reader
+        let r = &mut self.reader;
+        r.file_len = r
             .file
             .get_ref()
             .metadata()
             .map_err(|e| ReadError::IoText(e.to_string()))?
             .len();
-        self.reader.file_len = len;
         loop {
-            match format::read_next(&mut self.reader.file, self.offset, len, &self.prev) {
+            let prev = self.prev.unwrap_or([0; 32]);
+            match format::read_next(&mut r.file, self.offset, r.file_len, &prev) {
                 Ok(Next::Chunk { header, payload }) => {
-                    if header.compute_digest(&self.prev, &payload) != header.digest {
+                    if let Some(p) = &self.prev
+                        && header.compute_digest(p, &payload) != header.digest
+                    {
                         return Err(ReadError::Corrupt(format!(
                             "chunk {} digest mismatch",
                             header.seq
                         )));
                     }
+                    self.prev = Some(header.digest);
+                    self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
                     let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
                     for ev in ChunkEvents::new(header, raw) {
-                        out.push(ev.map_err(ReadError::Corrupt)?);
+                        let ev = ev.map_err(ReadError::Corrupt)?;
+                        if ev.t_us >= self.from_us {
+                            out.push(ev);
+                        }
                     }
-                    self.prev = header.digest;
-                    self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
                 }
                 Ok(Next::Trailer(_)) => {
                     self.sealed = true;
-                    break;
+                    return Ok(out);
                 }
-                // The end of what is written so far, or a chunk (or the
-                // trailer) being written: read again next time.
-                Ok(Next::End) | Err(Problem::Truncated) => break,
+                // The chunk or trailer being written is not whole yet.
+                Ok(Next::End) | Err(Problem::Truncated) => return Ok(out),
+                Err(Problem::Corrupt(s))
+                    if self.prev.is_none() && s.starts_with("trailer digest") =>
+                {
+                    self.sealed = true;
+                    return Ok(out);
+                }
                 Err(p) => return Err(from_problem(p)),
             }
         }
-        Ok(out)
     }
 }
 
@@ -506,91 +534,70 @@ mod tests {
 
     fn meta() -> SessionMeta {
         SessionMeta {
-            session_id: "tail".into(),
-            user: "suzuki".into(),
+            session_id: "s1".into(),
+            user: "tanaka".into(),
             vendor: "acme".into(),
-            system: "lab".into(),
-            target: "db01".into(),
-            protocol: Protocol::Ssh,
+            system: "fa".into(),
+            target: "pc1".into(),
+            protocol: Protocol::Rdp,
             client_addr: "127.0.0.1:1".into(),
             decision: "allow".into(),
             hop_parent: None,
-            started_at: chrono::Utc::now(),
+            started_at: chrono::DateTime::UNIX_EPOCH,
             terminal: None,
             desktop: None,
             rdp: None,
         }
     }
 
-    fn output(text: &str) -> Event {
+    fn out(text: &'static str) -> Event {
         Event::Output {
             channel: 0,
             stream: Stream::Stdout,
-            data: Bytes::copy_from_slice(text.as_bytes()),
+            data: Bytes::from_static(text.as_bytes()),
         }
     }
 
-    fn texts(events: &[TimedEvent]) -> Vec<String> {
-        events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Output { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
-                _ => None,
-            })
-            .collect()
+    fn times(events: &[TimedEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.t_us).collect()
     }
 
     #[test]
-    fn a_tail_reads_only_what_was_written_since_the_last_call() {
-        let dir = tempfile::tempdir().unwrap();
+    fn a_tail_reads_each_chunk_once_as_it_is_completed_until_the_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("live.skrec");
-        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default()).unwrap();
-        let mut tail = Tail::open(&path).unwrap();
-        assert!(tail.read_new().unwrap().is_empty(), "nothing written yet");
-        let start = tail.offset();
-
-        w.append(1_000, &output("one")).unwrap();
-        w.append(2_000, &output("two")).unwrap();
-        // Not flushed: still in the writer's chunk.
-        assert!(tail.read_new().unwrap().is_empty());
-        w.flush_chunk().unwrap();
-        assert_eq!(texts(&tail.read_new().unwrap()), ["one", "two"]);
-        let after_first = tail.offset();
-        assert!(after_first > start);
-        assert!(tail.read_new().unwrap().is_empty(), "read once");
-
-        w.append(3_000, &output("three")).unwrap();
-        w.flush_chunk().unwrap();
-        let new = tail.read_new().unwrap();
-        assert_eq!(texts(&new), ["three"]);
-        assert_eq!(new[0].t_us, 3_000);
-        assert!(tail.offset() > after_first);
+        let mut w =
+            ArchiveWriter::create(&path, &meta(), WriterOptions::default()).expect("create");
+        w.append(10, &out("a")).expect("append");
+        w.append(20, &out("b")).expect("append");
+        w.flush_chunk().expect("flush");
+        w.append(30, &out("c")).expect("append");
+        w.flush_chunk().expect("flush");
+        // Followed from 25: the first chunk's events before 25 are skipped.
+        let mut tail = Reader::open(&path)
+            .expect("open")
+            .tail_from(25)
+            .expect("tail");
+        assert_eq!(times(&tail.poll().expect("poll")), [30]);
+        assert!(tail.poll().expect("poll").is_empty());
+        // A chunk still being written is not read.
+        w.append(40, &out("d")).expect("append");
+        assert!(tail.poll().expect("poll").is_empty());
+        w.flush_chunk().expect("flush");
+        w.append(50, &out("e")).expect("append");
+        w.flush_chunk().expect("flush");
+        assert_eq!(times(&tail.poll().expect("poll")), [40, 50]);
         assert!(!tail.sealed());
-
-        w.seal(&ArchiveKey::generate()).unwrap();
-        assert!(tail.read_new().unwrap().is_empty());
+        w.seal(&ArchiveKey::generate()).expect("seal");
+        assert!(tail.poll().expect("poll").is_empty());
         assert!(tail.sealed());
-    }
 
-    #[test]
-    fn a_tail_refuses_a_chunk_changed_under_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("live.skrec");
-        let mut w = ArchiveWriter::create(&path, &meta(), WriterOptions::default()).unwrap();
-        w.append(1_000, &output("one")).unwrap();
-        w.flush_chunk().unwrap();
-        let mut tail = Tail::open(&path).unwrap();
-        let at = tail.offset();
-        w.append(2_000, &output("two")).unwrap();
-        w.flush_chunk().unwrap();
-        assert_eq!(texts(&tail.read_new().unwrap()), ["one", "two"]);
-        // A byte of the first chunk's payload changed: its digest no longer
-        // matches.
-        let mut tail = Tail::open(&path).unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
-        let i = usize::try_from(at).unwrap() + format::CHUNK_HEADER_LEN + 2;
-        bytes[i] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(tail.read_new().is_err());
+        // Followed from past the last chunk: only what comes after.
+        let mut late = Reader::open(&path)
+            .expect("open")
+            .tail_from(1_000)
+            .expect("tail");
+        assert!(late.poll().expect("poll").is_empty());
+        assert!(late.sealed());
     }
 }

@@ -22,6 +22,16 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("assets/sekisho-replay.js"),
     ),
     (
+        "sekisho-desktop.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/sekisho-desktop.js"),
+    ),
+    (
+        "sekisho-desktop.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/sekisho-desktop.css"),
+    ),
+    (
         "asciinema-player.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("assets/asciinema-player.min.js"),

@@ -92,7 +92,7 @@ impl Follower {
     /// The asciicast lines of what was written since the last call (and,
     /// the first time, the header line first).
     fn read_new(&mut self, first: bool) -> Result<Vec<Value>, String> {
-        let events = self.tail.read_new().map_err(|e| e.to_string())?;
+        let events = self.tail.poll().map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(events.len() + 1);
         if first {
             out.push(cast_header(self.tail.meta(), events.first()));

@@ -36,6 +36,7 @@ use crate::session::Services;
 pub mod api;
 mod assets;
 mod audit;
+pub mod desktop;
 mod diff;
 mod guard;
 pub mod i18n;
@@ -127,6 +128,12 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/sessions/{id}/live", get(live::page))
         .route("/sessions/{id}/live.sse", get(live::stream))
         .route("/sessions/{id}/kill", post(sessions::kill))
+        // desktop: RDP replay, live watch and MP4 download (web::desktop)
+        .route("/sessions/{id}/desktop", get(desktop::replay_page))
+        .route("/sessions/{id}/desktop/frames", get(desktop::frames))
+        .route("/sessions/{id}/desktop/live", get(desktop::live_page))
+        .route("/sessions/{id}/desktop/live.bin", get(desktop::live_stream))
+        .route("/sessions/{id}/mp4", post(desktop::mp4))
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
         .route("/assets/{name}", get(assets::serve))

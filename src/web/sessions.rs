@@ -597,6 +597,9 @@ pub async fn show(
             esc(lang.t("session.replay"))
         ));
     }
+    if archive.is_some() && s.protocol == "rdp" {
+        downloads.push_str(&super::desktop::session_actions(lang, &viewer, &s));
+    }
     if archive.is_some() {
         downloads.push_str(&format!(
             r#"<h2>{}</h2><ul class="downloads"><li><a href="/sessions/{id}/archive" id="dl-archive">{}</a></li>"#,
@@ -646,7 +649,7 @@ pub async fn show(
     Ok(layout(lang, &viewer, lang.t("session.title"), &body))
 }
 
-fn attachment(name: &str, content_type: &'static str, body: Body) -> Response {
+pub(crate) fn attachment(name: &str, content_type: &'static str, body: Body) -> Response {
     let mut resp = body.into_response();
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

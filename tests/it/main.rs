@@ -44,4 +44,5 @@ mod web_admin_people;
 mod web_admin_policy;
 mod web_browser;
 mod web_console;
+mod web_desktop;
 mod web_evidence;

@@ -1,6 +1,7 @@
 //! Client input PDUs: fast-path input (MS-RDPBCGR 2.2.8.1.2) and slow-path
 //! Input Event PDUs (2.2.8.1.1.3), decoded into the key, unicode, toggle and
-//! click events a keystroke log needs (mouse motion and wheel are dropped).
+//! click events a keystroke log needs, and where the pointer went (for the
+//! pointer a replay draws; wheel turns are dropped).
 //!
 //! Pure and tolerant: a PDU that cannot be decoded is reported as damaged,
 //! with the events before the damage kept; never a panic from this code.
@@ -48,6 +49,9 @@ pub struct DecodedPdu {
     pub is_input: bool,
     /// Part of the PDU could not be decoded.
     pub damaged: bool,
+    /// The last absolute pointer position in the PDU (desktop pixels), if
+    /// it moved or clicked the pointer; relative motion is not followed.
+    pub pointer: Option<(u16, u16)>,
 }
 
 /// A fast-path input PDU (MS-RDPBCGR 2.2.8.1.2), header included. The
@@ -102,6 +106,15 @@ pub fn decode_fast_path(pdu: &[u8]) -> DecodedPdu {
     for _ in 0..count {
         match FastPathInputEvent::decode(&mut src) {
             Ok(event) => {
+                match &event {
+                    FastPathInputEvent::MouseEvent(m) => {
+                        d.pointer = Some((m.x_position, m.y_position));
+                    }
+                    FastPathInputEvent::MouseEventEx(m) => {
+                        d.pointer = Some((m.x_position, m.y_position));
+                    }
+                    _ => {}
+                }
                 if let Some(input) = fast_path_input(event) {
                     d.inputs.push(input);
                 }
@@ -190,6 +203,11 @@ pub fn decode_slow_path(pdu: &[u8]) -> DecodedPdu {
             };
         }
     };
+    let pointer = events.iter().rev().find_map(|e| match e {
+        InputEvent::Mouse(m) => Some((m.x_position, m.y_position)),
+        InputEvent::MouseX(m) => Some((m.x_position, m.y_position)),
+        _ => None,
+    });
     let inputs = events
         .into_iter()
         .filter_map(|e| match e {
@@ -224,5 +242,6 @@ pub fn decode_slow_path(pdu: &[u8]) -> DecodedPdu {
         inputs,
         is_input: true,
         damaged: false,
+        pointer,
     }
 }

@@ -9,12 +9,18 @@
 //! is a full one showing the desktop at `from_us` — the same pixels
 //! [`super::render::render_at`] gives.
 //!
+//! The pointer: recorded client input carries where the person moved and
+//! clicked the mouse; the stream keeps those positions
+//! ([`FrameStream::take_pointer_moves`]) for a player to draw over the
+//! desktop (the desktop pixels themselves never contain the pointer).
+//!
 //! Pure over the archive reader: no I/O besides reading it; encoding the
-//! regions for the wire (PNG, WebSocket framing) is the web console's.
+//! regions for the wire is the web console's (`web::desktop`).
 
-use crate::recording::{Events, Reader, TimedEvent};
+use crate::protocol::rdp::input::{decode_fast_path, decode_slow_path};
+use crate::recording::{Event, Events, Reader, TimedEvent};
 
-use super::render::{Damage, Rect, RenderError, Renderer, seek};
+use super::render::{Damage, Rect, RenderError, Renderer, SeekIndex, seek, seek_indexed};
 
 /// When frames are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,83 @@ impl FrameUpdate {
     }
 }
 
+/// Where the person put the pointer, at a time (desktop pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerMove {
+    pub t_us: u64,
+    pub x: u16,
+    pub y: u16,
+}
+
+/// The last absolute pointer position in a recorded client input PDU.
+pub fn pointer_of(event: &Event, fastpath_channel: u32) -> Option<(u16, u16)> {
+    let Event::Input { channel, data } = event else {
+        return None;
+    };
+    // A panic in a third-party decoder on a hostile PDU is no position.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if *channel == fastpath_channel {
+            decode_fast_path(data)
+        } else {
+            decode_slow_path(data)
+        }
+    }))
+    .ok()?
+    .pointer
+}
+
+/// The frame at `t_us` showing what `damage` covers of `renderer`'s
+/// desktop: whole when `full`, when the decoder could not say what changed,
+/// or when most of the desktop changed; `None` when nothing did.
+pub fn frame_of(renderer: &Renderer, damage: Damage, full: bool, t_us: u64) -> Option<FrameUpdate> {
+    let (w, h) = (renderer.width(), renderer.height());
+    // Past half the desktop a full frame costs about the same.
+    let full =
+        full || damage == Damage::Full || damage.area(w, h) * 2 > u64::from(w) * u64::from(h);
+    let rects = match damage {
+        _ if full => vec![Rect {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+        }],
+        Damage::Rects(rects) => rects,
+        Damage::None | Damage::Full => return None,
+    };
+    let regions = rects
+        .into_iter()
+        .map(|rect| Region {
+            rgba: pixels_of(renderer, rect),
+            rect,
+        })
+        .collect();
+    Some(FrameUpdate {
+        t_us,
+        width: w,
+        height: h,
+        full,
+        regions,
+    })
+}
+
+/// RGBA of `rect` (inside the desktop), opaque.
+fn pixels_of(renderer: &Renderer, rect: Rect) -> Vec<u8> {
+    let stride = renderer.width() as usize * 4;
+    let px = renderer.pixels();
+    let row_len = rect.width as usize * 4;
+    let mut out = Vec::with_capacity(row_len * rect.height as usize);
+    for y in rect.y..rect.y + rect.height {
+        let at = y as usize * stride + rect.x as usize * 4;
+        if let Some(row) = px.get(at..at + row_len) {
+            out.extend_from_slice(row);
+        }
+    }
+    for p in out.chunks_exact_mut(4) {
+        p[3] = 0xff;
+    }
+    out
+}
+
 /// The frames of a recording from `from_us` on; see the module doc.
 pub struct FrameStream<'r> {
     renderer: Renderer,
@@ -97,6 +180,9 @@ pub struct FrameStream<'r> {
     last_full: Option<u64>,
     size: (u32, u32),
     done: bool,
+    fastpath_channel: u32,
+    pointer: Option<(u16, u16)>,
+    pointer_moves: Vec<PointerMove>,
 }
 
 impl<'r> FrameStream<'r> {
@@ -106,9 +192,30 @@ impl<'r> FrameStream<'r> {
         reader: &'r mut Reader,
         options: StreamOptions,
     ) -> Result<FrameStream<'r>, RenderError> {
-        let (renderer, start) = seek(reader, options.from_us)?;
-        let events = reader.events_from(start)?;
+        FrameStream::start(reader, options, None)
+    }
+
+    /// [`FrameStream::new`] seeking with the recording's [`SeekIndex`].
+    pub fn with_index(
+        reader: &'r mut Reader,
+        options: StreamOptions,
+        index: &SeekIndex,
+    ) -> Result<FrameStream<'r>, RenderError> {
+        FrameStream::start(reader, options, Some(index))
+    }
+
+    fn start(
+        reader: &'r mut Reader,
+        options: StreamOptions,
+        index: Option<&SeekIndex>,
+    ) -> Result<FrameStream<'r>, RenderError> {
+        let (renderer, start) = match index {
+            Some(index) => seek_indexed(reader, index, options.from_us)?,
+            None => seek(reader, options.from_us)?,
+        };
         let size = (renderer.width(), renderer.height());
+        let fastpath_channel = reader.meta().rdp.as_ref().map_or(0, |i| i.fastpath_channel);
+        let events = reader.events_from(start)?;
         Ok(FrameStream {
             renderer,
             events,
@@ -120,12 +227,21 @@ impl<'r> FrameStream<'r> {
             last_full: None,
             size,
             done: false,
+            fastpath_channel,
+            pointer: None,
+            pointer_moves: Vec::new(),
         })
     }
 
     /// The replay so far (decoded and skipped PDUs).
     pub fn renderer(&self) -> &Renderer {
         &self.renderer
+    }
+
+    /// Where the pointer went since the last call, up to the last frame
+    /// returned (the first call: its position at `from_us`, if known).
+    pub fn take_pointer_moves(&mut self) -> Vec<PointerMove> {
+        std::mem::take(&mut self.pointer_moves)
     }
 
     /// The next recorded event, if there is one.
@@ -153,6 +269,16 @@ impl<'r> FrameStream<'r> {
                 break;
             }
             self.last_t = ev.t_us;
+            if let Some(p) = pointer_of(&ev.event, self.fastpath_channel) {
+                if self.pointer != Some(p) {
+                    self.pointer_moves.push(PointerMove {
+                        t_us: ev.t_us,
+                        x: p.0,
+                        y: p.1,
+                    });
+                }
+                self.pointer = Some(p);
+            }
             self.renderer.apply(&ev.event);
         }
         Ok(())
@@ -162,7 +288,7 @@ impl<'r> FrameStream<'r> {
     /// nothing changed and no keyframe is due (`keyframes`: whether one
     /// can be).
     fn frame_at(&mut self, t: u64, keyframes: bool) -> Option<FrameUpdate> {
-        let (w, h) = (self.renderer.width(), self.renderer.height());
+        let size = (self.renderer.width(), self.renderer.height());
         let damage = self.renderer.take_damage();
         let keyframe_due = match self.last_full {
             None => true,
@@ -172,57 +298,12 @@ impl<'r> FrameStream<'r> {
                     && t.saturating_sub(last) >= self.options.keyframe_interval_us
             }
         };
-        // Past half the desktop a full frame costs about the same.
-        let full = keyframe_due
-            || (w, h) != self.size
-            || damage == Damage::Full
-            || damage.area(w, h) * 2 > u64::from(w) * u64::from(h);
-        self.size = (w, h);
-        let rects = match damage {
-            _ if full => vec![Rect {
-                x: 0,
-                y: 0,
-                width: w,
-                height: h,
-            }],
-            Damage::Rects(rects) => rects,
-            Damage::None | Damage::Full => return None,
-        };
-        if full {
+        let frame = frame_of(&self.renderer, damage, keyframe_due || size != self.size, t);
+        self.size = size;
+        if frame.as_ref().is_some_and(|f| f.full) {
             self.last_full = Some(t);
         }
-        let regions = rects
-            .into_iter()
-            .map(|rect| Region {
-                rgba: self.pixels_of(rect),
-                rect,
-            })
-            .collect();
-        Some(FrameUpdate {
-            t_us: t,
-            width: w,
-            height: h,
-            full,
-            regions,
-        })
-    }
-
-    /// RGBA of `rect` (inside the desktop), opaque.
-    fn pixels_of(&self, rect: Rect) -> Vec<u8> {
-        let stride = self.renderer.width() as usize * 4;
-        let px = self.renderer.pixels();
-        let row_len = rect.width as usize * 4;
-        let mut out = Vec::with_capacity(row_len * rect.height as usize);
-        for y in rect.y..rect.y + rect.height {
-            let at = y as usize * stride + rect.x as usize * 4;
-            if let Some(row) = px.get(at..at + row_len) {
-                out.extend_from_slice(row);
-            }
-        }
-        for p in out.chunks_exact_mut(4) {
-            p[3] = 0xff;
-        }
-        out
+        frame
     }
 
     /// The next frame, or `None` after the last one.
@@ -232,8 +313,13 @@ impl<'r> FrameStream<'r> {
         }
         let from = self.options.from_us;
         if self.last_full.is_none() {
-            // The first frame: the desktop at `from`, whole.
+            // The first frame: the desktop at `from`, whole, and the
+            // pointer where it was then.
             self.replay_until(from)?;
+            self.pointer_moves.clear();
+            if let Some((x, y)) = self.pointer {
+                self.pointer_moves.push(PointerMove { t_us: from, x, y });
+            }
             self.sample = 1;
             if from > self.options.to_us || (self.exhausted && from > self.last_t) {
                 self.done = true;
@@ -347,6 +433,15 @@ mod tests {
             .expect("stream")
             .collect::<Result<_, _>>()
             .expect("frames");
+        // Seeking with the recording's index gives the same frames.
+        let index = SeekIndex::build(&mut crate::recording::Reader::open(path).expect("open"))
+            .expect("index");
+        let mut reader = crate::recording::Reader::open(path).expect("open");
+        let indexed: Vec<FrameUpdate> = FrameStream::with_index(&mut reader, opts, &index)
+            .expect("stream")
+            .collect::<Result<_, _>>()
+            .expect("frames");
+        assert!(indexed == frames, "seeking with the index differs");
         let mut check = crate::recording::Reader::open(path).expect("open");
         let (mut canvas, mut w, mut h) = (Vec::new(), 0, 0);
         for f in &frames {

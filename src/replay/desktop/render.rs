@@ -371,6 +371,62 @@ pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderEr
     Ok((Renderer::with_size(&info, size.0, size.1), start))
 }
 
+/// What seeking needs from a whole recording, gathered in one pass over
+/// it: the keyframe times and when the desktop changed size. [`seek`]
+/// finds the size at a keyframe by reading the archive from its start up to
+/// there, which in an hour-long session is most of the archive; a player
+/// that seeks again and again keeps this instead (a sealed archive never
+/// changes) and seeks with [`seek_indexed`], reading only from the keyframe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeekIndex {
+    keyframes: Vec<u64>,
+    /// (time, width, height) of each Demand Active with a valid size.
+    sizes: Vec<(u64, u16, u16)>,
+}
+
+impl SeekIndex {
+    pub fn build(reader: &mut Reader) -> Result<SeekIndex, RenderError> {
+        let info = reader.meta().rdp.clone().unwrap_or_default();
+        let mut index = SeekIndex::default();
+        for ev in reader.events() {
+            let ev = ev?;
+            match &ev.event {
+                Event::Keyframe => index.keyframes.push(ev.t_us),
+                Event::Output { channel, data, .. } if *channel != info.fastpath_channel => {
+                    if let Some((w, h)) = demand_active_size(data) {
+                        index.sizes.push((ev.t_us, w, h));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(index)
+    }
+
+    /// Keyframe times, in order.
+    pub fn keyframes(&self) -> &[u64] {
+        &self.keyframes
+    }
+}
+
+/// [`seek`] with the keyframes and sizes of `index` (of this recording):
+/// nothing is read before the keyframe.
+pub fn seek_indexed(
+    reader: &mut Reader,
+    index: &SeekIndex,
+    at_us: u64,
+) -> Result<(Renderer, u64), RenderError> {
+    let mut size = header_size(reader.meta())?;
+    let info = reader.meta().rdp.clone().unwrap_or_default();
+    let start = replay_start(&index.keyframes, at_us);
+    if start > 0
+        && let Some(&(_, w, h)) = index.sizes.iter().rev().find(|(t, _, _)| *t < start)
+    {
+        size = (w, h);
+    }
+    Ok((Renderer::with_size(&info, size.0, size.1), start))
+}
+
 /// The desktop at `at_us` (`u64::MAX`: the end), replayed from the keyframe
 /// [`replay_start`] picks.
 pub fn render_at(reader: &mut Reader, at_us: u64) -> Result<Renderer, RenderError> {

@@ -97,6 +97,8 @@ pub struct Deployment {
     pub rdp_port: u16,
     /// sekisho's SSH listener on 127.0.0.1, when `Options::ssh` asked for it.
     pub ssh_port: Option<u16>,
+    /// The web console on 127.0.0.1, when `Options::web` asked for it.
+    pub web_port: Option<u16>,
     totp: Vec<(String, Vec<u8>)>,
     _serve: Daemon,
     pub xrdp: Xrdp,
@@ -121,6 +123,8 @@ pub struct Options {
     pub signin_window: &'static str,
     /// `[rdp] keyframe_interval`; "1s" when empty.
     pub keyframe_interval: &'static str,
+    /// Serve the web console too (on `Deployment::web_port`).
+    pub web: bool,
 }
 
 impl Deployment {
@@ -170,6 +174,11 @@ impl Deployment {
         forward_tcp((WRONG_PIN_IP, xrdp.port), (TARGET_IP, xrdp.port));
         let rdp_port = free_port();
         let ssh_port = opts.ssh.then(free_port);
+        let web_port = opts.web.then(free_port);
+        let web = match web_port {
+            Some(port) => format!("[web]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+            None => String::new(),
+        };
         let ssh = match ssh_port {
             Some(port) => format!("listen = \"{FRONT}:{port}\""),
             None => "enabled = false".to_string(),
@@ -180,7 +189,7 @@ impl Deployment {
             r#"["rdp"]"#
         };
         install.write_config(&format!(
-            r#"{paths}
+            r#"{paths}{web}
 [ssh]
 {ssh}
 [rdp]
@@ -251,7 +260,10 @@ sources = ["lab"]
         install.secrets(&[("xrdp1-pw", TEST_PASSWORD)]);
         install.secrets(&opts.secrets);
         install.check_policy();
-        let ports: Vec<u16> = std::iter::once(rdp_port).chain(ssh_port).collect();
+        let ports: Vec<u16> = std::iter::once(rdp_port)
+            .chain(ssh_port)
+            .chain(web_port)
+            .collect();
         let serve = install.serve(
             &install.config(),
             "sekisho=debug",
@@ -262,6 +274,7 @@ sources = ["lab"]
             dir: install.dir,
             rdp_port,
             ssh_port,
+            web_port,
             totp,
             _serve: serve,
             xrdp,
