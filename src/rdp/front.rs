@@ -34,6 +34,7 @@ use super::control::RdpControl;
 use super::rules::{self, ChannelVerdict};
 use super::{FrontTls, RdpError, nla};
 use crate::admission::Gate;
+use crate::config::NlaOffer;
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
 /// xrdp assign, but the relay never relies on that: it maps every id.
@@ -63,14 +64,29 @@ pub(crate) struct FrontSession {
     pub client_info: ClientInfo,
 }
 
-/// Run the X.224 negotiation with ironrdp-acceptor. Only TLS is offered:
-/// a client asking for standard RDP security (RC4) gets an RDP negotiation
-/// failure (SSL_REQUIRED_BY_SERVER) rather than a reset.
+/// Run the X.224 negotiation with ironrdp-acceptor. TLS is always offered,
+/// NLA as `[rdp] nla` says (see [`offers_nla`]); a client asking for
+/// standard RDP security (RC4) only gets an RDP negotiation failure
+/// (SSL_REQUIRED_BY_SERVER) rather than a reset.
 /// Returns the stream, the protocols the client requested and the one selected.
-async fn negotiate(
+async fn negotiate<C: RdpControl>(
     tcp: TcpStream,
-    offer_nla: bool,
+    nla: NlaOffer,
+    control: &C,
+    source: IpAddr,
 ) -> Result<(TcpStream, SecurityProtocol, SecurityProtocol), RdpError> {
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+
+    let request_pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading X.224 connection request", e))?;
+    let request = decode::<X224<nego::ConnectionRequest>>(&request_pdu)
+        .map_err(|e| RdpError::protocol("X.224 connection request", e))?
+        .0;
+    debug!(protocol = ?request.protocol, "client connection request");
+    let offer_nla = offers_nla(nla, &request, control, source).await;
+
     // Desktop size and capabilities are unused: the acceptor is dropped at
     // the security upgrade, before it would send any of them.
     let offered = if offer_nla {
@@ -87,16 +103,6 @@ async fn negotiate(
         Vec::new(),
         None,
     );
-    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
-
-    let request_pdu = framed
-        .read_by_hint(&X224_HINT)
-        .await
-        .map_err(|e| RdpError::io("reading X.224 connection request", e))?;
-    let request = decode::<X224<nego::ConnectionRequest>>(&request_pdu)
-        .map_err(|e| RdpError::protocol("X.224 connection request", e))?
-        .0;
-    debug!(protocol = ?request.protocol, "client connection request");
 
     let mut buf = WriteBuf::new();
     acceptor
@@ -113,6 +119,21 @@ async fn negotiate(
             .map_err(|e| RdpError::io("writing X.224 connection confirm", e))?;
     }
     if let Err(e) = confirm {
+        // A client that insists on NLA (mstsc or FreeRDP with /sec:nla)
+        // without a live ticket is told so by the negotiation failure; the
+        // audit log says it too, under the name it gave.
+        if !offer_nla
+            && request.protocol.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+            && let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
+        {
+            control
+                .nla_refused(
+                    name.trim(),
+                    source,
+                    "the client asked for NLA only, and there is no live one-time RDP ticket for this name",
+                )
+                .await;
+        }
         return Err(RdpError::Refused(format!(
             "client offered no TLS (requested {:?}): {e}",
             request.protocol
@@ -138,16 +159,48 @@ async fn negotiate(
     Ok((framed.into_inner_no_leftover(), request.protocol, selected))
 }
 
+/// Whether to offer NLA to this client. With `tickets`, only when the
+/// routing cookie of its connection request (`Cookie: mstshash=NAME`, which
+/// FreeRDP and mstsc fill with the user name) names a person@target holding a
+/// live one-time RDP ticket: a client offered NLA without one could only
+/// fail at CredSSP with a bare logon failure, while offered TLS alone it
+/// falls back and sends password + code in its Client Info PDU. What this
+/// tells a prober (whether a name has a live ticket right now) is far less
+/// than the ticket itself, which is still proved over CredSSP.
+async fn offers_nla<C: RdpControl>(
+    nla: NlaOffer,
+    request: &nego::ConnectionRequest,
+    control: &C,
+    source: IpAddr,
+) -> bool {
+    match nla {
+        NlaOffer::Always => true,
+        NlaOffer::Never => false,
+        NlaOffer::Tickets => {
+            let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
+            else {
+                return false;
+            };
+            let Some((person, target)) = split_target(name.trim(), None) else {
+                return false;
+            };
+            let has_ticket = control.nla_secret(&person, &target, source).await.is_some();
+            debug!(user = %crate::auth::login_for_records(name), has_ticket, "NLA offered only with a live ticket");
+            has_ticket
+        }
+    }
+}
+
 /// Accept one client up to its Client Info PDU.
 pub(crate) async fn accept<C: RdpControl>(
     tcp: TcpStream,
     tls: &FrontTls,
-    offer_nla: bool,
+    nla: NlaOffer,
     control: &C,
     source: IpAddr,
     admission: &Gate,
 ) -> Result<FrontSession, RdpError> {
-    let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
+    let (tcp, requested_protocol, selected) = negotiate(tcp, nla, control, source).await?;
     let tls_stream = tokio_rustls::TlsAcceptor::from(tls.config.clone())
         .accept(tcp)
         .await

@@ -74,6 +74,7 @@ pub mod back;
 pub mod control;
 pub mod front;
 mod nla;
+pub mod reconnect;
 pub mod relay;
 pub mod rules;
 pub mod services;
@@ -100,8 +101,11 @@ pub struct GatewayOptions {
     /// How often the target is asked to redraw the whole desktop, so that
     /// a replayer can seek (a keyframe). Zero turns keyframes off.
     pub keyframe_interval: std::time::Duration,
-    /// Offer NLA (CredSSP with a one-time ticket) besides TLS.
-    pub offer_nla: bool,
+    /// When NLA (CredSSP with a one-time ticket) is offered besides TLS.
+    pub nla: crate::config::NlaOffer,
+    /// How long after a dropped connection sekisho's auto-reconnect cookie
+    /// resumes the session; zero issues no cookies.
+    pub reconnect_grace: std::time::Duration,
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
@@ -115,11 +119,12 @@ pub struct GatewayOptions {
 
 impl GatewayOptions {
     /// The options `sekisho serve` runs with: `[sessions] idle_timeout`,
-    /// `[rdp] keyframe_interval`, NLA offered (sign-in with a ticket).
+    /// `[rdp] keyframe_interval`, `nla`, `reconnect_grace`.
     pub fn from_config(config: &crate::config::Config) -> Self {
         GatewayOptions {
             keyframe_interval: config.rdp.keyframe_interval,
-            offer_nla: services::NLA_SIGN_IN,
+            nla: config.rdp.nla,
+            reconnect_grace: config.rdp.reconnect_grace,
             idle_timeout: config.sessions.idle_timeout,
             login_grace: config.rdp.login_grace,
             admission: Gate::logging_only(config.admission.clone()),
@@ -131,7 +136,8 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             keyframe_interval: std::time::Duration::from_secs(30),
-            offer_nla: true,
+            nla: crate::config::NlaOffer::Tickets,
+            reconnect_grace: std::time::Duration::from_secs(120),
             idle_timeout: std::time::Duration::ZERO,
             login_grace: std::time::Duration::from_secs(30),
             admission: Gate::logging_only(AdmissionLimits::default()),
@@ -161,6 +167,9 @@ pub enum RdpError {
     /// The target's connection died without the target ending the session.
     #[error("the connection to the target was lost ({0})")]
     TargetLost(String),
+    /// The client's connection failed (not a close) under a live session.
+    #[error("the connection to the client was lost ({0})")]
+    ClientLost(String),
     #[error("recording failed: {0}")]
     Recording(String),
     #[error("TLS configuration: {0}")]
@@ -223,7 +232,7 @@ pub async fn serve_config<C: RdpControl>(
     config: &crate::config::Config,
     control: Arc<C>,
 ) -> anyhow::Result<()> {
-    let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
+    let tls = tls_server_config(&config.rdp.cert, &config.rdp.key)?;
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;

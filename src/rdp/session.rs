@@ -44,7 +44,7 @@ pub async fn run<C: RdpControl>(
     let accept = front::accept(
         tcp,
         &tls,
-        options.offer_nla,
+        options.nla,
         control.as_ref(),
         source,
         &options.admission,
@@ -53,62 +53,26 @@ pub async fn run<C: RdpControl>(
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
-    // NLA: the name and the secret are the ones proved over CredSSP (the
-    // Client Info PDU then usually carries no password).
-    let (username, domain, secret, security) = match front.nla.take() {
-        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
+    // A client coming back after a drop answers sekisho's auto-reconnect
+    // cookie: a valid answer stands for the whole sign-in (the code it
+    // would replay is spent).
+    let resumed = match front.client_info.extra_info.optional_data.auto_reconnect() {
+        Some(answer) => control.resume(answer, source).await,
+        None => None,
+    };
+    let (person, target, resumed_from) = match resumed {
+        Some(r) => {
+            front.client_info.credentials.password.clear();
+            admitted.signed_in();
+            info!(person = %r.user, target = %r.target, from = %r.session_id, "RDP session resumed with an auto-reconnect cookie");
+            (control::Person { user: r.user }, r.target, Some(r.session_id))
+        }
         None => {
-            let creds = &front.client_info.credentials;
-            (
-                creds.username.clone(),
-                creds.domain.clone(),
-                creds.password.clone(),
-                FrontSecurity::Tls,
-            )
+            let (person, target) = sign_in(&mut front, source, control.as_ref(), &options).await?;
+            admitted.signed_in();
+            (person, target, None)
         }
     };
-    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
-        let reason = "user name must name the target as person@target or target\\person";
-        refuse_client(
-            &mut front.framed,
-            ProtocolIndependentCode::ServerDeniedConnection,
-        )
-        .await;
-        return Err(RdpError::Refused(reason.into()));
-    };
-    let sign_in = SignIn {
-        user,
-        target: target.clone(),
-        secret,
-        source,
-        security,
-    };
-    // The bastion secret is not kept beyond this point.
-    front.client_info.credentials.password.clear();
-    // Over TLS the secret is checked here (with NLA it was, in CredSSP).
-    if security == FrontSecurity::Tls
-        && let Err(refusal) = options.admission.attempt(source, "rdp")
-    {
-        refuse_client(
-            &mut front.framed,
-            ProtocolIndependentCode::ServerDeniedConnection,
-        )
-        .await;
-        return Err(RdpError::Refused(refusal.describe().into()));
-    }
-    let person = match control.authenticate(&sign_in).await {
-        Ok(p) => p,
-        Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
-        }
-    };
-    drop(sign_in);
-    admitted.signed_in();
     let grant = match control.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {
@@ -158,6 +122,17 @@ pub async fn run<C: RdpControl>(
         }
     };
     let recorder = Arc::new(Mutex::new(recorder));
+    if let Some(from) = resumed_from {
+        let event = control::RdpEvent::Resumed { from };
+        if let Err(r) = recorder.lock().await.record(event).await {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            return Err(RdpError::Recording(r.reason));
+        }
+    }
     for refused in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
         let ChannelVerdict::Refused { reason } = &refused.verdict else {
             continue;
@@ -196,6 +171,7 @@ pub async fn run<C: RdpControl>(
             control::SessionClose::TargetLost,
             format!("the connection to {} was lost ({why})", grant.target),
         ),
+        Err(e @ RdpError::ClientLost(_)) => (control::SessionClose::ClientLost, e.to_string()),
         Err(e) => (control::SessionClose::Closed, e.to_string()),
     };
     if how == control::SessionClose::TargetLost {
@@ -219,6 +195,70 @@ pub async fn run<C: RdpControl>(
         .session_closed(session_id, how, &reason, failure)
         .await;
     result
+}
+
+/// The sign-in from the Client Info PDU (TLS) or CredSSP (NLA): the person
+/// and the target they named. A refusal is told to the client.
+async fn sign_in<C: RdpControl>(
+    front: &mut front::FrontSession,
+    source: std::net::IpAddr,
+    control: &C,
+    options: &GatewayOptions,
+) -> Result<(control::Person, String), RdpError> {
+    // NLA: the name and the secret are the ones proved over CredSSP (the
+    // Client Info PDU then usually carries no password).
+    let (username, domain, secret, security) = match front.nla.take() {
+        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
+        None => {
+            let creds = &front.client_info.credentials;
+            (
+                creds.username.clone(),
+                creds.domain.clone(),
+                creds.password.clone(),
+                FrontSecurity::Tls,
+            )
+        }
+    };
+    // The bastion secret is not kept in the client's settings.
+    front.client_info.credentials.password.clear();
+    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
+        let reason = "user name must name the target as person@target or target\\person";
+        refuse_client(
+            &mut front.framed,
+            ProtocolIndependentCode::ServerDeniedConnection,
+        )
+        .await;
+        return Err(RdpError::Refused(reason.into()));
+    };
+    let sign_in = SignIn {
+        user,
+        target: target.clone(),
+        secret,
+        source,
+        security,
+    };
+    // Over TLS the secret is checked here (with NLA it was, in CredSSP).
+    if security == FrontSecurity::Tls
+        && let Err(refusal) = options.admission.attempt(source, "rdp")
+    {
+        refuse_client(
+            &mut front.framed,
+            ProtocolIndependentCode::ServerDeniedConnection,
+        )
+        .await;
+        return Err(RdpError::Refused(refusal.describe().into()));
+    }
+    match control.authenticate(&sign_in).await {
+        Ok(p) => Ok((p, target)),
+        Err(refusal) => {
+            refuse_client(
+                &mut front.framed,
+                ProtocolIndependentCode::ServerDeniedConnection,
+            )
+            .await;
+            Err(RdpError::Refused(refusal.reason))
+        }
+    }
 }
 
 async fn connect_and_relay<C: RdpControl>(
@@ -276,6 +316,7 @@ async fn connect_and_relay<C: RdpControl>(
     send_indication(&mut front.framed, &license).await?;
 
     let mut kill = control.register_live(start).await;
+    let reconnect_cookie = control.issue_reconnect(start).await;
     let relay = Arc::new(Relay {
         control: control.clone(),
         session_id,
@@ -287,6 +328,7 @@ async fn connect_and_relay<C: RdpControl>(
         )),
         dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
         last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
+        reconnect_cookie: std::sync::Mutex::new(reconnect_cookie),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();
