@@ -118,7 +118,15 @@ pub struct RdpListener {
     /// sekisho's auto-reconnect cookie (`[rdp] reconnect_grace`; 0 = no
     /// cookies are issued).
     pub reconnect_grace: Duration,
+    /// The font sekisho draws its own RDP screens with (`[rdp] screen_font`).
+    pub screen_font: PathBuf,
+    /// How long a refusal screen shows before the disconnect (`[rdp]
+    /// refusal_screen`; 0 = no screen, the error code only).
+    pub refusal_screen: Duration,
 }
+
+/// IPAexGothic from Debian's `fonts-ipaexfont-gothic`.
+pub const DEFAULT_SCREEN_FONT: &str = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
 
 /// Key type of the RDP front certificate sekisho generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +315,8 @@ struct RawRdp {
     cert_key: Option<String>,
     nla: Option<String>,
     reconnect_grace: Option<String>,
+    screen_font: Option<PathBuf>,
+    refusal_screen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -572,6 +582,8 @@ impl Config {
                 cert_key,
                 nla,
                 reconnect_grace: dur("rdp.reconnect_grace", raw.rdp.reconnect_grace, "2m")?,
+                screen_font: resolve(raw.rdp.screen_font, DEFAULT_SCREEN_FONT),
+                refusal_screen: dur("rdp.refusal_screen", raw.rdp.refusal_screen, "5s")?,
             },
             auth: AuthLimits {
                 signin_window: dur("auth.signin_window", raw.auth.signin_window, "10m")?,

@@ -48,12 +48,23 @@ pub struct Person {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub reason: String,
+    /// The policy rule that refused (`hours`, `no_access`...), for the
+    /// headline of the refusal screen; `None` for a failed sign-in.
+    pub rule: Option<&'static str>,
 }
 
 impl Refusal {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
+            rule: None,
+        }
+    }
+
+    pub fn by_rule(rule: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            rule: Some(rule),
         }
     }
 }

@@ -19,6 +19,7 @@ use ironrdp_pdu::rdp::headers::{
 use ironrdp_pdu::rdp::server_error_info::{
     ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
 };
+use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, DemandActive, ServerDemandActive};
 use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
 use ironrdp_pdu::x224::{X224, X224Data};
@@ -62,6 +63,9 @@ pub(crate) struct FrontSession {
     pub gcc: ClientGccBlocks,
     pub channels: Vec<FrontChannel>,
     pub client_info: ClientInfo,
+    /// The client is licensed and active in sekisho's own share (the
+    /// drawn sign-in screen): the target's share follows a Deactivate All.
+    pub screen_active: bool,
 }
 
 /// Run the X.224 negotiation with ironrdp-acceptor. TLS is always offered,
@@ -334,6 +338,7 @@ pub(crate) async fn accept<C: RdpControl>(
         gcc,
         channels,
         client_info: info.client_info,
+        screen_active: false,
     })
 }
 
@@ -426,11 +431,199 @@ pub(crate) fn refusal_pdus(
     Ok(out)
 }
 
-/// Tell a client that has not been licensed yet that it is refused. Best
-/// effort: the connection is closing anyway.
-pub(crate) async fn refuse_client(framed: &mut FrontFramed, code: ProtocolIndependentCode) {
+/// The share id of sekisho's own screens (the target's share replaces it
+/// when a session follows).
+const SCREEN_SHARE_ID: u32 = 0x0001_03EA;
+
+/// The capability sets of sekisho's own screens: the client's desktop size,
+/// 32 bits per pixel, no drawing orders (bitmaps only), fast-path output.
+fn screen_capabilities(width: u16, height: u16) -> Vec<CapabilitySet> {
+    use ironrdp_pdu::rdp::capability_sets::{
+        Bitmap, BitmapDrawingFlags, General, GeneralExtraFlags, Input, InputFlags,
+        MajorPlatformType, MinorPlatformType, Order, OrderFlags, OrderSupportExFlags, Pointer,
+        VirtualChannel, VirtualChannelFlags,
+    };
+    vec![
+        CapabilitySet::General(General {
+            major_platform_type: MajorPlatformType::UNSPECIFIED,
+            minor_platform_type: MinorPlatformType::UNSPECIFIED,
+            protocol_version: ironrdp_pdu::rdp::capability_sets::PROTOCOL_VER,
+            extra_flags: GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED
+                | GeneralExtraFlags::NO_BITMAP_COMPRESSION_HDR
+                | GeneralExtraFlags::LONG_CREDENTIALS_SUPPORTED,
+            refresh_rect_support: true,
+            suppress_output_support: true,
+        }),
+        CapabilitySet::Bitmap(Bitmap {
+            pref_bits_per_pix: 32,
+            desktop_width: width,
+            desktop_height: height,
+            desktop_resize_flag: false,
+            drawing_flags: BitmapDrawingFlags::ALLOW_SKIP_ALPHA,
+        }),
+        CapabilitySet::Order(Order::new(
+            OrderFlags::NEGOTIATE_ORDER_SUPPORT | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
+            OrderSupportExFlags::empty(),
+            480 * 480,
+            0,
+        )),
+        CapabilitySet::Pointer(Pointer {
+            color_pointer_cache_size: 25,
+            pointer_cache_size: 25,
+        }),
+        CapabilitySet::Input(Input {
+            input_flags: InputFlags::SCANCODES
+                | InputFlags::MOUSEX
+                | InputFlags::UNICODE
+                | InputFlags::FASTPATH_INPUT_2,
+            keyboard_layout: 0,
+            keyboard_type: None,
+            keyboard_subtype: 0,
+            keyboard_function_key: 0,
+            keyboard_ime_filename: String::new(),
+        }),
+        CapabilitySet::VirtualChannel(VirtualChannel {
+            flags: VirtualChannelFlags::NO_COMPRESSION,
+            chunk_size: None,
+        }),
+    ]
+}
+
+/// Activate the client with sekisho's own share and paint `canvas` into
+/// it: "valid client" licensing, Demand Active, the client's Confirm
+/// Active, the finalization exchange (ironrdp-acceptor's), then the bitmap
+/// updates. Nothing here reaches a target or a recording.
+pub(crate) async fn show_screen(
+    framed: &mut FrontFramed,
+    canvas: &super::screen::Canvas,
+) -> Result<(), RdpError> {
+    let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+        .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+        .into();
+    send_indication(framed, &license).await?;
+    let demand = ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::ServerDemandActive(ServerDemandActive {
+            pdu: DemandActive {
+                source_descriptor: "RDP".into(),
+                capability_sets: screen_capabilities(canvas.width, canvas.height),
+            },
+        }),
+    };
+    send_indication(framed, &demand).await?;
+    // The client's Confirm Active (anything else before it is dropped).
+    loop {
+        let (action, pdu) = framed
+            .read_pdu()
+            .await
+            .map_err(|e| RdpError::io("reading Confirm Active", e))?;
+        if action != ironrdp_pdu::Action::X224 {
+            continue;
+        }
+        let Ok(X224(request)) = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu) else {
+            continue;
+        };
+        if let Ok(header) = decode::<ShareControlHeader>(request.user_data.as_ref())
+            && matches!(header.share_control_pdu, ShareControlPdu::ClientConfirmActive(_))
+        {
+            break;
+        }
+    }
+    let mut finalization =
+        ironrdp_acceptor::FinalizationSequence::new(FRONT_USER_CHANNEL, FRONT_IO_CHANNEL);
+    let mut buf = WriteBuf::new();
+    while !finalization.is_done() {
+        single_sequence_step(framed, &mut finalization, &mut buf)
+            .await
+            .map_err(|e| RdpError::protocol("screen finalization", e))?;
+    }
+    paint(framed, canvas, None).await
+}
+
+/// Send the bitmap updates of `canvas` (only the tiles meeting `area`, if
+/// given) to an active client.
+pub(crate) async fn paint(
+    framed: &mut FrontFramed,
+    canvas: &super::screen::Canvas,
+    area: Option<(u16, u16, u16, u16)>,
+) -> Result<(), RdpError> {
+    let updates = match area {
+        Some(a) => canvas.fast_path_updates_in(a),
+        None => canvas.fast_path_updates(),
+    }
+    .map_err(|e| RdpError::protocol("encoding the screen", e))?;
+    for update in updates {
+        framed
+            .write_all(&update)
+            .await
+            .map_err(|e| RdpError::io("writing the screen", e))?;
+    }
+    Ok(())
+}
+
+/// Tell the client it is refused: with "valid client" licensing first
+/// unless it is already active in sekisho's screen.
+pub(crate) async fn refuse_front(front: &mut FrontSession, code: ProtocolIndependentCode) {
     use ironrdp_async::FramedWrite as _;
-    match refusal_pdus(code, false) {
+    match refusal_pdus(code, front.screen_active) {
+        Ok(bytes) => {
+            if let Err(e) = front.framed.write_all(&bytes).await {
+                warn!(error = %e, "could not send the refusal to the client");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not encode the refusal"),
+    }
+}
+
+/// Leave sekisho's screen share so that the target's Demand Active starts
+/// a new one (MS-RDPBCGR 1.3.1.3, deactivation-reactivation).
+pub(crate) async fn deactivate_screen(framed: &mut FrontFramed) -> Result<(), RdpError> {
+    let pdu = ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::ServerDeactivateAll(
+            ironrdp_pdu::rdp::headers::ServerDeactivateAll,
+        ),
+    };
+    send_indication(framed, &pdu).await
+}
+
+/// Show a refusal screen for `hold` (the client's input is read and
+/// dropped meanwhile), then the error code and the disconnect. Falls back
+/// to the error code alone when the screen cannot be shown.
+pub(crate) async fn refuse_with_screen(
+    front: &mut FrontSession,
+    code: ProtocolIndependentCode,
+    screen: Option<(&super::screen::ScreenFont, super::screen::RefusalText)>,
+    hold: std::time::Duration,
+) {
+    use ironrdp_async::FramedWrite as _;
+    let Some((font, text)) = screen.filter(|_| !hold.is_zero()) else {
+        refuse_front(front, code).await;
+        return;
+    };
+    let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
+    let canvas = super::screen::refusal_screen(font, width, height, &text);
+    let framed = &mut front.framed;
+    let shown = if front.screen_active {
+        paint(framed, &canvas, None).await
+    } else {
+        show_screen(framed, &canvas).await
+    };
+    if let Err(e) = shown {
+        warn!(error = %e, "could not show the refusal screen");
+        refuse_front(front, code).await;
+        return;
+    }
+    front.screen_active = true;
+    let framed = &mut front.framed;
+    info!(reason = %text.detail, "refusal screen shown");
+    let _ = tokio::time::timeout(hold, async {
+        while framed.read_pdu().await.is_ok() {}
+    })
+    .await;
+    match refusal_pdus(code, true) {
         Ok(bytes) => {
             if let Err(e) = framed.write_all(&bytes).await {
                 warn!(error = %e, "could not send the refusal to the client");

@@ -77,6 +77,7 @@ mod nla;
 pub mod reconnect;
 pub mod relay;
 pub mod rules;
+pub mod screen;
 pub mod services;
 mod session;
 pub mod steer;
@@ -106,6 +107,11 @@ pub struct GatewayOptions {
     /// How long after a dropped connection sekisho's auto-reconnect cookie
     /// resumes the session; zero issues no cookies.
     pub reconnect_grace: std::time::Duration,
+    /// The font of sekisho's own screens; without one, a refusal is the
+    /// error code only.
+    pub screen_font: Option<Arc<screen::ScreenFont>>,
+    /// How long a refusal screen shows before the disconnect; zero: none.
+    pub refusal_screen: std::time::Duration,
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
@@ -125,6 +131,18 @@ impl GatewayOptions {
             keyframe_interval: config.rdp.keyframe_interval,
             nla: config.rdp.nla,
             reconnect_grace: config.rdp.reconnect_grace,
+            screen_font: if config.rdp.refusal_screen.is_zero() {
+                None
+            } else {
+                match screen::ScreenFont::load(&config.rdp.screen_font) {
+                    Ok(f) => Some(Arc::new(f)),
+                    Err(e) => {
+                        warn!(error = %e, "no screen font: refusals show the error code only");
+                        None
+                    }
+                }
+            },
+            refusal_screen: config.rdp.refusal_screen,
             idle_timeout: config.sessions.idle_timeout,
             login_grace: config.rdp.login_grace,
             admission: Gate::logging_only(config.admission.clone()),
@@ -138,6 +156,8 @@ impl Default for GatewayOptions {
             keyframe_interval: std::time::Duration::from_secs(30),
             nla: crate::config::NlaOffer::Tickets,
             reconnect_grace: std::time::Duration::from_secs(120),
+            screen_font: None,
+            refusal_screen: std::time::Duration::ZERO,
             idle_timeout: std::time::Duration::ZERO,
             login_grace: std::time::Duration::from_secs(30),
             admission: Gate::logging_only(AdmissionLimits::default()),

@@ -282,7 +282,7 @@ impl RdpControl for RdpServices {
             .services
             .authorize(&person.user, target, Protocol::Rdp, source)
             .await
-            .map_err(|r| Refusal::new(r.reason))?;
+            .map_err(|r| Refusal::by_rule(r.rule, r.reason))?;
         let Pin::CertSha256(pin) = a.grant.endpoint.pin else {
             return Err(Refusal::new(format!(
                 "no RDP certificate is pinned for {target}"
