@@ -518,7 +518,7 @@ pub(crate) async fn show_screen(
             .read_pdu()
             .await
             .map_err(|e| RdpError::io("reading Confirm Active", e))?;
-        if action != ironrdp_pdu::Action::X224 {
+        if !matches!(action, ironrdp_pdu::Action::X224) {
             continue;
         }
         let Ok(X224(request)) = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu) else {

@@ -15,8 +15,10 @@
 //! joins them at the capability exchange:
 //!
 //! 1. **Front** ([`front`]): ironrdp-acceptor runs the X.224 negotiation,
-//!    offering TLS and NLA (a client asking for standard RDP security gets an
-//!    RDP negotiation failure, SSL_REQUIRED_BY_SERVER). After the TLS
+//!    offering TLS, and NLA when `[rdp] nla` says (by default only to a
+//!    client whose routing cookie names someone with a live ticket); a
+//!    client asking for standard RDP security gets an RDP negotiation
+//!    failure, SSL_REQUIRED_BY_SERVER. After the TLS
 //!    upgrade, an NLA client runs CredSSP with the gateway as server
 //!    (`nla.rs`): the NTLM AUTHENTICATE message names the user, the core
 //!    supplies that person's one-time ticket, sspi verifies the proof. The
@@ -27,8 +29,14 @@
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
 //!    the user name and secret (TLS) or just the client's settings (NLA).
-//! 2. **Sign-in and policy** through [`control::RdpControl`]. A refusal reaches the
-//!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
+//! 2. **Sign-in and policy** through [`control::RdpControl`]. A client
+//!    without usable credentials gets sekisho's drawn sign-in screen
+//!    ([`screen`]): the gateway activates it in a share of its own, paints
+//!    bitmap updates and reads the keyboard; the target's share later
+//!    replaces it after a Deactivate All. A client answering sekisho's
+//!    auto-reconnect cookie ([`reconnect`]) resumes without a sign-in. A
+//!    refusal is drawn on the screen for a few seconds, then reaches the
+//!    client as a Set Error Info PDU (FreeRDP shows
 //!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
 //!    disconnect, so the client reports it and does not retry.
 //! 3. **Back** ([`back`]): X.224 (TLS or NLA) and TLS to the target, whose
@@ -52,8 +60,9 @@
 //!    commands, so every update the target sends is a bitmap the recorder
 //!    can decode. Fast-path PDUs carry no channel ids and pass unchanged.
 //!    Slow-path MCS Send Data PDUs get channel id and initiator rewritten
-//!    with a `relay::ChannelMap`. Server Redirection and Save Session Info
-//!    (auto-reconnect cookies) never reach the client. Every so often the
+//!    with a `relay::ChannelMap`. Server Redirection and the target's Save
+//!    Session Info (its auto-reconnect cookies) never reach the client;
+//!    after the target's Font Map the gateway sends its own cookie. Every so often the
 //!    gateway sends the target a Refresh Rect for the whole desktop and
 //!    records a keyframe marker before the redraw.
 //!

@@ -4,7 +4,6 @@
 //! auto-reconnect cookie. Real `sekisho serve`, xfreerdp3, xfreerdp (2),
 //! rdesktop and xrdp.
 
-use crate::support::cli::bin;
 use crate::support::install::Install;
 use crate::support::process::{Daemon, wait_until};
 use crate::support::rdp_deployment;
