@@ -20,6 +20,7 @@ use ironrdp_pdu::rdp::server_error_info::{
     ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
 };
 use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, DemandActive, ServerDemandActive};
+use ironrdp_pdu::rdp::finalization_messages::{ControlAction, ControlPdu, FontPdu, SynchronizePdu};
 use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
 use ironrdp_pdu::x224::{X224, X224Data};
@@ -530,15 +531,77 @@ pub(crate) async fn show_screen(
             break;
         }
     }
-    let mut finalization =
-        ironrdp_acceptor::FinalizationSequence::new(FRONT_USER_CHANNEL, FRONT_IO_CHANNEL);
-    let mut buf = WriteBuf::new();
-    while !finalization.is_done() {
-        single_sequence_step(framed, &mut finalization, &mut buf)
+    // Finalization. FreeRDP sends Synchronize, Control (cooperate,
+    // request) and Font List at once; rdesktop waits for the server's
+    // Synchronize, Cooperate and Granted Control before its Font List. So
+    // the server's three go out on the client's Request Control, the Font
+    // Map on its Font List.
+    let mut granted = false;
+    loop {
+        let (action, pdu) = framed
+            .read_pdu()
             .await
-            .map_err(|e| RdpError::protocol("screen finalization", e))?;
+            .map_err(|e| RdpError::io("reading the client's finalization", e))?;
+        if !matches!(action, ironrdp_pdu::Action::X224) {
+            continue;
+        }
+        let Ok(X224(request)) = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu) else {
+            continue;
+        };
+        let Ok(ShareControlHeader {
+            share_control_pdu: ShareControlPdu::Data(data),
+            ..
+        }) = decode::<ShareControlHeader>(request.user_data.as_ref())
+        else {
+            continue;
+        };
+        match data.share_data_pdu {
+            ShareDataPdu::Control(ControlPdu {
+                action: ControlAction::RequestControl,
+                ..
+            }) if !granted => {
+                granted = true;
+                for pdu in [
+                    ShareDataPdu::Synchronize(SynchronizePdu {
+                        target_user_id: FRONT_USER_CHANNEL,
+                    }),
+                    ShareDataPdu::Control(ControlPdu {
+                        action: ControlAction::Cooperate,
+                        grant_id: 0,
+                        control_id: 0,
+                    }),
+                    ShareDataPdu::Control(ControlPdu {
+                        action: ControlAction::GrantedControl,
+                        grant_id: FRONT_USER_CHANNEL,
+                        control_id: u32::from(ironrdp_pdu::rdp::capability_sets::SERVER_CHANNEL_ID),
+                    }),
+                ] {
+                    send_indication(framed, &screen_data(pdu)).await?;
+                }
+            }
+            ShareDataPdu::FontList(_) => {
+                send_indication(framed, &screen_data(ShareDataPdu::FontMap(FontPdu::default())))
+                    .await?;
+                break;
+            }
+            _ => {}
+        }
     }
     paint(framed, canvas, None).await
+}
+
+/// A share data PDU of sekisho's screen share.
+fn screen_data(pdu: ShareDataPdu) -> ShareControlHeader {
+    ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+            share_data_pdu: pdu,
+            stream_priority: StreamPriority::Undefined,
+            compression_flags: CompressionFlags::empty(),
+            compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+        }),
+    }
 }
 
 /// Send the bitmap updates of `canvas` (only the tiles meeting `area`, if

@@ -205,7 +205,27 @@ fn type_into(display: &str, window: &str, text: &str) {
     xdotool(display, &["windowactivate", "--sync", &id]);
     xdotool(display, &["mousemove", "--sync", "300", "300"]);
     xdotool(display, &["windowfocus", "--sync", &id]);
-    xdotool(display, &["type", "--delay", "60", text]);
+    // Tab and Return as keys: `xdotool type` sends them through a
+    // remapped keycode the clients do not know.
+    let mut chunk = String::new();
+    for c in text.chars() {
+        let key = match c {
+            '\t' => "Tab",
+            '\n' => "Return",
+            _ => {
+                chunk.push(c);
+                continue;
+            }
+        };
+        if !chunk.is_empty() {
+            xdotool(display, &["type", "--delay", "60", &chunk]);
+            chunk.clear();
+        }
+        xdotool(display, &["key", key]);
+    }
+    if !chunk.is_empty() {
+        xdotool(display, &["type", "--delay", "60", &chunk]);
+    }
 }
 
 fn serve_log_has(d: &Deployment, what: &str, times: usize) -> bool {
