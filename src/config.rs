@@ -457,7 +457,11 @@ impl Config {
         let host_name = match raw.rdp.host_name {
             Some(h) => {
                 let h = h.trim().to_owned();
-                if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                if h.is_empty()
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                {
                     return Err(invalid(
                         "rdp.host_name",
                         format!("{h:?} is not a host name (letters, digits, '-' and '.')"),

@@ -66,9 +66,7 @@ pub fn generate(host_name: &str, key_type: CertKeyType) -> anyhow::Result<Genera
     dn.push(rcgen::DnType::CommonName, host_name);
     dn.push(rcgen::DnType::OrganizationName, "sekisho");
     params.distinguished_name = dn;
-    let day = |d: chrono::NaiveDate| {
-        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
-    };
+    let day = |d: chrono::NaiveDate| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
     let today = chrono::Utc::now().date_naive();
     params.not_before = day(today - chrono::Duration::days(1));
     params.not_after = day(today + chrono::Duration::days(VALIDITY_DAYS - 1));

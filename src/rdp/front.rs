@@ -12,6 +12,8 @@ use ironrdp_connector::Sequence as _;
 use ironrdp_core::{WriteBuf, decode, encode_vec};
 use ironrdp_pdu::gcc::{self, ClientGccBlocks};
 use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, DemandActive, ServerDemandActive};
+use ironrdp_pdu::rdp::finalization_messages::{ControlAction, ControlPdu, FontPdu, SynchronizePdu};
 use ironrdp_pdu::rdp::headers::{
     CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
     StreamPriority,
@@ -19,8 +21,6 @@ use ironrdp_pdu::rdp::headers::{
 use ironrdp_pdu::rdp::server_error_info::{
     ErrorInfo, ProtocolIndependentCode, ServerSetErrorInfoPdu,
 };
-use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, DemandActive, ServerDemandActive};
-use ironrdp_pdu::rdp::finalization_messages::{ControlAction, ControlPdu, FontPdu, SynchronizePdu};
 use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
 use ironrdp_pdu::x224::{X224, X224Data};
@@ -128,7 +128,9 @@ async fn negotiate<C: RdpControl>(
         // without a live ticket is told so by the negotiation failure; the
         // audit log says it too, under the name it gave.
         if !offer_nla
-            && request.protocol.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+            && request
+                .protocol
+                .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
             && let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
         {
             control
@@ -182,8 +184,7 @@ async fn offers_nla<C: RdpControl>(
         NlaOffer::Always => true,
         NlaOffer::Never => false,
         NlaOffer::Tickets => {
-            let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
-            else {
+            let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data else {
                 return false;
             };
             let Some((person, target)) = split_target(name.trim(), None) else {
@@ -526,7 +527,10 @@ pub(crate) async fn show_screen(
             continue;
         };
         if let Ok(header) = decode::<ShareControlHeader>(request.user_data.as_ref())
-            && matches!(header.share_control_pdu, ShareControlPdu::ClientConfirmActive(_))
+            && matches!(
+                header.share_control_pdu,
+                ShareControlPdu::ClientConfirmActive(_)
+            )
         {
             break;
         }
@@ -580,8 +584,11 @@ pub(crate) async fn show_screen(
                 }
             }
             ShareDataPdu::FontList(_) => {
-                send_indication(framed, &screen_data(ShareDataPdu::FontMap(FontPdu::default())))
-                    .await?;
+                send_indication(
+                    framed,
+                    &screen_data(ShareDataPdu::FontMap(FontPdu::default())),
+                )
+                .await?;
                 break;
             }
             _ => {}
@@ -682,10 +689,7 @@ pub(crate) async fn refuse_with_screen(
     front.screen_active = true;
     let framed = &mut front.framed;
     info!(reason = %text.detail, "refusal screen shown");
-    let _ = tokio::time::timeout(hold, async {
-        while framed.read_pdu().await.is_ok() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(hold, async { while framed.read_pdu().await.is_ok() {} }).await;
     match refusal_pdus(code, true) {
         Ok(bytes) => {
             if let Err(e) = framed.write_all(&bytes).await {

@@ -52,7 +52,9 @@ pub enum CookieRefusal {
 impl CookieRefusal {
     pub fn describe(self) -> &'static str {
         match self {
-            CookieRefusal::Unknown => "auto-reconnect cookie not known (sekisho restarted, or forged)",
+            CookieRefusal::Unknown => {
+                "auto-reconnect cookie not known (sekisho restarted, or forged)"
+            }
             CookieRefusal::OtherAddress => {
                 "auto-reconnect cookie presented from another address than it was issued to"
             }

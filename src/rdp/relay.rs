@@ -424,8 +424,8 @@ impl<C: RdpControl> Relay<C> {
                         {
                             return Ok(());
                         }
-                        let finalized = ind.channel_id == self.map.back_io
-                            && is_font_map(&ind.user_data);
+                        let finalized =
+                            ind.channel_id == self.map.back_io && is_font_map(&ind.user_data);
                         let initiator = if ind.initiator_id == self.map.back_user {
                             self.map.front_user
                         } else {

@@ -75,8 +75,7 @@ impl Canvas {
         let y_end = y.saturating_add(h).min(self.height);
         for row in y..y_end {
             for col in x..x_end {
-                self.pixels[usize::from(row) * usize::from(self.width) + usize::from(col)] =
-                    colour;
+                self.pixels[usize::from(row) * usize::from(self.width) + usize::from(col)] = colour;
             }
         }
     }
@@ -252,10 +251,7 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
             "No approved work request covers this",
         ),
         Some(_) => ("接続できません", "The connection is refused"),
-        None => (
-            "サインインできませんでした",
-            "Sign-in failed",
-        ),
+        None => ("サインインできませんでした", "Sign-in failed"),
     };
     RefusalText {
         ja,
@@ -418,11 +414,7 @@ impl SignInForm {
             "ワンタイムコード / One-time code",
         ];
         let masked = |s: &str| "●".repeat(s.chars().count());
-        let values = [
-            self.id.clone(),
-            masked(&self.password),
-            masked(&self.code),
-        ];
+        let values = [self.id.clone(), masked(&self.password), masked(&self.code)];
         for (i, (label, value)) in labels.iter().zip(values.iter()).enumerate() {
             y += 40.0;
             canvas.text(font, x, y, 18.0, INK, label);
@@ -435,7 +427,13 @@ impl SignInForm {
                 Rgb(0x90, 0x90, 0x90)
             };
             canvas.fill(box_x, box_y, box_w, 34, edge);
-            canvas.fill(box_x + 2, box_y + 2, box_w.saturating_sub(4), 30, Rgb(0xff, 0xff, 0xff));
+            canvas.fill(
+                box_x + 2,
+                box_y + 2,
+                box_w.saturating_sub(4),
+                30,
+                Rgb(0xff, 0xff, 0xff),
+            );
             let shown: String = value.chars().take(48).collect();
             let drawn = canvas.text(font, x + 8.0, y + 34.0, 20.0, INK, &shown);
             if i == self.focus {
@@ -462,7 +460,10 @@ mod tests {
     #[test]
     fn text_is_drawn_in_ink_and_leaves_the_rest_alone() {
         let Some(font) = font() else {
-            eprintln!("skipped: {} not installed", crate::config::DEFAULT_SCREEN_FONT);
+            eprintln!(
+                "skipped: {} not installed",
+                crate::config::DEFAULT_SCREEN_FONT
+            );
             return;
         };
         let mut canvas = Canvas::new(200, 60, PANEL);
@@ -482,7 +483,10 @@ mod tests {
         for rule in crate::policy::Rule::ALL {
             let t = refusal_text(Some(rule.as_str()), "x");
             assert!(!t.ja.is_empty() && !t.en.is_empty());
-            assert_ne!(t.en, "The connection is refused", "{rule:?} has no headline");
+            assert_ne!(
+                t.en, "The connection is refused",
+                "{rule:?} has no headline"
+            );
         }
         assert_eq!(refusal_text(None, "x").en, "Sign-in failed");
     }
@@ -536,7 +540,10 @@ mod tests {
         for c in "123456".chars() {
             form.feed(&Typed::Char(c));
         }
-        assert_eq!(form.feed(&Typed::Named("<Ctrl+C>".into())), FormAction::Nothing);
+        assert_eq!(
+            form.feed(&Typed::Named("<Ctrl+C>".into())),
+            FormAction::Nothing
+        );
         assert_eq!(form.feed(&Typed::Enter), FormAction::Submit);
         assert_eq!(form.id, "tanaka@xrdp1");
         assert_eq!(form.secret().as_str(), "pW123456");
@@ -553,7 +560,13 @@ mod tests {
     fn a_redraw_sends_only_the_tiles_of_the_area() {
         let canvas = Canvas::new(256, 256, BACKGROUND);
         assert_eq!(canvas.fast_path_updates().unwrap().len(), 16);
-        assert_eq!(canvas.fast_path_updates_in((70, 70, 10, 10)).unwrap().len(), 1);
-        assert_eq!(canvas.fast_path_updates_in((60, 60, 10, 10)).unwrap().len(), 4);
+        assert_eq!(
+            canvas.fast_path_updates_in((70, 70, 10, 10)).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            canvas.fast_path_updates_in((60, 60, 10, 10)).unwrap().len(),
+            4
+        );
     }
 }

@@ -20,9 +20,7 @@ use tracing::{info, warn};
 use super::control::{
     ChannelKind, FrontSecurity, RdpControl, RdpRecorder as _, SessionStart, SignIn,
 };
-use super::front::{
-    FRONT_IO_CHANNEL, FRONT_USER_CHANNEL, refusal_pdus, send_indication,
-};
+use super::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL, refusal_pdus, send_indication};
 use super::relay::{ChannelMap, Relay};
 use super::rules::ChannelVerdict;
 use super::{FrontTls, GatewayOptions, RdpError, back, control, front, relay};
@@ -65,7 +63,11 @@ pub async fn run<C: RdpControl>(
             front.client_info.credentials.password.clear();
             admitted.signed_in();
             info!(person = %r.user, target = %r.target, from = %r.session_id, "RDP session resumed with an auto-reconnect cookie");
-            (control::Person { user: r.user }, r.target, Some(r.session_id))
+            (
+                control::Person { user: r.user },
+                r.target,
+                Some(r.session_id),
+            )
         }
         None if wants_screen(&front, &options) => {
             let (person, target) =
@@ -221,9 +223,9 @@ async fn sign_in_on_screen<C: RdpControl>(
     control: &C,
     options: &GatewayOptions,
 ) -> Result<(control::Person, String), RdpError> {
+    use super::screen::{FormAction, SignInForm};
     use crate::protocol::rdp::input::{Input, decode_fast_path, decode_slow_path};
     use crate::protocol::rdp::keyboard::{Keyboard, KeyboardLayout};
-    use super::screen::{FormAction, SignInForm};
 
     let Some(font) = options.screen_font.clone() else {
         return Err(RdpError::Refused("no screen font".into()));
@@ -252,15 +254,26 @@ async fn sign_in_on_screen<C: RdpControl>(
             Ok(Err(e)) => return Err(RdpError::io("reading the sign-in screen's input", e)),
             Err(_) => {
                 let refusal = control::Refusal::new("no sign-in on the screen in time");
-                refuse_shown(front, ProtocolIndependentCode::ServerDeniedConnection, &refusal, options).await;
+                refuse_shown(
+                    front,
+                    ProtocolIndependentCode::ServerDeniedConnection,
+                    &refusal,
+                    options,
+                )
+                .await;
                 return Err(RdpError::Refused(refusal.reason));
             }
         };
         let decoded = match action {
             ironrdp_pdu::Action::FastPath => decode_fast_path(&pdu),
             ironrdp_pdu::Action::X224 => {
-                match ironrdp_core::decode::<ironrdp_pdu::x224::X224<ironrdp_pdu::mcs::SendDataRequest<'_>>>(&pdu) {
-                    Ok(ironrdp_pdu::x224::X224(request)) => decode_slow_path(request.user_data.as_ref()),
+                match ironrdp_core::decode::<
+                    ironrdp_pdu::x224::X224<ironrdp_pdu::mcs::SendDataRequest<'_>>,
+                >(&pdu)
+                {
+                    Ok(ironrdp_pdu::x224::X224(request)) => {
+                        decode_slow_path(request.user_data.as_ref())
+                    }
                     Err(_) => continue,
                 }
             }
@@ -295,7 +308,13 @@ async fn sign_in_on_screen<C: RdpControl>(
                     };
                     if let Err(refusal) = options.admission.attempt(source, "rdp") {
                         let refusal = control::Refusal::new(refusal.describe());
-                        refuse_shown(front, ProtocolIndependentCode::ServerDeniedConnection, &refusal, options).await;
+                        refuse_shown(
+                            front,
+                            ProtocolIndependentCode::ServerDeniedConnection,
+                            &refusal,
+                            options,
+                        )
+                        .await;
                         return Err(RdpError::Refused(refusal.reason));
                     }
                     let sign_in = SignIn {
@@ -327,7 +346,12 @@ async fn sign_in_on_screen<C: RdpControl>(
         }
         if redraw {
             let canvas = form.draw(&font, width, height);
-            front::paint(&mut front.framed, &canvas, Some(SignInForm::panel(width, height))).await?;
+            front::paint(
+                &mut front.framed,
+                &canvas,
+                Some(SignInForm::panel(width, height)),
+            )
+            .await?;
         }
     }
 }
@@ -340,10 +364,12 @@ async fn refuse_shown(
     refusal: &control::Refusal,
     options: &GatewayOptions,
 ) {
-    let screen = options
-        .screen_font
-        .as_deref()
-        .map(|font| (font, super::screen::refusal_text(refusal.rule, &refusal.reason)));
+    let screen = options.screen_font.as_deref().map(|font| {
+        (
+            font,
+            super::screen::refusal_text(refusal.rule, &refusal.reason),
+        )
+    });
     front::refuse_with_screen(front, code, screen, options.refusal_screen).await;
 }
 

@@ -22,7 +22,11 @@ fn openssl_text(cert: &Path) -> String {
         .arg(cert)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "openssl x509 failed on {}", cert.display());
+    assert!(
+        out.status.success(),
+        "openssl x509 failed on {}",
+        cert.display()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -85,7 +89,8 @@ fn init_makes_an_rsa_3072_certificate_for_the_host_name_valid_a_year_and_renews_
     assert!(text.contains("Public-Key: (3072 bit)"), "{text}");
     assert!(text.contains("rsaEncryption"), "{text}");
     assert!(
-        text.contains("Subject: CN = bastion.example.lg.jp") || text.contains("Subject: CN=bastion.example.lg.jp"),
+        text.contains("Subject: CN = bastion.example.lg.jp")
+            || text.contains("Subject: CN=bastion.example.lg.jp"),
         "{text}"
     );
     assert!(text.contains("DNS:bastion.example.lg.jp"), "{text}");
@@ -125,8 +130,11 @@ fn init_makes_an_rsa_3072_certificate_for_the_host_name_valid_a_year_and_renews_
     // A certificate from the municipality's CA is not sekisho's to renew.
     let own = tmp.path().join("ca-issued.pem");
     std::fs::copy(&cert, &own).expect("copy");
-    std::fs::copy(dir.join("keys/rdp_tls_key.pem"), tmp.path().join("ca-issued.key"))
-        .expect("copy");
+    std::fs::copy(
+        dir.join("keys/rdp_tls_key.pem"),
+        tmp.path().join("ca-issued.key"),
+    )
+    .expect("copy");
     let config = std::fs::read_to_string(install.config()).expect("config");
     std::fs::write(
         install.config(),
@@ -147,12 +155,21 @@ fn init_makes_an_rsa_3072_certificate_for_the_host_name_valid_a_year_and_renews_
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    assert_eq!(printed_pin(&install.admin(&["cert", "show"], None)), openssl_sha256(&own));
+    assert_eq!(
+        printed_pin(&install.admin(&["cert", "show"], None)),
+        openssl_sha256(&own)
+    );
 }
 
 /// A client started with exactly these arguments (no certificate or
 /// security options added), its output in a log file.
-fn spawn_client(d: &Deployment, display: &str, program: &str, args: &[String], stdin: Option<&str>) -> Client {
+fn spawn_client(
+    d: &Deployment,
+    display: &str,
+    program: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> Client {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = d.tmp().join(format!("signin-client-{n}.log"));
@@ -229,7 +246,9 @@ fn type_into(display: &str, window: &str, text: &str) {
 }
 
 fn serve_log_has(d: &Deployment, what: &str, times: usize) -> bool {
-    wait_until(Duration::from_secs(30), || d.serve_log().matches(what).count() >= times)
+    wait_until(Duration::from_secs(30), || {
+        d.serve_log().matches(what).count() >= times
+    })
 }
 
 /// FreeRDP 3 with its default security (no `/sec:`) and password + code is
@@ -240,7 +259,9 @@ fn freerdp3_default_security_with_password_and_code_and_the_pin_reaches_xrdp() {
     let _lock = prepare();
     let d = Deployment::start();
     let x = Xvfb::start();
-    let pin = openssl_sha256(&d.dir.join("keys/rdp_tls_cert.pem")).replace(':', "").to_ascii_lowercase();
+    let pin = openssl_sha256(&d.dir.join("keys/rdp_tls_cert.pem"))
+        .replace(':', "")
+        .to_ascii_lowercase();
     let client = spawn_client(
         &d,
         &x.display,
@@ -254,7 +275,10 @@ fn freerdp3_default_security_with_password_and_code_and_the_pin_reaches_xrdp() {
         ],
         None,
     );
-    d.assert_desktop_up(&client, "default security with password+code did not reach xrdp");
+    d.assert_desktop_up(
+        &client,
+        "default security with password+code did not reach xrdp",
+    );
     assert!(
         d.serve_log().contains("selected=SecurityProtocol(SSL)") || !client.log().contains("NLA"),
         "NLA was used:\n{}",
@@ -360,7 +384,11 @@ fn rdesktop_default_mode_reaches_the_drawn_screen_and_signs_in() {
         client.log(),
         d.serve_log()
     );
-    assert!(client.daemon.running(), "rdesktop exited:\n{}", client.log());
+    assert!(
+        client.daemon.running(),
+        "rdesktop exited:\n{}",
+        client.log()
+    );
     std::thread::sleep(Duration::from_secs(1));
     // The ID came from -u: the focus is on the password.
     type_into(
@@ -368,8 +396,15 @@ fn rdesktop_default_mode_reaches_the_drawn_screen_and_signs_in() {
         "rdesktop",
         &format!("{PASSWORD}\t{}\n", d.code("ito")),
     );
-    d.assert_desktop_up(&client, "rdesktop did not reach xrdp through the drawn screen");
-    assert!(client.daemon.running(), "rdesktop exited:\n{}", client.log());
+    d.assert_desktop_up(
+        &client,
+        "rdesktop did not reach xrdp through the drawn screen",
+    );
+    assert!(
+        client.daemon.running(),
+        "rdesktop exited:\n{}",
+        client.log()
+    );
     drop(client);
     end_test_user_sessions();
 }
@@ -414,7 +449,11 @@ fn a_refused_connection_shows_its_reason_on_the_screen_before_the_disconnect() {
         .arg(format!("rgb:{}", shot.display()))
         .output()
         .expect("import");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = Command::new("import")
         .env("DISPLAY", &x.display)
         .args(["-window", &window])
@@ -430,8 +469,9 @@ fn a_refused_connection_shows_its_reason_on_the_screen_before_the_disconnect() {
         .and_then(|e| e["detail"].as_str())
         .unwrap_or_else(|| panic!("no rdp_virtual denial: {deny:?}"))
         .to_owned();
-    let font = sekisho::rdp::screen::ScreenFont::load(Path::new(sekisho::config::DEFAULT_SCREEN_FONT))
-        .expect("font");
+    let font =
+        sekisho::rdp::screen::ScreenFont::load(Path::new(sekisho::config::DEFAULT_SCREEN_FONT))
+            .expect("font");
     let expected = sekisho::rdp::screen::refusal_screen(
         &font,
         1024,
@@ -478,9 +518,15 @@ fn a_refused_connection_shows_its_reason_on_the_screen_before_the_disconnect() {
 
     // Then the error code and the disconnect.
     let status = client.exit_within(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}:\n{}", client.log());
     assert!(
-        client.log().contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"),
+        status.is_some_and(|s| !s.success()),
+        "{status:?}:\n{}",
+        client.log()
+    );
+    assert!(
+        client
+            .log()
+            .contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"),
         "{}",
         client.log()
     );
@@ -521,14 +567,28 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
         "no cookie sent:\n{}",
         d.serve_log()
     );
-    let first = d.install().live_session_id("kato", Duration::from_secs(10)).expect("live session");
+    let first = d
+        .install()
+        .live_session_id("kato", Duration::from_secs(10))
+        .expect("live session");
 
     // The network drops: the client's socket to sekisho is killed.
     let out = Command::new("ss")
-        .args(["-K", "dst", FRONT, "dport", "=", &format!(":{}", d.rdp_port)])
+        .args([
+            "-K",
+            "dst",
+            FRONT,
+            "dport",
+            "=",
+            &format!(":{}", d.rdp_port),
+        ])
         .output()
         .expect("ss");
-    assert!(out.status.success(), "ss -K: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let resumed = wait_until(Duration::from_secs(40), || {
         d.audit("signin_success", "kato")
@@ -549,11 +609,19 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
     assert_eq!(resumption["data"]["resumes"], first.as_str());
     // The session continues on the target: what is typed runs there.
     assert!(
-        wait_until(Duration::from_secs(30), || d.audit("session_start", "kato").len() >= 2),
+        wait_until(Duration::from_secs(30), || d
+            .audit("session_start", "kato")
+            .len()
+            >= 2),
         "no second session"
     );
     std::thread::sleep(Duration::from_secs(2));
-    d.assert_typed_command_runs(&client, &x.display, "after-reconnect", "typing after the reconnection");
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "after-reconnect",
+        "typing after the reconnection",
+    );
     assert!(
         d.audit("signin_failure", "kato").is_empty(),
         "{:?}",
@@ -561,7 +629,9 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
     );
     let ends = d.audit("session_end", "kato");
     assert!(
-        ends.iter().any(|e| e["detail"].as_str().is_some_and(|s| s.contains("client was lost"))),
+        ends.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("client was lost"))),
         "{ends:?}"
     );
     drop(client);
