@@ -115,6 +115,25 @@ async fn negotiate<C: RdpControl>(
         .map_err(|e| RdpError::protocol("X.224 connection request", e))?;
     buf.clear();
     let confirm = acceptor.step_no_input(&mut buf);
+    // A client that insists on NLA (mstsc or FreeRDP with /sec:nla)
+    // without a live ticket is told so by the negotiation failure; the
+    // audit log says it too, under the name it gave, before the client
+    // hears it (so the record is there when the client gives up).
+    if confirm.is_err()
+        && !offer_nla
+        && request
+            .protocol
+            .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+        && let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
+    {
+        control
+            .nla_refused(
+                name.trim(),
+                source,
+                "the client asked for NLA only, and there is no live one-time RDP ticket for this name",
+            )
+            .await;
+    }
     // The acceptor writes the negotiation failure into the buffer before it
     // reports the mismatch, so send whatever it wrote either way.
     if buf.filled_len() > 0 {
@@ -124,23 +143,6 @@ async fn negotiate<C: RdpControl>(
             .map_err(|e| RdpError::io("writing X.224 connection confirm", e))?;
     }
     if let Err(e) = confirm {
-        // A client that insists on NLA (mstsc or FreeRDP with /sec:nla)
-        // without a live ticket is told so by the negotiation failure; the
-        // audit log says it too, under the name it gave.
-        if !offer_nla
-            && request
-                .protocol
-                .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
-            && let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
-        {
-            control
-                .nla_refused(
-                    name.trim(),
-                    source,
-                    "the client asked for NLA only, and there is no live one-time RDP ticket for this name",
-                )
-                .await;
-        }
         return Err(RdpError::Refused(format!(
             "client offered no TLS (requested {:?}): {e}",
             request.protocol
