@@ -79,7 +79,15 @@ async fn negotiate<C: RdpControl>(
     nla: NlaOffer,
     control: &C,
     source: IpAddr,
-) -> Result<(TcpStream, SecurityProtocol, SecurityProtocol), RdpError> {
+) -> Result<
+    (
+        TcpStream,
+        SecurityProtocol,
+        SecurityProtocol,
+        Option<String>,
+    ),
+    RdpError,
+> {
     let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
 
     let request_pdu = framed
@@ -165,7 +173,16 @@ async fn negotiate<C: RdpControl>(
         }
     };
     debug!(selected = ?selected, "front security selected");
-    Ok((framed.into_inner_no_leftover(), request.protocol, selected))
+    let cookie = match request.nego_data {
+        Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) => Some(name.trim().to_owned()),
+        _ => None,
+    };
+    Ok((
+        framed.into_inner_no_leftover(),
+        request.protocol,
+        selected,
+        cookie,
+    ))
 }
 
 /// Whether to offer NLA to this client. With `tickets`, only when the
@@ -208,11 +225,31 @@ pub(crate) async fn accept<C: RdpControl>(
     source: IpAddr,
     admission: &Gate,
 ) -> Result<FrontSession, RdpError> {
-    let (tcp, requested_protocol, selected) = negotiate(tcp, nla, control, source).await?;
-    let tls_stream = tokio_rustls::TlsAcceptor::from(tls.config.clone())
+    let (tcp, requested_protocol, selected, cookie) = negotiate(tcp, nla, control, source).await?;
+    let tls_stream = match tokio_rustls::TlsAcceptor::from(tls.config.clone())
         .accept(tcp)
         .await
-        .map_err(|e| RdpError::io("TLS handshake with client", e))?;
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // FreeRDP with /sec:nla asks for TLS or NLA but hangs up when
+            // given TLS: without a live ticket it was not offered NLA.
+            if selected == SecurityProtocol::SSL
+                && requested_protocol
+                    .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+                && let Some(name) = &cookie
+            {
+                control
+                    .nla_refused(
+                        name,
+                        source,
+                        "the client wanted NLA only and hung up when offered TLS; there is no live one-time RDP ticket for this name",
+                    )
+                    .await;
+            }
+            return Err(RdpError::io("TLS handshake with client", e));
+        }
+    };
     let mut framed = FrontFramed::new(tls_stream);
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
