@@ -40,9 +40,12 @@ pub struct Generated {
     pub pin: String,
 }
 
-/// A new self-signed certificate for `host_name`, valid from yesterday for
-/// [`VALIDITY_DAYS`].
-pub fn generate(host_name: &str, key_type: CertKeyType) -> anyhow::Result<Generated> {
+/// A new self-signed certificate for `[rdp] host_name` (CN and DNS name;
+/// `localhost` and the listeners' addresses too), valid from yesterday for
+/// [`VALIDITY_DAYS`], with the key `[rdp] cert_key` names.
+pub fn generate(config: &Config) -> anyhow::Result<Generated> {
+    let host_name = config.rdp.host_name.as_str();
+    let key_type = config.rdp.cert_key;
     let key = match key_type {
         CertKeyType::Rsa3072 => {
             // ring signs with RSA keys but cannot make them: the `rsa` crate
@@ -60,8 +63,15 @@ pub fn generate(host_name: &str, key_type: CertKeyType) -> anyhow::Result<Genera
         CertKeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .context("generating an ECDSA P-256 key")?,
     };
-    let mut params = rcgen::CertificateParams::new(vec![host_name.to_owned()])
-        .context("the certificate's host name")?;
+    // Also the addresses the listeners are bound to (the console on
+    // loopback is reached by its address) and localhost.
+    let mut names = vec![host_name.to_owned(), "localhost".to_owned()];
+    for ip in [config.rdp.listen.ip(), config.web.listen.ip()] {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(names).context("the certificate's host name")?;
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, host_name);
     dn.push(rcgen::DnType::OrganizationName, "sekisho");
@@ -119,7 +129,7 @@ pub async fn run(g: &Global, cmd: CertCmd) -> anyhow::Result<ExitCode> {
                     cfg.rdp.cert.display()
                 );
             }
-            let made = generate(&cfg.rdp.host_name, cfg.rdp.cert_key)?;
+            let made = generate(&cfg)?;
             // Both files are written in full next to the old ones before
             // either is renamed over them: a failure leaves the old pair.
             let key_tmp = write_beside(&cfg.rdp.key, made.key_pem.as_bytes())?;

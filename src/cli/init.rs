@@ -85,7 +85,7 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
             report.note(format!("RDP certificate SHA-256: {pin}"));
         }
     } else {
-        let made = super::cert::generate(&cfg.rdp.host_name, cfg.rdp.cert_key)?;
+        let made = super::cert::generate(&cfg)?;
         write_new(&key_path, made.key_pem.as_bytes(), 0o600)?;
         if let Err(e) = write_new(&cert_path, made.cert_pem.as_bytes(), 0o600) {
             let _ = std::fs::remove_file(&key_path);
