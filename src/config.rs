@@ -116,6 +116,73 @@ pub struct RdpListener {
     /// How long a client may take from connecting to its sign-in (the
     /// Client Info PDU, or CredSSP with NLA).
     pub login_grace: Duration,
+    /// The name clients connect to: subject (CN) and DNS name of the
+    /// certificate `init` and `cert renew` make (`[rdp] host_name`; default:
+    /// this machine's host name).
+    pub host_name: String,
+    /// PEM certificate chain of the front (`[rdp] cert`; default
+    /// `keys/rdp_tls_cert.pem`, made by `init`). Point it and `key` at a
+    /// certificate from the municipality's own CA to use that instead.
+    pub cert: PathBuf,
+    /// PEM private key of `cert` (`[rdp] key`).
+    pub key: PathBuf,
+    /// The key type `init` and `cert renew` generate (`[rdp] cert_key`).
+    pub cert_key: CertKeyType,
+    /// When the front offers NLA (`[rdp] nla`).
+    pub nla: NlaOffer,
+    /// How long after a dropped connection the client may come back with
+    /// sekisho's auto-reconnect cookie (`[rdp] reconnect_grace`; 0 = no
+    /// cookies are issued).
+    pub reconnect_grace: Duration,
+    /// The font sekisho draws its own RDP screens with (`[rdp] screen_font`).
+    pub screen_font: PathBuf,
+    /// How long a refusal screen shows before the disconnect (`[rdp]
+    /// refusal_screen`; 0 = no screen, the error code only).
+    pub refusal_screen: Duration,
+}
+
+/// IPAexGothic from Debian's `fonts-ipaexfont-gothic`.
+pub const DEFAULT_SCREEN_FONT: &str = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
+
+/// Key type of the RDP front certificate sekisho generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertKeyType {
+    /// RSA 3072 (the default: every RDP client, old Windows ones too).
+    Rsa3072,
+    /// ECDSA P-256 (smaller; some older or independent clients fail on it).
+    EcdsaP256,
+}
+
+impl CertKeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertKeyType::Rsa3072 => "rsa-3072",
+            CertKeyType::EcdsaP256 => "ecdsa-p256",
+        }
+    }
+}
+
+/// When the RDP front offers NLA (CredSSP with a one-time ticket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NlaOffer {
+    /// Only to a client whose connection request names (in its routing
+    /// cookie) a person@target that has a live one-time RDP ticket; every
+    /// other client is offered TLS and signs in with password + code.
+    Tickets,
+    /// Always (clients without a ticket fail at CredSSP).
+    Always,
+    /// Never: TLS only.
+    Never,
+}
+
+/// This machine's host name, for the certificate subject when
+/// `[rdp] host_name` is not set.
+fn machine_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sekisho".to_owned())
 }
 
 /// The web console (`[web]`): HTTPS for auditors and admins.
@@ -267,6 +334,14 @@ struct RawRdp {
     listen: Option<String>,
     keyframe_interval: Option<String>,
     login_grace: Option<String>,
+    host_name: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cert_key: Option<String>,
+    nla: Option<String>,
+    reconnect_grace: Option<String>,
+    screen_font: Option<PathBuf>,
+    refusal_screen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -369,6 +444,58 @@ impl Config {
                 "give both `cert` and `key`, or neither (then init's certificate is used)".into(),
             ));
         }
+        if raw.rdp.cert.is_some() != raw.rdp.key.is_some() {
+            return Err(invalid(
+                "rdp",
+                "give both `cert` and `key`, or neither (then init's certificate is used)".into(),
+            ));
+        }
+        let rdp_cert = match raw.rdp.cert {
+            Some(p) => resolve(Some(p), ""),
+            None => paths.tls_cert(),
+        };
+        let rdp_key = match raw.rdp.key {
+            Some(p) => resolve(Some(p), ""),
+            None => paths.tls_key(),
+        };
+        let cert_key = match raw.rdp.cert_key.as_deref().unwrap_or("rsa-3072") {
+            "rsa-3072" => CertKeyType::Rsa3072,
+            "ecdsa-p256" => CertKeyType::EcdsaP256,
+            other => {
+                return Err(invalid(
+                    "rdp.cert_key",
+                    format!("{other:?}: use \"rsa-3072\" or \"ecdsa-p256\""),
+                ));
+            }
+        };
+        let nla = match raw.rdp.nla.as_deref().unwrap_or("tickets") {
+            "tickets" => NlaOffer::Tickets,
+            "always" => NlaOffer::Always,
+            "never" => NlaOffer::Never,
+            other => {
+                return Err(invalid(
+                    "rdp.nla",
+                    format!("{other:?}: use \"tickets\", \"always\" or \"never\""),
+                ));
+            }
+        };
+        let host_name = match raw.rdp.host_name {
+            Some(h) => {
+                let h = h.trim().to_owned();
+                if h.is_empty()
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                {
+                    return Err(invalid(
+                        "rdp.host_name",
+                        format!("{h:?} is not a host name (letters, digits, '-' and '.')"),
+                    ));
+                }
+                h
+            }
+            None => machine_host_name(),
+        };
         let web = WebListener {
             // Off unless asked for: a deployment from before the console
             // does not open a new port on upgrade (`init` writes it on).
@@ -376,11 +503,11 @@ impl Config {
             listen: addr("web.listen", raw.web.listen, "127.0.0.1:8443")?,
             cert: match raw.web.cert {
                 Some(p) => resolve(Some(p), ""),
-                None => paths.tls_cert(),
+                None => rdp_cert.clone(),
             },
             key: match raw.web.key {
                 Some(p) => resolve(Some(p), ""),
-                None => paths.tls_key(),
+                None => rdp_key.clone(),
             },
             idle_timeout: web_idle,
         };
@@ -490,6 +617,14 @@ impl Config {
                 listen: addr("rdp.listen", raw.rdp.listen, "127.0.0.1:3389")?,
                 keyframe_interval: dur("rdp.keyframe_interval", raw.rdp.keyframe_interval, "30s")?,
                 login_grace: grace("rdp.login_grace", raw.rdp.login_grace, "30s")?,
+                host_name,
+                cert: rdp_cert,
+                key: rdp_key,
+                cert_key,
+                nla,
+                reconnect_grace: dur("rdp.reconnect_grace", raw.rdp.reconnect_grace, "2m")?,
+                screen_font: resolve(raw.rdp.screen_font, DEFAULT_SCREEN_FONT),
+                refusal_screen: dur("rdp.refusal_screen", raw.rdp.refusal_screen, "5s")?,
             },
             auth: AuthLimits {
                 signin_window: dur("auth.signin_window", raw.auth.signin_window, "10m")?,

@@ -78,15 +78,28 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
     }
 
     // TLS certificate and key of the RDP front.
-    let (cert_path, key_path) = (cfg.paths.tls_cert(), cfg.paths.tls_key());
+    let (cert_path, key_path) = (cfg.rdp.cert.clone(), cfg.rdp.key.clone());
     if cert_path.exists() || key_path.exists() {
         report.kept(&cert_path, "RDP TLS certificate");
+        if let Ok(pin) = super::cert::pin_of(&cert_path) {
+            report.note(format!("RDP certificate SHA-256: {pin}"));
+        }
     } else {
-        let (cert_pem, key_pem, fingerprint) = self_signed_tls()?;
-        write_new(&key_path, key_pem.as_bytes(), 0o600)?;
-        write_new(&cert_path, cert_pem.as_bytes(), 0o600)?;
+        let made = super::cert::generate(&cfg)?;
+        write_new(&key_path, made.key_pem.as_bytes(), 0o600)?;
+        if let Err(e) = write_new(&cert_path, made.cert_pem.as_bytes(), 0o600) {
+            let _ = std::fs::remove_file(&key_path);
+            return Err(e);
+        }
         report.created(&cert_path, "RDP TLS certificate");
-        report.note(format!("RDP certificate SHA-256: {fingerprint}"));
+        report.note(format!(
+            "{}, CN={}, valid {} days (renew: `sekisho cert renew`)",
+            cfg.rdp.cert_key.as_str(),
+            cfg.rdp.host_name,
+            super::cert::VALIDITY_DAYS
+        ));
+        report.note(format!("RDP certificate SHA-256: {}", made.pin));
+        report.note("(the pin users compare when their client asks about the certificate)".into());
     }
 
     // Archive-signing key.
@@ -179,26 +192,6 @@ pub async fn run(g: &Global, a: InitArgs) -> anyhow::Result<ExitCode> {
         config_file.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Generates a self-signed certificate for the RDP front; returns (cert PEM,
-/// key PEM, SHA-256 fingerprint of the certificate as colon-separated hex).
-fn self_signed_tls() -> anyhow::Result<(String, String, String)> {
-    let names = vec![
-        "sekisho".to_string(),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ];
-    let certified =
-        rcgen::generate_simple_self_signed(names).context("generating the TLS certificate")?;
-    let der = certified.cert.der();
-    let fingerprint =
-        crate::policy::Pin::CertSha256(crate::rdp::back::cert_sha256(der.as_ref())).to_string();
-    Ok((
-        certified.cert.pem(),
-        certified.signing_key.serialize_pem(),
-        fingerprint,
-    ))
 }
 
 /// Creates `path` with `mode` only if it does not exist. Returns false when it

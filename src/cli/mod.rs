@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_FILE};
 
 pub mod audit;
+pub mod cert;
 pub mod document;
 pub mod export;
 pub mod init;
@@ -54,6 +55,9 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run the SSH and RDP listeners.
     Serve(serve::ServeArgs),
+    /// The RDP certificate: renew the generated one, show its pin.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
     /// Manage people: engineers, auditors, admins, approvers.
     #[command(subcommand)]
     User(user::UserCmd),
@@ -121,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(a) => init::run(g, a).await,
         Command::Serve(a) => serve::run(g, a).await,
+        Command::Cert(a) => cert::run(g, a).await,
         Command::User(a) => user::run_user(g, a).await,
         Command::Vendor(a) => user::run_vendor(g, a).await,
         Command::Ticket(a) => ticket::run(g, a).await,

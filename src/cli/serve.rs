@@ -125,7 +125,7 @@ async fn spawn_listeners(
         });
     }
     if cfg.rdp.enabled {
-        let tls = crate::rdp::tls_server_config(&cfg.paths.tls_cert(), &cfg.paths.tls_key())?;
+        let tls = crate::rdp::tls_server_config(&cfg.rdp.cert, &cfg.rdp.key)?;
         let listener = tokio::net::TcpListener::bind(cfg.rdp.listen)
             .await
             .with_context(|| format!("listening for RDP on {}", cfg.rdp.listen))?;

@@ -48,12 +48,23 @@ pub struct Person {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub reason: String,
+    /// The policy rule that refused (`hours`, `no_access`...), for the
+    /// headline of the refusal screen; `None` for a failed sign-in.
+    pub rule: Option<&'static str>,
 }
 
 impl Refusal {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
+            rule: None,
+        }
+    }
+
+    pub fn by_rule(rule: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            rule: Some(rule),
         }
     }
 }
@@ -139,6 +150,9 @@ pub enum RdpEvent {
     Keyframe { width: u16, height: u16 },
     /// A channel that was refused (static or dynamic).
     ChannelRefused { name: String, reason: String },
+    /// This session resumes an earlier one whose client connection was
+    /// lost (sekisho's auto-reconnect cookie).
+    Resumed { from: uuid::Uuid },
 }
 
 /// A channel refusal kind for the audit log.
@@ -228,6 +242,22 @@ pub trait RdpControl: Send + Sync + 'static {
         reason: &str,
     ) -> impl Future<Output = ()> + Send;
 
+    /// An auto-reconnect cookie for the client of this running session, or
+    /// `None` when reconnection is off (`[rdp] reconnect_grace = 0`).
+    fn issue_reconnect(
+        &self,
+        start: &SessionStart,
+    ) -> impl Future<Output = Option<ironrdp_pdu::rdp::session_info::ServerAutoReconnect>> + Send;
+
+    /// Redeem the auto-reconnect answer in a Client Info PDU: the person and
+    /// target it resumes, or `None`. Audits both; never counts toward
+    /// lockout (the client also sent its password, which is checked next).
+    fn resume(
+        &self,
+        answer: &ironrdp_pdu::rdp::client_info::ClientAutoReconnect,
+        source: IpAddr,
+    ) -> impl Future<Output = Option<super::reconnect::Resumption>> + Send;
+
     /// Register the live session; the returned signal fires on kill.
     fn register_live(&self, start: &SessionStart) -> impl Future<Output = KillSignal> + Send;
 
@@ -250,4 +280,7 @@ pub enum SessionClose {
     /// The target's connection died under the live session (no Disconnect
     /// Provider Ultimatum, a reset, an I/O error): not a normal logout.
     TargetLost,
+    /// The client's connection failed under the live session (a reset, a
+    /// network drop): the client may come back with its reconnect cookie.
+    ClientLost,
 }

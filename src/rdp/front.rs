@@ -12,6 +12,8 @@ use ironrdp_connector::Sequence as _;
 use ironrdp_core::{WriteBuf, decode, encode_vec};
 use ironrdp_pdu::gcc::{self, ClientGccBlocks};
 use ironrdp_pdu::nego::{self, SecurityProtocol};
+use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, DemandActive, ServerDemandActive};
+use ironrdp_pdu::rdp::finalization_messages::{ControlAction, ControlPdu, FontPdu, SynchronizePdu};
 use ironrdp_pdu::rdp::headers::{
     CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
     StreamPriority,
@@ -34,6 +36,7 @@ use super::control::RdpControl;
 use super::rules::{self, ChannelVerdict};
 use super::{FrontTls, RdpError, nla};
 use crate::admission::Gate;
+use crate::config::NlaOffer;
 
 /// MCS ids the gateway hands to the client. They mirror what Windows and
 /// xrdp assign, but the relay never relies on that: it maps every id.
@@ -61,16 +64,42 @@ pub(crate) struct FrontSession {
     pub gcc: ClientGccBlocks,
     pub channels: Vec<FrontChannel>,
     pub client_info: ClientInfo,
+    /// The client is licensed and active in sekisho's own share (the
+    /// drawn sign-in screen): the target's share follows a Deactivate All.
+    pub screen_active: bool,
 }
 
-/// Run the X.224 negotiation with ironrdp-acceptor. Only TLS is offered:
-/// a client asking for standard RDP security (RC4) gets an RDP negotiation
-/// failure (SSL_REQUIRED_BY_SERVER) rather than a reset.
+/// Run the X.224 negotiation with ironrdp-acceptor. TLS is always offered,
+/// NLA as `[rdp] nla` says (see [`offers_nla`]); a client asking for
+/// standard RDP security (RC4) only gets an RDP negotiation failure
+/// (SSL_REQUIRED_BY_SERVER) rather than a reset.
 /// Returns the stream, the protocols the client requested and the one selected.
-async fn negotiate(
+async fn negotiate<C: RdpControl>(
     tcp: TcpStream,
-    offer_nla: bool,
-) -> Result<(TcpStream, SecurityProtocol, SecurityProtocol), RdpError> {
+    nla: NlaOffer,
+    control: &C,
+    source: IpAddr,
+) -> Result<
+    (
+        TcpStream,
+        SecurityProtocol,
+        SecurityProtocol,
+        Option<String>,
+    ),
+    RdpError,
+> {
+    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+
+    let request_pdu = framed
+        .read_by_hint(&X224_HINT)
+        .await
+        .map_err(|e| RdpError::io("reading X.224 connection request", e))?;
+    let request = decode::<X224<nego::ConnectionRequest>>(&request_pdu)
+        .map_err(|e| RdpError::protocol("X.224 connection request", e))?
+        .0;
+    debug!(protocol = ?request.protocol, "client connection request");
+    let offer_nla = offers_nla(nla, &request, control, source).await;
+
     // Desktop size and capabilities are unused: the acceptor is dropped at
     // the security upgrade, before it would send any of them.
     let offered = if offer_nla {
@@ -87,16 +116,6 @@ async fn negotiate(
         Vec::new(),
         None,
     );
-    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
-
-    let request_pdu = framed
-        .read_by_hint(&X224_HINT)
-        .await
-        .map_err(|e| RdpError::io("reading X.224 connection request", e))?;
-    let request = decode::<X224<nego::ConnectionRequest>>(&request_pdu)
-        .map_err(|e| RdpError::protocol("X.224 connection request", e))?
-        .0;
-    debug!(protocol = ?request.protocol, "client connection request");
 
     let mut buf = WriteBuf::new();
     acceptor
@@ -104,6 +123,25 @@ async fn negotiate(
         .map_err(|e| RdpError::protocol("X.224 connection request", e))?;
     buf.clear();
     let confirm = acceptor.step_no_input(&mut buf);
+    // A client that insists on NLA (mstsc or FreeRDP with /sec:nla)
+    // without a live ticket is told so by the negotiation failure; the
+    // audit log says it too, under the name it gave, before the client
+    // hears it (so the record is there when the client gives up).
+    if confirm.is_err()
+        && !offer_nla
+        && request
+            .protocol
+            .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+        && let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data
+    {
+        control
+            .nla_refused(
+                name.trim(),
+                source,
+                "the client asked for NLA only, and there is no live one-time RDP ticket for this name",
+            )
+            .await;
+    }
     // The acceptor writes the negotiation failure into the buffer before it
     // reports the mismatch, so send whatever it wrote either way.
     if buf.filled_len() > 0 {
@@ -135,23 +173,83 @@ async fn negotiate(
         }
     };
     debug!(selected = ?selected, "front security selected");
-    Ok((framed.into_inner_no_leftover(), request.protocol, selected))
+    let cookie = match request.nego_data {
+        Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) => Some(name.trim().to_owned()),
+        _ => None,
+    };
+    Ok((
+        framed.into_inner_no_leftover(),
+        request.protocol,
+        selected,
+        cookie,
+    ))
+}
+
+/// Whether to offer NLA to this client. With `tickets`, only when the
+/// routing cookie of its connection request (`Cookie: mstshash=NAME`, which
+/// FreeRDP and mstsc fill with the user name) names a person@target holding a
+/// live one-time RDP ticket: a client offered NLA without one could only
+/// fail at CredSSP with a bare logon failure, while offered TLS alone it
+/// falls back and sends password + code in its Client Info PDU. What this
+/// tells a prober (whether a name has a live ticket right now) is far less
+/// than the ticket itself, which is still proved over CredSSP.
+async fn offers_nla<C: RdpControl>(
+    nla: NlaOffer,
+    request: &nego::ConnectionRequest,
+    control: &C,
+    source: IpAddr,
+) -> bool {
+    match nla {
+        NlaOffer::Always => true,
+        NlaOffer::Never => false,
+        NlaOffer::Tickets => {
+            let Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) = &request.nego_data else {
+                return false;
+            };
+            let Some((person, target)) = split_target(name.trim(), None) else {
+                return false;
+            };
+            let has_ticket = control.nla_secret(&person, &target, source).await.is_some();
+            debug!(user = %crate::auth::login_for_records(name), has_ticket, "NLA offered only with a live ticket");
+            has_ticket
+        }
+    }
 }
 
 /// Accept one client up to its Client Info PDU.
 pub(crate) async fn accept<C: RdpControl>(
     tcp: TcpStream,
     tls: &FrontTls,
-    offer_nla: bool,
+    nla: NlaOffer,
     control: &C,
     source: IpAddr,
     admission: &Gate,
 ) -> Result<FrontSession, RdpError> {
-    let (tcp, requested_protocol, selected) = negotiate(tcp, offer_nla).await?;
-    let tls_stream = tokio_rustls::TlsAcceptor::from(tls.config.clone())
+    let (tcp, requested_protocol, selected, cookie) = negotiate(tcp, nla, control, source).await?;
+    let tls_stream = match tokio_rustls::TlsAcceptor::from(tls.config.clone())
         .accept(tcp)
         .await
-        .map_err(|e| RdpError::io("TLS handshake with client", e))?;
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // FreeRDP with /sec:nla asks for TLS or NLA but hangs up when
+            // given TLS: without a live ticket it was not offered NLA.
+            if selected == SecurityProtocol::SSL
+                && requested_protocol
+                    .intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX)
+                && let Some(name) = &cookie
+            {
+                control
+                    .nla_refused(
+                        name,
+                        source,
+                        "the client wanted NLA only and hung up when offered TLS; there is no live one-time RDP ticket for this name",
+                    )
+                    .await;
+            }
+            return Err(RdpError::io("TLS handshake with client", e));
+        }
+    };
     let mut framed = FrontFramed::new(tls_stream);
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
@@ -281,6 +379,7 @@ pub(crate) async fn accept<C: RdpControl>(
         gcc,
         channels,
         client_info: info.client_info,
+        screen_active: false,
     })
 }
 
@@ -373,11 +472,264 @@ pub(crate) fn refusal_pdus(
     Ok(out)
 }
 
-/// Tell a client that has not been licensed yet that it is refused. Best
-/// effort: the connection is closing anyway.
-pub(crate) async fn refuse_client(framed: &mut FrontFramed, code: ProtocolIndependentCode) {
+/// The share id of sekisho's own screens (the target's share replaces it
+/// when a session follows).
+const SCREEN_SHARE_ID: u32 = 0x0001_03EA;
+
+/// The capability sets of sekisho's own screens: the client's desktop size,
+/// 32 bits per pixel, no drawing orders (bitmaps only), fast-path output.
+fn screen_capabilities(width: u16, height: u16) -> Vec<CapabilitySet> {
+    use ironrdp_pdu::rdp::capability_sets::{
+        Bitmap, BitmapDrawingFlags, General, GeneralExtraFlags, Input, InputFlags,
+        MajorPlatformType, MinorPlatformType, Order, OrderFlags, OrderSupportExFlags, Pointer,
+        VirtualChannel, VirtualChannelFlags,
+    };
+    vec![
+        CapabilitySet::General(General {
+            major_platform_type: MajorPlatformType::UNSPECIFIED,
+            minor_platform_type: MinorPlatformType::UNSPECIFIED,
+            protocol_version: ironrdp_pdu::rdp::capability_sets::PROTOCOL_VER,
+            extra_flags: GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED
+                | GeneralExtraFlags::NO_BITMAP_COMPRESSION_HDR
+                | GeneralExtraFlags::LONG_CREDENTIALS_SUPPORTED,
+            refresh_rect_support: true,
+            suppress_output_support: true,
+        }),
+        CapabilitySet::Bitmap(Bitmap {
+            pref_bits_per_pix: 32,
+            desktop_width: width,
+            desktop_height: height,
+            desktop_resize_flag: false,
+            drawing_flags: BitmapDrawingFlags::ALLOW_SKIP_ALPHA,
+        }),
+        CapabilitySet::Order(Order::new(
+            OrderFlags::NEGOTIATE_ORDER_SUPPORT | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT,
+            OrderSupportExFlags::empty(),
+            480 * 480,
+            0,
+        )),
+        CapabilitySet::Pointer(Pointer {
+            color_pointer_cache_size: 25,
+            pointer_cache_size: 25,
+        }),
+        CapabilitySet::Input(Input {
+            input_flags: InputFlags::SCANCODES
+                | InputFlags::MOUSEX
+                | InputFlags::UNICODE
+                | InputFlags::FASTPATH_INPUT_2,
+            keyboard_layout: 0,
+            keyboard_type: None,
+            keyboard_subtype: 0,
+            keyboard_function_key: 0,
+            keyboard_ime_filename: String::new(),
+        }),
+        CapabilitySet::VirtualChannel(VirtualChannel {
+            flags: VirtualChannelFlags::NO_COMPRESSION,
+            chunk_size: None,
+        }),
+    ]
+}
+
+/// Activate the client with sekisho's own share and paint `canvas` into
+/// it: "valid client" licensing, Demand Active, the client's Confirm
+/// Active, the finalization exchange (ironrdp-acceptor's), then the bitmap
+/// updates. Nothing here reaches a target or a recording.
+pub(crate) async fn show_screen(
+    framed: &mut FrontFramed,
+    canvas: &super::screen::Canvas,
+) -> Result<(), RdpError> {
+    let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+        .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+        .into();
+    send_indication(framed, &license).await?;
+    let demand = ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::ServerDemandActive(ServerDemandActive {
+            pdu: DemandActive {
+                source_descriptor: "RDP".into(),
+                capability_sets: screen_capabilities(canvas.width, canvas.height),
+            },
+        }),
+    };
+    send_indication(framed, &demand).await?;
+    // The client's Confirm Active (anything else before it is dropped).
+    loop {
+        let (action, pdu) = framed
+            .read_pdu()
+            .await
+            .map_err(|e| RdpError::io("reading Confirm Active", e))?;
+        if !matches!(action, ironrdp_pdu::Action::X224) {
+            continue;
+        }
+        let Ok(X224(request)) = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu) else {
+            continue;
+        };
+        if let Ok(header) = decode::<ShareControlHeader>(request.user_data.as_ref())
+            && matches!(
+                header.share_control_pdu,
+                ShareControlPdu::ClientConfirmActive(_)
+            )
+        {
+            break;
+        }
+    }
+    // Finalization. FreeRDP sends Synchronize, Control (cooperate,
+    // request) and Font List at once; rdesktop waits for the server's
+    // Synchronize, Cooperate and Granted Control before its Font List. So
+    // the server's three go out on the client's Request Control, the Font
+    // Map on its Font List.
+    let mut granted = false;
+    loop {
+        let (action, pdu) = framed
+            .read_pdu()
+            .await
+            .map_err(|e| RdpError::io("reading the client's finalization", e))?;
+        if !matches!(action, ironrdp_pdu::Action::X224) {
+            continue;
+        }
+        let Ok(X224(request)) = decode::<X224<mcs::SendDataRequest<'_>>>(&pdu) else {
+            continue;
+        };
+        let Ok(ShareControlHeader {
+            share_control_pdu: ShareControlPdu::Data(data),
+            ..
+        }) = decode::<ShareControlHeader>(request.user_data.as_ref())
+        else {
+            continue;
+        };
+        match data.share_data_pdu {
+            ShareDataPdu::Control(ControlPdu {
+                action: ControlAction::RequestControl,
+                ..
+            }) if !granted => {
+                granted = true;
+                for pdu in [
+                    ShareDataPdu::Synchronize(SynchronizePdu {
+                        target_user_id: FRONT_USER_CHANNEL,
+                    }),
+                    ShareDataPdu::Control(ControlPdu {
+                        action: ControlAction::Cooperate,
+                        grant_id: 0,
+                        control_id: 0,
+                    }),
+                    ShareDataPdu::Control(ControlPdu {
+                        action: ControlAction::GrantedControl,
+                        grant_id: FRONT_USER_CHANNEL,
+                        control_id: u32::from(ironrdp_pdu::rdp::capability_sets::SERVER_CHANNEL_ID),
+                    }),
+                ] {
+                    send_indication(framed, &screen_data(pdu)).await?;
+                }
+            }
+            ShareDataPdu::FontList(_) => {
+                send_indication(
+                    framed,
+                    &screen_data(ShareDataPdu::FontMap(FontPdu::default())),
+                )
+                .await?;
+                break;
+            }
+            _ => {}
+        }
+    }
+    paint(framed, canvas, None).await
+}
+
+/// A share data PDU of sekisho's screen share.
+fn screen_data(pdu: ShareDataPdu) -> ShareControlHeader {
+    ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+            share_data_pdu: pdu,
+            stream_priority: StreamPriority::Undefined,
+            compression_flags: CompressionFlags::empty(),
+            compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+        }),
+    }
+}
+
+/// Send the bitmap updates of `canvas` (only the tiles meeting `area`, if
+/// given) to an active client.
+pub(crate) async fn paint(
+    framed: &mut FrontFramed,
+    canvas: &super::screen::Canvas,
+    area: Option<(u16, u16, u16, u16)>,
+) -> Result<(), RdpError> {
+    let updates = match area {
+        Some(a) => canvas.fast_path_updates_in(a),
+        None => canvas.fast_path_updates(),
+    }
+    .map_err(|e| RdpError::protocol("encoding the screen", e))?;
+    for update in updates {
+        framed
+            .write_all(&update)
+            .await
+            .map_err(|e| RdpError::io("writing the screen", e))?;
+    }
+    Ok(())
+}
+
+/// Tell the client it is refused: with "valid client" licensing first
+/// unless it is already active in sekisho's screen.
+pub(crate) async fn refuse_front(front: &mut FrontSession, code: ProtocolIndependentCode) {
     use ironrdp_async::FramedWrite as _;
-    match refusal_pdus(code, false) {
+    match refusal_pdus(code, front.screen_active) {
+        Ok(bytes) => {
+            if let Err(e) = front.framed.write_all(&bytes).await {
+                warn!(error = %e, "could not send the refusal to the client");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not encode the refusal"),
+    }
+}
+
+/// Leave sekisho's screen share so that the target's Demand Active starts
+/// a new one (MS-RDPBCGR 1.3.1.3, deactivation-reactivation).
+pub(crate) async fn deactivate_screen(framed: &mut FrontFramed) -> Result<(), RdpError> {
+    let pdu = ShareControlHeader {
+        share_id: SCREEN_SHARE_ID,
+        pdu_source: FRONT_IO_CHANNEL,
+        share_control_pdu: ShareControlPdu::ServerDeactivateAll(
+            ironrdp_pdu::rdp::headers::ServerDeactivateAll,
+        ),
+    };
+    send_indication(framed, &pdu).await
+}
+
+/// Show a refusal screen for `hold` (the client's input is read and
+/// dropped meanwhile), then the error code and the disconnect. Falls back
+/// to the error code alone when the screen cannot be shown.
+pub(crate) async fn refuse_with_screen(
+    front: &mut FrontSession,
+    code: ProtocolIndependentCode,
+    screen: Option<(&super::screen::ScreenFont, super::screen::RefusalText)>,
+    hold: std::time::Duration,
+) {
+    use ironrdp_async::FramedWrite as _;
+    let Some((font, text)) = screen.filter(|_| !hold.is_zero()) else {
+        refuse_front(front, code).await;
+        return;
+    };
+    let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
+    let canvas = super::screen::refusal_screen(font, width, height, &text);
+    let framed = &mut front.framed;
+    let shown = if front.screen_active {
+        paint(framed, &canvas, None).await
+    } else {
+        show_screen(framed, &canvas).await
+    };
+    if let Err(e) = shown {
+        warn!(error = %e, "could not show the refusal screen");
+        refuse_front(front, code).await;
+        return;
+    }
+    front.screen_active = true;
+    let framed = &mut front.framed;
+    info!(reason = %text.detail, "refusal screen shown");
+    let _ = tokio::time::timeout(hold, async { while framed.read_pdu().await.is_ok() {} }).await;
+    match refusal_pdus(code, true) {
         Ok(bytes) => {
             if let Err(e) = framed.write_all(&bytes).await {
                 warn!(error = %e, "could not send the refusal to the client");

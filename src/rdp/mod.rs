@@ -15,8 +15,10 @@
 //! joins them at the capability exchange:
 //!
 //! 1. **Front** ([`front`]): ironrdp-acceptor runs the X.224 negotiation,
-//!    offering TLS and NLA (a client asking for standard RDP security gets an
-//!    RDP negotiation failure, SSL_REQUIRED_BY_SERVER). After the TLS
+//!    offering TLS, and NLA when `[rdp] nla` says (by default only to a
+//!    client whose routing cookie names someone with a live ticket); a
+//!    client asking for standard RDP security gets an RDP negotiation
+//!    failure, SSL_REQUIRED_BY_SERVER. After the TLS
 //!    upgrade, an NLA client runs CredSSP with the gateway as server
 //!    (`nla.rs`): the NTLM AUTHENTICATE message names the user, the core
 //!    supplies that person's one-time ticket, sspi verifies the proof. The
@@ -27,8 +29,14 @@
 //!    multitransport. The acceptor's channel connection sequence handles
 //!    erect-domain, attach-user and joins; then the Client Info PDU yields
 //!    the user name and secret (TLS) or just the client's settings (NLA).
-//! 2. **Sign-in and policy** through [`control::RdpControl`]. A refusal reaches the
-//!    client as "valid client" licensing, a Set Error Info PDU (FreeRDP shows
+//! 2. **Sign-in and policy** through [`control::RdpControl`]. A client
+//!    without usable credentials gets sekisho's drawn sign-in screen
+//!    ([`screen`]): the gateway activates it in a share of its own, paints
+//!    bitmap updates and reads the keyboard; the target's share later
+//!    replaces it after a Deactivate All. A client answering sekisho's
+//!    auto-reconnect cookie ([`reconnect`]) resumes without a sign-in. A
+//!    refusal is drawn on the screen for a few seconds, then reaches the
+//!    client as a Set Error Info PDU (FreeRDP shows
 //!    ERRINFO_SERVER_DENIED_CONNECTION / _INSUFFICIENT_PRIVILEGES) and an MCS
 //!    disconnect, so the client reports it and does not retry.
 //! 3. **Back** ([`back`]): X.224 (TLS or NLA) and TLS to the target, whose
@@ -52,8 +60,9 @@
 //!    commands, so every update the target sends is a bitmap the recorder
 //!    can decode. Fast-path PDUs carry no channel ids and pass unchanged.
 //!    Slow-path MCS Send Data PDUs get channel id and initiator rewritten
-//!    with a `relay::ChannelMap`. Server Redirection and Save Session Info
-//!    (auto-reconnect cookies) never reach the client. Every so often the
+//!    with a `relay::ChannelMap`. Server Redirection and the target's Save
+//!    Session Info (its auto-reconnect cookies) never reach the client;
+//!    after the target's Font Map the gateway sends its own cookie. Every so often the
 //!    gateway sends the target a Refresh Rect for the whole desktop and
 //!    records a keyframe marker before the redraw.
 //!
@@ -74,8 +83,10 @@ pub mod back;
 pub mod control;
 pub mod front;
 mod nla;
+pub mod reconnect;
 pub mod relay;
 pub mod rules;
+pub mod screen;
 pub mod services;
 mod session;
 pub mod steer;
@@ -100,8 +111,16 @@ pub struct GatewayOptions {
     /// How often the target is asked to redraw the whole desktop, so that
     /// a replayer can seek (a keyframe). Zero turns keyframes off.
     pub keyframe_interval: std::time::Duration,
-    /// Offer NLA (CredSSP with a one-time ticket) besides TLS.
-    pub offer_nla: bool,
+    /// When NLA (CredSSP with a one-time ticket) is offered besides TLS.
+    pub nla: crate::config::NlaOffer,
+    /// How long after a dropped connection sekisho's auto-reconnect cookie
+    /// resumes the session; zero issues no cookies.
+    pub reconnect_grace: std::time::Duration,
+    /// The font of sekisho's own screens; without one, a refusal is the
+    /// error code only.
+    pub screen_font: Option<Arc<screen::ScreenFont>>,
+    /// How long a refusal screen shows before the disconnect; zero: none.
+    pub refusal_screen: std::time::Duration,
     /// A session without client input for this long is ended
     /// (`[sessions] idle_timeout`); zero turns it off.
     pub idle_timeout: std::time::Duration,
@@ -115,11 +134,24 @@ pub struct GatewayOptions {
 
 impl GatewayOptions {
     /// The options `sekisho serve` runs with: `[sessions] idle_timeout`,
-    /// `[rdp] keyframe_interval`, NLA offered (sign-in with a ticket).
+    /// `[rdp] keyframe_interval`, `nla`, `reconnect_grace`.
     pub fn from_config(config: &crate::config::Config) -> Self {
         GatewayOptions {
             keyframe_interval: config.rdp.keyframe_interval,
-            offer_nla: services::NLA_SIGN_IN,
+            nla: config.rdp.nla,
+            reconnect_grace: config.rdp.reconnect_grace,
+            screen_font: if config.rdp.refusal_screen.is_zero() {
+                None
+            } else {
+                match screen::ScreenFont::load(&config.rdp.screen_font) {
+                    Ok(f) => Some(Arc::new(f)),
+                    Err(e) => {
+                        warn!(error = %e, "no screen font: refusals show the error code only");
+                        None
+                    }
+                }
+            },
+            refusal_screen: config.rdp.refusal_screen,
             idle_timeout: config.sessions.idle_timeout,
             login_grace: config.rdp.login_grace,
             admission: Gate::logging_only(config.admission.clone()),
@@ -131,7 +163,10 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             keyframe_interval: std::time::Duration::from_secs(30),
-            offer_nla: true,
+            nla: crate::config::NlaOffer::Tickets,
+            reconnect_grace: std::time::Duration::from_secs(120),
+            screen_font: None,
+            refusal_screen: std::time::Duration::ZERO,
             idle_timeout: std::time::Duration::ZERO,
             login_grace: std::time::Duration::from_secs(30),
             admission: Gate::logging_only(AdmissionLimits::default()),
@@ -161,6 +196,9 @@ pub enum RdpError {
     /// The target's connection died without the target ending the session.
     #[error("the connection to the target was lost ({0})")]
     TargetLost(String),
+    /// The client's connection failed (not a close) under a live session.
+    #[error("the connection to the client was lost ({0})")]
+    ClientLost(String),
     #[error("recording failed: {0}")]
     Recording(String),
     #[error("TLS configuration: {0}")]
@@ -223,7 +261,7 @@ pub async fn serve_config<C: RdpControl>(
     config: &crate::config::Config,
     control: Arc<C>,
 ) -> anyhow::Result<()> {
-    let tls = tls_server_config(&config.paths.tls_cert(), &config.paths.tls_key())?;
+    let tls = tls_server_config(&config.rdp.cert, &config.rdp.key)?;
     let listener = TcpListener::bind(config.rdp.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding RDP listener {}: {e}", config.rdp.listen))?;

@@ -21,6 +21,9 @@ use ironrdp_pdu::rdp::headers::{
     StreamPriority,
 };
 use ironrdp_pdu::rdp::refresh_rectangle::RefreshRectanglePdu;
+use ironrdp_pdu::rdp::session_info::{
+    InfoData, InfoType, LogonExFlags, LogonInfoExtended, SaveSessionInfoPdu, ServerAutoReconnect,
+};
 use ironrdp_pdu::x224::X224;
 use ironrdp_tokio::TokioStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
@@ -35,7 +38,8 @@ mod pdu;
 
 use crate::protocol::rdp::pdu::is_slow_path_input;
 pub(crate) use pdu::{
-    ChannelMap, DvcGate, ShareState, dvc_refusal, is_withheld_server_pdu, parse_dvc_create,
+    ChannelMap, DvcGate, ShareState, dvc_refusal, is_font_map, is_withheld_server_pdu,
+    parse_dvc_create,
 };
 
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;
@@ -51,6 +55,9 @@ pub(crate) struct Relay<C: RdpControl> {
     pub dvc_gate: std::sync::Mutex<DvcGate>,
     /// When the client last sent input (fast-path input PDUs), for the idle limit.
     pub last_input: std::sync::Mutex<tokio::time::Instant>,
+    /// sekisho's auto-reconnect cookie, sent to the client once after the
+    /// target's Font Map (the end of the connection finalization).
+    pub reconnect_cookie: std::sync::Mutex<Option<ServerAutoReconnect>>,
 }
 
 impl<C: RdpControl> Relay<C> {
@@ -170,6 +177,47 @@ impl<C: RdpControl> Relay<C> {
         write(back_to, &bytes).await
     }
 
+    /// Give the client sekisho's auto-reconnect cookie (once). Not
+    /// recorded: it is a credential, and not the target's.
+    async fn send_reconnect_cookie<F>(&self, to: &Writer<F>) -> Result<(), RdpError>
+    where
+        F: AsyncWrite + AsyncRead + Send + Sync + Unpin,
+    {
+        let cookie = self
+            .reconnect_cookie
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let share_id = self
+            .share
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .share_id;
+        let (Some(cookie), Some(share_id)) = (cookie, share_id) else {
+            return Ok(());
+        };
+        let pdu = ShareControlHeader {
+            share_id,
+            pdu_source: self.map.front_user,
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::SaveSessionInfo(SaveSessionInfoPdu {
+                    info_type: InfoType::LogonExtended,
+                    info_data: InfoData::LogonExtended(LogonInfoExtended {
+                        present_fields_flags: LogonExFlags::AUTO_RECONNECT_COOKIE,
+                        auto_reconnect: Some(cookie),
+                        errors_info: None,
+                    }),
+                }),
+                stream_priority: StreamPriority::Undefined,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }),
+        };
+        let bytes = super::front::indication_bytes(&pdu)?;
+        debug!(session = %self.session_id, "auto-reconnect cookie sent to the client");
+        write(to, &bytes).await
+    }
+
     /// Client → target.
     pub(crate) async fn client_to_target<F, B>(
         &self,
@@ -186,7 +234,7 @@ impl<C: RdpControl> Relay<C> {
                 Ok(read) => read,
                 // The client closed its connection: a normal end.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(RdpError::io("reading from client", e)),
+                Err(e) => return Err(RdpError::ClientLost(e.to_string())),
             };
             let pdu = pdu.freeze();
             match action {
@@ -376,6 +424,8 @@ impl<C: RdpControl> Relay<C> {
                         {
                             return Ok(());
                         }
+                        let finalized =
+                            ind.channel_id == self.map.back_io && is_font_map(&ind.user_data);
                         let initiator = if ind.initiator_id == self.map.back_user {
                             self.map.front_user
                         } else {
@@ -388,7 +438,11 @@ impl<C: RdpControl> Relay<C> {
                         };
                         let bytes = encode_vec(&X224(out))
                             .map_err(|e| RdpError::protocol("re-encoding target PDU", e))?;
-                        write(to, &bytes).await
+                        write(to, &bytes).await?;
+                        if finalized {
+                            self.send_reconnect_cookie(to).await?;
+                        }
+                        Ok(())
                     }
                     mcs::McsMessage::DisconnectProviderUltimatum(_) => {
                         write(to, &pdu).await?;

@@ -6,8 +6,9 @@
 //!
 //! Sign-in over TLS: the password field carries the password followed by the
 //! 6-digit code, or a one-time ticket. Inside the sign-in window (opened by
-//! a code accepted from the same address, e.g. an SSH sign-in) the bare
-//! password is accepted too. Over NLA only a ticket is accepted, because
+//! a code accepted from the same address, e.g. an SSH sign-in) the password
+//! is enough, bare or followed by any code (a reconnecting client replays
+//! the used one). Over NLA only a ticket is accepted, because
 //! CredSSP hands the bastion no second field for a code.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,15 +21,12 @@ use super::control::{
     ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
     Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
 };
+use super::reconnect::{CookieRefusal, ReconnectCookies, Resumption};
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
 use crate::session::{Pending, PendingSessions, Services, StopCause, TargetFailure};
 use crate::store::{EndKind, SessionStatus};
-
-/// Whether the front offers NLA: sign-in with a one-time RDP ticket, which
-/// the bastion reads back from its sealed copy (`nla_secret`).
-pub const NLA_SIGN_IN: bool = true;
 
 /// The message a refused sign-in gets; which factor failed is in the audit
 /// log only.
@@ -38,6 +36,8 @@ const SIGN_IN_FAILED: &str = "sign-in failed";
 pub struct RdpServices {
     services: Arc<Services>,
     pending: PendingSessions,
+    /// Auto-reconnect cookies issued by this node (`rdp::reconnect`).
+    cookies: std::sync::Mutex<ReconnectCookies>,
 }
 
 impl RdpServices {
@@ -45,11 +45,16 @@ impl RdpServices {
         RdpServices {
             services,
             pending: PendingSessions::default(),
+            cookies: Default::default(),
         }
     }
 
     fn pending(&self) -> MutexGuard<'_, std::collections::HashMap<Uuid, Pending>> {
         self.pending.lock()
+    }
+
+    fn cookies(&self) -> MutexGuard<'_, ReconnectCookies> {
+        self.cookies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Password followed by a code, or (inside the sign-in window) the bare
@@ -72,15 +77,15 @@ impl RdpServices {
             if let Some((password, _)) = split {
                 candidates.push(password);
             }
-            return match (
-                auth.check_password_among(user, &candidates, source).await,
-                split,
-            ) {
-                // The bare password: the window stands in for the code
-                // (`window_open` audits the sign-in by window).
-                (Ok(0), _) => auth.window_open(user, source).await,
-                (Ok(_), Some((_, code))) => auth.check_totp(user, code, source).await.is_ok(),
-                _ => false,
+            // Inside the window the password is all that is checked, whether
+            // a code follows it or not: a client that reconnects after a
+            // drop (FreeRDP `+auto-reconnect`, mstsc) sends the same
+            // password + code again, and that used code must not count as a
+            // failure toward lockout. The window stands in for the code
+            // (`window_open` audits the sign-in by window).
+            return match auth.check_password_among(user, &candidates, source).await {
+                Ok(_) => auth.window_open(user, source).await,
+                Err(_) => false,
             };
         }
         let Some((password, code)) = split else {
@@ -164,6 +169,10 @@ fn archive_event(event: RdpEvent) -> Event {
             channel: 0,
             kind: name,
             detail: reason,
+        },
+        RdpEvent::Resumed { from } => Event::Mark {
+            label: "resumed".into(),
+            detail: from.to_string(),
         },
     }
 }
@@ -273,7 +282,7 @@ impl RdpControl for RdpServices {
             .services
             .authorize(&person.user, target, Protocol::Rdp, source)
             .await
-            .map_err(|r| Refusal::new(r.reason))?;
+            .map_err(|r| Refusal::by_rule(r.rule, r.reason))?;
         let Pin::CertSha256(pin) = a.grant.endpoint.pin else {
             return Err(Refusal::new(format!(
                 "no RDP certificate is pinned for {target}"
@@ -375,6 +384,79 @@ impl RdpControl for RdpServices {
             .await;
     }
 
+    async fn issue_reconnect(
+        &self,
+        start: &SessionStart,
+    ) -> Option<ironrdp_pdu::rdp::session_info::ServerAutoReconnect> {
+        if self.services.config.rdp.reconnect_grace.is_zero() {
+            return None;
+        }
+        Some(self.cookies().issue(
+            start.session_id,
+            &start.person.user,
+            &start.target,
+            crate::config::canonical_ip(start.source),
+        ))
+    }
+
+    async fn resume(
+        &self,
+        answer: &ironrdp_pdu::rdp::client_info::ClientAutoReconnect,
+        source: IpAddr,
+    ) -> Option<Resumption> {
+        let source = crate::config::canonical_ip(source);
+        let redeemed = self
+            .cookies()
+            .redeem(answer, source, std::time::Instant::now());
+        match redeemed {
+            Ok(r) => {
+                // The person must still be allowed to sign in at all.
+                let usable = matches!(
+                    self.services.auth.user(&r.user).await,
+                    Ok(Some(u)) if u.enabled && !u.locked_at(Utc::now())
+                );
+                if !usable {
+                    return None;
+                }
+                self.services
+                    .audit(
+                        crate::store::AuditEvent::new(
+                            crate::store::AuditKind::SigninSuccess,
+                            format!(
+                                "{} from {source}: auto-reconnect cookie of session {} accepted (the connection had dropped)",
+                                r.user, r.session_id
+                            ),
+                        )
+                        .user(r.user.as_str())
+                        .target(r.target.as_str())
+                        .source(source)
+                        .protocol("rdp")
+                        .with("method", "auto-reconnect")
+                        .with("resumes", r.session_id.to_string()),
+                    )
+                    .await;
+                Some(r)
+            }
+            // A stale cookie (sekisho restarted, the grace passed) is not an
+            // attack: the password that came with it is checked next.
+            Err(CookieRefusal::Unknown | CookieRefusal::Expired) => None,
+            Err(why @ CookieRefusal::OtherAddress) => {
+                self.services
+                    .audit(
+                        crate::store::AuditEvent::new(
+                            crate::store::AuditKind::SigninFailure,
+                            format!("RDP from {source}: {}", why.describe()),
+                        )
+                        .source(source)
+                        .protocol("rdp")
+                        .with("method", "auto-reconnect"),
+                    )
+                    .await;
+                None
+            }
+        }
+    }
+
     async fn register_live(&self, start: &SessionStart) -> KillSignal {
         let (tx, rx) = tokio::sync::watch::channel(None);
         let id = start.session_id;
@@ -434,6 +516,12 @@ impl RdpControl for RdpServices {
             phase: f.phase.as_str(),
             kind: f.kind.as_str(),
         });
+        self.cookies().session_ended(
+            session_id,
+            how == SessionClose::ClientLost,
+            self.services.config.rdp.reconnect_grace,
+            std::time::Instant::now(),
+        );
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");

@@ -20,9 +20,7 @@ use tracing::{info, warn};
 use super::control::{
     ChannelKind, FrontSecurity, RdpControl, RdpRecorder as _, SessionStart, SignIn,
 };
-use super::front::{
-    FRONT_IO_CHANNEL, FRONT_USER_CHANNEL, refusal_pdus, refuse_client, send_indication,
-};
+use super::front::{FRONT_IO_CHANNEL, FRONT_USER_CHANNEL, refusal_pdus, send_indication};
 use super::relay::{ChannelMap, Relay};
 use super::rules::ChannelVerdict;
 use super::{FrontTls, GatewayOptions, RdpError, back, control, front, relay};
@@ -44,7 +42,7 @@ pub async fn run<C: RdpControl>(
     let accept = front::accept(
         tcp,
         &tls,
-        options.offer_nla,
+        options.nla,
         control.as_ref(),
         source,
         &options.admission,
@@ -53,68 +51,44 @@ pub async fn run<C: RdpControl>(
         .await
         .map_err(|_| RdpError::Refused("client handshake timed out".into()))??;
 
-    // NLA: the name and the secret are the ones proved over CredSSP (the
-    // Client Info PDU then usually carries no password).
-    let (username, domain, secret, security) = match front.nla.take() {
-        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
-        None => {
-            let creds = &front.client_info.credentials;
+    // A client coming back after a drop answers sekisho's auto-reconnect
+    // cookie: a valid answer stands for the whole sign-in (the code it
+    // would replay is spent).
+    let resumed = match front.client_info.extra_info.optional_data.auto_reconnect() {
+        Some(answer) => control.resume(answer, source).await,
+        None => None,
+    };
+    let (person, target, resumed_from) = match resumed {
+        Some(r) => {
+            front.client_info.credentials.password.clear();
+            admitted.signed_in();
+            info!(person = %r.user, target = %r.target, from = %r.session_id, "RDP session resumed with an auto-reconnect cookie");
             (
-                creds.username.clone(),
-                creds.domain.clone(),
-                creds.password.clone(),
-                FrontSecurity::Tls,
+                control::Person { user: r.user },
+                r.target,
+                Some(r.session_id),
             )
         }
-    };
-    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
-        let reason = "user name must name the target as person@target or target\\person";
-        refuse_client(
-            &mut front.framed,
-            ProtocolIndependentCode::ServerDeniedConnection,
-        )
-        .await;
-        return Err(RdpError::Refused(reason.into()));
-    };
-    let sign_in = SignIn {
-        user,
-        target: target.clone(),
-        secret,
-        source,
-        security,
-    };
-    // The bastion secret is not kept beyond this point.
-    front.client_info.credentials.password.clear();
-    // Over TLS the secret is checked here (with NLA it was, in CredSSP).
-    if security == FrontSecurity::Tls
-        && let Err(refusal) = options.admission.attempt(source, "rdp")
-    {
-        refuse_client(
-            &mut front.framed,
-            ProtocolIndependentCode::ServerDeniedConnection,
-        )
-        .await;
-        return Err(RdpError::Refused(refusal.describe().into()));
-    }
-    let person = match control.authenticate(&sign_in).await {
-        Ok(p) => p,
-        Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
+        None if wants_screen(&front, &options) => {
+            let (person, target) =
+                sign_in_on_screen(&mut front, source, control.as_ref(), &options).await?;
+            admitted.signed_in();
+            (person, target, None)
+        }
+        None => {
+            let (person, target) = sign_in(&mut front, source, control.as_ref(), &options).await?;
+            admitted.signed_in();
+            (person, target, None)
         }
     };
-    drop(sign_in);
-    admitted.signed_in();
     let grant = match control.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
+            refuse_shown(
+                &mut front,
                 ProtocolIndependentCode::ServerInsufficientPrivileges,
+                &refusal,
+                &options,
             )
             .await;
             return Err(RdpError::Refused(refusal.reason));
@@ -149,15 +123,18 @@ pub async fn run<C: RdpControl>(
     let recorder = match control.open_recording(&start).await {
         Ok(r) => r,
         Err(refusal) => {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
+            front::refuse_front(&mut front, ProtocolIndependentCode::ServerDeniedConnection).await;
             return Err(RdpError::Recording(refusal.reason));
         }
     };
     let recorder = Arc::new(Mutex::new(recorder));
+    if let Some(from) = resumed_from {
+        let event = control::RdpEvent::Resumed { from };
+        if let Err(r) = recorder.lock().await.record(event).await {
+            front::refuse_front(&mut front, ProtocolIndependentCode::ServerDeniedConnection).await;
+            return Err(RdpError::Recording(r.reason));
+        }
+    }
     for refused in front.channels.iter().filter(|c| !c.verdict.is_allowed()) {
         let ChannelVerdict::Refused { reason } = &refused.verdict else {
             continue;
@@ -171,11 +148,7 @@ pub async fn run<C: RdpControl>(
             reason: (*reason).to_owned(),
         };
         if let Err(r) = recorder.lock().await.record(event).await {
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
+            front::refuse_front(&mut front, ProtocolIndependentCode::ServerDeniedConnection).await;
             return Err(RdpError::Recording(r.reason));
         }
     }
@@ -196,6 +169,7 @@ pub async fn run<C: RdpControl>(
             control::SessionClose::TargetLost,
             format!("the connection to {} was lost ({why})", grant.target),
         ),
+        Err(e @ RdpError::ClientLost(_)) => (control::SessionClose::ClientLost, e.to_string()),
         Err(e) => (control::SessionClose::Closed, e.to_string()),
     };
     if how == control::SessionClose::TargetLost {
@@ -219,6 +193,250 @@ pub async fn run<C: RdpControl>(
         .session_closed(session_id, how, &reason, failure)
         .await;
     result
+}
+
+/// How long a person has to type ID, password and code on the drawn
+/// sign-in screen.
+const SCREEN_SIGN_IN_TIME: std::time::Duration = std::time::Duration::from_secs(180);
+/// Refused attempts on the drawn screen before the connection is closed
+/// (each is a counted failure, as over SSH).
+const SCREEN_ATTEMPTS: usize = 3;
+
+/// A TLS client without usable credentials (no password, or a user name
+/// that names no target) gets the drawn sign-in screen, when there is a
+/// font to draw it.
+fn wants_screen(front: &front::FrontSession, options: &GatewayOptions) -> bool {
+    let creds = &front.client_info.credentials;
+    front.nla.is_none()
+        && options.screen_font.is_some()
+        && (creds.password.is_empty()
+            || front::split_target(&creds.username, creds.domain.as_deref()).is_none())
+}
+
+/// The drawn sign-in screen: ID, password and code typed on the client's
+/// keyboard (its announced layout, US or Japanese 106/109), checked as a
+/// TLS sign-in. Nothing typed here is logged or recorded except the ID the
+/// sign-in audits.
+async fn sign_in_on_screen<C: RdpControl>(
+    front: &mut front::FrontSession,
+    source: std::net::IpAddr,
+    control: &C,
+    options: &GatewayOptions,
+) -> Result<(control::Person, String), RdpError> {
+    use super::screen::{FormAction, SignInForm};
+    use crate::protocol::rdp::input::{Input, decode_fast_path, decode_slow_path};
+    use crate::protocol::rdp::keyboard::{Keyboard, KeyboardLayout};
+
+    let Some(font) = options.screen_font.clone() else {
+        return Err(RdpError::Refused("no screen font".into()));
+    };
+    let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
+    let creds = &front.client_info.credentials;
+    let prefill = front::split_target(&creds.username, creds.domain.as_deref())
+        .map(|(p, t)| format!("{p}@{t}"))
+        .unwrap_or_default();
+    front.client_info.credentials.password.clear();
+    let mut form = SignInForm::new(&prefill);
+    front::show_screen(&mut front.framed, &form.draw(&font, width, height)).await?;
+    front.screen_active = true;
+    info!("drawn sign-in screen shown");
+    let layout = KeyboardLayout::from_ids(
+        Some(front.gcc.core.keyboard_layout),
+        front.gcc.core.keyboard_type.0,
+        front.gcc.core.keyboard_subtype,
+    );
+    let mut keyboard = Keyboard::new(&layout);
+    let deadline = tokio::time::Instant::now() + SCREEN_SIGN_IN_TIME;
+    let mut attempts = 0;
+    loop {
+        let (action, pdu) = match tokio::time::timeout_at(deadline, front.framed.read_pdu()).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err(RdpError::io("reading the sign-in screen's input", e)),
+            Err(_) => {
+                let refusal = control::Refusal::new("no sign-in on the screen in time");
+                refuse_shown(
+                    front,
+                    ProtocolIndependentCode::ServerDeniedConnection,
+                    &refusal,
+                    options,
+                )
+                .await;
+                return Err(RdpError::Refused(refusal.reason));
+            }
+        };
+        let decoded = match action {
+            ironrdp_pdu::Action::FastPath => decode_fast_path(&pdu),
+            ironrdp_pdu::Action::X224 => {
+                match ironrdp_core::decode::<
+                    ironrdp_pdu::x224::X224<ironrdp_pdu::mcs::SendDataRequest<'_>>,
+                >(&pdu)
+                {
+                    Ok(ironrdp_pdu::x224::X224(request)) => {
+                        decode_slow_path(request.user_data.as_ref())
+                    }
+                    Err(_) => continue,
+                }
+            }
+        };
+        let mut typed = Vec::new();
+        for input in decoded.inputs {
+            match input {
+                Input::Key {
+                    code,
+                    extended,
+                    extended1,
+                    release,
+                } => typed.extend(keyboard.key(code, extended, extended1, release)),
+                Input::Unicode { unit, release } => keyboard.unicode(unit, release, &mut typed),
+                Input::Sync { caps, num } => keyboard.sync(caps, num),
+                Input::Click => {}
+            }
+        }
+        let mut redraw = false;
+        for t in &typed {
+            match form.feed(t) {
+                FormAction::Nothing => {}
+                FormAction::Redraw => redraw = true,
+                FormAction::Submit => {
+                    redraw = true;
+                    let Some((user, target)) = front::split_target(&form.id, None) else {
+                        form.failed(
+                            "ID は 利用者@接続先 の形で入力してください",
+                            "Type the ID as person@target",
+                        );
+                        continue;
+                    };
+                    if let Err(refusal) = options.admission.attempt(source, "rdp") {
+                        let refusal = control::Refusal::new(refusal.describe());
+                        refuse_shown(
+                            front,
+                            ProtocolIndependentCode::ServerDeniedConnection,
+                            &refusal,
+                            options,
+                        )
+                        .await;
+                        return Err(RdpError::Refused(refusal.reason));
+                    }
+                    let sign_in = SignIn {
+                        user,
+                        target: target.clone(),
+                        secret: form.secret().to_string(),
+                        source,
+                        security: FrontSecurity::Tls,
+                    };
+                    match control.authenticate(&sign_in).await {
+                        Ok(person) => return Ok((person, target)),
+                        Err(refusal) => {
+                            attempts += 1;
+                            if attempts >= SCREEN_ATTEMPTS {
+                                refuse_shown(
+                                    front,
+                                    ProtocolIndependentCode::ServerDeniedConnection,
+                                    &refusal,
+                                    options,
+                                )
+                                .await;
+                                return Err(RdpError::Refused(refusal.reason));
+                            }
+                            form.failed("サインインできませんでした", "Sign-in failed");
+                        }
+                    }
+                }
+            }
+        }
+        if redraw {
+            let canvas = form.draw(&font, width, height);
+            front::paint(
+                &mut front.framed,
+                &canvas,
+                Some(SignInForm::panel(width, height)),
+            )
+            .await?;
+        }
+    }
+}
+
+/// Refuse a client that has signed in or tried to (after its Client Info
+/// PDU): the refusal screen when there is a font, then the error code.
+async fn refuse_shown(
+    front: &mut front::FrontSession,
+    code: ProtocolIndependentCode,
+    refusal: &control::Refusal,
+    options: &GatewayOptions,
+) {
+    let screen = options.screen_font.as_deref().map(|font| {
+        (
+            font,
+            super::screen::refusal_text(refusal.rule, &refusal.reason),
+        )
+    });
+    front::refuse_with_screen(front, code, screen, options.refusal_screen).await;
+}
+
+/// The sign-in from the Client Info PDU (TLS) or CredSSP (NLA): the person
+/// and the target they named. A refusal is told to the client.
+async fn sign_in<C: RdpControl>(
+    front: &mut front::FrontSession,
+    source: std::net::IpAddr,
+    control: &C,
+    options: &GatewayOptions,
+) -> Result<(control::Person, String), RdpError> {
+    // NLA: the name and the secret are the ones proved over CredSSP (the
+    // Client Info PDU then usually carries no password).
+    let (username, domain, secret, security) = match front.nla.take() {
+        Some(id) => (id.username, id.domain, id.secret, FrontSecurity::Nla),
+        None => {
+            let creds = &front.client_info.credentials;
+            (
+                creds.username.clone(),
+                creds.domain.clone(),
+                creds.password.clone(),
+                FrontSecurity::Tls,
+            )
+        }
+    };
+    // The bastion secret is not kept in the client's settings.
+    front.client_info.credentials.password.clear();
+    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
+        let refusal = control::Refusal::new(
+            "the user name must name the target as person@target or target\\person",
+        );
+        refuse_shown(
+            front,
+            ProtocolIndependentCode::ServerDeniedConnection,
+            &refusal,
+            options,
+        )
+        .await;
+        return Err(RdpError::Refused(refusal.reason));
+    };
+    let sign_in = SignIn {
+        user,
+        target: target.clone(),
+        secret,
+        source,
+        security,
+    };
+    // Over TLS the secret is checked here (with NLA it was, in CredSSP).
+    if security == FrontSecurity::Tls
+        && let Err(refusal) = options.admission.attempt(source, "rdp")
+    {
+        front::refuse_front(front, ProtocolIndependentCode::ServerDeniedConnection).await;
+        return Err(RdpError::Refused(refusal.describe().into()));
+    }
+    match control.authenticate(&sign_in).await {
+        Ok(p) => Ok((p, target)),
+        Err(refusal) => {
+            refuse_shown(
+                front,
+                ProtocolIndependentCode::ServerDeniedConnection,
+                &refusal,
+                options,
+            )
+            .await;
+            Err(RdpError::Refused(refusal.reason))
+        }
+    }
 }
 
 async fn connect_and_relay<C: RdpControl>(
@@ -247,11 +465,7 @@ async fn connect_and_relay<C: RdpControl>(
         Ok(b) => b,
         Err(e) => {
             warn!(phase = e.phase.as_str(), kind = e.kind.as_str(), error = %e, "target connection failed");
-            refuse_client(
-                &mut front.framed,
-                ProtocolIndependentCode::ServerDeniedConnection,
-            )
-            .await;
+            front::refuse_front(&mut front, ProtocolIndependentCode::ServerDeniedConnection).await;
             return Err(e.into());
         }
     };
@@ -269,13 +483,20 @@ async fn connect_and_relay<C: RdpControl>(
         map.refuse(channel.front_id, &channel.name);
     }
 
-    // Licensing towards the client: the gateway says "valid client".
-    let license: LicensePdu = LicensingErrorMessage::new_valid_client()
-        .map_err(|e| RdpError::protocol("encoding license PDU", e))?
-        .into();
-    send_indication(&mut front.framed, &license).await?;
+    if front.screen_active {
+        // Signed in on the drawn screen: the client is licensed and active
+        // in sekisho's share; the target's Demand Active starts its own.
+        front::deactivate_screen(&mut front.framed).await?;
+    } else {
+        // Licensing towards the client: the gateway says "valid client".
+        let license: LicensePdu = LicensingErrorMessage::new_valid_client()
+            .map_err(|e| RdpError::protocol("encoding license PDU", e))?
+            .into();
+        send_indication(&mut front.framed, &license).await?;
+    }
 
     let mut kill = control.register_live(start).await;
+    let reconnect_cookie = control.issue_reconnect(start).await;
     let relay = Arc::new(Relay {
         control: control.clone(),
         session_id,
@@ -287,6 +508,7 @@ async fn connect_and_relay<C: RdpControl>(
         )),
         dvc_gate: std::sync::Mutex::new(relay::DvcGate::default()),
         last_input: std::sync::Mutex::new(tokio::time::Instant::now()),
+        reconnect_cookie: std::sync::Mutex::new(reconnect_cookie),
     });
 
     let (front_stream, front_left) = front.framed.into_inner();

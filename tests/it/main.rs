@@ -30,6 +30,7 @@ mod rdp_front;
 mod rdp_hop;
 mod rdp_keystrokes;
 mod rdp_shadow;
+mod rdp_signin;
 mod rdp_xrdp;
 mod recording;
 mod recording_cli;

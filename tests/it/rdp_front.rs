@@ -49,15 +49,19 @@ fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
     }
 }
 
+/// `[rdp] nla = "tickets"` (the default): a client whose routing cookie
+/// names no person@target with a live ticket is offered TLS even when it
+/// asks for NLA first, so it falls back to password + code instead of
+/// failing at CredSSP.
 #[test]
-fn nla_is_preferred_and_tls_accepted() {
+fn nla_is_offered_only_with_a_ticket_and_tls_always() {
     let front = Front::start();
     let all = SecurityProtocol::SSL | SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX;
     match negotiate(front.rdp_port, all) {
         nego::ConnectionConfirm::Response { protocol, .. } => {
-            assert_eq!(protocol, SecurityProtocol::HYBRID)
+            assert_eq!(protocol, SecurityProtocol::SSL)
         }
-        other => panic!("NLA not selected: {other:?}"),
+        other => panic!("TLS not selected: {other:?}"),
     }
     match negotiate(front.rdp_port, SecurityProtocol::SSL) {
         nego::ConnectionConfirm::Response { protocol, .. } => {

@@ -19,6 +19,7 @@ pub(crate) struct ChannelMap {
     pub(super) front_user: u16,
     pub(super) back_user: u16,
     pub(super) front_io: u16,
+    pub(super) back_io: u16,
     /// back id of drdynvc, when forwarded.
     pub(super) back_drdynvc: Option<u16>,
     /// ids whose slow-path PDUs are recorded (I/O and user channel), back ids.
@@ -31,6 +32,7 @@ impl ChannelMap {
             front_user,
             back_user,
             front_io,
+            back_io,
             back_recorded: vec![back_io, back_user],
             ..Self::default()
         };
@@ -81,6 +83,16 @@ pub(crate) fn is_withheld_server_pdu(user_data: &[u8]) -> Option<&'static str> {
         return Some("save session info (auto-reconnect)");
     }
     None
+}
+
+/// pduType2 of the Font Map PDU, the server's last finalization PDU.
+const PDUTYPE2_FONTMAP: u8 = 0x28;
+
+/// Whether a server slow-path PDU is the Font Map: the client is connected
+/// and handles any data PDU from here on.
+pub(crate) fn is_font_map(user_data: &[u8]) -> bool {
+    let pdu_type = crate::rdp::le_u16(user_data, 2).map(|t| t & 0x000F);
+    pdu_type == Some(PDUTYPE_DATA) && user_data.get(14) == Some(&PDUTYPE2_FONTMAP)
 }
 
 const CHANNEL_FLAG_FIRST: u32 = 0x01;
@@ -404,5 +416,31 @@ mod tests {
         data[14] = 0x02; // update PDU
         assert_eq!(is_withheld_server_pdu(&data), None);
         assert_eq!(is_withheld_server_pdu(&[0]), None);
+    }
+
+    #[test]
+    fn the_font_map_is_recognised_as_the_end_of_finalization() {
+        use ironrdp_pdu::rdp::client_info::CompressionType;
+        use ironrdp_pdu::rdp::finalization_messages::FontPdu;
+        use ironrdp_pdu::rdp::headers::{
+            CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+            StreamPriority,
+        };
+        let font_map = ShareControlHeader {
+            share_id: 0x1_0000,
+            pdu_source: 1002,
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::FontMap(FontPdu::default()),
+                stream_priority: StreamPriority::Undefined,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }),
+        };
+        let bytes = ironrdp_core::encode_vec(&font_map).unwrap();
+        assert!(is_font_map(&bytes));
+        let mut other = bytes.clone();
+        other[14] = 0x27; // Font List (client's)
+        assert!(!is_font_map(&other));
+        assert!(!is_font_map(&bytes[..10]));
     }
 }

@@ -1,0 +1,639 @@
+//! RDP sign-in as stock clients meet it (issue 15): the certificate `init`
+//! makes, default security (no `/sec:`), the drawn sign-in and refusal
+//! screens, rdesktop, and reconnection after a network drop with sekisho's
+//! auto-reconnect cookie. Real `sekisho serve`, xfreerdp3, xfreerdp (2),
+//! rdesktop and xrdp.
+
+use crate::support::install::Install;
+use crate::support::process::{Daemon, wait_until};
+use crate::support::rdp_deployment;
+use crate::support::rdp_peers;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdp_deployment::*;
+use rdp_peers::*;
+
+fn openssl_text(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl x509 failed on {}",
+        cert.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn openssl_sha256(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    // "sha256 Fingerprint=AA:BB:..."
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+}
+
+/// The "RDP certificate SHA-256: …" line of `init` or `cert show`.
+fn printed_pin(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("RDP certificate SHA-256:")
+                .or_else(|| l.trim().strip_prefix("pin (SHA-256):"))
+                .or_else(|| l.trim().strip_prefix("pin (SHA-256) to tell users:"))
+        })
+        .map(|p| p.trim().to_ascii_uppercase())
+        .unwrap_or_else(|| panic!("no pin printed:\n{out}"))
+}
+
+/// Days between openssl's "Not Before" and "Not After" dates.
+fn validity_days(text: &str) -> i64 {
+    let date = |label: &str| {
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in:\n{text}"));
+        let s = line.trim().trim_start_matches(':').trim();
+        chrono::NaiveDateTime::parse_from_str(s.trim_end_matches(" GMT"), "%b %e %H:%M:%S %Y")
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    };
+    (date("Not After") - date("Not Before")).num_days()
+}
+
+#[test]
+fn init_makes_an_rsa_3072_certificate_for_the_host_name_valid_a_year_and_renews_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("bastion");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // The admin names the bastion before `init` (init keeps this file).
+    std::fs::write(
+        dir.join("sekisho.toml"),
+        "[rdp]\nhost_name = \"bastion.example.lg.jp\"\n",
+    )
+    .expect("config");
+    let (install, out) = Install::init(&bin(), &dir);
+    let cert = dir.join("keys/rdp_tls_cert.pem");
+    let text = openssl_text(&cert);
+    assert!(text.contains("Public-Key: (3072 bit)"), "{text}");
+    assert!(text.contains("rsaEncryption"), "{text}");
+    assert!(
+        text.contains("Subject: CN = bastion.example.lg.jp")
+            || text.contains("Subject: CN=bastion.example.lg.jp"),
+        "{text}"
+    );
+    assert!(text.contains("DNS:bastion.example.lg.jp"), "{text}");
+    assert!(!text.contains("rcgen"), "{text}");
+    let days = validity_days(&text);
+    assert!((360..=370).contains(&days), "valid {days} days:\n{text}");
+    // The pin users are told is the certificate's SHA-256.
+    let pin = printed_pin(&out);
+    assert_eq!(pin, openssl_sha256(&cert), "{out}");
+    assert_eq!(printed_pin(&install.admin(&["cert", "show"], None)), pin);
+
+    // Renewal: a new key and certificate, same subject, a new pin.
+    let renewed = install.admin(&["cert", "renew"], None);
+    let new_pin = printed_pin(&renewed);
+    assert_ne!(new_pin, pin);
+    assert_eq!(new_pin, openssl_sha256(&cert));
+    let text = openssl_text(&cert);
+    assert!(text.contains("Public-Key: (3072 bit)"), "{text}");
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("keys/rdp_tls_key.pem"))
+            .expect("key")
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o077, 0, "key readable by others: {key_mode:o}");
+
+    // ECDSA by configuration.
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    std::fs::write(
+        install.config(),
+        config.replace("[rdp]\n", "[rdp]\ncert_key = \"ecdsa-p256\"\n"),
+    )
+    .expect("config");
+    install.admin(&["cert", "renew"], None);
+    let text = openssl_text(&cert);
+    assert!(text.contains("prime256v1"), "{text}");
+
+    // A certificate from the municipality's CA is not sekisho's to renew.
+    let own = tmp.path().join("ca-issued.pem");
+    std::fs::copy(&cert, &own).expect("copy");
+    std::fs::copy(
+        dir.join("keys/rdp_tls_key.pem"),
+        tmp.path().join("ca-issued.key"),
+    )
+    .expect("copy");
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    std::fs::write(
+        install.config(),
+        config.replace(
+            "[rdp]\n",
+            &format!(
+                "[rdp]\ncert = \"{}\"\nkey = \"{}\"\n",
+                own.display(),
+                tmp.path().join("ca-issued.key").display()
+            ),
+        ),
+    )
+    .expect("config");
+    let refused = install.sekisho(&["cert", "renew"], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("renew it with the CA"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        printed_pin(&install.admin(&["cert", "show"], None)),
+        openssl_sha256(&own)
+    );
+}
+
+/// A client started with exactly these arguments (no certificate or
+/// security options added), its output in a log file.
+fn spawn_client(
+    d: &Deployment,
+    display: &str,
+    program: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> Client {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = d.tmp().join(format!("signin-client-{n}.log"));
+    let log_file = std::fs::File::create(&log).expect("client log");
+    let err_file = log_file.try_clone().expect("clone log");
+    let mut cmd = Command::new(program);
+    cmd.env("DISPLAY", display)
+        .env("WLOG_LEVEL", "INFO")
+        .args(args)
+        .stdout(log_file)
+        .stderr(err_file);
+    let daemon = match stdin {
+        None => Daemon::spawn(program, cmd.stdin(Stdio::null())),
+        Some(text) => {
+            // Answers a question on stdin (rdesktop asks whether to trust
+            // the certificate), then keeps stdin open.
+            let mut daemon = Daemon::spawn(program, cmd.stdin(Stdio::piped()));
+            if let Some(mut pipe) = daemon.child.stdin.take() {
+                let text = text.to_owned();
+                std::thread::spawn(move || {
+                    use std::io::Write as _;
+                    let _ = pipe.write_all(text.as_bytes());
+                    std::thread::sleep(Duration::from_secs(120));
+                    drop(pipe);
+                });
+            }
+            daemon
+        }
+    };
+    Client { daemon, log }
+}
+
+fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .env("DISPLAY", display)
+        .args(args)
+        .output()
+        .expect("xdotool");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Types `text` (`\t` is Tab, `\n` is Return) into the window whose name
+/// contains `window`.
+fn type_into(display: &str, window: &str, text: &str) {
+    let id = xdotool(display, &["search", "--name", window])
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no window {window:?} on {display}"));
+    xdotool(display, &["windowactivate", "--sync", &id]);
+    xdotool(display, &["mousemove", "--sync", "300", "300"]);
+    xdotool(display, &["windowfocus", "--sync", &id]);
+    // Tab and Return as keys: `xdotool type` sends them through a
+    // remapped keycode the clients do not know.
+    let mut chunk = String::new();
+    for c in text.chars() {
+        let key = match c {
+            '\t' => "Tab",
+            '\n' => "Return",
+            _ => {
+                chunk.push(c);
+                continue;
+            }
+        };
+        if !chunk.is_empty() {
+            xdotool(display, &["type", "--delay", "60", &chunk]);
+            chunk.clear();
+        }
+        xdotool(display, &["key", key]);
+    }
+    if !chunk.is_empty() {
+        xdotool(display, &["type", "--delay", "60", &chunk]);
+    }
+}
+
+fn serve_log_has(d: &Deployment, what: &str, times: usize) -> bool {
+    wait_until(Duration::from_secs(30), || {
+        d.serve_log().matches(what).count() >= times
+    })
+}
+
+/// FreeRDP 3 with its default security (no `/sec:`) and password + code is
+/// offered TLS (it has no ticket) and signs in; the certificate pin that
+/// `init` printed is the one FreeRDP checks.
+#[test]
+fn freerdp3_default_security_with_password_and_code_and_the_pin_reaches_xrdp() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let pin = openssl_sha256(&d.dir.join("keys/rdp_tls_cert.pem"))
+        .replace(':', "")
+        .to_ascii_lowercase();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:tanaka@xrdp1".into(),
+            format!("/p:{PASSWORD}{}", d.code("tanaka")),
+            format!("/cert:fingerprint:sha256:{pin}"),
+            "/size:1024x768".into(),
+        ],
+        None,
+    );
+    d.assert_desktop_up(
+        &client,
+        "default security with password+code did not reach xrdp",
+    );
+    assert!(
+        d.serve_log().contains("selected=SecurityProtocol(SSL)") || !client.log().contains("NLA"),
+        "NLA was used:\n{}",
+        client.log()
+    );
+    drop(client);
+    end_test_user_sessions();
+    assert!(d.audit("signin_failure", "tanaka").is_empty());
+
+    // FreeRDP 2, default security, the same way.
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:tanaka@xrdp1".into(),
+            format!("/p:{PASSWORD}{}", d.code_ahead("tanaka", 1)),
+            "/cert-ignore".into(),
+            "/size:1024x768".into(),
+        ],
+        None,
+    );
+    d.assert_desktop_up(&client, "FreeRDP 2 default security did not reach xrdp");
+    drop(client);
+    end_test_user_sessions();
+    assert!(d.audit("signin_failure", "tanaka").is_empty());
+}
+
+/// A client with no password gets the drawn sign-in screen; ID, password
+/// and code typed there (masked) sign in, and the same connection reaches
+/// the target. Nothing typed is in the serve log.
+#[test]
+fn the_drawn_sign_in_screen_signs_in_and_connects_the_target_in_the_same_connection() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:".into(),
+            "/p:".into(),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "drawn sign-in screen shown", 1),
+        "no sign-in screen:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let code = d.code("suzuki");
+    type_into(
+        &x.display,
+        "FreeRDP",
+        &format!("suzuki@xrdp1\t{PASSWORD}\t{code}\n"),
+    );
+    d.assert_desktop_up(&client, "the drawn sign-in did not reach xrdp");
+    let log = d.serve_log();
+    assert!(!log.contains(PASSWORD), "the password is in the serve log");
+    assert!(!log.contains(&code), "the code is in the serve log");
+    let methods: Vec<String> = d
+        .audit("signin_success", "suzuki")
+        .iter()
+        .filter_map(|e| e["data"]["method"].as_str().map(str::to_owned))
+        .collect();
+    assert!(methods.iter().any(|m| m == "totp"), "{methods:?}");
+    drop(client);
+    end_test_user_sessions();
+}
+
+/// rdesktop in its default mode (it asks on stdin whether to trust the
+/// RSA certificate) reaches the drawn screen and signs in there.
+#[test]
+fn rdesktop_default_mode_reaches_the_drawn_screen_and_signs_in() {
+    require_tool("rdesktop", "rdesktop");
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let mut client = spawn_client(
+        &d,
+        &x.display,
+        "rdesktop",
+        &[
+            "-u".into(),
+            "ito@xrdp1".into(),
+            "-g".into(),
+            "1024x768".into(),
+            format!("{FRONT}:{}", d.rdp_port),
+        ],
+        Some("yes\n"),
+    );
+    assert!(
+        serve_log_has(&d, "drawn sign-in screen shown", 1),
+        "rdesktop did not reach the screen:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    assert!(
+        client.daemon.running(),
+        "rdesktop exited:\n{}",
+        client.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // The ID came from -u: the focus is on the password.
+    type_into(
+        &x.display,
+        "rdesktop",
+        &format!("{PASSWORD}\t{}\n", d.code("ito")),
+    );
+    d.assert_desktop_up(
+        &client,
+        "rdesktop did not reach xrdp through the drawn screen",
+    );
+    assert!(
+        client.daemon.running(),
+        "rdesktop exited:\n{}",
+        client.log()
+    );
+    drop(client);
+    end_test_user_sessions();
+}
+
+/// The refusal screen as the client shows it: the window captured while
+/// the screen is up equals the screen sekisho draws for that reason.
+#[test]
+fn a_refused_connection_shows_its_reason_on_the_screen_before_the_disconnect() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    // RDP to a virtual target is refused by policy (rule rdp_virtual).
+    let mut client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:sato@vm1".into(),
+            format!("/p:{PASSWORD}{}", d.code("sato")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "refusal screen shown", 1),
+        "no refusal screen:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let shot = d.tmp().join("refusal.rgb");
+    let window = xdotool(&x.display, &["search", "--name", "FreeRDP"])
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .expect("FreeRDP window");
+    let out = Command::new("import")
+        .env("DISPLAY", &x.display)
+        .args(["-window", &window, "-depth", "8"])
+        .arg(format!("rgb:{}", shot.display()))
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Command::new("import")
+        .env("DISPLAY", &x.display)
+        .args(["-window", &window])
+        .arg(d.tmp().join("refusal.png"))
+        .output();
+    let pixels = std::fs::read(&shot).expect("screenshot");
+    assert_eq!(pixels.len(), 1024 * 768 * 3, "window is not 1024x768");
+
+    let deny = d.audit("deny", "sato");
+    let detail = deny
+        .iter()
+        .find(|e| e["data"]["rule"] == "rdp_virtual")
+        .and_then(|e| e["detail"].as_str())
+        .unwrap_or_else(|| panic!("no rdp_virtual denial: {deny:?}"))
+        .to_owned();
+    let font =
+        sekisho::rdp::screen::ScreenFont::load(Path::new(sekisho::config::DEFAULT_SCREEN_FONT))
+            .expect("font");
+    let expected = sekisho::rdp::screen::refusal_screen(
+        &font,
+        1024,
+        768,
+        &sekisho::rdp::screen::refusal_text(Some("rdp_virtual"), &detail),
+    );
+    let other = sekisho::rdp::screen::refusal_screen(
+        &font,
+        1024,
+        768,
+        &sekisho::rdp::screen::refusal_text(None, "sign-in failed"),
+    );
+    let matching = |canvas: &sekisho::rdp::screen::Canvas| {
+        let mut same = 0usize;
+        let mut differs_from_background = 0usize;
+        for y in 0..768u16 {
+            for x in 0..1024u16 {
+                let at = (usize::from(y) * 1024 + usize::from(x)) * 3;
+                let sekisho::rdp::screen::Rgb(r, g, b) = canvas.pixel(x, y);
+                if canvas.pixel(x, y) != sekisho::rdp::screen::BACKGROUND
+                    && canvas.pixel(x, y) != sekisho::rdp::screen::PANEL
+                {
+                    differs_from_background += 1;
+                    if pixels[at..at + 3] == [r, g, b] {
+                        same += 1;
+                    }
+                }
+            }
+        }
+        (same, differs_from_background)
+    };
+    // Text and bars: nearly every inked pixel is where it was drawn.
+    let (same, inked) = matching(&expected);
+    assert!(
+        same * 100 >= inked * 95,
+        "the client shows another screen: {same} of {inked} inked pixels match (see {})",
+        d.tmp().join("refusal.png").display()
+    );
+    let (same_other, inked_other) = matching(&other);
+    assert!(
+        same_other * 100 < inked_other * 80,
+        "the sign-in failure screen matches as well: the reason is not what is shown"
+    );
+
+    // Then the error code and the disconnect.
+    let status = client.exit_within(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}:\n{}",
+        client.log()
+    );
+    assert!(
+        client
+            .log()
+            .contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"),
+        "{}",
+        client.log()
+    );
+    assert!(!session_user_running(), "the target was reached");
+}
+
+/// `+auto-reconnect`: the connection is killed under a running session
+/// (`ss -K`), FreeRDP reconnects with sekisho's cookie and is back on the
+/// target without a code; no failure is audited. The two sessions are
+/// linked: the second names the first.
+#[test]
+fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure() {
+    let _lock = prepare();
+    let d = Deployment::start_with(Options {
+        signin_window: "10m",
+        ..Options::default()
+    });
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:kato@xrdp1".into(),
+            format!("/p:{PASSWORD}{}", d.code("kato")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "+auto-reconnect".into(),
+            "/auto-reconnect-max-retries:5".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    d.assert_desktop_up(&client, "the first connection did not reach xrdp");
+    assert!(
+        serve_log_has(&d, "auto-reconnect cookie sent", 1),
+        "no cookie sent:\n{}",
+        d.serve_log()
+    );
+    let first = d
+        .install()
+        .live_session_id("kato", Duration::from_secs(10))
+        .expect("live session");
+
+    // The network drops: the client's socket to sekisho is killed.
+    let out = Command::new("ss")
+        .args([
+            "-K",
+            "dst",
+            FRONT,
+            "dport",
+            "=",
+            &format!(":{}", d.rdp_port),
+        ])
+        .output()
+        .expect("ss");
+    assert!(
+        out.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let resumed = wait_until(Duration::from_secs(40), || {
+        d.audit("signin_success", "kato")
+            .iter()
+            .any(|e| e["data"]["method"] == "auto-reconnect")
+    });
+    assert!(
+        resumed,
+        "no resumption:\nclient:\n{}\nserve:\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    let resumption = d
+        .audit("signin_success", "kato")
+        .into_iter()
+        .find(|e| e["data"]["method"] == "auto-reconnect")
+        .expect("resumption");
+    assert_eq!(resumption["data"]["resumes"], first.as_str());
+    // The session continues on the target: what is typed runs there.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .audit("session_start", "kato")
+            .len()
+            >= 2),
+        "no second session"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "after-reconnect",
+        "typing after the reconnection",
+    );
+    assert!(
+        d.audit("signin_failure", "kato").is_empty(),
+        "{:?}",
+        d.audit("signin_failure", "kato")
+    );
+    let ends = d.audit("session_end", "kato");
+    assert!(
+        ends.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("client was lost"))),
+        "{ends:?}"
+    );
+    drop(client);
+    end_test_user_sessions();
+}
