@@ -73,7 +73,7 @@
 pub mod back;
 pub mod control;
 pub mod front;
-mod nla;
+pub(crate) mod nla;
 pub mod relay;
 pub mod rules;
 pub mod services;

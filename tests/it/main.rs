@@ -17,6 +17,7 @@ mod crash;
 mod faults;
 mod first_hour;
 mod flood;
+mod fuzz_seams;
 mod limits;
 mod policy_cli;
 mod procedure_e2e;
