@@ -393,10 +393,7 @@ pub(crate) async fn send_indication<T: ironrdp_core::Encode>(
 /// refusal comes after its Client Info PDU), then Set Error Info with a
 /// code clients show, then an MCS disconnect. FreeRDP reports the code and
 /// does not retry.
-pub(crate) fn refusal_pdus(
-    code: ProtocolIndependentCode,
-    licensed: bool,
-) -> Result<Vec<u8>, RdpError> {
+pub(crate) fn refusal_pdus(code: ErrorInfo, licensed: bool) -> Result<Vec<u8>, RdpError> {
     let mut out = Vec::new();
     if !licensed {
         let license: LicensePdu = LicensingErrorMessage::new_valid_client()
@@ -408,9 +405,7 @@ pub(crate) fn refusal_pdus(
         share_id: 0,
         pdu_source: FRONT_USER_CHANNEL,
         share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
-            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
-                ErrorInfo::ProtocolIndependentCode(code),
-            )),
+            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(code)),
             stream_priority: StreamPriority::Undefined,
             compression_flags: CompressionFlags::empty(),
             compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
@@ -429,7 +424,7 @@ pub(crate) fn refusal_pdus(
 /// effort: the connection is closing anyway.
 pub(crate) async fn refuse_client(framed: &mut FrontFramed, code: ProtocolIndependentCode) {
     use ironrdp_async::FramedWrite as _;
-    match refusal_pdus(code, false) {
+    match refusal_pdus(ErrorInfo::ProtocolIndependentCode(code), false) {
         Ok(bytes) => {
             if let Err(e) = framed.write_all(&bytes).await {
                 warn!(error = %e, "could not send the refusal to the client");
