@@ -214,10 +214,7 @@ pub(crate) async fn accept_secured<S: ClientStream, C: RdpControl>(
 ) -> Result<SecuredHandshake, RdpError> {
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
-        Some(
-            nla::accept(framed, control, source, admission, public_key)
-            .await?,
-        )
+        Some(nla::accept(framed, control, source, admission, public_key).await?)
     } else {
         None
     };

@@ -35,7 +35,8 @@ mod pdu;
 
 use crate::protocol::rdp::pdu::is_slow_path_input;
 pub(crate) use pdu::{
-    ChannelMap, DvcCreate, DvcGate, ShareState, dvc_refusal, is_withheld_server_pdu, parse_dvc_create,
+    ChannelMap, DvcCreate, DvcGate, ShareState, dvc_refusal, is_withheld_server_pdu,
+    parse_dvc_create,
 };
 
 type Reader<S> = Framed<TokioStream<ReadHalf<S>>>;

@@ -12,8 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::flood::{
-    Behaviour, FirstRead, Serve, closed_within, connect_from, first_read, flood,
-    rdp_front_answers,
+    Behaviour, FirstRead, Serve, closed_within, connect_from, first_read, flood, rdp_front_answers,
 };
 use crate::support::gateway::{self, PASSWORD, audit, env, text};
 
