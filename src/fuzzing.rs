@@ -68,7 +68,7 @@ pub struct FrontOutcome {
     /// The user name (from CredSSP or the Client Info PDU).
     pub username: String,
     pub domain: Option<String>,
-    /// `person@target` split as `rdp::handle` does.
+    /// `person@target` split as the RDP session does (`rdp::front::split_target`).
     pub person_and_target: Option<(String, String)>,
     pub channels: Vec<String>,
 }
