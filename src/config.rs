@@ -835,17 +835,25 @@ pub fn parse_when(s: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
     ))
 }
 
-/// Formats a duration the way `parse_duration` reads it.
+/// Formats a duration the way `parse_duration` reads it, to the
+/// millisecond (its resolution): what it prints reads back as the same
+/// duration. A part below a millisecond is dropped.
 pub fn format_duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
+    let mut ms = d.as_millis();
+    if ms == 0 {
         return "0".into();
     }
     let mut out = String::new();
-    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= len {
-            out.push_str(&format!("{}{unit}", s / len));
-            s %= len;
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= len {
+            out.push_str(&format!("{}{unit}", ms / len));
+            ms %= len;
         }
     }
     out
@@ -869,6 +877,29 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("5ms3").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    // Found by the `config` fuzz target (fuzz/crashes/config-duration-subsecond):
+    // "30h301ms" was printed as "1d6h", losing the 301 ms.
+    #[test]
+    fn a_formatted_duration_reads_back_with_its_milliseconds() {
+        let crash = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/crashes/config-duration-subsecond"
+        ))
+        .unwrap();
+        let d = parse_duration(&crash).unwrap();
+        assert_eq!(d, Duration::from_millis(30 * 3_600_000 + 301));
+        assert_eq!(format_duration(d), "1d6h301ms");
+        for text in ["1s500ms", "1d1ms", "59m59s999ms", "0", "1ms"] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+        // Below the resolution: dropped, never rounded up.
+        assert_eq!(format_duration(Duration::from_micros(1_999)), "1ms");
+        assert_eq!(format_duration(Duration::from_micros(999)), "0");
     }
 
     #[test]

@@ -4,6 +4,8 @@ pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod policy;
 pub mod procedure;
 pub mod protocol;

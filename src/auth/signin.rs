@@ -345,9 +345,10 @@ impl Authenticator {
             AuditKind::SigninSuccess,
             format!(
                 "{user} from {source}: code not asked, inside the sign-in window (open for another {})",
-                crate::config::format_duration(
-                    (until - self.now()).to_std().unwrap_or_default()
-                )
+                // Whole seconds: this is for people, not a setting to read back.
+                crate::config::format_duration(std::time::Duration::from_secs(
+                    (until - self.now()).to_std().unwrap_or_default().as_secs()
+                ))
             ),
         )
         .with("window_until", until.to_rfc3339());

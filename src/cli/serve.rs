@@ -102,7 +102,8 @@ async fn spawn_listeners(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    // One gate for both listeners: the limits are the process's.
+    // One gate for every listener (SSH, RDP, the console): the limits are
+    // the process's.
     let admission = admission_gate(services, cfg);
     if cfg.ssh.enabled {
         let host_key = crate::ssh::load_host_key(&cfg.paths.ssh_host_key())?;
@@ -151,8 +152,9 @@ async fn spawn_listeners(
         tracing::info!(listen = %cfg.web.listen, "web console ready (https)");
         let console = Arc::new(crate::web::Console::new(services.clone()));
         let mut stop = shutdown.clone();
+        let admission = admission.clone();
         tasks.spawn(async move {
-            crate::web::serve(listener, tls, console, async move {
+            crate::web::serve(listener, tls, console, admission, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await

@@ -26,6 +26,7 @@ use ironrdp_pdu::rdp::{self, client_info::ClientInfo};
 use ironrdp_pdu::x224::{X224, X224Data};
 use ironrdp_pdu::{X224_HINT, mcs};
 use ironrdp_tokio::TokioStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
@@ -44,6 +45,12 @@ pub(crate) const FRONT_USER_CHANNEL: u16 = 1002;
 pub(crate) const FRONT_IO_CHANNEL: u16 = 1003;
 
 pub(crate) type FrontFramed = Framed<TokioStream<TlsStream<TcpStream>>>;
+
+/// A byte stream from the client: the TCP connection, the TLS session on
+/// it, or an in-memory stream (the fuzz targets drive the handshake without
+/// TLS through `crate::fuzzing`).
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin> ClientStream for S {}
 
 /// A static channel as the client requested it.
 #[derive(Debug, Clone)]
@@ -74,21 +81,13 @@ pub(crate) struct FrontSession {
 /// standard RDP security (RC4) only gets an RDP negotiation failure
 /// (SSL_REQUIRED_BY_SERVER) rather than a reset.
 /// Returns the stream, the protocols the client requested and the one selected.
-async fn negotiate<C: RdpControl>(
-    tcp: TcpStream,
+pub(crate) async fn negotiate<S: ClientStream, C: RdpControl>(
+    stream: S,
     nla: NlaOffer,
     control: &C,
     source: IpAddr,
-) -> Result<
-    (
-        TcpStream,
-        SecurityProtocol,
-        SecurityProtocol,
-        Option<String>,
-    ),
-    RdpError,
-> {
-    let mut framed = Framed::<TokioStream<TcpStream>>::new(tcp);
+) -> Result<(S, SecurityProtocol, SecurityProtocol, Option<String>), RdpError> {
+    let mut framed = Framed::<TokioStream<S>>::new(stream);
 
     let request_pdu = framed
         .read_by_hint(&X224_HINT)
@@ -177,12 +176,20 @@ async fn negotiate<C: RdpControl>(
         Some(nego::NegoRequestData::Cookie(nego::Cookie(name))) => Some(name.trim().to_owned()),
         _ => None,
     };
-    Ok((
-        framed.into_inner_no_leftover(),
-        request.protocol,
-        selected,
-        cookie,
-    ))
+    // The client must wait for the confirm before it starts TLS: bytes read
+    // past the request would be lost to the TLS handshake (and tripped
+    // `into_inner_no_leftover`'s debug assertion, found by fuzzing).
+    let (stream, leftover) = framed.into_inner();
+    if !leftover.is_empty() {
+        return Err(RdpError::Protocol {
+            context: "X.224 negotiation",
+            message: format!(
+                "client sent {} byte(s) before the connection confirm",
+                leftover.len()
+            ),
+        });
+    }
+    Ok((stream, request.protocol, selected, cookie))
 }
 
 /// Whether to offer NLA to this client. With `tickets`, only when the
@@ -251,18 +258,49 @@ pub(crate) async fn accept<C: RdpControl>(
         }
     };
     let mut framed = FrontFramed::new(tls_stream);
+    let secured = accept_secured(
+        &mut framed,
+        requested_protocol,
+        selected,
+        tls.public_key.clone(),
+        control,
+        source,
+        admission,
+    )
+    .await?;
+    Ok(FrontSession {
+        framed,
+        nla: secured.nla,
+        gcc: secured.gcc,
+        channels: secured.channels,
+        client_info: secured.client_info,
+        screen_active: false,
+    })
+}
+
+/// What the client sent after the security upgrade, up to its Client Info PDU.
+pub(crate) struct SecuredHandshake {
+    pub nla: Option<super::nla::NlaIdentity>,
+    pub gcc: ClientGccBlocks,
+    pub channels: Vec<FrontChannel>,
+    pub client_info: ClientInfo,
+}
+
+/// The handshake inside TLS: CredSSP when NLA was selected, the MCS phase,
+/// the Client Info PDU. Generic over the stream so that the fuzz targets can
+/// drive it without TLS.
+pub(crate) async fn accept_secured<S: ClientStream, C: RdpControl>(
+    framed: &mut Framed<TokioStream<S>>,
+    requested_protocol: SecurityProtocol,
+    selected: SecurityProtocol,
+    public_key: Vec<u8>,
+    control: &C,
+    source: IpAddr,
+    admission: &Gate,
+) -> Result<SecuredHandshake, RdpError> {
     let nla = if selected.intersects(SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX) {
         // A failed proof is audited inside; I/O errors are not sign-ins.
-        Some(
-            nla::accept(
-                &mut framed,
-                control,
-                source,
-                admission,
-                tls.public_key.clone(),
-            )
-            .await?,
-        )
+        Some(nla::accept(framed, control, source, admission, public_key).await?)
     } else {
         None
     };
@@ -356,7 +394,7 @@ pub(crate) async fn accept<C: RdpControl>(
     let mut joins = ChannelConnectionSequence::new(FRONT_USER_CHANNEL, FRONT_IO_CHANNEL, front_ids);
     let mut buf = WriteBuf::new();
     while !joins.is_done() {
-        single_sequence_step(&mut framed, &mut joins, &mut buf)
+        single_sequence_step(framed, &mut joins, &mut buf)
             .await
             .map_err(|e| RdpError::protocol("client channel connection", e))?;
     }
@@ -373,13 +411,11 @@ pub(crate) async fn accept<C: RdpControl>(
     let info = decode::<rdp::ClientInfoPdu>(request.user_data.as_ref())
         .map_err(|e| RdpError::protocol("Client Info PDU", e))?;
 
-    Ok(FrontSession {
-        framed,
+    Ok(SecuredHandshake {
         nla,
         gcc,
         channels,
         client_info: info.client_info,
-        screen_active: false,
     })
 }
 
@@ -440,10 +476,7 @@ pub(crate) async fn send_indication<T: ironrdp_core::Encode>(
 /// refusal comes after its Client Info PDU), then Set Error Info with a
 /// code clients show, then an MCS disconnect. FreeRDP reports the code and
 /// does not retry.
-pub(crate) fn refusal_pdus(
-    code: ProtocolIndependentCode,
-    licensed: bool,
-) -> Result<Vec<u8>, RdpError> {
+pub(crate) fn refusal_pdus(code: ErrorInfo, licensed: bool) -> Result<Vec<u8>, RdpError> {
     let mut out = Vec::new();
     if !licensed {
         let license: LicensePdu = LicensingErrorMessage::new_valid_client()
@@ -455,9 +488,7 @@ pub(crate) fn refusal_pdus(
         share_id: 0,
         pdu_source: FRONT_USER_CHANNEL,
         share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
-            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(
-                ErrorInfo::ProtocolIndependentCode(code),
-            )),
+            share_data_pdu: ShareDataPdu::ServerSetErrorInfo(ServerSetErrorInfoPdu(code)),
             stream_priority: StreamPriority::Undefined,
             compression_flags: CompressionFlags::empty(),
             compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
@@ -675,7 +706,10 @@ pub(crate) async fn paint(
 /// unless it is already active in sekisho's screen.
 pub(crate) async fn refuse_front(front: &mut FrontSession, code: ProtocolIndependentCode) {
     use ironrdp_async::FramedWrite as _;
-    match refusal_pdus(code, front.screen_active) {
+    match refusal_pdus(
+        ErrorInfo::ProtocolIndependentCode(code),
+        front.screen_active,
+    ) {
         Ok(bytes) => {
             if let Err(e) = front.framed.write_all(&bytes).await {
                 warn!(error = %e, "could not send the refusal to the client");
@@ -729,7 +763,7 @@ pub(crate) async fn refuse_with_screen(
     let framed = &mut front.framed;
     info!(reason = %text.detail, "refusal screen shown");
     let _ = tokio::time::timeout(hold, async { while framed.read_pdu().await.is_ok() {} }).await;
-    match refusal_pdus(code, true) {
+    match refusal_pdus(ErrorInfo::ProtocolIndependentCode(code), true) {
         Ok(bytes) => {
             if let Err(e) = framed.write_all(&bytes).await {
                 warn!(error = %e, "could not send the refusal to the client");
@@ -741,7 +775,60 @@ pub(crate) async fn refuse_with_screen(
 
 #[cfg(test)]
 mod tests {
-    use super::split_target;
+    use super::{RdpError, negotiate, split_target};
+    use crate::config::NlaOffer;
+    use crate::fuzzing::FuzzControl;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    use ironrdp_core::encode_vec;
+    use ironrdp_pdu::nego::{self, SecurityProtocol};
+    use ironrdp_pdu::x224::X224;
+    use tokio::io::AsyncWriteExt as _;
+
+    fn connection_request() -> Vec<u8> {
+        encode_vec(&X224(nego::ConnectionRequest {
+            nego_data: Some(nego::NegoRequestData::cookie("tanaka".into())),
+            flags: nego::RequestFlags::empty(),
+            protocol: SecurityProtocol::SSL | SecurityProtocol::HYBRID,
+            correlation_info: None,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_waits_for_the_confirm_is_negotiated() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(&connection_request()).await.unwrap();
+        let (_, requested, selected, cookie) =
+            negotiate(server, NlaOffer::Always, &FuzzControl, LOCAL)
+                .await
+                .expect("negotiated");
+        assert_eq!(cookie.as_deref(), Some("tanaka"));
+        assert!(requested.contains(SecurityProtocol::HYBRID));
+        assert_eq!(selected, SecurityProtocol::HYBRID);
+    }
+
+    // Bytes sent before the confirm tripped ironrdp's "unexpected leftover"
+    // debug assertion (a panic in debug builds, silently dropped bytes in
+    // release); the rdp_front fuzz target's pipelined mode sends them.
+    #[tokio::test]
+    async fn bytes_sent_before_the_confirm_are_refused() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut bytes = connection_request();
+        bytes.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x05]); // a TLS record header
+        client.write_all(&bytes).await.unwrap();
+        match negotiate(server, NlaOffer::Always, &FuzzControl, LOCAL).await {
+            Err(RdpError::Protocol { message, .. }) => {
+                assert!(
+                    message.contains("before the connection confirm"),
+                    "{message}"
+                )
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("bytes before the confirm accepted"),
+        }
+    }
 
     #[test]
     fn target_from_user_at_target() {

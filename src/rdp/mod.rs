@@ -82,7 +82,7 @@
 pub mod back;
 pub mod control;
 pub mod front;
-mod nla;
+pub(crate) mod nla;
 pub mod reconnect;
 pub mod relay;
 pub mod rules;

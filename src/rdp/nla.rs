@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use ironrdp_async::FramedWrite as _;
+use ironrdp_async::{Framed, FramedWrite as _};
 use ironrdp_connector::sspi::credssp::{
     CredSspServer, CredentialsProxy, NStatusCode, ServerMode, ServerState, TsRequest,
 };
@@ -20,11 +20,12 @@ use ironrdp_connector::sspi::generator::GeneratorState;
 use ironrdp_connector::sspi::{self, AuthIdentity, Username};
 use ironrdp_core::{DecodeResult, other_err};
 use ironrdp_pdu::PduHint;
+use ironrdp_tokio::TokioStream;
 use tracing::{debug, info};
 
 use super::RdpError;
 use super::control::RdpControl;
-use super::front::{FrontFramed, split_target};
+use super::front::{ClientStream, split_target};
 use crate::admission::Gate;
 
 /// Who proved what over CredSSP.
@@ -114,7 +115,10 @@ pub(crate) fn ntlm_authenticate_user(token: &[u8]) -> Option<(String, Option<Str
     Some((user, Some(domain).filter(|d| !d.is_empty())))
 }
 
-async fn write_ts_request(framed: &mut FrontFramed, ts: &TsRequest) -> Result<(), RdpError> {
+async fn write_ts_request<S: ClientStream>(
+    framed: &mut Framed<TokioStream<S>>,
+    ts: &TsRequest,
+) -> Result<(), RdpError> {
     let len = ts
         .buffer_len()
         .map_err(|e| RdpError::protocol("CredSSP reply", e))?;
@@ -128,8 +132,8 @@ async fn write_ts_request(framed: &mut FrontFramed, ts: &TsRequest) -> Result<()
 }
 
 /// Run CredSSP as the server on the client's TLS stream.
-pub(crate) async fn accept<C: RdpControl>(
-    framed: &mut FrontFramed,
+pub(crate) async fn accept<S: ClientStream, C: RdpControl>(
+    framed: &mut Framed<TokioStream<S>>,
     control: &C,
     source: IpAddr,
     admission: &Gate,

@@ -38,7 +38,7 @@ mod pdu;
 
 use crate::protocol::rdp::pdu::is_slow_path_input;
 pub(crate) use pdu::{
-    ChannelMap, DvcGate, ShareState, dvc_refusal, is_font_map, is_withheld_server_pdu,
+    ChannelMap, DvcCreate, DvcGate, ShareState, dvc_refusal, is_font_map, is_withheld_server_pdu,
     parse_dvc_create,
 };
 

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ironrdp_async::Framed;
-use ironrdp_pdu::rdp::server_error_info::ProtocolIndependentCode;
+use ironrdp_pdu::rdp::server_error_info::{
+    ErrorInfo, ProtocolIndependentCode, ProtocolIndependentConnectionBrokerCode,
+};
 use ironrdp_pdu::rdp::server_license::{LicensePdu, LicensingErrorMessage};
 use ironrdp_tokio::TokioStream;
 use tokio::io::AsyncWriteExt as _;
@@ -566,19 +568,25 @@ async fn connect_and_relay<C: RdpControl>(
         r = keyframes => r,
         limit = idle => {
             info!(?limit, "session idle");
-            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::IdleTimeout, true) {
+            if let Ok(bytes) = refusal_pdus(ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::IdleTimeout), true) {
                 let _ = front_write.lock().await.write_all(&bytes).await;
             }
             Err(RdpError::Refused(format!("idle for {limit:?}")))
         }
         reason = kill.killed() => {
             info!(%reason, "session killed");
-            if let Ok(bytes) = refusal_pdus(ProtocolIndependentCode::RpcInitiatedDisconnect, true) {
+            if let Ok(bytes) = refusal_pdus(ErrorInfo::ProtocolIndependentCode(ProtocolIndependentCode::RpcInitiatedDisconnect), true) {
                 let _ = front_write.lock().await.write_all(&bytes).await;
             }
             Err(RdpError::Refused(format!("killed: {reason}")))
         }
     };
+    if matches!(result, Err(RdpError::TargetLost(_))) {
+        // Tell the person why the desktop went away (best effort).
+        if let Ok(bytes) = refusal_pdus(TARGET_LOST, true) {
+            let _ = front_write.lock().await.write_all(&bytes).await;
+        }
+    }
     // Close both sides; errors here change nothing.
     let _ = front_write.lock().await.shutdown().await;
     let _ = back_write.lock().await.shutdown().await;
@@ -587,6 +595,19 @@ async fn connect_and_relay<C: RdpControl>(
         other => other,
     }
 }
+
+/// What the client is told when the target's connection dies under a live
+/// session. No protocol-independent code means "the server behind me went
+/// away": sekisho plays the part of a connection broker (it routes the
+/// client to a target endpoint), and of the broker's codes
+/// ERRINFO_CB_LOADING_DESTINATION (0x402, MS-RDPBCGR 2.2.5.1.1) is the one
+/// about the target endpoint disconnecting from the broker. FreeRDP prints
+/// it as "The target endpoint ... is disconnecting from the Connection
+/// Broker" and does not reconnect. (ERRINFO_SERVER_SHUTDOWN would claim a
+/// shutdown nobody saw, and FreeRDP 3 does not know that code.)
+pub(crate) const TARGET_LOST: ErrorInfo = ErrorInfo::ProtocolIndependentConnectionBrokerCode(
+    ProtocolIndependentConnectionBrokerCode::LoadingDestination,
+);
 
 fn keyboard_type_code(t: ironrdp_pdu::gcc::KeyboardType) -> u32 {
     t.0

@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use tokio::net::TcpListener;
 
+use crate::admission::{Acceptor, Gate};
 use crate::session::Services;
 
 pub mod api;
@@ -58,8 +59,6 @@ mod wording;
 pub enum WebError {
     #[error("the console's TLS certificate or key: {0}")]
     Tls(String),
-    #[error("accepting console connections: {0}")]
-    Accept(std::io::Error),
 }
 
 /// What every handler shares: the bastion's services (store, sign-in, policies) and
@@ -179,74 +178,96 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
+/// How long a new console connection may take for its TLS handshake and
+/// its first request together; until that request it counts as an
+/// unauthenticated connection in the admission gate.
+pub const FIRST_REQUEST_WITHIN: Duration = Duration::from_secs(10);
+
 /// Serves the console on `listener` until `shutdown` resolves. Each
-/// connection gets a TLS handshake (10 s at most), then HTTP/2 or HTTP/1.1
-/// as the client chose by ALPN.
+/// connection gets a TLS handshake, then HTTP/2 or HTTP/1.1 as the client
+/// chose by ALPN.
+///
+/// The console's listener is a front door before sign-in like the
+/// gateways': a new connection asks `admission` (the process's one gate,
+/// protocol `web`) and is closed at once over `[limits]`; it holds its
+/// unauthenticated slot until its first request arrives, which must be
+/// within [`FIRST_REQUEST_WITHIN`] of the accept. Accept failures (out of
+/// descriptors) are waited out ([`Acceptor`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     console: Arc<Console>,
+    admission: Gate,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WebError> {
     use tower::ServiceExt as _;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut listener = Acceptor::new(listener, "web");
     let app = router(console);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                // Out of file descriptors and the like: wait, do not spin.
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "console: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                Err(e) => return Err(WebError::Accept(e)),
-            },
+            accepted = listener.accept() => accepted,
             _ = &mut shutdown => return Ok(()),
+        };
+        let Ok(pending) = admission.connect(crate::config::canonical_ip(peer.ip()), "web") else {
+            // Refused (the gate logs and reports it): closed unanswered.
+            continue;
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "console: TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "console: TLS handshake timed out");
-                        return;
-                    }
-                };
+            let deadline = tokio::time::Instant::now() + FIRST_REQUEST_WITHIN;
+            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "console: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "console: TLS handshake timed out");
+                    return;
+                }
+            };
+            // The first request gives the slot back and says so.
+            let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+            let first = Arc::new(std::sync::Mutex::new(Some((pending, first_tx))));
             let svc = app.map_request(move |mut req: axum::extract::Request<_>| {
+                let taken = first
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let Some((pending, first_tx)) = taken {
+                    drop(pending);
+                    let _ = first_tx.send(());
+                }
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await
-            {
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = &mut connection => Some(ended),
+                first = tokio::time::timeout_at(deadline, first_rx) => match first {
+                    Ok(Ok(())) => None,
+                    _ => {
+                        tracing::debug!(%peer, "console: no request in time");
+                        return;
+                    }
+                },
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => connection.await,
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "console: connection ended with an error");
             }
         });
     }
-}
-
-fn is_transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::Interrupted
-            | std::io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(libc::EMFILE)
-        || e.raw_os_error() == Some(libc::ENFILE)
 }
 
 /// The client's address, as the connection loop recorded it.

@@ -3,16 +3,18 @@
 //! listeners on: connections over `[limits]` are closed at once and audited
 //! once a minute, a silent client is cut at `[ssh] login_grace`, guessing
 //! across many names is held to `signin_attempts_per_minute` (paramiko as
-//! the guesser), and a process out of descriptors keeps serving, logs a
-//! few lines, and takes a real OpenSSH sign-in once they free up.
+//! the guesser), a process out of descriptors keeps serving, logs a
+//! few lines, and takes a real OpenSSH sign-in once they free up, and the
+//! web console's listener is held to the same limits (a flood at it leaves
+//! the console to a person from another address).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::flood::{
-    FirstRead, Serve, closed_within, connect_from, first_read, rdp_front_answers,
+    Behaviour, FirstRead, Serve, closed_within, connect_from, first_read, flood, rdp_front_answers,
 };
-use crate::support::gateway::{self, audit, env, text};
+use crate::support::gateway::{self, PASSWORD, audit, env, text};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -261,4 +263,70 @@ fn running_out_of_descriptors_does_not_stop_serve() {
         "{}",
         serve.log_text()
     );
+}
+
+/// The console's HTTPS listener is a front door before sign-in like the
+/// gateways (`web::serve` asks the same gate): 10 000 silent connections
+/// from one address are held to `max_startups_per_source` (the rest closed
+/// at once, audited once), while a person from another loopback address
+/// signs in to the console over HTTPS and reads the API; `serve` stays up.
+#[test]
+fn a_flood_at_the_console_leaves_it_to_a_person_from_another_address() {
+    let mut serve = Serve::start_with_console(
+        "webflood",
+        "max_startups = \"10:30:100\"\nmax_startups_per_source = 5\nsignin_attempts_per_minute = 30",
+    );
+    let web = serve.web.expect("the console is on");
+    let flooding = std::thread::spawn(move || {
+        runtime().block_on(flood(
+            "127.0.0.61",
+            web,
+            10_000,
+            200,
+            Behaviour::Silent,
+            Duration::from_secs(15),
+        ))
+    });
+    // The flood is under way (and holds its five slots) before the person comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let cert = std::fs::read(env().dir.join("keys/rdp_tls_cert.pem")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .local_address("127.0.0.62".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let r = client
+        .post(format!("https://127.0.0.1:{web}/api/v1/login"))
+        .json(&serde_json::json!({
+            "user": "noda", "password": PASSWORD, "code": gateway::code("noda")
+        }))
+        .send()
+        .unwrap_or_else(|e| panic!("sign-in during the flood: {e}\n{}", serve.log_text()));
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "{}", serve.log_text());
+    let sessions = client
+        .get(format!("https://127.0.0.1:{web}/api/v1/sessions"))
+        .send()
+        .expect("the API after sign-in");
+    assert_eq!(sessions.status(), reqwest::StatusCode::OK);
+    let took = started.elapsed();
+    let outcome = flooding.join().unwrap();
+    eprintln!("console flood: {outcome:?}; the person signed in and read in {took:?}");
+    assert!(
+        outcome.taken_in <= outcome.attempted / 10,
+        "the flood was let in: {outcome:?}"
+    );
+    assert!(outcome.refused > 0, "{outcome:?}");
+    assert!(serve.daemon.running(), "serve ended:\n{}", serve.log_text());
+    let mut seen = Vec::new();
+    gateway::wait_until(Duration::from_secs(10), || {
+        seen = refusals("127.0.0.61", "too_many_from_source");
+        !seen.is_empty()
+    });
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["protocol"], "web");
+    assert!(refusals("127.0.0.62", "too_many_from_source").is_empty());
 }

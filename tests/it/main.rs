@@ -18,6 +18,7 @@ mod emergency_stop;
 mod faults;
 mod first_hour;
 mod flood;
+mod fuzz_seams;
 mod limits;
 mod policy_cli;
 mod procedure_browser;

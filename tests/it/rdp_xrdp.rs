@@ -743,7 +743,9 @@ fn xrdp_connection_processes() -> Vec<i32> {
 
 /// The xrdp process serving the session is killed: the session ends as
 /// `target_lost` (not as a normal logout), with the reason in its end
-/// event, and the client is disconnected rather than left connected.
+/// event, and the client is disconnected rather than left connected, told
+/// why (Set Error Info ERRINFO_CB_LOADING_DESTINATION, see
+/// `rdp::session::TARGET_LOST`).
 #[test]
 fn a_lost_target_ends_the_session() {
     let _lock = prepare();
@@ -778,6 +780,11 @@ fn a_lost_target_ends_the_session() {
     assert!(
         status.is_some(),
         "client still connected without its target"
+    );
+    assert!(
+        client.log().contains("ERRINFO_CB_LOADING_DESTINATION"),
+        "the client was not told why:\n{}",
+        client.log()
     );
     let end = session_end(&d, &id);
     assert_eq!(end["data"]["status"], "target_lost", "{end}");

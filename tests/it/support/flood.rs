@@ -24,6 +24,8 @@ pub struct Serve {
     pub daemon: Daemon,
     pub ssh: u16,
     pub rdp: u16,
+    /// The web console's port, when it is on ([`Serve::start_with_console`]).
+    pub web: Option<u16>,
     pub log: PathBuf,
 }
 
@@ -31,6 +33,22 @@ impl Serve {
     /// `limits`: the body of `[limits]`; `ssh_extra`: more lines for
     /// `[ssh]`; `open_files`: the process's RLIMIT_NOFILE (soft and hard).
     pub fn start(name: &str, limits: &str, ssh_extra: &str, open_files: Option<u64>) -> Serve {
+        Serve::start_inner(name, limits, ssh_extra, open_files, false)
+    }
+
+    /// Like [`Serve::start`], with the web console on too (init's
+    /// certificate, a free port).
+    pub fn start_with_console(name: &str, limits: &str) -> Serve {
+        Serve::start_inner(name, limits, "", None, true)
+    }
+
+    fn start_inner(
+        name: &str,
+        limits: &str,
+        ssh_extra: &str,
+        open_files: Option<u64>,
+        console: bool,
+    ) -> Serve {
         let e = env();
         let ssh = free_port();
         let rdp = free_port();
@@ -48,6 +66,11 @@ impl Serve {
                 &format!("listen = \"127.0.0.1:{ssh}\"\n"),
                 &format!("listen = \"127.0.0.1:{ssh}\"\n{ssh_extra}\n"),
             );
+        let web = console.then(free_port);
+        let text = match web {
+            Some(port) => format!("{text}\n[web]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+            None => text,
+        };
         std::fs::write(&config, text).unwrap();
         let install = Install {
             bin: bin(),
@@ -58,13 +81,14 @@ impl Serve {
             &config,
             "info,russh=warn,sqlx=warn",
             &log,
-            &[ssh, rdp],
+            &[[ssh, rdp].as_slice(), web.as_slice()].concat(),
             open_files,
         );
         Serve {
             daemon,
             ssh,
             rdp,
+            web,
             log,
         }
     }
