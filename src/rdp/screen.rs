@@ -250,6 +250,10 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
             "承認済みの作業申請がありません",
             "No approved work request covers this",
         ),
+        Some("emergency_stop") => (
+            "緊急停止中のため接続できません",
+            "An emergency stop is in force",
+        ),
         Some(_) => ("接続できません", "The connection is refused"),
         None => ("サインインできませんでした", "Sign-in failed"),
     };
