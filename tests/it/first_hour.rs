@@ -104,8 +104,10 @@ fn init(dir: &Path) -> u16 {
     let port = free_port();
     let cfg = dir.join("sekisho.toml");
     let text = std::fs::read_to_string(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    // The console's default port too: two tests here serve at once.
     let text = text
         .replace("127.0.0.1:2222", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", free_port()))
         .replacen("[rdp]\nenabled = true", "[rdp]\nenabled = false", 1);
     assert!(text.contains("enabled = false"), "{text}");
     std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
