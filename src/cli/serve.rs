@@ -267,8 +267,8 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 /// sessions would reuse them; but after a busy hour the bastion would stay
 /// at its high-water mark (measured: 23 MiB before 200 sessions, 63 MiB
 /// after they all closed). `malloc_trim` gives every wholly free page back.
-/// It runs only when sessions have ended since the last look, off the
-/// async threads; it costs about a millisecond per 100 MiB of heap.
+/// It walks the allocator's free lists under their locks, so it runs only
+/// when sessions have ended since the last look, and off the async threads.
 async fn give_back_memory_of_ended_sessions(
     registry: crate::session::Registry,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
