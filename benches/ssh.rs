@@ -790,7 +790,10 @@ struct Bulk {
 /// One download or upload along `via`, measured into `into`.
 fn measure_transfer(b: &Bench, via: Via, into: &mut Bulk, run: impl FnOnce() -> f64) {
     let root = bastion_of(b, via);
-    let peak = via.is_sekisho().then(|| root.filter(|p| reset_peak_rss(*p))).flatten();
+    let peak = via
+        .is_sekisho()
+        .then(|| root.filter(|p| reset_peak_rss(*p)))
+        .flatten();
     let sampler = root.map(ThreadSampler::start);
     let w = Instant::now();
     into.mib_s.push(run());
@@ -814,8 +817,8 @@ fn main() {
     let n_sessions = env_num("SEKISHO_BENCH_SESSIONS", 200).max(1);
     let jump_sessions = env_num("SEKISHO_BENCH_JUMP_SESSIONS", n_sessions);
     let idle = Duration::from_secs(env_num("SEKISHO_BENCH_IDLE_SECS", 10) as u64);
-    let parts = std::env::var("SEKISHO_BENCH_PARTS")
-        .unwrap_or_else(|_| "sessions,bulk,echo,setup".into());
+    let parts =
+        std::env::var("SEKISHO_BENCH_PARTS").unwrap_or_else(|_| "sessions,bulk,echo,setup".into());
     let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let tps = ticks_per_sec();
 
@@ -919,7 +922,11 @@ fn main() {
     let has_base = b.baseline.is_some();
     let header = |first: &str, cols: &[Via], extra: &[&str]| {
         let names: Vec<&str> = cols.iter().map(|v| v.name()).collect();
-        println!("| {first} | {} | {} |", names.join(" | "), extra.join(" | "));
+        println!(
+            "| {first} | {} | {} |",
+            names.join(" | "),
+            extra.join(" | ")
+        );
         println!(
             "|---|{}{}",
             "---:|".repeat(cols.len()),
@@ -951,7 +958,8 @@ fn main() {
             (format!("download `head -c {down_mib}M /dev/zero`"), &down),
             (format!("upload {up_mib} MiB into `cat >/dev/null`"), &up),
         ] {
-            let mut cells: Vec<String> = paths.iter().map(|v| format!("{:.0}", med(m, *v))).collect();
+            let mut cells: Vec<String> =
+                paths.iter().map(|v| format!("{:.0}", med(m, *v))).collect();
             cells.push(ratio(med(m, Via::Sekisho), med(m, Via::Jump)));
             if has_base {
                 cells.push(ratio(med(m, Via::Baseline), med(m, Via::Jump)));
@@ -1019,7 +1027,11 @@ fn main() {
         let gib_down = (repeat * down_mib) as f64 / 1024.0;
         let gib_up = (repeat * up_mib) as f64 / 1024.0;
         println!("\n### CPU of the relaying hop per GiB moved (CPU s/GiB; lower is better)\n");
-        let relays: Vec<Via> = paths.iter().copied().filter(|v| *v != Via::Direct).collect();
+        let relays: Vec<Via> = paths
+            .iter()
+            .copied()
+            .filter(|v| *v != Via::Direct)
+            .collect();
         let mut extra = vec!["sekisho / ssh -J"];
         if has_base {
             extra.push("baseline / ssh -J");
@@ -1105,10 +1117,17 @@ fn main() {
         }
         println!(
             "| | {} | {} |",
-            cols.iter().map(|v| colname(*v)).collect::<Vec<_>>().join(" | "),
+            cols.iter()
+                .map(|v| colname(*v))
+                .collect::<Vec<_>>()
+                .join(" | "),
             extra.join(" | ")
         );
-        println!("|---|{}{}", "---:|".repeat(cols.len()), "---:|".repeat(extra.len()));
+        println!(
+            "|---|{}{}",
+            "---:|".repeat(cols.len()),
+            "---:|".repeat(extra.len())
+        );
         let row = |label: &str, f: &dyn Fn(&Many) -> f64, unit: &str, prec: usize| {
             let mut cells: Vec<String> = cols
                 .iter()
@@ -1124,7 +1143,12 @@ fn main() {
         };
         let mib = |k: u64| k as f64 / 1024.0;
         row("sessions", &|m| m.sessions as f64, "", 0);
-        row("RSS cold (after one sign-in)", &|m| mib(m.cold.rss_kib), "MiB", 1);
+        row(
+            "RSS cold (after one sign-in)",
+            &|m| mib(m.cold.rss_kib),
+            "MiB",
+            1,
+        );
         row(
             &format!("RSS before (after a warm-up batch of {OPEN_BATCH} sessions, closed)"),
             &|m| mib(m.before.rss_kib),
@@ -1153,7 +1177,12 @@ fn main() {
             "KiB",
             0,
         );
-        row("RSS after all closed (3 s later)", &|m| mib(m.closed.rss_kib), "MiB", 1);
+        row(
+            "RSS after all closed (3 s later)",
+            &|m| mib(m.closed.rss_kib),
+            "MiB",
+            1,
+        );
         row(
             "**RSS after all closed / before**",
             &|m| m.closed.rss_kib as f64 / m.before.rss_kib.max(1) as f64,

@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::{Preferred, cipher, client};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Preferred, cipher, client};
 
 use super::control::{Credential, Grant};
 
