@@ -17,6 +17,9 @@
 //! `SEKISHO_BENCH_JUMP_SESSIONS` [= SESSIONS; 0 skips the jump host's many
 //! sessions], `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup].
 //!
+//! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
+//! this checkout's release build.
+//!
 //! `SEKISHO_BENCH_BASELINE=/path/to/an/older/sekisho` adds a fourth path,
 //! **baseline**: a second deployment (own target sshd) running that binary,
 //! measured in the same run as the current one, for before/after tables
@@ -216,14 +219,22 @@ fn kill(pid: u32, sig: i32) {
 
 fn setup() -> Bench {
     raise_fd_limit();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_sekisho"));
-    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sekisho");
-    assert!(
-        bin.components().any(|c| c.as_os_str() == "release"),
-        "the bench must run the release binary, not {}: use `cargo bench --bench ssh`",
-        bin.display()
-    );
-    let bin = if bin.exists() { bin } else { release };
+    // SEKISHO_BENCH_BIN: the sekisho to measure, instead of this checkout's
+    // release build (e.g. a release binary built elsewhere, with the bench
+    // harness itself built quicker, `cargo build --bench ssh`).
+    let bin = match std::env::var_os("SEKISHO_BENCH_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            let bin = PathBuf::from(env!("CARGO_BIN_EXE_sekisho"));
+            let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sekisho");
+            assert!(
+                bin.components().any(|c| c.as_os_str() == "release"),
+                "the bench must run the release binary, not {}: use `cargo bench --bench ssh`",
+                bin.display()
+            );
+            if bin.exists() { bin } else { release }
+        }
+    };
     let d = Deployment::start(&bin, "sekisho-bench");
     let baseline = std::env::var_os("SEKISHO_BENCH_BASELINE")
         .map(|b| Deployment::start(Path::new(&b), "sekisho-bench-baseline"));
