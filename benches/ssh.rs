@@ -315,7 +315,8 @@ fn pid_listening_on(port: u16) -> Option<u32> {
 // ---------------------------------------------------------------- throughput
 
 /// `ssh host 'head -c N /dev/zero'`: MiB/s from the first byte to EOF.
-fn download(b: &Bench, via: Via, mib: usize) -> f64 {
+/// `data_starts` is called at the first byte.
+fn download(b: &Bench, via: Via, mib: usize, data_starts: &mut dyn FnMut()) -> f64 {
     let mut child = b
         .ssh(via, &[], &[&format!("head -c {mib}M /dev/zero")])
         .stdout(Stdio::piped())
@@ -336,7 +337,10 @@ fn download(b: &Bench, via: Via, mib: usize) -> f64 {
         if n == 0 {
             break;
         }
-        start.get_or_insert_with(Instant::now);
+        if start.is_none() {
+            data_starts();
+            start = Some(Instant::now());
+        }
         total += n;
     }
     let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -353,7 +357,8 @@ fn download(b: &Bench, via: Via, mib: usize) -> f64 {
 
 /// `ssh host 'cat >/dev/null'` fed N MiB: MiB/s from the first byte
 /// written (once the remote command has started) to the remote EOF.
-fn upload(b: &Bench, via: Via, mib: usize) -> f64 {
+/// `data_starts` is called before the first byte is written.
+fn upload(b: &Bench, via: Via, mib: usize, data_starts: &mut dyn FnMut()) -> f64 {
     let mut child = b
         .ssh(via, &[], &["echo started; cat >/dev/null; echo done"])
         .stdin(Stdio::piped())
@@ -370,6 +375,7 @@ fn upload(b: &Bench, via: Via, mib: usize) -> f64 {
     let mut out = child.stdout.take().expect("stdout");
     let mut line = Vec::new();
     read_until(&mut out, &mut line, b"started\n");
+    data_starts();
     let start = Instant::now();
     let buf = vec![0u8; 256 * 1024];
     let mut left = mib << 20;
@@ -790,16 +796,26 @@ struct Bulk {
     mib_s: Vec<f64>,
     /// CPU ticks of the relaying process tree over all runs.
     cpu_ticks: u64,
-    /// Peak RSS of the relaying process per run (sekisho only), KiB.
+    /// Peak RSS of the relaying process while the data moved, per run
+    /// (sekisho only), KiB.
     peak_kib: Vec<u64>,
+    /// Peak RSS from the connection to the first data byte (sign-in with
+    /// argon2id, the target connection, the recording), per run, KiB.
+    signin_peak_kib: Vec<u64>,
     /// CPU ticks by thread name over all runs (sekisho only).
     threads: BTreeMap<String, u64>,
     /// Wall time of all runs, s.
     wall: f64,
 }
 
-/// One download or upload along `via`, measured into `into`.
-fn measure_transfer(b: &Bench, via: Via, into: &mut Bulk, run: impl FnOnce() -> f64) {
+/// One download or upload along `via`, measured into `into`. `run` calls
+/// its argument when the data starts to move.
+fn measure_transfer(
+    b: &Bench,
+    via: Via,
+    into: &mut Bulk,
+    run: impl FnOnce(&mut dyn FnMut()) -> f64,
+) {
     let root = bastion_of(b, via);
     let peak = via
         .is_sekisho()
@@ -807,12 +823,20 @@ fn measure_transfer(b: &Bench, via: Via, into: &mut Bulk, run: impl FnOnce() -> 
         .flatten();
     let sampler = root.map(ThreadSampler::start);
     let w = Instant::now();
-    into.mib_s.push(run());
+    let mut signin_peak = None;
+    let mut data_starts = || {
+        if let Some(pid) = peak {
+            signin_peak = Some(peak_rss_kib(pid));
+            reset_peak_rss(pid);
+        }
+    };
+    into.mib_s.push(run(&mut data_starts));
     into.wall += w.elapsed().as_secs_f64();
     let used = sampler.map(ThreadSampler::stop).unwrap_or_default();
     into.cpu_ticks += used.values().sum::<u64>();
     if let Some(pid) = peak {
         into.peak_kib.push(peak_rss_kib(pid));
+        into.signin_peak_kib.extend(signin_peak);
     }
     if via.is_sekisho() {
         add(&mut into.threads, &used);
@@ -883,12 +907,12 @@ fn main() {
             for via in &paths {
                 let via = *via;
                 eprintln!("download {down_mib} MiB via {} (run {})", via.name(), r + 1);
-                measure_transfer(&b, via, down.entry(via).or_default(), || {
-                    download(&b, via, down_mib)
+                measure_transfer(&b, via, down.entry(via).or_default(), |f| {
+                    download(&b, via, down_mib, f)
                 });
                 eprintln!("upload {up_mib} MiB via {} (run {})", via.name(), r + 1);
-                measure_transfer(&b, via, up.entry(via).or_default(), || {
-                    upload(&b, via, up_mib)
+                measure_transfer(&b, via, up.entry(via).or_default(), |f| {
+                    upload(&b, via, up_mib, f)
                 });
             }
         }
@@ -983,22 +1007,32 @@ fn main() {
         }
 
         println!(
-            "\n### Peak RSS of the bastion process during each transfer (MiB, VmHWM reset before each run; lower is better)\n"
+            "\n### Peak RSS of the bastion process (MiB, VmHWM reset through /proc/PID/clear_refs; lower is better)\n"
         );
-        header("transfer", &sekishos, &["runs (sekisho)"]);
+        header("phase", &sekishos, &["runs (sekisho)"]);
+        let mib_list = |v: &[u64]| {
+            v.iter()
+                .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for (name, m) in [("download", &down), ("upload", &up)] {
-            let max = |v: Via| m[&v].peak_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
-            let cells: Vec<String> = sekishos.iter().map(|v| format!("{:.1}", max(*v))).collect();
-            println!(
-                "| {name} (max of {repeat}) | {} | {} |",
-                cells.join(" | "),
-                m[&Via::Sekisho]
-                    .peak_kib
-                    .iter()
-                    .map(|k| format!("{:.1}", *k as f64 / 1024.0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            for (phase, f) in [
+                (
+                    "connection to first byte (sign-in, target, recording)",
+                    (|b: &Bulk| b.signin_peak_kib.clone()) as fn(&Bulk) -> Vec<u64>,
+                ),
+                ("**while the data moves**", |b: &Bulk| b.peak_kib.clone()),
+            ] {
+                let max = |v: Via| f(&m[&v]).into_iter().max().unwrap_or(0) as f64 / 1024.0;
+                let cells: Vec<String> =
+                    sekishos.iter().map(|v| format!("{:.1}", max(*v))).collect();
+                println!(
+                    "| {name}: {phase} (max of {repeat}) | {} | {} |",
+                    cells.join(" | "),
+                    mib_list(&f(&m[&Via::Sekisho]))
+                );
+            }
         }
 
         println!("\n### Where sekisho's CPU went during the bulk transfers (all runs)\n");
@@ -1255,7 +1289,7 @@ fn main() {
             m[&Via::Sekisho].peak_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0
         };
         println!(
-            "| peak RSS < 32 MiB moving {down_mib}/{up_mib} MiB | download {:.1} MiB, upload {:.1} MiB | {} |",
+            "| peak RSS < 32 MiB while {down_mib}/{up_mib} MiB move | download {:.1} MiB, upload {:.1} MiB | {} |",
             peak(&down),
             peak(&up),
             yes(peak(&down) < 32.0 && peak(&up) < 32.0)
