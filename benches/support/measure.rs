@@ -213,3 +213,16 @@ pub fn machine_busy_ticks() -> u64 {
         .map(|(_, t)| t)
         .sum()
 }
+
+/// Resets the peak resident set size (`VmHWM`) of `pid` to its current RSS
+/// (`echo 5 > /proc/PID/clear_refs`, Linux ≥ 4.0; needs the same user).
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The peak resident set size of `pid` since it started or since the last
+/// [`reset_peak_rss`], in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    kib_field(&status, "VmHWM:")
+}

@@ -64,6 +64,10 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         services.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.spawn(give_back_memory_of_ended_sessions(
+        services.registry.clone(),
+        shutdown_rx.clone(),
+    ));
     spawn_listeners(&services, &cfg, &mut tasks, shutdown_rx.clone()).await?;
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -258,6 +262,45 @@ fn return_large_buffers_to_the_system() {
     let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
     if ok != 1 {
         tracing::warn!("could not set the allocator's mmap threshold");
+    }
+}
+
+/// How often the process looks for ended sessions whose memory to return.
+const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Returns the heap memory freed by ended sessions to the system. glibc
+/// keeps freed small blocks in its per-thread arenas, where the next
+/// sessions would reuse them; but after a busy hour the bastion would stay
+/// at its high-water mark (measured: 23 MiB before 200 sessions, 63 MiB
+/// after they all closed). `malloc_trim` gives every wholly free page back.
+/// It walks the allocator's free lists under their locks, so it runs only
+/// when sessions have ended since the last look, and off the async threads.
+async fn give_back_memory_of_ended_sessions(
+    registry: crate::session::Registry,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut seen = registry.ended();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            () = tokio::time::sleep(TRIM_INTERVAL) => {}
+        }
+        let ended = registry.ended();
+        if ended != seen {
+            seen = ended;
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        }
+    }
+}
+
+/// Gives the allocator's wholly free pages back to the system.
+#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory inside glibc's own
+    // arenas; it takes their locks and touches no memory the program owns.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

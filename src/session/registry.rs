@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -64,6 +65,8 @@ struct Slot {
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<HashMap<Uuid, Slot>>>,
+    /// Sessions ended since the process started.
+    ended: Arc<AtomicU64>,
 }
 
 /// Held by the relay for the session's lifetime; removes the entry on drop so
@@ -78,6 +81,7 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         let mut live = self.registry.lock();
         live.remove(&self.id);
+        self.registry.ended.fetch_add(1, Ordering::Relaxed);
         // Hops from this session lose what allowed them.
         for slot in live.values() {
             if slot.entry.parent == Some(self.id) {
@@ -153,6 +157,11 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+
+    /// How many sessions have ended since the process started.
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Relaxed)
     }
 }
 

@@ -22,7 +22,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf
 
 use super::Shared;
 use super::control::{AccessRequest, EndStatus, RefusedKind, SessionEvent, SshControl};
-use super::relay::{Input, InputSender, input_queue, pump_input, pump_output};
+use super::relay::{Input, InputSender, input_queue, pump_input, pump_output, window_len};
 use super::rules;
 use super::session::{self, Live};
 use crate::admission::Pending;
@@ -230,7 +230,7 @@ impl<C: SshControl> Connection<C> {
         };
         let (back_read, back_write) = back.split();
         let (tx, rx) = input_queue();
-        tokio::spawn(pump_input(rx, back_write));
+        tokio::spawn(pump_input(rx, back_write, id, session.handle()));
         tokio::spawn(pump_output(id, back_read, writer, session.handle(), live));
         ch.state = ChanState::Running(tx);
     }
@@ -687,10 +687,13 @@ impl<C: SshControl> Handler for Connection<C> {
         Ok(())
     }
 
-    async fn data(
+    // russh gives the person's window back only as the input pump hands
+    // data to the target (`manual_window_adjust`); input that goes nowhere
+    // else is given back here.
+    async fn data_bytes(
         &mut self,
         channel: ChannelId,
-        data: &[u8],
+        data: Bytes,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let live = self.live();
@@ -698,7 +701,6 @@ impl<C: SshControl> Handler for Connection<C> {
             Some(ChanState::Running(tx)) => {
                 let Some(live) = live else { return Ok(()) };
                 live.touch_input();
-                let data = Bytes::copy_from_slice(data);
                 if !live.record(SessionEvent::Input {
                     channel: u32::from(channel),
                     data: data.clone(),
@@ -707,8 +709,11 @@ impl<C: SshControl> Handler for Connection<C> {
                 }
                 let _ = tx.send(Input::Data(data)).await;
             }
-            Some(ChanState::Menu(_)) => self.menu_input(channel, data, session).await?,
-            _ => {}
+            Some(ChanState::Menu(_)) => {
+                session.release_window(channel, window_len(&data))?;
+                self.menu_input(channel, &data, session).await?;
+            }
+            _ => session.release_window(channel, window_len(&data))?,
         }
         Ok(())
     }

@@ -116,6 +116,10 @@ fn server_config(host_key: PrivateKey) -> russh::server::Config {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(60)),
         nodelay: true,
+        // The input pump gives the person's window back as the target takes
+        // the data, so a fast client cannot fill the bastion (relay.rs).
+        window_size: relay::FRONT_WINDOW,
+        manual_window_adjust: true,
         ..Default::default()
     }
 }

@@ -1,16 +1,27 @@
 //! The per-channel pumps between the person's channel (front) and the
 //! target's channel (back), with the recorder tap.
 //!
-//! Output (target → person) is the heavy direction: the `Bytes` russh hands
-//! us are recorded and forwarded without copying, and the write waits for the
-//! person's window, so a slow client slows the target down instead of
-//! filling memory. Input (person → target) goes through a queue that the
-//! front connection's event loop does not wait on (up to [`INPUT_BUDGET`]
-//! bytes): russh runs both directions of a connection in one loop, so if that
-//! loop waited for the target to take input while the output pump waited for
-//! the person's window (which only that loop can reopen), a full-duplex
-//! stream (`cat` of a large file) would stall forever. No lock is held
-//! across an await.
+//! Both directions honour the SSH windows of both legs, so neither a slow
+//! person nor a slow target can make the bastion buffer more than about one
+//! window per channel and direction:
+//!
+//! - Output (target → person): the `Bytes` russh hands us are recorded and
+//!   forwarded without copying, and the write waits for the person's window,
+//!   so a slow client slows the target down instead of filling memory.
+//! - Input (person → target): the front connection runs with
+//!   `manual_window_adjust`: russh does not reopen the person's window when
+//!   data arrives; [`pump_input`] gives the bytes back (in steps of
+//!   [`RELEASE_STEP`]) only once the target's channel has taken them, which
+//!   waits for the target's window. A client that keeps to its window can
+//!   therefore have at most [`FRONT_WINDOW`] bytes queued here.
+//!
+//! The queue itself never makes the front connection's event loop wait for
+//! the target (up to [`INPUT_BUDGET`], which only a client ignoring its
+//! window reaches): russh runs both directions of a connection in one loop,
+//! so if that loop waited for the target to take input while the output pump
+//! waited for the person's window (which only that loop can reopen), a
+//! full-duplex stream (`cat` of a large file) would stall forever. No lock
+//! is held across an await.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,10 +48,24 @@ pub(crate) enum Input {
     Close,
 }
 
+/// The window each person's channel starts with (russh's default), and so
+/// the most input a client keeping to the protocol can have queued here.
+pub(crate) const FRONT_WINDOW: u32 = 2 << 20;
+
+/// Input bytes handed to the target before the person's window is reopened
+/// by that much: a quarter window keeps a bulk upload streaming without a
+/// window adjustment for every packet (or keystroke).
+pub(crate) const RELEASE_STEP: u32 = FRONT_WINDOW / 4;
+
 /// Input bytes queued toward the target before the front loop waits for the
-/// target to take some. Far above what a person types or pastes; reached only
-/// when a client pushes bulk data much faster than the target reads it.
-pub(crate) const INPUT_BUDGET: usize = 64 << 20;
+/// target to take some. Twice the window: reached only by a client that
+/// sends beyond its window, which then stalls only its own connection.
+pub(crate) const INPUT_BUDGET: usize = 2 * FRONT_WINDOW as usize;
+
+/// `data`'s length as SSH window bytes (packets are far below 4 GiB).
+pub(crate) fn window_len(data: &[u8]) -> u32 {
+    u32::try_from(data.len()).unwrap_or(u32::MAX)
+}
 
 /// What the input queue's two ends share.
 #[derive(Default)]
@@ -104,8 +129,19 @@ impl Drop for InputReceiver {
     }
 }
 
-/// Sends the person's input to the target until the channel closes.
-pub(crate) async fn pump_input(mut rx: InputReceiver, back: ChannelWriteHalf<russh::client::Msg>) {
+/// Sends the person's input to the target until the channel closes, giving
+/// the person's window back as the target takes it.
+pub(crate) async fn pump_input(
+    mut rx: InputReceiver,
+    back: ChannelWriteHalf<russh::client::Msg>,
+    front_id: ChannelId,
+    front: russh::server::Handle,
+) {
+    // Taken by the target, not yet given back to the person. Below
+    // RELEASE_STEP only while the person still has window left: a client
+    // waiting on a closed window has sent FRONT_WINDOW bytes, which are all
+    // either queued (and coming) or counted here.
+    let mut taken: u32 = 0;
     while let Some(msg) = rx.rx.recv().await {
         let r = match msg {
             Input::Data(data) => {
@@ -113,6 +149,11 @@ pub(crate) async fn pump_input(mut rx: InputReceiver, back: ChannelWriteHalf<rus
                 let r = back.data_bytes(data).await;
                 rx.budget.queued.fetch_sub(len, Ordering::AcqRel);
                 rx.budget.drained.notify_waiters();
+                taken = taken.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+                if r.is_ok() && taken >= RELEASE_STEP {
+                    let _ = front.release_window(front_id, taken);
+                    taken = 0;
+                }
                 r
             }
             Input::Eof => back.eof().await,

@@ -38,6 +38,7 @@ mod recording_cli;
 mod recording_export;
 mod serve;
 mod ssh_e2e;
+mod ssh_flow;
 mod ssh_gateway;
 mod ssh_listener;
 mod ssh_repeat_service;

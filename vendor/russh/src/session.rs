@@ -335,6 +335,36 @@ impl Encrypted {
         Ok(false)
     }
 
+    /// sekisho patch: counts `len` bytes received on `channel` against the
+    /// window the peer was given, without reopening it (manual window mode).
+    pub fn consume_window(&mut self, channel: ChannelId, len: usize) {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            // Data beyond the window is a protocol violation; keep counting
+            // from zero (https://tools.ietf.org/html/rfc4254#section-5.2).
+            channel.sender_window_size = channel
+                .sender_window_size
+                .saturating_sub(u32::try_from(len).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// sekisho patch: gives the peer `amount` more bytes of window on
+    /// `channel` (data the application has consumed). A closed channel is
+    /// ignored.
+    pub fn release_window(&mut self, channel: ChannelId, amount: u32) -> Result<(), crate::Error> {
+        if amount == 0 {
+            return Ok(());
+        }
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                amount.encode(&mut self.write)?;
+            });
+            channel.sender_window_size = channel.sender_window_size.saturating_add(amount);
+        }
+        Ok(())
+    }
+
     fn flush_channel(
         write: &mut Vec<u8>,
         channel: &mut ChannelParams,

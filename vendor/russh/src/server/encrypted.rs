@@ -1506,12 +1506,24 @@ impl Session {
                 map_err!(ensure_end(r))?;
                 let target = self.target_window_size;
 
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let window = handler.adjust_window(channel_num, self.target_window_size);
-                        if window > 0 {
-                            self.target_window_size = window
+                if self.common.config.manual_window_adjust {
+                    // sekisho patch: the application reopens the window for
+                    // data as it consumes it (extended data: at once).
+                    if let Some(ref mut enc) = self.common.encrypted {
+                        enc.consume_window(channel_num, data.len());
+                        if ext.is_some() {
+                            enc.release_window(channel_num, data.len() as u32)?;
+                        }
+                    }
+                } else {
+                    #[allow(clippy::collapsible_if)]
+                    if let Some(ref mut enc) = self.common.encrypted {
+                        if enc.adjust_window_size(channel_num, &data, target)? {
+                            let window =
+                                handler.adjust_window(channel_num, self.target_window_size);
+                            if window > 0 {
+                                self.target_window_size = window
+                            }
                         }
                     }
                 }
@@ -1532,7 +1544,8 @@ impl Session {
                             .await
                             .unwrap_or(())
                     }
-                    handler.data(channel_num, &data, self).await
+                    // sekisho patch: the packet's buffer, not a copy.
+                    handler.data_bytes(channel_num, data, self).await
                 }
             }
 

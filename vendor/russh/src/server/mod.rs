@@ -99,6 +99,13 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// sekisho patch: when set, data the client sends on a channel does not
+    /// reopen the client's window by itself; the application returns the
+    /// bytes it has consumed with [`Session::release_window`] or
+    /// [`Handle::release_window`], so a client can never have more than one
+    /// window of data buffered in the server. Extended data is released as it
+    /// arrives. Off by default (the window is reopened on receipt).
+    pub manual_window_adjust: bool,
 }
 
 impl Default for Config {
@@ -126,6 +133,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            manual_window_adjust: false,
         }
     }
 }
@@ -153,6 +161,7 @@ impl Debug for Config {
             .field("inactivity_timeout", &self.inactivity_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_max", &self.keepalive_max)
+            .field("manual_window_adjust", &self.manual_window_adjust)
             .finish()
     }
 }
@@ -507,6 +516,20 @@ pub trait Handler: Sized {
         session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
+    }
+
+    /// sekisho patch: called when a data packet is received, with the
+    /// packet's own buffer (no copy). By default, calls [`Handler::data`].
+    fn data_bytes(
+        &mut self,
+        channel: ChannelId,
+        data: Bytes,
+        session: &mut Session,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send
+    where
+        Self: Send,
+    {
+        async move { self.data(channel, &data, session).await }
     }
 
     /// Called when an extended data packet is received. Code 1 means

@@ -88,6 +88,11 @@ pub enum Msg {
         pending: PendingChannelOpen,
         result: Result<(), ChannelOpenFailure>,
     },
+    /// sekisho patch: see [`Handle::release_window`].
+    ReleaseWindow {
+        id: ChannelId,
+        amount: u32,
+    },
 }
 
 impl From<(ChannelId, ChannelMsg)> for Msg {
@@ -116,6 +121,17 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// sekisho patch: with [`Config::manual_window_adjust`](super::Config),
+    /// tells the client it may send `amount` more bytes on channel `id`
+    /// (data the application has consumed). Never waits: it goes through
+    /// the session's unbounded priority queue, so a task waiting for the
+    /// session loop cannot stall it. Err when the session has ended.
+    pub fn release_window(&self, id: ChannelId, amount: u32) -> Result<(), ()> {
+        self.priority_sender
+            .send(Msg::ReleaseWindow { id, amount })
+            .map_err(|_| ())
+    }
+
     /// Send data to the session referenced by this handler.
     pub async fn data(
         &self,
@@ -534,6 +550,9 @@ impl Session {
             }
             Msg::Channel(id, ChannelMsg::WindowAdjusted { new_size }) => {
                 debug!("window adjusted to {new_size:?} for channel {id:?}");
+            }
+            Msg::ReleaseWindow { id, amount } => {
+                self.release_window(id, amount)?;
             }
             Msg::ChannelOpenAgent { channel_ref } => {
                 let id = self.channel_open_agent()?;
@@ -972,6 +991,16 @@ impl Session {
         } else {
             Ok(0)
         }
+    }
+
+    /// sekisho patch: with [`Config::manual_window_adjust`](super::Config),
+    /// tells the client it may send `amount` more bytes on `channel` (data
+    /// the application has consumed).
+    pub fn release_window(&mut self, channel: ChannelId, amount: u32) -> Result<(), Error> {
+        if let Some(ref mut enc) = self.common.encrypted {
+            enc.release_window(channel, amount)?;
+        }
+        Ok(())
     }
 
     pub fn sender_window_size(&self, channel: ChannelId) -> usize {
