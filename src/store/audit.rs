@@ -68,10 +68,13 @@ pub enum AuditKind {
     DocumentRead,
     /// An engineer obtained their own one-time ticket under an approved request.
     RequestTicketIssued,
+    /// A recording left the bastion from the console (the signed archive,
+    /// an MP4): who took which session's recording, in which form.
+    RecordingExported,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 34] = [
+    pub const ALL: [AuditKind; 35] = [
         AuditKind::SigninSuccess,
         AuditKind::SigninFailure,
         AuditKind::Lockout,
@@ -106,6 +109,7 @@ impl AuditKind {
         AuditKind::DocumentAdded,
         AuditKind::DocumentRead,
         AuditKind::RequestTicketIssued,
+        AuditKind::RecordingExported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,6 +148,7 @@ impl AuditKind {
             AuditKind::DocumentAdded => "document_added",
             AuditKind::DocumentRead => "document_read",
             AuditKind::RequestTicketIssued => "request_ticket_issued",
+            AuditKind::RecordingExported => "recording_exported",
         }
     }
 }

@@ -73,7 +73,7 @@ use uuid::Uuid;
 use super::Shared;
 use super::page::{Refused, esc, layout};
 use super::sessions::{archive_of, attachment, readable};
-use super::signin::{Viewer, fresh_code};
+use super::signin::Viewer;
 use crate::recording::{Reader, Tail};
 use crate::replay::desktop::frames::{
     FrameStream, FrameUpdate, Pace, PointerMove, StreamOptions, frame_of, pointer_of,
@@ -662,7 +662,7 @@ pub async fn mp4(
     Form(f): Form<Mp4Form>,
 ) -> Result<Response, Refused> {
     let (s, path) = desktop_session(&console, &viewer, &id).await?;
-    fresh_code(&console, &viewer, f.code.trim()).await?;
+    super::sessions::export_allowed(&console, &viewer, &s, &f.code, "mp4").await?;
     let ffmpeg = crate::replay::desktop::mp4::find_ffmpeg()
         .map_err(|e| Refused::BadRequest(e.to_string()))?;
     let dir = tempfile::tempdir().map_err(|e| Refused::Internal(e.to_string()))?;

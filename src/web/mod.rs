@@ -120,7 +120,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/lang", post(signin::choose_language))
         .route("/sessions", get(sessions::list))
         .route("/sessions/{id}", get(sessions::show))
-        .route("/sessions/{id}/archive", get(sessions::archive))
+        .route("/sessions/{id}/archive", post(sessions::archive))
         .route("/sessions/{id}/asciicast", get(sessions::asciicast))
         .route("/sessions/{id}/keystrokes", get(sessions::keystrokes))
         .route("/sessions/{id}/replay", get(replay::page))

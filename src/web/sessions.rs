@@ -22,7 +22,7 @@ use super::page::{Refused, esc, layout, url_enc, when};
 use super::signin::{Viewer, fresh_code};
 use crate::recording::{Protocol, Reader, Verdict};
 use crate::store::{
-    AuditFilter, AuditKind, AuditRecord, SessionFilter, SessionRecord, SessionStatus,
+    AuditEvent, AuditFilter, AuditKind, AuditRecord, SessionFilter, SessionRecord, SessionStatus,
 };
 
 /// Sessions per page.
@@ -602,10 +602,12 @@ pub async fn show(
     }
     if archive.is_some() {
         downloads.push_str(&format!(
-            r#"<h2>{}</h2><ul class="downloads"><li><a href="/sessions/{id}/archive" id="dl-archive">{}</a></li>"#,
+            r#"<h2>{}</h2><ul class="downloads"><li><form method="post" action="/sessions/{id}/archive" class="export"><input type="hidden" name="csrf" value="{csrf}"><label>{code}<input name="code" id="archive-code" inputmode="numeric" pattern="[0-9]{{6}}" maxlength="6" autocomplete="one-time-code" required></label><button type="submit" id="dl-archive">{}</button></form></li>"#,
             esc(lang.t("session.downloads")),
             esc(lang.t("download.archive")),
-            id = s.id
+            id = s.id,
+            csrf = esc(&viewer.csrf),
+            code = esc(lang.t("kill.code")),
         ));
         if s.protocol == "ssh" {
             downloads.push_str(&format!(
@@ -659,14 +661,56 @@ pub(crate) fn attachment(name: &str, content_type: &'static str, body: Body) -> 
     resp
 }
 
-/// GET /sessions/{id}/archive: the signed archive as stored.
+/// The form of an export: the person's next one-time code.
+#[derive(Debug, Deserialize)]
+pub struct ExportForm {
+    #[serde(default)]
+    code: String,
+}
+
+/// A recording leaves the bastion: asked with a fresh code, then audited
+/// (who, which session, in which form) before a byte is sent.
+pub(crate) async fn export_allowed(
+    console: &Shared,
+    viewer: &Viewer,
+    s: &crate::store::SessionRecord,
+    code: &str,
+    form: &str,
+) -> Result<(), Refused> {
+    fresh_code(console, viewer, code.trim()).await?;
+    console
+        .services
+        .store
+        .audit(
+            &AuditEvent::new(
+                AuditKind::RecordingExported,
+                format!(
+                    "{} exported the recording of session {} ({} on {}) as {form}",
+                    viewer.user, s.id, s.user, s.target
+                ),
+            )
+            .user(&viewer.user)
+            .target(&s.target)
+            .session(s.id)
+            .source(viewer.source)
+            .protocol("web")
+            .with("format", form)
+            .with("engineer", s.user.as_str()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// POST /sessions/{id}/archive: the signed archive as stored (a fresh code).
 pub async fn archive(
     State(console): State<Shared>,
     viewer: Viewer,
     UrlPath(id): UrlPath<String>,
+    Form(f): Form<ExportForm>,
 ) -> Result<Response, Refused> {
     let s = readable(&console, &viewer, &id).await?;
     let path = archive_of(&console, &s).ok_or(Refused::NotFound)?;
+    export_allowed(&console, &viewer, &s, &f.code, "archive").await?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| Refused::Internal(format!("{}: {e}", path.display())))?;

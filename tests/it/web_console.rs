@@ -145,7 +145,7 @@ fn roles_are_enforced_on_every_route() {
     let routes: Vec<(&str, String)> = vec![
         ("GET", "/sessions".into()),
         ("GET", format!("/sessions/{other}")),
-        ("GET", format!("/sessions/{other}/archive")),
+        ("POST", format!("/sessions/{other}/archive")),
         ("GET", format!("/sessions/{other}/asciicast")),
         ("GET", format!("/sessions/{other}/keystrokes")),
         ("GET", format!("/sessions/{other}/replay")),
@@ -162,7 +162,7 @@ fn roles_are_enforced_on_every_route() {
     let expected: [[u16; 4]; 14] = [
         [303, 200, 200, 200],
         [303, 403, 200, 200],
-        [303, 403, 200, 200],
+        [403, 403, 400, 400],
         [303, 403, 200, 200],
         [303, 403, 200, 200],
         [303, 403, 200, 200],
@@ -342,7 +342,7 @@ fn hidden(page: &str, name: &str) -> String {
 #[test]
 fn sessions_are_found_by_filter_and_shown_with_evidence() {
     let e = env();
-    let (c, _) = api_login(console::AUDITORS[1]);
+    let (c, csrf) = api_login(console::AUDITORS[1]);
     // The API list with filters.
     let v = get_json(
         &c,
@@ -398,8 +398,21 @@ fn sessions_are_found_by_filter_and_shown_with_evidence() {
     assert_eq!(v["session"]["user"], "suzuki");
 
     // Downloads: the archive byte for byte, asciicast, keystroke log.
+    // The signed archive is an export: a wrong code is refused, a fresh
+    // one lets it out, and the export is audited.
+    let archive_url = e.url(&format!("/sessions/{}/archive", e.session));
+    let refused = c
+        .post(&archive_url)
+        .form(&[("csrf", csrf.as_str()), ("code", "000000")])
+        .send()
+        .expect("archive");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let archive = c
-        .get(e.url(&format!("/sessions/{}/archive", e.session)))
+        .post(&archive_url)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("code", e.code_ahead(console::AUDITORS[1], 1).as_str()),
+        ])
         .send()
         .expect("archive");
     assert_eq!(archive.status(), StatusCode::OK);
@@ -422,6 +435,16 @@ fn sessions_are_found_by_filter_and_shown_with_evidence() {
             .expect("log"),
     );
     assert!(log.contains(console::TYPED), "{log}");
+    let exported = get_json(
+        &c,
+        &format!(
+            "/api/v1/audit?kind=recording_exported&user={}",
+            console::AUDITORS[1]
+        ),
+    );
+    let text = exported.to_string();
+    assert!(text.contains(&e.session.to_string()), "{text}");
+    assert!(text.contains("\"format\":\"archive\""), "{text}");
 }
 
 #[test]
