@@ -79,7 +79,7 @@ use crate::replay::desktop::frames::{
     FrameStream, FrameUpdate, Pace, PointerMove, StreamOptions, frame_of, pointer_of,
 };
 use crate::replay::desktop::render::{RenderError, Renderer, SeekIndex, seek};
-use crate::store::{AuditEvent, AuditKind, SessionStatus};
+use crate::store::SessionStatus;
 
 /// Frames a second the replay samples (a frame only when something changed).
 pub const REPLAY_FPS: u32 = 10;
@@ -504,10 +504,7 @@ pub async fn live_page(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, Refused> {
     let lang = viewer.lang;
-    if !viewer.may_read_audit() {
-        return Err(Refused::Forbidden);
-    }
-    let (s, path) = desktop_session(&console, &viewer, &id).await?;
+    let (s, path) = super::live::watchable(&console, &viewer, &id, "rdp").await?;
     let (width, height) = blocking(move || {
         let reader = Reader::open(&path).map_err(|e| e.to_string())?;
         Ok(reader
@@ -548,34 +545,12 @@ pub async fn live_stream(
     viewer: Viewer,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, Refused> {
-    if !viewer.may_read_audit() {
-        return Err(Refused::Forbidden);
-    }
-    let (s, path) = desktop_session(&console, &viewer, &id).await?;
+    let (s, path) = super::live::watchable(&console, &viewer, &id, "rdp").await?;
     if s.status != SessionStatus::Live {
         return Err(Refused::BadRequest(viewer.lang.t("live.not_live").into()));
     }
     let live = blocking(move || LiveDesktop::open(&path).map_err(|e| e.to_string())).await?;
-    console
-        .services
-        .store
-        .audit(
-            &AuditEvent::new(
-                AuditKind::SessionWatched,
-                format!(
-                    "{} watched the live session {} of {} on {}",
-                    viewer.user, s.id, s.user, s.target
-                ),
-            )
-            .user(&viewer.user)
-            .target(&s.target)
-            .session(s.id)
-            .source(viewer.source)
-            .protocol("web")
-            .with("watcher", viewer.user.as_str())
-            .with("engineer", s.user.as_str()),
-        )
-        .await?;
+    super::live::audit_watch(&console, &viewer, &s).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(follow(console.services.store.clone(), s.id, live, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {

@@ -33,21 +33,52 @@ use crate::store::{AuditEvent, AuditKind, SessionRecord, SessionStatus};
 /// How often the archive is read again for new output.
 const POLL: Duration = Duration::from_millis(200);
 
-/// A live SSH session `viewer` may watch (auditors and admins).
-async fn watchable(
+/// A session of `protocol` (`ssh`, `rdp`) `viewer` may watch (auditors and
+/// admins), with its archive.
+pub(super) async fn watchable(
     console: &super::Console,
     viewer: &Viewer,
     id: &str,
+    protocol: &str,
 ) -> Result<(SessionRecord, PathBuf), Refused> {
     if !viewer.may_read_audit() {
         return Err(Refused::Forbidden);
     }
     let s = readable(console, viewer, id).await?;
-    if s.protocol != "ssh" {
+    if s.protocol != protocol {
         return Err(Refused::NotFound);
     }
     let path = archive_of(console, &s).ok_or(Refused::NotFound)?;
     Ok((s, path))
+}
+
+/// The `session_watched` audit event of a watch starting (SSH or RDP).
+pub(super) async fn audit_watch(
+    console: &super::Console,
+    viewer: &Viewer,
+    s: &SessionRecord,
+) -> Result<(), Refused> {
+    console
+        .services
+        .store
+        .audit(
+            &AuditEvent::new(
+                AuditKind::SessionWatched,
+                format!(
+                    "{} watched the live session {} of {} on {}",
+                    viewer.user, s.id, s.user, s.target
+                ),
+            )
+            .user(&viewer.user)
+            .target(&s.target)
+            .session(s.id)
+            .source(viewer.source)
+            .protocol("web")
+            .with("watcher", viewer.user.as_str())
+            .with("engineer", s.user.as_str()),
+        )
+        .await?;
+    Ok(())
 }
 
 /// GET /sessions/{id}/live
@@ -57,7 +88,7 @@ pub async fn page(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, Refused> {
     let lang = viewer.lang;
-    let (s, _) = watchable(&console, &viewer, &id).await?;
+    let (s, _) = watchable(&console, &viewer, &id, "ssh").await?;
     let body = format!(
         r#"<link rel="stylesheet" href="/assets/asciinema-player.css"><h1>{title}</h1><p><a href="/sessions/{id}">{back}</a> — {who} → {target}</p><p class="hint">{hint}</p><div id="player" class="player" data-live="/sessions/{id}/live.sse"></div><script src="/assets/asciinema-player.min.js"></script><script src="/assets/sekisho-replay.js"></script>"#,
         title = esc(lang.t("live.title")),
@@ -138,30 +169,11 @@ pub async fn stream(
     viewer: Viewer,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Refused> {
-    let (s, path) = watchable(&console, &viewer, &id).await?;
+    let (s, path) = watchable(&console, &viewer, &id, "ssh").await?;
     if s.status != SessionStatus::Live {
         return Err(Refused::BadRequest(viewer.lang.t("live.not_live").into()));
     }
-    console
-        .services
-        .store
-        .audit(
-            &AuditEvent::new(
-                AuditKind::SessionWatched,
-                format!(
-                    "{} watched the live session {} of {} on {}",
-                    viewer.user, s.id, s.user, s.target
-                ),
-            )
-            .user(&viewer.user)
-            .target(&s.target)
-            .session(s.id)
-            .source(viewer.source)
-            .protocol("web")
-            .with("watcher", viewer.user.as_str())
-            .with("engineer", s.user.as_str()),
-        )
-        .await?;
+    audit_watch(&console, &viewer, &s).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let store = console.services.store.clone();
     tokio::spawn(follow(store, s.id, path, tx));
