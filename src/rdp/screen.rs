@@ -264,9 +264,21 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
     }
 }
 
+/// The largest area sekisho draws its screens on. The desktop size comes
+/// from the client's GCC data before anyone has signed in (up to 65535 ×
+/// 65535: a 12 GB canvas); sekisho's own share announces at most this size
+/// (the client adapts), and the target's share brings the client's own.
+const DRAWN_MAX: (u16, u16) = (1920, 1200);
+
+/// The part of a `width` × `height` desktop sekisho's screens cover.
+fn drawn_size(width: u16, height: u16) -> (u16, u16) {
+    (width.min(DRAWN_MAX.0), height.min(DRAWN_MAX.1))
+}
+
 /// The refusal screen: a panel with the headline in Japanese and English,
 /// the reason, and a line saying the connection closes.
 pub fn refusal_screen(font: &ScreenFont, width: u16, height: u16, text: &RefusalText) -> Canvas {
+    let (width, height) = drawn_size(width, height);
     let mut canvas = Canvas::new(width, height, BACKGROUND);
     let panel_w = width.saturating_sub(80).min(900);
     let panel_h = 260.min(height.saturating_sub(40));
@@ -389,6 +401,7 @@ impl SignInForm {
 
     /// Where the form's panel is on a desktop of this size: (x, y, w, h).
     pub fn panel(width: u16, height: u16) -> (u16, u16, u16, u16) {
+        let (width, height) = drawn_size(width, height);
         let w = width.saturating_sub(80).min(760);
         let h = 400.min(height.saturating_sub(40));
         ((width - w) / 2, (height - h) / 2, w, h)
@@ -396,6 +409,7 @@ impl SignInForm {
 
     /// The form drawn on a desktop of this size.
     pub fn draw(&self, font: &ScreenFont, width: u16, height: u16) -> Canvas {
+        let (width, height) = drawn_size(width, height);
         let mut canvas = Canvas::new(width, height, BACKGROUND);
         let (px, py, pw, ph) = SignInForm::panel(width, height);
         canvas.fill(px, py, pw, ph, PANEL);
@@ -480,6 +494,17 @@ mod tests {
         assert!(inked > 50, "almost nothing drawn: {inked}");
         assert_eq!(canvas.pixel(199, 59), PANEL);
         assert_eq!(canvas.pixel(0, 0), PANEL);
+    }
+
+    #[test]
+    fn a_huge_claimed_desktop_gets_a_bounded_canvas() {
+        let (x, y, w, h) = SignInForm::panel(u16::MAX, u16::MAX);
+        assert!(
+            x + w <= DRAWN_MAX.0 && y + h <= DRAWN_MAX.1,
+            "{x} {y} {w} {h}"
+        );
+        assert_eq!(drawn_size(u16::MAX, u16::MAX), DRAWN_MAX);
+        assert_eq!(drawn_size(1024, 768), (1024, 768));
     }
 
     #[test]
