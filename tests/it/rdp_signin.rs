@@ -571,6 +571,13 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
         .install()
         .live_session_id("kato", Duration::from_secs(10))
         .expect("live session");
+    // The cookie having been sent does not mean the client has read it: a
+    // command typed and run on the target after it, and a pause, show the
+    // client is past the cookie in its input stream (TCP keeps the order)
+    // before the connection is cut. Without this the drop could come
+    // first on a loaded machine and the client would have no cookie.
+    d.assert_typed_command_runs(&client, &x.display, "before-drop", "typing before the drop");
+    std::thread::sleep(Duration::from_secs(1));
 
     // The network drops: the client's socket to sekisho is killed.
     let out = Command::new("ss")
@@ -590,14 +597,15 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let resumed = wait_until(Duration::from_secs(40), || {
+    let resumed = wait_until(Duration::from_secs(60), || {
         d.audit("signin_success", "kato")
             .iter()
             .any(|e| e["data"]["method"] == "auto-reconnect")
     });
     assert!(
         resumed,
-        "no resumption:\nclient:\n{}\nserve:\n{}",
+        "no resumption:\nsign-in audit: {:?}\nclient:\n{}\nserve:\n{}",
+        d.audit("signin_failure", "kato"),
         client.log(),
         d.serve_log()
     );
