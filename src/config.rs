@@ -196,6 +196,10 @@ pub struct WebListener {
     pub key: PathBuf,
     /// A console sign-in with no request for this long is ended.
     pub idle_timeout: Duration,
+    /// A console connection with no bytes either way for this long is
+    /// closed (a browser opens a new one): an open connection holds a
+    /// descriptor whether or not anyone is signed in.
+    pub connection_idle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +306,7 @@ struct RawWeb {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     idle_timeout: Option<String>,
+    connection_idle: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -438,6 +443,13 @@ impl Config {
                 "a console sign-in must time out: give a duration such as 15m".into(),
             ));
         }
+        let connection_idle = dur("web.connection_idle", raw.web.connection_idle, "2m")?;
+        if connection_idle.is_zero() {
+            return Err(invalid(
+                "web.connection_idle",
+                "an idle console connection must be closed: give a duration such as 2m".into(),
+            ));
+        }
         if raw.web.cert.is_some() != raw.web.key.is_some() {
             return Err(invalid(
                 "web",
@@ -510,6 +522,7 @@ impl Config {
                 None => rdp_key.clone(),
             },
             idle_timeout: web_idle,
+            connection_idle,
         };
 
         let database_url = raw
@@ -952,6 +965,7 @@ mod tests {
         assert_eq!(written.admission, defaults.admission);
         assert_eq!(written.ssh.login_grace, defaults.ssh.login_grace);
         assert_eq!(written.rdp.login_grace, defaults.rdp.login_grace);
+        assert_eq!(written.web.connection_idle, defaults.web.connection_idle);
     }
 
     #[test]
@@ -962,6 +976,7 @@ mod tests {
         assert_eq!(c.web.cert, PathBuf::from("/srv/s/keys/rdp_tls_cert.pem"));
         assert_eq!(c.web.key, PathBuf::from("/srv/s/keys/rdp_tls_key.pem"));
         assert_eq!(c.web.idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.web.connection_idle, Duration::from_secs(120));
         let c = Config::parse(
             "[web]\nenabled = true\nlisten = \"0.0.0.0:443\"\ncert = \"tls/c.pem\"\nkey = \"/k.pem\"\nidle_timeout = \"5m\"",
             Path::new("/srv/s/sekisho.toml"),

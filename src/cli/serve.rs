@@ -154,11 +154,13 @@ async fn spawn_listeners(
             .await
             .with_context(|| format!("listening for the web console on {}", cfg.web.listen))?;
         tracing::info!(listen = %cfg.web.listen, "web console ready (https)");
-        let console = Arc::new(crate::web::Console::new(services.clone()));
+        let console = Arc::new(crate::web::Console::new(
+            services.clone(),
+            admission.clone(),
+        ));
         let mut stop = shutdown.clone();
-        let admission = admission.clone();
         tasks.spawn(async move {
-            crate::web::serve(listener, tls, console, admission, async move {
+            crate::web::serve(listener, tls, console, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await

@@ -66,6 +66,9 @@ pub enum WebError {
 pub struct Console {
     pub services: Arc<Services>,
     pub idle_timeout: Duration,
+    /// The process's one admission gate: the console's connections and its
+    /// sign-in attempts count against the same `[limits]` as the gateways'.
+    admission: Gate,
     /// Archive verify verdicts, kept while the files stay the same.
     verdicts: verdicts::Verdicts,
 }
@@ -73,11 +76,12 @@ pub struct Console {
 pub(crate) type Shared = Arc<Console>;
 
 impl Console {
-    pub fn new(services: Arc<Services>) -> Console {
+    pub fn new(services: Arc<Services>, admission: Gate) -> Console {
         let idle_timeout = services.config.web.idle_timeout;
         Console {
             services,
             idle_timeout,
+            admission,
             verdicts: verdicts::Verdicts::default(),
         }
     }
@@ -188,19 +192,22 @@ pub const FIRST_REQUEST_WITHIN: Duration = Duration::from_secs(10);
 /// chose by ALPN.
 ///
 /// The console's listener is a front door before sign-in like the
-/// gateways': a new connection asks `admission` (the process's one gate,
-/// protocol `web`) and is closed at once over `[limits]`; it holds its
-/// unauthenticated slot until its first request arrives, which must be
-/// within [`FIRST_REQUEST_WITHIN`] of the accept. Accept failures (out of
-/// descriptors) are waited out ([`Acceptor`]).
+/// gateways': a new connection asks the console's admission gate (the
+/// process's one gate, protocol `web`) and is closed at once over
+/// `[limits]`; it holds its unauthenticated slot until its first request
+/// arrives, which must be within [`FIRST_REQUEST_WITHIN`] of the accept.
+/// After that, a connection with no request being worked on and no bytes
+/// either way for `[web] connection_idle` is closed. Accept failures (out
+/// of descriptors) are waited out ([`Acceptor`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     console: Arc<Console>,
-    admission: Gate,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WebError> {
     use tower::ServiceExt as _;
+    let admission = console.admission.clone();
+    let connection_idle = console.services.config.web.connection_idle;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut listener = Acceptor::new(listener, "web");
     let app = router(console);
@@ -232,7 +239,10 @@ pub async fn serve(
             // The first request gives the slot back and says so.
             let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
             let first = Arc::new(std::sync::Mutex::new(Some((pending, first_tx))));
+            let (stream, activity) = Watched::new(stream);
+            let (started, answered) = (activity.clone(), activity.clone());
             let svc = app.map_request(move |mut req: axum::extract::Request<_>| {
+                started.request_started();
                 let taken = first
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -243,6 +253,10 @@ pub async fn serve(
                 }
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
+            });
+            let svc = svc.map_response(move |response| {
+                answered.request_answered();
+                response
             });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder =
@@ -261,12 +275,152 @@ pub async fn serve(
             };
             let ended = match ended {
                 Some(ended) => ended,
-                None => connection.await,
+                None => tokio::select! {
+                    ended = &mut connection => ended,
+                    () = activity.idle_for(connection_idle) => {
+                        tracing::debug!(%peer, "console: idle connection closed");
+                        return;
+                    }
+                },
             };
             if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "console: connection ended with an error");
             }
         });
+    }
+}
+
+/// A console connection's stream that notes when bytes last moved either
+/// way, so that [`serve`] can close a connection idle for
+/// `[web] connection_idle` (hyper has no idle limit for HTTP/2, and none
+/// for a kept-alive HTTP/1.1 connection without a timer).
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+/// When a [`Watched`] stream last moved bytes, in milliseconds since it
+/// was opened, and how many requests on it are being worked on (an export
+/// may compute for minutes before its first byte: not idle).
+#[derive(Clone)]
+struct Activity {
+    opened: tokio::time::Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+    working: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Activity {
+    fn request_started(&self) {
+        self.working
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn request_answered(&self) {
+        // Never below zero, whatever order hyper polls in.
+        let _ = self.working.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+        self.touch();
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            if self.working.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                self.touch();
+            }
+            let last =
+                Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let due = self.opened + last + limit;
+            if tokio::time::Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> (Watched<S>, Activity) {
+        let activity = Activity {
+            opened: tokio::time::Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            working: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        };
+        (
+            Watched {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

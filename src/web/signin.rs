@@ -294,6 +294,9 @@ pub struct SignInForm {
 
 /// Checks ID, password and code with the gateways' authenticator (audited
 /// as `web`); on failure waits `[auth] failure_delay` like the gateways.
+/// Each attempt spends the address's `[limits] signin_attempts_per_minute`
+/// budget, shared with SSH and RDP: over it, the answer is the same
+/// failure, after the same delay (the gate logs and audits the refusal).
 pub(crate) async fn authenticate(
     console: &super::Console,
     user: &str,
@@ -301,6 +304,10 @@ pub(crate) async fn authenticate(
     code: &str,
     source: IpAddr,
 ) -> Result<crate::store::UserRecord, Refused> {
+    if console.admission.attempt(source, "web").is_err() {
+        tokio::time::sleep(console.services.config.auth.failure_delay).await;
+        return Err(Refused::SignIn);
+    }
     let auth = console.services.auth.via("web");
     let ok = auth.check_password(user, password, source).await.is_ok()
         && auth.check_totp(user, code, source).await.is_ok();
@@ -325,6 +332,10 @@ pub(crate) async fn fresh_code(
     viewer: &Viewer,
     code: &str,
 ) -> Result<(), Refused> {
+    if console.admission.attempt(viewer.source, "web").is_err() {
+        tokio::time::sleep(console.services.config.auth.failure_delay).await;
+        return Err(Refused::BadRequest(viewer.lang.t("error.code").into()));
+    }
     let auth = console.services.auth.via("web");
     if auth
         .check_totp(&viewer.user, code, viewer.source)

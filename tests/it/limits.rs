@@ -275,6 +275,7 @@ fn a_flood_at_the_console_leaves_it_to_a_person_from_another_address() {
     let mut serve = Serve::start_with_console(
         "webflood",
         "max_startups = \"10:30:100\"\nmax_startups_per_source = 5\nsignin_attempts_per_minute = 30",
+        "",
     );
     let web = serve.web.expect("the console is on");
     let flooding = std::thread::spawn(move || {
@@ -329,4 +330,163 @@ fn a_flood_at_the_console_leaves_it_to_a_person_from_another_address() {
     assert_eq!(seen.len(), 1, "{seen:#?}");
     assert_eq!(seen[0]["protocol"], "web");
     assert!(refusals("127.0.0.62", "too_many_from_source").is_empty());
+}
+
+/// The console's sign-in spends the same per-address budget as the
+/// gateways' (`signin_attempts_per_minute`): six console sign-ins with
+/// unknown names from one address have four checked and two refused
+/// unchecked (the same answer, reported once, protocol `web`); an SSH
+/// guess from that address is then refused unchecked too, and so is a
+/// right password (nothing more is checked or audited as a failure).
+#[test]
+fn console_sign_ins_count_against_the_same_attempts_per_minute() {
+    let serve = Serve::start_with_console(
+        "webattempts",
+        "max_startups_per_source = 3\nsignin_attempts_per_minute = 4",
+        "",
+    );
+    let web = serve.web.expect("the console is on");
+    let cert = std::fs::read(env().dir.join("keys/rdp_tls_cert.pem")).unwrap();
+    let source = "127.0.0.36";
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .tls_built_in_root_certs(false)
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let login = |user: &str, password: &str| {
+        client
+            .post(format!("https://127.0.0.1:{web}/api/v1/login"))
+            .json(&serde_json::json!({
+                "user": user, "password": password, "code": gateway::code("noda")
+            }))
+            .send()
+            .unwrap_or_else(|e| panic!("console sign-in: {e}\n{}", serve.log_text()))
+            .status()
+    };
+    let failures = || {
+        audit(&["--kind", "signin_failure"])
+            .into_iter()
+            .filter(|ev| ev["source"] == source)
+            .count()
+    };
+    for i in 0..6 {
+        let status = login(&format!("webguess{i}"), &format!("password{i}"));
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    assert_eq!(failures(), 4, "four sign-ins checked");
+    let mut refused = Vec::new();
+    gateway::wait_until(Duration::from_secs(10), || {
+        refused = refusals(source, "too_many_attempts");
+        !refused.is_empty()
+    });
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["protocol"], "web");
+
+    // The same address over SSH: no budget left, nothing checked.
+    let script = env().dir.join("paramiko_guesser_web.py");
+    std::fs::write(&script, GUESSER).unwrap();
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("/usr/bin/python3")
+        .arg(&script)
+        .arg(serve.ssh.to_string())
+        .arg(source)
+        .arg("1")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "refused", "{}", text(&out.stderr));
+    // A right password from the spent address: refused, not checked.
+    assert_eq!(login("noda", PASSWORD), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(failures(), 4, "a sign-in over the budget was checked");
+}
+
+/// A console connection with no traffic for `[web] connection_idle` is
+/// closed by the server (it holds a descriptor whether or not anyone is
+/// signed in); one that keeps asking stays open past that time.
+#[test]
+fn an_idle_console_connection_is_closed() {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let serve = Serve::start_with_console(
+        "webidle",
+        "max_startups_per_source = 5",
+        "connection_idle = \"3s\"",
+    );
+    let web = serve.web.expect("the console is on");
+    let cert = std::fs::read(env().dir.join("keys/rdp_tls_cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&cert) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let request = format!("GET /signin HTTP/1.1\r\nHost: 127.0.0.1:{web}\r\n\r\n");
+    runtime().block_on(async move {
+        let open = || async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", web))
+                .await
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        };
+        // Reads one whole answer (the sign-in page is sent with a length).
+        async fn answer<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16384];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the answer");
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .expect("content-length");
+                    if got.len() >= head_end + 4 + length {
+                        return text;
+                    }
+                }
+            }
+        }
+        let mut idle = open().await;
+        let mut busy = open().await;
+        for s in [&mut idle, &mut busy] {
+            s.write_all(request.as_bytes()).await.unwrap();
+            assert!(answer(s).await.starts_with("HTTP/1.1 200"));
+        }
+        // A second in, the idle one is still open (nothing to read yet).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut buf = [0u8; 64];
+        let early = tokio::time::timeout(Duration::from_millis(300), idle.read(&mut buf)).await;
+        assert!(early.is_err(), "closed within a second: {early:?}");
+        // The busy one asks every second for 6 s: still open.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            busy.write_all(request.as_bytes()).await.unwrap();
+            assert!(answer(&mut busy).await.starts_with("HTTP/1.1 200"));
+        }
+        // The idle one was closed (3 s), well before the busy one ended.
+        let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the idle connection is still open: {read:?}"
+        );
+    });
 }

@@ -33,13 +33,13 @@ impl Serve {
     /// `limits`: the body of `[limits]`; `ssh_extra`: more lines for
     /// `[ssh]`; `open_files`: the process's RLIMIT_NOFILE (soft and hard).
     pub fn start(name: &str, limits: &str, ssh_extra: &str, open_files: Option<u64>) -> Serve {
-        Serve::start_inner(name, limits, ssh_extra, open_files, false)
+        Serve::start_inner(name, limits, ssh_extra, open_files, None)
     }
 
     /// Like [`Serve::start`], with the web console on too (init's
-    /// certificate, a free port).
-    pub fn start_with_console(name: &str, limits: &str) -> Serve {
-        Serve::start_inner(name, limits, "", None, true)
+    /// certificate, a free port); `web_extra`: more lines for `[web]`.
+    pub fn start_with_console(name: &str, limits: &str, web_extra: &str) -> Serve {
+        Serve::start_inner(name, limits, "", None, Some(web_extra))
     }
 
     fn start_inner(
@@ -47,7 +47,7 @@ impl Serve {
         limits: &str,
         ssh_extra: &str,
         open_files: Option<u64>,
-        console: bool,
+        console: Option<&str>,
     ) -> Serve {
         let e = env();
         let ssh = free_port();
@@ -66,10 +66,12 @@ impl Serve {
                 &format!("listen = \"127.0.0.1:{ssh}\"\n"),
                 &format!("listen = \"127.0.0.1:{ssh}\"\n{ssh_extra}\n"),
             );
-        let web = console.then(free_port);
-        let text = match web {
-            Some(port) => format!("{text}\n[web]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
-            None => text,
+        let web = console.map(|_| free_port());
+        let text = match (web, console) {
+            (Some(port), Some(extra)) => {
+                format!("{text}\n[web]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n{extra}\n")
+            }
+            _ => text,
         };
         std::fs::write(&config, text).unwrap();
         let install = Install {
