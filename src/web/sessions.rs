@@ -520,6 +520,18 @@ pub async fn show(
             .map(|p| format!(r#"<a href="/sessions/{p}">{p}</a>"#))
             .unwrap_or_else(|| "—".into()),
     ));
+    // An RDP session resumed after a dropped connection names the one it
+    // continues (its `session_start` event, rdp::reconnect).
+    let resumes = events
+        .iter()
+        .filter(|e| e.event.kind == AuditKind::SessionStart)
+        .find_map(|e| e.event.data.get("resumes")?.as_str()?.parse::<Uuid>().ok());
+    if let Some(r) = resumes {
+        facts.push_str(&row(
+            "session.resumes",
+            format!(r#"<a href="/sessions/{r}" id="resumes">{r}</a>"#),
+        ));
+    }
     let hops = console
         .services
         .store
