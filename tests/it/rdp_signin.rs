@@ -646,6 +646,12 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
     end_test_user_sessions();
 }
 
+/// Where the reconnecting clients' forwarder connects from (not a target's
+/// address, which would make the connection a hop), and where the
+/// reconnection of a client whose address changed comes from.
+const CLIENT_IP: &str = "127.0.0.12";
+const MOVED_IP: &str = "127.0.0.15";
+
 /// `ss -K`: the network drops under every TCP connection to `port` on
 /// loopback (each side of such a connection sees a reset).
 fn drop_connections_to(port: u16) {
@@ -711,8 +717,8 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
     forward_tcp_routes(
         (FRONT, forwarder),
         vec![
-            ((FRONT, d.rdp_port), Some("127.0.0.2")),
-            ((FRONT, port_b), Some("127.0.0.2")),
+            ((FRONT, d.rdp_port), Some(CLIENT_IP)),
+            ((FRONT, port_b), Some(CLIENT_IP)),
         ],
     );
     let x = Xvfb::start();
@@ -795,8 +801,8 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
 }
 
 /// A cookie presented from another address than it was issued to (the
-/// forwarder's first connection leaves from 127.0.0.2, the reconnection
-/// from 127.0.0.5) does not resume: the connection is refused and the
+/// forwarder's first connection leaves from CLIENT_IP, the reconnection
+/// from MOVED_IP) does not resume: the connection is refused and the
 /// client stops, the refusal is audited with its reason, the cookie is
 /// spent, no session resumes, and the replayed code is not counted.
 #[test]
@@ -807,8 +813,8 @@ fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
     forward_tcp_routes(
         (FRONT, forwarder),
         vec![
-            ((FRONT, d.rdp_port), Some("127.0.0.2")),
-            ((FRONT, d.rdp_port), Some("127.0.0.5")),
+            ((FRONT, d.rdp_port), Some(CLIENT_IP)),
+            ((FRONT, d.rdp_port), Some(MOVED_IP)),
         ],
     );
     let x = Xvfb::start();
@@ -837,7 +843,7 @@ fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
     });
     assert_eq!(refusal["data"]["reason"], "other-address", "{refusal}");
     assert_eq!(refusal["data"]["cookie_of"], first.as_str(), "{refusal}");
-    assert_eq!(refusal["source"], "127.0.0.5", "{refusal}");
+    assert_eq!(refusal["source"], MOVED_IP, "{refusal}");
     // The client is told and stops (no retry loop toward a lockout).
     let status = client.exit_within(Duration::from_secs(60));
     assert!(status.is_some(), "the client kept going:\n{}", client.log());
