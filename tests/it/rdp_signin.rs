@@ -797,6 +797,44 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
         d.audit("signin_failure", "kato")
     );
     drop(client);
+    // The recording shows the drop and the resumption: linked sessions, the
+    // first ended by the lost connection, the second's archive opening
+    // with a `resumed` mark naming the first.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .audit("session_end", "kato")
+            .len()
+            >= 2),
+        "{:?}",
+        d.audit("session_end", "kato")
+    );
+    let ends = d.audit("session_end", "kato");
+    let first_end = ends
+        .iter()
+        .find(|e| e["session"] == first_id.as_str())
+        .expect("the first session's end");
+    assert!(
+        first_end["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("client was lost")),
+        "{first_end}"
+    );
+    let archive = d
+        .install()
+        .archive(&second_id)
+        .expect("the resumed session's archive");
+    let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
+    let first_mark = reader
+        .events()
+        .find_map(|ev| match ev.expect("event").event {
+            sekisho::recording::Event::Mark { label, detail } => Some((label, detail)),
+            _ => None,
+        });
+    assert_eq!(
+        first_mark,
+        Some(("resumed".to_string(), first_id.clone())),
+        "the resumed session's first mark"
+    );
     end_test_user_sessions();
 }
 
@@ -848,6 +886,10 @@ fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
     let status = client.exit_within(Duration::from_secs(60));
     assert!(status.is_some(), "the client kept going:\n{}", client.log());
     let log = client.log();
+    // It reconnected once, was refused with a code, and gave up.
+    assert!(log.contains("Attempting reconnect (1 of"), "{log}");
+    assert!(log.contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{log}");
+    assert!(!log.contains("Attempting reconnect (2 of"), "{log}");
     // Nothing resumed, and the replayed code was never checked.
     assert_eq!(
         d.audit("session_start", "kato").len(),
@@ -882,6 +924,5 @@ fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
         });
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].used_at.is_some(), "{cookies:?}");
-    eprintln!("what the client shows after the refusal:\n{log}");
     end_test_user_sessions();
 }
