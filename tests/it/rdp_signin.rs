@@ -702,6 +702,46 @@ fn drop_after_the_cookie(d: &Deployment, client: &Client, display: &str, forward
     drop_connections_to(forwarder);
 }
 
+/// A console page as an auditor sees it (signed in through the API).
+fn console_page(d: &Deployment, path: &str) -> String {
+    const AUDITOR: &str = "kansa";
+    let out = d.install().admin(
+        &[
+            "user",
+            "add",
+            AUDITOR,
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let key = crate::support::totp::key_from_user_add(&out);
+    let base = format!("https://127.0.0.1:{}", d.web_port.expect("web port"));
+    let pem = std::fs::read(d.dir.join("keys/rdp_tls_cert.pem")).expect("init's certificate");
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("certificate"))
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let r = c
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({
+            "user": AUDITOR,
+            "password": PASSWORD,
+            "code": crate::support::totp::code_ahead(&key, 0),
+        }))
+        .send()
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 200, "login of {AUDITOR}");
+    let r = c.get(format!("{base}{path}")).send().expect("page");
+    assert_eq!(r.status().as_u16(), 200, "{path}");
+    r.text().expect("page text")
+}
+
 /// Two `serve` nodes on one database behind a forwarder that sends the
 /// first connection to node A and the next to node B: after the drop the
 /// client resumes on node B with the cookie node A issued, with no code and
@@ -711,7 +751,10 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
     let _lock = prepare();
     // No sign-in window: the replayed password + code cannot sign in again,
     // so only the cookie can resume.
-    let d = Deployment::start();
+    let d = Deployment::start_with(Options {
+        web: true,
+        ..Options::default()
+    });
     let (port_b, _node_b) = d.start_second_node();
     let forwarder = crate::support::free_port();
     forward_tcp_routes(
@@ -797,6 +840,15 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
         d.audit("signin_failure", "kato")
     );
     drop(client);
+    // An auditor follows the link in the console: the resumed session's
+    // page names the one it resumes, with a link to it.
+    let page = console_page(&d, &format!("/sessions/{second_id}"));
+    assert!(
+        page.contains(&format!(
+            r#"<a href="/sessions/{first_id}" id="resumes">{first_id}</a>"#
+        )),
+        "{page}"
+    );
     // The recording shows the drop and the resumption: linked sessions, the
     // first ended by the lost connection, the second's archive opening
     // with a `resumed` mark naming the first.

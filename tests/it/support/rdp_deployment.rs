@@ -335,6 +335,8 @@ sources = ["lab"]
                 free_port()
             ),
         );
+        // The web console stays on node A only (one port each).
+        b = b.replace("[web]\nenabled = true", "[web]\nenabled = false");
         let path = self.dir.join("sekisho-b.toml");
         std::fs::write(&path, b).expect("node B's config");
         let install = self.install();
