@@ -702,8 +702,8 @@ fn drop_after_the_cookie(d: &Deployment, client: &Client, display: &str, forward
     drop_connections_to(forwarder);
 }
 
-/// A console page as an auditor sees it (signed in through the API).
-fn console_page(d: &Deployment, path: &str) -> String {
+/// Console pages as an auditor sees them (signed in through the API).
+fn console_pages(d: &Deployment, paths: &[String]) -> Vec<String> {
     const AUDITOR: &str = "kansa";
     let out = d.install().admin(
         &[
@@ -737,9 +737,14 @@ fn console_page(d: &Deployment, path: &str) -> String {
         .send()
         .expect("login");
     assert_eq!(r.status().as_u16(), 200, "login of {AUDITOR}");
-    let r = c.get(format!("{base}{path}")).send().expect("page");
-    assert_eq!(r.status().as_u16(), 200, "{path}");
-    r.text().expect("page text")
+    paths
+        .iter()
+        .map(|path| {
+            let r = c.get(format!("{base}{path}")).send().expect("page");
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            r.text().expect("page text")
+        })
+        .collect()
 }
 
 /// Two `serve` nodes on one database behind a forwarder that sends the
@@ -840,14 +845,28 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
         d.audit("signin_failure", "kato")
     );
     drop(client);
-    // An auditor follows the link in the console: the resumed session's
-    // page names the one it resumes, with a link to it.
-    let page = console_page(&d, &format!("/sessions/{second_id}"));
+    // An auditor follows the link in the console both ways: the resumed
+    // session's page links to the one it resumes, and back.
+    let pages = console_pages(
+        &d,
+        &[
+            format!("/sessions/{second_id}"),
+            format!("/sessions/{first_id}"),
+        ],
+    );
     assert!(
-        page.contains(&format!(
+        pages[0].contains(&format!(
             r#"<a href="/sessions/{first_id}" id="resumes">{first_id}</a>"#
         )),
-        "{page}"
+        "{}",
+        pages[0]
+    );
+    assert!(
+        pages[1].contains(&format!(
+            r#"<a href="/sessions/{second_id}" id="resumed-by">{second_id}</a>"#
+        )),
+        "{}",
+        pages[1]
     );
     // The recording shows the drop and the resumption: linked sessions, the
     // first ended by the lost connection, the second's archive opening
