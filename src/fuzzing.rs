@@ -284,8 +284,8 @@ impl RdpControl for FuzzControl {
         &self,
         _: &ironrdp_pdu::rdp::client_info::ClientAutoReconnect,
         _: IpAddr,
-    ) -> Option<crate::rdp::reconnect::Resumption> {
-        None
+    ) -> Result<Option<crate::rdp::reconnect::Resumption>, Refusal> {
+        Ok(None)
     }
 }
 

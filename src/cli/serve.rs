@@ -385,6 +385,10 @@ async fn poll_kill_requests(
                 if let Err(e) = services.store.purge_tickets(chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "purging expired tickets failed");
                 }
+                // So are spent and expired RDP auto-reconnect cookies.
+                if let Err(e) = services.store.purge_reconnect_cookies(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "purging auto-reconnect cookies failed");
+                }
                 // Work requests whose window ended move to `expired`.
                 if let Err(e) = crate::procedure::expire_due(&services.store, chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "expiring work requests failed");

@@ -108,6 +108,9 @@ pub struct SessionStart {
     pub target: String,
     pub source: IpAddr,
     pub parent_session: Option<uuid::Uuid>,
+    /// The session whose dropped connection this one resumes (sekisho's
+    /// auto-reconnect cookie).
+    pub resumes: Option<uuid::Uuid>,
     pub desktop_width: u16,
     pub desktop_height: u16,
     /// Keyboard layout (e.g. 0x411 Japanese) and type (7 = Japanese) from the
@@ -250,13 +253,16 @@ pub trait RdpControl: Send + Sync + 'static {
     ) -> impl Future<Output = Option<ironrdp_pdu::rdp::session_info::ServerAutoReconnect>> + Send;
 
     /// Redeem the auto-reconnect answer in a Client Info PDU: the person and
-    /// target it resumes, or `None`. Audits both; never counts toward
-    /// lockout (the client also sent its password, which is checked next).
+    /// target it resumes, or `None` when the cookie is stale (the client
+    /// also sent its password, which is checked next). A cookie copied to
+    /// another address is a refusal of the connection: its password is not
+    /// checked, so the code it replays counts toward no lockout. Audits
+    /// resumptions and refusals.
     fn resume(
         &self,
         answer: &ironrdp_pdu::rdp::client_info::ClientAutoReconnect,
         source: IpAddr,
-    ) -> impl Future<Output = Option<super::reconnect::Resumption>> + Send;
+    ) -> impl Future<Output = Result<Option<super::reconnect::Resumption>, Refusal>> + Send;
 
     /// Register the live session; the returned signal fires on kill.
     fn register_live(&self, start: &SessionStart) -> impl Future<Output = KillSignal> + Send;

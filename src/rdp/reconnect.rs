@@ -7,26 +7,31 @@
 //! cookie never reaches the client. On reconnection the client puts a
 //! verifier, HMAC-MD5 keyed by those random bytes, in its Client Info PDU.
 //! Under TLS the HMAC is over 32 zero bytes, so the verifier is a constant
-//! per cookie: it is the credential, and only its SHA-256 is kept here.
+//! per cookie: it is the credential, and only its SHA-256 is kept.
 //!
 //! Threat model: a cookie is bound to the person, the target, the session
 //! it was issued in and the client's address; it works once; it is usable
 //! while its session runs and for `reconnect_grace` after the client's
 //! connection was lost, and never after the session ended any other way
-//! (logout, kill, the grant's end, the target closing). A verifier presented
-//! from another address is refused, audited, and burns the cookie.
+//! (logout, kill, the grant's end, the target closing, its node stopping).
+//! A verifier presented from another address is refused, audited, and
+//! burns the cookie.
 //!
-//! The cookies live in this process's memory: one sekisho node is enough
-//! (a restart forgets them, and the client then signs in again, inside the
-//! sign-in window with only its password).
+//! The cookies are kept in the database (`store::reconnect_cookies`), so
+//! a client resumes on whichever node sharing it it reaches after the drop,
+//! and a restart forgets nothing. This module is the pure part: what is
+//! issued and kept, and what a presented cookie is worth once the store
+//! has spent it (found by logon id and verifier hash, in one atomic update).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use ironrdp_pdu::rdp::client_info::ClientAutoReconnect;
 use ironrdp_pdu::rdp::session_info::ServerAutoReconnect;
 use sha2::{Digest as _, Sha256};
+
+use crate::store::{ReconnectCookieRow, SpentCookie};
 
 /// What a valid cookie resumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,138 +45,125 @@ pub struct Resumption {
 /// Why a presented cookie did not resume anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieRefusal {
-    /// No cookie with this logon id, or a wrong verifier: a stale cookie
-    /// from before a restart, or a guess.
+    /// No unused cookie with this logon id and verifier: spent already, a
+    /// cookie purged after its grace, or a guess.
     Unknown,
     /// The right verifier from another address: a copied cookie.
     OtherAddress,
-    /// The session ended normally, or the grace after a drop passed.
+    /// The session ended other than by a lost connection, or the grace
+    /// after the drop passed.
     Expired,
 }
 
 impl CookieRefusal {
     pub fn describe(self) -> &'static str {
         match self {
-            CookieRefusal::Unknown => {
-                "auto-reconnect cookie not known (sekisho restarted, or forged)"
-            }
+            CookieRefusal::Unknown => "auto-reconnect cookie not known (spent, purged, or forged)",
             CookieRefusal::OtherAddress => {
                 "auto-reconnect cookie presented from another address than it was issued to"
             }
             CookieRefusal::Expired => "auto-reconnect cookie expired",
         }
     }
+
+    /// The reason as the audit log's `reason` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CookieRefusal::Unknown => "unknown",
+            CookieRefusal::OtherAddress => "other-address",
+            CookieRefusal::Expired => "expired",
+        }
+    }
 }
 
-struct Issued {
-    verifier_sha256: [u8; 32],
-    user: String,
-    target: String,
-    source: IpAddr,
+/// The SHA-256 of a verifier, as kept (lowercase hex).
+pub fn verifier_sha256(verifier: &[u8]) -> String {
+    hex::encode(Sha256::digest(verifier))
+}
+
+/// A new cookie for a running session: what the client is sent, and what
+/// is kept (without the random bytes). `logon_id` is drawn by the caller,
+/// which draws again if the store has it already.
+pub fn issue(
+    logon_id: u32,
     session_id: uuid::Uuid,
-    /// `None` while the session runs; set when the client's connection was
-    /// lost.
-    usable_until: Option<Instant>,
+    user: &str,
+    target: &str,
+    source: IpAddr,
+    now: DateTime<Utc>,
+) -> (ServerAutoReconnect, ReconnectCookieRow) {
+    let mut random_bits = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random_bits);
+    let cookie = ServerAutoReconnect {
+        logon_id,
+        random_bits,
+    };
+    let verifier = ClientAutoReconnect::from_server_cookie(&cookie).security_verifier;
+    let kept = ReconnectCookieRow {
+        logon_id,
+        verifier_sha256: verifier_sha256(&verifier),
+        user: user.to_owned(),
+        target: target.to_owned(),
+        session_id,
+        source,
+        issued_at: now,
+        usable_until: None,
+        used_at: None,
+    };
+    (cookie, kept)
 }
 
-/// The cookies issued by this node, by logon id.
-#[derive(Default)]
-pub struct ReconnectCookies {
-    issued: HashMap<u32, Issued>,
+/// A random logon id; 0 is not used (it reads as "no cookie").
+pub fn draw_logon_id() -> u32 {
+    loop {
+        let id = rand::Rng::r#gen::<u32>(&mut rand::rngs::OsRng);
+        if id != 0 {
+            return id;
+        }
+    }
 }
 
-fn verifier_hash(verifier: &[u8]) -> [u8; 32] {
-    Sha256::digest(verifier).into()
+/// How long a cookie stays usable once its session ended: `grace` after a
+/// lost client connection, not at all after any other end (`None`).
+pub fn usable_until_after_end(
+    client_lost: bool,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !client_lost || grace.is_zero() {
+        return None;
+    }
+    chrono::Duration::from_std(grace).ok().map(|g| now + g)
 }
 
-impl ReconnectCookies {
-    /// A new cookie for the session; any earlier cookie of it is dropped.
-    pub fn issue(
-        &mut self,
-        session_id: uuid::Uuid,
-        user: &str,
-        target: &str,
-        source: IpAddr,
-    ) -> ServerAutoReconnect {
-        self.issued.retain(|_, c| c.session_id != session_id);
-        let mut random_bits = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random_bits);
-        let mut logon_id = rand::Rng::r#gen::<u32>(&mut rand::rngs::OsRng);
-        while logon_id == 0 || self.issued.contains_key(&logon_id) {
-            logon_id = rand::Rng::r#gen::<u32>(&mut rand::rngs::OsRng);
-        }
-        let cookie = ServerAutoReconnect {
-            logon_id,
-            random_bits,
-        };
-        let verifier = ClientAutoReconnect::from_server_cookie(&cookie).security_verifier;
-        self.issued.insert(
-            logon_id,
-            Issued {
-                verifier_sha256: verifier_hash(&verifier),
-                user: user.to_owned(),
-                target: target.to_owned(),
-                source,
-                session_id,
-                usable_until: None,
-            },
-        );
-        cookie
+/// What a cookie the store just spent for a client at `source` resumes.
+/// It is spent whatever this says: a copied cookie cannot be tried again
+/// from its rightful address, and a refused one is gone.
+pub fn decide(
+    spent: &SpentCookie,
+    source: IpAddr,
+    now: DateTime<Utc>,
+) -> Result<Resumption, CookieRefusal> {
+    let c = &spent.cookie;
+    if c.source != source {
+        return Err(CookieRefusal::OtherAddress);
     }
-
-    /// The session ended. After a lost client connection its cookie stays
-    /// usable for `grace`; after any other end it is forgotten.
-    pub fn session_ended(
-        &mut self,
-        session_id: uuid::Uuid,
-        client_lost: bool,
-        grace: Duration,
-        now: Instant,
-    ) {
-        if client_lost && !grace.is_zero() {
-            for c in self.issued.values_mut() {
-                if c.session_id == session_id {
-                    c.usable_until = Some(now + grace);
-                }
-            }
-        } else {
-            self.issued.retain(|_, c| c.session_id != session_id);
-        }
-        self.issued
-            .retain(|_, c| c.usable_until.is_none_or(|until| until > now));
+    let usable = match c.usable_until {
+        // The connection was lost: usable for the grace.
+        Some(until) => now < until,
+        // No drop recorded: only while the session still runs (the client
+        // may notice the drop before its node does). A session that ended
+        // without a recorded drop ended some other way, or its node died.
+        None => spent.session_live,
+    };
+    if !usable {
+        return Err(CookieRefusal::Expired);
     }
-
-    /// Redeem the client's answer. A right verifier uses the cookie up,
-    /// whether it resumes or not.
-    pub fn redeem(
-        &mut self,
-        answer: &ClientAutoReconnect,
-        source: IpAddr,
-        now: Instant,
-    ) -> Result<Resumption, CookieRefusal> {
-        let Some(issued) = self.issued.get(&answer.logon_id) else {
-            return Err(CookieRefusal::Unknown);
-        };
-        let presented = verifier_hash(&answer.security_verifier);
-        // Both sides are hashes, so comparing them leaks nothing useful.
-        if presented != issued.verifier_sha256 {
-            return Err(CookieRefusal::Unknown);
-        }
-        let Some(issued) = self.issued.remove(&answer.logon_id) else {
-            return Err(CookieRefusal::Unknown);
-        };
-        if issued.source != source {
-            return Err(CookieRefusal::OtherAddress);
-        }
-        if issued.usable_until.is_some_and(|until| until <= now) {
-            return Err(CookieRefusal::Expired);
-        }
-        Ok(Resumption {
-            user: issued.user,
-            target: issued.target,
-            session_id: issued.session_id,
-        })
-    }
+    Ok(Resumption {
+        user: c.user.clone(),
+        target: c.target.clone(),
+        session_id: c.session_id,
+    })
 }
 
 #[cfg(test)]
@@ -182,107 +174,103 @@ mod tests {
     const ELSEWHERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 9));
     const GRACE: Duration = Duration::from_secs(120);
 
-    fn answer(cookie: &ServerAutoReconnect) -> ClientAutoReconnect {
-        ClientAutoReconnect::from_server_cookie(cookie)
+    fn spent(
+        usable_until: Option<DateTime<Utc>>,
+        session_live: bool,
+    ) -> (ServerAutoReconnect, SpentCookie) {
+        let now = Utc::now();
+        let (cookie, mut row) = issue(7, uuid::Uuid::new_v4(), "tanaka", "fa-db01", HOME, now);
+        row.usable_until = usable_until;
+        row.used_at = Some(now);
+        (
+            cookie,
+            SpentCookie {
+                cookie: row,
+                session_live,
+            },
+        )
     }
 
     #[test]
-    fn a_cookie_resumes_once_from_its_address_after_a_drop() {
-        let mut cookies = ReconnectCookies::default();
-        let session = uuid::Uuid::new_v4();
-        let cookie = cookies.issue(session, "tanaka", "fa-db01", HOME);
-        let now = Instant::now();
-        cookies.session_ended(session, true, GRACE, now);
+    fn a_cookie_resumes_from_its_address_within_the_grace_after_a_drop() {
+        let now = Utc::now();
+        let (_, s) = spent(usable_until_after_end(true, GRACE, now), false);
         assert_eq!(
-            cookies.redeem(&answer(&cookie), HOME, now + Duration::from_secs(5)),
+            decide(&s, HOME, now + chrono::Duration::seconds(5)),
             Ok(Resumption {
                 user: "tanaka".into(),
                 target: "fa-db01".into(),
-                session_id: session,
+                session_id: s.cookie.session_id,
             })
         );
-        assert_eq!(
-            cookies.redeem(&answer(&cookie), HOME, now + Duration::from_secs(6)),
-            Err(CookieRefusal::Unknown),
-            "single use"
-        );
     }
 
     #[test]
-    fn another_address_is_refused_and_burns_the_cookie() {
-        let mut cookies = ReconnectCookies::default();
-        let session = uuid::Uuid::new_v4();
-        let cookie = cookies.issue(session, "tanaka", "fa-db01", HOME);
-        let now = Instant::now();
-        cookies.session_ended(session, true, GRACE, now);
+    fn while_the_session_runs_the_cookie_resumes_it() {
+        // The client saw the drop before the gateway did.
+        let (_, s) = spent(None, true);
+        assert!(decide(&s, HOME, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn another_address_is_refused_even_inside_the_grace() {
+        let now = Utc::now();
+        let (_, s) = spent(usable_until_after_end(true, GRACE, now), false);
+        assert_eq!(decide(&s, ELSEWHERE, now), Err(CookieRefusal::OtherAddress));
+        let (_, live) = spent(None, true);
         assert_eq!(
-            cookies.redeem(&answer(&cookie), ELSEWHERE, now),
+            decide(&live, ELSEWHERE, now),
             Err(CookieRefusal::OtherAddress)
         );
-        assert_eq!(
-            cookies.redeem(&answer(&cookie), HOME, now),
-            Err(CookieRefusal::Unknown)
-        );
     }
 
     #[test]
-    fn a_wrong_verifier_or_id_resumes_nothing_and_keeps_the_cookie() {
-        let mut cookies = ReconnectCookies::default();
-        let session = uuid::Uuid::new_v4();
-        let cookie = cookies.issue(session, "tanaka", "fa-db01", HOME);
-        let mut forged = answer(&cookie);
-        forged.security_verifier[0] ^= 1;
-        let now = Instant::now();
-        assert_eq!(
-            cookies.redeem(&forged, HOME, now),
-            Err(CookieRefusal::Unknown)
-        );
-        let mut other_id = answer(&cookie);
-        other_id.logon_id = other_id.logon_id.wrapping_add(1);
-        assert_eq!(
-            cookies.redeem(&other_id, HOME, now),
-            Err(CookieRefusal::Unknown)
-        );
-        assert!(cookies.redeem(&answer(&cookie), HOME, now).is_ok());
+    fn the_end_of_the_grace_or_another_end_of_the_session_expires_the_cookie() {
+        let now = Utc::now();
+        let (_, dropped) = spent(usable_until_after_end(true, GRACE, now), false);
+        let after = now + chrono::Duration::from_std(GRACE).unwrap();
+        assert_eq!(decide(&dropped, HOME, after), Err(CookieRefusal::Expired));
+        // Ended otherwise (logout, kill, its node stopped): no drop recorded
+        // and the session no longer live.
+        let (_, ended) = spent(None, false);
+        assert_eq!(decide(&ended, HOME, now), Err(CookieRefusal::Expired));
     }
 
     #[test]
-    fn a_normal_end_or_the_end_of_the_grace_forgets_the_cookie() {
-        let mut cookies = ReconnectCookies::default();
-        let now = Instant::now();
-        let ended = uuid::Uuid::new_v4();
-        let c1 = cookies.issue(ended, "tanaka", "fa-db01", HOME);
-        cookies.session_ended(ended, false, GRACE, now);
+    fn only_a_lost_connection_with_a_grace_keeps_a_cookie_usable() {
+        let now = Utc::now();
         assert_eq!(
-            cookies.redeem(&answer(&c1), HOME, now),
-            Err(CookieRefusal::Unknown)
+            usable_until_after_end(true, GRACE, now),
+            Some(now + chrono::Duration::seconds(120))
         );
-
-        let dropped = uuid::Uuid::new_v4();
-        let c2 = cookies.issue(dropped, "tanaka", "fa-db01", HOME);
-        cookies.session_ended(dropped, true, GRACE, now);
-        assert_eq!(
-            cookies.redeem(&answer(&c2), HOME, now + GRACE),
-            Err(CookieRefusal::Expired)
-        );
-
-        // No grace configured: a drop forgets the cookie at once.
-        let c3_session = uuid::Uuid::new_v4();
-        let c3 = cookies.issue(c3_session, "tanaka", "fa-db01", HOME);
-        cookies.session_ended(c3_session, true, Duration::ZERO, now);
-        assert_eq!(
-            cookies.redeem(&answer(&c3), HOME, now),
-            Err(CookieRefusal::Unknown)
-        );
+        assert_eq!(usable_until_after_end(false, GRACE, now), None);
+        assert_eq!(usable_until_after_end(true, Duration::ZERO, now), None);
     }
 
     #[test]
     fn only_a_hash_of_the_verifier_is_kept() {
-        let mut cookies = ReconnectCookies::default();
-        let cookie = cookies.issue(uuid::Uuid::new_v4(), "tanaka", "fa-db01", HOME);
-        let verifier = answer(&cookie).security_verifier;
-        let kept = &cookies.issued[&cookie.logon_id];
-        assert_ne!(&kept.verifier_sha256[..16], &verifier[..]);
-        assert_ne!(&kept.verifier_sha256[..16], &cookie.random_bits[..]);
+        let (cookie, row) = issue(
+            9,
+            uuid::Uuid::new_v4(),
+            "tanaka",
+            "fa-db01",
+            HOME,
+            Utc::now(),
+        );
+        let verifier = ClientAutoReconnect::from_server_cookie(&cookie).security_verifier;
+        assert_eq!(row.verifier_sha256, verifier_sha256(&verifier));
+        assert_eq!(row.verifier_sha256.len(), 64);
+        assert!(!row.verifier_sha256.contains(&hex::encode(verifier)));
+        assert!(
+            !row.verifier_sha256
+                .contains(&hex::encode(cookie.random_bits))
+        );
+        assert_eq!(row.logon_id, cookie.logon_id);
+        assert!(row.usable_until.is_none() && row.used_at.is_none());
+    }
+
+    #[test]
+    fn a_logon_id_is_never_zero() {
+        assert!((0..1000).all(|_| draw_logon_id() != 0));
     }
 }

@@ -21,7 +21,7 @@ use super::control::{
     ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
     Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
 };
-use super::reconnect::{CookieRefusal, ReconnectCookies, Resumption};
+use super::reconnect::{self, CookieRefusal, Resumption};
 use crate::policy::{Pin, Protocol};
 use crate::protocol::rdp::FASTPATH_CHANNEL;
 use crate::recording::{DesktopSize, Event, RdpChannel, RdpInfo, Recorder, Stream};
@@ -36,8 +36,6 @@ const SIGN_IN_FAILED: &str = "sign-in failed";
 pub struct RdpServices {
     services: Arc<Services>,
     pending: PendingSessions,
-    /// Auto-reconnect cookies issued by this node (`rdp::reconnect`).
-    cookies: std::sync::Mutex<ReconnectCookies>,
 }
 
 impl RdpServices {
@@ -45,16 +43,11 @@ impl RdpServices {
         RdpServices {
             services,
             pending: PendingSessions::default(),
-            cookies: Default::default(),
         }
     }
 
     fn pending(&self) -> MutexGuard<'_, std::collections::HashMap<Uuid, Pending>> {
         self.pending.lock()
-    }
-
-    fn cookies(&self) -> MutexGuard<'_, ReconnectCookies> {
-        self.cookies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Password followed by a code, or (inside the sign-in window) the bare
@@ -384,6 +377,9 @@ impl RdpControl for RdpServices {
             .await;
     }
 
+    /// Kept in the database (`store::reconnect_cookies`), so any node
+    /// sharing it can resume the session. No cookie when it cannot be kept:
+    /// the client then signs in again after a drop.
     async fn issue_reconnect(
         &self,
         start: &SessionStart,
@@ -391,24 +387,54 @@ impl RdpControl for RdpServices {
         if self.services.config.rdp.reconnect_grace.is_zero() {
             return None;
         }
-        Some(self.cookies().issue(
-            start.session_id,
-            &start.person.user,
-            &start.target,
-            crate::config::canonical_ip(start.source),
-        ))
+        let source = crate::config::canonical_ip(start.source);
+        // A logon id already taken (by any node) is drawn again.
+        for _ in 0..4 {
+            let (cookie, kept) = reconnect::issue(
+                reconnect::draw_logon_id(),
+                start.session_id,
+                &start.person.user,
+                &start.target,
+                source,
+                Utc::now(),
+            );
+            match self.services.store.add_reconnect_cookie(&kept).await {
+                Ok(true) => return Some(cookie),
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(session = %start.session_id, error = %e, "keeping the auto-reconnect cookie failed; none is sent");
+                    return None;
+                }
+            }
+        }
+        tracing::error!(session = %start.session_id, "no free auto-reconnect logon id; no cookie is sent");
+        None
     }
 
     async fn resume(
         &self,
         answer: &ironrdp_pdu::rdp::client_info::ClientAutoReconnect,
         source: IpAddr,
-    ) -> Option<Resumption> {
+    ) -> Result<Option<Resumption>, Refusal> {
         let source = crate::config::canonical_ip(source);
-        let redeemed = self
-            .cookies()
-            .redeem(answer, source, std::time::Instant::now());
-        match redeemed {
+        let now = Utc::now();
+        let presented = reconnect::verifier_sha256(&answer.security_verifier);
+        let spent = match self
+            .services
+            .store
+            .spend_reconnect_cookie(answer.logon_id, &presented, now)
+            .await
+        {
+            Ok(Some(spent)) => spent,
+            // Spent, purged or guessed: not an attack in itself; the
+            // password that came with it is checked next.
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "reading auto-reconnect cookies failed");
+                return Ok(None);
+            }
+        };
+        match reconnect::decide(&spent, source, now) {
             Ok(r) => {
                 // The person must still be allowed to sign in at all.
                 let usable = matches!(
@@ -416,7 +442,7 @@ impl RdpControl for RdpServices {
                     Ok(Some(u)) if u.enabled && !u.locked_at(Utc::now())
                 );
                 if !usable {
-                    return None;
+                    return Ok(None);
                 }
                 self.services
                     .audit(
@@ -435,24 +461,37 @@ impl RdpControl for RdpServices {
                         .with("resumes", r.session_id.to_string()),
                     )
                     .await;
-                Some(r)
+                Ok(Some(r))
             }
-            // A stale cookie (sekisho restarted, the grace passed) is not an
+            // A stale cookie (the grace passed, the session ended) is not an
             // attack: the password that came with it is checked next.
-            Err(CookieRefusal::Unknown | CookieRefusal::Expired) => None,
+            Err(CookieRefusal::Unknown | CookieRefusal::Expired) => Ok(None),
             Err(why @ CookieRefusal::OtherAddress) => {
+                let c = &spent.cookie;
                 self.services
                     .audit(
                         crate::store::AuditEvent::new(
                             crate::store::AuditKind::SigninFailure,
-                            format!("RDP from {source}: {}", why.describe()),
+                            format!(
+                                "RDP from {source}: {} ({}, session {}); the cookie is spent",
+                                why.describe(),
+                                c.source,
+                                c.session_id
+                            ),
                         )
+                        .user(c.user.as_str())
+                        .target(c.target.as_str())
                         .source(source)
                         .protocol("rdp")
-                        .with("method", "auto-reconnect"),
+                        .with("method", "auto-reconnect")
+                        .with("reason", why.as_str())
+                        .with("issued_to", c.source.to_string())
+                        .with("cookie_of", c.session_id.to_string()),
                     )
                     .await;
-                None
+                Err(Refusal::new(
+                    "automatic reconnection from another network address is not allowed; connect again and sign in",
+                ))
             }
         }
     }
@@ -470,6 +509,7 @@ impl RdpControl for RdpServices {
             self.pending().insert(id, p);
             return KillSignal(rx);
         };
+        p.authorized.resumes = start.resumes;
         match self
             .services
             .session_started(&p.authorized, &recorder)
@@ -516,12 +556,20 @@ impl RdpControl for RdpServices {
             phase: f.phase.as_str(),
             kind: f.kind.as_str(),
         });
-        self.cookies().session_ended(
-            session_id,
+        let now = Utc::now();
+        let usable_until = reconnect::usable_until_after_end(
             how == SessionClose::ClientLost,
             self.services.config.rdp.reconnect_grace,
-            std::time::Instant::now(),
+            now,
         );
+        if let Err(e) = self
+            .services
+            .store
+            .reconnect_session_ended(session_id, usable_until, now)
+            .await
+        {
+            tracing::error!(session = %session_id, error = %e, "updating the auto-reconnect cookie at the session's end failed");
+        }
         let taken = self.pending().remove(&session_id);
         let Some(p) = taken else {
             tracing::warn!(session = %session_id, "end of an RDP session that is not known");

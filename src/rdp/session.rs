@@ -57,7 +57,19 @@ pub async fn run<C: RdpControl>(
     // cookie: a valid answer stands for the whole sign-in (the code it
     // would replay is spent).
     let resumed = match front.client_info.extra_info.optional_data.auto_reconnect() {
-        Some(answer) => control.resume(answer, source).await,
+        Some(answer) => match control.resume(answer, source).await {
+            Ok(r) => r,
+            Err(refusal) => {
+                refuse_shown(
+                    &mut front,
+                    ProtocolIndependentCode::ServerDeniedConnection,
+                    &refusal,
+                    &options,
+                )
+                .await;
+                return Err(RdpError::Refused(refusal.reason));
+            }
+        },
         None => None,
     };
     let (person, target, resumed_from) = match resumed {
@@ -110,6 +122,7 @@ pub async fn run<C: RdpControl>(
         target: grant.target.clone(),
         source,
         parent_session: grant.parent_session,
+        resumes: resumed_from,
         desktop_width: front.gcc.core.desktop_width,
         desktop_height: front.gcc.core.desktop_height,
         keyboard_layout: front.gcc.core.keyboard_layout,

@@ -27,6 +27,9 @@ pub struct Authorized {
     /// The target credential from the secret store. Never logged or shown.
     pub credential: Zeroizing<Vec<u8>>,
     pub decided_at: DateTime<Utc>,
+    /// The session whose dropped connection this one resumes (RDP
+    /// auto-reconnect), named by its `session_start` audit event.
+    pub resumes: Option<Uuid>,
 }
 
 impl std::fmt::Debug for Authorized {
@@ -257,6 +260,7 @@ impl Services {
             source,
             credential,
             decided_at: now,
+            resumes: None,
         })
     }
 
@@ -396,25 +400,26 @@ impl Services {
             }
         }
         tracing::info!(session = %a.id, user = %a.user.name, target = %a.grant.target.name, protocol = a.grant.protocol.as_str(), "session started");
-        self.audit(
-            AuditEvent::new(
-                AuditKind::SessionStart,
-                format!(
-                    // "an SSH session", "an RDP session"
-                    "{} started an {} session on {}",
-                    a.user.name,
-                    a.grant.protocol.label(),
-                    a.grant.target.name
-                ),
-            )
-            .session(a.id)
-            .user(&a.user.name)
-            .target(&a.grant.target.name)
-            .source(a.source)
-            .protocol(a.grant.protocol.as_str())
-            .with("recording", recording.path().display().to_string()),
+        let mut started = AuditEvent::new(
+            AuditKind::SessionStart,
+            format!(
+                // "an SSH session", "an RDP session"
+                "{} started an {} session on {}",
+                a.user.name,
+                a.grant.protocol.label(),
+                a.grant.target.name
+            ),
         )
-        .await;
+        .session(a.id)
+        .user(&a.user.name)
+        .target(&a.grant.target.name)
+        .source(a.source)
+        .protocol(a.grant.protocol.as_str())
+        .with("recording", recording.path().display().to_string());
+        if let Some(resumed) = a.resumes {
+            started = started.with("resumes", resumed.to_string());
+        }
+        self.audit(started).await;
         Ok(guard)
     }
 

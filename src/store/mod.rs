@@ -22,6 +22,7 @@ use uuid::Uuid;
 pub mod audit;
 pub mod documents;
 pub mod keys;
+pub mod reconnect_cookies;
 pub mod requests;
 pub mod secrets;
 pub mod sessions;
@@ -35,6 +36,7 @@ pub mod work_reports;
 pub use audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
 pub use documents::{DocumentFilter, DocumentKind, DocumentRecord, NewDocument};
 pub use keys::KeyRecord;
+pub use reconnect_cookies::{ReconnectCookieRow, SpentCookie};
 pub use requests::{NewWorkRequest, WorkRequest, WorkRequestFilter};
 pub use secrets::{SecretName, SecretRow};
 pub use sessions::{

@@ -520,6 +520,46 @@ pub async fn show(
             .map(|p| format!(r#"<a href="/sessions/{p}">{p}</a>"#))
             .unwrap_or_else(|| "—".into()),
     ));
+    // An RDP session resumed after a dropped connection names the one it
+    // continues (its `session_start` event, rdp::reconnect).
+    let resumes = events
+        .iter()
+        .filter(|e| e.event.kind == AuditKind::SessionStart)
+        .find_map(|e| e.event.data.get("resumes")?.as_str()?.parse::<Uuid>().ok());
+    if let Some(r) = resumes {
+        facts.push_str(&row(
+            "session.resumes",
+            format!(r#"<a href="/sessions/{r}" id="resumes">{r}</a>"#),
+        ));
+    }
+    // And the other way: the session that resumed this one, started while
+    // it ran or within the reconnection grace after its end.
+    if s.protocol == "rdp" {
+        let grace = chrono::Duration::from_std(console.services.config.rdp.reconnect_grace)
+            .unwrap_or_default();
+        let starts = console
+            .services
+            .store
+            .audit_query(&AuditFilter {
+                since: Some(s.started_at),
+                until: s.ended_at.map(|t| t + grace + chrono::Duration::minutes(1)),
+                user: Some(s.user.clone()),
+                kinds: vec![AuditKind::SessionStart],
+                ..AuditFilter::default()
+            })
+            .await?;
+        let id = s.id.to_string();
+        if let Some(next) = starts
+            .iter()
+            .find(|e| e.event.data.get("resumes").and_then(|v| v.as_str()) == Some(id.as_str()))
+            .and_then(|e| e.event.session)
+        {
+            facts.push_str(&row(
+                "session.resumed_by",
+                format!(r#"<a href="/sessions/{next}" id="resumed-by">{next}</a>"#),
+            ));
+        }
+    }
     let hops = console
         .services
         .store

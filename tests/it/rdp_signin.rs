@@ -645,3 +645,355 @@ fn a_dropped_connection_resumes_with_the_auto_reconnect_cookie_without_a_failure
     drop(client);
     end_test_user_sessions();
 }
+
+/// Where the reconnecting clients' forwarder connects from (not a target's
+/// address, which would make the connection a hop), and where the
+/// reconnection of a client whose address changed comes from.
+const CLIENT_IP: &str = "127.0.0.12";
+const MOVED_IP: &str = "127.0.0.15";
+
+/// `ss -K`: the network drops under every TCP connection to `port` on
+/// loopback (each side of such a connection sees a reset).
+fn drop_connections_to(port: u16) {
+    let out = Command::new("ss")
+        .args(["-K", "dst", FRONT, "dport", "=", &format!(":{port}")])
+        .output()
+        .expect("ss");
+    assert!(
+        out.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// xfreerdp3 with automatic reconnection, through the forwarder on
+/// `port`, signed in with password and code.
+fn reconnecting_client(d: &Deployment, display: &str, person: &str, port: u16) -> Client {
+    spawn_client(
+        d,
+        display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{port}"),
+            format!("/u:{person}@xrdp1"),
+            format!("/p:{PASSWORD}{}", d.code(person)),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "+auto-reconnect".into(),
+            "/auto-reconnect-max-retries:5".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    )
+}
+
+/// The client has the cookie (a command typed after it ran on the target),
+/// then the network drops: first between the forwarder and node A (sekisho
+/// sees the reset a lost client gives), then the client's own connection.
+fn drop_after_the_cookie(d: &Deployment, client: &Client, display: &str, forwarder: u16) {
+    assert!(
+        serve_log_has(d, "auto-reconnect cookie sent", 1),
+        "no cookie sent:\n{}",
+        d.serve_log()
+    );
+    d.assert_typed_command_runs(client, display, "before-drop", "typing before the drop");
+    std::thread::sleep(Duration::from_secs(1));
+    drop_connections_to(d.rdp_port);
+    drop_connections_to(forwarder);
+}
+
+/// Console pages as an auditor sees them (signed in through the API).
+fn console_pages(d: &Deployment, paths: &[String]) -> Vec<String> {
+    const AUDITOR: &str = "kansa";
+    let out = d.install().admin(
+        &[
+            "user",
+            "add",
+            AUDITOR,
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let key = crate::support::totp::key_from_user_add(&out);
+    let base = format!("https://127.0.0.1:{}", d.web_port.expect("web port"));
+    let pem = std::fs::read(d.dir.join("keys/rdp_tls_cert.pem")).expect("init's certificate");
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("certificate"))
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let r = c
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({
+            "user": AUDITOR,
+            "password": PASSWORD,
+            "code": crate::support::totp::code_ahead(&key, 0),
+        }))
+        .send()
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 200, "login of {AUDITOR}");
+    paths
+        .iter()
+        .map(|path| {
+            let r = c.get(format!("{base}{path}")).send().expect("page");
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            r.text().expect("page text")
+        })
+        .collect()
+}
+
+/// Two `serve` nodes on one database behind a forwarder that sends the
+/// first connection to node A and the next to node B: after the drop the
+/// client resumes on node B with the cookie node A issued, with no code and
+/// no failure, and the new session names the one it resumes.
+#[test]
+fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
+    let _lock = prepare();
+    // No sign-in window: the replayed password + code cannot sign in again,
+    // so only the cookie can resume.
+    let d = Deployment::start_with(Options {
+        web: true,
+        ..Options::default()
+    });
+    let (port_b, _node_b) = d.start_second_node();
+    let forwarder = crate::support::free_port();
+    forward_tcp_routes(
+        (FRONT, forwarder),
+        vec![
+            ((FRONT, d.rdp_port), Some(CLIENT_IP)),
+            ((FRONT, port_b), Some(CLIENT_IP)),
+        ],
+    );
+    let x = Xvfb::start();
+    let client = reconnecting_client(&d, &x.display, "kato", forwarder);
+    d.assert_desktop_up(&client, "the first connection did not reach xrdp");
+    let first_id = d
+        .install()
+        .live_session_id("kato", Duration::from_secs(20))
+        .expect("live session on node A");
+    let first = d
+        .install()
+        .live_sessions()
+        .into_iter()
+        .find(|s| s["id"] == first_id.as_str())
+        .expect("listed");
+    drop_after_the_cookie(&d, &client, &x.display, forwarder);
+
+    let resumed = wait_until(Duration::from_secs(60), || {
+        d.audit("signin_success", "kato")
+            .iter()
+            .any(|e| e["data"]["method"] == "auto-reconnect")
+    });
+    assert!(
+        resumed,
+        "no resumption:\nsign-in failures: {:?}\nclient:\n{}\nnode A:\n{}\nnode B:\n{}",
+        d.audit("signin_failure", "kato"),
+        client.log(),
+        d.serve_log(),
+        d.serve_b_log()
+    );
+    let resumption = d
+        .audit("signin_success", "kato")
+        .into_iter()
+        .find(|e| e["data"]["method"] == "auto-reconnect")
+        .expect("resumption");
+    assert_eq!(resumption["data"]["resumes"], first_id.as_str());
+    assert!(
+        d.serve_b_log()
+            .contains("RDP session resumed with an auto-reconnect cookie"),
+        "not resumed on node B:\n{}",
+        d.serve_b_log()
+    );
+    // The new session runs on node B and its start names the old one.
+    let mut second = None;
+    wait_until(Duration::from_secs(30), || {
+        second = d
+            .audit("session_start", "kato")
+            .into_iter()
+            .find(|e| e["data"]["resumes"] == first_id.as_str());
+        second.is_some()
+    });
+    let second = second.expect("a session_start naming the resumed session");
+    let second_id = second["session"].as_str().expect("session").to_owned();
+    assert_ne!(second_id, first_id);
+    let mut on_b = None;
+    wait_until(Duration::from_secs(10), || {
+        on_b = d
+            .install()
+            .live_sessions()
+            .into_iter()
+            .find(|s| s["id"] == second_id.as_str());
+        on_b.is_some()
+    });
+    let on_b = on_b.expect("the resumed session is live");
+    assert_ne!(on_b["node"], first["node"], "{on_b} vs {first}");
+    std::thread::sleep(Duration::from_secs(2));
+    d.assert_typed_command_runs(
+        &client,
+        &x.display,
+        "after-reconnect",
+        "typing after the reconnection on node B",
+    );
+    assert!(
+        d.audit("signin_failure", "kato").is_empty(),
+        "{:?}",
+        d.audit("signin_failure", "kato")
+    );
+    drop(client);
+    // An auditor follows the link in the console both ways: the resumed
+    // session's page links to the one it resumes, and back.
+    let pages = console_pages(
+        &d,
+        &[
+            format!("/sessions/{second_id}"),
+            format!("/sessions/{first_id}"),
+        ],
+    );
+    assert!(
+        pages[0].contains(&format!(
+            r#"<a href="/sessions/{first_id}" id="resumes">{first_id}</a>"#
+        )),
+        "{}",
+        pages[0]
+    );
+    assert!(
+        pages[1].contains(&format!(
+            r#"<a href="/sessions/{second_id}" id="resumed-by">{second_id}</a>"#
+        )),
+        "{}",
+        pages[1]
+    );
+    // The recording shows the drop and the resumption: linked sessions, the
+    // first ended by the lost connection, the second's archive opening
+    // with a `resumed` mark naming the first.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .audit("session_end", "kato")
+            .len()
+            >= 2),
+        "{:?}",
+        d.audit("session_end", "kato")
+    );
+    let ends = d.audit("session_end", "kato");
+    let first_end = ends
+        .iter()
+        .find(|e| e["session"] == first_id.as_str())
+        .expect("the first session's end");
+    assert!(
+        first_end["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("client was lost")),
+        "{first_end}"
+    );
+    let archive = d
+        .install()
+        .archive(&second_id)
+        .expect("the resumed session's archive");
+    let mut reader = sekisho::recording::Reader::open(&archive).expect("open archive");
+    let first_mark = reader
+        .events()
+        .find_map(|ev| match ev.expect("event").event {
+            sekisho::recording::Event::Mark { label, detail } => Some((label, detail)),
+            _ => None,
+        });
+    assert_eq!(
+        first_mark,
+        Some(("resumed".to_string(), first_id.clone())),
+        "the resumed session's first mark"
+    );
+    end_test_user_sessions();
+}
+
+/// A cookie presented from another address than it was issued to (the
+/// forwarder's first connection leaves from CLIENT_IP, the reconnection
+/// from MOVED_IP) does not resume: the connection is refused and the
+/// client stops, the refusal is audited with its reason, the cookie is
+/// spent, no session resumes, and the replayed code is not counted.
+#[test]
+fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let forwarder = crate::support::free_port();
+    forward_tcp_routes(
+        (FRONT, forwarder),
+        vec![
+            ((FRONT, d.rdp_port), Some(CLIENT_IP)),
+            ((FRONT, d.rdp_port), Some(MOVED_IP)),
+        ],
+    );
+    let x = Xvfb::start();
+    let mut client = reconnecting_client(&d, &x.display, "kato", forwarder);
+    d.assert_desktop_up(&client, "the first connection did not reach xrdp");
+    let first = d
+        .install()
+        .live_session_id("kato", Duration::from_secs(20))
+        .expect("live session");
+    drop_after_the_cookie(&d, &client, &x.display, forwarder);
+
+    let mut refusal = None;
+    wait_until(Duration::from_secs(60), || {
+        refusal = d
+            .audit("signin_failure", "kato")
+            .into_iter()
+            .find(|e| e["data"]["method"] == "auto-reconnect");
+        refusal.is_some()
+    });
+    let refusal = refusal.unwrap_or_else(|| {
+        panic!(
+            "no refusal:\nclient:\n{}\nserve:\n{}",
+            client.log(),
+            d.serve_log()
+        )
+    });
+    assert_eq!(refusal["data"]["reason"], "other-address", "{refusal}");
+    assert_eq!(refusal["data"]["cookie_of"], first.as_str(), "{refusal}");
+    assert_eq!(refusal["source"], MOVED_IP, "{refusal}");
+    // The client is told and stops (no retry loop toward a lockout).
+    let status = client.exit_within(Duration::from_secs(60));
+    assert!(status.is_some(), "the client kept going:\n{}", client.log());
+    let log = client.log();
+    // It reconnected once, was refused with a code, and gave up.
+    assert!(log.contains("Attempting reconnect (1 of"), "{log}");
+    assert!(log.contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{log}");
+    assert!(!log.contains("Attempting reconnect (2 of"), "{log}");
+    // Nothing resumed, and the replayed code was never checked.
+    assert_eq!(
+        d.audit("session_start", "kato").len(),
+        1,
+        "{:?}",
+        d.audit("session_start", "kato")
+    );
+    assert!(
+        !d.audit("signin_success", "kato")
+            .iter()
+            .any(|e| e["data"]["method"] == "auto-reconnect")
+    );
+    let failures = d.audit("signin_failure", "kato");
+    assert_eq!(failures.len(), 1, "{failures:?}\nclient:\n{log}");
+    assert!(d.audit("lockout", "kato").is_empty());
+    // The cookie is spent: not even its own address could use it now.
+    let url = format!("sqlite://{}", d.dir.join("sekisho.db").display());
+    let cookies = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let store = sekisho::store::Store::open(&url, None)
+                .await
+                .expect("store");
+            let c = store
+                .reconnect_cookies_of(first.parse().expect("uuid"))
+                .await
+                .expect("cookies");
+            store.close().await;
+            c
+        });
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].used_at.is_some(), "{cookies:?}");
+    end_test_user_sessions();
+}

@@ -51,7 +51,235 @@ async fn check_store(url: &str, expected: Backend) -> Store {
     sessions(&store).await;
     work_requests(&store).await;
     reports_and_documents(&store).await;
+    reconnect_cookies(&store, url).await;
     store
+}
+
+fn ended(kind: EndKind) -> SessionEnd {
+    SessionEnd {
+        status: SessionStatus::Ended,
+        kind: Some(kind),
+        reason: "test".into(),
+        ended_at: Utc::now(),
+        recording_size: None,
+        recording_digest: None,
+        recording_status: None,
+    }
+}
+
+/// RDP auto-reconnect cookies as several nodes share them: only the
+/// verifier's hash is kept; a cookie is spent once even when two nodes
+/// spend it at the same moment; a lost connection keeps it usable for the
+/// grace, any other end spends it; expired and spent rows are purged.
+async fn reconnect_cookies(store: &Store, url: &str) {
+    use sekisho::rdp::reconnect::{self, CookieRefusal};
+    let node_b = Store::connect(url).await.expect("node B's handle");
+    let home = ip("127.0.0.2");
+    let grace = Duration::from_secs(120);
+    let mut rdp = new_session("node-a", "tanaka");
+    rdp.protocol = "rdp".into();
+    rdp.client = home;
+    store.start_session(&rdp).await.unwrap();
+    let now = Utc::now();
+    let (cookie, kept) = reconnect::issue(
+        reconnect::draw_logon_id(),
+        rdp.id,
+        "tanaka",
+        "fa-app01",
+        home,
+        now,
+    );
+    assert!(store.add_reconnect_cookie(&kept).await.unwrap());
+    // A logon id already taken, even by another session, is not reused.
+    let other = new_session("node-a", "tanaka");
+    store.start_session(&other).await.unwrap();
+    let (_, clash) = reconnect::issue(kept.logon_id, other.id, "tanaka", "fa-app01", home, now);
+    assert!(!store.add_reconnect_cookie(&clash).await.unwrap());
+    let rows = node_b.reconnect_cookies_of(rdp.id).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].source, home);
+    assert_eq!(rows[0].verifier_sha256, kept.verifier_sha256);
+    assert_ne!(rows[0].verifier_sha256, hex::encode(cookie.random_bits));
+
+    // The client's connection to node A was lost: usable for the grace.
+    let until = reconnect::usable_until_after_end(true, grace, Utc::now());
+    store
+        .reconnect_session_ended(rdp.id, until, Utc::now())
+        .await
+        .unwrap();
+    store
+        .end_session(rdp.id, &ended(EndKind::Closed))
+        .await
+        .unwrap();
+    let answer = ironrdp_pdu::rdp::client_info::ClientAutoReconnect::from_server_cookie(&cookie);
+    let presented = reconnect::verifier_sha256(&answer.security_verifier);
+    // A wrong verifier spends nothing.
+    let mut forged = answer.security_verifier;
+    forged[0] ^= 1;
+    assert!(
+        node_b
+            .spend_reconnect_cookie(
+                answer.logon_id,
+                &reconnect::verifier_sha256(&forged),
+                Utc::now()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nodes A and B are presented the cookie at the same moment: one wins.
+    let at = Utc::now();
+    let (a, b) = tokio::join!(
+        store.spend_reconnect_cookie(answer.logon_id, &presented, at),
+        node_b.spend_reconnect_cookie(answer.logon_id, &presented, at),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.is_some() != b.is_some(),
+        "exactly one node spends it: {a:?} {b:?}"
+    );
+    let spent = a.or(b).unwrap();
+    assert!(!spent.session_live);
+    assert_eq!(
+        spent.cookie.usable_until.map(|t| t.timestamp_micros()),
+        until.map(|t| t.timestamp_micros())
+    );
+    let resumed = reconnect::decide(&spent, home, Utc::now()).expect("resumes");
+    assert_eq!(resumed.session_id, rdp.id);
+    assert_eq!(resumed.user, "tanaka");
+    assert!(
+        node_b
+            .spend_reconnect_cookie(answer.logon_id, &presented, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
+    );
+
+    // A cookie presented from another address is spent and refused.
+    let mut copied = new_session("node-a", "tanaka");
+    copied.protocol = "rdp".into();
+    copied.client = home;
+    store.start_session(&copied).await.unwrap();
+    let (c2, k2) = reconnect::issue(
+        reconnect::draw_logon_id(),
+        copied.id,
+        "tanaka",
+        "fa-app01",
+        home,
+        Utc::now(),
+    );
+    assert!(store.add_reconnect_cookie(&k2).await.unwrap());
+    let v2 = reconnect::verifier_sha256(
+        &ironrdp_pdu::rdp::client_info::ClientAutoReconnect::from_server_cookie(&c2)
+            .security_verifier,
+    );
+    let thief = node_b
+        .spend_reconnect_cookie(c2.logon_id, &v2, Utc::now())
+        .await
+        .unwrap()
+        .expect("found and spent");
+    assert!(thief.session_live, "its session still runs on node A");
+    assert_eq!(
+        reconnect::decide(&thief, ip("127.0.0.5"), Utc::now()),
+        Err(CookieRefusal::OtherAddress)
+    );
+    assert!(
+        store
+            .spend_reconnect_cookie(c2.logon_id, &v2, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "burnt: not even its own address gets it now"
+    );
+
+    // A session that ends other than by a lost connection spends its cookie.
+    let mut closed = new_session("node-a", "tanaka");
+    closed.protocol = "rdp".into();
+    store.start_session(&closed).await.unwrap();
+    let (c3, k3) = reconnect::issue(
+        reconnect::draw_logon_id(),
+        closed.id,
+        "tanaka",
+        "fa-app01",
+        home,
+        Utc::now(),
+    );
+    assert!(store.add_reconnect_cookie(&k3).await.unwrap());
+    store
+        .reconnect_session_ended(
+            closed.id,
+            reconnect::usable_until_after_end(false, grace, Utc::now()),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let v3 = reconnect::verifier_sha256(
+        &ironrdp_pdu::rdp::client_info::ClientAutoReconnect::from_server_cookie(&c3)
+            .security_verifier,
+    );
+    assert!(
+        node_b
+            .spend_reconnect_cookie(c3.logon_id, &v3, Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Purged: spent rows, rows past their grace, and the cookies of
+    // sessions that ended without a recorded drop (their node stopped).
+    let mut dropped = new_session("node-a", "suzuki");
+    dropped.protocol = "rdp".into();
+    store.start_session(&dropped).await.unwrap();
+    let (_, k4) = reconnect::issue(
+        reconnect::draw_logon_id(),
+        dropped.id,
+        "suzuki",
+        "fa-app01",
+        home,
+        Utc::now(),
+    );
+    assert!(store.add_reconnect_cookie(&k4).await.unwrap());
+    store
+        .reconnect_session_ended(
+            dropped.id,
+            reconnect::usable_until_after_end(true, grace, Utc::now()),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let mut abandoned = new_session("node-a", "suzuki");
+    abandoned.protocol = "rdp".into();
+    store.start_session(&abandoned).await.unwrap();
+    let (_, k5) = reconnect::issue(
+        reconnect::draw_logon_id(),
+        abandoned.id,
+        "suzuki",
+        "fa-app01",
+        home,
+        Utc::now(),
+    );
+    assert!(store.add_reconnect_cookie(&k5).await.unwrap());
+    store
+        .end_session(abandoned.id, &ended(EndKind::Abnormal))
+        .await
+        .unwrap();
+    // rdp, copied and closed are spent; abandoned's session is over.
+    assert_eq!(store.purge_reconnect_cookies(Utc::now()).await.unwrap(), 4);
+    assert_eq!(
+        store.reconnect_cookies_of(dropped.id).await.unwrap().len(),
+        1
+    );
+    let later = Utc::now() + chrono::Duration::seconds(121);
+    assert_eq!(store.purge_reconnect_cookies(later).await.unwrap(), 1);
+    assert!(
+        store
+            .reconnect_cookies_of(dropped.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    node_b.close().await;
 }
 
 /// Documents on file (bytes kept exactly) and a work report's result and

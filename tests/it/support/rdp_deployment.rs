@@ -62,6 +62,41 @@ pub fn forward_tcp_from(listen: (&str, u16), to: (&'static str, u16), from: Opti
     });
 }
 
+/// A forwarder whose n-th connection goes to `routes[n]` (the last route
+/// for any after), leaving from the route's source address: a client that
+/// reconnects after a drop then reaches another node, or arrives from
+/// another address. Unlike [`forward_tcp_from`], an error on one side is
+/// not passed on to the other as a clean close: killing one socket (`ss -K`)
+/// leaves the other to be killed, or to fail, on its own, as a network
+/// drop would.
+pub fn forward_tcp_routes(
+    listen: (&str, u16),
+    routes: Vec<((&'static str, u16), Option<&'static str>)>,
+) {
+    let listener = std::net::TcpListener::bind(listen).expect("bind forwarder");
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(a) = conn else { continue };
+            let (to, from) = routes[n.min(routes.len() - 1)];
+            let Ok(b) = connect_from(from, to) else {
+                continue;
+            };
+            let (mut a2, mut b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+            let (mut a, mut b) = (a, b);
+            std::thread::spawn(move || {
+                if std::io::copy(&mut a2, &mut b2).is_ok() {
+                    let _ = b2.shutdown(std::net::Shutdown::Write);
+                }
+            });
+            std::thread::spawn(move || {
+                if std::io::copy(&mut b, &mut a).is_ok() {
+                    let _ = a.shutdown(std::net::Shutdown::Write);
+                }
+            });
+        }
+    });
+}
+
 /// A TCP connection to `to`, bound to the address `from` first if given.
 fn connect_from(from: Option<&str>, to: (&str, u16)) -> std::io::Result<std::net::TcpStream> {
     let Some(from) = from else {
@@ -280,6 +315,43 @@ sources = ["lab"]
             xrdp,
             _tmp: tmp,
         }
+    }
+
+    /// A second `sekisho serve` (node B) on the same directory, so the same
+    /// database, keys, policies and recordings, listening for RDP on its
+    /// own port (returned). Its node name differs from node A's (the
+    /// name comes from the SSH listen port, set apart here).
+    pub fn start_second_node(&self) -> (u16, Daemon) {
+        let port = free_port();
+        let config = std::fs::read_to_string(self.install().config()).expect("node A's config");
+        let a_listen = format!("listen = \"{FRONT}:{}\"", self.rdp_port);
+        assert!(config.contains(&a_listen), "{config}");
+        let mut b = config.replace(&a_listen, &format!("listen = \"{FRONT}:{port}\""));
+        assert!(b.contains("[ssh]\nenabled = false"), "{config}");
+        b = b.replace(
+            "[ssh]\nenabled = false",
+            &format!(
+                "[ssh]\nenabled = false\nlisten = \"{FRONT}:{}\"",
+                free_port()
+            ),
+        );
+        // The web console stays on node A only (one port each).
+        b = b.replace("[web]\nenabled = true", "[web]\nenabled = false");
+        let path = self.dir.join("sekisho-b.toml");
+        std::fs::write(&path, b).expect("node B's config");
+        let install = self.install();
+        let serve = install.serve(
+            &path,
+            "sekisho=debug",
+            &self.dir.join("serve-b.log"),
+            &[port],
+        );
+        (port, serve)
+    }
+
+    /// Node B's log ([`Deployment::start_second_node`]).
+    pub fn serve_b_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve-b.log")).unwrap_or_default()
     }
 
     /// The installation behind the deployment, for its session helpers.
