@@ -724,7 +724,11 @@ fn a_person_who_names_no_target_chooses_one_on_the_drawn_screen() {
     );
     std::thread::sleep(Duration::from_secs(1));
     let code = d.code("tanaka");
-    type_into(&x.display, "FreeRDP", &format!("tanaka\t{PASSWORD}\t{code}\n"));
+    type_into(
+        &x.display,
+        "FreeRDP",
+        &format!("tanaka\t{PASSWORD}\t{code}\n"),
+    );
     assert!(
         serve_log_has(&d, "target choice shown", 1),
         "no choice:\n{}\n{}",
@@ -895,7 +899,16 @@ fn a_password_without_its_code_is_asked_for_the_code_on_the_drawn_screen() {
         &["export", &session, "--format", "keystrokes"],
         None,
     ));
-    assert!(keys.contains("id -un"), "the typed command is missing:\n{keys}");
-    assert!(!keys.contains(PASSWORD), "the password is in the keystrokes");
-    assert!(!keys.contains(&code), "the code is in the keystrokes:\n{keys}");
+    assert!(
+        keys.contains("id -un"),
+        "the typed command is missing:\n{keys}"
+    );
+    assert!(
+        !keys.contains(PASSWORD),
+        "the password is in the keystrokes"
+    );
+    assert!(
+        !keys.contains(&code),
+        "the code is in the keystrokes:\n{keys}"
+    );
 }
