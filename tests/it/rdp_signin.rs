@@ -912,3 +912,91 @@ fn a_password_without_its_code_is_asked_for_the_code_on_the_drawn_screen() {
         "the code is in the keystrokes:\n{keys}"
     );
 }
+
+/// A client that sends a password and code with a user name that names no
+/// target (`/u:tanaka`) is signed in as sent and gets the choice without
+/// the sign-in form; the number key picks the row. With nothing to choose
+/// from (an emergency stop for the vendor), the refusal screen says so
+/// and the denial is audited.
+#[test]
+fn a_user_name_without_a_target_signs_in_and_chooses_by_number_or_is_told_there_is_none() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:tanaka".into(),
+            format!("/p:{PASSWORD}{}", d.code("tanaka")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "target choice shown", 1),
+        "no choice:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    assert!(
+        !d.serve_log().contains("drawn sign-in screen shown"),
+        "the sign-in form was shown to a client that signed in"
+    );
+    let offered = offered_targets(&d.serve_log());
+    let row = offered.iter().position(|t| t == "xrdp1").expect("xrdp1") + 1;
+    std::thread::sleep(Duration::from_secs(1));
+    type_into(&x.display, "FreeRDP", &format!("{row}\n"));
+    d.assert_desktop_up(&client, "the target chosen by number did not come up");
+    drop(client);
+    end_test_user_sessions();
+
+    d.install().admin(
+        &[
+            "stop",
+            "vendor",
+            "acme",
+            "--reason",
+            "test: nothing to offer",
+        ],
+        None,
+    );
+    let mut client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:suzuki".into(),
+            format!("/p:{PASSWORD}{}", d.code("suzuki")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+        ],
+        None,
+    );
+    let status = client.exit_within(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}:\n{}",
+        client.log()
+    );
+    assert!(
+        client
+            .log()
+            .contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"),
+        "{}",
+        client.log()
+    );
+    assert!(!session_user_running(), "the target was reached");
+    let deny = d.audit("deny", "suzuki");
+    assert!(
+        deny.iter()
+            .any(|e| e["data"]["rule"] == "no_reachable_target"),
+        "{deny:?}"
+    );
+    assert!(d.audit("signin_failure", "suzuki").is_empty());
+}
