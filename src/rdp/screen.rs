@@ -1,5 +1,6 @@
 //! Screens sekisho draws itself into an RDP session, before any target is
-//! contacted: today the refusal screen, which shows why a connection is
+//! contacted: the sign-in form, the choice of targets for a person who
+//! named none, and the refusal screen, which shows why a connection is
 //! turned away (in Japanese and English) for a few seconds before the
 //! disconnect, so the person does not have to ask an administrator what an
 //! error code means.
@@ -630,7 +631,7 @@ impl TargetChoice {
         y += 14.0;
         let visible = self.visible();
         if visible.start > 0 {
-            canvas.text(font, x, y + 14.0, 14.0, INK, "▲");
+            canvas.text(font, x, y, 14.0, INK, "▲");
         }
         for row in visible.clone() {
             let (name, system, until) = &self.targets[row];
