@@ -62,18 +62,23 @@ impl RdpServices {
         self.cookies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Password followed by a code, or (inside the sign-in window) the bare
-    /// password.
-    async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
-        let auth = &self.services.auth;
-        let window = !self.services.config.auth.signin_window.is_zero()
+    /// Whether a sign-in window is open for this person at this address.
+    async fn in_sign_in_window(&self, user: &str, source: IpAddr) -> bool {
+        !self.services.config.auth.signin_window.is_zero()
             && matches!(
                 self.services
                     .store
                     .signin_window(user, source, Utc::now())
                     .await,
                 Ok(Some(_))
-            );
+            )
+    }
+
+    /// Password followed by a code, or (inside the sign-in window) the bare
+    /// password.
+    async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
+        let auth = &self.services.auth;
+        let window = self.in_sign_in_window(user, source).await;
         let split = split_code(secret);
         if window {
             // Either reading may be the right one; only one is audited, and
@@ -242,15 +247,9 @@ impl RdpControl for RdpServices {
         {
             return false;
         }
-        let window = !self.services.config.auth.signin_window.is_zero()
-            && matches!(
-                self.services
-                    .store
-                    .signin_window(&sign_in.user, sign_in.source, Utc::now())
-                    .await,
-                Ok(Some(_))
-            );
-        !window
+        !self
+            .in_sign_in_window(&sign_in.user, crate::config::canonical_ip(sign_in.source))
+            .await
     }
 
     async fn offer_targets(&self, person: &Person, source: IpAddr) -> Vec<OfferedTarget> {
