@@ -287,6 +287,16 @@ impl RdpControl for FuzzControl {
     ) -> Result<Option<crate::rdp::reconnect::Resumption>, Refusal> {
         Ok(None)
     }
+    async fn code_missing(&self, _: &SignIn) -> bool {
+        false
+    }
+    async fn offer_targets(
+        &self,
+        _: &Person,
+        _: IpAddr,
+    ) -> Vec<crate::rdp::control::OfferedTarget> {
+        Vec::new()
+    }
 }
 
 // ---- RDP: relay decoders --------------------------------------------------

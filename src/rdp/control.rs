@@ -69,6 +69,17 @@ impl Refusal {
     }
 }
 
+/// A target offered to a person who signed in without naming one (the
+/// drawn choice screen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedTarget {
+    pub name: String,
+    pub system: String,
+    /// When the access that allows it ends, in the bastion's time zone
+    /// (`2026-12-05 17:15`).
+    pub until: String,
+}
+
 /// Everything needed to reach the target, decided by policy.
 #[derive(Clone)]
 pub struct TargetGrant {
@@ -220,6 +231,23 @@ pub trait RdpControl: Send + Sync + 'static {
         source: IpAddr,
         reason: &str,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether a TLS sign-in lacks its one-time code: a bare password (no
+    /// six digits at the end, not a ticket) while no sign-in window is open
+    /// for this person and address. Checks no factor and audits nothing, so
+    /// the gateway can ask for the code without the attempt counting twice
+    /// or telling anything about the password.
+    fn code_missing(&self, sign_in: &SignIn) -> impl Future<Output = bool> + Send;
+
+    /// The targets a signed-in person who named none may reach over RDP
+    /// now, from this address (the RDP rule applied: a virtual server only
+    /// as a hop). An empty offer ends the connection and is audited as a
+    /// denial here.
+    fn offer_targets(
+        &self,
+        person: &Person,
+        source: IpAddr,
+    ) -> impl Future<Output = Vec<OfferedTarget>> + Send;
 
     /// Apply the RDP rule (physical target, or an allowed hop) and resolve
     /// the target's address, account, credential and certificate pin.

@@ -447,6 +447,15 @@ pub fn split_target(username: &str, domain: Option<&str>) -> Option<(String, Str
     Some((person.to_owned(), target.to_owned()))
 }
 
+/// The sekisho user of a user name that names no target (`tanaka`, no
+/// domain): a sign-in that chooses its target after (the drawn choice).
+pub fn person_only(username: &str, domain: Option<&str>) -> Option<String> {
+    let no_domain = domain.map(str::trim).is_none_or(str::is_empty);
+    let username = username.trim();
+    (no_domain && !username.is_empty() && !username.contains(['@', '\\']))
+        .then(|| username.to_owned())
+}
+
 // ---- telling the client -------------------------------------------------
 
 pub(crate) fn indication_bytes<T: ironrdp_core::Encode>(pdu: &T) -> Result<Vec<u8>, RdpError> {
@@ -775,7 +784,7 @@ pub(crate) async fn refuse_with_screen(
 
 #[cfg(test)]
 mod tests {
-    use super::{RdpError, negotiate, split_target};
+    use super::{RdpError, negotiate, person_only, split_target};
     use crate::config::NlaOffer;
     use crate::fuzzing::FuzzControl;
     use std::net::{IpAddr, Ipv4Addr};
@@ -827,6 +836,21 @@ mod tests {
             }
             Err(other) => panic!("wrong error: {other}"),
             Ok(_) => panic!("bytes before the confirm accepted"),
+        }
+    }
+
+    #[test]
+    fn a_bare_person_names_no_target_and_anything_else_is_not_bare() {
+        assert_eq!(person_only("tanaka", None), Some("tanaka".into()));
+        assert_eq!(person_only("tanaka", Some(" ")), Some("tanaka".into()));
+        for (user, domain) in [
+            ("", None),
+            ("tanaka@fa", None),
+            ("fa\\tanaka", None),
+            ("tanaka", Some("fa")),
+            ("@", None),
+        ] {
+            assert_eq!(person_only(user, domain), None, "{user:?} {domain:?}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Screens sekisho draws itself into an RDP session, before any target is
-//! contacted: today the refusal screen, which shows why a connection is
+//! contacted: the sign-in form, the choice of targets for a person who
+//! named none, and the refusal screen, which shows why a connection is
 //! turned away (in Japanese and English) for a few seconds before the
 //! disconnect, so the person does not have to ask an administrator what an
 //! error code means.
@@ -254,6 +255,10 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
             "緊急停止中のため接続できません",
             "An emergency stop is in force",
         ),
+        Some(NO_REACHABLE_TARGET_RULE) => (
+            "いま RDP で接続できる接続先がありません",
+            "No target you may reach over RDP now",
+        ),
         Some(_) => ("接続できません", "The connection is refused"),
         None => ("サインインできませんでした", "Sign-in failed"),
     };
@@ -263,6 +268,10 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
         detail: detail.to_owned(),
     }
 }
+
+/// The rule a refusal carries when a person who named no target has none
+/// to choose from (not a `policy::Rule`: no single target was decided).
+pub const NO_REACHABLE_TARGET_RULE: &str = "no_reachable_target";
 
 /// The largest area sekisho draws its screens on. The desktop size comes
 /// from the client's GCC data before anyone has signed in (up to 65535 ×
@@ -341,6 +350,27 @@ impl SignInForm {
             focus: if id.is_empty() { 0 } else { 1 },
             ..SignInForm::default()
         }
+    }
+
+    /// A form for a client that sent its ID and password but no code
+    /// (outside the sign-in window): the password is kept, masked and
+    /// unchecked, and the focus is on the code, so both factors are checked
+    /// together once the code is typed.
+    pub fn asking_code(id: &str, password: zeroize::Zeroizing<String>) -> SignInForm {
+        let mut form = SignInForm::new(id);
+        form.password = password;
+        let cut = form
+            .password
+            .char_indices()
+            .nth(FIELD_MAX)
+            .map_or(form.password.len(), |(at, _)| at);
+        form.password.truncate(cut);
+        form.focus = 2;
+        form.message = Some((
+            "ワンタイムコードを入力してください",
+            "Type your one-time code",
+        ));
+        form
     }
 
     fn field(&mut self) -> &mut String {
@@ -427,7 +457,7 @@ impl SignInForm {
             "Tab / Enter で次の欄へ — Tab or Enter moves to the next field",
         );
         let labels = [
-            "ID (利用者@接続先 / person@target)",
+            "ID (利用者@接続先、または 利用者 / person@target, or person)",
             "パスワード / Password",
             "ワンタイムコード / One-time code",
         ];
@@ -462,6 +492,164 @@ impl SignInForm {
         if let Some((ja, en)) = self.message {
             y += 36.0;
             canvas.text(font, x, y, 18.0, ALERT, &format!("{ja} / {en}"));
+        }
+        canvas
+    }
+}
+
+/// The drawn choice of targets, for a person who signed in without naming
+/// one and may reach several over RDP now (the SSH menu's twin): a
+/// numbered list, chosen with the number keys or the arrow keys, then
+/// Enter.
+pub struct TargetChoice {
+    /// (name, system, until) of each target offered, in policy order.
+    pub targets: Vec<(String, String, String)>,
+    /// The highlighted row.
+    pub selected: usize,
+    /// Digits typed since the last move, read as a row number.
+    number: String,
+}
+
+/// What a key did to the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChoiceAction {
+    Nothing,
+    Redraw,
+    /// Enter on this row.
+    Chosen(usize),
+    /// Esc: the person leaves without choosing.
+    Cancel,
+}
+
+/// Rows of the list drawn at once; more scroll with the selection.
+const CHOICE_ROWS: usize = 8;
+
+impl TargetChoice {
+    pub fn new(targets: Vec<(String, String, String)>) -> TargetChoice {
+        TargetChoice {
+            targets,
+            selected: 0,
+            number: String::new(),
+        }
+    }
+
+    /// One typed key: digits pick the row of that number (`1`, then `12`
+    /// when there are twelve), ↑/↓ (and the numeric keypad's) move, Enter
+    /// chooses, Backspace takes back a digit, Esc cancels.
+    pub fn feed(&mut self, typed: &crate::protocol::rdp::keyboard::Typed) -> ChoiceAction {
+        use crate::protocol::rdp::keyboard::Typed;
+        let count = self.targets.len();
+        if count == 0 {
+            return ChoiceAction::Nothing;
+        }
+        match typed {
+            Typed::Char(c) if c.is_ascii_digit() => {
+                let mut number = format!("{}{c}", self.number);
+                if Self::row_of(&number, count).is_none() {
+                    // A digit that makes no row starts a new number.
+                    number = c.to_string();
+                }
+                match Self::row_of(&number, count) {
+                    Some(row) => {
+                        self.number = number;
+                        self.selected = row;
+                        ChoiceAction::Redraw
+                    }
+                    None => {
+                        self.number.clear();
+                        ChoiceAction::Nothing
+                    }
+                }
+            }
+            Typed::Backspace => {
+                self.number.pop();
+                if let Some(row) = Self::row_of(&self.number, count) {
+                    self.selected = row;
+                }
+                ChoiceAction::Redraw
+            }
+            Typed::Named(name) if name == "<Up>" => {
+                self.number.clear();
+                self.selected = (self.selected + count - 1) % count;
+                ChoiceAction::Redraw
+            }
+            Typed::Named(name) if name == "<Down>" || name == "<Tab>" => {
+                self.number.clear();
+                self.selected = (self.selected + 1) % count;
+                ChoiceAction::Redraw
+            }
+            Typed::Named(name) if name == "<Esc>" => ChoiceAction::Cancel,
+            Typed::Enter => ChoiceAction::Chosen(self.selected),
+            _ => ChoiceAction::Nothing,
+        }
+    }
+
+    /// `"3"` → row 2, when there are at least three rows.
+    fn row_of(number: &str, count: usize) -> Option<usize> {
+        let n: usize = number.parse().ok()?;
+        (1..=count).contains(&n).then(|| n - 1)
+    }
+
+    /// The rows drawn: a window of at most [`CHOICE_ROWS`] that keeps the
+    /// selection in view.
+    pub fn visible(&self) -> std::ops::Range<usize> {
+        let count = self.targets.len();
+        let first = self
+            .selected
+            .saturating_sub(CHOICE_ROWS - 1)
+            .min(count.saturating_sub(CHOICE_ROWS));
+        first..(first + CHOICE_ROWS).min(count)
+    }
+
+    /// The choice drawn on a desktop of this size, in the sign-in form's
+    /// panel (so a redraw covers the same area).
+    pub fn draw(&self, font: &ScreenFont, width: u16, height: u16) -> Canvas {
+        let (width, height) = drawn_size(width, height);
+        let mut canvas = Canvas::new(width, height, BACKGROUND);
+        let (px, py, pw, ph) = SignInForm::panel(width, height);
+        canvas.fill(px, py, pw, ph, PANEL);
+        canvas.fill(px, py, pw, 8, Rgb(0x2f, 0x5d, 0xa8));
+        let x = f32::from(px) + 32.0;
+        let mut y = f32::from(py) + 56.0;
+        canvas.text(
+            font,
+            x,
+            y,
+            26.0,
+            INK,
+            "接続先を選んでください / Choose a target",
+        );
+        y += 30.0;
+        canvas.text(
+            font,
+            x,
+            y,
+            16.0,
+            INK,
+            "番号キーか ↑↓ で選び Enter — number keys or ↑/↓, then Enter (Esc: 切断 / quit)",
+        );
+        y += 14.0;
+        let visible = self.visible();
+        if visible.start > 0 {
+            canvas.text(font, x, y, 14.0, INK, "▲");
+        }
+        for row in visible.clone() {
+            let (name, system, until) = &self.targets[row];
+            y += 32.0;
+            let row_y = (y - 22.0) as u16;
+            let box_w = pw.saturating_sub(64);
+            let ink = if row == self.selected {
+                canvas.fill(px + 32, row_y, box_w, 30, Rgb(0x2f, 0x5d, 0xa8));
+                PANEL
+            } else {
+                INK
+            };
+            let line = format!("{:>2}) {name}   ({system}, 〜{until})", row + 1);
+            let line: String = line.chars().take(70).collect();
+            canvas.text(font, x + 8.0, y, 20.0, ink, &line);
+        }
+        if visible.end < self.targets.len() {
+            canvas.text(font, x, y + 26.0, 14.0, INK, "▼");
         }
         canvas
     }
@@ -597,5 +785,115 @@ mod tests {
             canvas.fast_path_updates_in((60, 60, 10, 10)).unwrap().len(),
             4
         );
+    }
+
+    fn offered(n: usize) -> TargetChoice {
+        TargetChoice::new(
+            (1..=n)
+                .map(|i| (format!("t{i}"), "lab".into(), "2026-12-05 17:15".into()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_choice_moves_with_arrows_and_numbers_and_chooses_on_enter() {
+        use crate::protocol::rdp::keyboard::Typed;
+        let up = Typed::Named("<Up>".into());
+        let down = Typed::Named("<Down>".into());
+        let mut choice = offered(3);
+        assert_eq!(choice.feed(&Typed::Enter), ChoiceAction::Chosen(0));
+        assert_eq!(choice.feed(&down), ChoiceAction::Redraw);
+        assert_eq!(choice.feed(&down), ChoiceAction::Redraw);
+        assert_eq!(choice.selected, 2);
+        // Down from the last row wraps to the first, up from the first to the last.
+        choice.feed(&down);
+        assert_eq!(choice.selected, 0);
+        choice.feed(&up);
+        assert_eq!(choice.selected, 2);
+        assert_eq!(choice.feed(&Typed::Char('2')), ChoiceAction::Redraw);
+        assert_eq!(choice.feed(&Typed::Enter), ChoiceAction::Chosen(1));
+        // No row 0 or 4; letters do nothing; Esc leaves.
+        assert_eq!(choice.feed(&Typed::Char('4')), ChoiceAction::Nothing);
+        assert_eq!(choice.feed(&Typed::Char('0')), ChoiceAction::Nothing);
+        assert_eq!(choice.selected, 1);
+        assert_eq!(choice.feed(&Typed::Char('x')), ChoiceAction::Nothing);
+        assert_eq!(
+            choice.feed(&Typed::Named("<Esc>".into())),
+            ChoiceAction::Cancel
+        );
+        // Nothing to choose from: nothing happens.
+        assert_eq!(offered(0).feed(&Typed::Enter), ChoiceAction::Nothing);
+    }
+
+    #[test]
+    fn two_digits_pick_rows_past_nine_and_a_digit_that_makes_no_row_starts_again() {
+        use crate::protocol::rdp::keyboard::Typed;
+        let mut choice = offered(12);
+        choice.feed(&Typed::Char('1'));
+        assert_eq!(choice.selected, 0);
+        choice.feed(&Typed::Char('2'));
+        assert_eq!(choice.selected, 11);
+        // "123" is no row: 3 alone is.
+        choice.feed(&Typed::Char('3'));
+        assert_eq!(choice.selected, 2);
+        // "31" is no row either: 1 alone is.
+        choice.feed(&Typed::Char('1'));
+        assert_eq!(choice.selected, 0);
+    }
+
+    #[test]
+    fn the_list_scrolls_to_keep_the_selection_in_view() {
+        use crate::protocol::rdp::keyboard::Typed;
+        let mut choice = offered(20);
+        assert_eq!(choice.visible(), 0..CHOICE_ROWS);
+        for _ in 0..10 {
+            choice.feed(&Typed::Named("<Down>".into()));
+        }
+        let v = choice.visible();
+        assert!(v.contains(&10) && v.len() == CHOICE_ROWS, "{v:?}");
+        choice.feed(&Typed::Named("<Up>".into()));
+        choice.feed(&Typed::Char('2'));
+        choice.feed(&Typed::Char('0'));
+        assert_eq!(choice.selected, 19);
+        assert_eq!(choice.visible(), 12..20);
+        assert_eq!(offered(3).visible(), 0..3);
+    }
+
+    #[test]
+    fn asking_for_the_code_keeps_the_password_and_reads_only_the_code() {
+        use crate::protocol::rdp::keyboard::Typed;
+        let mut form = SignInForm::asking_code("tanaka@xrdp1", "pw".to_string().into());
+        for c in "123456".chars() {
+            form.feed(&Typed::Char(c));
+        }
+        assert_eq!(form.feed(&Typed::Enter), FormAction::Submit);
+        assert_eq!(form.secret().as_str(), "pw123456");
+        // A failure forgets the kept password too.
+        form.failed("x", "y");
+        assert_eq!(form.secret().as_str(), "");
+    }
+
+    #[test]
+    fn the_choice_draws_the_selected_row_highlighted() {
+        let Some(font) = font() else {
+            eprintln!("skipped: font not installed");
+            return;
+        };
+        let mut choice = offered(3);
+        let first = choice.draw(&font, 1024, 768);
+        choice.selected = 2;
+        let third = choice.draw(&font, 1024, 768);
+        let highlight = Rgb(0x2f, 0x5d, 0xa8);
+        let (px, py, _, _) = SignInForm::panel(1024, 768);
+        let count = |c: &Canvas, from: u16| {
+            (from..from + 30)
+                .filter(|&y| c.pixel(px + 40, y) == highlight)
+                .count()
+        };
+        // Row n's band starts 22 px above its baseline at py + 100 + 32 n.
+        let row = |n: u16| py + 100 + 32 * n - 22;
+        assert!(count(&first, row(1)) >= 28, "row 1 not highlighted");
+        assert_eq!(count(&first, row(3)), 0);
+        assert!(count(&third, row(3)) >= 28, "row 3 not highlighted");
     }
 }

@@ -18,8 +18,8 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::control::{
-    ChannelKind, Direction, FrontSecurity, KillSignal, Person, RdpControl, RdpEvent, RdpRecorder,
-    Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
+    ChannelKind, Direction, FrontSecurity, KillSignal, OfferedTarget, Person, RdpControl, RdpEvent,
+    RdpRecorder, Refusal, SessionClose, SessionStart, SignIn, TargetGrant,
 };
 use super::reconnect::{self, CookieRefusal, Resumption};
 use crate::policy::{Pin, Protocol};
@@ -31,6 +31,11 @@ use crate::store::{EndKind, SessionStatus};
 /// The message a refused sign-in gets; which factor failed is in the audit
 /// log only.
 const SIGN_IN_FAILED: &str = "sign-in failed";
+
+/// The reason audited (and shown) when a person who named no target has
+/// none to choose from.
+pub(crate) const NO_REACHABLE_TARGET: &str =
+    "no target you may reach over RDP now from this address (name one as person@target to see why)";
 
 /// [`RdpControl`] over a running [`Services`].
 pub struct RdpServices {
@@ -50,18 +55,23 @@ impl RdpServices {
         self.pending.lock()
     }
 
-    /// Password followed by a code, or (inside the sign-in window) the bare
-    /// password.
-    async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
-        let auth = &self.services.auth;
-        let window = !self.services.config.auth.signin_window.is_zero()
+    /// Whether a sign-in window is open for this person at this address.
+    async fn in_sign_in_window(&self, user: &str, source: IpAddr) -> bool {
+        !self.services.config.auth.signin_window.is_zero()
             && matches!(
                 self.services
                     .store
                     .signin_window(user, source, Utc::now())
                     .await,
                 Ok(Some(_))
-            );
+            )
+    }
+
+    /// Password followed by a code, or (inside the sign-in window) the bare
+    /// password.
+    async fn password_sign_in(&self, user: &str, secret: &str, source: IpAddr) -> bool {
+        let auth = &self.services.auth;
+        let window = self.in_sign_in_window(user, source).await;
         let split = split_code(secret);
         if window {
             // Either reading may be the right one; only one is audited, and
@@ -221,6 +231,52 @@ impl RdpControl for RdpServices {
             tokio::time::sleep(self.services.config.auth.failure_delay).await;
             Err(Refusal::new(SIGN_IN_FAILED))
         }
+    }
+
+    async fn code_missing(&self, sign_in: &SignIn) -> bool {
+        if sign_in.security != FrontSecurity::Tls
+            || crate::auth::tickets::looks_like_ticket(&sign_in.secret)
+            || split_code(&sign_in.secret).is_some()
+        {
+            return false;
+        }
+        !self
+            .in_sign_in_window(&sign_in.user, crate::config::canonical_ip(sign_in.source))
+            .await
+    }
+
+    async fn offer_targets(&self, person: &Person, source: IpAddr) -> Vec<OfferedTarget> {
+        let source = crate::config::canonical_ip(source);
+        let tz = self.services.config.time_zone;
+        let offered: Vec<OfferedTarget> = self
+            .services
+            .reachable(&person.user, Protocol::Rdp, source)
+            .await
+            .into_iter()
+            .map(|(target, until)| OfferedTarget {
+                name: target.name,
+                system: target.system,
+                until: until
+                    .with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string(),
+            })
+            .collect();
+        if offered.is_empty() {
+            self.services
+                .audit(
+                    crate::store::AuditEvent::new(
+                        crate::store::AuditKind::Deny,
+                        NO_REACHABLE_TARGET,
+                    )
+                    .user(&person.user)
+                    .source(source)
+                    .protocol("rdp")
+                    .with("rule", super::screen::NO_REACHABLE_TARGET_RULE),
+                )
+                .await;
+        }
+        offered
     }
 
     /// The person's newest unused, unexpired RDP ticket for the target,

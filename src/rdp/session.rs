@@ -217,15 +217,14 @@ const SCREEN_SIGN_IN_TIME: std::time::Duration = std::time::Duration::from_secs(
 /// (each is a counted failure, as over SSH).
 const SCREEN_ATTEMPTS: usize = 3;
 
-/// A TLS client without usable credentials (no password, or a user name
-/// that names no target) gets the drawn sign-in screen, when there is a
-/// font to draw it.
+/// A TLS client without a password gets the drawn sign-in screen, when
+/// there is a font to draw it. (A password with a user name that names no
+/// target signs in as sent and then chooses its target on the screen; a
+/// password without its code is asked for the code there: `sign_in`.)
 fn wants_screen(front: &front::FrontSession, options: &GatewayOptions) -> bool {
-    let creds = &front.client_info.credentials;
     front.nla.is_none()
         && options.screen_font.is_some()
-        && (creds.password.is_empty()
-            || front::split_target(&creds.username, creds.domain.as_deref()).is_none())
+        && front.client_info.credentials.password.is_empty()
 }
 
 /// The drawn sign-in screen: ID, password and code typed on the client's
@@ -238,75 +237,48 @@ async fn sign_in_on_screen<C: RdpControl>(
     control: &C,
     options: &GatewayOptions,
 ) -> Result<(control::Person, String), RdpError> {
+    let creds = &front.client_info.credentials;
+    let prefill = front::split_target(&creds.username, creds.domain.as_deref())
+        .map(|(p, t)| format!("{p}@{t}"))
+        .or_else(|| front::person_only(&creds.username, creds.domain.as_deref()))
+        .unwrap_or_default();
+    front.client_info.credentials.password.clear();
+    let form = super::screen::SignInForm::new(&prefill);
+    sign_in_with_form(front, source, control, options, form).await
+}
+
+/// The drawn form's loop: keys in, redraws out, a sign-in on Enter in the
+/// code field; then, when the ID named no target, the choice of targets.
+async fn sign_in_with_form<C: RdpControl>(
+    front: &mut front::FrontSession,
+    source: std::net::IpAddr,
+    control: &C,
+    options: &GatewayOptions,
+    mut form: super::screen::SignInForm,
+) -> Result<(control::Person, String), RdpError> {
     use super::screen::{FormAction, SignInForm};
-    use crate::protocol::rdp::input::{Input, decode_fast_path, decode_slow_path};
-    use crate::protocol::rdp::keyboard::{Keyboard, KeyboardLayout};
 
     let Some(font) = options.screen_font.clone() else {
         return Err(RdpError::Refused("no screen font".into()));
     };
     let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
-    let creds = &front.client_info.credentials;
-    let prefill = front::split_target(&creds.username, creds.domain.as_deref())
-        .map(|(p, t)| format!("{p}@{t}"))
-        .unwrap_or_default();
-    front.client_info.credentials.password.clear();
-    let mut form = SignInForm::new(&prefill);
-    front::show_screen(&mut front.framed, &form.draw(&font, width, height)).await?;
-    front.screen_active = true;
+    show_drawn(front, &form.draw(&font, width, height)).await?;
     info!("drawn sign-in screen shown");
-    let layout = KeyboardLayout::from_ids(
-        Some(front.gcc.core.keyboard_layout),
-        front.gcc.core.keyboard_type.0,
-        front.gcc.core.keyboard_subtype,
-    );
-    let mut keyboard = Keyboard::new(&layout);
+    let mut keyboard = screen_keyboard(front);
     let deadline = tokio::time::Instant::now() + SCREEN_SIGN_IN_TIME;
     let mut attempts = 0;
     loop {
-        let (action, pdu) = match tokio::time::timeout_at(deadline, front.framed.read_pdu()).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => return Err(RdpError::io("reading the sign-in screen's input", e)),
-            Err(_) => {
-                let refusal = control::Refusal::new("no sign-in on the screen in time");
-                refuse_shown(
-                    front,
-                    ProtocolIndependentCode::ServerDeniedConnection,
-                    &refusal,
-                    options,
-                )
-                .await;
-                return Err(RdpError::Refused(refusal.reason));
-            }
+        let Some(typed) = read_typed(front, &mut keyboard, deadline).await? else {
+            let refusal = control::Refusal::new("no sign-in on the screen in time");
+            refuse_shown(
+                front,
+                ProtocolIndependentCode::ServerDeniedConnection,
+                &refusal,
+                options,
+            )
+            .await;
+            return Err(RdpError::Refused(refusal.reason));
         };
-        let decoded = match action {
-            ironrdp_pdu::Action::FastPath => decode_fast_path(&pdu),
-            ironrdp_pdu::Action::X224 => {
-                match ironrdp_core::decode::<
-                    ironrdp_pdu::x224::X224<ironrdp_pdu::mcs::SendDataRequest<'_>>,
-                >(&pdu)
-                {
-                    Ok(ironrdp_pdu::x224::X224(request)) => {
-                        decode_slow_path(request.user_data.as_ref())
-                    }
-                    Err(_) => continue,
-                }
-            }
-        };
-        let mut typed = Vec::new();
-        for input in decoded.inputs {
-            match input {
-                Input::Key {
-                    code,
-                    extended,
-                    extended1,
-                    release,
-                } => typed.extend(keyboard.key(code, extended, extended1, release)),
-                Input::Unicode { unit, release } => keyboard.unicode(unit, release, &mut typed),
-                Input::Sync { caps, num } => keyboard.sync(caps, num),
-                Input::Click => {}
-            }
-        }
         let mut redraw = false;
         for t in &typed {
             match form.feed(t) {
@@ -314,10 +286,13 @@ async fn sign_in_on_screen<C: RdpControl>(
                 FormAction::Redraw => redraw = true,
                 FormAction::Submit => {
                     redraw = true;
-                    let Some((user, target)) = front::split_target(&form.id, None) else {
+                    let named = front::split_target(&form.id, None)
+                        .map(|(user, target)| (user, Some(target)))
+                        .or_else(|| front::person_only(&form.id, None).map(|user| (user, None)));
+                    let Some((user, target)) = named else {
                         form.failed(
-                            "ID は 利用者@接続先 の形で入力してください",
-                            "Type the ID as person@target",
+                            "ID は 利用者@接続先 か 利用者 の形で入力してください",
+                            "Type the ID as person@target or person",
                         );
                         continue;
                     };
@@ -334,13 +309,21 @@ async fn sign_in_on_screen<C: RdpControl>(
                     }
                     let sign_in = SignIn {
                         user,
-                        target: target.clone(),
+                        target: target.clone().unwrap_or_default(),
                         secret: form.secret().to_string(),
                         source,
                         security: FrontSecurity::Tls,
                     };
                     match control.authenticate(&sign_in).await {
-                        Ok(person) => return Ok((person, target)),
+                        Ok(person) => {
+                            let target = match target {
+                                Some(t) => t,
+                                None => {
+                                    choose_target(front, &person, source, control, options).await?
+                                }
+                            };
+                            return Ok((person, target));
+                        }
                         Err(refusal) => {
                             attempts += 1;
                             if attempts >= SCREEN_ATTEMPTS {
@@ -369,6 +352,171 @@ async fn sign_in_on_screen<C: RdpControl>(
             .await?;
         }
     }
+}
+
+/// A signed-in person who named no target: the one target they may reach
+/// over RDP now, or their choice among several on the drawn screen. None is
+/// a refusal shown with its reason (audited by `offer_targets`). The
+/// chosen target then goes through `authorize` like a named one.
+async fn choose_target<C: RdpControl>(
+    front: &mut front::FrontSession,
+    person: &control::Person,
+    source: std::net::IpAddr,
+    control: &C,
+    options: &GatewayOptions,
+) -> Result<String, RdpError> {
+    use super::screen::{ChoiceAction, SignInForm, TargetChoice};
+
+    let offered = control.offer_targets(person, source).await;
+    let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+    info!(person = %person.user, targets = ?names, "targets offered");
+    let font = match (offered.len(), options.screen_font.clone()) {
+        (1, _) => return Ok(offered[0].name.clone()),
+        (2.., Some(font)) => font,
+        _ => {
+            let refusal = control::Refusal::by_rule(
+                super::screen::NO_REACHABLE_TARGET_RULE,
+                super::services::NO_REACHABLE_TARGET,
+            );
+            refuse_shown(
+                front,
+                ProtocolIndependentCode::ServerInsufficientPrivileges,
+                &refusal,
+                options,
+            )
+            .await;
+            return Err(RdpError::Refused(refusal.reason));
+        }
+    };
+    let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
+    let mut choice = TargetChoice::new(
+        offered
+            .into_iter()
+            .map(|t| (t.name, t.system, t.until))
+            .collect(),
+    );
+    show_drawn(front, &choice.draw(&font, width, height)).await?;
+    info!("target choice shown");
+    let mut keyboard = screen_keyboard(front);
+    let deadline = tokio::time::Instant::now() + SCREEN_SIGN_IN_TIME;
+    loop {
+        let Some(typed) = read_typed(front, &mut keyboard, deadline).await? else {
+            break;
+        };
+        let mut redraw = false;
+        for t in &typed {
+            match choice.feed(t) {
+                ChoiceAction::Nothing => {}
+                ChoiceAction::Redraw => redraw = true,
+                ChoiceAction::Chosen(row) => {
+                    let name = choice.targets[row].0.clone();
+                    info!(target = %name, "target chosen on the screen");
+                    return Ok(name);
+                }
+                ChoiceAction::Cancel => {
+                    let refusal = control::Refusal::by_rule("no_target_chosen", "no target chosen");
+                    refuse_shown(
+                        front,
+                        ProtocolIndependentCode::ServerDeniedConnection,
+                        &refusal,
+                        options,
+                    )
+                    .await;
+                    return Err(RdpError::Refused(refusal.reason));
+                }
+            }
+        }
+        if redraw {
+            let canvas = choice.draw(&font, width, height);
+            front::paint(
+                &mut front.framed,
+                &canvas,
+                Some(SignInForm::panel(width, height)),
+            )
+            .await?;
+        }
+    }
+    let refusal = control::Refusal::by_rule("no_target_chosen", "no target chosen in time");
+    refuse_shown(
+        front,
+        ProtocolIndependentCode::ServerDeniedConnection,
+        &refusal,
+        options,
+    )
+    .await;
+    Err(RdpError::Refused(refusal.reason))
+}
+
+/// Puts a drawn screen on the client: the first one activates sekisho's
+/// own share, later ones repaint it.
+async fn show_drawn(
+    front: &mut front::FrontSession,
+    canvas: &super::screen::Canvas,
+) -> Result<(), RdpError> {
+    if front.screen_active {
+        front::paint(&mut front.framed, canvas, None).await
+    } else {
+        front::show_screen(&mut front.framed, canvas).await?;
+        front.screen_active = true;
+        Ok(())
+    }
+}
+
+/// The client's keyboard as it announced it (US or Japanese 106/109).
+fn screen_keyboard(front: &front::FrontSession) -> crate::protocol::rdp::keyboard::Keyboard {
+    use crate::protocol::rdp::keyboard::{Keyboard, KeyboardLayout};
+    let layout = KeyboardLayout::from_ids(
+        Some(front.gcc.core.keyboard_layout),
+        front.gcc.core.keyboard_type.0,
+        front.gcc.core.keyboard_subtype,
+    );
+    Keyboard::new(&layout)
+}
+
+/// What the next input PDU typed on a drawn screen (often nothing: mouse
+/// moves, key releases); `None` when `deadline` passed first. What is typed
+/// is returned only, never logged.
+async fn read_typed(
+    front: &mut front::FrontSession,
+    keyboard: &mut crate::protocol::rdp::keyboard::Keyboard,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Vec<crate::protocol::rdp::keyboard::Typed>>, RdpError> {
+    use crate::protocol::rdp::input::{Input, decode_fast_path, decode_slow_path};
+
+    let (action, pdu) = match tokio::time::timeout_at(deadline, front.framed.read_pdu()).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return Err(RdpError::io("reading the sign-in screen's input", e)),
+        Err(_) => return Ok(None),
+    };
+    let decoded = match action {
+        ironrdp_pdu::Action::FastPath => decode_fast_path(&pdu),
+        ironrdp_pdu::Action::X224 => {
+            match ironrdp_core::decode::<
+                ironrdp_pdu::x224::X224<ironrdp_pdu::mcs::SendDataRequest<'_>>,
+            >(&pdu)
+            {
+                Ok(ironrdp_pdu::x224::X224(request)) => {
+                    decode_slow_path(request.user_data.as_ref())
+                }
+                Err(_) => return Ok(Some(Vec::new())),
+            }
+        }
+    };
+    let mut typed = Vec::new();
+    for input in decoded.inputs {
+        match input {
+            Input::Key {
+                code,
+                extended,
+                extended1,
+                release,
+            } => typed.extend(keyboard.key(code, extended, extended1, release)),
+            Input::Unicode { unit, release } => keyboard.unicode(unit, release, &mut typed),
+            Input::Sync { caps, num } => keyboard.sync(caps, num),
+            Input::Click => {}
+        }
+    }
+    Ok(Some(typed))
 }
 
 /// Refuse a client that has signed in or tried to (after its Client Info
@@ -412,7 +560,17 @@ async fn sign_in<C: RdpControl>(
     };
     // The bastion secret is not kept in the client's settings.
     front.client_info.credentials.password.clear();
-    let Some((user, target)) = front::split_target(&username, domain.as_deref()) else {
+    // Over TLS with a screen to draw on, a bare person signs in and then
+    // chooses the target there.
+    let screen = security == FrontSecurity::Tls && options.screen_font.is_some();
+    let named = front::split_target(&username, domain.as_deref())
+        .map(|(user, target)| (user, Some(target)))
+        .or_else(|| {
+            front::person_only(&username, domain.as_deref())
+                .filter(|_| screen)
+                .map(|user| (user, None))
+        });
+    let Some((user, target)) = named else {
         let refusal = control::Refusal::new(
             "the user name must name the target as person@target or target\\person",
         );
@@ -427,11 +585,28 @@ async fn sign_in<C: RdpControl>(
     };
     let sign_in = SignIn {
         user,
-        target: target.clone(),
+        target: target.clone().unwrap_or_default(),
         secret,
         source,
         security,
     };
+    // A password without its code, outside the sign-in window: the drawn
+    // screen asks for the code, keeping the password masked and unchecked.
+    // Checking it first would tell a guesser whether it was right before
+    // the code is (SSH never says which factor failed), and refusing would
+    // count a failure for a client that only lacked a field; so nothing is
+    // checked or counted until the code is typed, and then both factors
+    // together, once (one attempt: one success or one failure).
+    if screen && control.code_missing(&sign_in).await {
+        let id = match &target {
+            Some(t) => format!("{}@{t}", sign_in.user),
+            None => sign_in.user.clone(),
+        };
+        info!("password without a one-time code: asking for the code on the drawn screen");
+        let form =
+            super::screen::SignInForm::asking_code(&id, zeroize::Zeroizing::new(sign_in.secret));
+        return sign_in_with_form(front, source, control, options, form).await;
+    }
     // Over TLS the secret is checked here (with NLA it was, in CredSSP).
     if security == FrontSecurity::Tls
         && let Err(refusal) = options.admission.attempt(source, "rdp")
@@ -440,7 +615,13 @@ async fn sign_in<C: RdpControl>(
         return Err(RdpError::Refused(refusal.describe().into()));
     }
     match control.authenticate(&sign_in).await {
-        Ok(p) => Ok((p, target)),
+        Ok(p) => {
+            let target = match target {
+                Some(t) => t,
+                None => choose_target(front, &p, source, control, options).await?,
+            };
+            Ok((p, target))
+        }
         Err(refusal) => {
             refuse_shown(
                 front,

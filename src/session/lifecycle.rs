@@ -264,6 +264,48 @@ impl Services {
         })
     }
 
+    /// The targets `user` may reach over `protocol` now from `source`, each
+    /// with the end of its grant: what a gateway offers a person who named
+    /// no target (the SSH menu, the RDP choice screen). The same inputs as
+    /// [`authorize`](Self::authorize), through `policy::reachable`; nothing
+    /// is audited (choosing one goes through `authorize`). Empty when the
+    /// store cannot be read: nothing is offered that cannot be decided.
+    pub async fn reachable(
+        &self,
+        user: &str,
+        protocol: Protocol,
+        source: IpAddr,
+    ) -> Vec<(crate::policy::Target, DateTime<Utc>)> {
+        let now = Utc::now();
+        let Ok(Some(record)) = self.store.user(user).await else {
+            return Vec::new();
+        };
+        let (Ok(live), Ok(approved), Ok(stops)) = (
+            super::live_sessions_of(&self.store, user).await,
+            super::approved_windows_of(&self.store, user, now).await,
+            self.store.active_stops().await,
+        ) else {
+            tracing::error!("listing reachable targets: store unavailable");
+            return Vec::new();
+        };
+        let policies = self.policies();
+        crate::policy::reachable(
+            &super::person_of(&record, now),
+            &policies,
+            &self.config.networks,
+            self.config.time_zone,
+            crate::config::canonical_ip(source),
+            &live,
+            &approved,
+            &stops,
+            now,
+        )
+        .into_iter()
+        .filter(|(_, p, _)| *p == protocol)
+        .map(|(target, _, until)| (target, until))
+        .collect()
+    }
+
     /// Opens the archive for an authorized session. Without a recording there
     /// is no session: an error here is audited and the gateway refuses.
     pub fn open_recording(

@@ -6,7 +6,6 @@
 use std::net::IpAddr;
 use std::sync::{Arc, MutexGuard};
 
-use chrono::Utc;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -292,38 +291,17 @@ impl SshControl for SshServices {
     }
 
     async fn reachable_targets(&self, person: &str, source: IpAddr) -> Vec<ReachableTarget> {
-        let now = Utc::now();
-        let Ok(Some(record)) = self.services.store.user(person).await else {
-            return Vec::new();
-        };
-        let live = crate::session::live_sessions_of(&self.services.store, person)
+        self.services
+            .reachable(person, Protocol::Ssh, source)
             .await
-            .unwrap_or_default();
-        let approved = crate::session::approved_windows_of(&self.services.store, person, now)
-            .await
-            .unwrap_or_default();
-        let stops = self.services.store.active_stops().await.unwrap_or_default();
-        let policies = self.services.policies();
-        crate::policy::reachable(
-            &crate::session::person_of(&record, now),
-            &policies,
-            &self.services.config.networks,
-            self.services.config.time_zone,
-            crate::config::canonical_ip(source),
-            &live,
-            &approved,
-            &stops,
-            now,
-        )
-        .into_iter()
-        .filter(|(_, protocol, _)| *protocol == Protocol::Ssh)
-        .map(|(target, protocol, until)| ReachableTarget {
-            name: target.name,
-            system: target.system,
-            protocol: protocol.as_str().into(),
-            until,
-        })
-        .collect()
+            .into_iter()
+            .map(|(target, until)| ReachableTarget {
+                name: target.name,
+                system: target.system,
+                protocol: Protocol::Ssh.as_str().into(),
+                until,
+            })
+            .collect()
     }
 
     async fn authorize(&self, request: &AccessRequest) -> Decision {

@@ -997,3 +997,357 @@ fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
     assert!(cookies[0].used_at.is_some(), "{cookies:?}");
     end_test_user_sessions();
 }
+/// The client window on `display` as 8-bit RGB pixels (`import`), also
+/// kept as `name.png` in the test's directory for a person to look at.
+fn capture_window(d: &Deployment, display: &str, name: &str) -> Vec<u8> {
+    let window = xdotool(display, &["search", "--name", "FreeRDP"])
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .expect("FreeRDP window");
+    let shot = d.tmp().join(format!("{name}.rgb"));
+    let out = Command::new("import")
+        .env("DISPLAY", display)
+        .args(["-window", &window, "-depth", "8"])
+        .arg(format!("rgb:{}", shot.display()))
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Command::new("import")
+        .env("DISPLAY", display)
+        .args(["-window", &window])
+        .arg(d.tmp().join(format!("{name}.png")))
+        .output();
+    std::fs::read(&shot).expect("screenshot")
+}
+
+/// The target names of the serve log's "targets offered" line.
+fn offered_targets(log: &str) -> Vec<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("targets offered"))
+        .unwrap_or_else(|| panic!("no targets offered:\n{log}"));
+    let list = line
+        .split_once("targets=[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no target list in {line}"));
+    list.split(',')
+        .map(|s| s.trim().trim_matches('"').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Signed in on the drawn screen with an ID that names no target, a person
+/// who may reach several targets over RDP gets the choice drawn (title and
+/// the first row highlighted, as `TargetChoice::draw` draws them), picks
+/// one with the arrow keys and Enter, and the desktop of that target comes
+/// up; a command typed there runs. Only RDP targets are offered (the
+/// virtual `vm1` is not: RDP to it is a hop only).
+#[test]
+fn a_person_who_names_no_target_chooses_one_on_the_drawn_screen() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:".into(),
+            "/p:".into(),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "drawn sign-in screen shown", 1),
+        "no sign-in screen:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let code = d.code("tanaka");
+    type_into(
+        &x.display,
+        "FreeRDP",
+        &format!("tanaka\t{PASSWORD}\t{code}\n"),
+    );
+    assert!(
+        serve_log_has(&d, "target choice shown", 1),
+        "no choice:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    let offered = offered_targets(&d.serve_log());
+    assert!(offered.len() >= 2, "{offered:?}");
+    assert!(offered.iter().any(|t| t == "xrdp1"), "{offered:?}");
+    assert!(!offered.iter().any(|t| t == "vm1"), "{offered:?}");
+
+    // What the client shows is the choice: its title and instructions as
+    // sekisho draws them, the first row highlighted.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pixels = capture_window(&d, &x.display, "choice");
+    assert_eq!(pixels.len(), 1024 * 768 * 3, "window is not 1024x768");
+    let font =
+        sekisho::rdp::screen::ScreenFont::load(Path::new(sekisho::config::DEFAULT_SCREEN_FONT))
+            .expect("font");
+    let expected = sekisho::rdp::screen::TargetChoice::new(
+        offered
+            .iter()
+            .map(|t| (t.clone(), "lab".to_owned(), String::new()))
+            .collect(),
+    )
+    .draw(&font, 1024, 768);
+    let (px, py, pw, _) = sekisho::rdp::screen::SignInForm::panel(1024, 768);
+    let at = |x: u16, y: u16| (usize::from(y) * 1024 + usize::from(x)) * 3;
+    let (mut same, mut inked) = (0usize, 0usize);
+    // The title and the instructions: above the list.
+    for y in py..py + 100 {
+        for x in px..px + pw {
+            let sekisho::rdp::screen::Rgb(r, g, b) = expected.pixel(x, y);
+            if expected.pixel(x, y) != sekisho::rdp::screen::PANEL {
+                inked += 1;
+                if pixels[at(x, y)..at(x, y) + 3] == [r, g, b] {
+                    same += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        inked > 500 && same * 100 >= inked * 95,
+        "the client does not show the choice: {same} of {inked} pixels match (see {})",
+        d.tmp().join("choice.png").display()
+    );
+    let band = |y: u16| pixels[at(px + 40, y)..at(px + 40, y) + 3] == [0x2f, 0x5d, 0xa8];
+    assert!(band(py + 115), "the first row is not highlighted");
+    assert!(!band(py + 147), "the second row is highlighted");
+
+    // Down to xrdp1, Enter.
+    let row = offered.iter().position(|t| t == "xrdp1").expect("xrdp1");
+    let mut keys = "\u{2193}".repeat(row);
+    keys.push('\n');
+    type_keys(&x.display, &keys);
+    assert!(
+        serve_log_has(&d, "target chosen on the screen", 1),
+        "no choice made:\n{}",
+        d.serve_log()
+    );
+    d.assert_desktop_up(&client, "the chosen target's desktop did not come up");
+    std::thread::sleep(Duration::from_secs(2));
+    d.assert_typed_command_runs(&client, &x.display, "chosen", "typing on the chosen target");
+    let allow = d.audit("allow", "tanaka");
+    assert!(
+        allow.iter().any(|e| e["target"] == "xrdp1"),
+        "no allow for xrdp1: {allow:?}"
+    );
+    let log = d.serve_log();
+    assert!(!log.contains(PASSWORD), "the password is in the serve log");
+    assert!(!log.contains(&code), "the code is in the serve log");
+    drop(client);
+    end_test_user_sessions();
+}
+
+/// Keys into the FreeRDP window: `↓` is the Down arrow, `\n` Return.
+fn type_keys(display: &str, keys: &str) {
+    let id = xdotool(display, &["search", "--name", "FreeRDP"])
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .expect("FreeRDP window");
+    xdotool(display, &["windowfocus", "--sync", &id]);
+    for c in keys.chars() {
+        let key = match c {
+            '\u{2193}' => "Down",
+            '\n' => "Return",
+            other => panic!("no key for {other:?}"),
+        };
+        xdotool(display, &["key", key]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A client that sends `person@target` and the password without the code,
+/// outside any sign-in window, is asked for the code on the drawn screen
+/// (its password kept, masked, unchecked): the code typed there signs in,
+/// the session reaches xrdp, and the attempt is one success and no
+/// failure. Nothing typed (password, code) is in the serve log or the
+/// session's keystroke log.
+#[test]
+fn a_password_without_its_code_is_asked_for_the_code_on_the_drawn_screen() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:suzuki@xrdp1".into(),
+            format!("/p:{PASSWORD}"),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "asking for the code on the drawn screen", 1)
+            && serve_log_has(&d, "drawn sign-in screen shown", 1),
+        "no code asked for:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    // Nothing was checked or counted yet.
+    assert!(d.audit("signin_failure", "suzuki").is_empty());
+    assert!(d.audit("signin_success", "suzuki").is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+    let code = d.code("suzuki");
+    type_into(&x.display, "FreeRDP", &format!("{code}\n"));
+    d.assert_desktop_up(&client, "the code typed on the screen did not reach xrdp");
+    std::thread::sleep(Duration::from_secs(2));
+    d.assert_typed_command_runs(&client, &x.display, "after-code", "typing after the code");
+    drop(client);
+    end_test_user_sessions();
+
+    // One sign-in: each factor accepted once (the password and the code
+    // each audit their success, as any TLS sign-in does), no failure.
+    let success = d.audit("signin_success", "suzuki");
+    let by = |method: &str| {
+        success
+            .iter()
+            .filter(|e| e["data"]["method"] == method)
+            .count()
+    };
+    assert_eq!(by("totp"), 1, "{success:?}");
+    assert_eq!(by("password"), 1, "{success:?}");
+    assert_eq!(success.len(), 2, "{success:?}");
+    let failures = d.audit("signin_failure", "suzuki");
+    assert!(failures.is_empty(), "{failures:?}");
+    let log = d.serve_log();
+    assert!(!log.contains(PASSWORD), "the password is in the serve log");
+    assert!(!log.contains(&code), "the code is in the serve log");
+
+    let start = d.audit("session_start", "suzuki");
+    let session = start[0]["session"].as_str().expect("session id").to_owned();
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .audit_session(&session)
+            .iter()
+            .any(|e| e["kind"] == "session_end")),
+        "no session_end"
+    );
+    let keys = ok(sekisho(
+        &d.dir,
+        &["export", &session, "--format", "keystrokes"],
+        None,
+    ));
+    assert!(
+        keys.contains("id -un"),
+        "the typed command is missing:\n{keys}"
+    );
+    assert!(
+        !keys.contains(PASSWORD),
+        "the password is in the keystrokes"
+    );
+    assert!(
+        !keys.contains(&code),
+        "the code is in the keystrokes:\n{keys}"
+    );
+}
+
+/// A client that sends a password and code with a user name that names no
+/// target (`/u:tanaka`) is signed in as sent and gets the choice without
+/// the sign-in form; the number key picks the row. With nothing to choose
+/// from (an emergency stop for the vendor), the refusal screen says so
+/// and the denial is audited.
+#[test]
+fn a_user_name_without_a_target_signs_in_and_chooses_by_number_or_is_told_there_is_none() {
+    let _lock = prepare();
+    let d = Deployment::start();
+    let x = Xvfb::start();
+    let client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:tanaka".into(),
+            format!("/p:{PASSWORD}{}", d.code("tanaka")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+            "-grab-keyboard".into(),
+        ],
+        None,
+    );
+    assert!(
+        serve_log_has(&d, "target choice shown", 1),
+        "no choice:\n{}\n{}",
+        client.log(),
+        d.serve_log()
+    );
+    assert!(
+        !d.serve_log().contains("drawn sign-in screen shown"),
+        "the sign-in form was shown to a client that signed in"
+    );
+    let offered = offered_targets(&d.serve_log());
+    let row = offered.iter().position(|t| t == "xrdp1").expect("xrdp1") + 1;
+    std::thread::sleep(Duration::from_secs(1));
+    type_into(&x.display, "FreeRDP", &format!("{row}\n"));
+    d.assert_desktop_up(&client, "the target chosen by number did not come up");
+    drop(client);
+    end_test_user_sessions();
+
+    d.install().admin(
+        &[
+            "stop",
+            "vendor",
+            "acme",
+            "--reason",
+            "test: nothing to offer",
+        ],
+        None,
+    );
+    let mut client = spawn_client(
+        &d,
+        &x.display,
+        "xfreerdp3",
+        &[
+            format!("/v:{FRONT}:{}", d.rdp_port),
+            "/u:suzuki".into(),
+            format!("/p:{PASSWORD}{}", d.code("suzuki")),
+            "/cert:ignore".into(),
+            "/size:1024x768".into(),
+        ],
+        None,
+    );
+    let status = client.exit_within(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}:\n{}",
+        client.log()
+    );
+    assert!(
+        client
+            .log()
+            .contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"),
+        "{}",
+        client.log()
+    );
+    assert!(!session_user_running(), "the target was reached");
+    let deny = d.audit("deny", "suzuki");
+    assert!(
+        deny.iter()
+            .any(|e| e["data"]["rule"] == "no_reachable_target"),
+        "{deny:?}"
+    );
+    assert!(d.audit("signin_failure", "suzuki").is_empty());
+}
