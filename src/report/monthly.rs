@@ -550,15 +550,11 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
     let mut rows: Vec<Vec<String>> = r.usage.iter().map(usage_row).collect();
     rows.push(usage_row(&r.total()));
     d.table(
-        &[
-            0.1, 0.09, 0.06, 0.06, 0.06, 0.06, 0.08, 0.08, 0.08, 0.07, 0.08, 0.09, 0.09,
-        ],
         &USAGE_HEADER,
         rows,
     );
     d.heading("拒否された接続とその理由", 11.0);
     d.table(
-        &[0.25, 0.25, 0.35, 0.15],
         &["業者", "システム", "拒否の理由", "件数"],
         r.refusals.iter().map(|f| {
             vec![
@@ -571,21 +567,16 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
     );
     d.heading("作業申請", 11.0);
     d.table(
-        &[0.13, 0.04, 0.07, 0.07, 0.08, 0.05, 0.15, 0.15, 0.1, 0.16],
         &REQUEST_HEADER,
         r.requests.iter().map(|q| request_row(q, tz)),
     );
     d.heading("セッション", 11.0);
     d.table(
-        &[
-            0.14, 0.07, 0.06, 0.08, 0.07, 0.05, 0.15, 0.06, 0.08, 0.12, 0.06, 0.06,
-        ],
         &SESSION_HEADER,
         r.sessions.iter().map(|s| session_row(s, tz)),
     );
     d.heading("書類（保守契約書・誓約書）", 11.0);
     d.table(
-        &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],
         &DOCUMENT_HEADER,
         document_rows(&r.documents),
     );
