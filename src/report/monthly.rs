@@ -549,10 +549,7 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
     d.heading("利用状況（業者・システム別）", 11.0);
     let mut rows: Vec<Vec<String>> = r.usage.iter().map(usage_row).collect();
     rows.push(usage_row(&r.total()));
-    d.table(
-        &USAGE_HEADER,
-        rows,
-    );
+    d.table(&USAGE_HEADER, rows);
     d.heading("拒否された接続とその理由", 11.0);
     d.table(
         &["業者", "システム", "拒否の理由", "件数"],
@@ -576,10 +573,7 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
         r.sessions.iter().map(|s| session_row(s, tz)),
     );
     d.heading("書類（保守契約書・誓約書）", 11.0);
-    d.table(
-        &DOCUMENT_HEADER,
-        document_rows(&r.documents),
-    );
+    d.table(&DOCUMENT_HEADER, document_rows(&r.documents));
     Ok(d.finish()?)
 }
 

@@ -247,6 +247,11 @@ impl<'f> Document<'f> {
         if columns == 0 {
             return;
         }
+        if rows.is_empty() && !header.is_empty() {
+            // An empty table says so rather than leaving its heading bare.
+            self.text("（なし）");
+            return;
+        }
         let extents_at = |d: &Self, size: f32| -> Vec<Extent> {
             let mut extents = vec![Extent::default(); columns];
             for row in rows.iter().chain(std::iter::once(&header)) {
@@ -281,8 +286,9 @@ impl<'f> Document<'f> {
                 })
                 .collect()
         };
-        let height_of =
-            |cells: &[Vec<SetLine>]| cells.iter().map(Vec::len).max().unwrap_or(1) as f32 * lead + 3.0;
+        let height_of = |cells: &[Vec<SetLine>]| {
+            cells.iter().map(Vec::len).max().unwrap_or(1) as f32 * lead + 3.0
+        };
         let mut pending_header = !header.is_empty();
         for row in &rows {
             let laid = lay(self, row);
@@ -341,8 +347,7 @@ impl<'f> Document<'f> {
         let mut x = MARGIN;
         for (lines, w) in cells.iter().zip(widths) {
             // Figures (counts, durations) line up on the right, as in a ledger.
-            let right = kind == Row::Figures
-                && lines.len() == 1 && is_figure(&lines[0].text);
+            let right = kind == Row::Figures && lines.len() == 1 && is_figure(&lines[0].text);
             let mut y = top - lead + 2.0;
             for line in lines {
                 let lx = if right {
@@ -481,7 +486,8 @@ fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
 const FIT: f32 = 0.01;
 
 /// Characters that do not begin a line (closing brackets and marks, 行頭禁則).
-const NO_LINE_START: &str = "、。，．・：；？！ー）」』】〕〉》］｝ゃゅょっぁぃぅぇぉャュョッァィゥェォ々),.:;!?%]}";
+const NO_LINE_START: &str =
+    "、。，．・：；？！ー）」』】〕〉》］｝ゃゅょっぁぃぅぇぉャュョッァィゥェォ々),.:;!?%]}";
 /// Characters that do not end a line (opening brackets, 行末禁則).
 const NO_LINE_END: &str = "（「『【〔〈《［｛([{";
 
@@ -744,7 +750,9 @@ fn narrowest_capped(extents: &[Extent], total: f32) -> Vec<f32> {
 fn is_figure(text: &str) -> bool {
     !text.is_empty()
         && text.chars().any(|c| c.is_ascii_digit())
-        && text.chars().all(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | ','))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | ','))
 }
 
 #[cfg(test)]
@@ -785,10 +793,7 @@ mod tests {
         let font = ReportFont::load(path).unwrap();
         let mut d = Document::new(&font, "試験").unwrap();
         d.heading("月次利用報告", 16.0);
-        d.table(
-            &["項目", "件数"],
-            [vec!["申請".into(), "12".into()]],
-        );
+        d.table(&["項目", "件数"], [vec!["申請".into(), "12".into()]]);
         let pdf = d.finish().unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
         // The whole font is ~6 MB; the subset of a few glyphs is far smaller.
@@ -813,9 +818,9 @@ mod tests {
         let mut cuts = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             rest = rest.trim_start_matches(' ');
-            rest = rest.strip_prefix(line.as_str()).unwrap_or_else(|| {
-                panic!("{line:?} is not the next part of {text:?}")
-            });
+            rest = rest
+                .strip_prefix(line.as_str())
+                .unwrap_or_else(|| panic!("{line:?} is not the next part of {text:?}"));
             let (a, b) = (line.chars().last(), rest.chars().next());
             if i + 1 < lines.len()
                 && let (Some(a), Some(b)) = (a, b)
@@ -850,7 +855,9 @@ mod tests {
         let lines = break_lines("記録ダイジェスト（SHA-256）・状態", 80.0, em);
         assert!(lines.iter().all(|l| !l.ends_with('（')), "{lines:?}");
         assert!(
-            lines.iter().all(|l| !l.starts_with('）') && !l.starts_with('・')),
+            lines
+                .iter()
+                .all(|l| !l.starts_with('）') && !l.starts_with('・')),
             "{lines:?}"
         );
         assert!(
@@ -905,27 +912,41 @@ mod tests {
         let extents: Vec<Extent> = header
             .iter()
             .zip(row)
-            .map(|(h, r)| {
-                text_extent(h, em).max(text_extent(r, em))
-            })
+            .map(|(h, r)| text_extent(h, em).max(text_extent(r, em)))
             .collect();
         let widths = column_widths(&extents, total);
-        assert!((widths.iter().sum::<f32>() - total).abs() < 0.1, "{widths:?}");
+        assert!(
+            (widths.iter().sum::<f32>() - total).abs() < 0.1,
+            "{widths:?}"
+        );
         for ((w, e), (h, r)) in widths.iter().zip(&extents).zip(header.iter().zip(row)) {
             assert!(*w + 0.01 >= e.narrowest, "{h}: {w} < {e:?}");
             for t in [*h, r] {
                 let lines = break_lines(t, *w, em);
-                assert!(mid_word_breaks(t, &lines).is_empty(), "{t} in {w}: {lines:?}");
                 assert!(
-                    lines.iter().all(|l| l.chars().map(em).sum::<f32>() <= w + 0.01),
+                    mid_word_breaks(t, &lines).is_empty(),
+                    "{t} in {w}: {lines:?}"
+                );
+                assert!(
+                    lines
+                        .iter()
+                        .all(|l| l.chars().map(em).sum::<f32>() <= w + 0.01),
                     "{t} overflows {w}: {lines:?}"
                 );
             }
         }
         // A table that fits on one line gets each column its whole text.
         let narrow = [
-            Extent { narrowest: 20.0, comfortable: 20.0, widest: 40.0 },
-            Extent { narrowest: 10.0, comfortable: 10.0, widest: 10.0 },
+            Extent {
+                narrowest: 20.0,
+                comfortable: 20.0,
+                widest: 40.0,
+            },
+            Extent {
+                narrowest: 10.0,
+                comfortable: 10.0,
+                widest: 10.0,
+            },
         ];
         let w = column_widths(&narrow, 100.0);
         assert!(w[0] >= 40.0 && w[1] >= 10.0, "{w:?}");
@@ -954,7 +975,15 @@ mod tests {
             "2026-12-05",
         ];
         d.table(
-            &["セッションID", "業者", "システム", "拒否の理由", "申請番号", "開始", "承認なしのセッション"],
+            &[
+                "セッションID",
+                "業者",
+                "システム",
+                "拒否の理由",
+                "申請番号",
+                "開始",
+                "承認なしのセッション",
+            ],
             [vec![
                 words[0].into(),
                 "acme".into(),

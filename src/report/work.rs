@@ -473,10 +473,7 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
             ]);
         }
     }
-    d.table(
-        &["セッション", "時刻", "種別", "内容"],
-        ops,
-    );
+    d.table(&["セッション", "時刻", "種別", "内容"], ops);
     d.heading("拒否した操作", 11.0);
     let mut blocked = Vec::new();
     for s in &report.sessions {
@@ -491,14 +488,8 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
             ]);
         }
     }
-    d.table(
-        &["セッション", "時刻", "操作", "内容"],
-        blocked,
-    );
+    d.table(&["セッション", "時刻", "操作", "内容"], blocked);
     d.heading("書類（保守契約書・誓約書）", 11.0);
-    d.table(
-        &DOCUMENT_HEADER,
-        document_rows(&report.documents),
-    );
+    d.table(&DOCUMENT_HEADER, document_rows(&report.documents));
     Ok(d.finish()?)
 }
