@@ -381,8 +381,8 @@ const USAGE_HEADER: [&str; 13] = [
     "却下",
     "緊急",
     "セッション",
-    "合計時間",
-    "最長時間",
+    "合計時間（時:分）",
+    "最長時間（時:分）",
     "時間外",
     "強制終了",
     "拒否された接続",
@@ -496,7 +496,7 @@ const SESSION_HEADER: [&str; 12] = [
     "対象",
     "方式",
     "開始",
-    "時間",
+    "時間（時:分）",
     "状態",
     "申請番号",
     "時間外",
@@ -604,5 +604,40 @@ mod tests {
         assert_eq!(hours_minutes(TimeDelta::minutes(0)), "0:00");
         assert_eq!(hours_minutes(TimeDelta::minutes(75)), "1:15");
         assert_eq!(hours_minutes(TimeDelta::hours(30)), "30:00");
+    }
+
+    #[test]
+    fn usage_columns_hold_numbers_excel_reads_and_durations_name_their_unit() {
+        // Excel reads a cell as a number when it is digits, and as a time
+        // (summable) when it is h:mm; the header says which unit it is.
+        let u = Usage {
+            vendor: "acme".into(),
+            system: "lab".into(),
+            requests_submitted: 3,
+            sessions: 2,
+            total: TimeDelta::minutes(135),
+            longest: TimeDelta::minutes(90),
+            ..Usage::default()
+        };
+        let row = usage_row(&u);
+        assert_eq!(row.len(), USAGE_HEADER.len());
+        for (h, cell) in USAGE_HEADER.iter().zip(&row).skip(2) {
+            if h.contains("時間") && !h.contains("時間外") {
+                assert!(h.ends_with("（時:分）"), "{h}");
+                let (hours, minutes) = cell.split_once(':').expect("h:mm");
+                assert!(
+                    hours.parse::<u32>().is_ok() && minutes.len() == 2,
+                    "{h}: {cell}"
+                );
+            } else {
+                assert!(cell.parse::<u32>().is_ok(), "{h}: {cell}");
+            }
+        }
+        assert_eq!(row[7], "2:15");
+        let i = SESSION_HEADER
+            .iter()
+            .position(|h| h.starts_with("時間"))
+            .expect("a duration column");
+        assert_eq!(SESSION_HEADER[i], "時間（時:分）");
     }
 }
