@@ -2,6 +2,7 @@
 //! them (all nodes), past sessions to find one to verify, replay or export,
 //! and the administrator's emergency stop.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use super::Global;
 use crate::config::Config;
-use crate::store::{SessionFilter, SessionStatus, Store};
+use crate::store::{AuditFilter, AuditKind, SessionFilter, SessionRecord, SessionStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionsCmd {
@@ -163,10 +164,15 @@ async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<
         ..SessionFilter::default()
     };
     let sessions = store.sessions(&filter).await.context("listing sessions")?;
+    let resumes = resumptions(store, &sessions).await?;
     let mut out = std::io::stdout().lock();
     if a.json {
         for s in &sessions {
-            writeln!(out, "{}", serde_json::to_string(s)?)?;
+            let line = HistoryLine {
+                session: s,
+                resumes: resumes.get(&s.id).copied(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -196,7 +202,68 @@ async fn history(cfg: &Config, store: &Store, a: HistoryArgs) -> anyhow::Result<
         "ID", "USER", "VENDOR", "TARGET", "PROTO", "FROM", "STARTED", "ENDED", "STATE",
     ]
     .map(String::from);
-    super::table::write(&mut out, &header, &rows)?;
+    if resumes.is_empty() {
+        super::table::write(&mut out, &header, &rows)?;
+    } else {
+        // Only a listing with a resumed RDP session needs the column.
+        let rows: Vec<[String; 10]> = rows
+            .into_iter()
+            .zip(&sessions)
+            .map(|([a, b, c, d, e, f, g, h, i], s)| {
+                let r = resumes
+                    .get(&s.id)
+                    .map_or_else(|| "-".into(), Uuid::to_string);
+                [a, b, c, d, e, f, g, h, i, r]
+            })
+            .collect();
+        let [a, b, c, d, e, f, g, h, i] = header;
+        let header = [a, b, c, d, e, f, g, h, i, "RESUMES".into()];
+        super::table::write(&mut out, &header, &rows)?;
+    }
     writeln!(out, "(times in {tz})")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line of `sessions history --json`: the stored session and the one it
+/// resumes, if any.
+#[derive(serde::Serialize)]
+struct HistoryLine<'a> {
+    #[serde(flatten)]
+    session: &'a SessionRecord,
+    resumes: Option<Uuid>,
+}
+
+/// Which of `sessions` resume another (RDP, after a dropped connection,
+/// rdp::reconnect), from their `session_start` audit events, which name it
+/// in `resumes`; the sessions table does not keep it.
+async fn resumptions(
+    store: &Store,
+    sessions: &[SessionRecord],
+) -> anyhow::Result<HashMap<Uuid, Uuid>> {
+    let rdp: HashMap<Uuid, DateTime<Utc>> = sessions
+        .iter()
+        .filter(|s| s.protocol == "rdp")
+        .map(|s| (s.id, s.started_at))
+        .collect();
+    let (Some(first), Some(last)) = (rdp.values().min(), rdp.values().max()) else {
+        return Ok(HashMap::new());
+    };
+    // The start is audited just after the row is written.
+    let starts = store
+        .audit_query(&AuditFilter {
+            since: Some(*first - chrono::Duration::minutes(1)),
+            until: Some(*last + chrono::Duration::minutes(5)),
+            kinds: vec![AuditKind::SessionStart],
+            ..AuditFilter::default()
+        })
+        .await
+        .context("reading the sessions' starts from the audit log")?;
+    Ok(starts
+        .iter()
+        .filter_map(|e| {
+            let id = e.event.session.filter(|id| rdp.contains_key(id))?;
+            let resumed = e.event.data.get("resumes")?.as_str()?.parse().ok()?;
+            Some((id, resumed))
+        })
+        .collect())
 }

@@ -381,8 +381,8 @@ const USAGE_HEADER: [&str; 13] = [
     "却下",
     "緊急",
     "セッション",
-    "合計時間",
-    "最長時間",
+    "合計時間（時:分）",
+    "最長時間（時:分）",
     "時間外",
     "強制終了",
     "拒否された接続",
@@ -496,7 +496,7 @@ const SESSION_HEADER: [&str; 12] = [
     "対象",
     "方式",
     "開始",
-    "時間",
+    "時間（時:分）",
     "状態",
     "申請番号",
     "時間外",
@@ -549,16 +549,9 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
     d.heading("利用状況（業者・システム別）", 11.0);
     let mut rows: Vec<Vec<String>> = r.usage.iter().map(usage_row).collect();
     rows.push(usage_row(&r.total()));
-    d.table(
-        &[
-            0.1, 0.09, 0.06, 0.06, 0.06, 0.06, 0.08, 0.08, 0.08, 0.07, 0.08, 0.09, 0.09,
-        ],
-        &USAGE_HEADER,
-        rows,
-    );
+    d.table(&USAGE_HEADER, rows);
     d.heading("拒否された接続とその理由", 11.0);
     d.table(
-        &[0.25, 0.25, 0.35, 0.15],
         &["業者", "システム", "拒否の理由", "件数"],
         r.refusals.iter().map(|f| {
             vec![
@@ -571,24 +564,16 @@ pub fn pdf(r: &MonthlyReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Repo
     );
     d.heading("作業申請", 11.0);
     d.table(
-        &[0.13, 0.04, 0.07, 0.07, 0.08, 0.05, 0.15, 0.15, 0.1, 0.16],
         &REQUEST_HEADER,
         r.requests.iter().map(|q| request_row(q, tz)),
     );
     d.heading("セッション", 11.0);
     d.table(
-        &[
-            0.14, 0.07, 0.06, 0.08, 0.07, 0.05, 0.15, 0.06, 0.08, 0.12, 0.06, 0.06,
-        ],
         &SESSION_HEADER,
         r.sessions.iter().map(|s| session_row(s, tz)),
     );
     d.heading("書類（保守契約書・誓約書）", 11.0);
-    d.table(
-        &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],
-        &DOCUMENT_HEADER,
-        document_rows(&r.documents),
-    );
+    d.table(&DOCUMENT_HEADER, document_rows(&r.documents));
     Ok(d.finish()?)
 }
 
@@ -619,5 +604,40 @@ mod tests {
         assert_eq!(hours_minutes(TimeDelta::minutes(0)), "0:00");
         assert_eq!(hours_minutes(TimeDelta::minutes(75)), "1:15");
         assert_eq!(hours_minutes(TimeDelta::hours(30)), "30:00");
+    }
+
+    #[test]
+    fn usage_columns_hold_numbers_excel_reads_and_durations_name_their_unit() {
+        // Excel reads a cell as a number when it is digits, and as a time
+        // (summable) when it is h:mm; the header says which unit it is.
+        let u = Usage {
+            vendor: "acme".into(),
+            system: "lab".into(),
+            requests_submitted: 3,
+            sessions: 2,
+            total: TimeDelta::minutes(135),
+            longest: TimeDelta::minutes(90),
+            ..Usage::default()
+        };
+        let row = usage_row(&u);
+        assert_eq!(row.len(), USAGE_HEADER.len());
+        for (h, cell) in USAGE_HEADER.iter().zip(&row).skip(2) {
+            if h.contains("時間") && !h.contains("時間外") {
+                assert!(h.ends_with("（時:分）"), "{h}");
+                let (hours, minutes) = cell.split_once(':').expect("h:mm");
+                assert!(
+                    hours.parse::<u32>().is_ok() && minutes.len() == 2,
+                    "{h}: {cell}"
+                );
+            } else {
+                assert!(cell.parse::<u32>().is_ok(), "{h}: {cell}");
+            }
+        }
+        assert_eq!(row[7], "2:15");
+        let i = SESSION_HEADER
+            .iter()
+            .position(|h| h.starts_with("時間"))
+            .expect("a duration column");
+        assert_eq!(SESSION_HEADER[i], "時間（時:分）");
     }
 }

@@ -81,6 +81,29 @@ const PAGE_W: f32 = 595.0;
 const PAGE_H: f32 = 842.0;
 const MARGIN: f32 = 40.0;
 const BODY: f32 = 9.0;
+/// Space between a cell's rule and its text.
+const CELL_PAD: f32 = 2.0;
+
+/// Smaller sizes a table may be set in when its columns do not fit.
+const TABLE_SIZES: [f32; 2] = [8.0, 7.0];
+
+/// What a table row is, for how it is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// The shaded header.
+    Header,
+    /// A row of a table with a header: figures line up on the right.
+    Figures,
+    /// A row of label / value pairs.
+    Plain,
+}
+
+/// One line of set text.
+struct SetLine {
+    text: String,
+    glyphs: Vec<u16>,
+    width: f32,
+}
 
 /// A document being laid out: text flows down A4 pages.
 pub struct Document<'f> {
@@ -141,26 +164,29 @@ impl<'f> Document<'f> {
         f32::from(a) / self.units * size
     }
 
-    /// Splits `text` into lines no wider than `width` (by character: Japanese
-    /// has no spaces to break at).
-    fn wrap(&mut self, text: &str, size: f32, width: f32) -> Vec<Vec<u16>> {
-        let mut lines = Vec::new();
-        for para in text.split('\n') {
-            let mut line = Vec::new();
-            let mut w = 0.0;
-            for c in para.chars() {
-                let g = self.glyph(c);
-                let a = self.advance(g, size);
-                if w + a > width && !line.is_empty() {
-                    lines.push(std::mem::take(&mut line));
-                    w = 0.0;
-                }
-                line.push(g);
-                w += a;
-            }
-            lines.push(line);
-        }
+    /// The width of `c` at `size` (without marking its glyph as used).
+    fn char_width(&self, c: char, size: f32) -> f32 {
+        let c = if c.is_control() { ' ' } else { c };
+        let g = self.face.glyph_index(c).map(|g| g.0).unwrap_or(0);
+        self.advance(g, size)
+    }
+
+    /// `text` set in lines no wider than `width` (see [`break_lines`]), as
+    /// glyphs with the width of each line.
+    fn wrap(&mut self, text: &str, size: f32, width: f32) -> Vec<SetLine> {
+        let lines = break_lines(text, width, |c| self.char_width(c, size));
         lines
+            .iter()
+            .map(|line| {
+                let glyphs: Vec<u16> = line.chars().map(|c| self.glyph(c)).collect();
+                let width = glyphs.iter().map(|g| self.advance(*g, size)).sum();
+                SetLine {
+                    text: line.clone(),
+                    glyphs,
+                    width,
+                }
+            })
+            .collect()
     }
 
     fn show(&mut self, x: f32, y: f32, size: f32, glyphs: &[u16]) {
@@ -182,7 +208,7 @@ impl<'f> Document<'f> {
             self.room(size * 1.5);
             self.y -= size * 1.3;
             let y = self.y;
-            self.show(MARGIN, y, size, &line);
+            self.show(MARGIN, y, size, &line.glyphs);
         }
         self.y -= size * 0.4;
     }
@@ -200,47 +226,92 @@ impl<'f> Document<'f> {
     /// Label / value pairs, as on a form.
     pub fn fields(&mut self, rows: &[(&str, String)]) {
         self.table(
-            &[0.22, 0.78],
             &[],
             rows.iter().map(|(k, v)| vec![k.to_string(), v.clone()]),
         );
     }
 
-    /// A table: `widths` are fractions of the text width; `header` is
-    /// repeated on each new page; cells wrap.
-    pub fn table(
-        &mut self,
-        widths: &[f32],
-        header: &[&str],
-        rows: impl IntoIterator<Item = Vec<String>>,
-    ) {
+    /// A table: `header` is repeated on each new page; column widths
+    /// follow the text in them (see [`column_widths`]); cells wrap only
+    /// where a line may break (see [`break_lines`]).
+    pub fn table(&mut self, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
         let total = PAGE_W - 2.0 * MARGIN;
-        let size = BODY;
-        let lead = size * 1.35;
         let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        let rows: Vec<Vec<String>> = rows.into_iter().collect();
+        let columns = rows
+            .iter()
+            .chain(std::iter::once(&header))
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0);
+        if columns == 0 {
+            return;
+        }
+        if rows.is_empty() && !header.is_empty() {
+            // An empty table says so rather than leaving its heading bare.
+            self.text("（なし）");
+            return;
+        }
+        let extents_at = |d: &Self, size: f32| -> Vec<Extent> {
+            let mut extents = vec![Extent::default(); columns];
+            for row in rows.iter().chain(std::iter::once(&header)) {
+                for (e, t) in extents.iter_mut().zip(row) {
+                    let x = text_extent(t, |c| d.char_width(c, size));
+                    *e = e.max(x.padded(2.0 * CELL_PAD));
+                }
+            }
+            extents
+        };
+        // A table with many columns is set smaller rather than squeezed
+        // into one character a line.
+        let mut size = BODY;
+        let mut extents = extents_at(self, size);
+        for smaller in TABLE_SIZES {
+            if extents.iter().map(|e| e.comfortable).sum::<f32>() <= total {
+                break;
+            }
+            size = smaller;
+            extents = extents_at(self, size);
+        }
+        let lead = size * 1.35;
+        let figures = !header.is_empty();
+        let widths = column_widths(&extents, total);
+        let lay = |d: &mut Self, row: &[String]| -> Vec<Vec<SetLine>> {
+            widths
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let t = row.get(i).map(String::as_str).unwrap_or("");
+                    d.wrap(t, size, w - 2.0 * CELL_PAD)
+                })
+                .collect()
+        };
+        let height_of = |cells: &[Vec<SetLine>]| {
+            cells.iter().map(Vec::len).max().unwrap_or(1) as f32 * lead + 3.0
+        };
         let mut pending_header = !header.is_empty();
-        for row in rows {
-            // Lay out the row (and the header if it must be drawn first).
-            let cells = |d: &mut Self, row: &[String]| -> Vec<Vec<Vec<u16>>> {
-                row.iter()
-                    .zip(widths)
-                    .map(|(t, w)| d.wrap(t, size, w * total - 4.0))
-                    .collect()
-            };
-            let laid = cells(self, &row);
-            let height = laid.iter().map(Vec::len).max().unwrap_or(1) as f32 * lead + 3.0;
+        for row in &rows {
+            let laid = lay(self, row);
+            let height = height_of(&laid);
             if self.y - height < MARGIN {
                 self.new_page();
                 pending_header = !header.is_empty();
             }
             if pending_header {
-                let h = cells(self, &header);
-                let hh = h.iter().map(Vec::len).max().unwrap_or(1) as f32 * lead + 3.0;
-                self.draw_row(widths, &h, hh, lead, size, true);
+                let h = lay(self, &header);
+                let hh = height_of(&h);
+                self.draw_row(&widths, &h, hh, lead, size, Row::Header);
                 pending_header = false;
             }
             self.room(height);
-            self.draw_row(widths, &laid, height, lead, size, false);
+            self.draw_row(
+                &widths,
+                &laid,
+                height,
+                lead,
+                size,
+                if figures { Row::Figures } else { Row::Plain },
+            );
         }
         self.y -= size * 0.6;
     }
@@ -248,13 +319,14 @@ impl<'f> Document<'f> {
     fn draw_row(
         &mut self,
         widths: &[f32],
-        cells: &[Vec<Vec<u16>>],
+        cells: &[Vec<SetLine>],
         height: f32,
         lead: f32,
         size: f32,
-        shaded: bool,
+        kind: Row,
     ) {
-        let total = PAGE_W - 2.0 * MARGIN;
+        let shaded = kind == Row::Header;
+        let total: f32 = widths.iter().sum();
         let top = self.y;
         if let Some(page) = self.pages.last_mut() {
             if shaded {
@@ -268,18 +340,25 @@ impl<'f> Document<'f> {
                 .stroke();
             let mut x = MARGIN;
             for w in widths.iter().take(widths.len().saturating_sub(1)) {
-                x += w * total;
+                x += w;
                 page.move_to(x, top).line_to(x, top - height).stroke();
             }
         }
         let mut x = MARGIN;
         for (lines, w) in cells.iter().zip(widths) {
+            // Figures (counts, durations) line up on the right, as in a ledger.
+            let right = kind == Row::Figures && lines.len() == 1 && is_figure(&lines[0].text);
             let mut y = top - lead + 2.0;
             for line in lines {
-                self.show(x + 2.0, y, size, line);
+                let lx = if right {
+                    x + w - CELL_PAD - line.width
+                } else {
+                    x + CELL_PAD
+                };
+                self.show(lx, y, size, &line.glyphs);
                 y -= lead;
             }
-            x += w * total;
+            x += w;
         }
         self.y = top - height;
     }
@@ -402,6 +481,280 @@ fn deflate(data: &[u8]) -> Result<Vec<u8>, PdfError> {
         .map_err(|e| PdfError::Embed(e.to_string()))
 }
 
+/// Slack when fitting text to a width (sums of glyph widths in another
+/// order differ in the last bits).
+const FIT: f32 = 0.01;
+
+/// Characters that do not begin a line (closing brackets and marks, 行頭禁則).
+const NO_LINE_START: &str =
+    "、。，．・：；？！ー）」』】〕〉》］｝ゃゅょっぁぃぅぇぉャュョッァィゥェォ々),.:;!?%]}";
+/// Characters that do not end a line (opening brackets, 行末禁則).
+const NO_LINE_END: &str = "（「『【〔〈《［｛([{";
+
+/// Japanese and other wide (full-width) characters: a line may break
+/// between any two of them. Latin letters, digits and ASCII marks are not
+/// wide, so a Latin word, a number, a date or an identifier stays whole.
+fn is_wide(c: char) -> bool {
+    matches!(c,
+        '\u{1100}'..='\u{115F}'
+        | '\u{2E80}'..='\u{A4CF}'
+        | '\u{AC00}'..='\u{D7A3}'
+        | '\u{F900}'..='\u{FAFF}'
+        | '\u{FE30}'..='\u{FE4F}'
+        | '\u{FF00}'..='\u{FF60}'
+        | '\u{FFE0}'..='\u{FFE6}'
+        | '\u{20000}'..='\u{3FFFD}')
+}
+
+/// Whether a line may break between `a` and `b`: at spaces, and next to a
+/// wide character unless a bracket or mark would be left alone at a line's
+/// start or end. Never inside a run of Latin letters, digits and marks.
+fn may_break_between(a: char, b: char) -> bool {
+    if a.is_whitespace() != b.is_whitespace() {
+        return true;
+    }
+    if a.is_whitespace() || NO_LINE_START.contains(b) || NO_LINE_END.contains(a) {
+        return false;
+    }
+    is_wide(a) || is_wide(b)
+}
+
+/// `para` cut at every place a line may break: words, single wide
+/// characters (with the marks that cling to them) and runs of spaces.
+fn pieces(para: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut prev = None;
+    for (i, c) in para.char_indices() {
+        if prev.is_some_and(|p| may_break_between(p, c)) {
+            out.push(&para[start..i]);
+            start = i;
+        }
+        prev = Some(c);
+    }
+    if start < para.len() {
+        out.push(&para[start..]);
+    }
+    out
+}
+
+/// `text` in lines no wider than `width`, where `advance` gives each
+/// character's width. Lines break at the places [`may_break_between`]
+/// allows; a word wider than `width` on its own is the one thing cut by
+/// character (last resort: it could not fit otherwise). `\n` starts a new
+/// line. Spaces at a break are dropped.
+pub(crate) fn break_lines(text: &str, width: f32, advance: impl Fn(char) -> f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut w = 0.0;
+        for piece in pieces(para) {
+            let pw: f32 = piece.chars().map(&advance).sum();
+            if piece.starts_with(char::is_whitespace) {
+                if !line.is_empty() {
+                    line.push_str(piece);
+                    w += pw;
+                }
+                continue;
+            }
+            if w + pw > width + FIT && !line.trim_end().is_empty() {
+                lines.push(line.trim_end().to_string());
+                line.clear();
+                w = 0.0;
+            }
+            if pw > width + FIT {
+                for c in piece.chars() {
+                    let a = advance(c);
+                    if w + a > width + FIT && !line.is_empty() {
+                        lines.push(std::mem::take(&mut line));
+                        w = 0.0;
+                    }
+                    line.push(c);
+                    w += a;
+                }
+            } else {
+                line.push_str(piece);
+                w += pw;
+            }
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    lines
+}
+
+/// How wide a column's text wants to be: `narrowest` is its widest
+/// unbreakable piece (narrower would cut a word), `comfortable` is no
+/// narrower than that nor than a few characters (so that Japanese, which
+/// may break anywhere, is not set one character a line), `widest` its
+/// longest line unbroken.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Extent {
+    pub narrowest: f32,
+    pub comfortable: f32,
+    pub widest: f32,
+}
+
+impl Extent {
+    /// The extent of a column holding both.
+    pub fn max(self, o: Extent) -> Extent {
+        Extent {
+            narrowest: self.narrowest.max(o.narrowest),
+            comfortable: self.comfortable.max(o.comfortable),
+            widest: self.widest.max(o.widest),
+        }
+    }
+
+    fn padded(self, pad: f32) -> Extent {
+        Extent {
+            narrowest: self.narrowest + pad,
+            comfortable: self.comfortable + pad,
+            widest: self.widest + pad,
+        }
+    }
+}
+
+/// Characters (full-width) a line of Japanese keeps when it can.
+const COMFORTABLE_CHARS: f32 = 4.0;
+
+/// The [`Extent`] of one cell's text.
+pub(crate) fn text_extent(text: &str, advance: impl Fn(char) -> f32) -> Extent {
+    let em = advance('国');
+    let mut e = Extent::default();
+    for para in text.split('\n') {
+        let mut line = 0.0;
+        for piece in pieces(para) {
+            let pw: f32 = piece.chars().map(&advance).sum();
+            line += pw;
+            if !piece.starts_with(char::is_whitespace) {
+                e.narrowest = e.narrowest.max(pw);
+            }
+        }
+        e.widest = e.widest.max(line);
+        e.comfortable = e.comfortable.max(line.min(COMFORTABLE_CHARS * em));
+    }
+    e.comfortable = e.comfortable.max(e.narrowest);
+    e
+}
+
+/// Column widths, summing to `total`, that follow their content: a column
+/// whose text fits in its share is as wide as its longest line; the rest
+/// share what is left, each at least comfortable (else at least as wide as
+/// its longest word) and the wider the more text it holds. Only when even
+/// the longest words do not fit side by side are the columns with the
+/// longest words (a digest, say) made narrower than them, and those words
+/// cut.
+pub(crate) fn column_widths(extents: &[Extent], total: f32) -> Vec<f32> {
+    let comfortable: Vec<Extent> = extents
+        .iter()
+        .map(|e| Extent {
+            narrowest: e.comfortable,
+            ..*e
+        })
+        .collect();
+    fit_columns(&comfortable, total)
+        .or_else(|| fit_columns(extents, total))
+        .unwrap_or_else(|| narrowest_capped(&comfortable, total))
+}
+
+/// Widths with every column at least `narrowest`, if they fit in `total`.
+fn fit_columns(extents: &[Extent], total: f32) -> Option<Vec<f32>> {
+    let n = extents.len();
+    let mut widths: Vec<Option<f32>> = vec![None; n];
+    let mut left = total;
+    // Columns whose whole text fits in an even share of what is left.
+    loop {
+        let open: Vec<usize> = (0..n).filter(|i| widths[*i].is_none()).collect();
+        if open.is_empty() {
+            break;
+        }
+        let share = left / open.len() as f32;
+        let fits: Vec<usize> = open
+            .into_iter()
+            .filter(|i| extents[*i].widest <= share)
+            .collect();
+        if fits.is_empty() {
+            break;
+        }
+        for i in fits {
+            widths[i] = Some(extents[i].widest);
+            left -= extents[i].widest;
+        }
+    }
+    let open: Vec<usize> = (0..n).filter(|i| widths[*i].is_none()).collect();
+    if open.is_empty() {
+        // Everything fits: spread the spare room so the table fills the line.
+        let used: f32 = widths.iter().flatten().sum();
+        return Some(
+            widths
+                .iter()
+                .map(|w| {
+                    let w = w.unwrap_or(0.0);
+                    if used > 0.0 {
+                        w + (total - used) * w / used
+                    } else {
+                        total / n as f32
+                    }
+                })
+                .collect(),
+        );
+    }
+    let share = |cols: &[usize], room: f32, widths: &mut Vec<Option<f32>>| -> bool {
+        let min: f32 = cols.iter().map(|i| extents[*i].narrowest).sum();
+        let max: f32 = cols.iter().map(|i| extents[*i].widest).sum();
+        if min > room {
+            return false;
+        }
+        for i in cols {
+            let e = extents[*i];
+            let grow = if max > min {
+                (room - min) * (e.widest - e.narrowest) / (max - min)
+            } else {
+                (room - min) / cols.len() as f32
+            };
+            widths[*i] = Some(e.narrowest + grow);
+        }
+        true
+    };
+    if share(&open, left, &mut widths) {
+        return Some(widths.into_iter().map(Option::unwrap_or_default).collect());
+    }
+    // The wide columns do not fit beside the whole short ones: share the
+    // whole line again, every column from its narrowest up.
+    let all: Vec<usize> = (0..n).collect();
+    let mut widths = vec![None; n];
+    share(&all, total, &mut widths)
+        .then(|| widths.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Every column as wide as its longest word, except that no column is
+/// wider than a cap chosen so the table fits: only the longest words are
+/// cut.
+fn narrowest_capped(extents: &[Extent], total: f32) -> Vec<f32> {
+    let mut sorted: Vec<f32> = extents.iter().map(|e| e.narrowest).collect();
+    sorted.sort_by(f32::total_cmp);
+    let n = sorted.len();
+    let mut below = 0.0;
+    let mut cap = total / n.max(1) as f32;
+    for (i, w) in sorted.iter().enumerate() {
+        let c = (total - below) / (n - i) as f32;
+        if *w > c {
+            cap = c;
+            break;
+        }
+        below += w;
+    }
+    extents.iter().map(|e| e.narrowest.min(cap)).collect()
+}
+
+/// A count, a duration or another figure that lines up on the right.
+fn is_figure(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().any(|c| c.is_ascii_digit())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | ','))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,11 +793,7 @@ mod tests {
         let font = ReportFont::load(path).unwrap();
         let mut d = Document::new(&font, "試験").unwrap();
         d.heading("月次利用報告", 16.0);
-        d.table(
-            &[0.5, 0.5],
-            &["項目", "件数"],
-            [vec!["申請".into(), "12".into()]],
-        );
+        d.table(&["項目", "件数"], [vec!["申請".into(), "12".into()]]);
         let pdf = d.finish().unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
         // The whole font is ~6 MB; the subset of a few glyphs is far smaller.
@@ -453,5 +802,211 @@ mod tests {
         assert!(text.contains("/ToUnicode"));
         assert!(text.contains("/FontFile2"));
         assert!(text.contains("/Identity-H"));
+    }
+
+    /// A stand-in for a Japanese font: full-width characters 1 em, the
+    /// rest half.
+    fn em(c: char) -> f32 {
+        if is_wide(c) { 10.0 } else { 5.0 }
+    }
+
+    /// Where `text`, set as `lines`, was cut inside a Latin word or a
+    /// number: a break with no space in `text` and narrow characters on
+    /// both sides.
+    fn mid_word_breaks(text: &str, lines: &[String]) -> Vec<String> {
+        let mut rest = text;
+        let mut cuts = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            rest = rest.trim_start_matches(' ');
+            rest = rest
+                .strip_prefix(line.as_str())
+                .unwrap_or_else(|| panic!("{line:?} is not the next part of {text:?}"));
+            let (a, b) = (line.chars().last(), rest.chars().next());
+            if i + 1 < lines.len()
+                && let (Some(a), Some(b)) = (a, b)
+                && !is_wide(a)
+                && !is_wide(b)
+                && !a.is_whitespace()
+                && !b.is_whitespace()
+            {
+                cuts.push(format!("{line}|{rest}"));
+            }
+            rest = rest.strip_prefix('\n').unwrap_or(rest);
+        }
+        cuts
+    }
+
+    #[test]
+    fn lines_break_at_spaces_and_between_japanese_characters_not_inside_words() {
+        assert_eq!(
+            break_lines("acme lab no_approved_request", 100.0, em),
+            ["acme lab", "no_approved_request"]
+        );
+        // Japanese breaks at any character; the Latin word inside stays whole.
+        let lines = break_lines("作業者tanakaが確認", 40.0, em);
+        assert_eq!(lines, ["作業者", "tanakaが", "確認"]);
+        assert!(lines.iter().all(|l| l.chars().map(em).sum::<f32>() <= 40.0));
+        // A date and a time break at the space between them, not at a hyphen.
+        assert_eq!(
+            break_lines("2026-12-05 13:00", 60.0, em),
+            ["2026-12-05", "13:00"]
+        );
+        // Brackets and marks stay with their word (禁則).
+        let lines = break_lines("記録ダイジェスト（SHA-256）・状態", 80.0, em);
+        assert!(lines.iter().all(|l| !l.ends_with('（')), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.starts_with('）') && !l.starts_with('・')),
+            "{lines:?}"
+        );
+        assert!(
+            mid_word_breaks("記録ダイジェスト（SHA-256）・状態", &lines).is_empty(),
+            "{lines:?}"
+        );
+        // New lines are kept; spaces at a break are dropped.
+        assert_eq!(break_lines("a b\nc", 100.0, em), ["a b", "c"]);
+        assert_eq!(break_lines("aaaa   bbbb", 30.0, em), ["aaaa", "bbbb"]);
+        // Only a word wider than the whole width is cut (it cannot fit).
+        assert_eq!(break_lines("abcdefgh", 20.0, em), ["abcd", "efgh"]);
+        // The check below catches such a cut.
+        assert_eq!(
+            mid_word_breaks("abcdefgh", &break_lines("abcdefgh", 20.0, em)),
+            ["abcd|efgh"]
+        );
+    }
+
+    #[test]
+    fn columns_follow_their_content_so_no_cell_breaks_inside_a_word() {
+        // The monthly report's session table: narrow Japanese headers over
+        // identifiers, dates and names.
+        let header = [
+            "セッションID",
+            "業者",
+            "システム",
+            "作業者",
+            "対象",
+            "方式",
+            "開始",
+            "時間",
+            "状態",
+            "申請番号",
+            "時間外",
+            "承認なし",
+        ];
+        let row = [
+            "6f1c2b0e-3d4a-4b5c-9d8e-7f6a5b4c3d2e",
+            "acme",
+            "lab",
+            "tanaka",
+            "db01",
+            "ssh",
+            "2026-12-05 13:00",
+            "0:01",
+            "closed",
+            "R-2026-0001",
+            "時間外",
+            "承認なし",
+        ];
+        let total = 515.0;
+        let extents: Vec<Extent> = header
+            .iter()
+            .zip(row)
+            .map(|(h, r)| text_extent(h, em).max(text_extent(r, em)))
+            .collect();
+        let widths = column_widths(&extents, total);
+        assert!(
+            (widths.iter().sum::<f32>() - total).abs() < 0.1,
+            "{widths:?}"
+        );
+        for ((w, e), (h, r)) in widths.iter().zip(&extents).zip(header.iter().zip(row)) {
+            assert!(*w + 0.01 >= e.narrowest, "{h}: {w} < {e:?}");
+            for t in [*h, r] {
+                let lines = break_lines(t, *w, em);
+                assert!(
+                    mid_word_breaks(t, &lines).is_empty(),
+                    "{t} in {w}: {lines:?}"
+                );
+                assert!(
+                    lines
+                        .iter()
+                        .all(|l| l.chars().map(em).sum::<f32>() <= w + 0.01),
+                    "{t} overflows {w}: {lines:?}"
+                );
+            }
+        }
+        // A table that fits on one line gets each column its whole text.
+        let narrow = [
+            Extent {
+                narrowest: 20.0,
+                comfortable: 20.0,
+                widest: 40.0,
+            },
+            Extent {
+                narrowest: 10.0,
+                comfortable: 10.0,
+                widest: 10.0,
+            },
+        ];
+        let w = column_widths(&narrow, 100.0);
+        assert!(w[0] >= 40.0 && w[1] >= 10.0, "{w:?}");
+        // Japanese headers over short figures keep a few characters a line.
+        let header = text_extent("承認なしのセッション", em);
+        let w = column_widths(&[header, text_extent("no_approved_request", em)], 150.0);
+        assert!(w[0] >= 40.0, "{w:?}");
+        // Words too wide to sit side by side: only the longest is cut.
+        let digest = text_extent(&"0123456789abcdef".repeat(4), em);
+        let date = text_extent("2027-03-31", em);
+        let w = column_widths(&[date, date, digest], 300.0);
+        assert!((w.iter().sum::<f32>() - 300.0).abs() < 0.1, "{w:?}");
+        assert_eq!(w[0], date.narrowest, "{w:?}");
+        assert!(w[2] < digest.narrowest, "{w:?}");
+    }
+
+    #[test]
+    fn a_table_of_narrow_columns_reads_back_with_its_words_whole() {
+        let path = Path::new(crate::config::DEFAULT_REPORT_FONT);
+        let font = ReportFont::load(path).expect("the report font (.ci/install-peers)");
+        let mut d = Document::new(&font, "試験").unwrap();
+        let words = [
+            "6f1c2b0e-3d4a-4b5c-9d8e-7f6a5b4c3d2e",
+            "no_approved_request",
+            "R-2026-0001",
+            "2026-12-05",
+        ];
+        d.table(
+            &[
+                "セッションID",
+                "業者",
+                "システム",
+                "拒否の理由",
+                "申請番号",
+                "開始",
+                "承認なしのセッション",
+            ],
+            [vec![
+                words[0].into(),
+                "acme".into(),
+                "lab".into(),
+                words[1].into(),
+                words[2].into(),
+                format!("{} 13:00", words[3]),
+                "0".into(),
+            ]],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.pdf");
+        std::fs::write(&file, d.finish().unwrap()).unwrap();
+        let out = std::process::Command::new("pdftotext")
+            .args(["-layout", file.to_str().unwrap(), "-"])
+            .output()
+            .expect("pdftotext (poppler-utils, .ci/install-peers)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for w in words {
+            assert!(
+                text.lines().any(|l| l.split_whitespace().any(|x| x == w)),
+                "{w} is cut: {text}"
+            );
+        }
     }
 }

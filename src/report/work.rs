@@ -396,7 +396,6 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     if !r.approvals.is_empty() {
         d.heading("承認", 11.0);
         d.table(
-            &[0.12, 0.2, 0.25, 0.43],
             &["段階", "承認者", "日時", "コメント"],
             r.approvals.iter().map(|a| {
                 vec![
@@ -410,7 +409,6 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     }
     d.heading("セッション", 11.0);
     d.table(
-        &[0.2, 0.1, 0.1, 0.07, 0.12, 0.12, 0.07, 0.22],
         &[
             "セッションID",
             "作業者",
@@ -442,7 +440,6 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
     );
     d.heading("記録（証跡）", 11.0);
     d.table(
-        &[0.3, 0.7],
         &["セッションID", "記録ダイジェスト（SHA-256）・状態"],
         report.sessions.iter().map(|s| {
             vec![
@@ -476,11 +473,7 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
             ]);
         }
     }
-    d.table(
-        &[0.12, 0.2, 0.1, 0.58],
-        &["セッション", "時刻", "種別", "内容"],
-        ops,
-    );
+    d.table(&["セッション", "時刻", "種別", "内容"], ops);
     d.heading("拒否した操作", 11.0);
     let mut blocked = Vec::new();
     for s in &report.sessions {
@@ -495,16 +488,8 @@ pub fn pdf(report: &WorkReport, tz: Tz, font: &ReportFont) -> Result<Vec<u8>, Re
             ]);
         }
     }
-    d.table(
-        &[0.12, 0.2, 0.13, 0.55],
-        &["セッション", "時刻", "操作", "内容"],
-        blocked,
-    );
+    d.table(&["セッション", "時刻", "操作", "内容"], blocked);
     d.heading("書類（保守契約書・誓約書）", 11.0);
-    d.table(
-        &[0.1, 0.14, 0.12, 0.12, 0.16, 0.36],
-        &DOCUMENT_HEADER,
-        document_rows(&report.documents),
-    );
+    d.table(&DOCUMENT_HEADER, document_rows(&report.documents));
     Ok(d.finish()?)
 }

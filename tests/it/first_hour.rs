@@ -572,3 +572,95 @@ fn target_pins_reads_an_rdp_certificate_as_openssl_sees_it() {
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     assert!(both(&out).contains("no host key read"), "{}", both(&out));
 }
+
+/// A dropped RDP connection resumed with sekisho's auto-reconnect cookie is
+/// a second session whose `session_start` names the first in `resumes`
+/// (README "Connecting over RDP"): `sessions history` shows the link, in
+/// the table (a RESUMES column) and in JSON. The two sessions are written to
+/// the store as `serve` writes them; the resumption itself is tested with
+/// FreeRDP and xrdp in rdp_signin.
+#[test]
+fn history_shows_which_session_a_resumed_rdp_session_continues() {
+    use sekisho::store::{AuditEvent, AuditKind, NewSession, Store};
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path();
+    init(dir);
+    let list = |args: &[&str]| ok(sekisho(dir, args, None));
+    let first = uuid::Uuid::now_v7();
+    let second = uuid::Uuid::now_v7();
+    let ssh = uuid::Uuid::now_v7();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.join("sekisho.db").display());
+        let store = Store::open(&url, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let now = chrono::Utc::now();
+        for (id, protocol, resumes) in [
+            (ssh, "ssh", None),
+            (first, "rdp", None),
+            (second, "rdp", Some(first)),
+        ] {
+            store
+                .start_session(&NewSession {
+                    id,
+                    user: "kato".into(),
+                    vendor: Some("acme".into()),
+                    target: "xrdp1".into(),
+                    protocol: protocol.into(),
+                    client: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+                    parent: None,
+                    node: "a".into(),
+                    started_at: now,
+                    ends_at: None,
+                    recording_path: None,
+                    work_request: None,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut start = AuditEvent::new(AuditKind::SessionStart, "kato started a session")
+                .session(id)
+                .user("kato")
+                .target("xrdp1")
+                .protocol(protocol);
+            if let Some(r) = resumes {
+                start = start.with("resumes", r.to_string());
+            }
+            store.audit(&start).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    // A listing without a resumed session has no RESUMES column.
+    let only_ssh = list(&["sessions", "history", "--protocol", "ssh"]);
+    assert!(!only_ssh.contains("RESUMES"), "{only_ssh}");
+
+    let json = json_lines(&list(&["sessions", "history", "--json"]));
+    let resumes = |id: uuid::Uuid| {
+        json.iter()
+            .find(|s| s["id"] == id.to_string().as_str())
+            .map(|s| s["resumes"].clone())
+            .unwrap_or_else(|| panic!("{id} not listed: {json:?}"))
+    };
+    assert_eq!(resumes(second), first.to_string().as_str());
+    assert!(resumes(first).is_null());
+    assert!(resumes(ssh).is_null());
+
+    let table = list(&["sessions", "history"]);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.trim_end().ends_with("RESUMES"), "{table}");
+    let row = |id: uuid::Uuid| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&id.to_string()))
+            .unwrap_or_else(|| panic!("no row for {id}: {table}"))
+            .to_string()
+    };
+    assert_eq!(
+        header.find("RESUMES"),
+        row(second).find(&first.to_string()),
+        "RESUMES misaligned:\n{table}"
+    );
+    assert!(row(first).trim_end().ends_with('-'), "{table}");
+}

@@ -271,7 +271,7 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
         "月次利用報告",
         "利用状況（業者・システム別）",
         "拒否された接続とその理由",
-        // Narrow header cells wrap: 承認なしのセッション is cut in lines.
+        // Narrow header cells wrap between Japanese characters only.
         "承認なし",
         "no_approved_request",
         number.as_str(),
