@@ -292,6 +292,8 @@ pub(crate) fn client_config() -> Arc<client::Config> {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(60)),
         nodelay: true,
+        // Bounds the target's output held here (relay.rs).
+        channel_buffer_size: super::relay::OUTPUT_QUEUE_PACKETS,
         preferred: Preferred {
             cipher: super::ciphers::back(),
             ..Preferred::DEFAULT

@@ -7,7 +7,10 @@
 //!
 //! - Output (target → person): the `Bytes` russh hands us are recorded and
 //!   forwarded without copying, and the write waits for the person's window,
-//!   so a slow client slows the target down instead of filling memory.
+//!   so a slow client slows the target down instead of filling memory: at
+//!   most [`OUTPUT_QUEUE_PACKETS`] packets wait for the pump.
+//!   When the recording writer is behind, the pump waits for room in its
+//!   queue (without holding a runtime thread) before forwarding more.
 //! - Input (person → target): the front connection runs with
 //!   `manual_window_adjust`: russh does not reopen the person's window when
 //!   data arrives; [`pump_input`] gives the bytes back (in steps of
@@ -61,6 +64,15 @@ pub(crate) const RELEASE_STEP: u32 = FRONT_WINDOW / 4;
 /// target to take some. Twice the window: reached only by a client that
 /// sends beyond its window, which then stalls only its own connection.
 pub(crate) const INPUT_BUDGET: usize = 2 * FRONT_WINDOW as usize;
+
+/// Packets of the target's output queued between the back connection and
+/// the output pump. russh's client reopens the target's window as packets
+/// arrive, so it is this queue that holds the target back once the person
+/// reads slower than the target writes: when it is full the back
+/// connection stops reading its socket and TCP pushes back. Packets are at
+/// most the 32 KiB the back channel announces, so at most 512 KiB wait here
+/// (russh's default of 100 packets let 3.2 MiB wait).
+pub(crate) const OUTPUT_QUEUE_PACKETS: usize = 16;
 
 /// `data`'s length as SSH window bytes (packets are far below 4 GiB).
 pub(crate) fn window_len(data: &[u8]) -> u32 {
@@ -192,11 +204,14 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
         match msg {
             ChannelMsg::Data { data } => {
                 // Record before showing: what was not recorded is not shown.
-                if !live.record(SessionEvent::Output {
-                    channel,
-                    stderr: false,
-                    data: data.clone(),
-                }) {
+                if !live
+                    .record_when_room(SessionEvent::Output {
+                        channel,
+                        stderr: false,
+                        data: data.clone(),
+                    })
+                    .await
+                {
                     recorded = false;
                     stopped = true;
                     break;
@@ -207,11 +222,14 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                if !live.record(SessionEvent::Output {
-                    channel,
-                    stderr: ext == 1,
-                    data: data.clone(),
-                }) {
+                if !live
+                    .record_when_room(SessionEvent::Output {
+                        channel,
+                        stderr: ext == 1,
+                        data: data.clone(),
+                    })
+                    .await
+                {
                     recorded = false;
                     stopped = true;
                     break;
