@@ -141,14 +141,19 @@ impl Drop for InputReceiver {
     }
 }
 
-/// Sends the person's input to the target until the channel closes, giving
-/// the person's window back as the target takes it.
-pub(crate) async fn pump_input(
+/// Records the person's input and sends it to the target until the channel
+/// closes, giving the person's window back as the target takes it. The
+/// input is recorded here rather than where russh hands it over, so that a
+/// recording writer that is behind holds this pump (and through the window
+/// the person) instead of the connection's event loop.
+pub(crate) async fn pump_input<R: SessionRecorder>(
     mut rx: InputReceiver,
     back: ChannelWriteHalf<russh::client::Msg>,
     front_id: ChannelId,
     front: russh::server::Handle,
+    live: Arc<Live<R>>,
 ) {
+    let channel = u32::from(front_id);
     // Taken by the target, not yet given back to the person. Below
     // RELEASE_STEP only while the person still has window left: a client
     // waiting on a closed window has sent FRONT_WINDOW bytes, which are all
@@ -158,6 +163,17 @@ pub(crate) async fn pump_input(
         let r = match msg {
             Input::Data(data) => {
                 let len = data.len();
+                // Record before sending: what was not recorded does not
+                // reach the target (the session ends).
+                if !live
+                    .record_when_room(SessionEvent::Input {
+                        channel,
+                        data: data.clone(),
+                    })
+                    .await
+                {
+                    break;
+                }
                 let r = back.data_bytes(data).await;
                 rx.budget.queued.fetch_sub(len, Ordering::AcqRel);
                 rx.budget.drained.notify_waiters();
