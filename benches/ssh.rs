@@ -318,7 +318,13 @@ fn pid_listening_on(port: u16) -> Option<u32> {
 /// `ssh host 'head -c N /dev/zero'`: MiB/s from the first byte to EOF.
 /// `data_starts` is called at the first byte.
 fn download(b: &Bench, via: Via, mib: usize, data_starts: &mut dyn FnMut()) -> f64 {
-    receive(b, via, &format!("head -c {mib}M /dev/zero"), mib << 20, data_starts)
+    receive(
+        b,
+        via,
+        &format!("head -c {mib}M /dev/zero"),
+        mib << 20,
+        data_starts,
+    )
 }
 
 /// `ssh host 'cat FILE'` of the text file [`write_text_file`] made: text
@@ -326,7 +332,13 @@ fn download(b: &Bench, via: Via, mib: usize, data_starts: &mut dyn FnMut()) -> f
 /// less easily than zeros.
 fn text_output(b: &Bench, via: Via, file: &Path, data_starts: &mut dyn FnMut()) -> f64 {
     let bytes = std::fs::metadata(file).expect("text file").len() as usize;
-    receive(b, via, &format!("cat {}", file.display()), bytes, data_starts)
+    receive(
+        b,
+        via,
+        &format!("cat {}", file.display()),
+        bytes,
+        data_starts,
+    )
 }
 
 /// Writes about `mib` MiB of log-like text lines to `path` (on this
@@ -358,13 +370,7 @@ fn write_text_file(path: &Path, mib: usize) {
 
 /// `ssh host REMOTE`, which prints `bytes` bytes: MiB/s from the first
 /// byte to EOF. `data_starts` is called at the first byte.
-fn receive(
-    b: &Bench,
-    via: Via,
-    remote: &str,
-    bytes: usize,
-    data_starts: &mut dyn FnMut(),
-) -> f64 {
+fn receive(b: &Bench, via: Via, remote: &str, bytes: usize, data_starts: &mut dyn FnMut()) -> f64 {
     let mut child = b
         .ssh(via, &[], &[remote])
         .stdout(Stdio::piped())
