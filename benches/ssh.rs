@@ -358,7 +358,7 @@ fn write_text_file(path: &Path, mib: usize) {
             n,
             (n * 31) % 100_003,
             n % 251,
-            if n % 17 == 0 { 404 } else { 200 },
+            if n.is_multiple_of(17) { 404 } else { 200 },
             (n * 131) % 65_536,
         );
         w.write_all(line.as_bytes()).expect("write text file");
