@@ -263,17 +263,6 @@ fn return_large_buffers_to_the_system() {
     if ok != 1 {
         tracing::warn!("could not set the allocator's mmap threshold");
     }
-    // Every session has its own recording writer thread, and glibc gives
-    // new threads arenas of their own (up to 8 per core), each a heap that
-    // keeps its own free pages and fragments on its own. Two arenas are
-    // plenty for two runtime threads and writers that mostly compress; the
-    // memory of ended sessions then lies in fewer heaps, where
-    // `malloc_trim` can give more of it back.
-    // SAFETY: as above.
-    let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-    if ok != 1 {
-        tracing::warn!("could not set the allocator's arena count");
-    }
 }
 
 /// How often the process looks for ended sessions whose memory to return.
