@@ -8,12 +8,11 @@
 //! [`BackError::kind`] say where and how it failed (the session end's audit
 //! event carries both); its text is what the person is shown.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{Preferred, cipher, client};
+use russh::{Preferred, client};
 
 use super::control::{Credential, Grant};
 
@@ -287,46 +286,16 @@ impl client::Handler for KeyReader {
     }
 }
 
-/// The ciphers sekisho offers the target, most wanted first, on a CPU with
-/// AES and carry-less multiply instructions. sekisho decrypts and
-/// re-encrypts every byte it relays; there AES-GCM costs a fraction of
-/// chacha20-poly1305 per byte, so it comes first. The rest of russh's
-/// default list follows, for targets without AES-GCM.
-const BACK_CIPHERS_AES_NI: &[cipher::Name] = &[
-    cipher::AES_256_GCM,
-    cipher::AES_128_GCM,
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_256_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_128_CTR,
-];
-
-/// Without those instructions chacha20-poly1305 is the faster one: russh's
-/// default order.
-fn back_ciphers() -> Cow<'static, [cipher::Name]> {
-    #[cfg(target_arch = "x86_64")]
-    let aes_ni = std::arch::is_x86_feature_detected!("aes")
-        && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    let aes_ni = std::arch::is_aarch64_feature_detected!("aes")
-        && std::arch::is_aarch64_feature_detected!("pmull");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let aes_ni = false;
-    if aes_ni {
-        Cow::Borrowed(BACK_CIPHERS_AES_NI)
-    } else {
-        Preferred::DEFAULT.cipher
-    }
-}
-
 pub(crate) fn client_config() -> Arc<client::Config> {
     Arc::new(client::Config {
         // sekisho ends idle sessions itself; a silent long command is not idle.
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(60)),
         nodelay: true,
+        // Bounds the target's output held here (relay.rs).
+        channel_buffer_size: super::relay::OUTPUT_QUEUE_PACKETS,
         preferred: Preferred {
-            cipher: back_ciphers(),
+            cipher: super::ciphers::back(),
             ..Preferred::DEFAULT
         },
         ..Default::default()

@@ -236,6 +236,13 @@ pub enum ExitStatus {
 /// session at once — no recording, no session.
 pub trait SessionRecorder: Send + Sync + 'static {
     fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed>;
+    /// Like `record`, for a relay task that may wait: when the writer is
+    /// behind, waits for room in its queue without holding the runtime's
+    /// thread (bulk output is held back instead of piling up).
+    fn record_when_room(
+        &self,
+        event: SessionEvent,
+    ) -> impl Future<Output = Result<(), RecordingFailed>> + Send;
     /// Resolves when the archive can no longer be written (disk full, I/O
     /// error found by the writer task after `record` returned Ok).
     fn failed(&self) -> impl Future<Output = RecordingFailed> + Send;

@@ -230,7 +230,13 @@ impl<C: SshControl> Connection<C> {
         };
         let (back_read, back_write) = back.split();
         let (tx, rx) = input_queue();
-        tokio::spawn(pump_input(rx, back_write, id, session.handle()));
+        tokio::spawn(pump_input(
+            rx,
+            back_write,
+            id,
+            session.handle(),
+            live.clone(),
+        ));
         tokio::spawn(pump_output(id, back_read, writer, session.handle(), live));
         ch.state = ChanState::Running(tx);
     }
@@ -701,12 +707,7 @@ impl<C: SshControl> Handler for Connection<C> {
             Some(ChanState::Running(tx)) => {
                 let Some(live) = live else { return Ok(()) };
                 live.touch_input();
-                if !live.record(SessionEvent::Input {
-                    channel: u32::from(channel),
-                    data: data.clone(),
-                }) {
-                    return Ok(());
-                }
+                // Recorded by the input pump, before it reaches the target.
                 let _ = tx.send(Input::Data(data)).await;
             }
             Some(ChanState::Menu(_)) => {

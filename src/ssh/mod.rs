@@ -9,6 +9,7 @@
 //! tunables [`GatewayOptions`], the control trait [`SshControl`].
 
 pub mod back;
+mod ciphers;
 pub mod control;
 pub mod front;
 mod relay;
@@ -120,6 +121,11 @@ fn server_config(host_key: PrivateKey) -> russh::server::Config {
         // the data, so a fast client cannot fill the bastion (relay.rs).
         window_size: relay::FRONT_WINDOW,
         manual_window_adjust: true,
+        // The person's client picks among these (ciphers.rs says why).
+        preferred: russh::Preferred {
+            cipher: ciphers::front(),
+            ..russh::Preferred::DEFAULT
+        },
         ..Default::default()
     }
 }

@@ -7,7 +7,10 @@
 //!
 //! - Output (target → person): the `Bytes` russh hands us are recorded and
 //!   forwarded without copying, and the write waits for the person's window,
-//!   so a slow client slows the target down instead of filling memory.
+//!   so a slow client slows the target down instead of filling memory: at
+//!   most [`OUTPUT_QUEUE_PACKETS`] packets wait for the pump.
+//!   When the recording writer is behind, the pump waits for room in its
+//!   queue (without holding a runtime thread) before forwarding more.
 //! - Input (person → target): the front connection runs with
 //!   `manual_window_adjust`: russh does not reopen the person's window when
 //!   data arrives; [`pump_input`] gives the bytes back (in steps of
@@ -61,6 +64,15 @@ pub(crate) const RELEASE_STEP: u32 = FRONT_WINDOW / 4;
 /// target to take some. Twice the window: reached only by a client that
 /// sends beyond its window, which then stalls only its own connection.
 pub(crate) const INPUT_BUDGET: usize = 2 * FRONT_WINDOW as usize;
+
+/// Packets of the target's output queued between the back connection and
+/// the output pump. russh's client reopens the target's window as packets
+/// arrive, so it is this queue that holds the target back once the person
+/// reads slower than the target writes: when it is full the back
+/// connection stops reading its socket and TCP pushes back. Packets are at
+/// most the 32 KiB the back channel announces, so at most 512 KiB wait here
+/// (russh's default of 100 packets let 3.2 MiB wait).
+pub(crate) const OUTPUT_QUEUE_PACKETS: usize = 16;
 
 /// `data`'s length as SSH window bytes (packets are far below 4 GiB).
 pub(crate) fn window_len(data: &[u8]) -> u32 {
@@ -129,14 +141,19 @@ impl Drop for InputReceiver {
     }
 }
 
-/// Sends the person's input to the target until the channel closes, giving
-/// the person's window back as the target takes it.
-pub(crate) async fn pump_input(
+/// Records the person's input and sends it to the target until the channel
+/// closes, giving the person's window back as the target takes it. The
+/// input is recorded here rather than where russh hands it over, so that a
+/// recording writer that is behind holds this pump (and through the window
+/// the person) instead of the connection's event loop.
+pub(crate) async fn pump_input<R: SessionRecorder>(
     mut rx: InputReceiver,
     back: ChannelWriteHalf<russh::client::Msg>,
     front_id: ChannelId,
     front: russh::server::Handle,
+    live: Arc<Live<R>>,
 ) {
+    let channel = u32::from(front_id);
     // Taken by the target, not yet given back to the person. Below
     // RELEASE_STEP only while the person still has window left: a client
     // waiting on a closed window has sent FRONT_WINDOW bytes, which are all
@@ -146,6 +163,17 @@ pub(crate) async fn pump_input(
         let r = match msg {
             Input::Data(data) => {
                 let len = data.len();
+                // Record before sending: what was not recorded does not
+                // reach the target (the session ends).
+                if !live
+                    .record_when_room(SessionEvent::Input {
+                        channel,
+                        data: data.clone(),
+                    })
+                    .await
+                {
+                    break;
+                }
                 let r = back.data_bytes(data).await;
                 rx.budget.queued.fetch_sub(len, Ordering::AcqRel);
                 rx.budget.drained.notify_waiters();
@@ -192,11 +220,14 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
         match msg {
             ChannelMsg::Data { data } => {
                 // Record before showing: what was not recorded is not shown.
-                if !live.record(SessionEvent::Output {
-                    channel,
-                    stderr: false,
-                    data: data.clone(),
-                }) {
+                if !live
+                    .record_when_room(SessionEvent::Output {
+                        channel,
+                        stderr: false,
+                        data: data.clone(),
+                    })
+                    .await
+                {
                     recorded = false;
                     stopped = true;
                     break;
@@ -207,11 +238,14 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                if !live.record(SessionEvent::Output {
-                    channel,
-                    stderr: ext == 1,
-                    data: data.clone(),
-                }) {
+                if !live
+                    .record_when_room(SessionEvent::Output {
+                        channel,
+                        stderr: ext == 1,
+                        data: data.clone(),
+                    })
+                    .await
+                {
                     recorded = false;
                     stopped = true;
                     break;

@@ -71,6 +71,13 @@ impl SessionRecorder for SshRecording {
         .map_err(failed)
     }
 
+    async fn record_when_room(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
+        self.recorder
+            .record_async(archive_event(event))
+            .await
+            .map_err(|e| RecordingFailed(e.for_person().to_string()))
+    }
+
     async fn failed(&self) -> RecordingFailed {
         let mut watch = self.recorder.failure_watch();
         loop {

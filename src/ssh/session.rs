@@ -177,6 +177,18 @@ impl<R: SessionRecorder> Live<R> {
         }
     }
 
+    /// Like [`Live::record`], waiting for room in the writer's queue
+    /// without holding the runtime's thread (the output pump).
+    pub(crate) async fn record_when_room(&self, event: SessionEvent) -> bool {
+        match self.recorder.record_when_room(event).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.end(EndStatus::RecordingFailed, e.to_string());
+                false
+            }
+        }
+    }
+
     /// Asks the supervisor to end the session; the first reason wins.
     pub(crate) fn end(&self, status: EndStatus, reason: String) {
         self.end.send_if_modified(|v| {
