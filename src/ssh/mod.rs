@@ -121,11 +121,6 @@ fn server_config(host_key: PrivateKey) -> russh::server::Config {
         // the data, so a fast client cannot fill the bastion (relay.rs).
         window_size: relay::FRONT_WINDOW,
         manual_window_adjust: true,
-        // The person's client picks among these (ciphers.rs says why).
-        preferred: russh::Preferred {
-            cipher: ciphers::front(),
-            ..russh::Preferred::DEFAULT
-        },
         ..Default::default()
     }
 }
