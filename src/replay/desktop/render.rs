@@ -885,4 +885,57 @@ pub(crate) mod tests {
         assert_eq!(replay_start(&k, 40), 30);
         assert_eq!(replay_start(&k, u64::MAX), 30);
     }
+
+    #[test]
+    fn an_update_counts_as_drawn_over_only_when_later_ones_cover_all_of_it() {
+        let r = |x, y, width, height| Rect {
+            x,
+            y,
+            width,
+            height,
+        };
+        let mut cover = Cover::default();
+        cover.add(r(0, 0, 8, 2));
+        assert!(cover.covers(r(0, 0, 8, 2)));
+        assert!(cover.covers(r(2, 1, 3, 1)));
+        assert!(!cover.covers(r(0, 0, 8, 3)));
+        // Only together.
+        cover.add(r(0, 2, 5, 2));
+        cover.add(r(4, 2, 4, 2));
+        assert!(cover.covers(r(0, 0, 8, 4)));
+        assert!(!cover.covers(r(0, 0, 9, 4)));
+        cover.clear();
+        assert!(!cover.covers(r(0, 0, 1, 1)));
+
+        // Through the renderer: a row drawn over by a later row in the same
+        // interval is not decoded; one drawn over only in part is.
+        let mut rd = Renderer::new(&meta()).expect("renderer");
+        let row = |c: u8| fast_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
+        let part = fast_path_bitmap(0, 0, &[7, 7, 7, 0].repeat(4));
+        let ev = |t, e| TimedEvent { t_us: t, event: e };
+        rd.apply_interval(&[
+            ev(1, output(0, row(1))),
+            ev(2, output(0, part.clone())),
+            ev(3, output(0, row(2))),
+            ev(4, output(0, part)),
+        ]);
+        assert_eq!(
+            rd.stats,
+            RenderStats {
+                decoded: 2,
+                skipped: 0,
+                overdrawn: 2
+            }
+        );
+        assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
+        assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
+        // A resize in between: nothing before it is passed over.
+        let mut rd = Renderer::new(&meta()).expect("renderer");
+        rd.apply_interval(&[
+            ev(1, output(0, row(1))),
+            ev(2, output(1003, demand_active(8, 4))),
+            ev(3, output(0, row(2))),
+        ]);
+        assert_eq!(rd.stats.overdrawn, 0);
+    }
 }
