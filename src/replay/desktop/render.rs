@@ -585,26 +585,66 @@ pub fn replay_start(keyframes: &[u64], at_us: u64) -> u64 {
 ///
 /// The desktop size at that point comes from the last Demand Active before
 /// it: the archive is read up to there, but only slow-path PDU headers are
-/// looked at (no bitmap is decoded).
+/// looked at (no bitmap is decoded). Reading is most of a seek late in a
+/// long session (decompressing the chunks), so two threads share it, each
+/// reading half of the chunks.
 pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderError> {
     let mut size = header_size(reader.meta())?;
     let info = reader.meta().rdp.clone().unwrap_or_default();
     let start = replay_start(&reader.keyframes()?, at_us);
     if start > 0 {
-        for ev in reader.events() {
-            let ev = ev?;
-            if ev.t_us >= start {
-                break;
-            }
-            if let Event::Output { channel, data, .. } = &ev.event
-                && *channel != info.fastpath_channel
-                && let Some(s) = demand_active_size(data)
-            {
-                size = s;
-            }
+        let before: Vec<u64> = reader
+            .index()?
+            .iter()
+            .map(|e| e.t_first_us)
+            .take_while(|&t| t < start)
+            .collect();
+        let half = before.get(before.len() / 2).copied().unwrap_or(0);
+        let channel = info.fastpath_channel;
+        let found = if half > 0 {
+            let mut other = Reader::open(reader.path())?;
+            std::thread::scope(|scope| {
+                let later = scope.spawn(|| last_size(&mut other, channel, half, start));
+                // Up to and including `half`: the later half starts at the
+                // chunk beginning then, and an earlier chunk may end then.
+                let earlier = last_size(reader, channel, 0, half + 1);
+                let later = later.join().unwrap_or_else(|_| {
+                    Err(ReadError::IoText("reading the archive".into()).into())
+                });
+                Ok::<_, RenderError>(later?.or(earlier?))
+            })?
+        } else {
+            last_size(reader, channel, 0, start)?
+        };
+        if let Some(s) = found {
+            size = s;
         }
     }
     Ok((Renderer::with_size(&info, size.0, size.1), start))
+}
+
+/// The desktop size the last Demand Active from `from_us` to before
+/// `to_us` set, if any.
+fn last_size(
+    reader: &mut Reader,
+    fastpath_channel: u32,
+    from_us: u64,
+    to_us: u64,
+) -> Result<Option<(u16, u16)>, RenderError> {
+    let mut size = None;
+    for ev in reader.events_from(from_us)? {
+        let ev = ev?;
+        if ev.t_us >= to_us {
+            break;
+        }
+        if let Event::Output { channel, data, .. } = &ev.event
+            && *channel != fastpath_channel
+            && let Some(s) = demand_active_size(data)
+        {
+            size = Some(s);
+        }
+    }
+    Ok(size)
 }
 
 /// What seeking needs from a whole recording, gathered in one pass over
@@ -937,5 +977,31 @@ pub(crate) mod tests {
             ev(3, output(0, row(2))),
         ]);
         assert_eq!(rd.stats.overdrawn, 0);
+    }
+
+    #[test]
+    fn a_seek_finds_the_size_set_anywhere_before_its_keyframe() {
+        let s = 1_000_000;
+        for resize_at in [s / 2, s + 1, 2 * s, 3 * s - 1, 4 * s - 1] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut events = vec![(0, output(1003, demand_active(10, 6)))];
+            for k in 1..=6 {
+                events.push((k * s, Event::Keyframe));
+            }
+            events.push((resize_at, output(1003, demand_active(12, 4))));
+            events.sort_by_key(|(t, _)| *t);
+            let path = archive(dir.path(), &events);
+            let mut reader = Reader::open(&path).expect("open");
+            // Replayed from the keyframe of 4 s.
+            let (r, start) = seek(&mut reader, 5 * s + s / 2).expect("seek");
+            assert_eq!(start, 4 * s);
+            assert_eq!((r.width(), r.height()), (12, 4), "resized at {resize_at}");
+            let (r, _) = seek(&mut reader, s).expect("seek");
+            assert_eq!(
+                (r.width(), r.height()),
+                (8, 4),
+                "from the start: the header's"
+            );
+        }
     }
 }
