@@ -182,7 +182,12 @@ fn main() {
         };
         let x = |wall: f64| {
             if case.covered_s > 0.0 {
-                format!("{:.0}×", case.covered_s / wall)
+                let x = case.covered_s / wall;
+                if x < 10.0 {
+                    format!("{x:.1}×")
+                } else {
+                    format!("{x:.0}×")
+                }
             } else {
                 "–".into()
             }
