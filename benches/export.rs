@@ -20,7 +20,8 @@
 //! deterministic) and PNGs.
 //!
 //! Knobs: `SEKISHO_BENCH_OFFICE_MINUTES` [5], `SEKISHO_BENCH_REDRAW_SECS`
-//! [20], `SEKISHO_BENCH_HOUR_MINUTES` [60].
+//! [20], `SEKISHO_BENCH_HOUR_MINUTES` [60]; `SEKISHO_BENCH_KEEP` keeps the
+//! archives (for `perf record` of an export afterwards).
 
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -216,4 +217,8 @@ fn main() {
         );
     }
     println!("\nload after: {}", loadavg());
+    if std::env::var_os("SEKISHO_BENCH_KEEP").is_some() {
+        // For profiling an export by hand afterwards.
+        eprintln!("archives kept in {}", dir.keep().display());
+    }
 }
