@@ -40,12 +40,15 @@ fn from_problem(p: Problem) -> ReadError {
 /// An open archive.
 #[derive(Debug)]
 pub struct Reader {
+    path: std::path::PathBuf,
     file: BufReader<File>,
     file_len: u64,
     meta: SessionMeta,
     header_digest: Digest,
     data_start: u64,
     index: Option<Vec<IndexEntry>>,
+    /// Keyframe times from a sealed file's trailer.
+    trailer_keyframes: Option<Vec<u64>>,
     sealed: Option<bool>,
 }
 
@@ -142,18 +145,25 @@ impl Reader {
         let mut file = BufReader::with_capacity(256 * 1024, file);
         let h = format::read_header(&mut file, file_len).map_err(from_problem)?;
         Ok(Reader {
+            path: path.to_path_buf(),
             file,
             file_len,
             meta: h.meta,
             header_digest: h.digest,
             data_start: h.data_start,
             index: None,
+            trailer_keyframes: None,
             sealed: None,
         })
     }
 
     pub fn meta(&self) -> &SessionMeta {
         &self.meta
+    }
+
+    /// The archive's file, as it was opened.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The chunk index: from the trailer of a sealed file, else by scanning
@@ -239,11 +249,20 @@ impl Reader {
             .index
             .windows(2)
             .all(|w| w[0].offset < w[1].offset && w[0].t_last_us <= w[1].t_first_us);
-        (first_ok && ordered).then_some(info.index)
+        if !(first_ok && ordered) {
+            return None;
+        }
+        self.trailer_keyframes = Some(info.keyframes.iter().map(|k| k.t_us).collect());
+        Some(info.index)
     }
 
-    /// Times (µs) of keyframes (desktop sessions), from chunk flags.
+    /// Times (µs) of keyframes (desktop sessions): from the trailer of a
+    /// sealed file, else from the chunks flagged as holding one.
     pub fn keyframes(&mut self) -> Result<Vec<u64>, ReadError> {
+        self.index()?;
+        if let Some(k) = &self.trailer_keyframes {
+            return Ok(k.clone());
+        }
         let flagged: Vec<IndexEntry> = self
             .index()?
             .iter()

@@ -5,10 +5,10 @@
 use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 use super::render::RenderError;
-use super::video::{Frames, VideoRange};
+use super::video::{Frames, Sample, VideoCanvas, VideoRange};
 use crate::recording::Reader;
 
 /// Why an MP4 export failed; nothing is left at the destination.
@@ -160,11 +160,9 @@ impl Encoder {
         Ok(Encoder { child, stderr })
     }
 
-    fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        match self.child.stdin.as_mut() {
-            Some(stdin) => stdin.write_all(frame),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        }
+    /// Where frames go; closing it ends ffmpeg's input.
+    fn take_input(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Close the input and wait; an error carries ffmpeg's standard error.
@@ -192,8 +190,39 @@ impl Encoder {
     }
 }
 
+/// Samples on their way from the replay to the converting thread: a few,
+/// so neither waits on the other's every frame, and memory stays bounded
+/// (a full-frame change holds one desktop of pixels).
+const SAMPLES_IN_FLIGHT: usize = 4;
+
+/// The converting thread: draws each sample's changes, converts them to
+/// YUV and writes the frame to ffmpeg. Returns the frames written, or
+/// `None` when ffmpeg stopped reading.
+fn write_frames(
+    mut canvas: VideoCanvas,
+    mut input: ChildStdin,
+    samples: std::sync::mpsc::Receiver<Sample>,
+) -> Option<u64> {
+    let mut count = 0;
+    for sample in samples {
+        if let Some(update) = &sample.update {
+            canvas.apply(update);
+        }
+        // Unchanged frames are written again as they are: converting is
+        // what costs, and nothing changed.
+        input.write_all(canvas.yuv()).ok()?;
+        count += 1;
+    }
+    Some(count)
+}
+
 /// Encode the frames of `reader` in `range` into `dest` with `ffmpeg`.
 /// Nothing is left at `dest` (or beside it) when anything fails.
+///
+/// Two threads share the work, as two cores are there to share it (ffmpeg
+/// runs besides, in a process of its own): this one reads the archive and
+/// replays it, and hands each sampled instant's changes to another that
+/// converts them to YUV and writes the frame to ffmpeg.
 pub fn export_mp4(
     reader: &mut Reader,
     range: VideoRange,
@@ -213,36 +242,53 @@ pub fn export_mp4(
             dir.display()
         )))?;
     let mut frames = Frames::new(reader, range)?;
-    let Some(first) = frames.next_frame()? else {
+    let Some(first) = frames.next_sample()? else {
         return Err(Mp4Error::NoFrames);
     };
-    let (width, height) = (first.width, first.height);
+    let Some((w, h)) = first.update.as_ref().map(|u| (u.width, u.height)) else {
+        return Err(Mp4Error::NoFrames);
+    };
+    let canvas = VideoCanvas::new(w, h);
+    let (width, height) = (canvas.width(), canvas.height());
     let mut encoder = Encoder::spawn(ffmpeg, &ffmpeg_args(width, height, range.fps, tmp.path()))?;
-    let mut count = 0u64;
-    let mut write_failed = encoder.write(first.data).is_err();
-    if !write_failed {
-        count += 1;
-        loop {
-            let frame = match frames.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    encoder.abort();
-                    return Err(e.into());
-                }
+    let Some(input) = encoder.take_input() else {
+        encoder.abort();
+        return Err(Mp4Error::StoppedReading);
+    };
+    let (to_writer, samples) = std::sync::mpsc::sync_channel(SAMPLES_IN_FLIGHT);
+    let (replayed, written) = std::thread::scope(|scope| {
+        let writer = std::thread::Builder::new()
+            .name("mp4-convert".into())
+            .spawn_scoped(scope, move || write_frames(canvas, input, samples));
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => return (Err(Mp4Error::io("starting a thread".into())(e)), None),
+        };
+        let mut sample = Some(first);
+        let replayed = loop {
+            let Some(s) = sample.take() else {
+                break Ok(());
             };
-            if encoder.write(frame.data).is_err() {
-                // ffmpeg quit early; its standard error says why.
-                write_failed = true;
-                break;
+            // A closed channel: the writer stopped, ffmpeg says why.
+            if to_writer.send(s).is_err() {
+                break Ok(());
             }
-            count += 1;
-        }
+            match frames.next_sample() {
+                Ok(next) => sample = next,
+                Err(e) => break Err(Mp4Error::from(e)),
+            }
+        };
+        drop(to_writer);
+        (replayed, writer.join().ok().flatten())
+    });
+    if let Err(e) = replayed {
+        encoder.abort();
+        return Err(e);
     }
     encoder.finish()?;
-    if write_failed {
+    let Some(count) = written else {
         return Err(Mp4Error::StoppedReading);
-    }
+    };
     tmp.persist(dest)
         .map_err(|e| Mp4Error::io(format!("writing {}", dest.display()))(e.error))?;
     let stats = frames.renderer().stats;
@@ -307,11 +353,13 @@ mod tests {
         std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let mut enc = Encoder::spawn(&prog, &[]).expect("spawn");
         // Writing may or may not fail depending on when the script exits.
+        let mut input = enc.take_input().expect("stdin");
         for _ in 0..64 {
-            if enc.write(&[0; 65536]).is_err() {
+            if input.write_all(&[0; 65536]).is_err() {
                 break;
             }
         }
+        drop(input);
         let err = enc.finish().expect_err("a failure").to_string();
         assert!(err.contains("Unknown encoder libx264"), "{err}");
         assert!(err.contains("ffmpeg failed"), "{err}");

@@ -17,6 +17,7 @@
 
 use crate::recording::{Events, Reader, TimedEvent};
 
+use super::frames::{FrameUpdate, frame_of};
 use super::render::{RenderError, Renderer, seek};
 
 /// Rounds a side up to even.
@@ -48,19 +49,31 @@ pub fn letterbox(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32, u
 /// width and height, each chroma sample from the mean of a 2x2 block.
 /// `width` and `height` are even.
 pub fn rgb_to_yuv420(width: usize, height: usize, rgb: &[u8], yuv: &mut [u8]) {
+    rgb_to_yuv420_rect(width, height, rgb, yuv, (0, 0, width, height));
+}
+
+/// [`rgb_to_yuv420`] of the part `(x0, y0, x1, y1)` (exclusive ends, all
+/// even, inside the frame); the rest of `yuv` is left as it is.
+fn rgb_to_yuv420_rect(
+    width: usize,
+    height: usize,
+    rgb: &[u8],
+    yuv: &mut [u8],
+    (x0, y0, x1, y1): (usize, usize, usize, usize),
+) {
     let (cw, ch) = (width / 2, height / 2);
     let (y_plane, chroma) = yuv.split_at_mut(width * height);
     let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
     let luma = |r: i32, g: i32, b: i32| (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8;
     // Plain index loops: iterator adapters are many times slower in the
     // unoptimised builds the tests run.
-    for cy in 0..ch {
+    for cy in y0 / 2..y1 / 2 {
         let top = &rgb[2 * cy * width * 4..][..width * 4];
         let bottom = &rgb[(2 * cy + 1) * width * 4..][..width * 4];
         let (y_top, y_bottom) = y_plane[2 * cy * width..][..2 * width].split_at_mut(width);
         let u_row = &mut u_plane[cy * cw..][..cw];
         let v_row = &mut v_plane[cy * cw..][..cw];
-        for cx in 0..cw {
+        for cx in x0 / 2..x1 / 2 {
             let i = cx * 8;
             let (r0, g0, b0) = (top[i] as i32, top[i + 1] as i32, top[i + 2] as i32);
             let (r1, g1, b1) = (top[i + 4] as i32, top[i + 5] as i32, top[i + 6] as i32);
@@ -141,6 +154,19 @@ impl Canvas {
         );
     }
 
+    /// [`Canvas::convert`] of the part `x0..x1` x `y0..y1` (even ends).
+    fn convert_rect(&mut self, x0: u32, y0: u32, x1: u32, y1: u32) {
+        if x0 < x1 && y0 < y1 {
+            rgb_to_yuv420_rect(
+                self.width as usize,
+                self.height as usize,
+                &self.buf,
+                &mut self.yuv,
+                (x0 as usize, y0 as usize, x1 as usize, y1 as usize),
+            );
+        }
+    }
+
     /// Draw a `w` x `h` RGBA frame (4 bytes a pixel, row by row).
     pub fn draw(&mut self, w: u32, h: u32, px: &[u8]) {
         let stride = self.width as usize * 4;
@@ -187,20 +213,23 @@ pub fn frame_time(range: &VideoRange, k: u64) -> u64 {
         .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
-/// One sampled frame.
-pub struct Frame<'a> {
-    pub width: u32,
-    pub height: u32,
-    /// YUV 4:2:0 planes (`yuv420p`).
-    pub data: &'a [u8],
-    /// Session time of the frame, µs.
+/// One sampled instant: what changed on the desktop since the previous
+/// one (`None`: nothing; the first is always a full frame).
+#[derive(Debug)]
+pub struct Sample {
+    /// Session time, µs.
     pub t_us: u64,
+    pub update: Option<FrameUpdate>,
 }
 
 /// The frames of a recording from `range.from_us` on, each the framebuffer
 /// as it stands at its time (events at that very µs included, as for PNG
 /// `--at`). Frames end at `range.to_us` or the last event, whichever is
 /// first.
+///
+/// The events between two sampled instants are replayed together
+/// ([`Renderer::apply_interval`]), so a bitmap update drawn over before
+/// the next instant is not decoded.
 pub struct Frames<'r> {
     renderer: Renderer,
     events: Events<'r>,
@@ -209,8 +238,8 @@ pub struct Frames<'r> {
     last_t: u64,
     range: VideoRange,
     next: u64,
-    canvas: Option<Canvas>,
-    drawn: Option<(u32, u32, u64)>,
+    interval: Vec<TimedEvent>,
+    size: Option<(u32, u32)>,
 }
 
 impl<'r> Frames<'r> {
@@ -219,11 +248,7 @@ impl<'r> Frames<'r> {
     pub fn new(reader: &'r mut Reader, range: VideoRange) -> Result<Frames<'r>, RenderError> {
         let (renderer, start) = seek(reader, range.from_us)?;
         let events = reader.events_from(start)?;
-        Ok(Frames::from_parts(renderer, events, range))
-    }
-
-    fn from_parts(renderer: Renderer, events: Events<'r>, range: VideoRange) -> Frames<'r> {
-        Frames {
+        Ok(Frames {
             renderer,
             events,
             pending: None,
@@ -231,9 +256,9 @@ impl<'r> Frames<'r> {
             last_t: 0,
             range,
             next: 0,
-            canvas: None,
-            drawn: None,
-        }
+            interval: Vec::new(),
+            size: None,
+        })
     }
 
     /// The replay so far (decoded and skipped PDUs).
@@ -241,12 +266,13 @@ impl<'r> Frames<'r> {
         &self.renderer
     }
 
-    /// The next frame, or `None` after the last one.
-    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, RenderError> {
+    /// The next sampled instant, or `None` after the last one.
+    pub fn next_sample(&mut self) -> Result<Option<Sample>, RenderError> {
         let t = frame_time(&self.range, self.next);
         if t > self.range.to_us {
             return Ok(None);
         }
+        self.interval.clear();
         loop {
             let ev = match self.pending.take() {
                 Some(ev) => ev,
@@ -264,27 +290,82 @@ impl<'r> Frames<'r> {
                 break;
             }
             self.last_t = ev.t_us;
-            self.renderer.apply(&ev.event);
+            self.interval.push(ev);
         }
+        self.renderer.apply_interval(&self.interval);
         if self.exhausted && t > self.last_t {
             return Ok(None);
         }
         self.next += 1;
-        let (w, h) = (self.renderer.width(), self.renderer.height());
-        let canvas = self.canvas.get_or_insert_with(|| Canvas::new(w, h));
-        let state = (w, h, self.renderer.changes());
-        if self.drawn != Some(state) {
-            // Unchanged since the last frame: the canvas already holds it.
-            canvas.draw(w, h, self.renderer.pixels());
-            canvas.convert();
-            self.drawn = Some(state);
+        let size = (self.renderer.width(), self.renderer.height());
+        let damage = self.renderer.take_damage();
+        let update = frame_of(&self.renderer, damage, self.size != Some(size), t);
+        self.size = Some(size);
+        Ok(Some(Sample { t_us: t, update }))
+    }
+}
+
+/// A [`Canvas`] kept up to date from [`Sample`]s, converting to YUV only
+/// what changed: typing changes a few glyphs a frame, and converting the
+/// whole desktop for them cost more than the encoder's work on the frame.
+#[derive(Debug)]
+pub struct VideoCanvas {
+    canvas: Canvas,
+    /// The desktop while its size differs from the canvas's (scaled).
+    desk: Vec<u8>,
+    desk_w: u32,
+    desk_h: u32,
+}
+
+impl VideoCanvas {
+    /// A canvas for a desktop first of `width` x `height`.
+    pub fn new(width: u32, height: u32) -> VideoCanvas {
+        VideoCanvas {
+            canvas: Canvas::new(width, height),
+            desk: Vec::new(),
+            desk_w: 0,
+            desk_h: 0,
         }
-        Ok(Some(Frame {
-            width: canvas.width(),
-            height: canvas.height(),
-            data: canvas.yuv(),
-            t_us: t,
-        }))
+    }
+
+    pub fn width(&self) -> u32 {
+        self.canvas.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.canvas.height
+    }
+
+    /// The frame as YUV 4:2:0 planes (`yuv420p`).
+    pub fn yuv(&self) -> &[u8] {
+        self.canvas.yuv()
+    }
+
+    /// Draw what changed.
+    pub fn apply(&mut self, update: &FrameUpdate) {
+        let c = &mut self.canvas;
+        if (update.width, update.height) != (c.content_w, c.content_h) {
+            update.apply_to(&mut self.desk, &mut self.desk_w, &mut self.desk_h);
+            c.draw(self.desk_w, self.desk_h, &self.desk);
+            c.convert();
+            return;
+        }
+        // The desktop lies 1:1 at the canvas's top left.
+        let stride = c.width as usize * 4;
+        for region in &update.regions {
+            let r = region.rect;
+            let row_len = r.width as usize * 4;
+            for (dy, row) in region.rgba.chunks_exact(row_len.max(1)).enumerate() {
+                let at = (r.y as usize + dy) * stride + r.x as usize * 4;
+                if let Some(dst) = c.buf.get_mut(at..at + row_len) {
+                    dst.copy_from_slice(row);
+                }
+            }
+            // Whole 2x2 blocks: chroma comes from all four pixels.
+            let (x0, y0) = (r.x & !1, r.y & !1);
+            let (x1, y1) = (even(r.x + r.width), even(r.y + r.height));
+            c.convert_rect(x0, y0, x1.min(c.width), y1.min(c.height));
+        }
     }
 }
 
@@ -399,8 +480,37 @@ mod tests {
         assert_eq!(pixel(&c, 0, 0), [1, 2, 3, 0]);
     }
 
+    /// A frame as the encoder receives it.
+    pub(crate) struct Frame {
+        pub(crate) width: u32,
+        pub(crate) height: u32,
+        pub(crate) data: Vec<u8>,
+        pub(crate) t_us: u64,
+    }
+
+    /// Every frame of `frames`, drawn as the MP4 export draws them.
+    pub(crate) fn all_frames(frames: &mut Frames<'_>) -> Vec<Frame> {
+        let mut canvas: Option<VideoCanvas> = None;
+        let mut out = Vec::new();
+        while let Some(s) = frames.next_sample().expect("sample") {
+            if let Some(u) = &s.update {
+                canvas
+                    .get_or_insert_with(|| VideoCanvas::new(u.width, u.height))
+                    .apply(u);
+            }
+            let c = canvas.as_ref().expect("a full first frame");
+            out.push(Frame {
+                width: c.width(),
+                height: c.height(),
+                data: c.yuv().to_vec(),
+                t_us: s.t_us,
+            });
+        }
+        out
+    }
+
     /// Y of pixel (x, y) and the U, V of its 2x2 block in a yuv420p frame.
-    fn yuv_at(f: &Frame<'_>, x: u32, y: u32) -> [u8; 3] {
+    fn yuv_at(f: &Frame, x: u32, y: u32) -> [u8; 3] {
         let (w, h) = (f.width as usize, f.height as usize);
         let (x, y) = (x as usize, y as usize);
         let c = (y / 2) * (w / 2) + x / 2;
@@ -445,7 +555,7 @@ mod tests {
         };
         let mut frames = Frames::new(&mut reader, range).expect("frames");
         let mut seen = Vec::new();
-        while let Some(f) = frames.next_frame().expect("frame") {
+        for f in all_frames(&mut frames) {
             assert_eq!((f.width, f.height), (8, 4));
             assert_eq!(f.data.len(), 8 * 4 * 3 / 2);
             seen.push((
@@ -489,7 +599,7 @@ mod tests {
         };
         let mut frames = Frames::new(&mut reader, range).expect("frames");
         let mut times = Vec::new();
-        while let Some(f) = frames.next_frame().expect("frame") {
+        for f in all_frames(&mut frames) {
             times.push(f.t_us);
             // Seeked to the keyframe of 3 s: the pixel drawn at 0 is gone.
             assert_eq!(yuv_at(&f, 0, 0)[0], 16);
@@ -504,6 +614,170 @@ mod tests {
             to_us: u64::MAX,
         };
         let mut frames = Frames::new(&mut reader, range).expect("frames");
-        assert!(frames.next_frame().expect("frame").is_none());
+        assert!(frames.next_sample().expect("frame").is_none());
+    }
+
+    /// A fast-path PDU of 32 bpp bitmaps: each `(x, y, w, h, bgra)` filled
+    /// with one colour, uncompressed or planar.
+    fn bitmaps_pdu(rects: &[(u16, u16, u16, u16, [u8; 4])], planar: bool) -> Vec<u8> {
+        use ironrdp_graphics::rdp6::{BgrAChannels, BitmapStreamEncoder};
+        use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
+        use ironrdp_pdu::geometry::InclusiveRectangle;
+        let data: Vec<Vec<u8>> = rects
+            .iter()
+            .map(|&(_, _, w, h, c)| {
+                let px = c.repeat(usize::from(w) * usize::from(h));
+                if !planar {
+                    return px;
+                }
+                let mut buf = vec![0; px.len() * 2 + 64];
+                let n = BitmapStreamEncoder::new(usize::from(w), usize::from(h))
+                    .encode_bitmap::<BgrAChannels>(&px, &mut buf, true)
+                    .expect("planar");
+                buf.truncate(n);
+                buf
+            })
+            .collect();
+        let update = BitmapUpdateData {
+            rectangles: rects
+                .iter()
+                .zip(&data)
+                .map(|(&(x, y, w, h, _), d)| BitmapData {
+                    rectangle: InclusiveRectangle {
+                        left: x,
+                        top: y,
+                        right: x + w - 1,
+                        bottom: y + h - 1,
+                    },
+                    width: w,
+                    height: h,
+                    bits_per_pixel: 32,
+                    compression_flags: if planar {
+                        Compression::BITMAP_COMPRESSION | Compression::NO_BITMAP_COMPRESSION_HDR
+                    } else {
+                        Compression::empty()
+                    },
+                    compressed_data_header: None,
+                    bitmap_data: d,
+                })
+                .collect(),
+        };
+        let body = ironrdp_core::encode_vec(&update).expect("encode");
+        let mut upd = vec![0x01];
+        upd.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
+        upd.extend_from_slice(&body);
+        let total = upd.len() + 3;
+        let mut pdu = vec![0x00, 0x80 | ((total >> 8) as u8), total as u8];
+        pdu.extend_from_slice(&upd);
+        pdu
+    }
+
+    #[test]
+    fn frames_with_overdrawn_updates_passed_over_equal_the_full_decode() {
+        use crate::replay::desktop::render::tests::{archive, demand_active, meta, output};
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A seeded mix: full-screen redraws (as tiles, as one rectangle,
+        // planar or not), rectangles that several later ones cover only
+        // together, small ones, a rectangle the decoder refuses, damaged
+        // PDUs, and the desktop resized and back.
+        let mut seed = 0x5eed_u32;
+        let mut rnd = |n: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % n
+        };
+        let mut events = vec![(0, output(1003, demand_active(16, 8)))];
+        let mut t = 1;
+        for k in 0..600u32 {
+            t += u64::from(rnd(12_000));
+            let c = [rnd(256) as u8, rnd(256) as u8, rnd(256) as u8, 0];
+            let planar = rnd(3) == 0;
+            let pdu = match rnd(12) {
+                0..=2 => bitmaps_pdu(&[(0, 0, 16, 8, c)], planar),
+                3 => bitmaps_pdu(
+                    &[
+                        (0, 0, 8, 8, c),
+                        (8, 0, 8, 4, [c[1], c[2], c[0], 0]),
+                        (8, 4, 8, 4, [c[2], c[0], c[1], 0]),
+                    ],
+                    planar,
+                ),
+                4 | 5 => {
+                    // Two halves, in separate PDUs.
+                    let top = bitmaps_pdu(&[(0, 0, 16, 4, c)], planar);
+                    events.push((t, output(0, top)));
+                    t += 1;
+                    bitmaps_pdu(&[(0, 4, 16, 4, [c[2], c[1], c[0], 0])], planar)
+                }
+                6..=8 => {
+                    let (x, y) = (rnd(14) as u16, rnd(7) as u16);
+                    let (w, h) = (
+                        1 + rnd(16 - u32::from(x)) as u16,
+                        1 + rnd(8 - u32::from(y)) as u16,
+                    );
+                    bitmaps_pdu(&[(x, y, w, h, c)], planar)
+                }
+                // Partly outside the desktop: refused, so it covers nothing.
+                9 => bitmaps_pdu(&[(10, 2, 8, 2, c)], false),
+                10 => {
+                    let mut p = bitmaps_pdu(&[(2, 2, 4, 4, c)], planar);
+                    let cut = p.len() - 1 - rnd(6) as usize;
+                    p.truncate(cut);
+                    p
+                }
+                _ => match k % 40 {
+                    13 => {
+                        events.push((t, output(1003, demand_active(12, 6))));
+                        t += 1;
+                        bitmaps_pdu(&[(0, 0, 12, 6, c)], planar)
+                    }
+                    29 => {
+                        events.push((t, output(1003, demand_active(16, 8))));
+                        t += 1;
+                        bitmaps_pdu(&[(0, 0, 16, 8, c)], planar)
+                    }
+                    _ => bitmaps_pdu(&[(1, 1, 3, 3, c)], planar),
+                },
+            };
+            events.push((t, output(0, pdu)));
+        }
+        let path = archive(dir.path(), &events);
+        let range = VideoRange {
+            fps: 10,
+            from_us: 0,
+            to_us: u64::MAX,
+        };
+        let mut reader = Reader::open(&path).expect("open");
+        let mut frames = Frames::new(&mut reader, range).expect("frames");
+        let fast = all_frames(&mut frames);
+        let stats = frames.renderer().stats;
+        assert!(stats.overdrawn > 100, "{stats:?}");
+        assert!(stats.decoded > 100, "{stats:?}");
+
+        // The straightforward way: every event decoded, every frame
+        // converted whole.
+        let mut full = Renderer::new(&meta()).expect("renderer");
+        let mut pending = events.iter().peekable();
+        let mut canvas: Option<Canvas> = None;
+        assert!(fast.len() > 20, "{} frames", fast.len());
+        for (k, f) in fast.iter().enumerate() {
+            assert_eq!(f.t_us, frame_time(&range, k as u64));
+            while let Some((_, ev)) = pending.next_if(|(t, _)| *t <= f.t_us) {
+                full.apply(ev);
+            }
+            let (w, h) = (full.width(), full.height());
+            let c = canvas.get_or_insert_with(|| Canvas::new(w, h));
+            c.draw(w, h, full.pixels());
+            c.convert();
+            assert_eq!((f.width, f.height), (c.width(), c.height()));
+            assert!(f.data == c.yuv(), "frame {k} at {} µs differs", f.t_us);
+        }
+        // Every PDU was decoded, refused or passed over.
+        for (_, ev) in pending {
+            full.apply(ev);
+        }
+        assert_eq!(
+            stats.decoded + stats.skipped + stats.overdrawn,
+            full.stats.decoded + full.stats.skipped
+        );
     }
 }
