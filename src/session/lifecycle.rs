@@ -291,11 +291,15 @@ impl Services {
             desktop,
             rdp,
         };
+        let options = match meta.protocol {
+            crate::recording::Protocol::Ssh => crate::recording::WriterOptions::default(),
+            crate::recording::Protocol::Rdp => crate::recording::WriterOptions::desktop(),
+        };
         Recorder::open(
             &self.config.paths.recordings,
             &meta,
             (*self.signing_key).clone(),
-            crate::recording::WriterOptions::default(),
+            options,
         )
     }
 
