@@ -49,6 +49,9 @@ pub struct Reader {
     sealed: Option<bool>,
 }
 
+/// The largest zstd window a chunk stream may use, 2^n bytes.
+const MAX_WINDOW_LOG: u32 = 24;
+
 /// Decompresses chunk payloads. A chunk without [`format::FLAG_CONTINUES`]
 /// starts afresh (a whole zstd frame, or the start of one that later chunks
 /// continue); a continuing chunk decodes only right after its predecessor
@@ -69,8 +72,12 @@ impl std::fmt::Debug for ChunkDecoder {
 
 impl ChunkDecoder {
     pub(crate) fn new() -> Self {
+        let mut dctx = zstd::zstd_safe::DCtx::create();
+        // A damaged or hostile archive cannot make a reader allocate more
+        // than a 16 MiB window (writers use 8 MiB).
+        let _ = dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_WINDOW_LOG));
         ChunkDecoder {
-            dctx: zstd::zstd_safe::DCtx::create(),
+            dctx,
             next_seq: None,
         }
     }
