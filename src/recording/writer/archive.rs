@@ -36,10 +36,28 @@ enum ChunkCompressor {
     /// a keyframe or the stream's byte bound starts the next.
     Stream {
         cctx: zstd::zstd_safe::CCtx<'static>,
+        level: i32,
         options: StreamOptions,
         /// Raw bytes in the current stream; 0: none open.
         stream_bytes: u64,
     },
+}
+
+/// A zstd context for one stream of desktop chunks.
+fn stream_context(
+    level: i32,
+    options: StreamOptions,
+) -> Result<zstd::zstd_safe::CCtx<'static>, std::io::Error> {
+    use zstd::zstd_safe::CParameter;
+    let mut cctx = zstd::zstd_safe::CCtx::create();
+    for p in [
+        CParameter::CompressionLevel(level),
+        CParameter::WindowLog(options.window_log),
+        CParameter::EnableLongDistanceMatching(true),
+    ] {
+        cctx.set_parameter(p).map_err(zstd_error)?;
+    }
+    Ok(cctx)
 }
 
 fn zstd_error(code: usize) -> std::io::Error {
@@ -48,20 +66,12 @@ fn zstd_error(code: usize) -> std::io::Error {
 
 impl ChunkCompressor {
     fn new(level: i32, stream: Option<StreamOptions>) -> Result<Self, std::io::Error> {
-        use zstd::zstd_safe::CParameter;
         let Some(options) = stream else {
             return zstd::bulk::Compressor::new(level).map(ChunkCompressor::Frames);
         };
-        let mut cctx = zstd::zstd_safe::CCtx::create();
-        for p in [
-            CParameter::CompressionLevel(level),
-            CParameter::WindowLog(options.window_log),
-            CParameter::EnableLongDistanceMatching(true),
-        ] {
-            cctx.set_parameter(p).map_err(zstd_error)?;
-        }
         Ok(ChunkCompressor::Stream {
-            cctx,
+            cctx: stream_context(level, options)?,
+            level,
             options,
             stream_bytes: 0,
         })
@@ -75,7 +85,7 @@ impl ChunkCompressor {
         fresh: bool,
         out: &mut Vec<u8>,
     ) -> Result<bool, std::io::Error> {
-        use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective, zstd_sys::ZSTD_EndDirective};
+        use zstd::zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
         out.clear();
         match self {
             ChunkCompressor::Frames(c) => {
@@ -85,6 +95,7 @@ impl ChunkCompressor {
             }
             ChunkCompressor::Stream {
                 cctx,
+                level,
                 options,
                 stream_bytes,
             } => {
@@ -93,8 +104,10 @@ impl ChunkCompressor {
                     && *stream_bytes > 0
                     && stream_bytes.saturating_add(len) <= options.max_stream_bytes;
                 if !continues {
-                    cctx.reset(ResetDirective::SessionOnly)
-                        .map_err(zstd_error)?;
+                    // A new context rather than a reset: its window and
+                    // tables are allocated as data comes, so a quiet
+                    // session does not keep a busy stretch's 8 MiB.
+                    *cctx = stream_context(*level, *options)?;
                     *stream_bytes = 0;
                 }
                 out.reserve(zstd::zstd_safe::compress_bound(raw.len()) + 64);
