@@ -119,13 +119,14 @@ impl ChunkDecoder {
         let mut input = InBuffer::around(payload);
         loop {
             let before = (input.pos(), raw.len());
-            let mut out = OutBuffer::around_pos(&mut raw, before.1);
-            let hint = self
-                .dctx
-                .decompress_stream(&mut out, &mut input)
-                .map_err(|c| format!("zstd: {}", get_error_name(c)))?;
-            let produced = out.pos();
-            drop(out);
+            let (hint, produced) = {
+                let mut out = OutBuffer::around_pos(&mut raw, before.1);
+                let hint = self
+                    .dctx
+                    .decompress_stream(&mut out, &mut input)
+                    .map_err(|c| format!("zstd: {}", get_error_name(c)))?;
+                (hint, out.pos())
+            };
             if produced > raw_len {
                 return Err("decompressed size differs from the header".into());
             }

@@ -114,11 +114,13 @@ impl ChunkCompressor {
                 let mut input = InBuffer::around(raw);
                 loop {
                     let pos = out.len();
-                    let mut buf = OutBuffer::around_pos(out, pos);
                     let remaining = cctx
-                        .compress_stream2(&mut buf, &mut input, ZSTD_EndDirective::ZSTD_e_flush)
+                        .compress_stream2(
+                            &mut OutBuffer::around_pos(out, pos),
+                            &mut input,
+                            ZSTD_EndDirective::ZSTD_e_flush,
+                        )
                         .map_err(zstd_error)?;
-                    drop(buf);
                     if remaining == 0 && input.pos() == raw.len() {
                         break;
                     }
