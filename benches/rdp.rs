@@ -113,6 +113,9 @@ impl Via {
 /// The baseline sekisho: another `serve` of the same installation.
 struct Before {
     _serve: Daemon,
+    /// A copy of the installation (its own database: the baseline may
+    /// have another schema), with the baseline binary.
+    install: fixture::install::Install,
     port: u16,
     pid: u32,
     pin: [u8; 32],
@@ -215,10 +218,20 @@ impl Bench {
         panic!("cannot sign in to sekisho: {}", self.d.serve_log());
     }
 
-    /// Ids of the live sessions of USER.
-    fn live_sessions(&self) -> Vec<String> {
-        self.d
-            .install()
+    /// The installation (binary and directory) a path's sekisho uses.
+    fn install_of(&self, via: Via) -> fixture::install::Install {
+        match (via, &self.before) {
+            (Via::Before, Some(before)) => fixture::install::Install {
+                bin: before.install.bin.clone(),
+                dir: before.install.dir.clone(),
+            },
+            _ => self.d.install(),
+        }
+    }
+
+    /// Ids of the live sessions of USER on a path's sekisho.
+    fn live_sessions(&self, via: Via) -> Vec<String> {
+        self.install_of(via)
             .live_sessions()
             .into_iter()
             .filter(|v| v["user"] == USER)
@@ -240,7 +253,7 @@ struct Session {
 impl Session {
     fn open(b: &Bench, via: Via, password: Option<String>) -> Result<Session, String> {
         let before = if via.is_sekisho() {
-            b.live_sessions()
+            b.live_sessions(via)
         } else {
             Vec::new()
         };
@@ -266,7 +279,7 @@ impl Session {
         }
         let x_env = x_env_of(xterm.expect("xterm pid"));
         let id = if via.is_sekisho() {
-            b.live_sessions()
+            b.live_sessions(via)
                 .into_iter()
                 .find(|id| !before.contains(id))
         } else {
@@ -402,31 +415,39 @@ fn setup() -> Bench {
 /// `serve` of the baseline binary on the same installation: the same
 /// configuration but another RDP port and its own recordings directory.
 fn start_before(d: &Deployment, bin: &std::ffi::OsStr) -> Before {
-    let config = std::fs::read_to_string(d.dir.join("sekisho.toml")).expect("config");
+    let dir = d.dir.with_file_name("bastion-before");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&d.dir)
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying the installation failed");
+    let _ = std::fs::remove_dir_all(dir.join("recordings"));
+    let config_path = dir.join("sekisho.toml");
+    let config = std::fs::read_to_string(&config_path).expect("config");
     let port = free_port();
     let listen = format!("listen = \"{FRONT}:{}\"", d.rdp_port);
     assert!(config.contains(&listen), "no RDP listen line in the config");
-    let recordings = d.dir.join("recordings-before");
-    let config = format!(
-        "[paths]\nrecordings = \"{}\"\n{}",
-        recordings.display(),
-        config.replace(&listen, &format!("listen = \"{FRONT}:{port}\""))
-    );
-    let path = d.dir.join("sekisho-before.toml");
-    std::fs::write(&path, config).expect("write the baseline config");
-    let log = d.dir.join("serve-before.log");
+    std::fs::write(
+        &config_path,
+        config.replace(&listen, &format!("listen = \"{FRONT}:{port}\"")),
+    )
+    .expect("write the baseline config");
+    let log = dir.join("serve.log");
     let install = fixture::install::Install {
         bin: PathBuf::from(bin),
-        dir: d.dir.clone(),
+        dir: dir.clone(),
     };
-    let serve = install.serve(&path, "sekisho=debug", &log, &[port]);
+    let serve = install.serve(&config_path, "sekisho=debug", &log, &[port]);
     let pid = serve.child.id();
     Before {
         _serve: serve,
+        install,
         port,
         pid,
         pin: probe_cert_sha256_at(FRONT, port),
-        recordings,
+        recordings: dir.join("recordings"),
         log,
     }
 }
@@ -590,8 +611,9 @@ fn pipeline_cpu(roles: &[(&'static str, u32, bool)]) -> BTreeMap<&'static str, u
 
 /// The archive of a finished session once it is sealed, and its size.
 fn sealed_archive(b: &Bench, via: Via, id: &str) -> (PathBuf, u64) {
+    let install = b.install_of(via);
     let ended = wait_until(Duration::from_secs(20), || {
-        !b.d.audit_session(id)
+        !json_lines(&install.admin(&["audit", "--session", id, "--json"], None))
             .iter()
             .all(|e| e["kind"] != "session_end")
     });
