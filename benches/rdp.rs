@@ -20,8 +20,8 @@
 //! separated by commas]; `SEKISHO_BENCH_KEEP=DIR` keeps the
 //! exported archives and `serve.log` there (the deployment is removed).
 //! `SEKISHO_BENCH_BASELINE=/path/to/an/older/sekisho` adds the path
-//! "sekisho (before)": that binary serving the same installation on another
-//! port (its own recordings directory), measured in the same rounds.
+//! "sekisho (before)": that binary serving a copy of the installation (its
+//! own database and recordings) on another port, measured in the same rounds.
 
 // A panic in a test or bench is a failed run; libc calls set up test conditions.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
@@ -412,8 +412,8 @@ fn setup() -> Bench {
     }
 }
 
-/// `serve` of the baseline binary on the same installation: the same
-/// configuration but another RDP port and its own recordings directory.
+/// `serve` of the baseline binary on a copy of the installation (users,
+/// keys, policy; its own database and recordings) on another RDP port.
 fn start_before(d: &Deployment, bin: &std::ffi::OsStr) -> Before {
     let dir = d.dir.with_file_name("bastion-before");
     let copied = Command::new("cp")
