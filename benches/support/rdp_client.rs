@@ -43,6 +43,13 @@ pub struct Stats {
     /// Bitmap rectangles in those updates, and the pixels they cover.
     pub rects: AtomicU64,
     pub area: AtomicU64,
+    /// Of that area, what came in compressed bitmaps (interleaved RLE at
+    /// up to 24 bpp, planar at 32), and the bits per pixel seen last.
+    pub compressed_area: AtomicU64,
+    pub bpp: AtomicU64,
+    /// Bitmap data bytes, and what those pixels would take uncompressed.
+    pub bitmap_bytes: AtomicU64,
+    pub bitmap_raw_bytes: AtomicU64,
     /// Other server PDUs (pointer updates, slow-path control).
     pub other: AtomicU64,
     /// µs from the start of the TCP connect; 0 until it happened.
@@ -61,6 +68,10 @@ impl Stats {
             bytes: self.bytes.load(Ordering::Relaxed),
             updates: self.updates.load(Ordering::Relaxed),
             area: self.area.load(Ordering::Relaxed),
+            compressed_area: self.compressed_area.load(Ordering::Relaxed),
+            bitmap_bytes: self.bitmap_bytes.load(Ordering::Relaxed),
+            bitmap_raw_bytes: self.bitmap_raw_bytes.load(Ordering::Relaxed),
+            bpp: self.bpp.load(Ordering::Relaxed),
         }
     }
 
@@ -75,6 +86,10 @@ pub struct Snapshot {
     pub bytes: u64,
     pub updates: u64,
     pub area: u64,
+    pub compressed_area: u64,
+    pub bitmap_bytes: u64,
+    pub bitmap_raw_bytes: u64,
+    pub bpp: u64,
 }
 
 /// One input action the bench asks the client to send.
@@ -423,9 +438,26 @@ impl Counter {
 fn count_bitmaps(data: &[u8], stats: &Stats) {
     if let Ok(update) = decode::<BitmapUpdateData<'_>>(data) {
         let mut area = 0u64;
+        let (mut compressed, mut bytes, mut raw) = (0u64, 0u64, 0u64);
         for r in &update.rectangles {
-            area += u64::from(r.width) * u64::from(r.height);
+            let a = u64::from(r.width) * u64::from(r.height);
+            area += a;
+            if r.compression_flags
+                .contains(ironrdp_pdu::bitmap::Compression::BITMAP_COMPRESSION)
+            {
+                compressed += a;
+            }
+            bytes += r.bitmap_data.len() as u64;
+            raw += a * u64::from(r.bits_per_pixel).div_ceil(8);
+            stats
+                .bpp
+                .store(u64::from(r.bits_per_pixel), Ordering::Relaxed);
         }
+        stats
+            .compressed_area
+            .fetch_add(compressed, Ordering::Relaxed);
+        stats.bitmap_bytes.fetch_add(bytes, Ordering::Relaxed);
+        stats.bitmap_raw_bytes.fetch_add(raw, Ordering::Relaxed);
         stats
             .rects
             .fetch_add(update.rectangles.len() as u64, Ordering::Relaxed);

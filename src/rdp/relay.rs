@@ -413,7 +413,8 @@ impl<C: RdpControl> Relay<C> {
                             self.record(RdpEvent::SlowPath {
                                 direction: Direction::ServerToClient,
                                 channel: front_channel,
-                                pdu: Bytes::copy_from_slice(ind.user_data.as_ref()),
+                                // No copy: bitmap updates are megabytes a second.
+                                pdu: shared_part(&pdu, ind.user_data.as_ref()),
                             })
                             .await?;
                         }
@@ -480,4 +481,32 @@ async fn write<S: AsyncWrite + Unpin>(
         .await
         .map_err(|e| RdpError::io("forwarding", e))?;
     w.flush().await.map_err(|e| RdpError::io("forwarding", e))
+}
+
+/// `part` as a view into `whole` when it lies inside it (decoding borrowed
+/// it from there), else a copy.
+fn shared_part(whole: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= whole.len() && end <= whole.len() => whole.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    #[test]
+    fn a_part_of_a_pdu_is_shared_not_copied_and_a_foreign_slice_is_copied() {
+        let whole = Bytes::from(vec![1u8, 2, 3, 4, 5, 6]);
+        let part = super::shared_part(&whole, &whole[2..5]);
+        assert_eq!(&part[..], &[3, 4, 5]);
+        assert_eq!(part.as_ptr(), whole[2..].as_ptr(), "copied");
+        let other = vec![3u8, 4, 5];
+        let copied = super::shared_part(&whole, &other);
+        assert_eq!(&copied[..], &[3, 4, 5]);
+        assert_ne!(copied.as_ptr(), other.as_ptr());
+        assert!(super::shared_part(&whole, &whole[6..]).is_empty());
+    }
 }

@@ -5,6 +5,16 @@
 //! updates (raw, interleaved RLE or planar) and pointer updates, which
 //! ironrdp-graphics decodes. Bulk compression is switched off separately,
 //! in the Client Info PDU the gateway sends to the target.
+//!
+//! Bitmap compression itself stays as the client announced it: the Bitmap
+//! set (re-encoded with `bitmapCompressionFlag` set, as the specification
+//! requires), the General set's `extraFlags` (`NO_BITMAP_COMPRESSION_HDR`)
+//! and the planar drawing flags (skip alpha, colour loss, subsampling: the
+//! replayer decodes them all) pass unchanged. Nothing is added that the
+//! client did not announce: the target's PDUs reach the client unchanged,
+//! so the client must be able to read them. xrdp compresses every bitmap
+//! (interleaved RLE up to 24 bpp, planar at 32 bpp) when its
+//! `bitmap_compression` is on, whatever the client's flags.
 
 use ironrdp_core::{decode, encode_vec};
 use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, Order, OrderFlags, OrderSupportExFlags};
@@ -159,5 +169,92 @@ mod tests {
         assert_eq!(steer_confirm_active(&[1]), Ok(None));
         // A truncated Confirm Active is refused, not forwarded.
         assert!(steer_confirm_active(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn bitmap_compression_stays_as_the_client_announced_it() {
+        use ironrdp_pdu::rdp::capability_sets::{
+            Bitmap, BitmapDrawingFlags, General, GeneralExtraFlags, MajorPlatformType,
+            MinorPlatformType,
+        };
+        let general = General {
+            major_platform_type: MajorPlatformType::UNIX,
+            minor_platform_type: MinorPlatformType::UNSPECIFIED,
+            protocol_version: 0x0200,
+            extra_flags: GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED
+                | GeneralExtraFlags::NO_BITMAP_COMPRESSION_HDR
+                | GeneralExtraFlags::LONG_CREDENTIALS_SUPPORTED,
+            refresh_rect_support: true,
+            suppress_output_support: true,
+        };
+        let bitmap = Bitmap {
+            pref_bits_per_pix: 32,
+            desktop_width: 1024,
+            desktop_height: 768,
+            desktop_resize_flag: true,
+            drawing_flags: BitmapDrawingFlags::ALLOW_SKIP_ALPHA
+                | BitmapDrawingFlags::ALLOW_DYNAMIC_COLOR_FIDELITY,
+        };
+        let header = ShareControlHeader {
+            share_id: 1,
+            pdu_source: 1002,
+            share_control_pdu: ShareControlPdu::ClientConfirmActive(ClientConfirmActive {
+                originator_id: 0x03ea,
+                pdu: DemandActive {
+                    source_descriptor: "FREERDP".into(),
+                    capability_sets: vec![
+                        CapabilitySet::General(general.clone()),
+                        CapabilitySet::Bitmap(bitmap.clone()),
+                        order_with_everything(),
+                    ],
+                },
+            }),
+        };
+        let Ok(bytes) = encode_vec(&header) else {
+            panic!("encode")
+        };
+        let Ok(Some(steered)) = steer_confirm_active(&bytes) else {
+            panic!("not steered")
+        };
+        // Decoding checks bitmapCompressionFlag: ironrdp refuses it unset.
+        let Ok(back) = decode::<ShareControlHeader>(&steered) else {
+            panic!("the steered Confirm Active does not decode")
+        };
+        let ShareControlPdu::ClientConfirmActive(confirm) = back.share_control_pdu else {
+            panic!("type changed")
+        };
+        let caps = &confirm.pdu.capability_sets;
+        assert!(caps.contains(&CapabilitySet::General(general)), "{caps:?}");
+        assert!(caps.contains(&CapabilitySet::Bitmap(bitmap)), "{caps:?}");
+    }
+
+    #[test]
+    fn nothing_the_client_did_not_announce_is_added() {
+        use ironrdp_pdu::rdp::capability_sets::{
+            Bitmap, BitmapDrawingFlags, General, GeneralExtraFlags, MajorPlatformType,
+            MinorPlatformType,
+        };
+        let mut caps = vec![
+            CapabilitySet::General(General {
+                major_platform_type: MajorPlatformType::WINDOWS,
+                minor_platform_type: MinorPlatformType::UNSPECIFIED,
+                protocol_version: 0x0200,
+                extra_flags: GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED,
+                refresh_rect_support: false,
+                suppress_output_support: false,
+            }),
+            CapabilitySet::Bitmap(Bitmap {
+                pref_bits_per_pix: 16,
+                desktop_width: 800,
+                desktop_height: 600,
+                desktop_resize_flag: false,
+                drawing_flags: BitmapDrawingFlags::empty(),
+            }),
+        ];
+        let before = caps.clone();
+        restrict_capabilities(&mut caps);
+        // Only the (empty) order set is added; General and Bitmap unchanged.
+        assert_eq!(caps.get(..2), Some(&before[..]));
+        assert_eq!(caps.len(), 3);
     }
 }

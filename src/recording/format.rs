@@ -201,6 +201,10 @@ pub struct IndexEntry {
     pub t_last_us: u64,
     pub events: u32,
     pub keyframe: bool,
+    /// The chunk continues its predecessor's compression stream
+    /// ([`FLAG_CONTINUES`]); absent in archives without such chunks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +272,12 @@ pub struct ChunkHeader {
 }
 
 pub const FLAG_KEYFRAME: u32 = 1;
+/// The payload continues the zstd frame of the chunk before it (see
+/// docs/recording-format.md): it decodes only after every chunk since the
+/// last chunk without this flag, in order, through one decompression
+/// stream. Never set on the first chunk or on a keyframe chunk, so a
+/// desktop replay can still start at any keyframe.
+pub const FLAG_CONTINUES: u32 = 2;
 
 impl ChunkHeader {
     fn fields(&self) -> [u8; CHUNK_FIELDS_LEN] {
@@ -329,8 +339,11 @@ impl ChunkHeader {
         if h.t_last_us < h.t_first_us {
             return Err("chunk time range runs backwards");
         }
-        if h.flags & !FLAG_KEYFRAME != 0 {
+        if h.flags & !(FLAG_KEYFRAME | FLAG_CONTINUES) != 0 {
             return Err("unknown chunk flags");
+        }
+        if h.flags & FLAG_CONTINUES != 0 && (h.seq == 0 || h.flags & FLAG_KEYFRAME != 0) {
+            return Err("a first or keyframe chunk continues a compression stream");
         }
         Ok(h)
     }

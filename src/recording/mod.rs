@@ -24,5 +24,5 @@ pub use reader::{Events, ReadError, Reader, Tail};
 pub use verify::{Region, Report, Verdict, VerifyError, verify_file};
 pub use writer::{
     ArchiveStatus, ArchiveSummary, ArchiveWriter, MAX_EVENT_DATA, MAX_EVENT_TEXT, Recorder,
-    RecordingFailed, SealFailed, WriterOptions, archive_path,
+    RecordingFailed, SealFailed, StreamOptions, WriterOptions, archive_path,
 };

@@ -52,14 +52,103 @@ pub struct Reader {
     sealed: Option<bool>,
 }
 
-/// Decompresses a chunk payload into at most `raw_len` bytes.
-pub(crate) fn decompress(header: &ChunkHeader, payload: &[u8]) -> Result<Bytes, String> {
-    let raw = zstd::bulk::decompress(payload, header.raw_len as usize)
-        .map_err(|e| format!("zstd: {e}"))?;
-    if raw.len() != header.raw_len as usize {
-        return Err("decompressed size differs from the header".into());
+/// The largest zstd window a chunk stream may use, 2^n bytes.
+const MAX_WINDOW_LOG: u32 = 24;
+
+/// Decompresses chunk payloads. A chunk without [`format::FLAG_CONTINUES`]
+/// starts afresh (a whole zstd frame, or the start of one that later chunks
+/// continue); a continuing chunk decodes only right after its predecessor
+/// was decoded by the same decoder, through the same stream.
+pub(crate) struct ChunkDecoder {
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    /// The seq a continuing chunk may have next; None: no stream open.
+    next_seq: Option<u32>,
+}
+
+impl std::fmt::Debug for ChunkDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkDecoder")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
     }
-    Ok(Bytes::from(raw))
+}
+
+impl ChunkDecoder {
+    pub(crate) fn new() -> Self {
+        let mut dctx = zstd::zstd_safe::DCtx::create();
+        // A damaged or hostile archive cannot make a reader allocate more
+        // than a 16 MiB window (writers use 8 MiB).
+        let _ = dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_WINDOW_LOG));
+        ChunkDecoder {
+            dctx,
+            next_seq: None,
+        }
+    }
+
+    /// The payload's events, exactly `raw_len` bytes.
+    pub(crate) fn decode(&mut self, header: &ChunkHeader, payload: &[u8]) -> Result<Bytes, String> {
+        use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective, get_error_name};
+        let raw_len = header.raw_len as usize;
+        let continues = header.flags & format::FLAG_CONTINUES != 0;
+        if continues {
+            if self.next_seq != Some(header.seq) {
+                self.next_seq = None;
+                return Err(format!(
+                    "chunk {} continues a compression stream whose earlier chunks were not read",
+                    header.seq
+                ));
+            }
+        } else {
+            self.next_seq = None;
+            // A whole frame of known size (every chunk of a writer that does
+            // not continue streams): one call, no stream state.
+            if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(payload)
+                && n == raw_len as u64
+            {
+                let raw =
+                    zstd::bulk::decompress(payload, raw_len).map_err(|e| format!("zstd: {e}"))?;
+                if raw.len() != raw_len {
+                    return Err("decompressed size differs from the header".into());
+                }
+                return Ok(Bytes::from(raw));
+            }
+            self.dctx
+                .reset(ResetDirective::SessionOnly)
+                .map_err(|c| format!("zstd: {}", get_error_name(c)))?;
+        }
+        // One byte more than the header allows, to notice a payload that
+        // holds more.
+        let mut raw: Vec<u8> = Vec::with_capacity(raw_len + 1);
+        let mut input = InBuffer::around(payload);
+        loop {
+            let before = (input.pos(), raw.len());
+            let (hint, produced) = {
+                let mut out = OutBuffer::around_pos(&mut raw, before.1);
+                let hint = self
+                    .dctx
+                    .decompress_stream(&mut out, &mut input)
+                    .map_err(|c| format!("zstd: {}", get_error_name(c)))?;
+                (hint, out.pos())
+            };
+            if produced > raw_len {
+                return Err("decompressed size differs from the header".into());
+            }
+            if input.pos() == payload.len() && (produced < raw.capacity() || hint == 0) {
+                break;
+            }
+            if hint == 0 && input.pos() < payload.len() {
+                return Err("data after the end of the zstd frame".into());
+            }
+            if (input.pos(), produced) == before {
+                return Err("zstd: the payload ends inside a block".into());
+            }
+        }
+        if raw.len() != raw_len {
+            return Err("decompressed size differs from the header".into());
+        }
+        self.next_seq = header.seq.checked_add(1);
+        Ok(Bytes::from(raw))
+    }
 }
 
 /// Decodes a chunk's events lazily (memory stays bounded by the chunk),
@@ -206,6 +295,7 @@ impl Reader {
                         t_last_us: header.t_last_us,
                         events: header.events,
                         keyframe: header.flags & format::FLAG_KEYFRAME != 0,
+                        continues: header.flags & format::FLAG_CONTINUES != 0,
                     });
                     offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
                     prev = header.digest;
@@ -279,7 +369,10 @@ impl Reader {
     fn keyframes_in_chunk_at(&mut self, offset: u64, out: &mut Vec<u64>) -> Result<(), ReadError> {
         match format::read_next(&mut self.file, offset, self.file_len, &[0; 32]) {
             Ok(Next::Chunk { header, payload }) => {
-                let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                // A keyframe chunk never continues a stream: it decodes alone.
+                let raw = ChunkDecoder::new()
+                    .decode(&header, &payload)
+                    .map_err(ReadError::Corrupt)?;
                 for ev in ChunkEvents::new(header, raw) {
                     let ev = ev.map_err(ReadError::Corrupt)?;
                     if matches!(ev.event, super::Event::Keyframe) {
@@ -302,6 +395,7 @@ impl Reader {
             offset,
             prev,
             current: None,
+            decoder: ChunkDecoder::new(),
             from_us: 0,
             done: false,
             truncated: false,
@@ -315,12 +409,27 @@ impl Reader {
         let index = self.index()?;
         // The last chunk that starts at or before t (or the first chunk).
         let pos = index.partition_point(|e| e.t_first_us <= t_us);
-        let start = match pos.checked_sub(1).and_then(|i| index.get(i)) {
+        let at = match pos
+            .checked_sub(1)
+            .and_then(|i| index.get(i).map(|e| (i, e)))
+        {
             // A chunk ending before t whose successor starts after t: begin
             // at the successor; begin at this chunk otherwise.
-            Some(e) if e.t_last_us < t_us => index.get(pos).map_or(u64::MAX, |n| n.offset),
-            Some(e) => e.offset,
-            None => index.first().map_or(data_start, |e| e.offset),
+            Some((_, e)) if e.t_last_us < t_us => (pos < index.len()).then_some(pos),
+            Some((i, _)) => Some(i),
+            None => (!index.is_empty()).then_some(0),
+        };
+        let start = match at {
+            // A chunk that continues a compression stream is read from the
+            // chunk that began the stream (its events before t are skipped).
+            Some(mut i) => {
+                while i > 0 && index.get(i).is_some_and(|e| e.continues) {
+                    i -= 1;
+                }
+                index.get(i).map_or(data_start, |e| e.offset)
+            }
+            None if index.is_empty() => data_start,
+            None => u64::MAX,
         };
         let (offset, prev, done) = if start == u64::MAX {
             (data_start, None, true)
@@ -334,6 +443,7 @@ impl Reader {
             offset,
             prev,
             current: None,
+            decoder: ChunkDecoder::new(),
             from_us: t_us,
             done,
             truncated: false,
@@ -353,6 +463,7 @@ pub struct Tail {
     prev: Option<Digest>,
     from_us: u64,
     sealed: bool,
+    decoder: ChunkDecoder,
 }
 
 impl Reader {
@@ -373,6 +484,7 @@ impl Reader {
             prev,
             from_us: t_us,
             sealed: false,
+            decoder: ChunkDecoder::new(),
             reader: self,
         })
     }
@@ -425,7 +537,10 @@ impl Tail {
                     }
                     self.prev = Some(header.digest);
                     self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
-                    let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                    let raw = self
+                        .decoder
+                        .decode(&header, &payload)
+                        .map_err(ReadError::Corrupt)?;
                     for ev in ChunkEvents::new(header, raw) {
                         let ev = ev.map_err(ReadError::Corrupt)?;
                         if ev.t_us >= self.from_us {
@@ -460,6 +575,7 @@ pub struct Events<'a> {
     /// Digest to chain from; None when started mid-file (first chunk trusted).
     prev: Option<Digest>,
     current: Option<ChunkEvents>,
+    decoder: ChunkDecoder,
     from_us: u64,
     done: bool,
     truncated: bool,
@@ -486,7 +602,10 @@ impl Events<'_> {
                 }
                 self.prev = Some(header.digest);
                 self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
-                let raw = decompress(&header, &payload).map_err(ReadError::Corrupt)?;
+                let raw = self
+                    .decoder
+                    .decode(&header, &payload)
+                    .map_err(ReadError::Corrupt)?;
                 self.current = Some(ChunkEvents::new(header, raw));
                 Ok(true)
             }
@@ -618,5 +737,129 @@ mod tests {
             .expect("tail");
         assert!(late.poll().expect("poll").is_empty());
         assert!(late.sealed());
+    }
+
+    /// Pseudo-random bytes (xorshift), incompressible on their own.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A desktop-like archive: two 1.5 MiB "screens" shown in turn, 1 MiB
+    /// chunks, a keyframe before the 9th screen. Returns the events written.
+    fn write_screens(path: &Path, options: WriterOptions) -> (Vec<TimedEvent>, ArchiveKey) {
+        let screens = [noise(1, 3 << 19), noise(2, 3 << 19)];
+        let mut w = ArchiveWriter::create(path, &meta(), options).expect("create");
+        let mut written = Vec::new();
+        for i in 0..16u64 {
+            if i == 8 {
+                w.append(i * 100_000, &Event::Keyframe).expect("keyframe");
+                written.push(TimedEvent {
+                    t_us: i * 100_000,
+                    event: Event::Keyframe,
+                });
+            }
+            let screen = screens.get((i % 2) as usize).expect("screen");
+            // Each screen arrives as 48 KiB updates, as bitmap PDUs do.
+            for (j, piece) in screen.chunks(48 << 10).enumerate() {
+                let t = i * 100_000 + j as u64;
+                let event = Event::Output {
+                    channel: 0,
+                    stream: Stream::Stdout,
+                    data: Bytes::copy_from_slice(piece),
+                };
+                w.append(t, &event).expect("append");
+                written.push(TimedEvent { t_us: t, event });
+            }
+        }
+        let key = ArchiveKey::generate();
+        w.seal(&key).expect("seal");
+        (written, key)
+    }
+
+    #[test]
+    fn desktop_chunks_continue_one_stream_and_find_screens_shown_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frames = dir.path().join("frames.skrec");
+        let stream = dir.path().join("stream.skrec");
+        let (written, _) = write_screens(&frames, WriterOptions::default());
+        let (again, key) = write_screens(&stream, WriterOptions::desktop());
+        assert_eq!(written, again);
+        let size = |p: &Path| std::fs::metadata(p).expect("size").len();
+        // 24 MiB of events: independent 1 MiB frames cannot see the repeats,
+        // the stream stores each screen about once per keyframe interval.
+        assert!(size(&frames) > 20 << 20, "{}", size(&frames));
+        assert!(size(&stream) < 8 << 20, "{}", size(&stream));
+
+        let mut r = Reader::open(&stream).expect("open");
+        let index = r.index().expect("index").to_vec();
+        assert!(!index[0].continues);
+        let keyframe_chunk = index.iter().find(|e| e.keyframe).expect("keyframe chunk");
+        assert!(
+            !keyframe_chunk.continues,
+            "a keyframe chunk starts a stream"
+        );
+        assert!(index.iter().filter(|e| e.continues).count() >= index.len() - 3);
+        let all: Vec<TimedEvent> = r.events().collect::<Result<_, _>>().expect("events");
+        assert_eq!(all, written);
+
+        // Seeking into the middle of a stream reads from the stream's start.
+        for t in [250_000, 799_999, 800_000, 1_234_567] {
+            let from: Vec<TimedEvent> = r
+                .events_from(t)
+                .expect("seek")
+                .collect::<Result<_, _>>()
+                .expect("events");
+            let expected: Vec<TimedEvent> =
+                written.iter().filter(|e| e.t_us >= t).cloned().collect();
+            assert_eq!(from, expected, "from {t}");
+        }
+        assert_eq!(r.keyframes().expect("keyframes"), [800_000]);
+        let mut tail = Reader::open(&stream)
+            .expect("open")
+            .tail_from(450_000)
+            .expect("tail");
+        let tailed = tail.poll().expect("poll");
+        assert_eq!(tailed.first().map(|e| e.t_us), Some(500_000));
+        assert_eq!(
+            tailed.len(),
+            written.iter().filter(|e| e.t_us >= 450_000).count()
+        );
+
+        let report =
+            crate::recording::verify::verify_file(&stream, &[key.public()]).expect("verify");
+        assert!(
+            matches!(
+                report.verdict,
+                crate::recording::verify::Verdict::Intact { .. }
+            ),
+            "{:?}",
+            report.verdict
+        );
+    }
+
+    #[test]
+    fn a_continuing_chunk_does_not_decode_without_its_predecessor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stream.skrec");
+        write_screens(&path, WriterOptions::desktop());
+        let mut r = Reader::open(&path).expect("open");
+        let index = r.index().expect("index").to_vec();
+        let second = index.get(1).expect("two chunks");
+        assert!(second.continues);
+        let Ok(Next::Chunk { header, payload }) =
+            format::read_next(&mut r.file, second.offset, r.file_len, &[0; 32])
+        else {
+            panic!("no chunk at the index offset")
+        };
+        let err = ChunkDecoder::new().decode(&header, &payload);
+        assert!(err.is_err(), "decoded alone: {:?}", err.map(|b| b.len()));
     }
 }

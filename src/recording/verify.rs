@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::event::Event;
 use super::format::{self, IndexEntry, Keyframe, Next, Problem};
 use super::keys::PublicKey;
-use super::reader::{ChunkEvents, decompress};
+use super::reader::{ChunkDecoder, ChunkEvents};
 
 /// Which part of the file an inconsistency was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,6 +172,7 @@ fn walk<R: std::io::Read + std::io::Seek>(
     let mut last_t: Option<u64> = None;
     let mut index: Vec<IndexEntry> = Vec::new();
     let mut keyframes: Vec<Keyframe> = Vec::new();
+    let mut decoder = ChunkDecoder::new();
     let tampered = |region, chunk, offset, detail: String| Verdict::Tampered {
         region,
         chunk,
@@ -205,7 +206,7 @@ fn walk<R: std::io::Read + std::io::Seek>(
                         "time runs backwards".into(),
                     ));
                 }
-                let raw = match decompress(&header, &payload) {
+                let raw = match decoder.decode(&header, &payload) {
                     Ok(raw) => raw,
                     Err(detail) => return Ok(tampered(Region::Chunk, Some(seq), offset, detail)),
                 };
@@ -237,6 +238,7 @@ fn walk<R: std::io::Read + std::io::Seek>(
                     t_last_us: header.t_last_us,
                     events: header.events,
                     keyframe: header.flags & format::FLAG_KEYFRAME != 0,
+                    continues: header.flags & format::FLAG_CONTINUES != 0,
                 });
                 offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
                 prev = header.digest;

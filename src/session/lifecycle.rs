@@ -339,7 +339,7 @@ impl Services {
         };
         let options = match a.grant.protocol {
             Protocol::Ssh => ssh_writer_options(),
-            Protocol::Rdp => crate::recording::WriterOptions::default(),
+            Protocol::Rdp => crate::recording::WriterOptions::desktop(),
         };
         Recorder::open(
             &self.config.paths.recordings,

@@ -578,3 +578,228 @@ fn mp4_export_refuses_what_it_cannot_do_and_pads_odd_desktops() {
     // Chunks of whole seconds; the last (5.0 s) is cut: 0–4.9 s remain.
     assert_eq!(frames, 50);
 }
+
+/// Bitmap rectangles of one recorded server PDU (fast-path on the
+/// fast-path channel, slow-path otherwise): (pixels, compressed, data bytes).
+fn recorded_bitmaps(fast_path: bool, data: &[u8]) -> Vec<(u64, bool, u64)> {
+    use ironrdp_core::{ReadCursor, decode, decode_cursor};
+    use ironrdp_pdu::bitmap::{BitmapUpdateData, Compression};
+    use ironrdp_pdu::fast_path::{FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode};
+    use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
+    let rects = |update: &[u8]| -> Vec<(u64, bool, u64)> {
+        decode::<BitmapUpdateData<'_>>(update)
+            .map(|u| {
+                u.rectangles
+                    .iter()
+                    .map(|r| {
+                        (
+                            u64::from(r.width) * u64::from(r.height),
+                            r.compression_flags
+                                .contains(Compression::BITMAP_COMPRESSION),
+                            r.bitmap_data.len() as u64,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if fast_path {
+        let mut cursor = ReadCursor::new(data);
+        if decode_cursor::<FastPathHeader>(&mut cursor).is_err() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while !cursor.is_empty() {
+            let Ok(u) = decode_cursor::<FastPathUpdatePdu<'_>>(&mut cursor) else {
+                break;
+            };
+            // xrdp sends bitmaps unfragmented; a fragment is not counted.
+            if u.update_code == UpdateCode::Bitmap && u.fragmentation == Fragmentation::Single {
+                out.extend(rects(u.data));
+            }
+        }
+        return out;
+    }
+    let Ok(header) = decode::<ShareControlHeader>(data) else {
+        return Vec::new();
+    };
+    let ShareControlPdu::Data(sd) = header.share_control_pdu else {
+        return Vec::new();
+    };
+    let ShareDataPdu::Update(update) = sd.share_data_pdu else {
+        return Vec::new();
+    };
+    // TS_UPDATE_BITMAP: updateType 1, then TS_UPDATE_BITMAP_DATA from it.
+    if update.get(..2) != Some(&[1, 0]) {
+        return Vec::new();
+    }
+    rects(&update)
+}
+
+/// Two noise pictures shown in turn on the target: xrdp sends them as
+/// compressed bitmaps (planar at 32 bpp), the archive keeps them in one
+/// compression stream that finds each picture shown before, every PDU
+/// decodes, and the export equals what the client showed.
+#[test]
+fn redrawn_pictures_are_recorded_compressed_in_one_stream_and_export_as_the_client_saw_them() {
+    let _lock = prepare();
+    let d = Deployment::start_with(Options {
+        // The product's default: streams run from keyframe to keyframe.
+        keyframe_interval: "30s",
+        ..Options::default()
+    });
+    let images = d.tmp().join("images");
+    std::fs::create_dir(&images).expect("images dir");
+    let a = images.join("a.png");
+    let made = Command::new("convert")
+        .args([
+            "-size", "1024x768", "-depth", "8", "xc:", "+noise", "Random",
+        ])
+        .args(["-blur", "0x1"])
+        .arg(&a)
+        .status()
+        .expect("convert (ImageMagick)");
+    assert!(made.success());
+    let made = Command::new("convert")
+        .arg(&a)
+        .arg("-flop")
+        .arg(images.join("b.png"))
+        .status()
+        .expect("convert");
+    assert!(made.success());
+    std::fs::set_permissions(&images, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let marker = d.tmp().join("pictures-done");
+    let script = d.tmp().join("pictures.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "for i in 1 2 3 4 5; do display -window root {a}; display -window root {b}; done; \
+             display -window root {a}; touch {m}\n",
+            a = a.display(),
+            b = images.join("b.png").display(),
+            m = marker.display()
+        ),
+    )
+    .expect("script");
+
+    let x = Xvfb::start();
+    let code = d.code("ito");
+    let mut client = d.client(
+        &x.display,
+        "ito@xrdp1",
+        &format!("{PASSWORD}{code}"),
+        &["/sec:tls"],
+    );
+    d.assert_desktop_up(&client, "no session on the target");
+    std::thread::sleep(Duration::from_secs(3));
+    type_into_client(&x.display, &format!("sh {}", script.display()));
+    let done = wait_until(Duration::from_secs(90), || marker.exists());
+    assert!(done, "the pictures were not shown:\n{}", client.log());
+    std::thread::sleep(Duration::from_secs(3));
+    let shot = d.tmp().join("client.png");
+    let import = Command::new("import")
+        .env("DISPLAY", &x.display)
+        .args(["-window", "root"])
+        .arg(format!("png32:{}", shot.display()))
+        .output()
+        .expect("import (ImageMagick)");
+    assert!(import.status.success(), "import: {}", text(&import));
+    assert!(
+        client.exit_within(Duration::ZERO).is_none(),
+        "client gone early"
+    );
+    drop(client);
+    end_test_user_sessions();
+    let ended = wait_until(Duration::from_secs(10), || {
+        !d.audit("session_end", "ito").is_empty()
+    });
+    assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
+    let session = d.audit("session_start", "ito")[0]["session"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+    let archive = find_archive(&d.dir.join("recordings"), &session).expect("archive");
+    let archive_bytes = std::fs::metadata(&archive).expect("archive").len();
+
+    let mut reader = Reader::open(&archive).expect("open archive");
+    let fast_path_channel = reader
+        .meta()
+        .rdp
+        .as_ref()
+        .expect("rdp info")
+        .fastpath_channel;
+    let (mut area, mut compressed, mut wire) = (0u64, 0u64, 0u64);
+    for ev in reader.events() {
+        if let Event::Output { channel, data, .. } = ev.expect("event").event {
+            for (pixels, is_compressed, bytes) in
+                recorded_bitmaps(channel == fast_path_channel, &data)
+            {
+                area += pixels;
+                wire += bytes;
+                if is_compressed {
+                    compressed += pixels;
+                }
+            }
+        }
+    }
+    let screens = area as f64 / (1024.0 * 768.0);
+    eprintln!(
+        "{screens:.1} screens of bitmaps, {:.0} % compressed, {:.1} MB of bitmap data \
+         ({:.2} of raw 32 bpp), archive {:.2} MB",
+        compressed as f64 / area.max(1) as f64 * 100.0,
+        wire as f64 / 1e6,
+        wire as f64 / (area.max(1) * 4) as f64,
+        archive_bytes as f64 / 1e6
+    );
+    assert!(screens >= 8.0, "only {screens:.1} screens drawn");
+    // Every bitmap came compressed (the steered capabilities allow it).
+    assert!(
+        compressed * 100 >= area * 99,
+        "{compressed} of {area} pixels came compressed"
+    );
+    // The pictures repeat: the archive holds each about once.
+    let index = reader.index().expect("index").to_vec();
+    assert!(
+        index.iter().any(|e| e.continues),
+        "no chunk continues a stream: {index:?}"
+    );
+    assert!(
+        archive_bytes * 3 < wire,
+        "archive {archive_bytes} bytes for {wire} bytes of bitmaps"
+    );
+
+    // Every recorded PDU decodes, and the end looks as the client saw it.
+    let mut renderer = Renderer::new(reader.meta()).expect("renderer");
+    renderer
+        .replay_until(reader.events(), u64::MAX)
+        .expect("replay");
+    assert_eq!(renderer.stats.skipped, 0, "{:?}", renderer.stats);
+    let png_path = d.tmp().join("end.png");
+    let out = export(
+        &archive,
+        &["--format", "png", "-o", png_path.to_str().expect("utf8")],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (w, h, px) = read_png(&png_path);
+    assert_eq!((w, h), (1024, 768));
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).expect("screenshot"));
+    let mut sreader = decoder.read_info().expect("screenshot header");
+    let mut sbuf = vec![0; sreader.output_buffer_size()];
+    let sinfo = sreader.next_frame(&mut sbuf).expect("screenshot data");
+    assert_eq!(sinfo.color_type, png::ColorType::Rgba, "{sinfo:?}");
+    let stride = sinfo.line_size;
+    let differ = (0..768usize)
+        .flat_map(|y| (0..1024usize).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = &px[(y * 1024 + x) * 4..][..3];
+            let q = &sbuf[y * stride + x * 4..][..3];
+            p.iter().zip(q).any(|(m, n)| m.abs_diff(*n) > 8)
+        })
+        .count();
+    assert!(
+        differ < 1024 * 768 / 200,
+        "{differ} pixels differ between the export and the client's screen"
+    );
+}

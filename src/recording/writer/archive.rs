@@ -18,12 +18,120 @@ use chrono::Utc;
 
 use crate::recording::event::{self, Event};
 use crate::recording::format::{
-    self, ChunkHeader, Digest, FLAG_KEYFRAME, IndexEntry, Keyframe, SessionMeta, TrailerInfo,
+    self, ChunkHeader, Digest, FLAG_CONTINUES, FLAG_KEYFRAME, IndexEntry, Keyframe, SessionMeta,
+    TrailerInfo,
 };
 use crate::recording::keys::ArchiveKey;
 
 use super::limits::{MAX_EVENT_DATA, clamp_texts, pieces};
-use super::{ArchiveStatus, ArchiveSummary, RecordingFailed, SealFailed, WriterOptions};
+use super::{
+    ArchiveStatus, ArchiveSummary, RecordingFailed, SealFailed, StreamOptions, WriterOptions,
+};
+
+/// Turns a chunk's events into its payload.
+enum ChunkCompressor {
+    /// Every chunk one whole zstd frame.
+    Frames(zstd::bulk::Compressor<'static>),
+    /// Chunks continue one zstd stream (flushed at each chunk's end) until
+    /// a keyframe or the stream's byte bound starts the next.
+    Stream {
+        cctx: zstd::zstd_safe::CCtx<'static>,
+        level: i32,
+        options: StreamOptions,
+        /// Raw bytes in the current stream; 0: none open.
+        stream_bytes: u64,
+    },
+}
+
+/// A zstd context for one stream of desktop chunks.
+fn stream_context(
+    level: i32,
+    options: StreamOptions,
+) -> Result<zstd::zstd_safe::CCtx<'static>, std::io::Error> {
+    use zstd::zstd_safe::CParameter;
+    let mut cctx = zstd::zstd_safe::CCtx::create();
+    for p in [
+        CParameter::CompressionLevel(level),
+        CParameter::WindowLog(options.window_log),
+        CParameter::EnableLongDistanceMatching(true),
+    ] {
+        cctx.set_parameter(p).map_err(zstd_error)?;
+    }
+    Ok(cctx)
+}
+
+fn zstd_error(code: usize) -> std::io::Error {
+    std::io::Error::other(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
+}
+
+impl ChunkCompressor {
+    fn new(level: i32, stream: Option<StreamOptions>) -> Result<Self, std::io::Error> {
+        let Some(options) = stream else {
+            return zstd::bulk::Compressor::new(level).map(ChunkCompressor::Frames);
+        };
+        Ok(ChunkCompressor::Stream {
+            cctx: stream_context(level, options)?,
+            level,
+            options,
+            stream_bytes: 0,
+        })
+    }
+
+    /// Compresses `raw` into `out`; true when the payload continues the
+    /// previous chunk's stream. `fresh`: it must not (a keyframe chunk).
+    fn compress(
+        &mut self,
+        raw: &[u8],
+        fresh: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, std::io::Error> {
+        use zstd::zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
+        out.clear();
+        match self {
+            ChunkCompressor::Frames(c) => {
+                out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                c.compress_to_buffer(raw, out)?;
+                Ok(false)
+            }
+            ChunkCompressor::Stream {
+                cctx,
+                level,
+                options,
+                stream_bytes,
+            } => {
+                let len = raw.len() as u64;
+                let continues = !fresh
+                    && *stream_bytes > 0
+                    && stream_bytes.saturating_add(len) <= options.max_stream_bytes;
+                if !continues {
+                    // A new context rather than a reset: its window and
+                    // tables are allocated as data comes, so a quiet
+                    // session does not keep a busy stretch's 8 MiB.
+                    *cctx = stream_context(*level, *options)?;
+                    *stream_bytes = 0;
+                }
+                out.reserve(zstd::zstd_safe::compress_bound(raw.len()) + 64);
+                let mut input = InBuffer::around(raw);
+                loop {
+                    let pos = out.len();
+                    let remaining = cctx
+                        .compress_stream2(
+                            &mut OutBuffer::around_pos(out, pos),
+                            &mut input,
+                            ZSTD_EndDirective::ZSTD_e_flush,
+                        )
+                        .map_err(zstd_error)?;
+                    if remaining == 0 && input.pos() == raw.len() {
+                        break;
+                    }
+                    out.reserve(remaining.max(64 * 1024));
+                }
+                *stream_bytes += len;
+                Ok(continues)
+            }
+        }
+    }
+}
 
 /// Writes one archive file synchronously. Times are given by the caller and
 /// must not decrease (smaller ones are raised to the previous time).
@@ -34,8 +142,10 @@ pub struct ArchiveWriter {
     offset: u64,
     prev_digest: Digest,
     options: WriterOptions,
-    compressor: zstd::bulk::Compressor<'static>,
+    compressor: ChunkCompressor,
     raw: Vec<u8>,
+    /// The last chunk's payload; its buffer is reused.
+    payload: Vec<u8>,
     chunk_first_us: u64,
     chunk_events: u32,
     chunk_flags: u32,
@@ -80,7 +190,7 @@ impl ArchiveWriter {
         if json.len() > format::MAX_HEADER_JSON as usize {
             return Err(RecordingFailed::Header("metadata larger than 1 MiB".into()));
         }
-        let compressor = zstd::bulk::Compressor::new(options.zstd_level).map_err(|e| {
+        let compressor = ChunkCompressor::new(options.zstd_level, options.stream).map_err(|e| {
             RecordingFailed::Header(format!("zstd level {}: {e}", options.zstd_level))
         })?;
         if let Some(dir) = path.parent() {
@@ -122,6 +232,7 @@ impl ArchiveWriter {
             options,
             compressor,
             raw: Vec::with_capacity(raw_capacity),
+            payload: Vec::new(),
             chunk_first_us: 0,
             chunk_events: 0,
             chunk_flags: 0,
@@ -256,16 +367,23 @@ impl ArchiveWriter {
         if self.chunk_events == 0 {
             return Ok(());
         }
-        let payload = match self.compressor.compress(&self.raw) {
-            Ok(p) => p,
+        let fresh = self.chunk_flags & FLAG_KEYFRAME != 0;
+        let mut payload = std::mem::take(&mut self.payload);
+        let continues = match self.compressor.compress(&self.raw, fresh, &mut payload) {
+            Ok(c) => c,
             Err(e) => return Err(self.fail(&e)),
+        };
+        let flags = if continues {
+            self.chunk_flags | FLAG_CONTINUES
+        } else {
+            self.chunk_flags
         };
         let mut header = ChunkHeader {
             seq: self.seq,
             t_first_us: self.chunk_first_us,
             t_last_us: self.last_us,
             events: self.chunk_events,
-            flags: self.chunk_flags,
+            flags,
             raw_len: self.raw.len() as u32,
             comp_len: payload.len() as u32,
             digest: [0; 32],
@@ -285,6 +403,7 @@ impl ArchiveWriter {
             t_last_us: header.t_last_us,
             events: header.events,
             keyframe: header.flags & FLAG_KEYFRAME != 0,
+            continues,
         });
         for t_us in self.chunk_keyframes.drain(..) {
             self.keyframes.push(Keyframe {
@@ -293,6 +412,7 @@ impl ArchiveWriter {
             });
         }
         self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
+        self.payload = payload;
         self.prev_digest = header.digest;
         self.events += u64::from(self.chunk_events);
         self.seq += 1;

@@ -32,6 +32,39 @@ pub struct WriterOptions {
     pub sync_interval: Duration,
     /// Events the queue between `Recorder` and the writer thread holds.
     pub queue_events: usize,
+    /// `None`: every chunk is one whole zstd frame (terminal sessions).
+    /// `Some`: chunks continue one zstd stream with a long window, so a
+    /// chunk finds repeats in the chunks before it (desktop sessions,
+    /// whose screens repeat from second to second).
+    pub stream: Option<StreamOptions>,
+}
+
+/// How desktop chunks share one compression stream (see
+/// docs/recording-format.md, `FLAG_CONTINUES`). A new stream starts at the
+/// first chunk, at every chunk holding a keyframe (a replay starts there),
+/// and once a stream holds `max_stream_bytes` of events (what a reader
+/// starting mid-stream must decompress first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// zstd window, 2^n bytes: how far back repeats are found. The writer
+    /// and every reader hold this much of the stream in memory.
+    pub window_log: u32,
+    pub max_stream_bytes: u64,
+}
+
+impl WriterOptions {
+    /// What desktop (RDP) sessions are written with: a 8 MiB window with
+    /// zstd's long-distance matcher finds a full-screen picture shown again
+    /// two or three frames later (see the README's RDP benchmark).
+    pub fn desktop() -> Self {
+        WriterOptions {
+            stream: Some(StreamOptions {
+                window_log: 23,
+                max_stream_bytes: 64 << 20,
+            }),
+            ..WriterOptions::default()
+        }
+    }
 }
 
 impl Default for WriterOptions {
@@ -42,6 +75,7 @@ impl Default for WriterOptions {
             flush_interval: Duration::from_secs(1),
             sync_interval: Duration::from_secs(1),
             queue_events: 256,
+            stream: None,
         }
     }
 }
