@@ -60,14 +60,13 @@ pub async fn run<C: RdpControl>(
         Some(answer) => match control.resume(answer, source).await {
             Ok(r) => r,
             Err(refusal) => {
-                refuse_shown(
+                return Err(refuse_shown(
                     &mut front,
                     ProtocolIndependentCode::ServerDeniedConnection,
-                    &refusal,
+                    refusal,
                     &options,
                 )
-                .await;
-                return Err(RdpError::Refused(refusal.reason));
+                .await);
             }
         },
         None => None,
@@ -98,14 +97,13 @@ pub async fn run<C: RdpControl>(
     let grant = match control.authorize(&person, &target, source).await {
         Ok(g) => g,
         Err(refusal) => {
-            refuse_shown(
+            return Err(refuse_shown(
                 &mut front,
                 ProtocolIndependentCode::ServerInsufficientPrivileges,
-                &refusal,
+                refusal,
                 &options,
             )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
+            .await);
         }
     };
     info!(person = %person.user, target = %grant.target, address = %grant.address, "RDP session authorized");
@@ -270,14 +268,13 @@ async fn sign_in_with_form<C: RdpControl>(
     loop {
         let Some(typed) = read_typed(front, &mut keyboard, deadline).await? else {
             let refusal = control::Refusal::new("no sign-in on the screen in time");
-            refuse_shown(
+            return Err(refuse_shown(
                 front,
                 ProtocolIndependentCode::ServerDeniedConnection,
-                &refusal,
+                refusal,
                 options,
             )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
+            .await);
         };
         let mut redraw = false;
         for t in &typed {
@@ -298,14 +295,13 @@ async fn sign_in_with_form<C: RdpControl>(
                     };
                     if let Err(refusal) = options.admission.attempt(source, "rdp") {
                         let refusal = control::Refusal::new(refusal.describe());
-                        refuse_shown(
+                        return Err(refuse_shown(
                             front,
                             ProtocolIndependentCode::ServerDeniedConnection,
-                            &refusal,
+                            refusal,
                             options,
                         )
-                        .await;
-                        return Err(RdpError::Refused(refusal.reason));
+                        .await);
                     }
                     let sign_in = SignIn {
                         user,
@@ -327,14 +323,13 @@ async fn sign_in_with_form<C: RdpControl>(
                         Err(refusal) => {
                             attempts += 1;
                             if attempts >= SCREEN_ATTEMPTS {
-                                refuse_shown(
+                                return Err(refuse_shown(
                                     front,
                                     ProtocolIndependentCode::ServerDeniedConnection,
-                                    &refusal,
+                                    refusal,
                                     options,
                                 )
-                                .await;
-                                return Err(RdpError::Refused(refusal.reason));
+                                .await);
                             }
                             form.failed("サインインできませんでした", "Sign-in failed");
                         }
@@ -378,14 +373,13 @@ async fn choose_target<C: RdpControl>(
                 super::screen::NO_REACHABLE_TARGET_RULE,
                 super::services::NO_REACHABLE_TARGET,
             );
-            refuse_shown(
+            return Err(refuse_shown(
                 front,
                 ProtocolIndependentCode::ServerInsufficientPrivileges,
-                &refusal,
+                refusal,
                 options,
             )
-            .await;
-            return Err(RdpError::Refused(refusal.reason));
+            .await);
         }
     };
     let (width, height) = (front.gcc.core.desktop_width, front.gcc.core.desktop_height);
@@ -415,14 +409,13 @@ async fn choose_target<C: RdpControl>(
                 }
                 ChoiceAction::Cancel => {
                     let refusal = control::Refusal::by_rule("no_target_chosen", "no target chosen");
-                    refuse_shown(
+                    return Err(refuse_shown(
                         front,
                         ProtocolIndependentCode::ServerDeniedConnection,
-                        &refusal,
+                        refusal,
                         options,
                     )
-                    .await;
-                    return Err(RdpError::Refused(refusal.reason));
+                    .await);
                 }
             }
         }
@@ -437,14 +430,13 @@ async fn choose_target<C: RdpControl>(
         }
     }
     let refusal = control::Refusal::by_rule("no_target_chosen", "no target chosen in time");
-    refuse_shown(
+    Err(refuse_shown(
         front,
         ProtocolIndependentCode::ServerDeniedConnection,
-        &refusal,
+        refusal,
         options,
     )
-    .await;
-    Err(RdpError::Refused(refusal.reason))
+    .await)
 }
 
 /// Puts a drawn screen on the client: the first one activates sekisho's
@@ -520,13 +512,14 @@ async fn read_typed(
 }
 
 /// Refuse a client that has signed in or tried to (after its Client Info
-/// PDU): the refusal screen when there is a font, then the error code.
+/// PDU): the refusal screen when there is a font, then the error code;
+/// gives back the error the session ends with.
 async fn refuse_shown(
     front: &mut front::FrontSession,
     code: ProtocolIndependentCode,
-    refusal: &control::Refusal,
+    refusal: control::Refusal,
     options: &GatewayOptions,
-) {
+) -> RdpError {
     let screen = options.screen_font.as_deref().map(|font| {
         (
             font,
@@ -534,6 +527,7 @@ async fn refuse_shown(
         )
     });
     front::refuse_with_screen(front, code, screen, options.refusal_screen).await;
+    RdpError::Refused(refusal.reason)
 }
 
 /// The sign-in from the Client Info PDU (TLS) or CredSSP (NLA): the person
@@ -574,14 +568,13 @@ async fn sign_in<C: RdpControl>(
         let refusal = control::Refusal::new(
             "the user name must name the target as person@target or target\\person",
         );
-        refuse_shown(
+        return Err(refuse_shown(
             front,
             ProtocolIndependentCode::ServerDeniedConnection,
-            &refusal,
+            refusal,
             options,
         )
-        .await;
-        return Err(RdpError::Refused(refusal.reason));
+        .await);
     };
     let sign_in = SignIn {
         user,
@@ -622,16 +615,13 @@ async fn sign_in<C: RdpControl>(
             };
             Ok((p, target))
         }
-        Err(refusal) => {
-            refuse_shown(
-                front,
-                ProtocolIndependentCode::ServerDeniedConnection,
-                &refusal,
-                options,
-            )
-            .await;
-            Err(RdpError::Refused(refusal.reason))
-        }
+        Err(refusal) => Err(refuse_shown(
+            front,
+            ProtocolIndependentCode::ServerDeniedConnection,
+            refusal,
+            options,
+        )
+        .await),
     }
 }
 
