@@ -67,7 +67,20 @@ impl Refusal {
             rule: Some(rule),
         }
     }
+
+    /// A person who named no target has none to choose from.
+    pub fn no_reachable_target() -> Self {
+        Self::by_rule(NO_REACHABLE_TARGET_RULE, NO_REACHABLE_TARGET)
+    }
 }
+
+/// The rule a refusal carries when a person who named no target has none
+/// to choose from (not a `policy::Rule`: no single target was decided).
+pub const NO_REACHABLE_TARGET_RULE: &str = "no_reachable_target";
+
+/// The reason audited (and shown) with [`NO_REACHABLE_TARGET_RULE`].
+const NO_REACHABLE_TARGET: &str =
+    "no target you may reach over RDP now from this address (name one as person@target to see why)";
 
 /// A target offered to a person who signed in without naming one (the
 /// drawn choice screen).

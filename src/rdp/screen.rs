@@ -255,7 +255,7 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
             "緊急停止中のため接続できません",
             "An emergency stop is in force",
         ),
-        Some(NO_REACHABLE_TARGET_RULE) => (
+        Some(super::control::NO_REACHABLE_TARGET_RULE) => (
             "いま RDP で接続できる接続先がありません",
             "No target you may reach over RDP now",
         ),
@@ -268,10 +268,6 @@ pub fn refusal_text(rule: Option<&str>, detail: &str) -> RefusalText {
         detail: detail.to_owned(),
     }
 }
-
-/// The rule a refusal carries when a person who named no target has none
-/// to choose from (not a `policy::Rule`: no single target was decided).
-pub const NO_REACHABLE_TARGET_RULE: &str = "no_reachable_target";
 
 /// The largest area sekisho draws its screens on. The desktop size comes
 /// from the client's GCC data before anyone has signed in (up to 65535 ×

@@ -32,11 +32,6 @@ use crate::store::{EndKind, SessionStatus};
 /// log only.
 const SIGN_IN_FAILED: &str = "sign-in failed";
 
-/// The reason audited (and shown) when a person who named no target has
-/// none to choose from.
-pub(crate) const NO_REACHABLE_TARGET: &str =
-    "no target you may reach over RDP now from this address (name one as person@target to see why)";
-
 /// [`RdpControl`] over a running [`Services`].
 pub struct RdpServices {
     services: Arc<Services>,
@@ -263,16 +258,14 @@ impl RdpControl for RdpServices {
             })
             .collect();
         if offered.is_empty() {
+            let refusal = Refusal::no_reachable_target();
             self.services
                 .audit(
-                    crate::store::AuditEvent::new(
-                        crate::store::AuditKind::Deny,
-                        NO_REACHABLE_TARGET,
-                    )
-                    .user(&person.user)
-                    .source(source)
-                    .protocol("rdp")
-                    .with("rule", super::screen::NO_REACHABLE_TARGET_RULE),
+                    crate::store::AuditEvent::new(crate::store::AuditKind::Deny, refusal.reason)
+                        .user(&person.user)
+                        .source(source)
+                        .protocol("rdp")
+                        .with("rule", super::control::NO_REACHABLE_TARGET_RULE),
                 )
                 .await;
         }

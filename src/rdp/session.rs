@@ -369,10 +369,7 @@ async fn choose_target<C: RdpControl>(
         (1, _) => return Ok(offered[0].name.clone()),
         (2.., Some(font)) => font,
         _ => {
-            let refusal = control::Refusal::by_rule(
-                super::screen::NO_REACHABLE_TARGET_RULE,
-                super::services::NO_REACHABLE_TARGET,
-            );
+            let refusal = control::Refusal::no_reachable_target();
             return Err(refuse_shown(
                 front,
                 ProtocolIndependentCode::ServerInsufficientPrivileges,
