@@ -262,7 +262,7 @@ async fn resumptions(
         .iter()
         .filter_map(|e| {
             let id = e.event.session.filter(|id| rdp.contains_key(id))?;
-            let resumed = e.event.data.get("resumes")?.as_str()?.parse().ok()?;
+            let resumed = e.event.resumes()?;
             Some((id, resumed))
         })
         .collect())

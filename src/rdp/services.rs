@@ -507,7 +507,7 @@ impl RdpControl for RdpServices {
                         .source(source)
                         .protocol("rdp")
                         .with("method", "auto-reconnect")
-                        .with("resumes", r.session_id.to_string()),
+                        .with(crate::store::audit::RESUMES, r.session_id.to_string()),
                     )
                     .await;
                 Ok(Some(r))

@@ -463,7 +463,7 @@ impl Services {
         .protocol(a.grant.protocol.as_str())
         .with("recording", recording.path().display().to_string());
         if let Some(resumed) = a.resumes {
-            started = started.with("resumes", resumed.to_string());
+            started = started.with(crate::store::audit::RESUMES, resumed.to_string());
         }
         self.audit(started).await;
         Ok(guard)

@@ -179,6 +179,10 @@ impl Serialize for AuditKind {
     }
 }
 
+/// The `session_start` data field naming the session a resumed one
+/// continues ([`AuditEvent::resumes`]).
+pub const RESUMES: &str = "resumes";
+
 /// One event to append. `detail` is a sentence for a person; `data` holds
 /// the machine-readable particulars (method, reason, …). Never a secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -194,6 +198,12 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The session a `session_start` says it resumes (an RDP session
+    /// resumed after a dropped connection names the one it continues).
+    pub fn resumes(&self) -> Option<Uuid> {
+        self.data.get(RESUMES)?.as_str()?.parse().ok()
+    }
+
     /// `AuditEvent::new(AuditKind::Deny, "outside contract hours").user("tanaka").target("fa-db01")`
     pub fn new(kind: AuditKind, detail: impl Into<String>) -> AuditEvent {
         AuditEvent {

@@ -525,7 +525,7 @@ pub async fn show(
     let resumes = events
         .iter()
         .filter(|e| e.event.kind == AuditKind::SessionStart)
-        .find_map(|e| e.event.data.get("resumes")?.as_str()?.parse::<Uuid>().ok());
+        .find_map(|e| e.event.resumes());
     if let Some(r) = resumes {
         facts.push_str(&row(
             "session.resumes",
@@ -548,10 +548,9 @@ pub async fn show(
                 ..AuditFilter::default()
             })
             .await?;
-        let id = s.id.to_string();
         if let Some(next) = starts
             .iter()
-            .find(|e| e.event.data.get("resumes").and_then(|v| v.as_str()) == Some(id.as_str()))
+            .find(|e| e.event.resumes() == Some(s.id))
             .and_then(|e| e.event.session)
         {
             facts.push_str(&row(
