@@ -3,7 +3,10 @@
 //! waits — 100 ms, doubling up to 1 s — and tries again, so live sessions
 //! go on and new ones are taken as soon as descriptors free up. The failure
 //! is logged once per [`LOG_INTERVAL`] with the count since, not once per
-//! try.
+//! try — also when accepting flickers between working and failing, as it
+//! does at the limit (each closed connection frees one descriptor for one
+//! accept): a recovery does not restart the interval, and it is reported
+//! only after a failure that was.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,9 +26,12 @@ pub struct Backoff {
     wait: Option<Duration>,
     /// Failures since the last success.
     failures: u64,
-    /// Failures not yet logged.
+    /// Failures not yet logged (kept across successes).
     unlogged: u64,
+    /// When the last failure line was logged (kept across successes).
     last_log: Option<Instant>,
+    /// A failure line was logged since the last success.
+    reported: bool,
 }
 
 /// What to do after a failed accept.
@@ -47,16 +53,20 @@ impl Backoff {
             .is_none_or(|last| now.saturating_duration_since(last) >= LOG_INTERVAL);
         let log = due.then(|| {
             self.last_log = Some(now);
+            self.reported = true;
             std::mem::take(&mut self.unlogged)
         });
         AfterFailure { wait, log }
     }
 
-    /// Accepting works again: how many tries failed before, if any.
+    /// Accepting works again: how many tries failed before, when the
+    /// failure was reported (a recovery nobody was told of the failure
+    /// before is not worth a line).
     pub fn succeeded(&mut self) -> Option<u64> {
         let failures = std::mem::take(&mut self.failures);
-        *self = Backoff::default();
-        (failures > 0).then_some(failures)
+        self.wait = None;
+        let reported = std::mem::take(&mut self.reported);
+        (reported && failures > 0).then_some(failures)
     }
 }
 
@@ -136,15 +146,41 @@ mod tests {
             .collect();
         assert_eq!(logs, vec![16, 10]);
         assert_eq!(b.succeeded(), Some(27));
-        // After a success it starts over.
         assert_eq!(b.succeeded(), None);
+        // After a success the waits start over; the log interval does not.
         let again = b.failed(t0 + Duration::from_secs(21));
         assert_eq!(
             again,
             AfterFailure {
                 wait: FIRST_WAIT,
-                log: Some(1)
+                log: None
             }
         );
+        assert_eq!(b.succeeded(), None, "a failure nobody was told of");
+        let later = b.failed(t0 + Duration::from_secs(30));
+        assert_eq!(later.log, Some(2), "the unreported failure is counted");
+        assert_eq!(b.succeeded(), Some(1));
+    }
+
+    #[test]
+    fn flickering_between_working_and_failing_logs_once_per_interval() {
+        // At the limit every closed connection lets one accept through:
+        // fail, succeed, fail, … every 50 ms for a minute.
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        let (mut failure_lines, mut recovery_lines) = (0, 0);
+        let mut logged = 0;
+        for i in 0..1200u64 {
+            if let Some(n) = b.failed(t0 + Duration::from_millis(i * 50)).log {
+                failure_lines += 1;
+                logged += n;
+            }
+            if b.succeeded().is_some() {
+                recovery_lines += 1;
+            }
+        }
+        assert_eq!(failure_lines, 6, "one line per 10 s");
+        assert_eq!(recovery_lines, 6, "recoveries only after a logged failure");
+        assert_eq!(logged, 1200 - 199, "every failure counted but the last 199");
     }
 }

@@ -223,10 +223,11 @@ fn running_out_of_descriptors_does_not_stop_serve() {
     );
     assert!(serve.daemon.running(), "serve ended:\n{}", serve.log_text());
     // A few lines, not ten a second per listener: per listener at most one
-    // a LOG_INTERVAL (10 s), and one more each time it recovers between.
+    // a LOG_INTERVAL (10 s), also while accepting flickers between working
+    // and failing as connections close.
     let lines = serve.log_lines("cannot accept connections");
     let out_of_files = flood_started.elapsed();
-    let bound = 4 * (out_of_files.as_secs() / 10 + 1);
+    let bound = 2 * (out_of_files.as_secs() / 10 + 1);
     eprintln!("{lines} accept-failure lines in {out_of_files:?} out of descriptors");
     assert!(
         lines as u64 <= bound,
