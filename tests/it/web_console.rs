@@ -36,10 +36,15 @@ fn client() -> Client {
 
 /// A client signed in through the API as `user`; returns it and the CSRF token.
 fn api_login(user: &str) -> (Client, String) {
+    api_login_with(user, &env().code(user))
+}
+
+/// [`api_login`] with this code.
+fn api_login_with(user: &str, code: &str) -> (Client, String) {
     let c = client();
     let r = c
         .post(env().url("/api/v1/login"))
-        .json(&json!({"user": user, "password": PASSWORD, "code": env().code(user)}))
+        .json(&json!({"user": user, "password": PASSWORD, "code": code}))
         .send()
         .expect("login");
     assert_eq!(r.status(), StatusCode::OK, "login of {user}");
@@ -502,7 +507,10 @@ fn audit_page_filters_and_csv_with_bom() {
 fn kill_with_fresh_code_ends_the_session_and_the_engineer_sees_why() {
     let e = env();
     let admin = console::ADMINS[1];
-    let (c, csrf) = api_login(admin);
+    // Kept: recomputed later, in the next 30-s step, it would be a fresh
+    // code (accepted) rather than the one used to sign in.
+    let signin_code = e.code(admin);
+    let (c, csrf) = api_login_with(admin, &signin_code);
     let mut child =
         e.d.ssh(
             "sato@db01",
@@ -540,7 +548,7 @@ fn kill_with_fresh_code_ends_the_session_and_the_engineer_sees_why() {
     let r = c
         .post(e.url(&path))
         .header("x-csrf-token", &csrf)
-        .json(&json!({"reason": "x", "code": e.code(admin)}))
+        .json(&json!({"reason": "x", "code": signin_code}))
         .send()
         .expect("kill");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -554,7 +562,7 @@ fn kill_with_fresh_code_ends_the_session_and_the_engineer_sees_why() {
         .send()
         .expect("kill");
     assert_eq!(r.status(), StatusCode::OK, "{}", text(r));
-    assert!(wait_for(Duration::from_secs(5), || matches!(
+    assert!(wait_for(Duration::from_secs(30), || matches!(
         child.try_wait(),
         Ok(Some(_))
     )));
