@@ -34,8 +34,21 @@ fn sigkill_mid_session_leaves_an_incomplete_archive_and_an_abnormal_session() {
         .unwrap_or_default();
     let live = !id.is_empty();
     assert!(live, "no live session: {}", read(&d.dir.join("serve.log")));
-    // Let the writer flush the output at least once (it flushes every second).
-    std::thread::sleep(Duration::from_millis(2500));
+    // The writer flushes about once a second: wait until the archive on
+    // disk holds the command and its output (read back as the checks below
+    // read it), however long the target and the writer take on a loaded
+    // machine.
+    let flushed = wait_until(Duration::from_secs(60), || {
+        let keys = d.sekisho(&["export", &id, "--format", "keystrokes"], None);
+        let cast = d.sekisho(&["export", &id, "--format", "asciicast"], None);
+        String::from_utf8_lossy(&keys.stdout).contains("echo before-the-crash")
+            && String::from_utf8_lossy(&cast.stdout).contains("before-the-crash")
+    });
+    assert!(
+        flushed,
+        "the output never reached the archive: {}",
+        read(&d.dir.join("serve.log"))
+    );
 
     // SAFETY: kill(2) on the serve process this test started.
     unsafe { libc::kill(d.serve_pid as i32, libc::SIGKILL) };
