@@ -7,7 +7,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::support::deployment::{self, Deployment, PASSWORD, read, wait_until};
@@ -17,6 +17,20 @@ use crate::support::sshd;
 fn env() -> &'static Deployment {
     static D: OnceLock<Deployment> = OnceLock::new();
     D.get_or_init(|| Deployment::start(Path::new(env!("CARGO_BIN_EXE_sekisho")), "sekisho-faults"))
+}
+
+/// The tests here share one deployment, and one of them locks its database
+/// for many seconds: a sign-in of another test meanwhile would wait out
+/// SQLite's busy timeout and lose its audit event or session row. The
+/// locking test holds this exclusively, the others shared.
+static DATABASE: RwLock<()> = RwLock::new(());
+
+fn database_shared() -> RwLockReadGuard<'static, ()> {
+    DATABASE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn database_exclusive() -> RwLockWriteGuard<'static, ()> {
+    DATABASE.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Another process holding SQLite's write lock until dropped or released.
@@ -89,6 +103,7 @@ fn session_end_events(session: &str) -> Vec<serde_json::Value> {
 /// ended.
 #[test]
 fn session_end_survives_a_locked_database() {
+    let _database = database_exclusive();
     let e = env();
     let db: PathBuf = e.dir.join("sekisho.db");
     let flag = e.dir.join("end-the-session");
@@ -175,6 +190,7 @@ fn session_end_survives_a_locked_database() {
 /// serve's log; a marker with its length stands in its place.
 #[test]
 fn a_password_typed_as_the_user_name_is_not_recorded() {
+    let _database = database_shared();
     let e = env();
     // The OpenSSH client refuses shell metacharacters in user names; a
     // password with capitals is no valid name either.
@@ -248,6 +264,7 @@ fn pid_of(args: &[&str]) -> Option<i32> {
 /// and the session ends as `target_lost`, not as a normal logout.
 #[test]
 fn a_lost_target_ends_the_session_and_says_so() {
+    let _database = database_shared();
     let e = env();
     let mut client = e
         .ssh(
