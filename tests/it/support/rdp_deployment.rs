@@ -418,11 +418,13 @@ sources = ["lab"]
         )))
     }
 
-    /// Waits (30 s) until the session `client` opened runs its desktop on
-    /// the target (the test account's xterm); fails with `what` and the
-    /// client's, sekisho's and xrdp's logs otherwise.
+    /// Waits (30 s each) until the session `client` opened runs its desktop
+    /// on the target (the test account's xterm) and its window is mapped
+    /// (keys typed before are lost); fails with `what` and the client's,
+    /// sekisho's and xrdp's logs otherwise.
     pub fn assert_desktop_up(&self, client: &Client, what: &str) {
-        let up = wait_until(Duration::from_secs(30), session_user_running);
+        let up = wait_until(Duration::from_secs(30), session_user_running)
+            && wait_until(Duration::from_secs(30), session_terminal_shown);
         assert!(
             up,
             "{what}.\nclient log:\n{}\nserve log:\n{}\nxrdp log:\n{}",

@@ -568,6 +568,24 @@ pub fn session_display() -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether the test account's terminal (its desktop, `startwm.sh`) is
+/// mapped on the screen of its xrdp session. The xterm process runs a while
+/// before its window is up; keys typed before then are lost.
+pub fn session_terminal_shown() -> bool {
+    let Some(display) = session_display() else {
+        return false;
+    };
+    Command::new("runuser")
+        .args(["-u", TEST_USER, "--", "timeout", "5", "xdotool", "search"])
+        .args(["--onlyvisible", "--name", "sekisho-target-term"])
+        .env("DISPLAY", &display)
+        .env("XAUTHORITY", format!("/home/{TEST_USER}/.Xauthority"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
 /// `xclip` on `display` (given up after 5 s: a selection owner may never
 /// answer): as root (a client display) or as the test account with its X
 /// authority (the xrdp session).
