@@ -181,7 +181,7 @@ async fn seek_with_slider(c: &Client, at_ms: u64) {
     )
     .await
     .expect("move the slider");
-    let drawn = wait_for(Duration::from_secs(10), || async {
+    let drawn = wait_for(Duration::from_secs(30), || async {
         data(c, "desktop-player", "ready").await == "1"
             && data(c, "desktop-player", "time").await == at_ms.to_string()
     })
@@ -250,7 +250,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         c.find(Locator::Id("watch")).await.expect("watch button"),
     )
     .await;
-    let shown = wait_for(Duration::from_secs(10), || async {
+    let shown = wait_for(Duration::from_secs(30), || async {
         data(&c, "desktop-player", "frames")
             .await
             .parse::<u64>()
@@ -292,21 +292,24 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         client.log()
     );
     let ran = Instant::now();
-    let magenta = wait_for(Duration::from_secs(10), || async {
+    let magenta = wait_for(Duration::from_secs(30), || async {
         magenta_pixels(&c).await > 10_000
     })
     .await;
     let latency = ran.elapsed();
     assert!(magenta, "the live watch never showed the magenta terminal");
+    // Live, not at the session's end; the bound leaves room for a loaded
+    // machine (the target, the archive flush, Chromium drawing); the
+    // latency is printed below.
     assert!(
-        latency < Duration::from_secs(3),
+        latency < Duration::from_secs(10),
         "the live watch showed the change after {latency:?}"
     );
     eprintln!("live watch: the change shown {latency:?} after the command ran");
 
     // The pointer the engineer moves moves on the watcher's screen (typing
     // above left it at (300, 300) of the client's display).
-    let at_first = wait_for(Duration::from_secs(5), || async {
+    let at_first = wait_for(Duration::from_secs(20), || async {
         pointer(&c).await.is_some()
     })
     .await;
@@ -318,7 +321,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
             &["mousemove", "--sync", &px.to_string(), &py.to_string()],
         );
         let want = (origin.0 + px - 300, origin.1 + py - 300);
-        let moved = wait_for(Duration::from_secs(5), || async {
+        let moved = wait_for(Duration::from_secs(20), || async {
             pointer(&c).await == Some(want)
         })
         .await;
@@ -359,7 +362,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         .install()
         .archive(&session)
         .expect("the session's archive");
-    let sealed = wait_until(Duration::from_secs(10), || {
+    let sealed = wait_until(Duration::from_secs(30), || {
         sekisho::recording::Reader::open(&archive)
             .and_then(|mut r| r.is_sealed())
             .unwrap_or(false)
@@ -423,7 +426,7 @@ async fn an_rdp_session_is_watched_live_and_replayed_in_the_browser() {
         .click()
         .await
         .expect("click");
-    let played = wait_for(Duration::from_secs(10), || async {
+    let played = wait_for(Duration::from_secs(30), || async {
         data(&c, "desktop-player", "time")
             .await
             .parse::<u64>()
