@@ -144,6 +144,7 @@ fn guessing_across_names_is_held_to_the_attempts_per_minute() {
     let script = env().dir.join("paramiko_guesser.py");
     std::fs::write(&script, GUESSER).unwrap();
     let source = "127.0.0.33";
+    let started = Instant::now();
     let out = Command::new("timeout")
         .arg("120")
         .arg("/usr/bin/python3")
@@ -153,16 +154,24 @@ fn guessing_across_names_is_held_to_the_attempts_per_minute() {
         .arg("10")
         .output()
         .unwrap();
+    let took = started.elapsed();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert_eq!(stdout.matches("refused").count(), 10, "{stdout}");
-    // Four passwords were checked (and audited as failures); six were
-    // refused unchecked, reported once.
+    // Four passwords were checked (and audited as failures); the rest were
+    // refused unchecked, reported once. The budget refills one attempt per
+    // 15 s: a loaded machine that takes longer for the ten connections
+    // has one more checked per 15 s they took, never more.
+    let refilled = usize::try_from(took.as_secs() / 15).unwrap();
     let checked: Vec<_> = audit(&["--kind", "signin_failure"])
         .into_iter()
         .filter(|ev| ev["source"] == source)
         .collect();
-    assert_eq!(checked.len(), 4, "{checked:#?}");
+    assert!(
+        (4..=4 + refilled).contains(&checked.len()),
+        "{} checked in {took:?}: {checked:#?}",
+        checked.len()
+    );
     let mut refused = Vec::new();
     gateway::wait_until(Duration::from_secs(10), || {
         refused = refusals(source, "too_many_attempts");
