@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::wait_until;
+
 use bytes::Bytes;
 use chrono::{TimeZone as _, Utc};
 use sekisho::recording::{
@@ -364,9 +366,16 @@ fn recorder_cuts_a_chunk_every_second_without_more_events() {
     };
     let rec = Recorder::open(dir.path(), &meta("tick"), key(1), opts).unwrap();
     rec.record(output("hello\r\n")).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    // No flush call, no seal: the timer alone must have written the chunk.
-    let (events, truncated) = read_all(rec.path());
+    // No flush call, no seal: the timer alone must write the chunk (every
+    // 100 ms; the writer thread may wait longer for a core on a loaded
+    // machine, so look until it has, rather than once after a fixed time).
+    let mut read = (Vec::new(), false);
+    let written = wait_until(Duration::from_secs(10), || {
+        read = read_all(rec.path());
+        !read.0.is_empty()
+    });
+    let (events, truncated) = read;
+    assert!(written, "no chunk written without a flush call");
     assert!(truncated);
     assert_eq!(events.len(), 1);
     drop(rec);
@@ -379,17 +388,13 @@ fn dropped_recorder_leaves_an_incomplete_archive() {
     let path = rec.path().to_owned();
     rec.record(output("a")).unwrap();
     drop(rec);
-    // The writer thread finishes asynchronously.
-    let mut verdict = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(20));
+    // The writer thread finishes asynchronously (on a loaded machine, when
+    // it gets a core).
+    let flushed = wait_until(Duration::from_secs(10), || {
         let v = verify_file(&path, &[key(1).public()]).unwrap().verdict;
-        if matches!(v, Verdict::Incomplete { chunks: 1, .. }) {
-            verdict = Some(v);
-            break;
-        }
-    }
-    assert!(verdict.is_some(), "drop must flush the buffered chunk");
+        matches!(v, Verdict::Incomplete { chunks: 1, .. })
+    });
+    assert!(flushed, "drop must flush the buffered chunk");
 }
 
 #[test]
