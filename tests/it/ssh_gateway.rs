@@ -618,26 +618,33 @@ fn environment_is_filtered_by_the_allow_list() {
 fn interactive_shell_on_a_terminal_relays_size_and_resizes() {
     let mut term = pty::spawn(ssh("endo@db01").arg("-t").command(), 100, 30);
     assert!(
-        wait_until(Duration::from_secs(10), || term.text().contains("root@")),
+        wait_until(Duration::from_secs(30), || term.text().contains("root@")),
         "{}",
         term.text()
     );
     term.write(b"echo size-marker; stty size\n");
     assert!(
-        wait_until(Duration::from_secs(5), || term.text().contains("30 100")),
+        wait_until(Duration::from_secs(15), || term.text().contains("30 100")),
         "{}",
         term.text()
     );
     term.resize(120, 40);
-    std::thread::sleep(Duration::from_millis(300));
-    term.write(b"stty size\n");
+    // The window change travels client → sekisho → target on its own: the
+    // shell waits until its terminal has the new size (a `stty size` after
+    // a fixed pause could run first on a loaded machine), then says so with
+    // a marker its echoed command line does not contain.
+    term.write(
+        b"until [ \"$(stty size)\" = \"40 120\" ]; do sleep 0.1; done; echo resized-$((3*4))\n",
+    );
     assert!(
-        wait_until(Duration::from_secs(5), || term.text().contains("40 120")),
+        wait_until(Duration::from_secs(30), || term
+            .text()
+            .contains("resized-12")),
         "{}",
         term.text()
     );
     term.write(b"exit 6\n");
-    assert!(wait_until(Duration::from_secs(5), || matches!(
+    assert!(wait_until(Duration::from_secs(15), || matches!(
         term.child.try_wait(),
         Ok(Some(_))
     )));
