@@ -132,7 +132,9 @@ pub(crate) async fn sign_in_at(e: &ConsoleEnv, c: &Client, user: &str) {
 pub(crate) async fn follow(c: &Client, what: fantoccini::elements::Element) {
     let page = c.find(Locator::Css("html")).await.expect("the page");
     what.click().await.expect("click");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Generous: the next page may be a sign-in or an export that a loaded
+    // machine answers slowly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match page.tag_name().await {
             // Chromium says the page is gone either way.
@@ -146,7 +148,7 @@ pub(crate) async fn follow(c: &Client, what: fantoccini::elements::Element) {
             Ok(_) => {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "the click did not leave the page within 10 s"
+                    "the click did not leave the page within 30 s"
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
