@@ -215,7 +215,7 @@ sources = ["lab"]
 
 /// Waits (10 s) for `child` to exit; its output, or None if it still runs.
 fn exits(child: &mut Child) -> Option<(std::process::ExitStatus, String)> {
-    let exited = wait_until(Duration::from_secs(10), || {
+    let exited = wait_until(Duration::from_secs(30), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     if !exited {

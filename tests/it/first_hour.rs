@@ -82,7 +82,7 @@ fn start_demo_target(dir: &Path) -> DemoTarget {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let sshd = Daemon::spawn("demo sshd", &mut cmd);
-    let up = wait_until(Duration::from_secs(10), || {
+    let up = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(up, "the demo sshd did not listen on {port}");
@@ -379,7 +379,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     // The past session: history finds it by every filter, and the human
     // audit lines of the session carry its ID.
     let mut ended = Vec::new();
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         ended = json_lines(&ok(sekisho(
             dir,
             &["sessions", "history", "--state", "ended", "--json"],
@@ -387,7 +387,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
         )));
         !ended.is_empty()
     });
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         ended = json_lines(&ok(sekisho(
             dir,
             &["sessions", "history", "--state", "ended", "--json"],
@@ -492,7 +492,7 @@ fn the_loopback_demo_reaches_its_target_and_the_session_is_found_again() {
     );
     assert!(!blocked.status.success(), "{blocked:?}");
     let mut events = Vec::new();
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         events = json_lines(&ok(sekisho(
             dir,
             &[
@@ -528,7 +528,7 @@ fn target_pins_reads_an_rdp_certificate_as_openssl_sees_it() {
         .replace("127.0.0.1:3389", &format!("127.0.0.1:{rdp_port}"));
     std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
     let _serve = spawn_serve(dir, ssh_port);
-    assert!(wait_until(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", rdp_port)).is_ok()
     }));
 

@@ -53,7 +53,7 @@ fn password_and_code_reach_xrdp_and_the_session_is_audited_and_recorded() {
         .expect("session id")
         .to_string();
     assert_eq!(start[0]["protocol"], "rdp");
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         !d.audit("session_end", "tanaka").is_empty()
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
@@ -215,7 +215,7 @@ fn wrong_code_virtual_target_and_unreachable_target_are_refused_and_audited() {
         client.log()
     );
     let mut end = Vec::new();
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         end = d.audit("session_end", "tanaka");
         !end.is_empty()
     });
@@ -383,7 +383,7 @@ fn export_png_renders_the_recorded_desktop() {
         .as_str()
         .expect("session id")
         .to_string();
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         !d.audit("session_end", "suzuki").is_empty()
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());

@@ -170,7 +170,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         .as_str()
         .expect("session id")
         .to_string();
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         !d.audit("session_end", "sato").is_empty()
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
@@ -373,7 +373,7 @@ fn a_desktop_resized_by_the_client_replays_at_its_new_size() {
         .as_str()
         .expect("session id")
         .to_string();
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         !d.audit("session_end", "ito").is_empty()
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());
@@ -711,7 +711,7 @@ fn redrawn_pictures_are_recorded_compressed_in_one_stream_and_export_as_the_clie
     );
     drop(client);
     end_test_user_sessions();
-    let ended = wait_until(Duration::from_secs(10), || {
+    let ended = wait_until(Duration::from_secs(30), || {
         !d.audit("session_end", "ito").is_empty()
     });
     assert!(ended, "no session_end.\nserve log:\n{}", d.serve_log());

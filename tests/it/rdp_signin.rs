@@ -822,7 +822,7 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
     let second_id = second["session"].as_str().expect("session").to_owned();
     assert_ne!(second_id, first_id);
     let mut on_b = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         on_b = d
             .install()
             .live_sessions()

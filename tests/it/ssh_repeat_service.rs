@@ -114,7 +114,7 @@ fn giving_up_at_the_code_is_audited() {
         "{stdout}"
     );
     let mut abandoned = Vec::new();
-    let seen = gateway::wait_until(Duration::from_secs(10), || {
+    let seen = gateway::wait_until(Duration::from_secs(30), || {
         abandoned = audit_of("signin_failure", person)
             .into_iter()
             .filter(|ev| ev["data"]["reason"] == "abandoned at the one-time code")

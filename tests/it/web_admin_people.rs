@@ -396,7 +396,7 @@ async fn an_emergency_stop_from_the_console_ends_a_vendors_session_and_refuses_n
     type_into(&c, "stop-code", &e.code_ahead(admin, 1)).await;
     follow(&c, c.find(Locator::Id("stop")).await.expect("stop button")).await;
     assert!(
-        wait_until(Duration::from_secs(10), || matches!(
+        wait_until(Duration::from_secs(30), || matches!(
             child.try_wait(),
             Ok(Some(_))
         )),

@@ -394,7 +394,7 @@ async fn admin_stops_a_live_session_with_a_reason_and_the_engineer_sees_it() {
         .expect("type");
     screenshot(&c, "kill").await;
     follow(&c, c.find(Locator::Id("kill")).await.expect("kill button")).await;
-    assert!(wait_for(Duration::from_secs(10), || matches!(
+    assert!(wait_for(Duration::from_secs(30), || matches!(
         child.try_wait(),
         Ok(Some(_))
     )));

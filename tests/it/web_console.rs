@@ -572,7 +572,7 @@ fn kill_with_fresh_code_ends_the_session_and_the_engineer_sees_why() {
     // The row is closed just after the client has gone.
     let mut v = Value::Null;
     assert!(
-        wait_for(Duration::from_secs(10), || {
+        wait_for(Duration::from_secs(30), || {
             v = get_json(&c, &format!("/api/v1/sessions/{id}"));
             v["session"]["status"] == "killed"
         }),

@@ -295,7 +295,7 @@ fn typed_session() -> String {
     )));
     let _ = reader.join();
     let mut id = String::new();
-    assert!(wait_until(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         let events = deployment::ok(e.d.sekisho(
             &[
                 "audit",

@@ -78,7 +78,7 @@ impl ConsoleEnv {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut session = String::new();
-        assert!(wait_until(Duration::from_secs(10), || {
+        assert!(wait_until(Duration::from_secs(30), || {
             let events = ok(d.sekisho(
                 &[
                     "audit",

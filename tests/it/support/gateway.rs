@@ -136,7 +136,7 @@ pub fn ticket(user: &str, target: &str) -> String {
 /// row is closed just after the client has gone).
 pub fn ended_session(user: &str) -> String {
     let mut id = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         id = audit_of("session_end", user)
             .last()
             .and_then(|v| v["session"].as_str().map(str::to_string));
@@ -148,7 +148,7 @@ pub fn ended_session(user: &str) -> String {
 /// The `session_end` event of a session (waits for it).
 pub fn session_end(session: &str) -> serde_json::Value {
     let mut end = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         end = audit(&["--kind", "session_end", "--session", session])
             .into_iter()
             .next();
