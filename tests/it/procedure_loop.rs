@@ -33,6 +33,43 @@ fn ssh(d: &Deployment, user: &str, from: &str, cmd: &str) -> Output {
     .expect("run ssh")
 }
 
+/// The calendar month (in the site's zone, Asia/Tokyo) that the request's
+/// window start, its session and the refusal after it all fall in, as
+/// `YYYY-MM`. The monthly report counts each in the month it happened: a run
+/// across a month's end (15:00 UTC on its last day) would split them, so
+/// close to one this waits until the new month is a few minutes old.
+fn one_month_for_the_whole_loop() -> String {
+    use chrono::{Datelike as _, TimeZone as _};
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let now = Utc::now().with_timezone(&tokyo);
+    let month_start = |year: i32, month: u32| {
+        tokyo
+            .with_ymd_and_hms(year, month, 1, 0, 0, 0)
+            .single()
+            .expect("midnight exists in Tokyo")
+    };
+    let this = month_start(now.year(), now.month());
+    let next = if now.month() == 12 {
+        month_start(now.year() + 1, 1)
+    } else {
+        month_start(now.year(), now.month() + 1)
+    };
+    // The window starts a minute before now; the test takes minutes.
+    let settled = if now < this + chrono::Duration::minutes(2) {
+        Some(this + chrono::Duration::minutes(2))
+    } else if next - now < chrono::Duration::minutes(10) {
+        Some(next + chrono::Duration::minutes(2))
+    } else {
+        None
+    };
+    if let Some(at) = settled {
+        let wait = (at - now).to_std().unwrap_or_default();
+        eprintln!("waiting {wait:?} for a month's end to pass");
+        std::thread::sleep(wait);
+    }
+    Utc::now().with_timezone(&tokyo).format("%Y-%m").to_string()
+}
+
 fn pdftotext(pdf: &Path) -> String {
     let out = std::process::Command::new("pdftotext")
         .args(["-layout", pdf.to_str().expect("utf-8 path"), "-"])
@@ -53,6 +90,7 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     let sekisho = |args: &[&str]| d.sekisho(args, None);
 
     // tanaka's request: the window began a minute ago and ends in 45 s.
+    let month = one_month_for_the_whole_loop();
     let now = Utc::now();
     let window_end = now + chrono::Duration::seconds(45);
     let out = ok(sekisho(&[
@@ -206,10 +244,6 @@ fn request_approval_session_report_sign_off_and_monthly_report() {
     }
 
     // The monthly report of this month (in the site's zone, Asia/Tokyo).
-    let month = Utc::now()
-        .with_timezone(&chrono_tz::Asia::Tokyo)
-        .format("%Y-%m")
-        .to_string();
     let csv = d.dir.join("monthly.csv");
     ok(sekisho(&[
         "report",
