@@ -344,15 +344,17 @@ fn a_flood_at_the_console_leaves_it_to_a_person_from_another_address() {
 
 /// The console's sign-in spends the same per-address budget as the
 /// gateways' (`signin_attempts_per_minute`): six console sign-ins with
-/// unknown names from one address have four checked and two refused
+/// unknown names from one address have two checked and four refused
 /// unchecked (the same answer, reported once, protocol `web`); an SSH
 /// guess from that address is then refused unchecked too, and so is a
 /// right password (nothing more is checked or audited as a failure).
+/// Two a minute: the budget refills one attempt per 30 s, more than a
+/// loaded machine takes for the whole sequence (at four a minute, 15 s).
 #[test]
 fn console_sign_ins_count_against_the_same_attempts_per_minute() {
     let serve = Serve::start_with_console(
         "webattempts",
-        "max_startups_per_source = 3\nsignin_attempts_per_minute = 4",
+        "max_startups_per_source = 3\nsignin_attempts_per_minute = 2",
         "",
     );
     let web = serve.web.expect("the console is on");
@@ -385,7 +387,7 @@ fn console_sign_ins_count_against_the_same_attempts_per_minute() {
         let status = login(&format!("webguess{i}"), &format!("password{i}"));
         assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "guess {i}");
     }
-    assert_eq!(failures(), 4, "four sign-ins checked");
+    assert_eq!(failures(), 2, "two sign-ins checked");
     let mut refused = Vec::new();
     gateway::wait_until(Duration::from_secs(30), || {
         refused = refusals(source, "too_many_attempts");
@@ -409,7 +411,7 @@ fn console_sign_ins_count_against_the_same_attempts_per_minute() {
     assert_eq!(text(&out.stdout).trim(), "refused", "{}", text(&out.stderr));
     // A right password from the spent address: refused, not checked.
     assert_eq!(login("noda", PASSWORD), reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(failures(), 4, "a sign-in over the budget was checked");
+    assert_eq!(failures(), 2, "a sign-in over the budget was checked");
 }
 
 /// A console connection with no traffic for `[web] connection_idle` is
