@@ -146,14 +146,14 @@ pub async fn run(g: &Global, cmd: StopCmd) -> anyhow::Result<ExitCode> {
         s.id, s.id
     );
     // Every serving node sweeps its sessions each second; wait to confirm.
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = stop::live_in_scope(&store, &policies, &scope).await?;
-        if left.is_empty() {
-            break;
+    let deadline = tokio::time::Instant::now() + super::CONFIRM_END_WITHIN;
+    let left = loop {
+        let left = stop::live_in_scope(&store, &policies, &scope).await?;
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            break left;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     if left.is_empty() {
         println!("no live session in scope");
         return Ok(ExitCode::SUCCESS);
