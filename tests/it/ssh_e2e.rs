@@ -295,10 +295,10 @@ fn admin_kill_ends_a_live_session_within_a_second() {
         "{}",
         String::from_utf8_lossy(&kill.stdout)
     );
-    // Timed from the request being in the store (the CLI has returned; how
-    // long a debug CLI takes to start on a loaded machine is not the
-    // bastion's latency): serve polls every 250 ms. The bound is generous
-    // for a loaded machine and still far below the remote `sleep 60`.
+    // The command returns once serve has ended the session (it waits for
+    // the row to close); the client is let go before that. Timed from
+    // there, not from the command's start (a debug CLI starts slowly on a
+    // loaded machine); generous, and far below the remote `sleep 60`.
     let requested = Instant::now();
     let ended = wait_until(Duration::from_secs(30), || {
         matches!(child.try_wait(), Ok(Some(_)))

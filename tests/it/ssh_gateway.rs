@@ -776,10 +776,10 @@ fn kill_ends_the_session_within_a_second_and_says_why() {
         "--reason",
         "maintenance stopped by the duty officer",
     ]);
-    // Timed from the request being in the store (the CLI has returned; a
-    // debug CLI's start on a loaded machine is not the bastion's latency):
-    // serve polls every 250 ms. Generous for a loaded machine, and far
-    // below the remote `sleep 30`.
+    // The command returns once serve has ended the session (it waits for
+    // the row to close); the client is let go before that. Timed from
+    // there, not from the command's start (a debug CLI starts slowly on a
+    // loaded machine); generous, and far below the remote `sleep 30`.
     let requested = Instant::now();
     let exited = wait_until(Duration::from_secs(20), || {
         matches!(child.try_wait(), Ok(Some(_)))
