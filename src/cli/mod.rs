@@ -144,16 +144,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// How long `sessions kill`, `stop` and `request revoke` wait for the
-/// serving processes to end the sessions they asked to stop, before saying
-/// they have not ended (is their `serve` running?). The processes act
-/// within a second (kills are polled four times a second, stops swept each
-/// second), but ending a session writes its archive and its row: on a
-/// loaded machine that took longer than the two to five seconds these
-/// commands used to wait, and they reported a failure for a stop that
-/// happened.
-pub const CONFIRM_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
-
 /// Loads the configuration named by `--config`, with a hint when it is missing.
 pub fn load_config(g: &Global) -> anyhow::Result<Config> {
     if !g.config.exists() {

@@ -447,7 +447,7 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
             // The serving processes poll for stops several times a second:
             // confirm, as `sessions kill` does.
             let mut left = stopped.clone();
-            let deadline = tokio::time::Instant::now() + super::CONFIRM_END_WITHIN;
+            let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
             while tokio::time::Instant::now() < deadline {
                 if left.is_empty() {
                     break;

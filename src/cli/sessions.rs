@@ -126,7 +126,7 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(anyhow::Error::new(e).context("recording the kill request")),
             }
             // The serving process polls several times a second; wait to confirm.
-            let deadline = tokio::time::Instant::now() + super::CONFIRM_END_WITHIN;
+            let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if let Some(s) = store.session(id).await?

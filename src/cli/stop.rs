@@ -146,7 +146,7 @@ pub async fn run(g: &Global, cmd: StopCmd) -> anyhow::Result<ExitCode> {
         s.id, s.id
     );
     // Every serving node sweeps its sessions each second; wait to confirm.
-    let deadline = tokio::time::Instant::now() + super::CONFIRM_END_WITHIN;
+    let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
     let left = loop {
         let left = stop::live_in_scope(&store, &policies, &scope).await?;
         if left.is_empty() || tokio::time::Instant::now() >= deadline {

@@ -27,6 +27,16 @@ use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::store::{AuditEvent, AuditKind, Store};
 
+/// How long whoever asked for sessions to end (`sessions kill`, `stop`,
+/// `request revoke`, the console's kill and stop) waits for the serving
+/// processes to end them before answering that they have not ended (is
+/// their `serve` running?). The processes act within a second (kills are
+/// polled four times a second, stops swept each second), but ending a
+/// session also seals its archive and writes its row: on a loaded machine
+/// that can take longer than the two to five seconds waited before, and a
+/// stop that happened was reported as failed.
+pub const CONFIRM_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Everything a gateway needs from the rest of sekisho, shared by all sessions.
 pub struct Services {
     pub config: Config,

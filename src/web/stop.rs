@@ -207,7 +207,8 @@ pub(crate) async fn put_checked(
     .map_err(|e| refused(viewer, e))?;
     // Every node sweeps each second: wait a little so the answer shows the
     // sessions ended rather than about to end.
-    for _ in 0..30 {
+    let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
+    while tokio::time::Instant::now() < deadline {
         if stop::live_in_scope(store, &policies, &scope)
             .await?
             .is_empty()
