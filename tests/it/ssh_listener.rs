@@ -36,7 +36,7 @@ fn listens_where_the_config_says_with_the_init_host_key() {
     let mut serve = gateway::spawn_serve(&config, port);
 
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).unwrap_or(0);
     let banner = text(buf.get(..n).unwrap_or(&[]));
@@ -45,7 +45,17 @@ fn listens_where_the_config_says_with_the_init_host_key() {
 
     // The key it presents is the one `sekisho init` wrote.
     let scan = Command::new("ssh-keyscan")
-        .args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"])
+        // -T: its 5 s default is short for a debug build's key exchange
+        // on a loaded machine.
+        .args([
+            "-T",
+            "30",
+            "-t",
+            "ed25519",
+            "-p",
+            &port.to_string(),
+            "127.0.0.1",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("ssh-keyscan: {e}"));
     let scanned = dir.path().join("scanned.pub");
