@@ -299,6 +299,11 @@ fn an_rdp_hop_from_a_live_ssh_session_reaches_a_virtual_target_and_names_its_par
         })
     };
     assert_ne!(second_id, hop_id);
+    // Its desktop up before the parent ends: a session xrdp is still
+    // setting up when its client goes away can come up after
+    // end_test_user_sessions below (slowly, on a loaded machine), where the
+    // last check would take it for the refused hop's.
+    d.assert_desktop_up(&second, "the second hop did not reach xrdp");
 
     // The terminal session ends: there is nothing left to hop from.
     let _ = ssh.kill();
