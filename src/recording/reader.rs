@@ -846,51 +846,6 @@ mod tests {
     }
 
     #[test]
-    fn a_desktop_stream_of_nothing_repeated_restarts_without_the_long_window_and_reads_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("noise.skrec");
-        let mut w =
-            ArchiveWriter::create(&path, &meta(), WriterOptions::desktop()).expect("create");
-        let mut written = Vec::new();
-        // 12 MiB of new noise in 48 KiB updates: the long window finds
-        // nothing, so after the 4 MiB probe a chunk starts a new stream
-        // although it holds no keyframe.
-        for (i, piece) in noise(7, 12 << 20).chunks(48 << 10).enumerate() {
-            let event = Event::Output {
-                channel: 0,
-                stream: Stream::Stdout,
-                data: Bytes::copy_from_slice(piece),
-            };
-            w.append(i as u64, &event).expect("append");
-            written.push(TimedEvent {
-                t_us: i as u64,
-                event,
-            });
-        }
-        w.seal(&ArchiveKey::generate()).expect("seal");
-        let mut r = Reader::open(&path).expect("open");
-        let index = r.index().expect("index").to_vec();
-        let fresh: Vec<usize> = index
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.continues)
-            .map(|(i, _)| i)
-            .collect();
-        assert!(index.iter().all(|e| !e.keyframe));
-        // Chunk 0 starts the stream; chunks 1-4 are probed; chunk 5 starts
-        // the stream without the long window, which the rest continue.
-        assert_eq!(fresh, [0, 5], "{} chunks", index.len());
-        let all: Vec<TimedEvent> = r.events().collect::<Result<_, _>>().expect("events");
-        assert_eq!(all, written);
-        let from: Vec<TimedEvent> = r
-            .events_from(200)
-            .expect("seek")
-            .collect::<Result<_, _>>()
-            .expect("events");
-        assert_eq!(from, written[200..]);
-    }
-
-    #[test]
     fn a_continuing_chunk_does_not_decode_without_its_predecessor() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stream.skrec");

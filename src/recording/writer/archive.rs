@@ -34,55 +34,26 @@ enum ChunkCompressor {
     Frames(zstd::bulk::Compressor<'static>),
     /// Chunks continue one zstd stream (flushed at each chunk's end) until
     /// a keyframe or the stream's byte bound starts the next.
-    Stream(Box<DesktopStream>),
-}
-
-/// How much of a stream (after its first chunk) is also compressed on its
-/// own, to see whether the long-distance matcher pays.
-const PROBE_BYTES: u64 = 4 << 20;
-
-/// The long-distance matcher is kept when the stream stored the probed
-/// chunks in at most 3/4 of what they take compressed alone.
-const LDM_PAYS: (u64, u64) = (3, 4);
-
-/// One stream of desktop chunks. zstd's long-distance matcher finds a
-/// picture shown again seconds later (a 20× smaller archive for redrawn
-/// images), but costs about as much again as the compression itself and
-/// finds nothing in a screen of new text. So every stream starts with it
-/// and compresses its first `PROBE_BYTES` also chunk by chunk on their own;
-/// when the stream did not store them clearly smaller, the next chunk starts
-/// a new stream without it, until the next keyframe or byte bound starts a
-/// stream that probes again. (A new stream is just a chunk without
-/// `FLAG_CONTINUES`: readers need nothing new.)
-struct DesktopStream {
-    cctx: zstd::zstd_safe::CCtx<'static>,
-    level: i32,
-    options: StreamOptions,
-    /// Raw bytes in the current stream; 0: none open.
-    stream_bytes: u64,
-    /// The current stream uses the long-distance matcher.
-    long: bool,
-    /// While probing: (raw, stored in the stream, stored alone) so far.
-    probe: Option<(u64, u64, u64)>,
-    /// The probe found that the long window does not pay: the next chunk
-    /// starts a stream without it.
-    drop_long: bool,
-    alone: zstd::bulk::Compressor<'static>,
-    alone_out: Vec<u8>,
+    Stream {
+        cctx: zstd::zstd_safe::CCtx<'static>,
+        level: i32,
+        options: StreamOptions,
+        /// Raw bytes in the current stream; 0: none open.
+        stream_bytes: u64,
+    },
 }
 
 /// A zstd context for one stream of desktop chunks.
 fn stream_context(
     level: i32,
     options: StreamOptions,
-    long: bool,
 ) -> Result<zstd::zstd_safe::CCtx<'static>, std::io::Error> {
     use zstd::zstd_safe::CParameter;
     let mut cctx = zstd::zstd_safe::CCtx::create();
     for p in [
         CParameter::CompressionLevel(level),
         CParameter::WindowLog(options.window_log),
-        CParameter::EnableLongDistanceMatching(long),
+        CParameter::EnableLongDistanceMatching(true),
     ] {
         cctx.set_parameter(p).map_err(zstd_error)?;
     }
@@ -98,17 +69,12 @@ impl ChunkCompressor {
         let Some(options) = stream else {
             return zstd::bulk::Compressor::new(level).map(ChunkCompressor::Frames);
         };
-        Ok(ChunkCompressor::Stream(Box::new(DesktopStream {
-            cctx: stream_context(level, options, true)?,
+        Ok(ChunkCompressor::Stream {
+            cctx: stream_context(level, options)?,
             level,
             options,
             stream_bytes: 0,
-            long: true,
-            probe: None,
-            drop_long: false,
-            alone: zstd::bulk::Compressor::new(level)?,
-            alone_out: Vec::new(),
-        })))
+        })
     }
 
     /// Compresses `raw` into `out`; true when the payload continues the
@@ -119,6 +85,7 @@ impl ChunkCompressor {
         fresh: bool,
         out: &mut Vec<u8>,
     ) -> Result<bool, std::io::Error> {
+        use zstd::zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
         out.clear();
         match self {
             ChunkCompressor::Frames(c) => {
@@ -126,72 +93,43 @@ impl ChunkCompressor {
                 c.compress_to_buffer(raw, out)?;
                 Ok(false)
             }
-            ChunkCompressor::Stream(s) => s.compress(raw, fresh, out),
-        }
-    }
-}
-
-impl DesktopStream {
-    fn compress(
-        &mut self,
-        raw: &[u8],
-        fresh: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, std::io::Error> {
-        use zstd::zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
-        let len = raw.len() as u64;
-        let bounded = self.stream_bytes > 0
-            && self.stream_bytes.saturating_add(len) <= self.options.max_stream_bytes;
-        let continues = !fresh && bounded && !self.drop_long;
-        if !continues {
-            // Without the long window only while the stream it was
-            // dropped from would have lasted; a keyframe or the bound
-            // probes again.
-            let long = !(self.drop_long && !fresh && bounded);
-            // A new context rather than a reset: its window and tables
-            // are allocated as data comes, so a quiet session does not
-            // keep a busy stretch's 8 MiB.
-            self.cctx = stream_context(self.level, self.options, long)?;
-            if long {
-                self.stream_bytes = 0;
-            }
-            self.long = long;
-            self.probe = long.then_some((0, 0, 0));
-            self.drop_long = false;
-        }
-        out.reserve(zstd::zstd_safe::compress_bound(raw.len()) + 64);
-        let mut input = InBuffer::around(raw);
-        loop {
-            let pos = out.len();
-            let remaining = self
-                .cctx
-                .compress_stream2(
-                    &mut OutBuffer::around_pos(out, pos),
-                    &mut input,
-                    ZSTD_EndDirective::ZSTD_e_flush,
-                )
-                .map_err(zstd_error)?;
-            if remaining == 0 && input.pos() == raw.len() {
-                break;
-            }
-            out.reserve(remaining.max(64 * 1024));
-        }
-        self.stream_bytes += len;
-        if continues && let Some((probed, stored, alone)) = self.probe.as_mut() {
-            self.alone_out.clear();
-            self.alone_out
-                .reserve(zstd::zstd_safe::compress_bound(raw.len()));
-            self.alone.compress_to_buffer(raw, &mut self.alone_out)?;
-            *probed += len;
-            *stored += out.len() as u64;
-            *alone += self.alone_out.len() as u64;
-            if *probed >= PROBE_BYTES {
-                let pays = *stored * LDM_PAYS.1 <= *alone * LDM_PAYS.0;
-                self.drop_long = !pays;
-                self.probe = None;
+            ChunkCompressor::Stream {
+                cctx,
+                level,
+                options,
+                stream_bytes,
+            } => {
+                let len = raw.len() as u64;
+                let continues = !fresh
+                    && *stream_bytes > 0
+                    && stream_bytes.saturating_add(len) <= options.max_stream_bytes;
+                if !continues {
+                    // A new context rather than a reset: its window and
+                    // tables are allocated as data comes, so a quiet
+                    // session does not keep a busy stretch's 8 MiB.
+                    *cctx = stream_context(*level, *options)?;
+                    *stream_bytes = 0;
+                }
+                out.reserve(zstd::zstd_safe::compress_bound(raw.len()) + 64);
+                let mut input = InBuffer::around(raw);
+                loop {
+                    let pos = out.len();
+                    let remaining = cctx
+                        .compress_stream2(
+                            &mut OutBuffer::around_pos(out, pos),
+                            &mut input,
+                            ZSTD_EndDirective::ZSTD_e_flush,
+                        )
+                        .map_err(zstd_error)?;
+                    if remaining == 0 && input.pos() == raw.len() {
+                        break;
+                    }
+                    out.reserve(remaining.max(64 * 1024));
+                }
+                *stream_bytes += len;
+                Ok(continues)
             }
         }
-        Ok(continues)
     }
 }
 

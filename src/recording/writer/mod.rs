@@ -55,11 +55,11 @@ pub struct StreamOptions {
 impl WriterOptions {
     /// What desktop (RDP) sessions are written with: a 8 MiB window with
     /// zstd's long-distance matcher finds a full-screen picture shown again
-    /// two or three frames later (see the README's RDP benchmark), where it
-    /// pays. Level 1: on xrdp's bitmaps it stores as small as level 3 with
-    /// that matcher and costs half as much without it (every cycle the
-    /// writer spends is taken from the target and the client on a small
-    /// bastion).
+    /// two or three frames later (see the README's RDP benchmark). Level 1:
+    /// on xrdp's bitmaps it stores as small as level 3 with that matcher
+    /// and takes about half the CPU on a screen of new text (every cycle
+    /// the writer spends is taken from the target and the client on a
+    /// small bastion).
     pub fn desktop() -> Self {
         WriterOptions {
             zstd_level: 1,
