@@ -55,9 +55,14 @@ pub struct StreamOptions {
 impl WriterOptions {
     /// What desktop (RDP) sessions are written with: a 8 MiB window with
     /// zstd's long-distance matcher finds a full-screen picture shown again
-    /// two or three frames later (see the README's RDP benchmark).
+    /// two or three frames later (see the README's RDP benchmark). Level 1:
+    /// on xrdp's bitmaps it stores as small as level 3 with that matcher
+    /// and takes about half the CPU on a screen of new text (every cycle
+    /// the writer spends is taken from the target and the client on a
+    /// small bastion).
     pub fn desktop() -> Self {
         WriterOptions {
+            zstd_level: 1,
             stream: Some(StreamOptions {
                 window_log: 23,
                 max_stream_bytes: 64 << 20,
