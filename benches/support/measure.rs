@@ -226,3 +226,36 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     kib_field(&status, "VmHWM:")
 }
+
+/// CPU ticks (utime+stime) of `roots` and all their descendants, from one
+/// scan of /proc (cheap for a thousand roots).
+pub fn trees_ticks(roots: &[u32]) -> u64 {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for p in rd.flatten() {
+            if let Some((pid, ppid, _, t)) = stat_of(&p.path().join("stat")) {
+                procs.push((pid, ppid, t));
+            }
+        }
+    }
+    let mut inside: std::collections::BTreeSet<u32> = roots.iter().copied().collect();
+    // Parents come before children in pid order only mostly: repeat until
+    // nothing is added.
+    loop {
+        let before = inside.len();
+        for (pid, ppid, _) in &procs {
+            if inside.contains(ppid) {
+                inside.insert(*pid);
+            }
+        }
+        if inside.len() == before {
+            break;
+        }
+    }
+    procs
+        .iter()
+        .filter(|(pid, _, _)| inside.contains(pid))
+        .map(|(_, _, t)| t)
+        .sum()
+}
+
