@@ -6,7 +6,7 @@
 //! sessions had 1 000 writer threads, each with its own stack, its own
 //! share of malloc's arenas and a futex wake-up for every event; the memory
 //! they touched stayed scattered after the sessions closed. A few threads
-//! (two per core, at least four: a writer also waits on the disk in
+//! (four per core, at least eight: a writer also waits on the disk in
 //! `write` and `fdatasync`) serve every recording instead:
 //!
 //! - **Order**: a recording is served by at most one writer at a time (it is
@@ -23,6 +23,10 @@
 //!   when a chunk is open after a writer's turn, the pool keeps a timer for
 //!   the moment its first event is `flush_interval` old and schedules the
 //!   recording then; a writer also cuts an old chunk before appending.
+//! - **Seal** runs in the caller's thread (the gateways call it from
+//!   tokio's blocking pool): a writer hands the `ArchiveWriter` over once
+//!   everything queued before is written, so the seal's `fsync`s do not hold
+//!   a pool thread.
 //! - **Handles**: when the last `Recorder` is dropped without `seal`, the
 //!   recording is abandoned (flushed, left unsealed) after what was queued.
 
@@ -51,7 +55,10 @@ const BATCH: usize = 64;
 enum Msg {
     Event(u64, Event),
     Flush(mpsc::Sender<Result<(), RecordingFailed>>),
-    Seal(mpsc::Sender<Result<ArchiveSummary, SealFailed>>),
+    /// Hands the writer to the sealing caller: sealing syncs file and
+    /// directory, which would hold a pool thread for milliseconds while
+    /// other recordings wait (1 000 sessions closing at once).
+    Seal(mpsc::Sender<(ArchiveWriter, ArchiveKey)>),
     /// Every handle was dropped without `seal`.
     Abandon,
 }
@@ -322,7 +329,19 @@ impl Recorder {
         } else {
             drop(q);
         }
-        if sent && let Ok(r) = rx.recv() {
+        if sent && let Ok((w, key)) = rx.recv() {
+            let r = w.seal(&key);
+            match &r {
+                Ok(_) => {
+                    self.shared
+                        .state
+                        .send_replace(Some(RecordingFailed::Sealed));
+                }
+                Err(f) => {
+                    *lock(&self.shared.partial) = Some((*f.partial).clone());
+                    self.shared.state.send_replace(Some(f.error.clone()));
+                }
+            }
             return r;
         }
         let partial = lock(&self.shared.partial)
@@ -385,7 +404,7 @@ impl Shared {
                         if matches!(m, Msg::Event(..)) {
                             // Room again: wake one blocked `record`.
                             if q.events == self.capacity {
-                                self.room.notify_one();
+                                self.room.notify_all();
                             }
                             q.events -= 1;
                         }
@@ -460,19 +479,12 @@ impl Shared {
             Msg::Seal(reply) => {
                 // Mark first so racing clones fail with `Sealed`.
                 self.failed.store(true, Ordering::Release);
-                let Some((w, key)) = slot.take() else { return };
-                let r = w.seal(&key);
-                match &r {
-                    Ok(_) => {
-                        self.state.send_replace(Some(RecordingFailed::Sealed));
-                    }
-                    Err(f) => {
-                        *lock(&self.partial) = Some((*f.partial).clone());
-                        self.state.send_replace(Some(f.error.clone()));
-                    }
+                if let Some(writer) = slot.take() {
+                    self.close();
+                    // The caller seals; if it is gone, the writer drops
+                    // here and the file stays incomplete.
+                    let _ = reply.send(writer);
                 }
-                self.close();
-                let _ = reply.send(r);
                 return;
             }
             Msg::Abandon => {
@@ -545,11 +557,12 @@ struct Pool {
 static POOL: OnceLock<Pool> = OnceLock::new();
 static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
 
-/// Writer threads: two per core (one compresses while another waits on the
-/// disk), at least four, at most sixteen.
+/// Writer threads: four per core, at least eight, at most 32. Compressing
+/// needs one per core; the others keep cores busy while some wait in
+/// `fdatasync` (a few ms each here, once a second per active recording).
 fn pool_size() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    (cores * 2).clamp(4, 16)
+    (cores * 4).clamp(8, 32)
 }
 
 fn pool() -> &'static Pool {
