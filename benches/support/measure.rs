@@ -114,7 +114,7 @@ pub fn usage(root: u32) -> Usage {
 /// Samples the CPU ticks of every thread of `pid` and its descendants
 /// every 100 ms while it runs, so short-lived threads (a session's recording
 /// writer) and processes (sshd's per-connection children) are counted too; `stop` sums the ticks used since `start` by thread name
-/// (`rec-0190…` → one `rec-*` row).
+/// (`rec-writer-0`, … → one `rec-*` row).
 pub struct ThreadSampler {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<BTreeMap<String, u64>>,

@@ -372,7 +372,7 @@ fn recorder_cuts_a_chunk_every_second_without_more_events() {
     drop(rec);
 }
 
-/// More recordings than writer threads (at most 16), each fed by its own
+/// More recordings than writer threads (at most 32), each fed by its own
 /// thread through a tiny queue so that they interleave and wait for room:
 /// every archive holds exactly its own events in the order they were
 /// recorded, and a recording dropped among them still ends incomplete.
