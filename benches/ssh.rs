@@ -969,10 +969,7 @@ fn main() {
             eprintln!("{n_sessions} interactive sessions via {} ...", via.name());
             let pid = bastion_of(&b, *via).expect("a sekisho has a pid");
             let target = pid_listening_on(b.deployment(*via).target.port).expect("target sshd");
-            many.insert(
-                *via,
-                many_sessions(&b, *via, pid, target, n_sessions, idle),
-            );
+            many.insert(*via, many_sessions(&b, *via, pid, target, n_sessions, idle));
         }
         if direct_sessions > 0 {
             // The same clients and shells without any hop: what the

@@ -258,4 +258,3 @@ pub fn trees_ticks(roots: &[u32]) -> u64 {
         .map(|(_, _, t)| t)
         .sum()
 }
-

@@ -387,9 +387,13 @@ fn many_recordings_share_the_writers_and_each_keeps_its_order() {
     };
     let feeders: Vec<_> = (0..40u32)
         .map(|r| {
-            let rec =
-                Recorder::open(dir.path(), &meta(&format!("pool-{r}")), k.clone(), opts.clone())
-                    .unwrap();
+            let rec = Recorder::open(
+                dir.path(),
+                &meta(&format!("pool-{r}")),
+                k.clone(),
+                opts.clone(),
+            )
+            .unwrap();
             std::thread::spawn(move || {
                 for i in 0..300u32 {
                     let mut data = r.to_be_bytes().to_vec();

@@ -402,7 +402,7 @@ impl Shared {
                 match q.msgs.pop_front() {
                     Some(m) => {
                         if matches!(m, Msg::Event(..)) {
-                            // Room again: wake one blocked `record`.
+                            // Room again: wake the blocked `record`s.
                             if q.events == self.capacity {
                                 self.room.notify_all();
                             }
@@ -413,13 +413,12 @@ impl Shared {
                     None => {
                         q.scheduled = false;
                         drop(q);
-                        let due = self.cut_if_old(&mut slot);
-                        return (false, self.timer(&slot, due));
+                        let alive = self.cut_if_old(&mut slot);
+                        return (false, self.timer(&slot, alive));
                     }
                 }
             };
-            let due = self.cut_if_old(&mut slot);
-            if !due {
+            if !self.cut_if_old(&mut slot) {
                 return (false, None);
             }
             self.handle(&mut slot, msg);
@@ -433,8 +432,7 @@ impl Shared {
         let Some((w, _)) = slot.as_mut() else {
             return true;
         };
-        if w
-            .chunk_opened()
+        if w.chunk_opened()
             .is_some_and(|o| o.elapsed() >= self.flush_interval)
             && let Err(e) = w.flush_chunk()
         {
@@ -641,9 +639,8 @@ fn pool_writer(pool: &'static Pool) {
         }
         if let Some(recording) = st.ready.pop_front() {
             drop(st);
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                recording.serve()
-            }));
+            let served =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recording.serve()));
             match served {
                 Ok((more, timer)) => {
                     if let Some(at) = timer {
