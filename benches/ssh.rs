@@ -16,7 +16,9 @@
 //! `SEKISHO_BENCH_ECHO_SAMPLES` [1000], `SEKISHO_BENCH_SETUP_RUNS` [10],
 //! `SEKISHO_BENCH_SESSIONS` [200], `SEKISHO_BENCH_IDLE_SECS` [10],
 //! `SEKISHO_BENCH_JUMP_SESSIONS` [= SESSIONS; 0 skips the jump host's many
-//! sessions], `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup].
+//! sessions], `SEKISHO_BENCH_DIRECT_SESSIONS` [0: the same many sessions
+//! straight to the target, for what the clients and shells alone take],
+//! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -704,6 +706,11 @@ struct Many {
     idle_ticks: u64,
     burst_secs: f64,
     burst_ticks: u64,
+    /// During the burst: the target sshd with its sessions and shells, the
+    /// benchmark's `ssh` clients, and every process on the machine.
+    burst_target_ticks: u64,
+    burst_client_ticks: u64,
+    burst_machine_ticks: u64,
 }
 
 /// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
@@ -764,7 +771,14 @@ fn close_sessions(all: Vec<Interactive>) {
 /// line. `before` is taken after a warm-up batch of OPEN_BATCH concurrent
 /// sessions has been opened and closed (so the sign-in high-water mark,
 /// e.g. concurrent argon2 buffers, is in the baseline); `cold` is before it.
-fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration) -> Many {
+fn many_sessions(
+    b: &Bench,
+    via: Via,
+    server_pid: u32,
+    target_pid: u32,
+    n: usize,
+    idle: Duration,
+) -> Many {
     if via.is_sekisho() {
         b.open_window_of(via);
     }
@@ -796,6 +810,12 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
     let idle_end = usage(server_pid);
     let idle_secs = t_idle.elapsed().as_secs_f64();
 
+    let clients: Vec<u32> = all.iter().map(|s| s.child.id()).collect();
+    let (target0, clients0, machine0) = (
+        trees_ticks(&[target_pid]),
+        trees_ticks(&clients),
+        machine_busy_ticks(),
+    );
     let t_burst = Instant::now();
     for (i, s) in all.iter_mut().enumerate() {
         s.send_marker('B', 5000 + i);
@@ -810,7 +830,9 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
         );
     }
     let burst_secs = t_burst.elapsed().as_secs_f64();
+    let machine1 = machine_busy_ticks();
     let burst_end = usage(server_pid);
+    let (target1, clients1) = (trees_ticks(&[target_pid]), trees_ticks(&clients));
 
     close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
@@ -826,6 +848,9 @@ fn many_sessions(b: &Bench, via: Via, server_pid: u32, n: usize, idle: Duration)
         idle_ticks: idle_end.cpu_ticks.saturating_sub(after.cpu_ticks),
         burst_secs,
         burst_ticks: burst_end.cpu_ticks.saturating_sub(idle_end.cpu_ticks),
+        burst_target_ticks: target1.saturating_sub(target0),
+        burst_client_ticks: clients1.saturating_sub(clients0),
+        burst_machine_ticks: machine1.saturating_sub(machine0),
     }
 }
 
@@ -906,6 +931,7 @@ fn main() {
     let setup_runs = env_num("SEKISHO_BENCH_SETUP_RUNS", 10).max(1);
     let n_sessions = env_num("SEKISHO_BENCH_SESSIONS", 200).max(1);
     let jump_sessions = env_num("SEKISHO_BENCH_JUMP_SESSIONS", n_sessions);
+    let direct_sessions = env_num("SEKISHO_BENCH_DIRECT_SESSIONS", 0);
     let idle = Duration::from_secs(env_num("SEKISHO_BENCH_IDLE_SECS", 10) as u64);
     let parts =
         std::env::var("SEKISHO_BENCH_PARTS").unwrap_or_else(|_| "sessions,bulk,echo,setup".into());
@@ -942,13 +968,31 @@ fn main() {
         for via in &sekishos {
             eprintln!("{n_sessions} interactive sessions via {} ...", via.name());
             let pid = bastion_of(&b, *via).expect("a sekisho has a pid");
-            many.insert(*via, many_sessions(&b, *via, pid, n_sessions, idle));
+            let target = pid_listening_on(b.deployment(*via).target.port).expect("target sshd");
+            many.insert(*via, many_sessions(&b, *via, pid, target, n_sessions, idle));
+        }
+        if direct_sessions > 0 {
+            // The same clients and shells without any hop: what the
+            // machine takes to answer the burst with no bastion at all.
+            eprintln!("{direct_sessions} interactive sessions direct ...");
+            let target = pid_listening_on(b.d.target.port).expect("target sshd");
+            many.insert(
+                Via::Direct,
+                many_sessions(&b, Via::Direct, target, target, direct_sessions, idle),
+            );
         }
         if jump_sessions > 0 {
             eprintln!("{jump_sessions} interactive sessions via ssh -J ...");
             many.insert(
                 Via::Jump,
-                many_sessions(&b, Via::Jump, b.jump_sshd_pid, jump_sessions, idle),
+                many_sessions(
+                    &b,
+                    Via::Jump,
+                    b.jump_sshd_pid,
+                    pid_listening_on(b.d.target.port).expect("target sshd"),
+                    jump_sessions,
+                    idle,
+                ),
             );
         }
     }
@@ -1218,16 +1262,20 @@ fn main() {
             "\n### Many concurrent interactive sessions (`ssh -tt`, login shell), idle {:.0} s then every session echoes a line\n",
             first.idle_secs
         );
-        let cols: Vec<Via> = [Via::Jump, Via::Baseline, Via::Sekisho]
+        let cols: Vec<Via> = [Via::Direct, Via::Jump, Via::Baseline, Via::Sekisho]
             .into_iter()
             .filter(|v| many.contains_key(v))
             .collect();
         let colname = |v: Via| match v {
+            Via::Direct => "direct: target sshd (all its processes)",
             Via::Jump => "ssh -J: jump sshd (all its processes)",
             Via::Baseline => "baseline serve",
             _ => "sekisho serve",
         };
         let mut extra = Vec::new();
+        if many.contains_key(&Via::Direct) {
+            extra.push("sekisho / direct");
+        }
         if many.contains_key(&Via::Jump) {
             extra.push("sekisho / ssh -J");
         }
@@ -1253,7 +1301,7 @@ fn main() {
                 .map(|v| format!("{:.prec$} {unit}", f(&many[v])))
                 .collect();
             let s = f(&many[&Via::Sekisho]);
-            for other in [Via::Jump, Via::Baseline] {
+            for other in [Via::Direct, Via::Jump, Via::Baseline] {
                 if let Some(m) = many.get(&other) {
                     cells.push(ratio(s, f(m)));
                 }
@@ -1328,6 +1376,31 @@ fn main() {
             0,
         );
         row(
+            "CPU during the burst: target sshd, its sessions and shells, ms",
+            &|m| m.burst_target_ticks as f64 / tps * 1e3,
+            "ms",
+            0,
+        );
+        row(
+            "CPU during the burst: the benchmark's `ssh` clients, ms",
+            &|m| m.burst_client_ticks as f64 / tps * 1e3,
+            "ms",
+            0,
+        );
+        row(
+            "CPU during the burst: the whole machine (/proc/stat), ms",
+            &|m| m.burst_machine_ticks as f64 / tps * 1e3,
+            "ms",
+            0,
+        );
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+        row(
+            &format!("machine busy during the burst, % of its {cores:.0} cores"),
+            &|m| m.burst_machine_ticks as f64 / tps / m.burst_secs / cores * 100.0,
+            "%",
+            0,
+        );
+        row(
             "**echo burst wall time** (all sessions answered)",
             &|m| m.burst_secs * 1e3,
             "ms",
@@ -1394,6 +1467,16 @@ fn main() {
             m.burst_secs * 1e3,
             yes(m.burst_secs < 1.0)
         );
+        if let Some(d) = many.get(&Via::Direct) {
+            println!(
+                "| echo burst: time sekisho adds to the same {} sessions connected directly | {:.0} ms − {:.0} ms = {:+.0} ms | {} |",
+                m.sessions,
+                m.burst_secs * 1e3,
+                d.burst_secs * 1e3,
+                (m.burst_secs - d.burst_secs) * 1e3,
+                yes(m.burst_secs - d.burst_secs < 1.0)
+            );
+        }
         let back = m.closed.rss_kib as f64 / m.before.rss_kib.max(1) as f64;
         println!(
             "| RSS after the sessions close within 25 % of before | {:.1} → {:.1} MiB ({:+.0} %) | {} |",

@@ -114,7 +114,7 @@ pub fn usage(root: u32) -> Usage {
 /// Samples the CPU ticks of every thread of `pid` and its descendants
 /// every 100 ms while it runs, so short-lived threads (a session's recording
 /// writer) and processes (sshd's per-connection children) are counted too; `stop` sums the ticks used since `start` by thread name
-/// (`rec-0190…` → one `rec-*` row).
+/// (`rec-writer-0`, … → one `rec-*` row).
 pub struct ThreadSampler {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<BTreeMap<String, u64>>,
@@ -225,4 +225,36 @@ pub fn reset_peak_rss(pid: u32) -> bool {
 pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     kib_field(&status, "VmHWM:")
+}
+
+/// CPU ticks (utime+stime) of `roots` and all their descendants, from one
+/// scan of /proc (cheap for a thousand roots).
+pub fn trees_ticks(roots: &[u32]) -> u64 {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for p in rd.flatten() {
+            if let Some((pid, ppid, _, t)) = stat_of(&p.path().join("stat")) {
+                procs.push((pid, ppid, t));
+            }
+        }
+    }
+    let mut inside: std::collections::BTreeSet<u32> = roots.iter().copied().collect();
+    // Parents come before children in pid order only mostly: repeat until
+    // nothing is added.
+    loop {
+        let before = inside.len();
+        for (pid, ppid, _) in &procs {
+            if inside.contains(ppid) {
+                inside.insert(*pid);
+            }
+        }
+        if inside.len() == before {
+            break;
+        }
+    }
+    procs
+        .iter()
+        .filter(|(pid, _, _)| inside.contains(pid))
+        .map(|(_, _, t)| t)
+        .sum()
 }

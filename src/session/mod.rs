@@ -11,6 +11,7 @@
 
 mod ends;
 mod lifecycle;
+mod memory;
 mod registry;
 pub mod stop;
 

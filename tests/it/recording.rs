@@ -381,6 +381,89 @@ fn recorder_cuts_a_chunk_every_second_without_more_events() {
     drop(rec);
 }
 
+/// More recordings than writer threads (at most 32), each fed by its own
+/// thread through a tiny queue so that they interleave and wait for room:
+/// every archive holds exactly its own events in the order they were
+/// recorded, and a recording dropped among them still ends incomplete.
+#[test]
+fn many_recordings_share_the_writers_and_each_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(4);
+    let opts = WriterOptions {
+        queue_events: 2,
+        chunk_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let feeders: Vec<_> = (0..40u32)
+        .map(|r| {
+            let rec = Recorder::open(
+                dir.path(),
+                &meta(&format!("pool-{r}")),
+                k.clone(),
+                opts.clone(),
+            )
+            .unwrap();
+            std::thread::spawn(move || {
+                for i in 0..300u32 {
+                    let mut data = r.to_be_bytes().to_vec();
+                    data.extend_from_slice(&i.to_be_bytes());
+                    data.extend_from_slice("x".repeat(100).as_bytes());
+                    rec.record(Event::Output {
+                        channel: 0,
+                        stream: Stream::Stdout,
+                        data: Bytes::from(data),
+                    })
+                    .unwrap();
+                }
+                let path = rec.path().to_owned();
+                if r == 7 {
+                    drop(rec);
+                    (path, None)
+                } else {
+                    (path, Some(rec.seal().unwrap()))
+                }
+            })
+        })
+        .collect();
+    for (r, f) in feeders.into_iter().enumerate() {
+        let (path, sealed) = f.join().unwrap();
+        if let Some(summary) = sealed {
+            assert_eq!(summary.events, 300, "recording {r}");
+            assert!(matches!(
+                verify_file(&path, &[k.public()]).unwrap().verdict,
+                Verdict::Intact { .. }
+            ));
+        } else {
+            // Abandoned: the writer flushes it asynchronously.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while read_all(&path).0.len() < 300 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "dropped {r} never flushed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(matches!(
+                verify_file(&path, &[k.public()]).unwrap().verdict,
+                Verdict::Incomplete { .. }
+            ));
+        }
+        let (events, _) = read_all(&path);
+        let seen: Vec<(u32, u32)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Output { data, .. } => Some((
+                    u32::from_be_bytes(data[..4].try_into().unwrap()),
+                    u32::from_be_bytes(data[4..8].try_into().unwrap()),
+                )),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(u32, u32)> = (0..300).map(|i| (r as u32, i)).collect();
+        assert_eq!(seen, want, "recording {r}");
+    }
+}
+
 #[test]
 fn dropped_recorder_leaves_an_incomplete_archive() {
     let dir = tempfile::tempdir().unwrap();
