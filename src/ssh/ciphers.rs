@@ -35,10 +35,12 @@ fn cpu_has_aes() -> bool {
 }
 
 /// The back leg's order with AES instructions: AES-GCM first, then the
-/// rest of russh's default list for targets without it.
+/// rest of russh's default list for targets without it. AES-128 before
+/// AES-256, as in OpenSSH's own default order: 10 rounds instead of 14,
+/// measured 0.10 against 0.12 CPU s/GiB here (session 6).
 const BACK_WITH_AES: &[cipher::Name] = &[
-    cipher::AES_256_GCM,
     cipher::AES_128_GCM,
+    cipher::AES_256_GCM,
     cipher::CHACHA20_POLY1305,
     cipher::AES_256_CTR,
     cipher::AES_192_CTR,
@@ -60,7 +62,7 @@ mod tests {
 
     #[test]
     fn the_back_leg_asks_for_aes_gcm_first() {
-        assert_eq!(BACK_WITH_AES[0].as_ref(), "aes256-gcm@openssh.com");
+        assert_eq!(BACK_WITH_AES[0].as_ref(), "aes128-gcm@openssh.com");
         assert!(!BACK_WITH_AES.iter().any(|c| c.as_ref().ends_with("-cbc")));
     }
 

@@ -21,6 +21,21 @@ pub(crate) fn ensure_end(reader: &impl Reader) -> Result<(), crate::Error> {
     }
 }
 
+/// sekisho patch: decodes the `string` of a `CHANNEL_DATA` or
+/// `CHANNEL_EXTENDED_DATA` payload into `Bytes` with one copy. ssh-encoding's
+/// `Bytes::decode` zero-fills a new vector before copying into it; for bulk
+/// data that memset (and the fresh pages it touches) cost about as much as
+/// the copy itself.
+pub(crate) fn decode_data(r: &mut &[u8]) -> Result<bytes::Bytes, ssh_encoding::Error> {
+    let len = usize::try_from(u32::decode(r)?).map_err(|_| ssh_encoding::Error::Length)?;
+    if len > r.len() {
+        return Err(ssh_encoding::Error::Length);
+    }
+    let (data, rest) = r.split_at(len);
+    *r = rest;
+    Ok(bytes::Bytes::copy_from_slice(data))
+}
+
 #[derive(Debug)]
 pub struct OpenChannelMessage {
     pub typ: ChannelType,
