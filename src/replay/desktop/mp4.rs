@@ -226,7 +226,7 @@ struct Written {
 /// so that the video lasts as long as the session part it shows.
 fn write_frames(
     mut canvas: VideoCanvas,
-    input: ChildStdin,
+    input: impl std::io::Write,
     fps: u32,
     from_us: u64,
     samples: std::sync::mpsc::Receiver<Sample>,
@@ -448,6 +448,68 @@ mod tests {
         assert_eq!(after("-c:v"), "libx264");
         assert_eq!(s.last().map(String::as_str), Some("/x/out.mp4"));
         assert!(s.windows(2).any(|w| w == ["-pix_fmt", "yuv420p"]));
+    }
+
+    #[test]
+    fn only_changed_instants_and_the_last_go_to_the_encoder_with_their_times() {
+        use crate::replay::desktop::frames::{FrameUpdate, Region};
+        use crate::replay::desktop::render::Rect;
+        let s = 1_000_000;
+        let update = |t_us: u64, full: bool, grey: u8| FrameUpdate {
+            t_us,
+            width: 2,
+            height: 2,
+            full,
+            regions: vec![Region {
+                rect: Rect {
+                    x: 0,
+                    y: 0,
+                    width: 2,
+                    height: 2,
+                },
+                rgba: [grey, grey, grey, 0].repeat(4),
+            }],
+        };
+        // From 5 s on at 10 fps: changes at 5.0 and 5.2 s, nothing after
+        // until the last instant, 5.5 s.
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        for (k, u) in [
+            Some(update(5 * s, true, 0)),
+            None,
+            Some(update(5 * s + s / 5, false, 255)),
+            None,
+            None,
+            None,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t_us = 5 * s + k as u64 * s / 10;
+            tx.send(Sample { t_us, update: u }).expect("send");
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        let w = write_frames(VideoCanvas::new(2, 2), &mut out, 10, 5 * s, rx).expect("written");
+        assert_eq!((w.instants, w.encoded), (6, 3));
+        // Each frame is a cluster: its ID, its size, the time element
+        // (0xE7, 8-byte size, the value), then the block with the pixels.
+        let cluster = [0x1F, 0x43, 0xB6, 0x75];
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some(i) = out[at..].windows(4).position(|w| w == cluster) {
+            let c = &out[at + i..];
+            let n = usize::from(c[20]);
+            let t = c[21..21 + n].iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
+            // The frame's luma: its last 6 bytes are Y Y Y Y U V.
+            let len = usize::try_from(u64::from_be_bytes([
+                0, c[5], c[6], c[7], c[8], c[9], c[10], c[11],
+            ]))
+            .expect("size");
+            frames.push((t, c[12 + len - 6]));
+            at += i + 12 + len;
+        }
+        // Times from the range's start; the last shows the frame of 5.2 s.
+        assert_eq!(frames, [(0, 16), (s / 5, 235), (s / 2, 235)]);
     }
 
     #[test]
