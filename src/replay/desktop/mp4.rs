@@ -499,7 +499,9 @@ mod tests {
         while let Some(i) = out[at..].windows(4).position(|w| w == cluster) {
             let c = &out[at + i..];
             let n = usize::from(c[20]);
-            let t = c[21..21 + n].iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
+            let t = c[21..21 + n]
+                .iter()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b));
             // The frame's luma: its last 6 bytes are Y Y Y Y U V.
             let len = usize::try_from(u64::from_be_bytes([
                 0, c[5], c[6], c[7], c[8], c[9], c[10], c[11],

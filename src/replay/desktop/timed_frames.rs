@@ -202,7 +202,13 @@ mod tests {
         assert!(cluster.starts_with(&[0x1F, 0x43, 0xB6, 0x75]));
         // The cluster's size covers exactly what follows it.
         let len = u64::from_be_bytes([
-            0, cluster[5], cluster[6], cluster[7], cluster[8], cluster[9], cluster[10],
+            0,
+            cluster[5],
+            cluster[6],
+            cluster[7],
+            cluster[8],
+            cluster[9],
+            cluster[10],
             cluster[11],
         ]);
         assert_eq!(len as usize, cluster.len() - 12);
