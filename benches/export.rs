@@ -17,7 +17,9 @@
 //! runs with the two binaries taking turns. On a shared machine CPU time
 //! is the steadier measure; the load is printed. The two binaries' outputs
 //! are compared: the same frames make byte-identical MP4s (x264 is
-//! deterministic) and PNGs.
+//! deterministic) and PNGs; MP4s that differ (other encoder input, e.g.
+//! unchanged instants left out) are compared by length and by PSNR of one
+//! against the other at 10 frames a second.
 //!
 //! Knobs: `SEKISHO_BENCH_OFFICE_MINUTES` [5], `SEKISHO_BENCH_REDRAW_SECS`
 //! [20], `SEKISHO_BENCH_HOUR_MINUTES` [60]; `SEKISHO_BENCH_KEEP` keeps the
@@ -75,6 +77,49 @@ fn run(bin: &Path, archive: &Path, args: &[&str], out: &Path) -> (f64, f64, Vec<
     );
     let bytes = std::fs::read(out).expect("export output");
     (wall.as_secs_f64(), cpu.as_secs_f64(), bytes)
+}
+
+/// Two MP4s of the same session that are not byte-identical (an encoder
+/// given other frames, or frames at other times): their lengths (ffprobe)
+/// and the PSNR of one against the other, both sampled at 10 frames a
+/// second (ffmpeg's `fps` and `psnr` filters).
+fn compare_videos(a: &Path, b: &Path) -> String {
+    let duration = |p: &Path| {
+        let o = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of"])
+            .arg("default=nw=1:nk=1")
+            .arg(p)
+            .output()
+            .expect("ffprobe");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let o = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args([
+            "-lavfi",
+            "[0:v]fps=10[a];[1:v]fps=10[b];[a][b]psnr",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg psnr");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let psnr = err
+        .split("average:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?");
+    let (da, db) = (duration(a), duration(b));
+    let length = if da == db {
+        format!("same length ({da} s)")
+    } else {
+        format!("length {da} s vs {db} s")
+    };
+    format!("{length}, PSNR {psnr} dB")
 }
 
 struct Case {
@@ -162,16 +207,26 @@ fn main() {
         let out = dir.path().join(format!("out.{}", case.format));
         let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
         let (mut bw, mut bc, mut cw, mut cc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut same = None;
+        let mut same: Option<String> = None;
         for _ in 0..repeat {
             let mine = run(&current, &case.archive_path, &args, &out);
             cw.push(mine.0);
             cc.push(mine.1);
             if let Some(b) = &baseline {
+                let mine_path = dir.path().join(format!("mine.{}", case.format));
+                std::fs::write(&mine_path, &mine.2).expect("keep output");
                 let theirs = run(b, &case.archive_path, &args, &out);
                 bw.push(theirs.0);
                 bc.push(theirs.1);
-                same = Some(same.unwrap_or(true) && theirs.2 == mine.2);
+                if same.is_none() {
+                    same = Some(if theirs.2 == mine.2 {
+                        "yes".into()
+                    } else if case.format == "mp4" {
+                        compare_videos(&mine_path, &out)
+                    } else {
+                        "NO".into()
+                    });
+                }
             }
         }
         let what = match case.format {
@@ -209,11 +264,7 @@ fn main() {
             size as f64 / 1e6,
             time(case.session_s),
             x(cw),
-            match same {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "–",
-            }
+            same.as_deref().unwrap_or("–")
         );
     }
     println!("\nload after: {}", loadavg());

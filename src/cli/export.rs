@@ -205,12 +205,13 @@ fn export_mp4(path: &Path, reader: &mut Reader, a: &ExportArgs) -> anyhow::Resul
         );
     }
     eprintln!(
-        "{}: {} frames of {}x{} at {} fps in {:.1}s",
+        "{}: {} frames of {}x{} at {} fps ({} encoded, the others unchanged) in {:.1}s",
         dest.display(),
         done.frames,
         done.width,
         done.height,
         a.fps,
+        done.encoded,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -30,15 +30,17 @@ fn export(archive: &Path, args: &[&str], path: Option<&Path>) -> Output {
     cmd.output().expect("run sekisho export")
 }
 
-/// width, height, frame count and codec of the video stream, by ffprobe.
-fn probe(mp4: &Path) -> (u64, u64, u64, String) {
+/// width, height, length in frames at `fps` and codec of the video stream,
+/// by ffprobe. The export sends the encoder only the instants where the
+/// desktop changed (and the last), each shown until the next: the length
+/// is the MP4's duration, not its count of coded frames.
+fn probe(mp4: &Path, fps: u64) -> (u64, u64, u64, String) {
     let out = Command::new("ffprobe")
         .args([
             "-v",
             "error",
-            "-count_frames",
             "-show_entries",
-            "stream=width,height,nb_read_frames,codec_name",
+            "stream=width,height,codec_name:format=duration",
             "-of",
             "json",
         ])
@@ -53,22 +55,28 @@ fn probe(mp4: &Path) -> (u64, u64, u64, String) {
             .or_else(|| s[k].as_str().and_then(|x| x.parse().ok()))
             .unwrap_or_else(|| panic!("{k} in {v}"))
     };
+    let duration: f64 = v["format"]["duration"]
+        .as_str()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("duration in {v}"));
     (
         num("width"),
         num("height"),
-        num("nb_read_frames"),
+        (duration * fps as f64).round() as u64,
         s["codec_name"].as_str().unwrap_or_default().to_string(),
     )
 }
 
-/// Frame `n` of the video as RGB, 3 bytes a pixel, decoded by ffmpeg.
-fn video_frame(mp4: &Path, n: u64) -> Vec<u8> {
+/// The picture shown at frame `n` of the video at `fps` (time n/fps) as
+/// RGB, 3 bytes a pixel, decoded by ffmpeg (its `fps` filter turns the
+/// variable frame timing into one frame per instant).
+fn video_frame(mp4: &Path, fps: u64, n: u64) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(mp4)
         .args([
             "-vf",
-            &format!("select=eq(n\\,{n})"),
+            &format!("fps={fps},select=eq(n\\,{n})"),
             "-frames:v",
             "1",
             "-f",
@@ -236,7 +244,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         seconds / wall.as_secs_f64(),
         std::fs::metadata(&mp4).expect("mp4").len()
     );
-    let (w, h, frames, codec) = probe(&mp4);
+    let (w, h, frames, codec) = probe(&mp4, 10);
     assert_eq!(codec, "h264");
     assert_eq!((w, h), (1024, 768));
     let want = (duration_us / 100_000 + 1) as i64;
@@ -271,7 +279,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         }
         let big = counts.values().filter(|&&n| n > 1024 * 768 / 50).count();
         assert!(big >= 2, "frame {k}: one colour covers the desktop");
-        let video = rgba(&video_frame(&mp4, k as u64));
+        let video = rgba(&video_frame(&mp4, 10, k as u64));
         let mad = mean_abs_diff(&px, &video);
         let differ = differing(&px, &video, 64);
         eprintln!("frame {k} ({at} s): mean absolute difference {mad:.2}, {differ} pixels off");
@@ -279,7 +287,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         assert!(differ < 1024 * 768 / 100, "frame {k}: {differ} pixels off");
         // The measure does tell frames apart: the first frame, before the
         // desktop was drawn, is far off.
-        let first = rgba(&video_frame(&mp4, 0));
+        let first = rgba(&video_frame(&mp4, 10, 0));
         let off = mean_abs_diff(&px, &first);
         assert!(off > 10.0, "frame 0 resembles frame {k}: MAD {off}");
     }
@@ -310,7 +318,7 @@ fn mp4_export_of_a_recorded_desktop_matches_its_png_frames() {
         "mp4 export of 3 s from {from} s: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let (w, h, frames, _) = probe(&part);
+    let (w, h, frames, _) = probe(&part, 5);
     assert_eq!((w, h), (1024, 768));
     assert!(
         (15..=17).contains(&frames),
@@ -430,9 +438,9 @@ fn a_desktop_resized_by_the_client_replays_at_its_new_size() {
         None,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let (w, h, frames, _) = probe(&mp4);
+    let (w, h, frames, _) = probe(&mp4, 10);
     assert_eq!((w, h), (1024, 768));
-    let last = video_frame(&mp4, frames - 1);
+    let last = video_frame(&mp4, 10, frames - 1);
     let row_max = |y: usize| *last[y * 1024 * 3..][..1024 * 3].iter().max().expect("row");
     for y in (0..40).chain(728..768) {
         assert!(row_max(y) < 40, "row {y} is not a black bar");
@@ -525,7 +533,7 @@ fn mp4_export_refuses_what_it_cannot_do_and_pads_odd_desktops() {
         None,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let (w, h, frames, codec) = probe(&dest);
+    let (w, h, frames, codec) = probe(&dest, 4);
     assert_eq!((w, h, codec.as_str()), (334, 202, "h264"));
     assert_eq!(frames, 13, "3 s at 4 fps, both ends included");
     assert_eq!(files_in(&out), vec![dest.clone()]);
@@ -573,7 +581,7 @@ fn mp4_export_refuses_what_it_cannot_do_and_pads_odd_desktops() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("cut short"), "{}", text(&o));
-    let (w, h, frames, _) = probe(&dest);
+    let (w, h, frames, _) = probe(&dest, 10);
     assert_eq!((w, h), (64, 48));
     // Chunks of whole seconds; the last (5.0 s) is cut: 0–4.9 s remain.
     assert_eq!(frames, 50);

@@ -1,6 +1,7 @@
 //! Desktop (RDP) recordings: the framebuffer replay ([`render`]) and what is
 //! made from it — a PNG of one moment ([`png`]), frames at a fixed rate
-//! ([`video`]) encoded to MP4 by ffmpeg ([`mp4`]), the changed regions a web
+//! ([`video`]) encoded to MP4 by ffmpeg ([`mp4`], fed through
+//! [`timed_frames`]), the changed regions a web
 //! player draws ([`frames`]) — and the keystroke log of the recorded client
 //! input ([`keystrokes`]).
 
@@ -9,4 +10,5 @@ pub mod keystrokes;
 pub mod mp4;
 pub mod png;
 pub mod render;
+mod timed_frames;
 pub mod video;

@@ -1,15 +1,19 @@
-//! `export --format mp4`: the frames of [`super::video`] piped as raw video into
-//! an ffmpeg child that encodes H.264 into a temporary file in the
-//! destination directory, renamed when ffmpeg succeeds.
+//! `export --format mp4`: the frames of [`super::video`] piped as raw video
+//! with their times ([`super::timed_frames`]) into an ffmpeg child that
+//! encodes H.264 into a temporary file in the destination directory,
+//! renamed when ffmpeg succeeds.
 
 use std::ffi::OsString;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use super::render::RenderError;
+use std::sync::mpsc::SyncSender;
+
+use super::render::{RenderError, seek};
+use super::timed_frames::TimedFrames;
 use super::video::{Frames, Sample, VideoCanvas, VideoRange};
-use crate::recording::Reader;
+use crate::recording::{Event, Events, ReadError, Reader, TimedEvent};
 
 /// Why an MP4 export failed; nothing is left at the destination.
 #[derive(Debug, thiserror::Error)]
@@ -48,15 +52,26 @@ impl Mp4Error {
     }
 }
 
-/// x264 speed/size trade-off. Measured on a 141 s recorded session (two
-/// shared cores): x264 took 3.5 s with `veryfast`, 2.9 s `superfast`, 1.4 s
-/// `ultrafast`; the file doubles (0.4 to 0.8 MB) at the same quality (CRF).
+/// x264 speed/size trade-off, chosen for screen content. A recorded
+/// desktop is flat UI and text that stays put between frames, and an export
+/// is evidence looked at now and then: speed counts more than file size.
+/// Measured on a 141 s recorded session (two shared cores): x264 took 3.5 s
+/// with `veryfast`, 2.9 s `superfast`, 1.4 s `ultrafast`; the file doubles
+/// (0.4 to 0.8 MB) at the same quality (CRF). No `-tune`: the screen-content
+/// tunes (`stillimage`, `animation`) adjust psycho-visual, deblocking and
+/// adaptive-quantisation settings that `ultrafast` has already turned off,
+/// and `zerolatency` cost the same CPU within noise on 1000 still and 300
+/// moving 1024x768 frames. x264 picks its own thread count (`-threads 2`
+/// measured the same).
 const PRESET: &str = "ultrafast";
 
 /// What the export produced, for the note on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mp4Summary {
+    /// The video's length in frames at its rate.
     pub frames: u64,
+    /// Frames encoded: those where the desktop changed, and the last.
+    pub encoded: u64,
     pub width: u32,
     pub height: u32,
     pub decoded: u64,
@@ -78,28 +93,27 @@ pub fn find_ffmpeg() -> Result<PathBuf, Mp4Error> {
     find_on_path("ffmpeg", std::env::var_os("PATH")).ok_or(Mp4Error::NoFfmpeg)
 }
 
-/// The ffmpeg command line: raw yuv420p frames on standard input (already
-/// converted, BT.601 limited range, and tagged so), H.264 out.
-fn ffmpeg_args(width: u32, height: u32, fps: u32, out: &Path) -> Vec<OsString> {
+/// The ffmpeg command line: yuv420p frames with their times on standard
+/// input ([`super::timed_frames`], already converted, BT.601 limited range,
+/// and tagged so), H.264 out, each frame kept at its own time
+/// (`-fps_mode passthrough`: MP4 would otherwise be made constant-rate by
+/// repeating frames, the very work left out by not sending them).
+fn ffmpeg_args(out: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "-hide_banner",
         "-nostdin",
         "-loglevel",
         "error",
         "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "yuv420p",
-        "-s",
-        &format!("{width}x{height}"),
-        "-r",
-        &fps.to_string(),
+        "matroska",
         "-i",
         "-",
         "-c:v",
         "libx264",
         "-preset",
         PRESET,
+        "-fps_mode",
+        "passthrough",
         "-pix_fmt",
         "yuv420p",
         "-color_range",
@@ -195,34 +209,104 @@ impl Encoder {
 /// (a full-frame change holds one desktop of pixels).
 const SAMPLES_IN_FLIGHT: usize = 4;
 
+/// What the converting thread did.
+struct Written {
+    /// Sampled instants: the video's length in frames at its rate.
+    instants: u64,
+    /// Frames handed to the encoder.
+    encoded: u64,
+}
+
 /// The converting thread: draws each sample's changes, converts them to
-/// YUV and writes the frame to ffmpeg. Returns the frames written, or
-/// `None` when ffmpeg stopped reading.
+/// YUV and writes the frame to ffmpeg with its time (from the range's
+/// start). Returns `None` when ffmpeg stopped reading.
+///
+/// An instant where nothing changed is not sent: the previous frame stays
+/// on screen until the next one's time. The last instant is always sent,
+/// so that the video lasts as long as the session part it shows.
 fn write_frames(
     mut canvas: VideoCanvas,
-    mut input: ChildStdin,
+    input: impl std::io::Write,
+    fps: u32,
+    from_us: u64,
     samples: std::sync::mpsc::Receiver<Sample>,
-) -> Option<u64> {
-    let mut count = 0;
+) -> Option<Written> {
+    let mut out = TimedFrames::start(input, canvas.width(), canvas.height(), fps).ok()?;
+    let mut written = Written {
+        instants: 0,
+        encoded: 0,
+    };
+    let mut unsent = None;
     for sample in samples {
-        if let Some(update) = &sample.update {
-            canvas.apply(update);
+        written.instants += 1;
+        let t = sample.t_us.saturating_sub(from_us);
+        match &sample.update {
+            Some(update) => canvas.apply(update),
+            None => {
+                unsent = Some(t);
+                continue;
+            }
         }
-        // Unchanged frames are written again as they are: converting is
-        // what costs, and nothing changed.
-        input.write_all(canvas.yuv()).ok()?;
-        count += 1;
+        unsent = None;
+        out.frame(t, canvas.yuv()).ok()?;
+        written.encoded += 1;
     }
-    Some(count)
+    if let Some(t) = unsent {
+        out.frame(t, canvas.yuv()).ok()?;
+        written.encoded += 1;
+    }
+    Some(written)
+}
+
+/// Events on their way from the reading thread to the replay, in batches
+/// of about this many bytes of PDUs (or [`BATCH_EVENTS`] events), so that
+/// neither thread wakes the other for each small input event.
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_EVENTS: usize = 256;
+/// Batches in flight: enough that reading runs ahead over a chunk's worth
+/// of events, while memory stays a few MB.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+type EventBatch = Vec<Result<TimedEvent, ReadError>>;
+
+/// The reading thread: reads the archive (chunks, hash chain, zstd) and
+/// hands the events on in batches. Stops after an error (passed on) or
+/// when the replay stops taking them.
+fn read_events(events: Events<'_>, to_replay: SyncSender<EventBatch>) {
+    let mut batch = Vec::with_capacity(BATCH_EVENTS);
+    let mut bytes = 0;
+    for ev in events {
+        let failed = ev.is_err();
+        if let Ok(TimedEvent {
+            event: Event::Output { data, .. } | Event::Input { data, .. },
+            ..
+        }) = &ev
+        {
+            bytes += data.len();
+        }
+        batch.push(ev);
+        if failed || bytes >= BATCH_BYTES || batch.len() >= BATCH_EVENTS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_EVENTS));
+            if to_replay.send(full).is_err() || failed {
+                return;
+            }
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = to_replay.send(batch);
+    }
 }
 
 /// Encode the frames of `reader` in `range` into `dest` with `ffmpeg`.
 /// Nothing is left at `dest` (or beside it) when anything fails.
 ///
-/// Two threads share the work, as two cores are there to share it (ffmpeg
-/// runs besides, in a process of its own): this one reads the archive and
-/// replays it, and hands each sampled instant's changes to another that
-/// converts them to YUV and writes the frame to ffmpeg.
+/// Three threads share the work, as two cores are there to share it
+/// (ffmpeg runs besides, in a process of its own): one reads the archive
+/// (chunks, hash chain, zstd), this one replays the events, and a third
+/// converts each sampled instant's changes to YUV and writes the frame to
+/// ffmpeg. Reading was a fifth of the replaying thread's time on full-screen
+/// redraws, the longest of the three.
 pub fn export_mp4(
     reader: &mut Reader,
     range: VideoRange,
@@ -241,7 +325,31 @@ pub fn export_mp4(
             "creating a file in {}",
             dir.display()
         )))?;
-    let mut frames = Frames::new(reader, range)?;
+    let (renderer, start) = seek(reader, range.from_us)?;
+    let events = reader.events_from(start).map_err(RenderError::from)?;
+    let summary = std::thread::scope(|scope| {
+        let (to_replay, batches) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("mp4-read".into())
+            .spawn_scoped(scope, move || read_events(events, to_replay))
+            .map_err(Mp4Error::io("starting a thread".into()))?;
+        // Dropped on every return below, which stops the reading thread.
+        let mut frames = Frames::from_events(renderer, batches.into_iter().flatten(), range);
+        encode(&mut frames, range, ffmpeg, tmp.path())
+    })?;
+    tmp.persist(dest)
+        .map_err(|e| Mp4Error::io(format!("writing {}", dest.display()))(e.error))?;
+    Ok(summary)
+}
+
+/// The replay of `frames` and, on a thread of its own, the conversion to
+/// ffmpeg at `out`.
+fn encode(
+    frames: &mut Frames<impl Iterator<Item = Result<TimedEvent, ReadError>>>,
+    range: VideoRange,
+    ffmpeg: &Path,
+    out: &Path,
+) -> Result<Mp4Summary, Mp4Error> {
     let Some(first) = frames.next_sample()? else {
         return Err(Mp4Error::NoFrames);
     };
@@ -250,7 +358,7 @@ pub fn export_mp4(
     };
     let canvas = VideoCanvas::new(w, h);
     let (width, height) = (canvas.width(), canvas.height());
-    let mut encoder = Encoder::spawn(ffmpeg, &ffmpeg_args(width, height, range.fps, tmp.path()))?;
+    let mut encoder = Encoder::spawn(ffmpeg, &ffmpeg_args(out))?;
     let Some(input) = encoder.take_input() else {
         encoder.abort();
         return Err(Mp4Error::StoppedReading);
@@ -259,7 +367,9 @@ pub fn export_mp4(
     let (replayed, written) = std::thread::scope(|scope| {
         let writer = std::thread::Builder::new()
             .name("mp4-convert".into())
-            .spawn_scoped(scope, move || write_frames(canvas, input, samples));
+            .spawn_scoped(scope, move || {
+                write_frames(canvas, input, range.fps, range.from_us, samples)
+            });
         let writer = match writer {
             Ok(w) => w,
             Err(e) => return (Err(Mp4Error::io("starting a thread".into())(e)), None),
@@ -286,14 +396,13 @@ pub fn export_mp4(
         return Err(e);
     }
     encoder.finish()?;
-    let Some(count) = written else {
+    let Some(written) = written else {
         return Err(Mp4Error::StoppedReading);
     };
-    tmp.persist(dest)
-        .map_err(|e| Mp4Error::io(format!("writing {}", dest.display()))(e.error))?;
     let stats = frames.renderer().stats;
     Ok(Mp4Summary {
-        frames: count,
+        frames: written.instants,
+        encoded: written.encoded,
         width,
         height,
         decoded: stats.decoded,
@@ -304,6 +413,7 @@ pub fn export_mp4(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn ffmpeg_is_looked_up_on_the_given_path_only() {
@@ -320,8 +430,8 @@ mod tests {
     }
 
     #[test]
-    fn the_command_line_names_size_rate_and_output() {
-        let args = ffmpeg_args(1024, 768, 10, Path::new("/x/out.mp4"));
+    fn the_command_line_reads_timed_frames_and_names_the_output() {
+        let args = ffmpeg_args(Path::new("/x/out.mp4"));
         let s: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -332,11 +442,76 @@ mod tests {
                 .map(|i| s[i + 1].as_str())
                 .expect(flag)
         };
-        assert_eq!(after("-s"), "1024x768");
-        assert_eq!(after("-r"), "10");
+        assert_eq!(after("-f"), "matroska");
+        assert_eq!(after("-i"), "-");
+        assert_eq!(after("-fps_mode"), "passthrough");
         assert_eq!(after("-c:v"), "libx264");
         assert_eq!(s.last().map(String::as_str), Some("/x/out.mp4"));
         assert!(s.windows(2).any(|w| w == ["-pix_fmt", "yuv420p"]));
+    }
+
+    #[test]
+    fn only_changed_instants_and_the_last_go_to_the_encoder_with_their_times() {
+        use crate::replay::desktop::frames::{FrameUpdate, Region};
+        use crate::replay::desktop::render::Rect;
+        let s = 1_000_000;
+        let update = |t_us: u64, full: bool, grey: u8| FrameUpdate {
+            t_us,
+            width: 2,
+            height: 2,
+            full,
+            regions: vec![Region {
+                rect: Rect {
+                    x: 0,
+                    y: 0,
+                    width: 2,
+                    height: 2,
+                },
+                rgba: [grey, grey, grey, 0].repeat(4),
+            }],
+        };
+        // From 5 s on at 10 fps: changes at 5.0 and 5.2 s, nothing after
+        // until the last instant, 5.5 s.
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        for (k, u) in [
+            Some(update(5 * s, true, 0)),
+            None,
+            Some(update(5 * s + s / 5, false, 255)),
+            None,
+            None,
+            None,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t_us = 5 * s + k as u64 * s / 10;
+            tx.send(Sample { t_us, update: u }).expect("send");
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        let w = write_frames(VideoCanvas::new(2, 2), &mut out, 10, 5 * s, rx).expect("written");
+        assert_eq!((w.instants, w.encoded), (6, 3));
+        // Each frame is a cluster: its ID, its size, the time element
+        // (0xE7, 8-byte size, the value), then the block with the pixels.
+        let cluster = [0x1F, 0x43, 0xB6, 0x75];
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some(i) = out[at..].windows(4).position(|w| w == cluster) {
+            let c = &out[at + i..];
+            let n = usize::from(c[20]);
+            let t = c[21..21 + n]
+                .iter()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b));
+            // The frame's luma: its last 6 bytes are Y Y Y Y U V.
+            let len = usize::try_from(u64::from_be_bytes([
+                0, c[5], c[6], c[7], c[8], c[9], c[10], c[11],
+            ]))
+            .expect("size");
+            frames.push((t, c[12 + len - 6]));
+            at += i + 12 + len;
+        }
+        // Times from the range's start; the last shows the frame of 5.2 s.
+        assert_eq!(frames, [(0, 16), (s / 5, 235), (s / 2, 235)]);
     }
 
     #[test]

@@ -11,11 +11,12 @@
 //! black (letterbox).
 //!
 //! Frames leave as planar YUV 4:2:0 (ffmpeg's `yuv420p`, BT.601 limited
-//! range), converted here once per change: through idle stretches the same
-//! bytes are handed out again, and the encoder neither converts nor reads
-//! more than 1.5 bytes a pixel.
+//! range), converted here once per change, so the encoder neither converts
+//! nor reads more than 1.5 bytes a pixel; an instant where nothing changed
+//! is marked as such ([`Sample::update`] `None`), and the MP4 export does
+//! not send it at all.
 
-use crate::recording::{Events, Reader, TimedEvent};
+use crate::recording::{Events, ReadError, Reader, TimedEvent};
 
 use super::frames::{FrameUpdate, frame_of};
 use super::render::{RenderError, Renderer, seek};
@@ -230,9 +231,9 @@ pub struct Sample {
 /// The events between two sampled instants are replayed together
 /// ([`Renderer::apply_interval`]), so a bitmap update drawn over before
 /// the next instant is not decoded.
-pub struct Frames<'r> {
+pub struct Frames<E> {
     renderer: Renderer,
-    events: Events<'r>,
+    events: E,
     pending: Option<TimedEvent>,
     exhausted: bool,
     last_t: u64,
@@ -242,13 +243,22 @@ pub struct Frames<'r> {
     size: Option<(u32, u32)>,
 }
 
-impl<'r> Frames<'r> {
+impl<'r> Frames<Events<'r>> {
     /// Starts at the keyframe that [`super::render::replay_start`] picks for
     /// `range.from_us`, not at the session start.
-    pub fn new(reader: &'r mut Reader, range: VideoRange) -> Result<Frames<'r>, RenderError> {
+    pub fn new(reader: &'r mut Reader, range: VideoRange) -> Result<Self, RenderError> {
         let (renderer, start) = seek(reader, range.from_us)?;
         let events = reader.events_from(start)?;
-        Ok(Frames {
+        Ok(Frames::from_events(renderer, events, range))
+    }
+}
+
+impl<E: Iterator<Item = Result<TimedEvent, ReadError>>> Frames<E> {
+    /// Frames of `events` replayed onto `renderer`, both as [`seek`] and
+    /// [`Reader::events_from`] give them (the events may be read elsewhere,
+    /// e.g. on a thread of their own).
+    pub fn from_events(renderer: Renderer, events: E, range: VideoRange) -> Self {
+        Frames {
             renderer,
             events,
             pending: None,
@@ -258,7 +268,7 @@ impl<'r> Frames<'r> {
             next: 0,
             interval: Vec::new(),
             size: None,
-        })
+        }
     }
 
     /// The replay so far (decoded and skipped PDUs).
@@ -489,7 +499,7 @@ mod tests {
     }
 
     /// Every frame of `frames`, drawn as the MP4 export draws them.
-    pub(crate) fn all_frames(frames: &mut Frames<'_>) -> Vec<Frame> {
+    pub(crate) fn all_frames(frames: &mut Frames<Events<'_>>) -> Vec<Frame> {
         let mut canvas: Option<VideoCanvas> = None;
         let mut out = Vec::new();
         while let Some(s) = frames.next_sample().expect("sample") {
