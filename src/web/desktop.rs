@@ -802,6 +802,36 @@ mod tests {
     }
 
     #[test]
+    fn a_seek_long_after_the_last_pointer_move_still_shows_the_pointer() {
+        // The pointer moved once, then stood still across several
+        // keyframes: the replay from the keyframe before the seek has read
+        // no move, and the index says where it was.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut events = vec![(0, output(1003, demand_active(8, 4)))];
+        events.push((1, output(0, fast_path_bitmap(0, 0, &[50, 60, 70, 0]))));
+        events.push(mouse(S / 2, 3, 2));
+        for k in 1..=4 {
+            events.push((k * S, Event::Keyframe));
+            events.push(dot(k * S + 100, 1, 1, [k as u8, 0, 0]));
+        }
+        let path = archive(dir.path(), &events);
+        let mut reader = Reader::open(&path).expect("open");
+        let index = SeekIndex::build(&mut reader).expect("index");
+        let body =
+            frames_between(&mut reader, &index, 3 * S + S / 2, 3 * S + S / 2).expect("frames");
+        let records = parse(&body);
+        let Some(Rec::Pointer(3500, 3, 2)) = records.first() else {
+            panic!("no pointer first at the seek");
+        };
+        // Before the pointer ever moved there is none.
+        let body = frames_between(&mut reader, &index, S / 4, S / 4).expect("frames");
+        assert!(
+            !parse(&body).iter().any(|r| matches!(r, Rec::Pointer(..))),
+            "a pointer before any move"
+        );
+    }
+
+    #[test]
     fn a_stretch_is_a_full_frame_then_changes_and_the_pointer_as_render_at_shows_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut events = vec![(0, output(1003, demand_active(8, 4)))];

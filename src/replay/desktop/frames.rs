@@ -209,9 +209,15 @@ impl<'r> FrameStream<'r> {
         options: StreamOptions,
         index: Option<&SeekIndex>,
     ) -> Result<FrameStream<'r>, RenderError> {
-        let (renderer, start) = match index {
-            Some(index) => seek_indexed(reader, index, options.from_us)?,
-            None => seek(reader, options.from_us)?,
+        let (renderer, start, pointer) = match index {
+            Some(index) => {
+                let (renderer, start) = seek_indexed(reader, index, options.from_us)?;
+                (renderer, start, index.pointer_at(start))
+            }
+            None => {
+                let (renderer, start) = seek(reader, options.from_us)?;
+                (renderer, start, None)
+            }
         };
         let size = (renderer.width(), renderer.height());
         let fastpath_channel = reader.meta().rdp.as_ref().map_or(0, |i| i.fastpath_channel);
@@ -228,7 +234,7 @@ impl<'r> FrameStream<'r> {
             size,
             done: false,
             fastpath_channel,
-            pointer: None,
+            pointer,
             pointer_moves: Vec::new(),
         })
     }

@@ -18,6 +18,7 @@ use ironrdp_pdu::slow_path;
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder, UpdateKind};
 use ironrdp_session::image::DecodedImage;
 
+use super::frames::pointer_of;
 use crate::protocol::rdp::pdu::{MAX_SIDE, demand_active_size};
 use crate::recording::{Event, RdpInfo, ReadError, Reader, SessionMeta, TimedEvent};
 
@@ -656,6 +657,10 @@ fn last_size(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeekIndex {
     keyframes: Vec<u64>,
+    /// Where the pointer was at each keyframe (by the keyframe's place in
+    /// `keyframes`): a replay starting there has read no pointer move yet,
+    /// and the person may not have moved it for minutes.
+    pointers: Vec<Option<(u16, u16)>>,
     /// (time, width, height) of each Demand Active with a valid size.
     sizes: Vec<(u64, u16, u16)>,
 }
@@ -664,16 +669,24 @@ impl SeekIndex {
     pub fn build(reader: &mut Reader) -> Result<SeekIndex, RenderError> {
         let info = reader.meta().rdp.clone().unwrap_or_default();
         let mut index = SeekIndex::default();
+        let mut pointer = None;
         for ev in reader.events() {
             let ev = ev?;
             match &ev.event {
-                Event::Keyframe => index.keyframes.push(ev.t_us),
+                Event::Keyframe => {
+                    index.keyframes.push(ev.t_us);
+                    index.pointers.push(pointer);
+                }
                 Event::Output { channel, data, .. } if *channel != info.fastpath_channel => {
                     if let Some((w, h)) = demand_active_size(data) {
                         index.sizes.push((ev.t_us, w, h));
                     }
                 }
-                _ => {}
+                other => {
+                    if let Some(p) = pointer_of(other, info.fastpath_channel) {
+                        pointer = Some(p);
+                    }
+                }
             }
         }
         Ok(index)
@@ -682,6 +695,14 @@ impl SeekIndex {
     /// Keyframe times, in order.
     pub fn keyframes(&self) -> &[u64] {
         &self.keyframes
+    }
+
+    /// Where the pointer was when a replay starting at `start` (a keyframe
+    /// time from [`seek_indexed`]) begins; `None` at the recording's start
+    /// or before the pointer was ever moved.
+    pub fn pointer_at(&self, start: u64) -> Option<(u16, u16)> {
+        let i = self.keyframes.iter().position(|&k| k == start)?;
+        self.pointers.get(i).copied().flatten()
     }
 }
 
