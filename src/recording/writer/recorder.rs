@@ -96,6 +96,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when the queue has room again or the recording closed.
     room: Condvar,
+    /// The same, for `record_async` (waits without a thread).
+    room_async: tokio::sync::Notify,
     /// Locked only by the writer serving the recording (uncontended).
     writer: Mutex<Option<(ArchiveWriter, ArchiveKey)>>,
 }
@@ -194,6 +196,7 @@ impl Recorder {
                 timer_at: None,
             }),
             room: Condvar::new(),
+            room_async: tokio::sync::Notify::new(),
             writer: Mutex::new(Some((writer, key))),
         });
         Ok(Recorder { shared })
@@ -270,17 +273,21 @@ impl Recorder {
     }
 
     /// Like `record`, but waits for queue room without blocking the async
-    /// executor's thread (polls every millisecond while the queue is full).
-    /// The event keeps the time it was offered at.
+    /// executor's thread (woken when a writer takes an event from a full
+    /// queue, or the recording closes). The event keeps the time it was
+    /// offered at.
     pub async fn record_async(&self, event: Event) -> Result<(), RecordingFailed> {
         let t = self.now_us();
         let mut event = event;
         loop {
+            // Registered before looking, so room made in between wakes it.
+            let mut room = std::pin::pin!(self.shared.room_async.notified());
+            room.as_mut().enable();
             match self.try_queue(t, event)? {
                 None => return Ok(()),
                 Some(e) => {
                     event = e;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    room.await;
                 }
             }
         }
@@ -383,6 +390,7 @@ impl Shared {
         q.events = 0;
         drop(q);
         self.room.notify_all();
+        self.room_async.notify_waiters();
     }
 
     fn report(&self, w: &ArchiveWriter, e: RecordingFailed) {
@@ -405,6 +413,7 @@ impl Shared {
                             // Room again: wake the blocked `record`s.
                             if q.events == self.capacity {
                                 self.room.notify_all();
+                                self.room_async.notify_waiters();
                             }
                             q.events -= 1;
                         }
