@@ -490,7 +490,6 @@ impl Services {
             (status, kind)
         };
         let sealed = tokio::task::spawn_blocking(move || recording.seal()).await;
-        super::memory::session_ended();
         let summary: Option<ArchiveSummary> = match sealed {
             Ok(Ok(s)) => Some(s),
             Ok(Err(failed)) => {

@@ -11,7 +11,6 @@
 
 mod ends;
 mod lifecycle;
-mod memory;
 mod registry;
 pub mod stop;
 

@@ -381,12 +381,12 @@ fn recorder_cuts_a_chunk_every_second_without_more_events() {
     drop(rec);
 }
 
-/// More recordings than writer threads (at most 32), each fed by its own
-/// thread through a tiny queue so that they interleave and wait for room:
+/// Forty recordings at once, each fed by its own thread through a tiny
+/// queue so that they interleave and wait for room:
 /// every archive holds exactly its own events in the order they were
 /// recorded, and a recording dropped among them still ends incomplete.
 #[test]
-fn many_recordings_share_the_writers_and_each_keeps_its_order() {
+fn many_recordings_at_once_each_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let k = key(4);
     let opts = WriterOptions {

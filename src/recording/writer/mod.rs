@@ -1,7 +1,7 @@
 //! Writing an archive: [`ArchiveWriter`] (synchronous, one file, in
 //! `archive`) and [`Recorder`] (a cheap, cloneable handle for the gateways'
-//! relay loops that feeds the process's small pool of writer threads, in
-//! `recorder`); the bounds on one event are in `limits`. This file holds what both share:
+//! relay loops that feeds a dedicated writer thread, in `recorder`); the
+//! bounds on one event are in `limits`. This file holds what both share:
 //! options, failure kinds, the summary of a written archive, and its path.
 
 mod archive;
@@ -30,8 +30,7 @@ pub struct WriterOptions {
     pub flush_interval: Duration,
     /// `fdatasync` at most this often.
     pub sync_interval: Duration,
-    /// Events the recording's queue between `Recorder` and the writer pool
-    /// holds.
+    /// Events the queue between `Recorder` and the writer thread holds.
     pub queue_events: usize,
     /// `None`: every chunk is one whole zstd frame (terminal sessions).
     /// `Some`: chunks continue one zstd stream with a long window, so a
