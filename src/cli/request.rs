@@ -447,12 +447,8 @@ pub async fn run(g: &Global, cmd: RequestCmd) -> anyhow::Result<ExitCode> {
             // The serving processes poll for stops several times a second:
             // confirm, as `sessions kill` does.
             let mut left = stopped.clone();
-            let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
-            while tokio::time::Instant::now() < deadline {
-                if left.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let mut wait = crate::session::ConfirmEnd::start();
+            while !left.is_empty() && wait.next_look().await {
                 let mut still = Vec::new();
                 for id in left {
                     match store.session(id).await? {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use std::io::Write as _;
 
@@ -126,9 +125,8 @@ pub async fn run(g: &Global, cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(anyhow::Error::new(e).context("recording the kill request")),
             }
             // The serving process polls several times a second; wait to confirm.
-            let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
-            while tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut wait = crate::session::ConfirmEnd::start();
+            while wait.next_look().await {
                 if let Some(s) = store.session(id).await?
                     && s.status != SessionStatus::Live
                 {

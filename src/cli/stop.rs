@@ -4,7 +4,6 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -146,13 +145,12 @@ pub async fn run(g: &Global, cmd: StopCmd) -> anyhow::Result<ExitCode> {
         s.id, s.id
     );
     // Every serving node sweeps its sessions each second; wait to confirm.
-    let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
+    let mut wait = crate::session::ConfirmEnd::start();
     let left = loop {
         let left = stop::live_in_scope(&store, &policies, &scope).await?;
-        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+        if left.is_empty() || !wait.next_look().await {
             break left;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     if left.is_empty() {
         println!("no live session in scope");

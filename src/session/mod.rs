@@ -37,6 +37,31 @@ use crate::store::{AuditEvent, AuditKind, Store};
 /// stop that happened was reported as failed.
 pub const CONFIRM_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The one way to wait for sessions asked to end: look, then
+/// `while wait.next_look().await { look again }` — a look every 100 ms
+/// until [`CONFIRM_END_WITHIN`] has passed.
+pub struct ConfirmEnd {
+    deadline: tokio::time::Instant,
+}
+
+impl ConfirmEnd {
+    pub fn start() -> ConfirmEnd {
+        ConfirmEnd {
+            deadline: tokio::time::Instant::now() + CONFIRM_END_WITHIN,
+        }
+    }
+
+    /// Waits until the next look is due; `false` (at once) once the time
+    /// to confirm is over.
+    pub async fn next_look(&mut self) -> bool {
+        if tokio::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        true
+    }
+}
+
 /// Everything a gateway needs from the rest of sekisho, shared by all sessions.
 pub struct Services {
     pub config: Config,

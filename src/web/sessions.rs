@@ -862,9 +862,8 @@ pub async fn kill(
 ) -> Result<Response, Refused> {
     let s = stop(&console, &viewer, &id, &f.reason, &f.code).await?;
     // The serving process polls kill requests several times a second.
-    let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut wait = crate::session::ConfirmEnd::start();
+    while wait.next_look().await {
         if let Some(now) = console.services.store.session(s.id).await?
             && now.status != SessionStatus::Live
         {

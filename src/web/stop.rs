@@ -207,15 +207,12 @@ pub(crate) async fn put_checked(
     .map_err(|e| refused(viewer, e))?;
     // Every node sweeps each second: wait a little so the answer shows the
     // sessions ended rather than about to end.
-    let deadline = tokio::time::Instant::now() + crate::session::CONFIRM_END_WITHIN;
-    while tokio::time::Instant::now() < deadline {
-        if stop::live_in_scope(store, &policies, &scope)
-            .await?
-            .is_empty()
-        {
+    let mut wait = crate::session::ConfirmEnd::start();
+    loop {
+        let live = stop::live_in_scope(store, &policies, &scope).await?;
+        if live.is_empty() || !wait.next_look().await {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     Ok(stop)
 }
