@@ -60,7 +60,12 @@ const TABLE_MAX: usize = 0xffff;
 /// CPU time of this thread.
 fn thread_cpu() -> Duration {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
-    let ns: u64 = s.split_whitespace().next().expect("field").parse().expect("ns");
+    let ns: u64 = s
+        .split_whitespace()
+        .next()
+        .expect("field")
+        .parse()
+        .expect("ns");
     Duration::from_nanos(ns)
 }
 
@@ -85,7 +90,11 @@ impl Repr {
 
 /// The bitmaps of a recorded output PDU (slow-path Share Data Update or
 /// fast-path), if it is made of whole bitmap updates only.
-fn bitmaps_of<'a>(channel: u32, data: &'a [u8], keep: &'a mut Vec<u8>) -> Option<Vec<BitmapData<'a>>> {
+fn bitmaps_of<'a>(
+    channel: u32,
+    data: &'a [u8],
+    keep: &'a mut Vec<u8>,
+) -> Option<Vec<BitmapData<'a>>> {
     if channel == sekisho::protocol::rdp::FASTPATH_CHANNEL {
         use ironrdp_pdu::fast_path::{
             FastPathHeader, FastPathUpdate, FastPathUpdatePdu, Fragmentation, UpdateCode,
@@ -128,7 +137,9 @@ fn bitmaps_of<'a>(channel: u32, data: &'a [u8], keep: &'a mut Vec<u8>) -> Option
 }
 
 fn is_planar(b: &BitmapData<'_>) -> bool {
-    b.bits_per_pixel == 32 && b.compression_flags.contains(Compression::BITMAP_COMPRESSION)
+    b.bits_per_pixel == 32
+        && b.compression_flags
+            .contains(Compression::BITMAP_COMPRESSION)
 }
 
 /// One uncompressed bitmap (rows bottom-up) as fast-path PDUs, split by
@@ -178,29 +189,19 @@ struct Columns {
 
 impl Columns {
     /// `rgb` (rows bottom-up, `w` x `h`) as columns, or `None` when that is
-    /// not shorter than `planar` bytes.
+    /// not shorter than `planar` bytes. Either way the bitmap's new columns
+    /// join the table (a decoder cuts a bitmap stored as planar the same
+    /// way, so both sides keep the same table).
     fn encode(&mut self, rgb: &[u8], w: usize, h: usize, planar: usize) -> Option<Vec<u8>> {
-        let column = |x: usize| {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(w as u32).to_le_bytes());
+        out.extend_from_slice(&(h as u32).to_le_bytes());
+        for x in (0..w).step_by(CELL) {
             let cw = CELL.min(w - x);
             let mut col = Vec::with_capacity(cw * h * 3);
             for y in 0..h {
                 col.extend_from_slice(&rgb[(y * w + x) * 3..(y * w + x + cw) * 3]);
             }
-            col
-        };
-        let mut size = 8;
-        for x in (0..w).step_by(CELL) {
-            let col = column(x);
-            size += 2 + if self.table.contains_key(&col) { 0 } else { col.len() };
-        }
-        if size >= planar {
-            return None;
-        }
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(&(w as u32).to_le_bytes());
-        out.extend_from_slice(&(h as u32).to_le_bytes());
-        for x in (0..w).step_by(CELL) {
-            let col = column(x);
             if let Some(&i) = self.table.get(&col) {
                 out.extend_from_slice(&i.to_le_bytes());
             } else {
@@ -212,7 +213,7 @@ impl Columns {
                 }
             }
         }
-        Some(out)
+        (out.len() < planar).then_some(out)
     }
 }
 
@@ -425,10 +426,19 @@ fn main() {
         let meta = reader.meta().clone();
         let events: Vec<TimedEvent> = reader.events().map(|e| e.expect("event")).collect();
         let secs = events.last().map_or(1.0, |e| e.t_us as f64 / 1e6);
-        let name = path.file_stem().expect("name").to_string_lossy().to_string();
+        let name = path
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let share = |d: Duration| format!("{:.1} %", 100.0 * d.as_secs_f64() / secs);
         let mut recorded: Option<(Vec<Vec<TimedEvent>>, u64)> = None;
-        for r in [Repr::AsRecorded, Repr::Raw24, Repr::Raw32, Repr::CellColumns] {
+        for r in [
+            Repr::AsRecorded,
+            Repr::Raw24,
+            Repr::Raw32,
+            Repr::CellColumns,
+        ] {
             let mut cost = Cost::default();
             let groups = represent(&events, r, &mut cost);
             let (size, writer) = write(dir.path(), &meta, &groups);
