@@ -21,8 +21,10 @@
 //!   for the benchmark's xterm); a column seen before, pixel for pixel, is
 //!   stored as a 2-byte index into a table of at most 65 535 columns, a new
 //!   one as a marker and its pixels; a bitmap is stored so only when that
-//!   is shorter than its planar bytes, and photo-like bitmaps (planar
-//!   larger than half of raw) are not decoded at all.
+//!   is shorter than its planar bytes (its columns join the table either
+//!   way), and photo-like bitmaps (planar larger than half of raw) are not
+//!   decoded at all. The table is never restarted (a real one would restart
+//!   at each keyframe).
 //!
 //! It also counts how many rows of each drawn bitmap were already on the
 //! screen just before (anywhere, as a whole row of the same span): what
