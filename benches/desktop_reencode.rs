@@ -23,8 +23,8 @@
 //!   one as a marker and its pixels; a bitmap is stored so only when that
 //!   is shorter than its planar bytes (its columns join the table either
 //!   way), and photo-like bitmaps (planar larger than half of raw) are not
-//!   decoded at all. The table is never restarted (a real one would restart
-//!   at each keyframe).
+//!   decoded at all. The table starts again at each keyframe (a replay
+//!   may start there).
 //!
 //! It also counts how many rows of each drawn bitmap were already on the
 //! screen just before (anywhere, as a whole row of the same span): what
@@ -195,9 +195,8 @@ impl Columns {
     /// join the table (a decoder cuts a bitmap stored as planar the same
     /// way, so both sides keep the same table).
     fn encode(&mut self, rgb: &[u8], w: usize, h: usize, planar: usize) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(w as u32).to_le_bytes());
-        out.extend_from_slice(&(h as u32).to_le_bytes());
+        // Where the bitmap goes and its size, as in a bitmap update.
+        let mut out = vec![0; 16];
         for x in (0..w).step_by(CELL) {
             let cw = CELL.min(w - x);
             let mut col = Vec::with_capacity(cw * h * 3);
@@ -235,6 +234,10 @@ fn represent(events: &[TimedEvent], r: Repr, cost: &mut Cost) -> Vec<Vec<TimedEv
     let mut columns = Columns::default();
     let mut out = Vec::with_capacity(events.len());
     for te in events {
+        if te.event == Event::Keyframe {
+            // A replay may start here: the table starts again.
+            columns = Columns::default();
+        }
         let Event::Output { channel, data, .. } = &te.event else {
             out.push(vec![te.clone()]);
             continue;
