@@ -244,7 +244,7 @@ fn rle_line(src: &[u8], line: &mut [u8]) -> Result<usize, PlanarError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ironrdp_graphics::image_processing::PixelFormat;
     use ironrdp_graphics::rdp6::BitmapStreamEncoder;
@@ -290,7 +290,7 @@ mod tests {
     }
 
     /// A stream with this format byte over random planes.
-    fn stream(rng: &mut StdRng, format: u8, w: usize, h: usize) -> Vec<u8> {
+    pub(crate) fn stream(rng: &mut StdRng, format: u8, w: usize, h: usize) -> Vec<u8> {
         let head = Header::parse(format);
         let (cw, ch) = if head.subsampled {
             (w.div_ceil(2), h.div_ceil(2))
