@@ -356,7 +356,14 @@ pub(crate) mod tests {
         image.data().to_vec()
     }
 
-    fn ours(data: &[u8], bm_w: u16, bm_h: u16, x: u16, y: u16, rect_w: u16) -> Result<Vec<u8>, PlanarError> {
+    fn ours(
+        data: &[u8],
+        bm_w: u16,
+        bm_h: u16,
+        x: u16,
+        y: u16,
+        rect_w: u16,
+    ) -> Result<Vec<u8>, PlanarError> {
         let mut fb = vec![0; usize::from(W) * usize::from(H) * 4];
         let r = PlanarDecoder::default().draw(
             data,
@@ -388,14 +395,28 @@ pub(crate) mod tests {
     #[test]
     fn every_kind_of_stream_draws_what_ironrdp_draws() {
         let mut rng = StdRng::seed_from_u64(6);
-        let sizes = [(1, 1), (2, 3), (3, 5), (64, 64), (17, 33), (47, 2), (48, 3), (95, 7), (150, 1)];
+        let sizes = [
+            (1, 1),
+            (2, 3),
+            (3, 5),
+            (64, 64),
+            (17, 33),
+            (47, 2),
+            (48, 3),
+            (95, 7),
+            (150, 1),
+        ];
         let mut drawn = 0;
         for format in formats() {
             for &(w, h) in &sizes {
                 let data = stream(&mut rng, format, usize::from(w), usize::from(h));
                 let (x, y) = (rng.gen_range(0..=W - w), rng.gen_range(0..=H - h));
                 // Sometimes fewer columns drawn than the bitmap has.
-                let rect_w = if rng.gen_ratio(1, 3) { rng.gen_range(1..=w) } else { w };
+                let rect_w = if rng.gen_ratio(1, 3) {
+                    rng.gen_range(1..=w)
+                } else {
+                    w
+                };
                 let theirs = ironrdp(&data, w, h, x, y, rect_w);
                 let mine = ours(&data, w, h, x, y, rect_w)
                     .unwrap_or_else(|e| panic!("format {format:#x} {w}x{h}: {e}"));
@@ -430,13 +451,19 @@ pub(crate) mod tests {
             }
             match ours(&data, w, h, 0, 0, w) {
                 Ok(mine) => {
-                    assert!(mine == ironrdp(&data, w, h, 0, 0, w), "round {round}: pixels differ");
+                    assert!(
+                        mine == ironrdp(&data, w, h, 0, 0, w),
+                        "round {round}: pixels differ"
+                    );
                     same += 1;
                 }
                 Err(_) => refused += 1,
             }
         }
         // Both outcomes were met (the checks above ran).
-        assert!(refused > 100 && same > 100, "refused {refused}, drawn {same}");
+        assert!(
+            refused > 100 && same > 100,
+            "refused {refused}, drawn {same}"
+        );
     }
 }

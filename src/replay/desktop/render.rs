@@ -518,7 +518,8 @@ impl Renderer {
                     continue;
                 }
                 let planar = b.bits_per_pixel == 32
-                    && b.compression_flags.contains(Compression::BITMAP_COMPRESSION)
+                    && b.compression_flags
+                        .contains(Compression::BITMAP_COMPRESSION)
                     && self.draw_planar(&b);
                 let drawn = if planar {
                     Some(r)
@@ -633,7 +634,9 @@ impl Renderer {
                     bitmap_data: &data,
                 }],
             };
-            let _ = self.processor.process_bitmap_update(&mut self.image, update);
+            let _ = self
+                .processor
+                .process_bitmap_update(&mut self.image, update);
         }
     }
 
@@ -1157,10 +1160,14 @@ pub(crate) mod tests {
                 }
                 return;
             }
-            let (w, h) = (u32::from(self.image.width()), u32::from(self.image.height()));
+            let (w, h) = (
+                u32::from(self.image.width()),
+                u32::from(self.image.height()),
+            );
             let mut out = WriteBuf::new();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.processor.process(&mut self.image, data, &mut out, &mut None)
+                self.processor
+                    .process(&mut self.image, data, &mut out, &mut None)
             }));
             match r {
                 Ok(Ok(updates)) => {
@@ -1220,7 +1227,11 @@ pub(crate) mod tests {
             let bitmap = |rng: &mut StdRng, w: u16, h: u16, kinds: &mut [u32; 10]| -> Bitmap {
                 let (bw, bh) = (rng.gen_range(1..=20u16), rng.gen_range(1..=20u16));
                 let (x, y) = (rng.gen_range(0..w), rng.gen_range(0..h));
-                let rw = if rng.gen_ratio(1, 4) { rng.gen_range(1..=bw) } else { bw };
+                let rw = if rng.gen_ratio(1, 4) {
+                    rng.gen_range(1..=bw)
+                } else {
+                    bw
+                };
                 let kind = rng.gen_range(0..4);
                 let (bpp, compressed, data) = match kind {
                     // Planar: any format byte, now and then damaged.
@@ -1233,10 +1244,20 @@ pub(crate) mod tests {
                         }
                         (32, true, d)
                     }
-                    2 => (32, false, (0..usize::from(bw) * usize::from(bh) * 4).map(|_| rng.r#gen()).collect()),
+                    2 => (
+                        32,
+                        false,
+                        (0..usize::from(bw) * usize::from(bh) * 4)
+                            .map(|_| rng.r#gen())
+                            .collect(),
+                    ),
                     _ => {
                         let row = (usize::from(bw) * 3 + 3) & !3;
-                        (24, false, (0..row * usize::from(bh)).map(|_| rng.r#gen()).collect())
+                        (
+                            24,
+                            false,
+                            (0..row * usize::from(bh)).map(|_| rng.r#gen()).collect(),
+                        )
                     }
                 };
                 kinds[kind] += 1;
@@ -1250,21 +1271,31 @@ pub(crate) mod tests {
                 }
                 1 | 2 => {
                     // An update in two fragments, or a fragment left alone.
-                    let body = bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds), bitmap(&mut rng, w, h, &mut kinds)]);
+                    let body = bitmap_body(&[
+                        bitmap(&mut rng, w, h, &mut kinds),
+                        bitmap(&mut rng, w, h, &mut kinds),
+                    ]);
                     let cut = rng.gen_range(1..body.len());
                     let first = fast_path(&[(0x21, body[..cut].to_vec())]);
                     mine.apply(&output(0, first.clone()));
                     alone.apply(0, &first);
                     kinds[4] += 1;
                     if rng.gen_ratio(1, 4) {
-                        (0, fast_path(&[(0x01, bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]))]))
+                        (
+                            0,
+                            fast_path(&[(
+                                0x01,
+                                bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]),
+                            )]),
+                        )
                     } else {
                         (0, fast_path(&[(0x11, body[cut..].to_vec())]))
                     }
                 }
                 3 => {
                     // Damaged PDU.
-                    let mut p = fast_path(&[(0x01, bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]))]);
+                    let mut p =
+                        fast_path(&[(0x01, bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]))]);
                     p.truncate(rng.gen_range(0..p.len()));
                     kinds[5] += 1;
                     (0, p)
@@ -1275,7 +1306,8 @@ pub(crate) mod tests {
                     let updates: Vec<(u8, Vec<u8>)> = (0..n)
                         .map(|_| {
                             let k = rng.gen_range(1..=3);
-                            let rects: Vec<_> = (0..k).map(|_| bitmap(&mut rng, w, h, &mut kinds)).collect();
+                            let rects: Vec<_> =
+                                (0..k).map(|_| bitmap(&mut rng, w, h, &mut kinds)).collect();
                             (0x01, bitmap_body(&rects))
                         })
                         .collect();
@@ -1285,8 +1317,16 @@ pub(crate) mod tests {
             mine.apply(&output(channel, pdu.clone()));
             alone.apply(channel, &pdu);
             assert!(mine.rgba() == alone.rgba(), "step {step}: pixels differ");
-            assert_eq!(mine.take_damage(), std::mem::replace(&mut alone.damage, Damage::None), "step {step}");
-            assert_eq!((mine.stats.decoded, mine.stats.skipped), (alone.decoded, alone.skipped), "step {step}");
+            assert_eq!(
+                mine.take_damage(),
+                std::mem::replace(&mut alone.damage, Damage::None),
+                "step {step}"
+            );
+            assert_eq!(
+                (mine.stats.decoded, mine.stats.skipped),
+                (alone.decoded, alone.skipped),
+                "step {step}"
+            );
         }
         // Every kind was met, planar ones drawn here.
         assert!(kinds.iter().take(6).all(|&k| k > 50), "{kinds:?}");
