@@ -5,7 +5,10 @@
 //! each PDU drew ([`Renderer::take_damage`]). Fast-path PDUs (channel 0)
 //! go through ironrdp-session's fast-path processor, which
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
-//! ironrdp-graphics. Anything it cannot decode is skipped and counted.
+//! ironrdp-graphics; planar bitmaps, most of a full-screen redraw, are
+//! drawn by [`super::planar`] instead, into the renderer's own framebuffer,
+//! with exactly ironrdp's pixels. Anything that cannot be decoded is
+//! skipped and counted.
 //!
 //! Seeking starts at a keyframe (see [`replay_start`]) instead of the
 //! session start; a Server Demand Active with another desktop size
