@@ -1095,9 +1095,12 @@ pub(crate) mod tests {
         pdu
     }
 
-    /// A bitmap update's body: (x, y, rect width, bitmap width, height,
-    /// bpp, compressed, data) each.
-    fn bitmap_body(rects: &[(u16, u16, u16, u16, u16, u16, bool, Vec<u8>)]) -> Vec<u8> {
+    /// One bitmap of an update: x, y, rectangle width, bitmap width,
+    /// height, bpp, compressed, data.
+    type Bitmap = (u16, u16, u16, u16, u16, u16, bool, Vec<u8>);
+
+    /// A bitmap update's body.
+    fn bitmap_body(rects: &[Bitmap]) -> Vec<u8> {
         use ironrdp_pdu::bitmap::{BitmapData, Compression};
         let update = BitmapUpdateData {
             rectangles: rects
@@ -1226,7 +1229,6 @@ pub(crate) mod tests {
         let mut kinds = [0u32; 10];
         for step in 0..3000 {
             // A bitmap somewhere on the desktop (sometimes partly outside).
-            type Bitmap = (u16, u16, u16, u16, u16, u16, bool, Vec<u8>);
             let bitmap = |rng: &mut StdRng, w: u16, h: u16, kinds: &mut [u32; 10]| -> Bitmap {
                 let (bw, bh) = (rng.gen_range(1..=20u16), rng.gen_range(1..=20u16));
                 let (x, y) = (rng.gen_range(0..w), rng.gen_range(0..h));
