@@ -477,6 +477,10 @@ impl Renderer {
             _ => {
                 if r.is_err() {
                     self.fragment_pending = true;
+                    // Whatever was drawn where before the panic, the
+                    // framebuffer is what shows: ironrdp gets all of it
+                    // before it draws again.
+                    self.stale = Damage::Full;
                 }
                 self.stats.skipped += 1;
                 // A PDU that failed half-way may have drawn part of itself.
