@@ -32,7 +32,7 @@ use sekisho::web::desktop::{REPLAY_FPS, frames_between};
 #[path = "support/desktop_session.rs"]
 mod desktop_session;
 
-use desktop_session::{S, write_office_session};
+use desktop_session::{ArchiveLayout, S, write_office_session};
 
 const W: u16 = 1920;
 const H: u16 = 1080;
@@ -74,7 +74,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("office.skrec");
     let made = Instant::now();
-    let end = write_office_session(&path, minutes, (W, H));
+    let end = write_office_session(&path, minutes, (W, H), ArchiveLayout::Recorded);
     let size = std::fs::metadata(&path).expect("archive").len();
     let mut reader = Reader::open(&path).expect("open");
     let keyframes = reader.keyframes().expect("keyframes").len();

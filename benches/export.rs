@@ -4,7 +4,10 @@
 //! (`SEKISHO_BENCH_BASELINE`, e.g. a release build of main before a
 //! change).
 //!
-//! The archives are synthetic (`support/desktop_session.rs`): an
+//! The archives are synthetic (`support/desktop_session.rs`), written as
+//! the gateway records a desktop session (one zstd stream with a long
+//! window, a chunk at least every second); the redraws also as the bench
+//! wrote them before session 7 (a zstd frame per 1 MiB chunk): an
 //! office-like session on 1024x768 (the size of the RDP benchmark's xrdp
 //! desktop) and on 1920x1080, continuous full-screen redraws of
 //! photo-like pictures (40 a second, planar tiles as a target sends them),
@@ -36,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use desktop_session::{S, write_office_session, write_redraw_session};
+use desktop_session::{ArchiveLayout, S, write_office_session, write_redraw_session};
 use measure::{env_num, loadavg, median};
 
 /// User + system time of the waited-for children so far (the export and,
@@ -149,7 +152,7 @@ fn main() {
         ("office-like 1920x1080", (1920, 1080)),
     ] {
         let path = dir.path().join(format!("office-{}.skrec", size.0));
-        let end = write_office_session(&path, office_min, size);
+        let end = write_office_session(&path, office_min, size, ArchiveLayout::Recorded);
         cases.push(Case {
             archive: name.into(),
             archive_path: path,
@@ -159,18 +162,31 @@ fn main() {
             covered_s: end as f64 / 1e6,
         });
     }
-    let path = dir.path().join("redraw.skrec");
-    let end = write_redraw_session(&path, redraw_s, (1024, 768));
-    cases.push(Case {
-        archive: "full-screen redraws 40/s, 1024x768".into(),
-        archive_path: path,
-        session_s: end as f64 / 1e6,
-        format: "mp4",
-        args: vec!["--format".into(), "mp4".into()],
-        covered_s: end as f64 / 1e6,
-    });
+    for (name, file, layout) in [
+        (
+            "full-screen redraws 40/s, 1024x768",
+            "redraw.skrec",
+            ArchiveLayout::Recorded,
+        ),
+        (
+            "the same, a zstd frame per 1 MiB chunk (as before session 7)",
+            "redraw-frames.skrec",
+            ArchiveLayout::FramePerChunk,
+        ),
+    ] {
+        let path = dir.path().join(file);
+        let end = write_redraw_session(&path, redraw_s, (1024, 768), layout);
+        cases.push(Case {
+            archive: name.into(),
+            archive_path: path,
+            session_s: end as f64 / 1e6,
+            format: "mp4",
+            args: vec!["--format".into(), "mp4".into()],
+            covered_s: end as f64 / 1e6,
+        });
+    }
     let path = dir.path().join("hour.skrec");
-    let end = write_office_session(&path, hour_min, (1920, 1080));
+    let end = write_office_session(&path, hour_min, (1920, 1080), ArchiveLayout::Recorded);
     for at in [end / 2 + 17 * S, end - S] {
         let secs = at / S;
         cases.push(Case {

@@ -13,6 +13,14 @@
 //! - [`write_redraw_session`]: continuous full-screen redraws, 40 a second,
 //!   of photo-like pictures sent as a target sends them at 32 bpp: 64x64
 //!   tiles of planar (RDP 6.0) bitmaps with RLE.
+//!
+//! Both are written as the gateway records a desktop session
+//! ([`ArchiveLayout::Recorded`]: `WriterOptions::desktop()`, one zstd
+//! stream with a long window from keyframe to keyframe, a chunk cut at
+//! least once a second of session time as the recorder's writer thread
+//! cuts one once a second); [`ArchiveLayout::FramePerChunk`] is how the
+//! benches wrote them before session 7 (`WriterOptions::default()`, a zstd
+//! frame per 1 MiB chunk), kept to compare with.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -51,6 +59,60 @@ pub fn meta(w: u16, h: u16) -> SessionMeta {
             user_channel: 1007,
             ..RdpInfo::default()
         }),
+    }
+}
+
+/// How a synthetic session's archive is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveLayout {
+    /// As the gateway records an RDP session.
+    Recorded,
+    /// Each chunk one zstd frame (level 3), cut only when 1 MiB is full.
+    FramePerChunk,
+}
+
+/// The archive writer with the recorder's chunking in session time: the
+/// recorder cuts a chunk once its first event is a second old (wall time,
+/// which in a live session is session time).
+struct SessionWriter {
+    writer: ArchiveWriter,
+    layout: ArchiveLayout,
+    chunk_first: Option<u64>,
+}
+
+impl SessionWriter {
+    fn create(path: &std::path::Path, meta: &SessionMeta, layout: ArchiveLayout) -> Self {
+        let options = match layout {
+            ArchiveLayout::Recorded => WriterOptions::desktop(),
+            ArchiveLayout::FramePerChunk => WriterOptions::default(),
+        };
+        SessionWriter {
+            writer: ArchiveWriter::create(path, meta, options).expect("create"),
+            layout,
+            chunk_first: None,
+        }
+    }
+
+    fn append(&mut self, t: u64, ev: &Event) {
+        if self.layout == ArchiveLayout::Recorded {
+            match self.chunk_first {
+                Some(first) if t >= first + S => {
+                    self.writer.flush_chunk().expect("flush");
+                    self.chunk_first = Some(t);
+                }
+                None => self.chunk_first = Some(t),
+                Some(_) => {}
+            }
+        }
+        self.writer.append(t, ev).expect("append");
+        if self.writer.chunk_opened().is_none() {
+            // The writer cut a full chunk itself.
+            self.chunk_first = None;
+        }
+    }
+
+    fn seal(self) {
+        self.writer.seal(&ArchiveKey::generate()).expect("seal");
     }
 }
 
@@ -196,14 +258,18 @@ fn redraw(
 
 /// Writes the office-like session on a `w` x `h` desktop (its layout
 /// first drawn for 1920x1080, scaled); returns its length in µs.
-pub fn write_office_session(path: &std::path::Path, minutes: u64, (w, h): (u16, u16)) -> u64 {
+pub fn write_office_session(
+    path: &std::path::Path,
+    minutes: u64,
+    (w, h): (u16, u16),
+    layout: ArchiveLayout,
+) -> u64 {
     // A place on the 1920x1080 layout, on this desktop.
     let sx = |x: u16| (u32::from(x) * u32::from(w) / 1920) as u16;
     let sy = |y: u16| (u32::from(y) * u32::from(h) / 1080) as u16;
     let mut rng = StdRng::seed_from_u64(12);
     let mut tiles = Tiles::default();
-    let mut writer =
-        ArchiveWriter::create(path, &meta(w, h), WriterOptions::default()).expect("create");
+    let mut writer = SessionWriter::create(path, &meta(w, h), layout);
     let end = minutes * 60 * S;
     let desk = (0, 0, w, h);
     let pane = (sx(300), sy(150), sx(1200), sy(760));
@@ -288,10 +354,10 @@ pub fn write_office_session(path: &std::path::Path, minutes: u64, (w, h): (u16, 
         }
         batch.sort_by_key(|(t, _)| *t);
         for (at, ev) in batch.drain(..) {
-            writer.append(at, &ev).expect("append");
+            writer.append(at, &ev);
         }
     }
-    writer.seal(&ArchiveKey::generate()).expect("seal");
+    writer.seal();
     end
 }
 
@@ -348,23 +414,25 @@ const PHOTOS: usize = 7;
 /// Writes `seconds` of continuous full-screen redraws at 40 a second on a
 /// `w` x `h` desktop, each redraw a photo-like picture other than the one
 /// before, sent as planar tiles within 10 ms; returns its length in µs.
-pub fn write_redraw_session(path: &std::path::Path, seconds: u64, (w, h): (u16, u16)) -> u64 {
+pub fn write_redraw_session(
+    path: &std::path::Path,
+    seconds: u64,
+    (w, h): (u16, u16),
+    layout: ArchiveLayout,
+) -> u64 {
     let mut rng = StdRng::seed_from_u64(40);
     let photos: Vec<Vec<Bytes>> = (0..PHOTOS)
         .map(|_| planar_tiles(&photo(&mut rng, w, h), w, h))
         .collect();
-    let mut writer =
-        ArchiveWriter::create(path, &meta(w, h), WriterOptions::default()).expect("create");
-    writer
-        .append(0, &output(IO_CHANNEL, demand_active(w, h)))
-        .expect("append");
+    let mut writer = SessionWriter::create(path, &meta(w, h), layout);
+    writer.append(0, &output(IO_CHANNEL, demand_active(w, h)));
     let end = seconds * S;
     let mut frame = 0usize;
     let mut t = 1000;
     while t < end {
         if frame.is_multiple_of(120) {
             // A keyframe mark every 3 s (a redraw is on its way anyway).
-            writer.append(t, &Event::Keyframe).expect("append");
+            writer.append(t, &Event::Keyframe);
         }
         let tiles = &photos[frame % PHOTOS];
         for (k, tile) in tiles.iter().enumerate() {
@@ -374,11 +442,11 @@ pub fn write_redraw_session(path: &std::path::Path, seconds: u64, (w, h): (u16, 
                 stream: Stream::Stdout,
                 data: tile.clone(),
             };
-            writer.append(at, &ev).expect("append");
+            writer.append(at, &ev);
         }
         frame += 1;
         t += S / 40;
     }
-    writer.seal(&ArchiveKey::generate()).expect("seal");
+    writer.seal();
     end
 }

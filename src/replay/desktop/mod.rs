@@ -8,6 +8,7 @@
 pub mod frames;
 pub mod keystrokes;
 pub mod mp4;
+mod planar;
 pub mod png;
 pub mod render;
 mod timed_frames;

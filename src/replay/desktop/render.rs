@@ -5,7 +5,10 @@
 //! each PDU drew ([`Renderer::take_damage`]). Fast-path PDUs (channel 0)
 //! go through ironrdp-session's fast-path processor, which
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
-//! ironrdp-graphics. Anything it cannot decode is skipped and counted.
+//! ironrdp-graphics; planar bitmaps, most of a full-screen redraw, are
+//! drawn by [`super::planar`] instead, into the renderer's own framebuffer,
+//! with exactly ironrdp's pixels. Anything that cannot be decoded is
+//! skipped and counted.
 //!
 //! Seeking starts at a keyframe (see [`replay_start`]) instead of the
 //! session start; a Server Demand Active with another desktop size
@@ -18,7 +21,11 @@ use ironrdp_pdu::slow_path;
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder, UpdateKind};
 use ironrdp_session::image::DecodedImage;
 
+use ironrdp_pdu::bitmap::BitmapUpdateData;
+use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
+
 use super::frames::pointer_of;
+use super::planar::{PlanarDecoder, Target};
 use crate::protocol::rdp::pdu::{MAX_SIDE, demand_active_size};
 use crate::recording::{Event, RdpInfo, ReadError, Reader, SessionMeta, TimedEvent};
 
@@ -48,7 +55,21 @@ pub struct RenderStats {
 }
 
 pub struct Renderer {
+    /// The desktop, RGBA row by row (alpha undefined): what every output
+    /// shows.
+    fb: Vec<u8>,
+    /// ironrdp's image, where it draws what this renderer leaves to it
+    /// (every kind of update but planar bitmaps); what it draws is copied
+    /// into `fb`. It holds the desktop too, except where `stale` says.
     image: DecodedImage,
+    /// Where `fb` holds pixels `image` does not (planar bitmaps drawn into
+    /// `fb` directly): copied into `image` before ironrdp draws an update
+    /// whose reach is not a whole bitmap it overwrites.
+    stale: Damage,
+    /// Whether ironrdp may hold the first fragments of an update: then
+    /// every fast-path PDU goes to it, as a PDU can end what it holds.
+    fragment_pending: bool,
+    planar: PlanarDecoder,
     processor: Processor,
     out: WriteBuf,
     pub stats: RenderStats,
@@ -186,18 +207,16 @@ impl Cover {
     }
 }
 
-/// What a fast-path PDU draws, read from its headers without decoding a
-/// bitmap: `Some` only for a PDU made of whole (unfragmented, not
-/// bulk-compressed) bitmap updates, with the rectangles the decoder draws
-/// (those inside a `width` x `height` desktop whose declared bitmap size
-/// matches, as ironrdp-session checks before drawing).
-fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
+/// The bitmap updates of a fast-path PDU made only of whole
+/// (unfragmented, not bulk-compressed) bitmap updates; `None` for any
+/// other PDU.
+fn bitmap_updates(data: &[u8]) -> Option<Vec<BitmapUpdateData<'_>>> {
     use ironrdp_pdu::fast_path::{
         FastPathHeader, FastPathUpdate, FastPathUpdatePdu, Fragmentation, UpdateCode,
     };
     let mut src = ReadCursor::new(data);
     decode_cursor_any::<FastPathHeader>(&mut src)?;
-    let (mut rects, mut all_drawn) = (Vec::new(), true);
+    let mut updates = Vec::new();
     while !src.is_empty() {
         let pdu = decode_cursor_any::<FastPathUpdatePdu<'_>>(&mut src)?;
         if pdu.fragmentation != Fragmentation::Single
@@ -211,6 +230,48 @@ fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool
         else {
             return None;
         };
+        updates.push(update);
+    }
+    Some(updates)
+}
+
+/// Whether ironrdp may keep part of a fragmented update after this PDU:
+/// its last update is a first or middle fragment, or it could not be
+/// read to its end.
+fn may_leave_fragment(data: &[u8]) -> bool {
+    use ironrdp_pdu::fast_path::{FastPathHeader, FastPathUpdatePdu, Fragmentation};
+    let mut src = ReadCursor::new(data);
+    if decode_cursor_any::<FastPathHeader>(&mut src).is_none() {
+        return true;
+    }
+    let mut last = Fragmentation::Single;
+    while !src.is_empty() {
+        let Some(pdu) = decode_cursor_any::<FastPathUpdatePdu<'_>>(&mut src) else {
+            return true;
+        };
+        last = pdu.fragmentation;
+    }
+    matches!(last, Fragmentation::First | Fragmentation::Next)
+}
+
+/// An inclusive rectangle (well formed) as a [`Rect`].
+fn rect_of(r: &InclusiveRectangle) -> Rect {
+    Rect {
+        x: u32::from(r.left),
+        y: u32::from(r.top),
+        width: u32::from(r.right - r.left) + 1,
+        height: u32::from(r.bottom - r.top) + 1,
+    }
+}
+
+/// What a fast-path PDU draws, read from its headers without decoding a
+/// bitmap: `Some` only for a PDU made of whole (unfragmented, not
+/// bulk-compressed) bitmap updates, with the rectangles the decoder draws
+/// (those inside a `width` x `height` desktop whose declared bitmap size
+/// matches, as ironrdp-session checks before drawing).
+fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
+    let (mut rects, mut all_drawn) = (Vec::new(), true);
+    for update in bitmap_updates(data)? {
         for b in &update.rectangles {
             let r = &b.rectangle;
             let drawn = r.left <= r.right
@@ -224,12 +285,7 @@ fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool
                 all_drawn = false;
                 continue;
             }
-            rects.push(Rect {
-                x: u32::from(r.left),
-                y: u32::from(r.top),
-                width: u32::from(r.right - r.left) + 1,
-                height: u32::from(r.bottom - r.top) + 1,
-            });
+            rects.push(rect_of(r));
         }
     }
     Some((rects, all_drawn))
@@ -345,7 +401,11 @@ impl Renderer {
         }
         .build();
         Renderer {
+            fb: vec![0; usize::from(width) * usize::from(height) * 4],
             image: DecodedImage::new(PixelFormat::RgbA32, width, height),
+            stale: Damage::None,
+            fragment_pending: false,
+            planar: PlanarDecoder::default(),
             processor,
             out: WriteBuf::new(),
             stats: RenderStats::default(),
@@ -369,6 +429,12 @@ impl Renderer {
     }
 
     /// Apply one recorded event (only server output matters).
+    ///
+    /// A fast-path PDU made of whole bitmap updates is drawn update by
+    /// update: planar bitmaps by [`PlanarDecoder`] straight into the
+    /// framebuffer, the others by ironrdp (then copied); anything else goes
+    /// to ironrdp whole. Either way the pixels, the regions noted and the
+    /// counts are what ironrdp alone gives (see the tests).
     pub fn apply(&mut self, ev: &Event) {
         let Event::Output { channel, data, .. } = ev else {
             return;
@@ -378,9 +444,29 @@ impl Renderer {
             return;
         }
         self.out.clear();
+        let mut ironrdp_area = None;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.processor
+            if !self.fragment_pending
+                && let Some(updates) = bitmap_updates(data)
+            {
+                return self.draw_bitmaps(updates, &mut ironrdp_area);
+            }
+            self.sync_stale();
+            ironrdp_area = Some(Damage::Full);
+            let r = self
+                .processor
                 .process(&mut self.image, data, &mut self.out, &mut None)
+                .map_err(|_| ());
+            self.fragment_pending = r.is_err() || may_leave_fragment(data);
+            if let Ok(updates) = &r {
+                for r in updates {
+                    if let UpdateKind::Region(r) = r {
+                        self.copy_from_image(r);
+                    }
+                }
+                ironrdp_area = None;
+            }
+            r
         }));
         match r {
             Ok(Ok(updates)) => {
@@ -389,11 +475,210 @@ impl Renderer {
                 self.note_updates(&updates);
             }
             _ => {
+                if r.is_err() {
+                    self.fragment_pending = true;
+                    // Whatever was drawn where before the panic, the
+                    // framebuffer is what shows: ironrdp gets all of it
+                    // before it draws again.
+                    self.stale = Damage::Full;
+                }
                 self.stats.skipped += 1;
                 // A PDU that failed half-way may have drawn part of itself.
+                match ironrdp_area {
+                    Some(Damage::Full) => self.copy_all_from_image(),
+                    Some(Damage::Rects(rects)) => {
+                        for r in rects {
+                            self.copy_rect_from_image(r);
+                        }
+                    }
+                    _ => {}
+                }
                 self.damage = Damage::Full;
             }
         }
+    }
+
+    /// Draw whole bitmap updates as ironrdp's `process_bitmap_update`
+    /// does (a rectangle it would not draw is passed over; an error ends
+    /// the PDU), one region per update. `ironrdp_area` says where ironrdp
+    /// was drawing, should it fail half-way.
+    fn draw_bitmaps(
+        &mut self,
+        updates: Vec<BitmapUpdateData<'_>>,
+        ironrdp_area: &mut Option<Damage>,
+    ) -> Result<Vec<UpdateKind>, ()> {
+        use ironrdp_pdu::bitmap::Compression;
+        let (w, h) = (self.image.width(), self.image.height());
+        let mut kinds = Vec::with_capacity(updates.len());
+        for update in updates {
+            let mut region: Option<InclusiveRectangle> = None;
+            for b in update.rectangles {
+                let r = b.rectangle.clone();
+                // ironrdp-session's check of the declared destination.
+                let fits = r.left <= r.right
+                    && r.top <= r.bottom
+                    && r.right < w
+                    && r.bottom < h
+                    && b.width >= r.width()
+                    && r.height() == b.height;
+                if !fits {
+                    continue;
+                }
+                let planar = b.bits_per_pixel == 32
+                    && b.compression_flags
+                        .contains(Compression::BITMAP_COMPRESSION)
+                    && self.draw_planar(&b);
+                let drawn = if planar {
+                    Some(r)
+                } else {
+                    *ironrdp_area = Some(Damage::Rects(vec![rect_of(&r)]));
+                    let kinds = self
+                        .processor
+                        .process_bitmap_update(
+                            &mut self.image,
+                            BitmapUpdateData {
+                                rectangles: vec![b],
+                            },
+                        )
+                        .map_err(|_| ())?;
+                    *ironrdp_area = None;
+                    let drawn = kinds.into_iter().find_map(|k| match k {
+                        UpdateKind::Region(r) => Some(r),
+                        _ => None,
+                    });
+                    if let Some(d) = &drawn {
+                        self.copy_from_image(d);
+                    }
+                    drawn
+                };
+                if let Some(d) = drawn {
+                    region = Some(match region {
+                        Some(u) => u.union(&d),
+                        None => d,
+                    });
+                }
+            }
+            kinds.push(region.map_or(UpdateKind::None, UpdateKind::Region));
+        }
+        Ok(kinds)
+    }
+
+    /// A planar bitmap drawn into the framebuffer; `false` (nothing drawn)
+    /// when [`PlanarDecoder`] leaves it to ironrdp.
+    fn draw_planar(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
+        let r = &b.rectangle;
+        let target = Target {
+            fb: &mut self.fb,
+            stride: usize::from(self.image.width()) * 4,
+            x: usize::from(r.left),
+            y: usize::from(r.top),
+            width: usize::from(r.width()),
+        };
+        let drawn = self
+            .planar
+            .draw(
+                b.bitmap_data,
+                usize::from(b.width),
+                usize::from(b.height),
+                target,
+            )
+            .is_ok();
+        if drawn {
+            self.stale.add(rect_of(r));
+        }
+        drawn
+    }
+
+    /// Bring ironrdp's image up to date where only the framebuffer was
+    /// drawn on: the stale rectangles as uncompressed 24 bpp bitmaps
+    /// (bottom-up BGR rows padded to 4 bytes), which it copies as they are.
+    fn sync_stale(&mut self) {
+        let rects = match std::mem::replace(&mut self.stale, Damage::None) {
+            Damage::None => return,
+            Damage::Rects(rects) => rects,
+            Damage::Full => vec![Rect {
+                x: 0,
+                y: 0,
+                width: self.width(),
+                height: self.height(),
+            }],
+        };
+        let stride = self.width() as usize * 4;
+        let mut data = Vec::new();
+        for r in rects {
+            let (w, h) = (r.width as usize, r.height as usize);
+            let row = (w * 3 + 3) & !3;
+            data.clear();
+            data.resize(row * h, 0);
+            for (k, out) in data.chunks_exact_mut(row).enumerate() {
+                let y = r.y as usize + h - 1 - k;
+                let src = &self.fb[y * stride + r.x as usize * 4..][..w * 4];
+                for (o, p) in out.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
+                    o.copy_from_slice(&[p[2], p[1], p[0]]);
+                }
+            }
+            let (Ok(x), Ok(y), Ok(bw), Ok(bh)) = (
+                u16::try_from(r.x),
+                u16::try_from(r.y),
+                u16::try_from(r.width),
+                u16::try_from(r.height),
+            ) else {
+                continue;
+            };
+            let update = BitmapUpdateData {
+                rectangles: vec![ironrdp_pdu::bitmap::BitmapData {
+                    rectangle: InclusiveRectangle {
+                        left: x,
+                        top: y,
+                        right: x + bw - 1,
+                        bottom: y + bh - 1,
+                    },
+                    width: bw,
+                    height: bh,
+                    bits_per_pixel: 24,
+                    compression_flags: ironrdp_pdu::bitmap::Compression::empty(),
+                    compressed_data_header: None,
+                    bitmap_data: &data,
+                }],
+            };
+            let _ = self
+                .processor
+                .process_bitmap_update(&mut self.image, update);
+        }
+    }
+
+    /// Copy what ironrdp drew in `r` (inclusive, clipped to the desktop)
+    /// into the framebuffer.
+    fn copy_from_image(&mut self, r: &InclusiveRectangle) {
+        let (w, h) = (self.width(), self.height());
+        let (left, top) = (u32::from(r.left), u32::from(r.top));
+        let right = (u32::from(r.right) + 1).min(w);
+        let bottom = (u32::from(r.bottom) + 1).min(h);
+        if left < right && top < bottom {
+            self.copy_rect_from_image(Rect {
+                x: left,
+                y: top,
+                width: right - left,
+                height: bottom - top,
+            });
+        }
+    }
+
+    fn copy_rect_from_image(&mut self, r: Rect) {
+        let stride = self.width() as usize * 4;
+        let (from, len) = (r.x as usize * 4, r.width as usize * 4);
+        let image = self.image.data();
+        for y in r.y as usize..(r.y + r.height) as usize {
+            let at = y * stride + from;
+            if let (Some(dst), Some(src)) = (self.fb.get_mut(at..at + len), image.get(at..at + len))
+            {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+
+    fn copy_all_from_image(&mut self) {
+        self.fb.copy_from_slice(self.image.data());
     }
 
     /// Records the regions the decoder says it drew.
@@ -431,6 +716,8 @@ impl Renderer {
                 // The server resized the desktop (deactivation-reactivation);
                 // it repaints everything after this.
                 self.image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+                self.fb = vec![0; usize::from(w) * usize::from(h) * 4];
+                self.stale = Damage::None;
                 self.changes += 1;
                 self.damage = Damage::Full;
             }
@@ -446,14 +733,13 @@ impl Renderer {
         let ShareDataPdu::Update(update) = sd.share_data_pdu else {
             return;
         };
+        let mut ironrdp_area = None;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut src = ReadCursor::new(&update);
             match slow_path::read_graphics_update_type(&mut src) {
                 Ok(slow_path::GraphicsUpdateType::Bitmap) => {
                     let bitmap = slow_path::decode_slow_path_bitmap(&mut src).map_err(|_| ())?;
-                    self.processor
-                        .process_bitmap_update(&mut self.image, bitmap)
-                        .map_err(|_| ())
+                    self.draw_bitmaps(vec![bitmap], &mut ironrdp_area)
                 }
                 Ok(_) => Ok(Vec::new()),
                 Err(_) => Err(()),
@@ -467,6 +753,11 @@ impl Renderer {
             }
             _ => {
                 self.stats.skipped += 1;
+                if let Some(Damage::Rects(rects)) = ironrdp_area {
+                    for r in rects {
+                        self.copy_rect_from_image(r);
+                    }
+                }
                 self.damage = Damage::Full;
             }
         }
@@ -474,12 +765,12 @@ impl Renderer {
 
     /// The framebuffer as stored: RGBA row by row, alpha undefined.
     pub fn pixels(&self) -> &[u8] {
-        self.image.data()
+        &self.fb
     }
 
     /// RGBA pixels, row by row, opaque.
     pub fn rgba(&self) -> Vec<u8> {
-        let mut px = self.image.data().to_vec();
+        let mut px = self.fb.clone();
         for p in px.chunks_exact_mut(4) {
             p[3] = 0xff;
         }
@@ -792,6 +1083,263 @@ pub(crate) mod tests {
         assert_eq!(at(2, 1), vec![30, 20, 10, 255]);
         assert_eq!(at(3, 1), vec![60, 50, 40, 255]);
         assert_eq!(at(0, 0), vec![0, 0, 0, 255]);
+    }
+
+    /// A fast-path PDU of these updates: (update header byte, body).
+    fn fast_path(updates: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (head, data) in updates {
+            body.push(*head);
+            body.extend_from_slice(&u16::try_from(data.len()).expect("small").to_le_bytes());
+            body.extend_from_slice(data);
+        }
+        let total = body.len() + 3;
+        let mut pdu = vec![0x00, 0x80 | (total >> 8) as u8, total as u8];
+        pdu.extend_from_slice(&body);
+        pdu
+    }
+
+    /// One bitmap of an update: x, y, rectangle width, bitmap width,
+    /// height, bpp, compressed, data.
+    type Bitmap = (u16, u16, u16, u16, u16, u16, bool, Vec<u8>);
+
+    /// A bitmap update's body.
+    fn bitmap_body(rects: &[Bitmap]) -> Vec<u8> {
+        use ironrdp_pdu::bitmap::{BitmapData, Compression};
+        let update = BitmapUpdateData {
+            rectangles: rects
+                .iter()
+                .map(|(x, y, rw, bw, h, bpp, compressed, data)| BitmapData {
+                    rectangle: InclusiveRectangle {
+                        left: *x,
+                        top: *y,
+                        right: x + rw - 1,
+                        bottom: y + h - 1,
+                    },
+                    width: *bw,
+                    height: *h,
+                    bits_per_pixel: *bpp,
+                    compression_flags: if *compressed {
+                        Compression::BITMAP_COMPRESSION | Compression::NO_BITMAP_COMPRESSION_HDR
+                    } else {
+                        Compression::empty()
+                    },
+                    compressed_data_header: None,
+                    bitmap_data: data,
+                })
+                .collect(),
+        };
+        ironrdp_core::encode_vec(&update).expect("encode")
+    }
+
+    /// ironrdp alone, as the renderer used it before it drew planar
+    /// bitmaps itself: every fast-path PDU through its processor.
+    struct IronrdpAlone {
+        image: DecodedImage,
+        processor: Processor,
+        damage: Damage,
+        decoded: u64,
+        skipped: u64,
+    }
+
+    impl IronrdpAlone {
+        fn new(w: u16, h: u16) -> Self {
+            IronrdpAlone {
+                image: DecodedImage::new(PixelFormat::RgbA32, w, h),
+                processor: ProcessorBuilder {
+                    io_channel_id: 1003,
+                    user_channel_id: 1007,
+                    share_id: 0,
+                    enable_server_pointer: false,
+                    pointer_software_rendering: false,
+                }
+                .build(),
+                damage: Damage::None,
+                decoded: 0,
+                skipped: 0,
+            }
+        }
+
+        fn apply(&mut self, channel: u32, data: &[u8]) {
+            if channel != 0 {
+                if let Some((w, h)) = demand_active_size(data)
+                    && (w, h) != (self.image.width(), self.image.height())
+                {
+                    self.image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+                    self.damage = Damage::Full;
+                }
+                return;
+            }
+            let (w, h) = (
+                u32::from(self.image.width()),
+                u32::from(self.image.height()),
+            );
+            let mut out = WriteBuf::new();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.processor
+                    .process(&mut self.image, data, &mut out, &mut None)
+            }));
+            match r {
+                Ok(Ok(updates)) => {
+                    self.decoded += 1;
+                    for u in updates {
+                        if let UpdateKind::Region(r) = u {
+                            let right = (u32::from(r.right) + 1).min(w);
+                            let bottom = (u32::from(r.bottom) + 1).min(h);
+                            let (x, y) = (u32::from(r.left), u32::from(r.top));
+                            if x < right && y < bottom {
+                                self.damage.add(Rect {
+                                    x,
+                                    y,
+                                    width: right - x,
+                                    height: bottom - y,
+                                });
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    self.skipped += 1;
+                    self.damage = Damage::Full;
+                }
+            }
+        }
+
+        fn rgba(&self) -> Vec<u8> {
+            let mut px = self.image.data().to_vec();
+            for p in px.chunks_exact_mut(4) {
+                p[3] = 0xff;
+            }
+            px
+        }
+    }
+
+    #[test]
+    fn planar_bitmaps_drawn_here_and_the_rest_by_ironrdp_equal_ironrdp_alone() {
+        use crate::replay::desktop::planar::tests::stream;
+        use rand::rngs::StdRng;
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = StdRng::seed_from_u64(16);
+        let (mut w, mut h) = (48u16, 32u16);
+        let mut mine = Renderer::new(&SessionMeta {
+            desktop: Some(DesktopSize {
+                width: u32::from(w),
+                height: u32::from(h),
+            }),
+            ..meta()
+        })
+        .expect("renderer");
+        let mut alone = IronrdpAlone::new(w, h);
+        let mut kinds = [0u32; 10];
+        for step in 0..3000 {
+            // A bitmap somewhere on the desktop (sometimes partly outside).
+            let bitmap = |rng: &mut StdRng, w: u16, h: u16, kinds: &mut [u32; 10]| -> Bitmap {
+                let (bw, bh) = (rng.gen_range(1..=20u16), rng.gen_range(1..=20u16));
+                let (x, y) = (rng.gen_range(0..w), rng.gen_range(0..h));
+                let rw = if rng.gen_ratio(1, 4) {
+                    rng.gen_range(1..=bw)
+                } else {
+                    bw
+                };
+                let kind = rng.gen_range(0..4);
+                let (bpp, compressed, data) = match kind {
+                    // Planar: any format byte, now and then damaged.
+                    0 | 1 => {
+                        let format = rng.gen_range(0..0x40);
+                        let mut d = stream(rng, format, usize::from(bw), usize::from(bh));
+                        if rng.gen_ratio(1, 8) {
+                            let i = rng.gen_range(0..d.len());
+                            d[i] = rng.r#gen();
+                        }
+                        (32, true, d)
+                    }
+                    2 => (
+                        32,
+                        false,
+                        (0..usize::from(bw) * usize::from(bh) * 4)
+                            .map(|_| rng.r#gen())
+                            .collect(),
+                    ),
+                    _ => {
+                        let row = (usize::from(bw) * 3 + 3) & !3;
+                        (
+                            24,
+                            false,
+                            (0..row * usize::from(bh)).map(|_| rng.r#gen()).collect(),
+                        )
+                    }
+                };
+                kinds[kind] += 1;
+                (x, y, rw, bw, bh, bpp, compressed, data)
+            };
+            let (channel, pdu) = match rng.gen_range(0..20) {
+                0 => {
+                    // A resize now and then.
+                    (w, h) = if w == 48 { (40, 36) } else { (48, 32) };
+                    (1003, demand_active(w, h))
+                }
+                1 | 2 => {
+                    // An update in two fragments, or a fragment left alone.
+                    let body = bitmap_body(&[
+                        bitmap(&mut rng, w, h, &mut kinds),
+                        bitmap(&mut rng, w, h, &mut kinds),
+                    ]);
+                    let cut = rng.gen_range(1..body.len());
+                    let first = fast_path(&[(0x21, body[..cut].to_vec())]);
+                    mine.apply(&output(0, first.clone()));
+                    alone.apply(0, &first);
+                    kinds[4] += 1;
+                    if rng.gen_ratio(1, 4) {
+                        (
+                            0,
+                            fast_path(&[(
+                                0x01,
+                                bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]),
+                            )]),
+                        )
+                    } else {
+                        (0, fast_path(&[(0x11, body[cut..].to_vec())]))
+                    }
+                }
+                3 => {
+                    // Damaged PDU.
+                    let mut p =
+                        fast_path(&[(0x01, bitmap_body(&[bitmap(&mut rng, w, h, &mut kinds)]))]);
+                    p.truncate(rng.gen_range(0..p.len()));
+                    kinds[5] += 1;
+                    (0, p)
+                }
+                _ => {
+                    // Whole updates, each of one to three bitmaps.
+                    let n = rng.gen_range(1..=2);
+                    let updates: Vec<(u8, Vec<u8>)> = (0..n)
+                        .map(|_| {
+                            let k = rng.gen_range(1..=3);
+                            let rects: Vec<_> =
+                                (0..k).map(|_| bitmap(&mut rng, w, h, &mut kinds)).collect();
+                            (0x01, bitmap_body(&rects))
+                        })
+                        .collect();
+                    (0, fast_path(&updates))
+                }
+            };
+            mine.apply(&output(channel, pdu.clone()));
+            alone.apply(channel, &pdu);
+            assert!(mine.rgba() == alone.rgba(), "step {step}: pixels differ");
+            assert_eq!(
+                mine.take_damage(),
+                std::mem::replace(&mut alone.damage, Damage::None),
+                "step {step}"
+            );
+            assert_eq!(
+                (mine.stats.decoded, mine.stats.skipped),
+                (alone.decoded, alone.skipped),
+                "step {step}"
+            );
+        }
+        // Every kind was met, planar ones drawn here.
+        assert!(kinds.iter().take(6).all(|&k| k > 50), "{kinds:?}");
+        assert!(mine.stats.decoded > 2000, "{:?}", mine.stats);
     }
 
     #[test]
