@@ -701,6 +701,9 @@ struct Many {
     before: Usage,
     after: Usage,
     closed: Usage,
+    /// Again 12 s after the close: what stays once idle runtime threads
+    /// (kept 10 s by tokio) have gone.
+    settled: Usage,
     open_secs: f64,
     idle_secs: f64,
     idle_ticks: u64,
@@ -837,12 +840,22 @@ fn many_sessions(
     close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
     let closed = usage(server_pid);
+    let smaps = b.d.dir.join(format!(
+        "smaps-{}-{n}-sessions-closed.txt",
+        via.name().replace(' ', "")
+    ));
+    if std::fs::copy(format!("/proc/{server_pid}/smaps"), &smaps).is_ok() {
+        eprintln!("memory map after {n} sessions closed: {}", smaps.display());
+    }
+    std::thread::sleep(Duration::from_secs(9));
+    let settled = usage(server_pid);
     Many {
         sessions: n,
         cold,
         before,
         after,
         closed,
+        settled,
         open_secs,
         idle_secs,
         idle_ticks: idle_end.cpu_ticks.saturating_sub(after.cpu_ticks),
@@ -1355,6 +1368,25 @@ fn main() {
             &|m| m.closed.rss_kib as f64 / m.before.rss_kib.max(1) as f64,
             "×",
             2,
+        );
+        row(
+            "RSS after all closed, 12 s later / before",
+            &|m| m.settled.rss_kib as f64 / m.before.rss_kib.max(1) as f64,
+            "×",
+            2,
+        );
+        println!(
+            "| threads before / 3 s after all closed / 12 s after | {} | |",
+            cols.iter()
+                .map(|v| {
+                    let m = &many[v];
+                    format!(
+                        "{} / {} / {}",
+                        m.before.threads, m.closed.threads, m.settled.threads
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         println!(
             "| processes / threads with sessions | {} | |",

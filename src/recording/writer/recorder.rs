@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::recording::event::Event;
 use crate::recording::format::SessionMeta;
@@ -22,7 +22,7 @@ use super::{
 enum Msg {
     Event(u64, Event),
     Flush(mpsc::Sender<Result<(), RecordingFailed>>),
-    Seal(mpsc::Sender<Result<ArchiveSummary, SealFailed>>),
+    Seal(oneshot::Sender<Result<ArchiveSummary, SealFailed>>),
 }
 
 struct Shared {
@@ -203,11 +203,41 @@ impl Recorder {
     /// Flushes, writes the signed trailer and stops the writer (blocking).
     /// Other clones' later `record` calls fail with `Sealed`.
     pub fn seal(self) -> Result<ArchiveSummary, SealFailed> {
-        let (reply, rx) = mpsc::channel();
-        let sent = self.tx.send(Msg::Seal(reply)).is_ok();
-        if sent && let Ok(r) = rx.recv() {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Seal(reply)).is_ok()
+            && let Ok(r) = rx.blocking_recv()
+        {
             return r;
         }
+        Err(self.seal_failed())
+    }
+
+    /// Like `seal`, waiting for the writer without holding a thread: a
+    /// blocking-pool thread per ending session would stay alive (and
+    /// resident) for tokio's keep-alive after a wave of sessions closes.
+    pub async fn seal_async(self) -> Result<ArchiveSummary, SealFailed> {
+        let (reply, rx) = oneshot::channel();
+        // The queue may be full while the writer catches up: wait for room
+        // without blocking the runtime's thread, as `record_async` does.
+        let mut msg = Msg::Seal(reply);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(mpsc::TrySendError::Full(m)) => {
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.seal_failed()),
+            }
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.seal_failed()),
+        }
+    }
+
+    /// What `seal` reports when the writer is gone without answering.
+    fn seal_failed(&self) -> SealFailed {
         let partial = self
             .shared
             .partial
@@ -227,10 +257,10 @@ impl Recorder {
                     key_id: None,
                 })
             });
-        Err(SealFailed {
+        SealFailed {
             error: self.current_failure(),
             partial,
-        })
+        }
     }
 }
 
