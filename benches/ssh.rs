@@ -714,6 +714,8 @@ struct Many {
     burst_target_ticks: u64,
     burst_client_ticks: u64,
     burst_machine_ticks: u64,
+    /// Context switches of the bastion's threads during the burst.
+    burst_switches: u64,
 }
 
 /// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
@@ -819,6 +821,24 @@ fn many_sessions(
         trees_ticks(&clients),
         machine_busy_ticks(),
     );
+    // SEKISHO_BENCH_PERF_BURST=FILE: a perf profile of the bastion during
+    // the burst (user space, call graphs), for where its time goes.
+    let perf = std::env::var_os("SEKISHO_BENCH_PERF_BURST")
+        .filter(|_| via.is_sekisho())
+        .and_then(|out| {
+            let child = Command::new("perf")
+                .args(["record", "-F", "2999", "-g", "-p"])
+                .arg(server_pid.to_string())
+                .arg("-o")
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            std::thread::sleep(Duration::from_secs(2));
+            Some(child)
+        });
+    let switches0 = context_switches(server_pid);
     let t_burst = Instant::now();
     for (i, s) in all.iter_mut().enumerate() {
         s.send_marker('B', 5000 + i);
@@ -834,6 +854,11 @@ fn many_sessions(
     }
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let machine1 = machine_busy_ticks();
+    let burst_switches = context_switches(server_pid).saturating_sub(switches0);
+    if let Some(mut perf) = perf {
+        kill(perf.id(), libc::SIGINT);
+        let _ = perf.wait();
+    }
     let burst_end = usage(server_pid);
     let (target1, clients1) = (trees_ticks(&[target_pid]), trees_ticks(&clients));
 
@@ -864,6 +889,7 @@ fn many_sessions(
         burst_target_ticks: target1.saturating_sub(target0),
         burst_client_ticks: clients1.saturating_sub(clients0),
         burst_machine_ticks: machine1.saturating_sub(machine0),
+        burst_switches,
     }
 }
 
@@ -1368,6 +1394,12 @@ fn main() {
             &|m| m.closed.rss_kib as f64 / m.before.rss_kib.max(1) as f64,
             "×",
             2,
+        );
+        row(
+            "context switches of the bastion (target sshd: all its processes) during the burst",
+            &|m| m.burst_switches as f64,
+            "",
+            0,
         );
         row(
             "RSS after all closed, 12 s later / before",

@@ -56,6 +56,23 @@ pub fn stat_of(path: &Path) -> Option<(u32, u32, String, u64)> {
     Some((pid, ppid, comm, utime + stime))
 }
 
+/// Context switches (voluntary + involuntary) of every thread of `root`
+/// and its descendants so far.
+pub fn context_switches(root: u32) -> u64 {
+    let mut n = 0;
+    for pid in process_tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            n += kib_field(&status, "voluntary_ctxt_switches:")
+                + kib_field(&status, "nonvoluntary_ctxt_switches:");
+        }
+    }
+    n
+}
+
 /// `root` and all its live descendants.
 pub fn process_tree(root: u32) -> Vec<u32> {
     let mut parent = Vec::new();

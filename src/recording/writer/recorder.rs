@@ -21,7 +21,7 @@ use super::{
 
 enum Msg {
     Event(u64, Event),
-    Flush(mpsc::Sender<Result<(), RecordingFailed>>),
+    Flush(oneshot::Sender<Result<(), RecordingFailed>>),
     Seal(oneshot::Sender<Result<ArchiveSummary, SealFailed>>),
 }
 
@@ -193,11 +193,34 @@ impl Recorder {
 
     /// Cuts a chunk now and waits until it is written (blocking).
     pub fn flush(&self) -> Result<(), RecordingFailed> {
-        let (reply, rx) = mpsc::channel();
+        let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Flush(reply))
             .map_err(|_| self.current_failure())?;
-        rx.recv().unwrap_or_else(|_| Err(self.current_failure()))
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(self.current_failure()))
+    }
+
+    /// Like `flush`, waiting for the writer without holding a thread.
+    pub async fn flush_async(&self) -> Result<(), RecordingFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Msg::Flush(reply)).await?;
+        rx.await.unwrap_or_else(|_| Err(self.current_failure()))
+    }
+
+    /// Queues a control message, waiting for room without blocking the
+    /// runtime's thread (as `record_async` does).
+    async fn send_async(&self, mut msg: Msg) -> Result<(), RecordingFailed> {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(m)) => {
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+            }
+        }
     }
 
     /// Flushes, writes the signed trailer and stops the writer (blocking).
@@ -217,18 +240,8 @@ impl Recorder {
     /// resident) for tokio's keep-alive after a wave of sessions closes.
     pub async fn seal_async(self) -> Result<ArchiveSummary, SealFailed> {
         let (reply, rx) = oneshot::channel();
-        // The queue may be full while the writer catches up: wait for room
-        // without blocking the runtime's thread, as `record_async` does.
-        let mut msg = Msg::Seal(reply);
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => break,
-                Err(mpsc::TrySendError::Full(m)) => {
-                    msg = m;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.seal_failed()),
-            }
+        if self.send_async(Msg::Seal(reply)).await.is_err() {
+            return Err(self.seal_failed());
         }
         match rx.await {
             Ok(r) => r,
