@@ -18,7 +18,9 @@
 //! `SEKISHO_BENCH_JUMP_SESSIONS` [= SESSIONS; 0 skips the jump host's many
 //! sessions], `SEKISHO_BENCH_DIRECT_SESSIONS` [0: the same many sessions
 //! straight to the target, for what the clients and shells alone take],
-//! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup].
+//! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup], `SEKISHO_BENCH_KEEP=DIR` [keeps
+//! the memory maps of the many-sessions part], `SEKISHO_BENCH_PERF_BURST=FILE`
+//! [a perf profile of sekisho during the echo burst].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -770,6 +772,19 @@ fn close_sessions(all: Vec<Interactive>) {
     }
 }
 
+/// Where the memory maps go: `SEKISHO_BENCH_KEEP=DIR` keeps them after the
+/// run; otherwise the deployment directory (removed at the end).
+fn smaps_dir(b: &Bench) -> PathBuf {
+    match std::env::var_os("SEKISHO_BENCH_KEEP") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            dir
+        }
+        None => b.d.dir.clone(),
+    }
+}
+
 /// Measures the process tree of `server_pid` (the bastion) with `n`
 /// interactive sessions along `via`: memory before and after opening them,
 /// CPU while they idle and during a burst where every session echoes a
@@ -803,7 +818,7 @@ fn many_sessions(
     std::thread::sleep(Duration::from_secs(2));
     let after = usage(server_pid);
     // For a closer look at where the memory is (kept in the deployment dir).
-    let smaps = b.d.dir.join(format!(
+    let smaps = smaps_dir(b).join(format!(
         "smaps-{}-{n}-sessions.txt",
         via.name().replace(' ', "")
     ));
@@ -865,7 +880,7 @@ fn many_sessions(
     close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
     let closed = usage(server_pid);
-    let smaps = b.d.dir.join(format!(
+    let smaps = smaps_dir(b).join(format!(
         "smaps-{}-{n}-sessions-closed.txt",
         via.name().replace(' ', "")
     ));
