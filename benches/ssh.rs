@@ -869,7 +869,7 @@ fn many_sessions(
     }
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let machine1 = machine_busy_ticks();
-    let burst_switches = context_switches(server_pid).saturating_sub(switches0);
+    let burst_switches = switches_between(&switches0, &context_switches(server_pid));
     if let Some(mut perf) = perf {
         kill(perf.id(), libc::SIGINT);
         let _ = perf.wait();
