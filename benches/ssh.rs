@@ -19,8 +19,7 @@
 //! sessions], `SEKISHO_BENCH_DIRECT_SESSIONS` [0: the same many sessions
 //! straight to the target, for what the clients and shells alone take],
 //! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup], `SEKISHO_BENCH_KEEP=DIR` [keeps
-//! the memory maps of the many-sessions part], `SEKISHO_BENCH_PERF_BURST=FILE`
-//! [a perf profile of sekisho during the echo burst].
+//! the memory maps of the many-sessions part].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -836,23 +835,6 @@ fn many_sessions(
         trees_ticks(&clients),
         machine_busy_ticks(),
     );
-    // SEKISHO_BENCH_PERF_BURST=FILE: a perf profile of the bastion during
-    // the burst (user space, call graphs), for where its time goes.
-    let perf = std::env::var_os("SEKISHO_BENCH_PERF_BURST")
-        .filter(|_| via.is_sekisho())
-        .and_then(|out| {
-            let child = Command::new("perf")
-                .args(["record", "-F", "2999", "-g", "-p"])
-                .arg(server_pid.to_string())
-                .arg("-o")
-                .arg(&out)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            std::thread::sleep(Duration::from_secs(2));
-            Some(child)
-        });
     let switches0 = context_switches(server_pid);
     let t_burst = Instant::now();
     for (i, s) in all.iter_mut().enumerate() {
@@ -870,10 +852,6 @@ fn many_sessions(
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let machine1 = machine_busy_ticks();
     let burst_switches = switches_between(&switches0, &context_switches(server_pid));
-    if let Some(mut perf) = perf {
-        kill(perf.id(), libc::SIGINT);
-        let _ = perf.wait();
-    }
     let burst_end = usage(server_pid);
     let (target1, clients1) = (trees_ticks(&[target_pid]), trees_ticks(&clients));
 
