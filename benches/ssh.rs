@@ -18,7 +18,8 @@
 //! `SEKISHO_BENCH_JUMP_SESSIONS` [= SESSIONS; 0 skips the jump host's many
 //! sessions], `SEKISHO_BENCH_DIRECT_SESSIONS` [0: the same many sessions
 //! straight to the target, for what the clients and shells alone take],
-//! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup].
+//! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup], `SEKISHO_BENCH_KEEP=DIR` [keeps
+//! the memory maps of the many-sessions part].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -701,6 +702,9 @@ struct Many {
     before: Usage,
     after: Usage,
     closed: Usage,
+    /// Again 12 s after the close: what stays once idle runtime threads
+    /// (kept 10 s by tokio) have gone.
+    settled: Usage,
     open_secs: f64,
     idle_secs: f64,
     idle_ticks: u64,
@@ -711,6 +715,8 @@ struct Many {
     burst_target_ticks: u64,
     burst_client_ticks: u64,
     burst_machine_ticks: u64,
+    /// Context switches of the bastion's threads during the burst.
+    burst_switches: u64,
 }
 
 /// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
@@ -765,6 +771,19 @@ fn close_sessions(all: Vec<Interactive>) {
     }
 }
 
+/// Where the memory maps go: `SEKISHO_BENCH_KEEP=DIR` keeps them after the
+/// run; otherwise the deployment directory (removed at the end).
+fn smaps_dir(b: &Bench) -> PathBuf {
+    match std::env::var_os("SEKISHO_BENCH_KEEP") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            dir
+        }
+        None => b.d.dir.clone(),
+    }
+}
+
 /// Measures the process tree of `server_pid` (the bastion) with `n`
 /// interactive sessions along `via`: memory before and after opening them,
 /// CPU while they idle and during a burst where every session echoes a
@@ -798,7 +817,7 @@ fn many_sessions(
     std::thread::sleep(Duration::from_secs(2));
     let after = usage(server_pid);
     // For a closer look at where the memory is (kept in the deployment dir).
-    let smaps = b.d.dir.join(format!(
+    let smaps = smaps_dir(b).join(format!(
         "smaps-{}-{n}-sessions.txt",
         via.name().replace(' ', "")
     ));
@@ -816,6 +835,7 @@ fn many_sessions(
         trees_ticks(&clients),
         machine_busy_ticks(),
     );
+    let switches0 = context_switches(server_pid);
     let t_burst = Instant::now();
     for (i, s) in all.iter_mut().enumerate() {
         s.send_marker('B', 5000 + i);
@@ -831,18 +851,29 @@ fn many_sessions(
     }
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let machine1 = machine_busy_ticks();
+    let burst_switches = switches_between(&switches0, &context_switches(server_pid));
     let burst_end = usage(server_pid);
     let (target1, clients1) = (trees_ticks(&[target_pid]), trees_ticks(&clients));
 
     close_sessions(all);
     std::thread::sleep(Duration::from_secs(3));
     let closed = usage(server_pid);
+    let smaps = smaps_dir(b).join(format!(
+        "smaps-{}-{n}-sessions-closed.txt",
+        via.name().replace(' ', "")
+    ));
+    if std::fs::copy(format!("/proc/{server_pid}/smaps"), &smaps).is_ok() {
+        eprintln!("memory map after {n} sessions closed: {}", smaps.display());
+    }
+    std::thread::sleep(Duration::from_secs(9));
+    let settled = usage(server_pid);
     Many {
         sessions: n,
         cold,
         before,
         after,
         closed,
+        settled,
         open_secs,
         idle_secs,
         idle_ticks: idle_end.cpu_ticks.saturating_sub(after.cpu_ticks),
@@ -851,6 +882,7 @@ fn many_sessions(
         burst_target_ticks: target1.saturating_sub(target0),
         burst_client_ticks: clients1.saturating_sub(clients0),
         burst_machine_ticks: machine1.saturating_sub(machine0),
+        burst_switches,
     }
 }
 
@@ -1355,6 +1387,31 @@ fn main() {
             &|m| m.closed.rss_kib as f64 / m.before.rss_kib.max(1) as f64,
             "×",
             2,
+        );
+        row(
+            "context switches of the bastion (target sshd: all its processes) during the burst",
+            &|m| m.burst_switches as f64,
+            "",
+            0,
+        );
+        row(
+            "RSS after all closed, 12 s later / before",
+            &|m| m.settled.rss_kib as f64 / m.before.rss_kib.max(1) as f64,
+            "×",
+            2,
+        );
+        println!(
+            "| threads before / 3 s after all closed / 12 s after | {} | |",
+            cols.iter()
+                .map(|v| {
+                    let m = &many[v];
+                    format!(
+                        "{} / {} / {}",
+                        m.before.threads, m.closed.threads, m.settled.threads
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         println!(
             "| processes / threads with sessions | {} | |",

@@ -56,6 +56,38 @@ pub fn stat_of(path: &Path) -> Option<(u32, u32, String, u64)> {
     Some((pid, ppid, comm, utime + stime))
 }
 
+/// Context switches (voluntary + involuntary) of every thread of `root`
+/// and its descendants so far, by thread id.
+pub fn context_switches(root: u32) -> BTreeMap<u32, u64> {
+    let mut n = BTreeMap::new();
+    for pid in process_tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            n.insert(
+                tid,
+                kib_field(&status, "voluntary_ctxt_switches:")
+                    + kib_field(&status, "nonvoluntary_ctxt_switches:"),
+            );
+        }
+    }
+    n
+}
+
+/// Context switches between two `context_switches` samples, counted over
+/// the threads in both (threads that came or went in between are left out).
+pub fn switches_between(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> u64 {
+    after
+        .iter()
+        .filter_map(|(tid, n)| before.get(tid).map(|b| n.saturating_sub(*b)))
+        .sum()
+}
+
 /// `root` and all its live descendants.
 pub fn process_tree(root: u32) -> Vec<u32> {
     let mut parent = Vec::new();

@@ -140,11 +140,10 @@ impl RdpRecorder for RdpRecording {
     /// Flushes; the archive is sealed by `session_closed`, which also writes
     /// the summary into the session row.
     async fn finish(self) -> Result<(), Refusal> {
-        let recorder = self.recorder;
-        match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| Refusal::new(e.for_person())),
-            Err(e) => Err(Refusal::new(format!("flushing the recording: {e}"))),
-        }
+        self.recorder
+            .flush_async()
+            .await
+            .map_err(|e| Refusal::new(e.for_person()))
     }
 }
 

@@ -489,16 +489,13 @@ impl Services {
         } else {
             (status, kind)
         };
-        let sealed = tokio::task::spawn_blocking(move || recording.seal()).await;
-        let summary: Option<ArchiveSummary> = match sealed {
-            Ok(Ok(s)) => Some(s),
-            Ok(Err(failed)) => {
+        // A writer that panicked drops its reply: that arrives as a failed
+        // seal with what was on disk.
+        let summary: Option<ArchiveSummary> = match recording.seal_async().await {
+            Ok(s) => Some(s),
+            Err(failed) => {
                 self.recording_failed(a, &failed.error).await;
                 Some(*failed.partial)
-            }
-            Err(e) => {
-                tracing::error!(session = %a.id, error = %e, "sealing the recording panicked");
-                None
             }
         };
         let ended_at = Utc::now();

@@ -94,11 +94,10 @@ impl SessionRecorder for SshRecording {
     /// Flushes what is queued; the archive is sealed by `session_ended`,
     /// which also records the summary in the session row.
     async fn finish(&self) -> Result<(), RecordingFailed> {
-        let recorder = self.recorder.clone();
-        match tokio::task::spawn_blocking(move || recorder.flush()).await {
-            Ok(r) => r.map_err(|e| RecordingFailed(e.for_person().to_string())),
-            Err(e) => Err(RecordingFailed(format!("flushing the recording: {e}"))),
-        }
+        self.recorder
+            .flush_async()
+            .await
+            .map_err(|e| RecordingFailed(e.for_person().to_string()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::recording::event::Event;
 use crate::recording::format::SessionMeta;
@@ -21,8 +21,8 @@ use super::{
 
 enum Msg {
     Event(u64, Event),
-    Flush(mpsc::Sender<Result<(), RecordingFailed>>),
-    Seal(mpsc::Sender<Result<ArchiveSummary, SealFailed>>),
+    Flush(oneshot::Sender<Result<(), RecordingFailed>>),
+    Seal(oneshot::Sender<Result<ArchiveSummary, SealFailed>>),
 }
 
 struct Shared {
@@ -193,21 +193,64 @@ impl Recorder {
 
     /// Cuts a chunk now and waits until it is written (blocking).
     pub fn flush(&self) -> Result<(), RecordingFailed> {
-        let (reply, rx) = mpsc::channel();
+        let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Flush(reply))
             .map_err(|_| self.current_failure())?;
-        rx.recv().unwrap_or_else(|_| Err(self.current_failure()))
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(self.current_failure()))
+    }
+
+    /// Like `flush`, waiting for the writer without holding a thread.
+    pub async fn flush_async(&self) -> Result<(), RecordingFailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Msg::Flush(reply)).await?;
+        rx.await.unwrap_or_else(|_| Err(self.current_failure()))
+    }
+
+    /// Queues a control message, waiting for room without blocking the
+    /// runtime's thread (as `record_async` does).
+    async fn send_async(&self, mut msg: Msg) -> Result<(), RecordingFailed> {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(m)) => {
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+            }
+        }
     }
 
     /// Flushes, writes the signed trailer and stops the writer (blocking).
     /// Other clones' later `record` calls fail with `Sealed`.
     pub fn seal(self) -> Result<ArchiveSummary, SealFailed> {
-        let (reply, rx) = mpsc::channel();
-        let sent = self.tx.send(Msg::Seal(reply)).is_ok();
-        if sent && let Ok(r) = rx.recv() {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Seal(reply)).is_ok()
+            && let Ok(r) = rx.blocking_recv()
+        {
             return r;
         }
+        Err(self.seal_failed())
+    }
+
+    /// Like `seal`, waiting for the writer without holding a thread: a
+    /// blocking-pool thread per ending session would stay alive (and
+    /// resident) for tokio's keep-alive after a wave of sessions closes.
+    pub async fn seal_async(self) -> Result<ArchiveSummary, SealFailed> {
+        let (reply, rx) = oneshot::channel();
+        if self.send_async(Msg::Seal(reply)).await.is_err() {
+            return Err(self.seal_failed());
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.seal_failed()),
+        }
+    }
+
+    /// What `seal` reports when the writer is gone without answering.
+    fn seal_failed(&self) -> SealFailed {
         let partial = self
             .shared
             .partial
@@ -227,10 +270,10 @@ impl Recorder {
                     key_id: None,
                 })
             });
-        Err(SealFailed {
+        SealFailed {
             error: self.current_failure(),
             partial,
-        })
+        }
     }
 }
 
