@@ -135,6 +135,20 @@ struct Case {
     covered_s: f64,
 }
 
+impl Case {
+    /// The whole session `end` µs long at `path` as MP4.
+    fn mp4(name: &str, path: PathBuf, end: u64) -> Case {
+        Case {
+            archive: name.into(),
+            archive_path: path,
+            session_s: end as f64 / 1e6,
+            format: "mp4",
+            args: vec!["--format".into(), "mp4".into()],
+            covered_s: end as f64 / 1e6,
+        }
+    }
+}
+
 fn main() {
     let repeat = env_num("SEKISHO_BENCH_REPEAT", 3).max(1);
     let office_min = env_num("SEKISHO_BENCH_OFFICE_MINUTES", 5) as u64;
@@ -153,14 +167,7 @@ fn main() {
     ] {
         let path = dir.path().join(format!("office-{}.skrec", size.0));
         let end = write_office_session(&path, office_min, size, ArchiveLayout::Recorded);
-        cases.push(Case {
-            archive: name.into(),
-            archive_path: path,
-            session_s: end as f64 / 1e6,
-            format: "mp4",
-            args: vec!["--format".into(), "mp4".into()],
-            covered_s: end as f64 / 1e6,
-        });
+        cases.push(Case::mp4(name, path, end));
     }
     for (name, file, layout) in [
         (
@@ -176,14 +183,7 @@ fn main() {
     ] {
         let path = dir.path().join(file);
         let end = write_redraw_session(&path, redraw_s, (1024, 768), layout);
-        cases.push(Case {
-            archive: name.into(),
-            archive_path: path,
-            session_s: end as f64 / 1e6,
-            format: "mp4",
-            args: vec!["--format".into(), "mp4".into()],
-            covered_s: end as f64 / 1e6,
-        });
+        cases.push(Case::mp4(name, path, end));
     }
     let path = dir.path().join("hour.skrec");
     let end = write_office_session(&path, hour_min, (1920, 1080), ArchiveLayout::Recorded);

@@ -154,20 +154,7 @@ impl Recorder {
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(self.current_failure());
         }
-        let mut msg = Msg::Event(self.now_us(), event);
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::TrySendError::Full(m)) => {
-                    if self.shared.failed.load(Ordering::Acquire) {
-                        return Err(self.current_failure());
-                    }
-                    msg = m;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
-            }
-        }
+        self.send_async(Msg::Event(self.now_us(), event)).await
     }
 
     /// Has the writer failed?
@@ -208,13 +195,17 @@ impl Recorder {
         rx.await.unwrap_or_else(|_| Err(self.current_failure()))
     }
 
-    /// Queues a control message, waiting for room without blocking the
-    /// runtime's thread (as `record_async` does).
+    /// Queues a message, waiting for room without blocking the runtime's
+    /// thread; a writer that failed meanwhile (and so stops draining the
+    /// queue) ends the wait.
     async fn send_async(&self, mut msg: Msg) -> Result<(), RecordingFailed> {
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::TrySendError::Full(m)) => {
+                    if self.shared.failed.load(Ordering::Acquire) {
+                        return Err(self.current_failure());
+                    }
                     msg = m;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
