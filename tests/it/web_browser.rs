@@ -41,27 +41,42 @@ impl Drop for Driver {
 pub(crate) async fn browser(accept_language: &str) -> (Client, Driver) {
     let chromedriver = sshd::require("chromedriver", "chromium-driver");
     let chromium = sshd::require("chromium", "chromium");
-    let port = crate::support::free_port();
-    let child = Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
+    // `free_port` only finds a port that was free a moment ago; another
+    // test's listener may take it first, and chromedriver then exits at
+    // once. That (and only that) starts it again on another port.
+    let mut attempt = 0;
+    let (child, port) = loop {
+        attempt += 1;
+        let port = crate::support::free_port();
+        let mut child = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let mut exited = false;
+        let listening = wait_for(Duration::from_secs(30), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if listening && !exited {
+            break (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            exited && attempt < 3,
+            "chromedriver did not listen on 127.0.0.1:{port} (attempt {attempt})"
+        );
+    };
     let profile = tempfile::tempdir().expect("profile dir");
     let driver = Driver {
         child,
         port,
         _profile: profile,
     };
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }),
-        "chromedriver did not listen"
-    );
     let args = vec![
         "--headless".to_string(),
         "--no-sandbox".into(),
