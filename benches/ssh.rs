@@ -19,7 +19,10 @@
 //! sessions], `SEKISHO_BENCH_DIRECT_SESSIONS` [0: the same many sessions
 //! straight to the target, for what the clients and shells alone take],
 //! `SEKISHO_BENCH_PARTS` [sessions,bulk,echo,setup], `SEKISHO_BENCH_KEEP=DIR` [keeps
-//! the memory maps of the many-sessions part].
+//! the memory maps of the many-sessions part], `SEKISHO_BENCH_PERF=DIR` [a
+//! system-wide `perf record -a -g` of each echo burst, `DIR/burst-<path>.data`],
+//! `SEKISHO_BENCH_SESSION_SHELL` [the many sessions' remote command instead
+//! of the login shell, e.g. `bash --norc --noprofile -i`].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -626,13 +629,26 @@ fn negotiated(b: &Bench, via: Via) -> String {
 struct Interactive {
     child: Child,
     stdin: ChildStdin,
-    out: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    out: Arc<(Mutex<Output>, Condvar)>,
+}
+
+/// What a session printed, and when each read ended.
+#[derive(Default)]
+struct Output {
+    bytes: Vec<u8>,
+    /// (length of `bytes` after a read, when that read returned)
+    reads: Vec<(usize, Instant)>,
 }
 
 impl Interactive {
     fn spawn(b: &Bench, via: Via) -> Interactive {
+        // `SEKISHO_BENCH_SESSION_SHELL`: the command each session runs
+        // instead of the account's login shell (e.g. `bash --norc -i`, to
+        // leave out what the target account's rc files run at every prompt).
+        let shell = std::env::var("SEKISHO_BENCH_SESSION_SHELL").unwrap_or_default();
+        let remote: Vec<&str> = shell.split_whitespace().collect();
         let mut child = b
-            .ssh(via, &["-tt"], &[])
+            .ssh(via, &["-tt"], &remote)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -640,7 +656,7 @@ impl Interactive {
             .expect("spawn ssh");
         let stdin = child.stdin.take().expect("stdin");
         let mut stdout = child.stdout.take().expect("stdout");
-        let out = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let out = Arc::new((Mutex::new(Output::default()), Condvar::new()));
         let o = out.clone();
         std::thread::Builder::new()
             .stack_size(64 * 1024)
@@ -651,11 +667,13 @@ impl Interactive {
                     let (m, cv) = &*o;
                     let mut g = m.lock().expect("lock");
                     if n == 0 {
-                        g.extend_from_slice(b"\0EOF");
+                        g.bytes.extend_from_slice(b"\0EOF");
                         cv.notify_all();
                         return;
                     }
-                    g.extend_from_slice(&buf[..n]);
+                    g.bytes.extend_from_slice(&buf[..n]);
+                    let end = g.bytes.len();
+                    g.reads.push((end, Instant::now()));
                     cv.notify_all();
                 }
             })
@@ -676,7 +694,7 @@ impl Interactive {
         let (m, cv) = &*self.out;
         let mut g = m.lock().expect("lock");
         loop {
-            let text = String::from_utf8_lossy(&g);
+            let text = String::from_utf8_lossy(&g.bytes);
             if text.contains(&want) {
                 return true;
             }
@@ -692,7 +710,19 @@ impl Interactive {
     }
 
     fn output(&self) -> String {
-        String::from_utf8_lossy(&self.out.0.lock().expect("lock")).into_owned()
+        String::from_utf8_lossy(&self.out.0.lock().expect("lock").bytes).into_owned()
+    }
+
+    /// When the read that brought the (first) marker `tag N+1` ended.
+    fn marker_seen_at(&self, tag: char, n: usize) -> Option<Instant> {
+        let want = format!("{tag}{}", n + 1);
+        let g = self.out.0.lock().expect("lock");
+        let end = g
+            .bytes
+            .windows(want.len())
+            .position(|w| w == want.as_bytes())?
+            + want.len();
+        g.reads.iter().find(|(len, _)| *len >= end).map(|(_, t)| *t)
     }
 }
 
@@ -717,6 +747,76 @@ struct Many {
     burst_machine_ticks: u64,
     /// Context switches of the bastion's threads during the burst.
     burst_switches: u64,
+    /// When each session's answer arrived, ms after the burst started, sorted.
+    burst_answers_ms: Vec<f64>,
+    /// (ns on a CPU, ns runnable waiting for a CPU) of the bastion's threads
+    /// during the burst: all but the recording writers, and the writers.
+    burst_sched_relay: (u64, u64),
+    burst_sched_writers: (u64, u64),
+}
+
+/// `SEKISHO_BENCH_PERF=DIR`: a system-wide `perf record -a -g` of the echo
+/// burst alone, `DIR/burst-<path>.data` (then e.g. `perf report -i FILE
+/// --sort comm,dso --pid PID`). perf starts with its events disabled and
+/// is switched on and off through its control FIFOs, each answered with an
+/// ack, so the profile holds the burst and nothing before or after it.
+struct BurstProfile {
+    perf: Child,
+    ctl: std::fs::File,
+    ack: std::fs::File,
+}
+
+impl BurstProfile {
+    fn start(via: Via) -> Option<BurstProfile> {
+        let dir = PathBuf::from(std::env::var_os("SEKISHO_BENCH_PERF")?);
+        std::fs::create_dir_all(&dir).expect("SEKISHO_BENCH_PERF dir");
+        let name = via.name().replace(' ', "");
+        let (ctl, ack) = (
+            dir.join(format!("burst-{name}.ctl")),
+            dir.join(format!("burst-{name}.ack")),
+        );
+        for fifo in [&ctl, &ack] {
+            let _ = std::fs::remove_file(fifo);
+            let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        let data = dir.join(format!("burst-{name}.data"));
+        let perf = Command::new("perf")
+            .args(["record", "-a", "-g", "-F", "1999", "-D", "-1", "--control"])
+            .arg(format!("fifo:{},{}", ctl.display(), ack.display()))
+            .arg("-o")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("perf record (SEKISHO_BENCH_PERF)");
+        // Opening the FIFOs waits for perf to open its ends.
+        let ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ctl)
+            .expect("perf ctl");
+        let ack = std::fs::File::open(&ack).expect("perf ack");
+        eprintln!(
+            "profiling the burst via {} into {}",
+            via.name(),
+            data.display()
+        );
+        let mut p = BurstProfile { perf, ctl, ack };
+        p.command("enable");
+        Some(p)
+    }
+
+    fn command(&mut self, what: &str) {
+        writeln!(self.ctl, "{what}").expect("perf ctl");
+        let mut ack = [0u8; 5];
+        self.ack.read_exact(&mut ack).expect("perf ack");
+    }
+
+    fn stop(mut self) {
+        self.command("disable");
+        kill(self.perf.id(), libc::SIGINT);
+        let _ = self.perf.wait();
+    }
 }
 
 /// Opens `n` more interactive sessions along `via` into `all`, OPEN_BATCH
@@ -835,7 +935,9 @@ fn many_sessions(
         trees_ticks(&clients),
         machine_busy_ticks(),
     );
+    let profile = BurstProfile::start(via);
     let switches0 = context_switches(server_pid);
+    let sched0 = sched_times(server_pid);
     let t_burst = Instant::now();
     for (i, s) in all.iter_mut().enumerate() {
         s.send_marker('B', 5000 + i);
@@ -851,7 +953,22 @@ fn many_sessions(
     }
     let burst_secs = t_burst.elapsed().as_secs_f64();
     let machine1 = machine_busy_ticks();
+    if let Some(p) = profile {
+        p.stop();
+    }
+    let mut burst_answers_ms: Vec<f64> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.marker_seen_at('B', 5000 + i))
+        .map(|t| t.saturating_duration_since(t_burst).as_secs_f64() * 1e3)
+        .collect();
+    burst_answers_ms.sort_by(f64::total_cmp);
     let burst_switches = switches_between(&switches0, &context_switches(server_pid));
+    let sched1 = sched_times(server_pid);
+    // Recording writer threads are named `rec-<session id>`.
+    let writer = |comm: &str| comm.starts_with("rec-");
+    let burst_sched_relay = sched_between(&sched0, &sched1, |c| !writer(c));
+    let burst_sched_writers = sched_between(&sched0, &sched1, writer);
     let burst_end = usage(server_pid);
     let (target1, clients1) = (trees_ticks(&[target_pid]), trees_ticks(&clients));
 
@@ -883,6 +1000,9 @@ fn many_sessions(
         burst_client_ticks: clients1.saturating_sub(clients0),
         burst_machine_ticks: machine1.saturating_sub(machine0),
         burst_switches,
+        burst_answers_ms,
+        burst_sched_relay,
+        burst_sched_writers,
     }
 }
 
@@ -1290,8 +1410,11 @@ fn main() {
 
     if part("sessions") {
         let first = many.values().next().expect("sessions measured");
+        let shell = std::env::var("SEKISHO_BENCH_SESSION_SHELL")
+            .map(|c| format!("`{c}`"))
+            .unwrap_or_else(|_| "login shell".into());
         println!(
-            "\n### Many concurrent interactive sessions (`ssh -tt`, login shell), idle {:.0} s then every session echoes a line\n",
+            "\n### Many concurrent interactive sessions (`ssh -tt`, {shell}), idle {:.0} s then every session echoes a line\n",
             first.idle_secs
         );
         let cols: Vec<Via> = [Via::Direct, Via::Jump, Via::Baseline, Via::Sekisho]
@@ -1457,6 +1580,44 @@ fn main() {
             "%",
             0,
         );
+        row(
+            "burst: bastion threads but the recording writers, on a CPU, ms",
+            &|m| m.burst_sched_relay.0 as f64 / 1e6,
+            "ms",
+            0,
+        );
+        row(
+            "burst: … waiting for a CPU (runnable), ms",
+            &|m| m.burst_sched_relay.1 as f64 / 1e6,
+            "ms",
+            0,
+        );
+        row(
+            "burst: recording writer threads on a CPU, ms",
+            &|m| m.burst_sched_writers.0 as f64 / 1e6,
+            "ms",
+            0,
+        );
+        row(
+            "burst: recording writer threads waiting for a CPU, ms",
+            &|m| m.burst_sched_writers.1 as f64 / 1e6,
+            "ms",
+            0,
+        );
+        for p in [50.0, 90.0, 99.0] {
+            row(
+                &format!("echo burst: p{p:.0} of the sessions answered, ms"),
+                &|m| {
+                    if m.burst_answers_ms.is_empty() {
+                        0.0
+                    } else {
+                        percentile(&m.burst_answers_ms, p)
+                    }
+                },
+                "ms",
+                0,
+            );
+        }
         row(
             "**echo burst wall time** (all sessions answered)",
             &|m| m.burst_secs * 1e3,

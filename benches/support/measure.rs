@@ -290,3 +290,45 @@ pub fn trees_ticks(roots: &[u32]) -> u64 {
         .map(|(_, _, t)| t)
         .sum()
 }
+
+/// Per thread of `root` and its descendants: (comm, ns on a CPU, ns
+/// runnable but waiting for one) from /proc/PID/task/TID/schedstat.
+pub fn sched_times(root: u32) -> BTreeMap<u32, (String, u64, u64)> {
+    let mut n = BTreeMap::new();
+    for pid in process_tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            let mut f = stat
+                .split_whitespace()
+                .map(|x| x.parse::<u64>().unwrap_or(0));
+            let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            n.insert(tid, (comm.trim().to_string(), run, wait));
+        }
+    }
+    n
+}
+
+/// (run ns, runqueue wait ns) between two `sched_times` samples, summed
+/// over the threads in both whose name `pick` accepts.
+pub fn sched_between(
+    before: &BTreeMap<u32, (String, u64, u64)>,
+    after: &BTreeMap<u32, (String, u64, u64)>,
+    pick: impl Fn(&str) -> bool,
+) -> (u64, u64) {
+    after
+        .iter()
+        .filter(|(_, (comm, _, _))| pick(comm))
+        .filter_map(|(tid, (_, run, wait))| {
+            before
+                .get(tid)
+                .map(|(_, r0, w0)| (run.saturating_sub(*r0), wait.saturating_sub(*w0)))
+        })
+        .fold((0, 0), |(r, w), (a, b)| (r + a, w + b))
+}
