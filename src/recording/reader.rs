@@ -577,13 +577,6 @@ pub struct CheckedChunk {
     payload: Vec<u8>,
 }
 
-impl CheckedChunk {
-    /// Bytes of the file the chunk's payload takes.
-    pub fn payload_len(&self) -> usize {
-        self.payload.len()
-    }
-}
-
 /// The chunks of an archive in order, each checked against the hash chain
 /// (from the header, or from the first chunk read when started mid-file).
 /// Ends at the trailer, or at the last whole chunk of a file cut short
