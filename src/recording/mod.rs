@@ -20,7 +20,7 @@ pub use keys::{
     ArchiveKey, KeyError, PublicKey, generate_signing_key, key_id, load_public_key,
     load_signing_key, public_key_path, trusted_keys,
 };
-pub use reader::{Events, ReadError, Reader, Tail};
+pub use reader::{CheckedChunk, Chunks, DecodedEvents, Events, ReadError, Reader, Tail};
 pub use verify::{Region, Report, Verdict, VerifyError, verify_file};
 pub use writer::{
     ArchiveStatus, ArchiveSummary, ArchiveWriter, MAX_EVENT_DATA, MAX_EVENT_TEXT, Recorder,

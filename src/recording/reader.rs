@@ -390,21 +390,27 @@ impl Reader {
     pub fn events(&mut self) -> Events<'_> {
         let offset = self.data_start;
         let prev = Some(self.header_digest);
-        Events {
-            reader: self,
-            offset,
-            prev,
-            current: None,
-            decoder: ChunkDecoder::new(),
-            from_us: 0,
-            done: false,
-            truncated: false,
-        }
+        DecodedEvents::new(
+            Chunks {
+                reader: self,
+                offset,
+                prev,
+                done: false,
+                truncated: false,
+            },
+            0,
+        )
     }
 
     /// Events at or after `t_us`, starting at the chunk the index says holds
     /// that time (the chain is checked from there on).
     pub fn events_from(&mut self, t_us: u64) -> Result<Events<'_>, ReadError> {
+        Ok(DecodedEvents::new(self.chunks_from(t_us)?, t_us))
+    }
+
+    /// The checked chunks [`Reader::events_from`] decodes for `t_us`, for a
+    /// caller that decodes them ([`DecodedEvents`]) on another thread.
+    pub fn chunks_from(&mut self, t_us: u64) -> Result<Chunks<'_>, ReadError> {
         let data_start = self.data_start;
         let index = self.index()?;
         // The last chunk that starts at or before t (or the first chunk).
@@ -438,13 +444,10 @@ impl Reader {
         } else {
             (start, None, false)
         };
-        Ok(Events {
+        Ok(Chunks {
             reader: self,
             offset,
             prev,
-            current: None,
-            decoder: ChunkDecoder::new(),
-            from_us: t_us,
             done,
             truncated: false,
         })
@@ -470,8 +473,8 @@ impl Reader {
     /// Follow this archive from the chunk holding `t_us` on.
     pub fn tail_from(mut self, t_us: u64) -> Result<Tail, ReadError> {
         let (mut offset, mut prev, done) = {
-            let ev = self.events_from(t_us)?;
-            (ev.offset, ev.prev, ev.done)
+            let chunks = self.chunks_from(t_us)?;
+            (chunks.offset, chunks.prev, chunks.done)
         };
         if done {
             // Past the chunks there are so far: read them all (their events
@@ -566,28 +569,35 @@ impl Tail {
     }
 }
 
-/// Iterator over events. Ends at the trailer, or at the last whole chunk of
-/// a file cut short (then `truncated()` is true).
+/// A chunk as read from the file, its place in the hash chain checked,
+/// still compressed: what [`Chunks`] gives and [`DecodedEvents`] decodes.
 #[derive(Debug)]
-pub struct Events<'a> {
+pub struct CheckedChunk {
+    header: ChunkHeader,
+    payload: Vec<u8>,
+}
+
+/// The chunks of an archive in order, each checked against the hash chain
+/// (from the header, or from the first chunk read when started mid-file).
+/// Ends at the trailer, or at the last whole chunk of a file cut short
+/// (then `truncated()` is true); after an error, nothing more.
+#[derive(Debug)]
+pub struct Chunks<'a> {
     reader: &'a mut Reader,
     offset: u64,
     /// Digest to chain from; None when started mid-file (first chunk trusted).
     prev: Option<Digest>,
-    current: Option<ChunkEvents>,
-    decoder: ChunkDecoder,
-    from_us: u64,
     done: bool,
     truncated: bool,
 }
 
-impl Events<'_> {
+impl Chunks<'_> {
     /// Did the file end inside a chunk or before a trailer?
     pub fn truncated(&self) -> bool {
         self.truncated
     }
 
-    fn next_chunk(&mut self) -> Result<bool, ReadError> {
+    fn next_chunk(&mut self) -> Result<Option<CheckedChunk>, ReadError> {
         let prev = self.prev.unwrap_or([0; 32]);
         let r = &mut *self.reader;
         match format::read_next(&mut r.file, self.offset, r.file_len, &prev) {
@@ -602,35 +612,83 @@ impl Events<'_> {
                 }
                 self.prev = Some(header.digest);
                 self.offset += (format::CHUNK_HEADER_LEN + payload.len()) as u64;
-                let raw = self
-                    .decoder
-                    .decode(&header, &payload)
-                    .map_err(ReadError::Corrupt)?;
-                self.current = Some(ChunkEvents::new(header, raw));
-                Ok(true)
+                Ok(Some(CheckedChunk { header, payload }))
             }
             Ok(Next::Trailer(t)) => {
                 self.truncated = !t.footer_present;
-                Ok(false)
+                Ok(None)
             }
             Ok(Next::End) => {
                 self.truncated = true;
-                Ok(false)
+                Ok(None)
             }
             // A trailer whose digest does not match a mid-file start is fine.
             Err(Problem::Corrupt(s)) if self.prev.is_none() && s.starts_with("trailer digest") => {
-                Ok(false)
+                Ok(None)
             }
             Err(Problem::Truncated) => {
                 self.truncated = true;
-                Ok(false)
+                Ok(None)
             }
             Err(p) => Err(from_problem(p)),
         }
     }
 }
 
-impl Iterator for Events<'_> {
+impl Iterator for Chunks<'_> {
+    type Item = Result<CheckedChunk, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_chunk();
+        if !matches!(next, Ok(Some(_))) {
+            self.done = true;
+        }
+        next.transpose()
+    }
+}
+
+/// The events of checked chunks, in order: each chunk decompressed (a zstd
+/// stream may run on over several chunks) and its events checked against
+/// its header. Events before `from_us` are passed over. Ends after the
+/// first error, its own or one of `chunks`.
+///
+/// Separate from [`Chunks`] so that reading (the file, the hash chain) and
+/// decompressing can run on two threads, in order, with a channel between.
+#[derive(Debug)]
+pub struct DecodedEvents<I> {
+    chunks: I,
+    current: Option<ChunkEvents>,
+    decoder: ChunkDecoder,
+    from_us: u64,
+    done: bool,
+}
+
+impl<I> DecodedEvents<I> {
+    pub fn new(chunks: I, from_us: u64) -> Self {
+        DecodedEvents {
+            chunks,
+            current: None,
+            decoder: ChunkDecoder::new(),
+            from_us,
+            done: false,
+        }
+    }
+}
+
+/// Iterator over an archive's events: [`Chunks`] decoded in this thread.
+pub type Events<'a> = DecodedEvents<Chunks<'a>>;
+
+impl Events<'_> {
+    /// Did the file end inside a chunk or before a trailer?
+    pub fn truncated(&self) -> bool {
+        self.chunks.truncated()
+    }
+}
+
+impl<I: Iterator<Item = Result<CheckedChunk, ReadError>>> Iterator for DecodedEvents<I> {
     type Item = Result<TimedEvent, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -650,13 +708,21 @@ impl Iterator for Events<'_> {
             if self.done {
                 return None;
             }
-            match self.next_chunk() {
-                Ok(true) => {}
-                Ok(false) => {
+            match self.chunks.next() {
+                Some(Ok(CheckedChunk { header, payload })) => {
+                    match self.decoder.decode(&header, &payload) {
+                        Ok(raw) => self.current = Some(ChunkEvents::new(header, raw)),
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(ReadError::Corrupt(e)));
+                        }
+                    }
+                }
+                None => {
                     self.done = true;
                     return None;
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     self.done = true;
                     return Some(Err(e));
                 }

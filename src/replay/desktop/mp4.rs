@@ -13,7 +13,7 @@ use std::sync::mpsc::SyncSender;
 use super::render::{RenderError, seek};
 use super::timed_frames::TimedFrames;
 use super::video::{Frames, Sample, VideoCanvas, VideoRange};
-use crate::recording::{Event, Events, ReadError, Reader, TimedEvent};
+use crate::recording::{CheckedChunk, Chunks, DecodedEvents, Event, ReadError, Reader, TimedEvent};
 
 /// Why an MP4 export failed; nothing is left at the destination.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +57,31 @@ impl Mp4Error {
 /// is evidence looked at now and then: speed counts more than file size.
 /// Measured on a 141 s recorded session (two shared cores): x264 took 3.5 s
 /// with `veryfast`, 2.9 s `superfast`, 1.4 s `ultrafast`; the file doubles
-/// (0.4 to 0.8 MB) at the same quality (CRF). No `-tune`: the screen-content
+/// (0.4 to 0.8 MB) at the same quality. No `-tune`: the screen-content
 /// tunes (`stillimage`, `animation`) adjust psycho-visual, deblocking and
 /// adaptive-quantisation settings that `ultrafast` has already turned off,
 /// and `zerolatency` cost the same CPU within noise on 1000 still and 300
 /// moving 1024x768 frames. x264 picks its own thread count (`-threads 2`
 /// measured the same).
 const PRESET: &str = "ultrafast";
+
+/// Every frame at one fixed quantiser (`-qp`) rather than x264's default
+/// constant rate factor (CRF 23). With CRF x264 scales each frame's
+/// quantiser by a complexity estimate made on a half-size copy of it
+/// (downscaled and motion-searched for every frame, even by `ultrafast`),
+/// and it gives the frames with the most new content the coarsest
+/// quantiser: the frames where most of the screen changed came out at 38-40 dB PSNR
+/// while the still frames around it got 50. A fixed quantiser needs no
+/// estimate and keeps every frame, the busiest included, at the same
+/// quality. Measured on the export benchmark's frames (session 8, x264 of
+/// Debian 12's ffmpeg 5.1, two shared cores): QP 16 against CRF 23, x264's
+/// CPU 0.66-0.70x on the 1920x1080 office-like session and 0.60-0.65x at
+/// 1024x768, 0.94-0.97x on photo-like full-screen redraws; the file 0.68x on
+/// both office-like sessions and 1.7x on the photo-like redraws; PSNR against
+/// the frames sent, worst frame, 48.4 dB against 40.5 and 38.1 (office-like)
+/// and 47.0 against 43.4 (redraws). QP 12 and lower cost more CPU and file
+/// on photo-like content; 18 and higher fall below 46 dB.
+const QP: &str = "16";
 
 /// What the export produced, for the note on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +130,8 @@ fn ffmpeg_args(out: &Path) -> Vec<OsString> {
         "libx264",
         "-preset",
         PRESET,
+        "-qp",
+        QP,
         "-fps_mode",
         "passthrough",
         "-pix_fmt",
@@ -287,10 +307,30 @@ const BATCHES_IN_FLIGHT: usize = 8;
 
 type EventBatch = Vec<Result<TimedEvent, ReadError>>;
 
-/// The reading thread: reads the archive (chunks, hash chain, zstd) and
-/// hands the events on in batches. Stops after an error (passed on) or
-/// when the replay stops taking them.
-fn read_events(events: Events<'_>, to_replay: SyncSender<EventBatch>) {
+/// Checked chunks on their way from the reading thread to the
+/// decompressing one: a few, so reading runs ahead while memory stays
+/// bounded (a chunk's payload is at most 5 MiB, most are under 1 MiB).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The reading thread: reads the archive's chunks and checks each against
+/// the hash chain, handing them on still compressed. Stops after an error
+/// (passed on) or when the decompressing thread stops taking them.
+fn read_chunks(chunks: Chunks<'_>, to_decompress: SyncSender<Result<CheckedChunk, ReadError>>) {
+    for chunk in chunks {
+        let failed = chunk.is_err();
+        if to_decompress.send(chunk).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The decompressing thread: decodes the events and hands them on in
+/// batches. Stops after an error (passed on) or when the replay stops
+/// taking them.
+fn decode_events(
+    events: impl Iterator<Item = Result<TimedEvent, ReadError>>,
+    to_replay: SyncSender<EventBatch>,
+) {
     let mut batch = Vec::with_capacity(BATCH_EVENTS);
     let mut bytes = 0;
     for ev in events {
@@ -316,15 +356,45 @@ fn read_events(events: Events<'_>, to_replay: SyncSender<EventBatch>) {
     }
 }
 
+/// The events of `chunks` from `from_us` on, in order, given to `replay`
+/// while two threads of their own produce them: one reads the file and
+/// checks the hash chain, the other decompresses and decodes. A damaged
+/// chunk ends the events with its error, as reading in one thread does;
+/// when `replay` returns early, both threads stop.
+fn with_events_read_ahead<R>(
+    chunks: Chunks<'_>,
+    from_us: u64,
+    replay: impl FnOnce(&mut dyn Iterator<Item = Result<TimedEvent, ReadError>>) -> R,
+) -> Result<R, Mp4Error> {
+    std::thread::scope(|scope| {
+        let (to_decompress, checked) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (to_replay, batches) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("mp4-read".into())
+            .spawn_scoped(scope, move || read_chunks(chunks, to_decompress))
+            .map_err(Mp4Error::io("starting a thread".into()))?;
+        std::thread::Builder::new()
+            .name("mp4-decompress".into())
+            .spawn_scoped(scope, move || {
+                decode_events(DecodedEvents::new(checked.into_iter(), from_us), to_replay)
+            })
+            .map_err(Mp4Error::io("starting a thread".into()))?;
+        // Dropped on return, which stops both threads.
+        let mut events = batches.into_iter().flatten();
+        Ok(replay(&mut events))
+    })
+}
+
 /// Encode the frames of `reader` in `range` into `dest` with `ffmpeg`.
 /// Nothing is left at `dest` (or beside it) when anything fails.
 ///
-/// Three threads share the work, as two cores are there to share it
+/// Four threads share the work, as two cores are there to share it
 /// (ffmpeg runs besides, in a process of its own): one reads the archive
-/// (chunks, hash chain, zstd), this one replays the events, and a third
-/// converts each sampled instant's changes to YUV and writes the frame to
-/// ffmpeg. Reading was a fifth of the replaying thread's time on full-screen
-/// redraws, the longest of the three.
+/// and checks the hash chain, one decompresses it, this one replays the
+/// events, and a fourth converts each sampled instant's changes to YUV and
+/// writes the frame to ffmpeg. On full-screen redraws reading and
+/// decompressing in one thread was the longest of the three threads before
+/// (about 40 % of all the CPU, SHA-256 a fifth of it, zstd a third).
 pub fn export_mp4(
     reader: &mut Reader,
     range: VideoRange,
@@ -344,17 +414,11 @@ pub fn export_mp4(
             dir.display()
         )))?;
     let (renderer, start) = seek(reader, range.from_us)?;
-    let events = reader.events_from(start).map_err(RenderError::from)?;
-    let summary = std::thread::scope(|scope| {
-        let (to_replay, batches) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
-        std::thread::Builder::new()
-            .name("mp4-read".into())
-            .spawn_scoped(scope, move || read_events(events, to_replay))
-            .map_err(Mp4Error::io("starting a thread".into()))?;
-        // Dropped on every return below, which stops the reading thread.
-        let mut frames = Frames::from_events(renderer, batches.into_iter().flatten(), range);
+    let chunks = reader.chunks_from(start).map_err(RenderError::from)?;
+    let summary = with_events_read_ahead(chunks, start, |events| {
+        let mut frames = Frames::from_events(renderer, events, range);
         encode(&mut frames, range, ffmpeg, tmp.path())
-    })?;
+    })??;
     tmp.persist(dest)
         .map_err(|e| Mp4Error::io(format!("writing {}", dest.display()))(e.error))?;
     Ok(summary)
@@ -464,6 +528,10 @@ mod tests {
         assert_eq!(after("-i"), "-");
         assert_eq!(after("-fps_mode"), "passthrough");
         assert_eq!(after("-c:v"), "libx264");
+        assert_eq!(after("-preset"), "ultrafast");
+        // A fixed quantiser, not CRF: every frame at one quality.
+        assert_eq!(after("-qp"), QP);
+        assert!(!s.iter().any(|a| a == "-crf"));
         assert_eq!(s.last().map(String::as_str), Some("/x/out.mp4"));
         assert!(s.windows(2).any(|w| w == ["-pix_fmt", "yuv420p"]));
     }
@@ -530,6 +598,136 @@ mod tests {
         }
         // Times from the range's start; the last shows the frame of 5.2 s.
         assert_eq!(frames, [(0, 16), (s / 5, 235), (s / 2, 235)]);
+    }
+
+    /// A desktop archive of `n` bitmap updates a tenth of a second apart,
+    /// one chunk each, the given chunk's payload damaged (or none).
+    fn desktop_archive(dir: &Path, n: u64, damage: Option<usize>) -> PathBuf {
+        use crate::recording::format::{CHUNK_HEADER_LEN, CHUNK_TAG};
+        use crate::replay::desktop::render::tests::{archive, fast_path_bitmap, output};
+        let events: Vec<(u64, Event)> = (0..n)
+            .map(|k| {
+                let grey = (k * 7 % 256) as u8;
+                let x = (k % 8) as u16;
+                (
+                    k * 100_000,
+                    output(0, fast_path_bitmap(x, 1, &[grey, grey, grey, 0])),
+                )
+            })
+            .collect();
+        let path = archive(dir, &events);
+        if let Some(chunk) = damage {
+            let mut bytes = std::fs::read(&path).expect("read");
+            let at = bytes
+                .windows(4)
+                .enumerate()
+                .filter(|(_, w)| *w == CHUNK_TAG)
+                .nth(chunk)
+                .map(|(i, _)| i)
+                .expect("that chunk");
+            bytes[at + CHUNK_HEADER_LEN + 2] ^= 0x40;
+            std::fs::write(&path, bytes).expect("write");
+        }
+        path
+    }
+
+    fn read_in_one_thread(path: &Path, from_us: u64) -> Vec<Result<TimedEvent, String>> {
+        let mut reader = Reader::open(path).expect("open");
+        let events = reader.events_from(from_us).expect("events");
+        events.map(|e| e.map_err(|e| e.to_string())).collect()
+    }
+
+    fn read_ahead(path: &Path, from_us: u64) -> Vec<Result<TimedEvent, String>> {
+        let mut reader = Reader::open(path).expect("open");
+        let chunks = reader.chunks_from(from_us).expect("chunks");
+        with_events_read_ahead(chunks, from_us, |events| {
+            events.map(|e| e.map_err(|e| e.to_string())).collect()
+        })
+        .expect("threads")
+    }
+
+    #[test]
+    fn events_read_ahead_on_two_threads_are_the_events_read_in_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // More chunks than are let in flight, so both channels fill up.
+        let n = (CHUNKS_IN_FLIGHT * BATCHES_IN_FLIGHT * 4) as u64;
+        let path = desktop_archive(dir.path(), n, None);
+        for from_us in [0, 1_234_567, n * 100_000] {
+            let one = read_in_one_thread(&path, from_us);
+            let two = read_ahead(&path, from_us);
+            assert!(one.iter().all(Result::is_ok));
+            assert_eq!(two, one, "from {from_us} µs");
+        }
+        assert_eq!(read_ahead(&path, 0).len() as u64, n);
+    }
+
+    #[test]
+    fn a_damaged_chunk_ends_the_events_read_ahead_with_its_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = desktop_archive(dir.path(), 100, Some(60));
+        let one = read_in_one_thread(&path, 0);
+        let two = read_ahead(&path, 0);
+        assert_eq!(two, one);
+        // The events before the damaged chunk, then its error, then nothing.
+        assert_eq!(two.len(), 61);
+        assert!(two[..60].iter().all(Result::is_ok));
+        let err = two[60].as_ref().expect_err("the damage");
+        assert!(err.contains("chunk 60 digest mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_replay_that_stops_early_stops_the_reading_threads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = desktop_archive(dir.path(), 200, None);
+        let mut reader = Reader::open(&path).expect("open");
+        let chunks = reader.chunks_from(0).expect("chunks");
+        // Returns (the scope joins both threads) though 199 events are left.
+        let first = with_events_read_ahead(chunks, 0, |events| events.next())
+            .expect("threads")
+            .expect("an event")
+            .expect("read");
+        assert_eq!(first.t_us, 0);
+    }
+
+    /// An executable ffmpeg stand-in in `dir` running `script`.
+    fn fake_ffmpeg(dir: &Path, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let prog = dir.join("ffmpeg");
+        std::fs::write(&prog, format!("#!/bin/sh\n{script}\n")).expect("write");
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        prog
+    }
+
+    #[test]
+    fn a_damaged_archive_stops_the_export_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = tempfile::tempdir().expect("tempdir");
+        // Takes every frame and succeeds: only the archive can fail here.
+        let ffmpeg = fake_ffmpeg(bin.path(), "cat > /dev/null");
+        let range = VideoRange {
+            fps: 10,
+            from_us: 0,
+            to_us: u64::MAX,
+        };
+        let out = tempfile::tempdir().expect("tempdir");
+        let dest = out.path().join("session.mp4");
+        let sound = desktop_archive(dir.path(), 100, None);
+        let mut reader = Reader::open(&sound).expect("open");
+        let done = export_mp4(&mut reader, range, &ffmpeg, &dest).expect("export");
+        assert_eq!(done.frames, 100);
+        assert!(dest.exists());
+        std::fs::remove_file(&dest).expect("remove");
+
+        let other = tempfile::tempdir().expect("tempdir");
+        let damaged = desktop_archive(other.path(), 100, Some(60));
+        let mut reader = Reader::open(&damaged).expect("open");
+        let err = export_mp4(&mut reader, range, &ffmpeg, &dest).expect_err("damaged");
+        assert!(
+            matches!(&err, Mp4Error::Render(RenderError::Read(ReadError::Corrupt(m))) if m.contains("chunk 60 digest mismatch")),
+            "{err:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(out.path()).expect("dir").collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[test]
