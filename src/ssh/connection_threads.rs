@@ -157,7 +157,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(threads.threads.iter().any(counted_down), "never counted down");
+        assert!(
+            threads.threads.iter().any(counted_down),
+            "never counted down"
+        );
         let (next, _end) = connection_on(&threads);
         assert_eq!(next, freed);
     }
