@@ -10,6 +10,7 @@
 
 pub mod back;
 mod ciphers;
+mod connection_threads;
 pub mod control;
 pub mod front;
 mod relay;
@@ -153,7 +154,20 @@ pub async fn serve<C: SshControl>(
                 // Over a pre-authentication limit: closed at once, before
                 // any key exchange (the gate logs and audits it).
                 if let Ok(admitted) = shared.options.admission.connect(peer.ip(), "ssh") {
-                    tokio::spawn(connection(shared.clone(), config.clone(), stream, peer, admitted));
+                    // Taken off this runtime's reactor here; the connection
+                    // registers it with its own thread's (connection_threads.rs).
+                    match stream.into_std() {
+                        Ok(stream) => connection_threads::spawn_connection(connection(
+                            shared.clone(),
+                            config.clone(),
+                            stream,
+                            peer,
+                            admitted,
+                        )),
+                        Err(error) => {
+                            tracing::debug!(source = %peer.ip(), %error, "cannot set up ssh connection");
+                        }
+                    }
                 }
             }
             () = &mut shutdown => break,
@@ -171,7 +185,7 @@ pub async fn serve<C: SshControl>(
 async fn connection<C: SshControl>(
     shared: Arc<Shared<C>>,
     config: Arc<russh::server::Config>,
-    stream: tokio::net::TcpStream,
+    stream: std::net::TcpStream,
     peer: std::net::SocketAddr,
     admitted: Pending,
 ) {
@@ -253,12 +267,13 @@ async fn connection<C: SshControl>(
     }
 }
 
+/// The connection's socket on this thread's reactor, and a second
+/// descriptor of it.
 fn split_off_cutter(
-    stream: tokio::net::TcpStream,
+    stream: std::net::TcpStream,
 ) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
-    let std_stream = stream.into_std()?;
-    let cutter = std_stream.try_clone()?;
-    Ok((tokio::net::TcpStream::from_std(std_stream)?, cutter))
+    let cutter = stream.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(stream)?, cutter))
 }
 
 /// Binds `[ssh] listen` from `sekisho.toml`, loads the host key made by

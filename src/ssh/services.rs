@@ -60,9 +60,11 @@ impl SessionRecorder for SshRecording {
         else {
             return Ok(());
         };
-        // The writer is behind (slow disk): this session waits for it, but
-        // the runtime hands this worker's other tasks (other sessions, kill
-        // requests) to another thread meanwhile.
+        // The writer is behind (slow disk): this session waits for it. On a
+        // work-stealing runtime the worker's other tasks move to another
+        // thread meanwhile; on a connection thread (connection_threads.rs)
+        // the other connections placed on it wait too. The relay's data
+        // paths use `record_when_room`, which never blocks the thread.
         let wait = || self.recorder.record(event);
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
