@@ -231,15 +231,14 @@ pub enum ExitStatus {
     },
 }
 
-/// The recording of one session. `record` is called on the hot path, so it
-/// must not block (hand the event to a writer task); an error ends the
-/// session at once — no recording, no session.
+/// The recording of one session. An error ends the session at once — no
+/// recording, no session.
 pub trait SessionRecorder: Send + Sync + 'static {
-    fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed>;
-    /// Like `record`, for a relay task that may wait: when the writer is
-    /// behind, waits for room in its queue without holding the runtime's
-    /// thread (bulk output is held back instead of piling up).
-    fn record_when_room(
+    /// Hands the event to the writer; when the writer is behind, waits for
+    /// room in its queue without holding the thread (bulk output is held
+    /// back instead of piling up, and the other connections on the same
+    /// connection thread go on).
+    fn record(
         &self,
         event: SessionEvent,
     ) -> impl Future<Output = Result<(), RecordingFailed>> + Send;

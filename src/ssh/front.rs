@@ -264,7 +264,11 @@ impl<C: SshControl> Connection<C> {
                     None => SessionEvent::Shell { channel },
                 };
                 // Fail closed: what cannot be recorded does not start.
-                if !self.live().is_some_and(|live| live.record(event)) {
+                let recorded = match self.live() {
+                    Some(live) => live.record(event).await,
+                    None => false,
+                };
+                if !recorded {
                     session.channel_failure(id)?;
                     return Ok(());
                 }
@@ -396,7 +400,8 @@ impl<C: SshControl> Handler for Connection<C> {
                 live.record(SessionEvent::ChannelOpened {
                     kind: "session".into(),
                     detail: format!("channel {}", u32::from(id)),
-                });
+                })
+                .await;
                 match self.open_back_channel().await {
                     Ok(b) => Some(b),
                     Err(e) => {
@@ -569,7 +574,8 @@ impl<C: SshControl> Handler for Connection<C> {
                         term: term.to_string(),
                         cols: col_width,
                         rows: row_height,
-                    });
+                    })
+                    .await;
                 }
                 let ok = back
                     .request_pty(
@@ -658,7 +664,8 @@ impl<C: SshControl> Handler for Connection<C> {
                 channel: u32::from(channel),
                 cols: col_width,
                 rows: row_height,
-            });
+            })
+            .await;
         }
         match self.channels.get_mut(&channel).map(|c| &mut c.state) {
             Some(ChanState::Running(tx)) => {

@@ -166,7 +166,7 @@ pub(crate) async fn pump_input<R: SessionRecorder>(
                 // Record before sending: what was not recorded does not
                 // reach the target (the session ends).
                 if !live
-                    .record_when_room(SessionEvent::Input {
+                    .record(SessionEvent::Input {
                         channel,
                         data: data.clone(),
                     })
@@ -221,7 +221,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
             ChannelMsg::Data { data } => {
                 // Record before showing: what was not recorded is not shown.
                 if !live
-                    .record_when_room(SessionEvent::Output {
+                    .record(SessionEvent::Output {
                         channel,
                         stderr: false,
                         data: data.clone(),
@@ -239,7 +239,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 if !live
-                    .record_when_room(SessionEvent::Output {
+                    .record(SessionEvent::Output {
                         channel,
                         stderr: ext == 1,
                         data: data.clone(),
@@ -261,7 +261,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
             ChannelMsg::ExitStatus { exit_status } => {
                 let status = ExitStatus::Code(exit_status);
                 live.set_exit(status.clone());
-                live.record(SessionEvent::Exit { channel, status });
+                live.record(SessionEvent::Exit { channel, status }).await;
                 let _ = front.exit_status(exit_status).await;
             }
             ChannelMsg::ExitSignal {
@@ -275,7 +275,7 @@ pub(crate) async fn pump_output<R: SessionRecorder>(
                     core_dumped,
                 };
                 live.set_exit(status.clone());
-                live.record(SessionEvent::Exit { channel, status });
+                live.record(SessionEvent::Exit { channel, status }).await;
                 let _ = front_handle
                     .exit_signal_request(
                         front_id,

@@ -48,32 +48,7 @@ pub struct SshRecording {
 }
 
 impl SessionRecorder for SshRecording {
-    fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
-        // The person is told why without the server's paths; the log and
-        // the audit event have the details.
-        let failed =
-            |e: crate::recording::RecordingFailed| RecordingFailed(e.for_person().to_string());
-        let Some(event) = self
-            .recorder
-            .try_record(archive_event(event))
-            .map_err(failed)?
-        else {
-            return Ok(());
-        };
-        // The writer is behind (slow disk): this session waits for it. On a
-        // work-stealing runtime the worker's other tasks move to another
-        // thread meanwhile; on a connection thread (connection_threads.rs)
-        // the other connections placed on it wait too. The relay's data
-        // paths use `record_when_room`, which never blocks the thread.
-        let wait = || self.recorder.record(event);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            _ => wait(),
-        }
-        .map_err(failed)
-    }
-
-    async fn record_when_room(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
+    async fn record(&self, event: SessionEvent) -> Result<(), RecordingFailed> {
         self.recorder
             .record_async(archive_event(event))
             .await

@@ -81,9 +81,11 @@ pub(crate) async fn open<C: SshControl>(
         Err(e) => {
             let reason = e.to_string();
             tracing::warn!(session = %grant.session_id, user = %person, %target, phase = e.phase().as_str(), kind = e.kind().as_str(), %reason, "target connection failed");
-            let _ = recorder.record(SessionEvent::Mark {
-                text: reason.clone(),
-            });
+            let _ = recorder
+                .record(SessionEvent::Mark {
+                    text: reason.clone(),
+                })
+                .await;
             let _ = recorder.finish().await;
             control
                 .session_ended(
@@ -165,22 +167,11 @@ impl<R: SessionRecorder> Live<R> {
         })
     }
 
-    /// Records an event; on failure asks for the session to end and returns
-    /// false so the caller stops relaying (fail closed).
-    pub(crate) fn record(&self, event: SessionEvent) -> bool {
-        match self.recorder.record(event) {
-            Ok(()) => true,
-            Err(e) => {
-                self.end(EndStatus::RecordingFailed, e.to_string());
-                false
-            }
-        }
-    }
-
-    /// Like [`Live::record`], waiting for room in the writer's queue
-    /// without holding the runtime's thread (the output pump).
-    pub(crate) async fn record_when_room(&self, event: SessionEvent) -> bool {
-        match self.recorder.record_when_room(event).await {
+    /// Records an event (waiting for room in the writer's queue without
+    /// holding the thread); on failure asks for the session to end and
+    /// returns false so the caller stops relaying (fail closed).
+    pub(crate) async fn record(&self, event: SessionEvent) -> bool {
+        match self.recorder.record(event).await {
             Ok(()) => true,
             Err(e) => {
                 self.end(EndStatus::RecordingFailed, e.to_string());
@@ -235,9 +226,12 @@ impl<R: SessionRecorder> Live<R> {
     /// Writes a line to the person's terminal (stderr of every channel) and
     /// into the recording.
     pub(crate) async fn tell(&self, text: &str) {
-        let _ = self.recorder.record(SessionEvent::Mark {
-            text: text.to_string(),
-        });
+        let _ = self
+            .recorder
+            .record(SessionEvent::Mark {
+                text: text.to_string(),
+            })
+            .await;
         let line = format!("\r\nsekisho: {text}\r\n");
         for id in self.channel_ids() {
             let _ = self

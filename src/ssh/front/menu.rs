@@ -88,10 +88,13 @@ impl<C: SshControl> Connection<C> {
                     {
                         let rest = Bytes::copy_from_slice(rest);
                         live.touch_input();
-                        if live.record(SessionEvent::Input {
-                            channel: u32::from(id),
-                            data: rest.clone(),
-                        }) {
+                        if live
+                            .record(SessionEvent::Input {
+                                channel: u32::from(id),
+                                data: rest.clone(),
+                            })
+                            .await
+                        {
                             let _ = tx.send(Input::Data(rest)).await;
                         }
                     }
@@ -181,7 +184,8 @@ impl<C: SshControl> Connection<C> {
                     term: p.term.clone(),
                     cols: p.cols,
                     rows: p.rows,
-                });
+                })
+                .await;
             }
             let mut back = back;
             let ok = back
@@ -192,7 +196,8 @@ impl<C: SshControl> Connection<C> {
             if let Some(live) = self.live() {
                 live.record(SessionEvent::Shell {
                     channel: u32::from(id),
-                });
+                })
+                .await;
             }
             if ok && back.request_shell(true).await.is_ok() && wait_reply(&mut back).await {
                 self.start_relay(id, back, session);

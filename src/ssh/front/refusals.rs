@@ -115,7 +115,8 @@ impl<C: SshControl> Connection<C> {
             live.record(SessionEvent::ChannelRefused {
                 kind,
                 detail: detail.to_string(),
-            });
+            })
+            .await;
         }
         self.shared
             .control
