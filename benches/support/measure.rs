@@ -59,24 +59,32 @@ pub fn stat_of(path: &Path) -> Option<(u32, u32, String, u64)> {
 /// Context switches (voluntary + involuntary) of every thread of `root`
 /// and its descendants so far, by thread id.
 pub fn context_switches(root: u32) -> BTreeMap<u32, u64> {
-    let mut n = BTreeMap::new();
+    tree_threads(root)
+        .into_iter()
+        .map(|(tid, dir)| {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let switches = kib_field(&status, "voluntary_ctxt_switches:")
+                + kib_field(&status, "nonvoluntary_ctxt_switches:");
+            (tid, switches)
+        })
+        .collect()
+}
+
+/// Every thread of `root` and its descendants: (thread id, its
+/// /proc/PID/task/TID directory).
+fn tree_threads(root: u32) -> Vec<(u32, PathBuf)> {
+    let mut threads = Vec::new();
     for pid in process_tree(root) {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for t in tasks.flatten() {
-            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            n.insert(
-                tid,
-                kib_field(&status, "voluntary_ctxt_switches:")
-                    + kib_field(&status, "nonvoluntary_ctxt_switches:"),
-            );
+            if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) {
+                threads.push((tid, t.path()));
+            }
         }
     }
-    n
+    threads
 }
 
 /// Context switches between two `context_switches` samples, counted over
@@ -163,19 +171,12 @@ impl ThreadSampler {
             let limit = Instant::now() + Duration::from_secs(3600);
             loop {
                 let done = flag.load(Ordering::Relaxed) || Instant::now() > limit;
-                for p in process_tree(pid) {
-                    let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-                        continue;
-                    };
-                    for t in rd.flatten() {
-                        if let Some((tid, _, comm, ticks)) = stat_of(&t.path().join("stat")) {
-                            let e = seen.entry(tid).or_insert((
-                                comm,
-                                if first { ticks } else { 0 },
-                                ticks,
-                            ));
-                            e.2 = ticks;
-                        }
+                for (_, dir) in tree_threads(pid) {
+                    if let Some((tid, _, comm, ticks)) = stat_of(&dir.join("stat")) {
+                        let e =
+                            seen.entry(tid)
+                                .or_insert((comm, if first { ticks } else { 0 }, ticks));
+                        e.2 = ticks;
                     }
                 }
                 first = false;
@@ -294,25 +295,18 @@ pub fn trees_ticks(roots: &[u32]) -> u64 {
 /// Per thread of `root` and its descendants: (comm, ns on a CPU, ns
 /// runnable but waiting for one) from /proc/PID/task/TID/schedstat.
 pub fn sched_times(root: u32) -> BTreeMap<u32, (String, u64, u64)> {
-    let mut n = BTreeMap::new();
-    for pid in process_tree(root) {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+    tree_threads(root)
+        .into_iter()
+        .map(|(tid, dir)| {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
             let mut f = stat
                 .split_whitespace()
                 .map(|x| x.parse::<u64>().unwrap_or(0));
             let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
-            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            n.insert(tid, (comm.trim().to_string(), run, wait));
-        }
-    }
-    n
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            (tid, (comm.trim().to_string(), run, wait))
+        })
+        .collect()
 }
 
 /// (run ns, runqueue wait ns) between two `sched_times` samples, summed
