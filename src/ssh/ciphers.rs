@@ -15,6 +15,11 @@
 //!   nothing: in russh, CTR + HMAC costs what chacha20-poly1305 does, and
 //!   OpenSSH takes AES-GCM only when neither chacha20 nor CTR is offered,
 //!   which would shut out CTR-only clients (Debian 12's paramiko 2.12).
+//!
+//! The AEAD ciphers themselves come from AWS-LC through russh's
+//! `aws-lc-rs` backend: chacha20-poly1305 at 0.67x and AES-GCM at 0.38x of
+//! ring's CPU per GiB here, so the front leg that the client chooses costs
+//! less too (session 9; Cargo.toml).
 
 use std::borrow::Cow;
 
