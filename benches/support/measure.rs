@@ -157,7 +157,17 @@ pub fn usage(root: u32) -> Usage {
 /// (`rec-writer-0`, … → one `rec-*` row).
 pub struct ThreadSampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<BTreeMap<String, u64>>,
+    /// tid -> (name, ticks at first sight, latest ticks).
+    handle: std::thread::JoinHandle<BTreeMap<u32, (String, u64, u64)>>,
+}
+
+/// CPU ticks (utime + stime) of every thread of `root` and its
+/// descendants now, by thread id: a mark for [`ThreadSampler::stop_since`].
+pub fn thread_ticks(root: u32) -> BTreeMap<u32, u64> {
+    tree_threads(root)
+        .into_iter()
+        .filter_map(|(tid, dir)| stat_of(&dir.join("stat")).map(|(_, _, _, ticks)| (tid, ticks)))
+        .collect()
 }
 
 impl ThreadSampler {
@@ -185,24 +195,47 @@ impl ThreadSampler {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let mut m = BTreeMap::new();
-            for (comm, t0, t1) in seen.into_values() {
-                let key = if comm.starts_with("rec-") {
-                    "rec-* (recording writers)".to_string()
-                } else {
-                    comm
-                };
-                *m.entry(key).or_insert(0) += t1.saturating_sub(t0);
-            }
-            m
+            seen
         });
         ThreadSampler { stop, handle }
     }
 
+    /// CPU ticks used since the start, by thread name (the recording
+    /// writers together).
     pub fn stop(self) -> BTreeMap<String, u64> {
+        by_name(self.stop_threads())
+    }
+
+    /// As [`ThreadSampler::stop`], and the ticks used since `mark` (a
+    /// [`thread_ticks`] taken meanwhile): threads there count from their
+    /// ticks then, threads born later from their first sight.
+    pub fn stop_since(self, mark: &BTreeMap<u32, u64>) -> (BTreeMap<String, u64>, u64) {
+        let threads = self.stop_threads();
+        let since = threads
+            .iter()
+            .map(|(tid, (_, t0, t1))| t1.saturating_sub(*mark.get(tid).unwrap_or(t0)))
+            .sum();
+        (by_name(threads), since)
+    }
+
+    fn stop_threads(self) -> BTreeMap<u32, (String, u64, u64)> {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("sampler thread")
     }
+}
+
+/// Ticks used per thread name, from a sampler's tid -> (name, first, latest).
+fn by_name(threads: BTreeMap<u32, (String, u64, u64)>) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (comm, t0, t1) in threads.into_values() {
+        let key = if comm.starts_with("rec-") {
+            "rec-* (recording writers)".to_string()
+        } else {
+            comm
+        };
+        *m.entry(key).or_insert(0) += t1.saturating_sub(t0);
+    }
+    m
 }
 
 pub fn ticks_per_sec() -> f64 {
