@@ -1044,8 +1044,11 @@ struct Bulk {
     wall: f64,
 }
 
+/// Which CPU ticks of a path's bulk transfers a table counts.
+type CpuCount = fn(&Bulk) -> u64;
+
 /// The two ways the bulk tables count the relaying hop's CPU.
-const CPU_MEASURES: [(&str, fn(&Bulk) -> u64); 2] = [
+const CPU_MEASURES: [(&str, CpuCount); 2] = [
     (
         "from the connection to the end (sign-in and set-up of both legs included)",
         |b| b.cpu_ticks,
