@@ -321,43 +321,6 @@ fn recorder_thread_round_trip_and_sealed_handles_fail() {
 }
 
 #[test]
-fn try_record_hands_back_what_a_full_queue_cannot_take_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = WriterOptions {
-        queue_events: 1,
-        ..WriterOptions::default()
-    };
-    let rec = Recorder::open(dir.path(), &meta("try-1"), key(3), opts).unwrap();
-    let mut handed_back = 0;
-    for i in 0..300u32 {
-        // Incompressible 64 KiB: the writer cannot keep up with the loop.
-        let mut e = noise(64 * 1024);
-        if let Event::Output { data, .. } = &mut e {
-            let mut b = data.to_vec();
-            b[..4].copy_from_slice(&i.to_be_bytes());
-            *data = Bytes::from(b);
-        }
-        if let Some(back) = rec.try_record(e).unwrap() {
-            handed_back += 1;
-            rec.record(back).unwrap();
-        }
-    }
-    assert!(handed_back > 0, "a one-event queue never filled");
-    let path = rec.path().to_owned();
-    assert_eq!(rec.seal().unwrap().events, 300);
-    let (events, truncated) = read_all(&path);
-    assert!(!truncated);
-    let order: Vec<u32> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::Output { data, .. } => Some(u32::from_be_bytes(data[..4].try_into().unwrap())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(order, (0..300).collect::<Vec<_>>());
-}
-
-#[test]
 fn recorder_cuts_a_chunk_every_second_without_more_events() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WriterOptions {

@@ -134,19 +134,6 @@ impl Recorder {
             .map_err(|_| self.current_failure())
     }
 
-    /// Timestamps and queues an event if the queue has room; hands the event
-    /// back (`Ok(Some)`) when it is full, for the caller to wait its own way.
-    pub fn try_record(&self, event: Event) -> Result<Option<Event>, RecordingFailed> {
-        if self.shared.failed.load(Ordering::Acquire) {
-            return Err(self.current_failure());
-        }
-        match self.tx.try_send(Msg::Event(self.now_us(), event)) {
-            Ok(()) => Ok(None),
-            Err(mpsc::TrySendError::Full(Msg::Event(_, event))) => Ok(Some(event)),
-            Err(_) => Err(self.current_failure()),
-        }
-    }
-
     /// Like `record`, but waits for queue room without blocking the async
     /// executor's thread (polls every millisecond while the queue is full).
     /// The event keeps the time it was offered at.
