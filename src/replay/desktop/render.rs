@@ -524,11 +524,15 @@ impl Renderer {
                 if !fits {
                     continue;
                 }
-                let planar = b.bits_per_pixel == 32
-                    && b.compression_flags
-                        .contains(Compression::BITMAP_COMPRESSION)
-                    && self.draw_planar(&b);
-                let drawn = if planar {
+                let here = if b
+                    .compression_flags
+                    .contains(Compression::BITMAP_COMPRESSION)
+                {
+                    b.bits_per_pixel == 32 && self.draw_planar(&b)
+                } else {
+                    self.draw_uncompressed(&b)
+                };
+                let drawn = if here {
                     Some(r)
                 } else {
                     *ironrdp_area = Some(Damage::Rects(vec![rect_of(&r)]));
@@ -587,6 +591,68 @@ impl Renderer {
             self.stale.add(rect_of(r));
         }
         drawn
+    }
+
+    /// An uncompressed 24 or 32 bpp bitmap drawn into the framebuffer with
+    /// ironrdp's pixels (rows bottom-up, each padded to 4 bytes; B, G, R and
+    /// for 32 bpp an unused byte; drawn opaque). ironrdp copies these pixel
+    /// by pixel through a colour conversion, most of an office-like
+    /// session's replay before. `false` (nothing drawn) for other depths and
+    /// for a length ironrdp refuses, which then goes to ironrdp as before.
+    fn draw_uncompressed(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
+        let depth = match b.bits_per_pixel {
+            24 => 3,
+            32 => 4,
+            _ => return false,
+        };
+        let (source_width, rows) = (usize::from(b.width), usize::from(b.height));
+        let row_len = source_width * depth;
+        let padded = (row_len + 3) & !3;
+        // ironrdp keeps the first `rows` padded rows when rows are padded,
+        // and otherwise wants exactly `rows` rows.
+        let enough = if padded == row_len {
+            b.bitmap_data.len() == row_len * rows
+        } else {
+            b.bitmap_data.len() >= padded * rows
+        };
+        if !enough {
+            return false;
+        }
+        let r = &b.rectangle;
+        let stride = usize::from(self.image.width()) * 4;
+        let (left, top, width) = (
+            usize::from(r.left),
+            usize::from(r.top),
+            usize::from(r.width()),
+        );
+        // The caller checked that the rectangle is on the desktop and no
+        // wider than the bitmap; checked again here, before drawing anything.
+        if width > source_width
+            || (top + rows) * stride > self.fb.len()
+            || left + width > stride / 4
+        {
+            return false;
+        }
+        for (k, src) in b.bitmap_data.chunks(padded).take(rows).enumerate() {
+            let at = (top + rows - 1 - k) * stride + left * 4;
+            let (Some(dst), Some(src)) = (
+                self.fb.get_mut(at..at + width * 4),
+                src.get(..width * depth),
+            ) else {
+                continue;
+            };
+            if depth == 4 {
+                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                    d.copy_from_slice(&[s[2], s[1], s[0], 0xff]);
+                }
+            } else {
+                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
+                    d.copy_from_slice(&[s[2], s[1], s[0], 0xff]);
+                }
+            }
+        }
+        self.stale.add(rect_of(r));
+        true
     }
 
     /// Bring ironrdp's image up to date where only the framebuffer was
@@ -1269,6 +1335,19 @@ pub(crate) mod tests {
                         )
                     }
                 };
+                let mut data = data;
+                if !compressed && rng.gen_ratio(1, 8) {
+                    // A raw bitmap of the wrong length: a row short, or
+                    // longer than its rows (which ironrdp takes for padded
+                    // 24 bpp rows and refuses otherwise).
+                    let n = rng.gen_range(1..=data.len());
+                    if rng.gen_ratio(1, 2) {
+                        data.truncate(data.len() - n);
+                    } else {
+                        data.extend((0..n).map(|_| rng.r#gen::<u8>()));
+                    }
+                    kinds[6] += 1;
+                }
                 kinds[kind] += 1;
                 (x, y, rw, bw, bh, bpp, compressed, data)
             };
@@ -1337,8 +1416,8 @@ pub(crate) mod tests {
                 "step {step}"
             );
         }
-        // Every kind was met, planar ones drawn here.
-        assert!(kinds.iter().take(6).all(|&k| k > 50), "{kinds:?}");
+        // Every kind was met, planar and raw ones drawn here.
+        assert!(kinds.iter().take(7).all(|&k| k > 50), "{kinds:?}");
         assert!(mine.stats.decoded > 2000, "{:?}", mine.stats);
     }
 
