@@ -10,6 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 
 use std::sync::mpsc::SyncSender;
 
+use super::frame_pipe::{FramePipe, HeldFrames};
 use super::render::{RenderError, seek};
 use super::timed_frames::TimedFrames;
 use super::video::{Frames, Sample, VideoCanvas, VideoRange};
@@ -164,22 +165,6 @@ struct Encoder {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-/// The pipe to ffmpeg: a frame is 1.2 MB at 1024x768 and 3.1 MB at
-/// 1920x1080, which through the default 64 KiB pipe meant some fifty
-/// wake-ups of each side per frame. 1 MiB is the most Linux gives an
-/// unprivileged process by default (`/proc/sys/fs/pipe-max-size`).
-const PIPE_BYTES: libc::c_int = 1 << 20;
-
-/// Ask for a [`PIPE_BYTES`] pipe; where the kernel refuses, the pipe stays
-/// as it is (only slower).
-#[allow(unsafe_code)] // FFI to libc; see SAFETY below.
-fn widen_pipe(input: &ChildStdin) {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: fcntl on a descriptor `input` owns and keeps open for the
-    // call; F_SETPIPE_SZ takes an int and touches no memory of ours.
-    let _ = unsafe { libc::fcntl(input.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
-}
-
 /// Keep at most this much of ffmpeg's standard error for the message.
 const STDERR_KEEP: usize = 8 * 1024;
 
@@ -212,9 +197,7 @@ impl Encoder {
 
     /// Where frames go; closing it ends ffmpeg's input.
     fn take_input(&mut self) -> Option<ChildStdin> {
-        let input = self.child.stdin.take()?;
-        widen_pipe(&input);
-        Some(input)
+        self.child.stdin.take()
     }
 
     /// Close the input and wait; an error carries ffmpeg's standard error.
@@ -270,6 +253,9 @@ fn write_frames(
     samples: std::sync::mpsc::Receiver<Sample>,
 ) -> Option<Written> {
     let mut out = TimedFrames::start(input, canvas.width(), canvas.height(), fps).ok()?;
+    // The frames go out of buffers of their own, which may be lent to the
+    // pipe ([`FramePipe`]) while the canvas draws the next ones.
+    let mut held = HeldFrames::new(canvas.width(), canvas.height());
     let mut written = Written {
         instants: 0,
         encoded: 0,
@@ -279,18 +265,18 @@ fn write_frames(
         written.instants += 1;
         let t = sample.t_us.saturating_sub(from_us);
         match &sample.update {
-            Some(update) => canvas.apply(update),
+            Some(update) => held.changed(&canvas.apply(update)),
             None => {
                 unsent = Some(t);
                 continue;
             }
         }
         unsent = None;
-        out.frame(t, canvas.yuv()).ok()?;
+        out.frame(t, held.take(canvas.yuv())).ok()?;
         written.encoded += 1;
     }
     if let Some(t) = unsent {
-        out.frame(t, canvas.yuv()).ok()?;
+        out.frame(t, held.take(canvas.yuv())).ok()?;
         written.encoded += 1;
     }
     Some(written)
@@ -445,6 +431,7 @@ fn encode(
         encoder.abort();
         return Err(Mp4Error::StoppedReading);
     };
+    let input = FramePipe::new(input, width as usize * height as usize * 3 / 2);
     let (to_writer, samples) = std::sync::mpsc::sync_channel(SAMPLES_IN_FLIGHT);
     let (replayed, written) = std::thread::scope(|scope| {
         let writer = std::thread::Builder::new()

@@ -135,6 +135,12 @@ impl<W: Write> TimedFrames<W> {
         })
     }
 
+    /// The stream written so far (for the tests).
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// One frame (`yuv420p` planes, width x height x 1.5 bytes) shown from
     /// `t_us` µs on. The pixels are written straight from `yuv`, not copied.
     pub fn frame(&mut self, t_us: u64, yuv: &[u8]) -> std::io::Result<()> {

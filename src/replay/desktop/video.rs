@@ -351,15 +351,16 @@ impl VideoCanvas {
         self.canvas.yuv()
     }
 
-    /// Draw what changed.
-    pub fn apply(&mut self, update: &FrameUpdate) {
+    /// Draw what changed; returns where the YUV frame changed.
+    pub fn apply(&mut self, update: &FrameUpdate) -> Changed {
         let c = &mut self.canvas;
         if (update.width, update.height) != (c.content_w, c.content_h) {
             update.apply_to(&mut self.desk, &mut self.desk_w, &mut self.desk_h);
             c.draw(self.desk_w, self.desk_h, &self.desk);
             c.convert();
-            return;
+            return Changed::All;
         }
+        let mut blocks = Vec::with_capacity(update.regions.len());
         // The desktop lies 1:1 at the canvas's top left.
         let stride = c.width as usize * 4;
         for region in &update.regions {
@@ -374,9 +375,30 @@ impl VideoCanvas {
             // Whole 2x2 blocks: chroma comes from all four pixels.
             let (x0, y0) = (r.x & !1, r.y & !1);
             let (x1, y1) = (even(r.x + r.width), even(r.y + r.height));
-            c.convert_rect(x0, y0, x1.min(c.width), y1.min(c.height));
+            let (x1, y1) = (x1.min(c.width), y1.min(c.height));
+            c.convert_rect(x0, y0, x1, y1);
+            if x0 < x1 && y0 < y1 {
+                blocks.push(Blocks { x0, y0, x1, y1 });
+            }
         }
+        Changed::Blocks(blocks)
     }
+}
+
+/// Where a [`VideoCanvas`]'s YUV frame changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    All,
+    Blocks(Vec<Blocks>),
+}
+
+/// Whole 2x2 blocks `x0..x1` x `y0..y1` of a frame (even edges, on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    pub x0: u32,
+    pub y0: u32,
+    pub x1: u32,
+    pub y1: u32,
 }
 
 #[cfg(test)]
