@@ -12,7 +12,9 @@
 //! put into it has been read once that many more bytes have been put in
 //! after it. [`FramePipe`] makes the pipe no larger than one frame, and
 //! [`HeldFrames`] hands out two buffers in turn, so a buffer is written
-//! again only after the whole frame after it went into the pipe. Where the
+//! again only after the whole frame after it went into the pipe; the
+//! buffers are dropped only once ffmpeg has exited (freed memory reused
+//! while the pipe still refers to it would change what ffmpeg reads). Where the
 //! pipe cannot be made that small, or the kernel refuses `vmsplice`, the
 //! frames are written (copied) as before.
 

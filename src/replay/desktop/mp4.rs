@@ -245,17 +245,19 @@ struct Written {
 /// An instant where nothing changed is not sent: the previous frame stays
 /// on screen until the next one's time. The last instant is always sent,
 /// so that the video lasts as long as the session part it shows.
+///
+/// The frames go out of `held`'s buffers, which may be lent to the pipe
+/// ([`FramePipe`]) while the canvas draws the next ones: the caller keeps
+/// `held` until the encoder has exited.
 fn write_frames(
     mut canvas: VideoCanvas,
+    held: &mut HeldFrames,
     input: impl std::io::Write,
     fps: u32,
     from_us: u64,
     samples: std::sync::mpsc::Receiver<Sample>,
 ) -> Option<Written> {
     let mut out = TimedFrames::start(input, canvas.width(), canvas.height(), fps).ok()?;
-    // The frames go out of buffers of their own, which may be lent to the
-    // pipe ([`FramePipe`]) while the canvas draws the next ones.
-    let mut held = HeldFrames::new(canvas.width(), canvas.height());
     let mut written = Written {
         instants: 0,
         encoded: 0,
@@ -432,12 +434,17 @@ fn encode(
         return Err(Mp4Error::StoppedReading);
     };
     let input = FramePipe::new(input, width as usize * height as usize * 3 / 2);
+    // The buffers frames are lent to ffmpeg from: dropped only after every
+    // path below has waited for ffmpeg to exit (`abort`, `finish`), so no
+    // freed memory can be reused while the pipe still refers to it.
+    let mut held = HeldFrames::new(width, height);
+    let held = &mut held;
     let (to_writer, samples) = std::sync::mpsc::sync_channel(SAMPLES_IN_FLIGHT);
     let (replayed, written) = std::thread::scope(|scope| {
         let writer = std::thread::Builder::new()
             .name("mp4-convert".into())
             .spawn_scoped(scope, move || {
-                write_frames(canvas, input, range.fps, range.from_us, samples)
+                write_frames(canvas, held, input, range.fps, range.from_us, samples)
             });
         let writer = match writer {
             Ok(w) => w,
@@ -562,7 +569,9 @@ mod tests {
         }
         drop(tx);
         let mut out = Vec::new();
-        let w = write_frames(VideoCanvas::new(2, 2), &mut out, 10, 5 * s, rx).expect("written");
+        let mut held = HeldFrames::new(2, 2);
+        let w = write_frames(VideoCanvas::new(2, 2), &mut held, &mut out, 10, 5 * s, rx)
+            .expect("written");
         assert_eq!((w.instants, w.encoded), (6, 3));
         // Each frame is a cluster: its ID, its size, the time element
         // (0xE7, 8-byte size, the value), then the block with the pixels.
