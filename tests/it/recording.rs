@@ -1133,3 +1133,57 @@ fn record_async_waits_for_room_without_losing_events() {
     assert_eq!(events.len(), 2000);
     assert_eq!(events[1999].event, output("1999\n"));
 }
+
+/// A `record_async` waiting for room in a full queue is woken by the writer
+/// when it takes a message, not polled: while the writer compresses one
+/// large chunk (zstd level 19, a while), the waiting call is polled a
+/// handful of times. A poll every millisecond, as before, made it hundreds.
+#[test]
+fn record_async_is_woken_by_the_writer_not_polled() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions {
+        queue_events: 1,
+        zstd_level: 19,
+        ..WriterOptions::default()
+    };
+    let rec = Recorder::open(dir.path(), &meta("wake"), key(1), opts).unwrap();
+    // Two chunks' worth of log-like text (compressible, so level 19 works).
+    let text: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "{i:06} request /api/items/{} served in {} ms\n",
+                i * 31 % 997,
+                i % 251
+            )
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let polls = rt.block_on(async {
+        rec.record_async(output(&text)).await.unwrap();
+        // Queued behind the large event: the queue is full from here on
+        // until the writer is done with it.
+        rec.record_async(output("a\n")).await.unwrap();
+        let waiting = rec.record_async(output("b\n"));
+        tokio::pin!(waiting);
+        let mut polls = 0u32;
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            waiting.as_mut().poll(cx)
+        })
+        .await
+        .unwrap();
+        polls
+    });
+    assert!(polls >= 2, "the queue was never full ({polls} poll)");
+    assert!(polls <= 10, "polled {polls} times while waiting");
+    let path = rec.path().to_owned();
+    let sealed = rec.seal().unwrap().events;
+    let (events, _) = read_all(&path);
+    // The large output is kept whole in pieces; the two small ones follow.
+    assert_eq!(events.len() as u64, sealed);
+    assert_eq!(events[events.len() - 2].event, output("a\n"));
+    assert_eq!(events[events.len() - 1].event, output("b\n"));
+}

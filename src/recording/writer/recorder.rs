@@ -3,12 +3,12 @@
 //! backpressure, fail closed).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::recording::event::Event;
 use crate::recording::format::SessionMeta;
@@ -33,6 +33,34 @@ struct Shared {
     state: watch::Sender<Option<RecordingFailed>>,
     /// What was on disk when the writer failed.
     partial: Mutex<Option<ArchiveSummary>>,
+    /// Woken when the writer takes a message off a queue someone waits on
+    /// ([`Recorder::send_async`]), fails or stops.
+    room: Notify,
+    /// How many `send_async` calls wait for `room`: the writer wakes them
+    /// only then, not for every message.
+    waiting: AtomicUsize,
+}
+
+impl Shared {
+    /// Wake the senders waiting for room (if any).
+    fn wake_senders(&self) {
+        // Pairs with the fence in `send_async`: either the writer sees the
+        // sender waiting, or the sender sees the room.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// A `send_async` call counted as waiting while it lives (also when the
+/// future is dropped mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A cheap, cloneable handle to a session's archive writer thread.
@@ -90,6 +118,8 @@ impl Recorder {
             failed: AtomicBool::new(false),
             state,
             partial: Mutex::new(None),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         let name = format!("rec-{}", meta.session_id);
@@ -135,7 +165,7 @@ impl Recorder {
     }
 
     /// Like `record`, but waits for queue room without blocking the async
-    /// executor's thread (polls every millisecond while the queue is full).
+    /// executor's thread (woken by the writer when it takes a message).
     /// The event keeps the time it was offered at.
     pub async fn record_async(&self, event: Event) -> Result<(), RecordingFailed> {
         if self.shared.failed.load(Ordering::Acquire) {
@@ -185,19 +215,41 @@ impl Recorder {
     /// Queues a message, waiting for room without blocking the runtime's
     /// thread; a writer that failed meanwhile (and so stops draining the
     /// queue) ends the wait.
+    ///
+    /// The wait is a wake-up from the writer when it takes a message, not a
+    /// poll: a session whose writer is behind (a slow disk) costs nothing
+    /// while it waits, where a poll every millisecond cost a thousand
+    /// wake-ups a second per waiting session.
     async fn send_async(&self, mut msg: Msg) -> Result<(), RecordingFailed> {
+        let mut waiting = None;
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::TrySendError::Full(m)) => {
-                    if self.shared.failed.load(Ordering::Acquire) {
-                        return Err(self.current_failure());
-                    }
-                    msg = m;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
                 Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+                Err(mpsc::TrySendError::Full(m)) => msg = m,
             }
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(self.current_failure());
+            }
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before looking again, so that a message the writer
+            // takes in between still wakes this wait.
+            room.as_mut().enable();
+            if waiting.is_none() {
+                self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+                waiting = Some(Waiting(&self.shared.waiting));
+            }
+            fence(Ordering::SeqCst);
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
+                Err(mpsc::TrySendError::Full(m)) => msg = m,
+            }
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(self.current_failure());
+            }
+            room.await;
         }
     }
 
@@ -255,6 +307,21 @@ impl Recorder {
     }
 }
 
+/// The writer's end of the queue: however the writer thread ends (a
+/// return, a panic), the queue closes and the senders waiting for room
+/// look again, to find it closed.
+struct Closing<'a> {
+    rx: Option<mpsc::Receiver<Msg>>,
+    shared: &'a Shared,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.shared.room.notify_waiters();
+    }
+}
+
 fn writer_thread(
     mut w: ArchiveWriter,
     rx: mpsc::Receiver<Msg>,
@@ -268,13 +335,26 @@ fn writer_thread(
         }
         shared.failed.store(true, Ordering::Release);
         shared.state.send_replace(Some(e));
+        shared.room.notify_waiters();
+    };
+    let closing = Closing {
+        rx: Some(rx),
+        shared,
+    };
+    let Some(rx) = closing.rx.as_ref() else {
+        return;
     };
     loop {
         let wait = match w.chunk_opened() {
             Some(opened) => flush_interval.saturating_sub(opened.elapsed()),
             None => Duration::from_secs(3600),
         };
-        let result = match rx.recv_timeout(wait) {
+        let msg = rx.recv_timeout(wait);
+        if msg.is_ok() {
+            // A place in the queue came free.
+            shared.wake_senders();
+        }
+        let result = match msg {
             Ok(Msg::Event(t, e)) => w.append(t, &e),
             Ok(Msg::Flush(reply)) => {
                 let r = w.flush_chunk();
