@@ -223,14 +223,9 @@ impl Recorder {
     async fn send_async(&self, mut msg: Msg) -> Result<(), RecordingFailed> {
         let mut waiting = None;
         loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
-                Err(mpsc::TrySendError::Full(m)) => msg = m,
-            }
-            if self.shared.failed.load(Ordering::Acquire) {
-                return Err(self.current_failure());
-            }
+            let Some(full) = self.try_queue(msg)? else {
+                return Ok(());
+            };
             let room = self.shared.room.notified();
             tokio::pin!(room);
             // Registered before looking again, so that a message the writer
@@ -241,15 +236,27 @@ impl Recorder {
                 waiting = Some(Waiting(&self.shared.waiting));
             }
             fence(Ordering::SeqCst);
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.current_failure()),
-                Err(mpsc::TrySendError::Full(m)) => msg = m,
-            }
-            if self.shared.failed.load(Ordering::Acquire) {
-                return Err(self.current_failure());
-            }
+            let Some(full) = self.try_queue(full)? else {
+                return Ok(());
+            };
+            msg = full;
             room.await;
+        }
+    }
+
+    /// Queues `msg` if there is room: `None` when queued, the message back
+    /// when the queue is full, the failure when the writer failed or is gone.
+    fn try_queue(&self, msg: Msg) -> Result<Option<Msg>, RecordingFailed> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(None),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(self.current_failure()),
+            Err(mpsc::TrySendError::Full(m)) => {
+                if self.shared.failed.load(Ordering::Acquire) {
+                    Err(self.current_failure())
+                } else {
+                    Ok(Some(m))
+                }
+            }
         }
     }
 
