@@ -342,7 +342,6 @@ fn writer_thread(
         }
         shared.failed.store(true, Ordering::Release);
         shared.state.send_replace(Some(e));
-        shared.room.notify_waiters();
     };
     let closing = Closing {
         rx: Some(rx),

@@ -6,7 +6,8 @@
 //! go through ironrdp-session's fast-path processor, which
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
 //! ironrdp-graphics; planar bitmaps, most of a full-screen redraw, are
-//! drawn by [`super::planar`] instead, into the renderer's own framebuffer,
+//! drawn by [`super::planar`] instead, and uncompressed 24 and 32 bpp ones
+//! by [`Renderer::draw_uncompressed`], into the renderer's own framebuffer,
 //! with exactly ironrdp's pixels. Anything that cannot be decoded is
 //! skipped and counted.
 //!
