@@ -51,10 +51,9 @@ to = "vm1"
         secrets: vec![("app1-root".into(), app1.client_key_pem.clone())],
         ..Options::default()
     });
-    // vm1 is the same xrdp, answering on its own address.
-    forward_tcp((VIRTUAL_IP, d.xrdp.port), (TARGET_IP, d.xrdp.port));
-    let from_app1 = free_port();
-    forward_tcp_from((FRONT, from_app1), (FRONT, d.rdp_port), Some(APP1_IP));
+    // vm1 is the same xrdp, answering on its own address (the deployment
+    // forwards it).
+    let from_app1 = forward_tcp_from(FRONT, (FRONT, d.rdp_port), Some(APP1_IP));
     (d, from_app1)
 }
 

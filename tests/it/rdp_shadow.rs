@@ -28,7 +28,7 @@ fn typed_text_reaches_the_nla_shadow_server_through_sekisho() {
     let shadow = Shadow::start(dir.path(), &desktop.display);
     let pin = probe_cert_sha256(shadow.port);
     let pin_hex: String = pin.iter().map(|b| format!("{b:02X}")).collect();
-    forward_tcp((SHADOW_IP, shadow.port), ("127.0.0.1", shadow.port));
+    let shadow_port = forward_tcp(SHADOW_IP, ("127.0.0.1", shadow.port));
     let d = Deployment::start_with(Options {
         extra_targets: format!(
             r#"
@@ -38,7 +38,7 @@ address = "{SHADOW_IP}"
 kind = "physical"
 rdp = {{ port = {port}, account = "{SHADOW_USER}", credential = "shadow1-pw", cert_sha256 = "{pin_hex}" }}
 "#,
-            port = shadow.port
+            port = shadow_port
         ),
         secrets: vec![("shadow1-pw".into(), SHADOW_PASSWORD.into())],
         ..Options::default()

@@ -775,9 +775,8 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
         ..Options::default()
     });
     let (port_b, _node_b) = d.start_second_node();
-    let forwarder = crate::support::free_port();
-    forward_tcp_routes(
-        (FRONT, forwarder),
+    let forwarder = forward_tcp_routes(
+        FRONT,
         vec![
             ((FRONT, d.rdp_port), Some(CLIENT_IP)),
             ((FRONT, port_b), Some(CLIENT_IP)),
@@ -932,9 +931,8 @@ fn a_dropped_connection_resumes_on_another_node_sharing_the_database() {
 fn a_cookie_from_another_address_is_refused_audited_and_burnt() {
     let _lock = prepare();
     let d = Deployment::start();
-    let forwarder = crate::support::free_port();
-    forward_tcp_routes(
-        (FRONT, forwarder),
+    let forwarder = forward_tcp_routes(
+        FRONT,
         vec![
             ((FRONT, d.rdp_port), Some(CLIENT_IP)),
             ((FRONT, d.rdp_port), Some(MOVED_IP)),

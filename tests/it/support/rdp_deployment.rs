@@ -23,25 +23,31 @@ pub const FRONT: &str = "127.0.0.1";
 /// target's address is a server-to-server hop under the RDP rule.
 pub const TARGET_IP: &str = "127.0.0.2";
 
-/// The address of the virtual target `vm1` (the same xrdp's port; nothing
-/// answers there unless a test forwards it to xrdp).
+/// The address of the virtual target `vm1`: the same xrdp through a
+/// forwarder (on its own port, `Deployment::virtual_port`).
 pub const VIRTUAL_IP: &str = "127.0.0.4";
 
 /// Where the target `xrdp-wrong-pin` answers: xrdp through a forwarder,
 /// declared with a certificate pin that does not match.
 pub const WRONG_PIN_IP: &str = "127.0.0.6";
 
-/// Relay every connection to `listen` on to `to`, for the life of the test
-/// process (threads, plain copies both ways).
-pub fn forward_tcp(listen: (&str, u16), to: (&'static str, u16)) {
-    forward_tcp_from(listen, to, None);
+/// Relay every connection to `listen_ip` on to `to`, for the life of the
+/// test process (threads, plain copies both ways). Returns the port it
+/// listens on, chosen by the system: a port probed free on 127.0.0.1 may
+/// still be held on `listen_ip` by a forwarder an earlier test left behind.
+pub fn forward_tcp(listen_ip: &str, to: (&'static str, u16)) -> u16 {
+    forward_tcp_from(listen_ip, to, None)
 }
 
 /// [`forward_tcp`] whose connections to `to` leave from the address `from`
 /// (port chosen by the system): a client that cannot choose its source
 /// address, such as xfreerdp3, then reaches `to` as if it were `from`.
-pub fn forward_tcp_from(listen: (&str, u16), to: (&'static str, u16), from: Option<&'static str>) {
-    let listener = std::net::TcpListener::bind(listen).expect("bind forwarder");
+pub fn forward_tcp_from(
+    listen_ip: &str,
+    to: (&'static str, u16),
+    from: Option<&'static str>,
+) -> u16 {
+    let (listener, port) = forwarder_listener(listen_ip);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(a) = conn else { continue };
@@ -60,6 +66,7 @@ pub fn forward_tcp_from(listen: (&str, u16), to: (&'static str, u16), from: Opti
             });
         }
     });
+    port
 }
 
 /// A forwarder whose n-th connection goes to `routes[n]` (the last route
@@ -70,10 +77,10 @@ pub fn forward_tcp_from(listen: (&str, u16), to: (&'static str, u16), from: Opti
 /// leaves the other to be killed, or to fail, on its own, as a network
 /// drop would.
 pub fn forward_tcp_routes(
-    listen: (&str, u16),
+    listen_ip: &str,
     routes: Vec<((&'static str, u16), Option<&'static str>)>,
-) {
-    let listener = std::net::TcpListener::bind(listen).expect("bind forwarder");
+) -> u16 {
+    let (listener, port) = forwarder_listener(listen_ip);
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(a) = conn else { continue };
@@ -95,6 +102,14 @@ pub fn forward_tcp_routes(
             });
         }
     });
+    port
+}
+
+/// A listener on `ip` at a port the system chose, and that port.
+fn forwarder_listener(ip: &str) -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind forwarder");
+    let port = listener.local_addr().expect("forwarder's address").port();
+    (listener, port)
 }
 
 /// A TCP connection to `to`, bound to the address `from` first if given.
@@ -205,8 +220,10 @@ impl Deployment {
         assert_eq!(pin, xrdp.pin, "the probe saw another certificate");
         let pin_hex: String = pin.iter().map(|b| format!("{b:02X}")).collect();
 
-        // The same xrdp under another address, declared with a wrong pin.
-        forward_tcp((WRONG_PIN_IP, xrdp.port), (TARGET_IP, xrdp.port));
+        // The same xrdp under two more addresses: the virtual target, and
+        // one declared with a wrong pin.
+        let virtual_port = forward_tcp(VIRTUAL_IP, (TARGET_IP, xrdp.port));
+        let wrong_pin_port = forward_tcp(WRONG_PIN_IP, (TARGET_IP, xrdp.port));
         let rdp_port = free_port();
         let ssh_port = opts.ssh.then(free_port);
         let web_port = opts.web.then(free_port);
@@ -263,7 +280,7 @@ rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha
 name = "vm1"
 address = "{VIRTUAL_IP}"
 kind = "virtual"
-rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
+rdp = {{ port = {virtual_port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{pin_hex}" }}
 
 [[target]]
 name = "down1"
@@ -275,7 +292,7 @@ rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha
 name = "xrdp-wrong-pin"
 address = "{WRONG_PIN_IP}"
 kind = "physical"
-rdp = {{ port = {port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{wrong_pin}" }}
+rdp = {{ port = {wrong_pin_port}, account = "{account}", credential = "xrdp1-pw", cert_sha256 = "{wrong_pin}" }}
 {extra}
 [[access]]
 vendor = "acme"
