@@ -1187,3 +1187,68 @@ fn record_async_is_woken_by_the_writer_not_polled() {
     assert_eq!(events[events.len() - 2].event, output("a\n"));
     assert_eq!(events[events.len() - 1].event, output("b\n"));
 }
+
+/// A `record_async` waiting for room when the writer fails (the disk is
+/// full) is woken with the failure, not left waiting: the writer takes a
+/// large event and fails writing its first chunk to a 64 KiB filesystem
+/// while one event is queued behind it and the call waits for room.
+#[test]
+fn record_async_waiting_when_the_writer_fails_gets_the_failure() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("64k") else {
+        panic!("cannot mount a tmpfs although root");
+    };
+    let opts = WriterOptions {
+        queue_events: 1,
+        zstd_level: 19,
+        ..WriterOptions::default()
+    };
+    let rec = Recorder::open(fs.0.path(), &meta("full-wait"), key(1), opts).unwrap();
+    // Two chunks of text that compresses to far more than 64 KiB.
+    let text: String = (0..80_000)
+        .map(|i| {
+            format!(
+                "{i:06} {:016x}\n",
+                (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            )
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (result, polls) = rt.block_on(async {
+        rec.record_async(output(&text)).await.unwrap();
+        rec.record_async(output("a\n")).await.unwrap();
+        let waiting = rec.record_async(output("b\n"));
+        tokio::pin!(waiting);
+        let mut polls = 0u32;
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                waiting.as_mut().poll(cx)
+            }),
+        )
+        .await
+        .expect("still waiting 30 s after the writer failed");
+        (result, polls)
+    });
+    let err = result.expect_err("queued although the writer failed");
+    assert_eq!(
+        err.io_kind(),
+        Some(std::io::ErrorKind::StorageFull),
+        "{err}"
+    );
+    assert!(polls >= 2, "the queue was never full ({polls} poll)");
+    assert!(polls <= 10, "polled {polls} times while waiting");
+    // Every later call fails at once with the same failure.
+    let again = rt.block_on(rec.record_async(output("c\n")));
+    assert_eq!(again, Err(err));
+    let failed = rec.seal().unwrap_err();
+    assert_eq!(failed.partial.status, ArchiveStatus::Incomplete);
+    drop(fs);
+}

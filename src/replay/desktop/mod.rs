@@ -13,4 +13,5 @@ mod planar;
 pub mod png;
 pub mod render;
 mod timed_frames;
+mod uncompressed;
 pub mod video;

@@ -7,7 +7,7 @@
 //! decodes bitmap updates (raw, interleaved RLE, planar) with
 //! ironrdp-graphics; planar bitmaps, most of a full-screen redraw, are
 //! drawn by [`super::planar`] instead, and uncompressed 24 and 32 bpp ones
-//! by [`Renderer::draw_uncompressed`], into the renderer's own framebuffer,
+//! by [`super::uncompressed`], into the renderer's own framebuffer,
 //! with exactly ironrdp's pixels. Anything that cannot be decoded is
 //! skipped and counted.
 //!
@@ -27,6 +27,7 @@ use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
 
 use super::frames::pointer_of;
 use super::planar::{PlanarDecoder, Target};
+use super::uncompressed;
 use crate::protocol::rdp::pdu::{MAX_SIDE, demand_active_size};
 use crate::recording::{Event, RdpInfo, ReadError, Reader, SessionMeta, TimedEvent};
 
@@ -594,66 +595,30 @@ impl Renderer {
         drawn
     }
 
-    /// An uncompressed 24 or 32 bpp bitmap drawn into the framebuffer with
-    /// ironrdp's pixels (rows bottom-up, each padded to 4 bytes; B, G, R and
-    /// for 32 bpp an unused byte; drawn opaque). ironrdp copies these pixel
-    /// by pixel through a colour conversion, most of an office-like
-    /// session's replay before. `false` (nothing drawn) for other depths and
-    /// for a length ironrdp refuses, which then goes to ironrdp as before.
+    /// An uncompressed 24 or 32 bpp bitmap drawn into the framebuffer;
+    /// `false` (nothing drawn) when [`uncompressed::draw`] leaves it to
+    /// ironrdp.
     fn draw_uncompressed(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
-        let depth = match b.bits_per_pixel {
-            24 => 3,
-            32 => 4,
-            _ => return false,
-        };
-        let (source_width, rows) = (usize::from(b.width), usize::from(b.height));
-        let row_len = source_width * depth;
-        let padded = (row_len + 3) & !3;
-        // ironrdp keeps the first `rows` padded rows when rows are padded,
-        // and otherwise wants exactly `rows` rows.
-        let enough = if padded == row_len {
-            b.bitmap_data.len() == row_len * rows
-        } else {
-            b.bitmap_data.len() >= padded * rows
-        };
-        if !enough {
-            return false;
-        }
         let r = &b.rectangle;
-        let stride = usize::from(self.image.width()) * 4;
-        let (left, top, width) = (
-            usize::from(r.left),
-            usize::from(r.top),
-            usize::from(r.width()),
-        );
-        // The caller checked that the rectangle is on the desktop and no
-        // wider than the bitmap; checked again here, before drawing anything.
-        if width > source_width
-            || (top + rows) * stride > self.fb.len()
-            || left + width > stride / 4
-        {
-            return false;
+        let target = Target {
+            fb: &mut self.fb,
+            stride: usize::from(self.image.width()) * 4,
+            x: usize::from(r.left),
+            y: usize::from(r.top),
+            width: usize::from(r.width()),
+        };
+        let drawn = uncompressed::draw(
+            b.bitmap_data,
+            b.bits_per_pixel,
+            usize::from(b.width),
+            usize::from(b.height),
+            target,
+        )
+        .is_ok();
+        if drawn {
+            self.stale.add(rect_of(r));
         }
-        for (k, src) in b.bitmap_data.chunks(padded).take(rows).enumerate() {
-            let at = (top + rows - 1 - k) * stride + left * 4;
-            let (Some(dst), Some(src)) = (
-                self.fb.get_mut(at..at + width * 4),
-                src.get(..width * depth),
-            ) else {
-                continue;
-            };
-            if depth == 4 {
-                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                    d.copy_from_slice(&[s[2], s[1], s[0], 0xff]);
-                }
-            } else {
-                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
-                    d.copy_from_slice(&[s[2], s[1], s[0], 0xff]);
-                }
-            }
-        }
-        self.stale.add(rect_of(r));
-        true
+        drawn
     }
 
     /// Bring ironrdp's image up to date where only the framebuffer was
