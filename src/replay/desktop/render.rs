@@ -526,14 +526,10 @@ impl Renderer {
                 if !fits {
                     continue;
                 }
-                let here = if b
+                let compressed = b
                     .compression_flags
-                    .contains(Compression::BITMAP_COMPRESSION)
-                {
-                    b.bits_per_pixel == 32 && self.draw_planar(&b)
-                } else {
-                    self.draw_uncompressed(&b)
-                };
+                    .contains(Compression::BITMAP_COMPRESSION);
+                let here = self.draw_here(&b, compressed);
                 let drawn = if here {
                     Some(r)
                 } else {
@@ -569,9 +565,10 @@ impl Renderer {
         Ok(kinds)
     }
 
-    /// A planar bitmap drawn into the framebuffer; `false` (nothing drawn)
-    /// when [`PlanarDecoder`] leaves it to ironrdp.
-    fn draw_planar(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
+    /// A planar (`compressed`) or uncompressed bitmap drawn into the
+    /// framebuffer by [`PlanarDecoder`] or [`uncompressed::draw`]; `false`
+    /// (nothing drawn) when they leave it to ironrdp.
+    fn draw_here(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>, compressed: bool) -> bool {
         let r = &b.rectangle;
         let target = Target {
             fb: &mut self.fb,
@@ -580,41 +577,12 @@ impl Renderer {
             y: usize::from(r.top),
             width: usize::from(r.width()),
         };
-        let drawn = self
-            .planar
-            .draw(
-                b.bitmap_data,
-                usize::from(b.width),
-                usize::from(b.height),
-                target,
-            )
-            .is_ok();
-        if drawn {
-            self.stale.add(rect_of(r));
-        }
-        drawn
-    }
-
-    /// An uncompressed 24 or 32 bpp bitmap drawn into the framebuffer;
-    /// `false` (nothing drawn) when [`uncompressed::draw`] leaves it to
-    /// ironrdp.
-    fn draw_uncompressed(&mut self, b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
-        let r = &b.rectangle;
-        let target = Target {
-            fb: &mut self.fb,
-            stride: usize::from(self.image.width()) * 4,
-            x: usize::from(r.left),
-            y: usize::from(r.top),
-            width: usize::from(r.width()),
+        let (data, w, h) = (b.bitmap_data, usize::from(b.width), usize::from(b.height));
+        let drawn = if compressed {
+            b.bits_per_pixel == 32 && self.planar.draw(data, w, h, target).is_ok()
+        } else {
+            uncompressed::draw(data, b.bits_per_pixel, w, h, target).is_ok()
         };
-        let drawn = uncompressed::draw(
-            b.bitmap_data,
-            b.bits_per_pixel,
-            usize::from(b.width),
-            usize::from(b.height),
-            target,
-        )
-        .is_ok();
         if drawn {
             self.stale.add(rect_of(r));
         }
