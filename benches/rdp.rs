@@ -145,7 +145,7 @@ impl Bench {
             },
             // The deployment's forwarder in front of the same xrdp.
             Via::Relay => Target {
-                addr: SocketAddr::new(WRONG_PIN_IP.parse().expect("ip"), self.d.xrdp.port),
+                addr: SocketAddr::new(WRONG_PIN_IP.parse().expect("ip"), self.d.wrong_pin_port),
                 pin: self.d.xrdp.pin,
                 user: TEST_USER.into(),
                 password: TEST_PASSWORD.into(),

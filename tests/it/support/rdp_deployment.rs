@@ -152,6 +152,10 @@ pub struct Deployment {
     totp: Vec<(String, Vec<u8>)>,
     _serve: Daemon,
     pub xrdp: Xrdp,
+    /// Where the same xrdp answers on `WRONG_PIN_IP` through a plain TCP
+    /// forwarder (the target `xrdp-wrong-pin`; the RDP benchmark's TCP
+    /// relay).
+    pub wrong_pin_port: u16,
     _tmp: tempfile::TempDir,
 }
 
@@ -330,6 +334,7 @@ sources = ["lab"]
             totp,
             _serve: serve,
             xrdp,
+            wrong_pin_port,
             _tmp: tmp,
         }
     }
