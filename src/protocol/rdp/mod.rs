@@ -56,6 +56,18 @@ pub(crate) mod testing {
 
     /// A fast-path output PDU holding one uncompressed 32 bpp bitmap update.
     pub(crate) fn fast_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
+        fast_path_update(&bitmap_row_update(left, top, bgra))
+    }
+
+    /// A slow-path Update PDU (I/O channel) holding the same bitmap update
+    /// as [`fast_path_bitmap`].
+    pub(crate) fn slow_path_bitmap(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
+        slow_path_update(&bitmap_row_update(left, top, bgra))
+    }
+
+    /// An encoded bitmap update (TS_UPDATE_BITMAP_DATA) of one row of
+    /// uncompressed 32 bpp pixels.
+    fn bitmap_row_update(left: u16, top: u16, bgra: &[u8]) -> Vec<u8> {
         use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
         use ironrdp_pdu::geometry::InclusiveRectangle;
         let w = u16::try_from(bgra.len() / 4).expect("small");
@@ -75,13 +87,36 @@ pub(crate) mod testing {
                 bitmap_data: bgra,
             }],
         };
-        let body = ironrdp_core::encode_vec(&update).expect("encode");
-        let mut upd = vec![0x01]; // bitmap, single fragment, no compression
+        ironrdp_core::encode_vec(&update).expect("encode")
+    }
+
+    /// A fast-path output PDU of one encoded bitmap update: single
+    /// fragment, no compression.
+    pub(crate) fn fast_path_update(body: &[u8]) -> Vec<u8> {
+        let mut upd = vec![0x01];
         upd.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
-        upd.extend_from_slice(&body);
+        upd.extend_from_slice(body);
         let total = upd.len() + 3;
         let mut pdu = vec![0x00, 0x80 | ((total >> 8) as u8), total as u8];
         pdu.extend_from_slice(&upd);
+        pdu
+    }
+
+    /// A slow-path Update PDU of one encoded graphics update: Share Control
+    /// Header (length, data PDU of version 1, source), share id, Share Data
+    /// Header (low priority, Update, not compressed), the update. Written
+    /// out here: ironrdp does not encode Update PDUs.
+    pub(crate) fn slow_path_update(body: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(6 + 4 + 8 + body.len()).expect("small");
+        let mut pdu = Vec::new();
+        for v in [total, 0x0017, 1002] {
+            pdu.extend_from_slice(&v.to_le_bytes());
+        }
+        pdu.extend_from_slice(&1u32.to_le_bytes());
+        pdu.extend_from_slice(&[0, 1]);
+        pdu.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
+        pdu.extend_from_slice(&[0x02, 0, 0, 0]);
+        pdu.extend_from_slice(body);
         pdu
     }
 }

@@ -272,8 +272,44 @@ fn rect_of(r: &InclusiveRectangle) -> Rect {
 /// (those inside a `width` x `height` desktop whose declared bitmap size
 /// matches, as ironrdp-session checks before drawing).
 fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
+    Some(rects_drawn(&bitmap_updates(data)?, width, height))
+}
+
+/// [`bitmap_rects`] of a slow-path PDU (channels other than fast-path
+/// output): its rectangles if it is a bitmap update, as
+/// [`Renderer::apply`] would draw it; `None` for any other PDU, a desktop
+/// resize included.
+fn slow_path_bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
+    if demand_active_size(data).is_some() {
+        return None;
+    }
+    let header = decode::<ShareControlHeader>(data).ok()?;
+    let ShareControlPdu::Data(sd) = header.share_control_pdu else {
+        return None;
+    };
+    let ShareDataPdu::Update(update) = sd.share_data_pdu else {
+        return None;
+    };
+    // Decoded as `apply` decodes it, where a panic is a PDU not drawn.
+    std::panic::catch_unwind(|| {
+        let mut src = ReadCursor::new(&update);
+        match slow_path::read_graphics_update_type(&mut src) {
+            Ok(slow_path::GraphicsUpdateType::Bitmap) => {
+                let bitmap = slow_path::decode_slow_path_bitmap(&mut src).ok()?;
+                Some(rects_drawn(&[bitmap], width, height))
+            }
+            _ => None,
+        }
+    })
+    .ok()
+    .flatten()
+}
+
+/// The rectangles of `updates` the renderer draws on a `width` x `height`
+/// desktop, and whether it draws all of them.
+fn rects_drawn(updates: &[BitmapUpdateData<'_>], width: u16, height: u16) -> (Vec<Rect>, bool) {
     let (mut rects, mut all_drawn) = (Vec::new(), true);
-    for update in bitmap_updates(data)? {
+    for update in updates {
         for b in &update.rectangles {
             let r = &b.rectangle;
             let drawn = r.left <= r.right
@@ -290,7 +326,7 @@ fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool
             rects.push(rect_of(r));
         }
     }
-    Some((rects, all_drawn))
+    (rects, all_drawn)
 }
 
 /// Whether the decoder draws a bitmap of this depth and, uncompressed,
@@ -812,14 +848,15 @@ impl Renderer {
             let Event::Output { channel, data, .. } = &ev.event else {
                 continue;
             };
-            if *channel != self.fastpath_channel {
-                // Slow-path output may resize or draw: nothing before it
-                // counts as covered by what comes after.
-                cover.clear();
-                continue;
-            }
             let (w, h) = sizes[i];
-            let Some((rects, all_drawn)) = bitmap_rects(data, w, h) else {
+            let rects = if *channel == self.fastpath_channel {
+                bitmap_rects(data, w, h)
+            } else {
+                slow_path_bitmap_rects(data, w, h)
+            };
+            // Anything else may resize or draw: nothing before it counts
+            // as covered by what comes after.
+            let Some((rects, all_drawn)) = rects else {
                 cover.clear();
                 continue;
             };
@@ -1026,7 +1063,9 @@ pub fn render_at(reader: &mut Reader, at_us: u64) -> Result<Renderer, RenderErro
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    pub(crate) use crate::protocol::rdp::testing::{demand_active, fast_path_bitmap};
+    pub(crate) use crate::protocol::rdp::testing::{
+        demand_active, fast_path_bitmap, slow_path_bitmap,
+    };
     use crate::recording::{DesktopSize, Protocol, Stream};
     use bytes::Bytes;
 
@@ -1551,8 +1590,29 @@ pub(crate) mod tests {
         );
         assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
         assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
+        // The same as slow-path Update PDUs (what xrdp sends).
+        let mut rd = Renderer::new(&meta()).expect("renderer");
+        let row = |c: u8| slow_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
+        let part = slow_path_bitmap(0, 0, &[7, 7, 7, 0].repeat(4));
+        rd.apply_interval(&[
+            ev(1, output(1003, row(1))),
+            ev(2, output(1003, part.clone())),
+            ev(3, output(1003, row(2))),
+            ev(4, output(1003, part)),
+        ]);
+        assert_eq!(
+            rd.stats,
+            RenderStats {
+                decoded: 2,
+                skipped: 0,
+                overdrawn: 2
+            }
+        );
+        assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
+        assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
         // A resize in between: nothing before it is passed over.
         let mut rd = Renderer::new(&meta()).expect("renderer");
+        let row = |c: u8| fast_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
         rd.apply_interval(&[
             ev(1, output(0, row(1))),
             ev(2, output(1003, demand_active(8, 4))),

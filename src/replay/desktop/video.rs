@@ -649,9 +649,14 @@ mod tests {
         assert!(frames.next_sample().expect("frame").is_none());
     }
 
-    /// A fast-path PDU of 32 bpp bitmaps: each `(x, y, w, h, bgra)` filled
-    /// with one colour, uncompressed or planar.
-    fn bitmaps_pdu(rects: &[(u16, u16, u16, u16, [u8; 4])], planar: bool) -> Vec<u8> {
+    /// A PDU of 32 bpp bitmaps: each `(x, y, w, h, bgra)` filled with one
+    /// colour, uncompressed or planar; fast-path output (channel 0) or, when
+    /// `slow`, a slow-path Update PDU for the I/O channel (1003).
+    fn bitmaps_pdu(
+        rects: &[(u16, u16, u16, u16, [u8; 4])],
+        planar: bool,
+        slow: bool,
+    ) -> (u32, Vec<u8>) {
         use ironrdp_graphics::rdp6::{BgrAChannels, BitmapStreamEncoder};
         use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
         use ironrdp_pdu::geometry::InclusiveRectangle;
@@ -695,13 +700,12 @@ mod tests {
                 .collect(),
         };
         let body = ironrdp_core::encode_vec(&update).expect("encode");
-        let mut upd = vec![0x01];
-        upd.extend_from_slice(&u16::try_from(body.len()).expect("small").to_le_bytes());
-        upd.extend_from_slice(&body);
-        let total = upd.len() + 3;
-        let mut pdu = vec![0x00, 0x80 | ((total >> 8) as u8), total as u8];
-        pdu.extend_from_slice(&upd);
-        pdu
+        use crate::protocol::rdp::testing::{fast_path_update, slow_path_update};
+        if slow {
+            (1003, slow_path_update(&body))
+        } else {
+            (0, fast_path_update(&body))
+        }
     }
 
     #[test]
@@ -711,7 +715,8 @@ mod tests {
         // A seeded mix: full-screen redraws (as tiles, as one rectangle,
         // planar or not), rectangles that several later ones cover only
         // together, small ones, a rectangle the decoder refuses, damaged
-        // PDUs, and the desktop resized and back.
+        // PDUs, and the desktop resized and back; as fast-path or slow-path
+        // output (xrdp sends its bitmaps slow-path).
         let mut seed = 0x5eed_u32;
         let mut rnd = |n: u32| {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -723,8 +728,9 @@ mod tests {
             t += u64::from(rnd(12_000));
             let c = [rnd(256) as u8, rnd(256) as u8, rnd(256) as u8, 0];
             let planar = rnd(3) == 0;
-            let pdu = match rnd(12) {
-                0..=2 => bitmaps_pdu(&[(0, 0, 16, 8, c)], planar),
+            let slow = rnd(2) == 0;
+            let (channel, pdu) = match rnd(12) {
+                0..=2 => bitmaps_pdu(&[(0, 0, 16, 8, c)], planar, slow),
                 3 => bitmaps_pdu(
                     &[
                         (0, 0, 8, 8, c),
@@ -732,13 +738,14 @@ mod tests {
                         (8, 4, 8, 4, [c[2], c[0], c[1], 0]),
                     ],
                     planar,
+                    slow,
                 ),
                 4 | 5 => {
                     // Two halves, in separate PDUs.
-                    let top = bitmaps_pdu(&[(0, 0, 16, 4, c)], planar);
-                    events.push((t, output(0, top)));
+                    let (channel, top) = bitmaps_pdu(&[(0, 0, 16, 4, c)], planar, slow);
+                    events.push((t, output(channel, top)));
                     t += 1;
-                    bitmaps_pdu(&[(0, 4, 16, 4, [c[2], c[1], c[0], 0])], planar)
+                    bitmaps_pdu(&[(0, 4, 16, 4, [c[2], c[1], c[0], 0])], planar, !slow)
                 }
                 6..=8 => {
                     let (x, y) = (rnd(14) as u16, rnd(7) as u16);
@@ -746,31 +753,31 @@ mod tests {
                         1 + rnd(16 - u32::from(x)) as u16,
                         1 + rnd(8 - u32::from(y)) as u16,
                     );
-                    bitmaps_pdu(&[(x, y, w, h, c)], planar)
+                    bitmaps_pdu(&[(x, y, w, h, c)], planar, slow)
                 }
                 // Partly outside the desktop: refused, so it covers nothing.
-                9 => bitmaps_pdu(&[(10, 2, 8, 2, c)], false),
+                9 => bitmaps_pdu(&[(10, 2, 8, 2, c)], false, slow),
                 10 => {
-                    let mut p = bitmaps_pdu(&[(2, 2, 4, 4, c)], planar);
+                    let (channel, mut p) = bitmaps_pdu(&[(2, 2, 4, 4, c)], planar, slow);
                     let cut = p.len() - 1 - rnd(6) as usize;
                     p.truncate(cut);
-                    p
+                    (channel, p)
                 }
                 _ => match k % 40 {
                     13 => {
                         events.push((t, output(1003, demand_active(12, 6))));
                         t += 1;
-                        bitmaps_pdu(&[(0, 0, 12, 6, c)], planar)
+                        bitmaps_pdu(&[(0, 0, 12, 6, c)], planar, slow)
                     }
                     29 => {
                         events.push((t, output(1003, demand_active(16, 8))));
                         t += 1;
-                        bitmaps_pdu(&[(0, 0, 16, 8, c)], planar)
+                        bitmaps_pdu(&[(0, 0, 16, 8, c)], planar, slow)
                     }
-                    _ => bitmaps_pdu(&[(1, 1, 3, 3, c)], planar),
+                    _ => bitmaps_pdu(&[(1, 1, 3, 3, c)], planar, slow),
                 },
             };
-            events.push((t, output(0, pdu)));
+            events.push((t, output(channel, pdu)));
         }
         let path = archive(dir.path(), &events);
         let range = VideoRange {
