@@ -232,12 +232,26 @@ fn rle_line(src: &[u8], line: &mut [u8]) -> Result<usize, PlanarError> {
         if col + raw + run > line.len() {
             return Err(PlanarError::Rle);
         }
-        line[col..col + raw].copy_from_slice(raw_bytes);
+        // Segments are short (at most 15 raw bytes, a run of at most 47):
+        // where the line and the source have room, whole 16- and 48-byte
+        // blocks are written instead of exact lengths (one vector store, no
+        // call to memcpy or memset); what they write past the segment is
+        // written again by the segments after it, which fill the line.
+        match (
+            line.get_mut(col..col + 16),
+            src.get(at - raw..at - raw + 16),
+        ) {
+            (Some(dst), Some(block)) => dst.copy_from_slice(block),
+            _ => line[col..col + raw].copy_from_slice(raw_bytes),
+        }
         if let Some(&b) = raw_bytes.last() {
             last = b;
         }
         col += raw;
-        line[col..col + run].fill(last);
+        match line.get_mut(col..col + MAX_SEGMENT + 1) {
+            Some(dst) => dst.copy_from_slice(&[last; MAX_SEGMENT + 1]),
+            None => line[col..col + run].fill(last),
+        }
         col += run;
     }
     Ok(at)
