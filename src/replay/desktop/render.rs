@@ -819,11 +819,12 @@ impl Renderer {
     /// of the same interval wholly draw over: at 40 full-screen redraws a
     /// second sampled at 10 frames a second, three in four are never seen.
     ///
-    /// Only PDUs made of whole bitmap updates are passed over, and only
-    /// for bitmap updates after them that draw every pixel of theirs (a
-    /// rectangle the decoder would refuse covers nothing). Anything else
-    /// on the desktop's channels in between (a resize, a fragmented
-    /// update) stops the look-back there. A later bitmap that is well
+    /// Only PDUs made of whole bitmap updates are passed over, fast-path
+    /// ones or slow-path Update PDUs (xrdp sends every bitmap slow-path),
+    /// and only for bitmap updates after them that draw every pixel of
+    /// theirs (a rectangle the decoder would refuse covers nothing).
+    /// Anything else in between (a resize, a fragmented update, any other
+    /// slow-path PDU) stops the look-back there. A later bitmap that is well
     /// formed in its headers but fails to decode (a damaged archive) is
     /// the one case where the full decode would show the earlier update
     /// through it; a recorded session never holds one.
