@@ -1570,47 +1570,30 @@ pub(crate) mod tests {
         assert!(!cover.covers(r(0, 0, 1, 1)));
 
         // Through the renderer: a row drawn over by a later row in the same
-        // interval is not decoded; one drawn over only in part is.
-        let mut rd = Renderer::new(&meta()).expect("renderer");
-        let row = |c: u8| fast_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
-        let part = fast_path_bitmap(0, 0, &[7, 7, 7, 0].repeat(4));
+        // interval is not decoded; one drawn over only in part is. As
+        // fast-path output and as slow-path Update PDUs (what xrdp sends).
         let ev = |t, e| TimedEvent { t_us: t, event: e };
-        rd.apply_interval(&[
-            ev(1, output(0, row(1))),
-            ev(2, output(0, part.clone())),
-            ev(3, output(0, row(2))),
-            ev(4, output(0, part)),
-        ]);
-        assert_eq!(
-            rd.stats,
-            RenderStats {
+        type BitmapPdu = fn(u16, u16, &[u8]) -> Vec<u8>;
+        let kinds: [(u32, BitmapPdu); 2] = [(0, fast_path_bitmap), (1003, slow_path_bitmap)];
+        for (channel, pdu) in kinds {
+            let mut rd = Renderer::new(&meta()).expect("renderer");
+            let row = |c: u8| output(channel, pdu(0, 0, &[c, c, c, 0].repeat(8)));
+            let part = output(channel, pdu(0, 0, &[7, 7, 7, 0].repeat(4)));
+            rd.apply_interval(&[
+                ev(1, row(1)),
+                ev(2, part.clone()),
+                ev(3, row(2)),
+                ev(4, part),
+            ]);
+            let overdrawn = RenderStats {
                 decoded: 2,
                 skipped: 0,
-                overdrawn: 2
-            }
-        );
-        assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
-        assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
-        // The same as slow-path Update PDUs (what xrdp sends).
-        let mut rd = Renderer::new(&meta()).expect("renderer");
-        let row = |c: u8| slow_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
-        let part = slow_path_bitmap(0, 0, &[7, 7, 7, 0].repeat(4));
-        rd.apply_interval(&[
-            ev(1, output(1003, row(1))),
-            ev(2, output(1003, part.clone())),
-            ev(3, output(1003, row(2))),
-            ev(4, output(1003, part)),
-        ]);
-        assert_eq!(
-            rd.stats,
-            RenderStats {
-                decoded: 2,
-                skipped: 0,
-                overdrawn: 2
-            }
-        );
-        assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
-        assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
+                overdrawn: 2,
+            };
+            assert_eq!(rd.stats, overdrawn, "channel {channel}");
+            assert_eq!(&rd.rgba()[..4], &[7, 7, 7, 255]);
+            assert_eq!(&rd.rgba()[28..32], &[2, 2, 2, 255]);
+        }
         // A resize in between: nothing before it is passed over.
         let mut rd = Renderer::new(&meta()).expect("renderer");
         let row = |c: u8| fast_path_bitmap(0, 0, &[c, c, c, 0].repeat(8));
