@@ -283,6 +283,17 @@ fn slow_path_bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<R
     if demand_active_size(data).is_some() {
         return None;
     }
+    let update = slow_path_update(data)?;
+    // Decoded as `apply` decodes it, where a panic is a PDU not drawn.
+    let bitmap = std::panic::catch_unwind(|| slow_path_bitmap(&update))
+        .ok()?
+        .ok()??;
+    Some(rects_drawn(&[bitmap], width, height))
+}
+
+/// The graphics update a slow-path PDU carries, if it is a Share Data
+/// Update PDU (virtual channel traffic and the like are not drawing).
+fn slow_path_update(data: &[u8]) -> Option<Vec<u8>> {
     let header = decode::<ShareControlHeader>(data).ok()?;
     let ShareControlPdu::Data(sd) = header.share_control_pdu else {
         return None;
@@ -290,19 +301,20 @@ fn slow_path_bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<R
     let ShareDataPdu::Update(update) = sd.share_data_pdu else {
         return None;
     };
-    // Decoded as `apply` decodes it, where a panic is a PDU not drawn.
-    std::panic::catch_unwind(|| {
-        let mut src = ReadCursor::new(&update);
-        match slow_path::read_graphics_update_type(&mut src) {
-            Ok(slow_path::GraphicsUpdateType::Bitmap) => {
-                let bitmap = slow_path::decode_slow_path_bitmap(&mut src).ok()?;
-                Some(rects_drawn(&[bitmap], width, height))
-            }
-            _ => None,
-        }
-    })
-    .ok()
-    .flatten()
+    Some(update)
+}
+
+/// The bitmap update in a slow-path graphics update; `None` for the other
+/// kinds (orders, palette, synchronize), an error when it cannot be read.
+fn slow_path_bitmap(update: &[u8]) -> Result<Option<BitmapUpdateData<'_>>, ()> {
+    let mut src = ReadCursor::new(update);
+    match slow_path::read_graphics_update_type(&mut src) {
+        Ok(slow_path::GraphicsUpdateType::Bitmap) => slow_path::decode_slow_path_bitmap(&mut src)
+            .map(Some)
+            .map_err(|_| ()),
+        Ok(_) => Ok(None),
+        Err(_) => Err(()),
+    }
 }
 
 /// The rectangles of `updates` the renderer draws on a `width` x `height`
@@ -759,28 +771,17 @@ impl Renderer {
             }
             return;
         }
-        let Ok(header) = decode::<ShareControlHeader>(data) else {
-            // Virtual channel traffic and the like: not drawing.
-            return;
-        };
-        let ShareControlPdu::Data(sd) = header.share_control_pdu else {
-            return;
-        };
-        let ShareDataPdu::Update(update) = sd.share_data_pdu else {
+        let Some(update) = slow_path_update(data) else {
             return;
         };
         let mut ironrdp_area = None;
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut src = ReadCursor::new(&update);
-            match slow_path::read_graphics_update_type(&mut src) {
-                Ok(slow_path::GraphicsUpdateType::Bitmap) => {
-                    let bitmap = slow_path::decode_slow_path_bitmap(&mut src).map_err(|_| ())?;
-                    self.draw_bitmaps(vec![bitmap], &mut ironrdp_area)
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match slow_path_bitmap(&update)? {
+                    Some(bitmap) => self.draw_bitmaps(vec![bitmap], &mut ironrdp_area),
+                    None => Ok(Vec::new()),
                 }
-                Ok(_) => Ok(Vec::new()),
-                Err(_) => Err(()),
-            }
-        }));
+            }));
         match r {
             Ok(Ok(updates)) => {
                 self.stats.decoded += 1;
