@@ -596,6 +596,9 @@ async fn connect_mcs(
         // during the gateway's own handshake, with nobody to answer them.
         flags.remove(gcc::ClientEarlyCapabilityFlags::SUPPORT_NET_CHAR_AUTODETECT);
     }
+    if super::steer::at_most_24_bpp(&mut blocks.core.optional_data) {
+        debug!("asking the target for 24 bpp instead of 32");
+    }
     if blocks.core.optional_data.connection_type == Some(gcc::ConnectionType::Autodetect) {
         blocks.core.optional_data.connection_type = Some(gcc::ConnectionType::Lan);
     }

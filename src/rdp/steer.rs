@@ -6,6 +6,11 @@
 //! ironrdp-graphics decodes. Bulk compression is switched off separately,
 //! in the Client Info PDU the gateway sends to the target.
 //!
+//! The colour depth is steered earlier, in the Client Core Data of the
+//! MCS Connect Initial ([`at_most_24_bpp`]): a client that asks for 32 bpp
+//! and can take 24 is given 24, the same colours in bitmaps xrdp encodes
+//! far smaller for text.
+//!
 //! Bitmap compression itself stays as the client announced it: the Bitmap
 //! set (re-encoded with `bitmapCompressionFlag` set, as the specification
 //! requires), the General set's `extraFlags` (`NO_BITMAP_COMPRESSION_HDR`)
@@ -17,6 +22,7 @@
 //! `bitmap_compression` is on, whatever the client's flags.
 
 use ironrdp_core::{decode, encode_vec};
+use ironrdp_pdu::gcc;
 use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, Order, OrderFlags, OrderSupportExFlags};
 use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu};
 
@@ -55,6 +61,33 @@ pub fn restrict_capabilities(caps: &mut Vec<CapabilitySet>) {
                 | CapabilitySet::FrameAcknowledge(_)
         )
     });
+}
+
+/// Where the client asks for a 32 bpp session and can take 24 bpp, ask
+/// the target for 24 instead (in the Client Core Data of the MCS Connect
+/// Initial); true if it did.
+///
+/// Why: both carry the same 24-bit colours (RDP's 32 bpp adds a byte no
+/// desktop update uses), but at 32 bpp xrdp compresses every bitmap as
+/// planar, at 24 bpp as interleaved RLE, whose foreground/background
+/// runs suit text: measured on a screen of scrolling text, 5× fewer bytes
+/// on the wire and an archive 1.9× smaller, with half the bastion's CPU
+/// (README, RDP benchmark). The replayer decodes both exactly.
+pub fn at_most_24_bpp(core: &mut gcc::ClientCoreOptionalData) -> bool {
+    let want_32 = gcc::ClientEarlyCapabilityFlags::WANT_32_BPP_SESSION;
+    let (Some(flags), Some(depths)) = (
+        core.early_capability_flags.as_mut(),
+        core.supported_color_depths.as_mut(),
+    ) else {
+        return false;
+    };
+    if !flags.contains(want_32) || !depths.contains(gcc::SupportedColorDepths::BPP24) {
+        return false;
+    }
+    flags.remove(want_32);
+    depths.remove(gcc::SupportedColorDepths::BPP32);
+    core.high_color_depth = Some(gcc::HighColorDepth::Bpp24);
+    true
 }
 
 /// If `user_data` (an I/O channel Send Data payload from the client) is a
@@ -226,6 +259,64 @@ mod tests {
         let caps = &confirm.pdu.capability_sets;
         assert!(caps.contains(&CapabilitySet::General(general)), "{caps:?}");
         assert!(caps.contains(&CapabilitySet::Bitmap(bitmap)), "{caps:?}");
+    }
+
+    fn core_asking(
+        flags: gcc::ClientEarlyCapabilityFlags,
+        depths: gcc::SupportedColorDepths,
+    ) -> gcc::ClientCoreOptionalData {
+        gcc::ClientCoreOptionalData {
+            high_color_depth: Some(gcc::HighColorDepth::Bpp24),
+            supported_color_depths: Some(depths),
+            early_capability_flags: Some(flags),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_client_asking_for_32_bpp_is_given_24_where_it_can_take_it() {
+        use gcc::{ClientEarlyCapabilityFlags as F, SupportedColorDepths as D};
+        let all = D::BPP32 | D::BPP24 | D::BPP16 | D::BPP15;
+        let mut core = core_asking(F::WANT_32_BPP_SESSION | F::SUPPORT_ERR_INFO_PDU, all);
+        assert!(at_most_24_bpp(&mut core));
+        assert_eq!(core.early_capability_flags, Some(F::SUPPORT_ERR_INFO_PDU));
+        assert_eq!(
+            core.supported_color_depths,
+            Some(D::BPP24 | D::BPP16 | D::BPP15)
+        );
+        assert_eq!(core.high_color_depth, Some(gcc::HighColorDepth::Bpp24));
+        // A client that wants 32 bpp with a lower high colour depth still
+        // gets 24: the same colours as 32, never fewer.
+        let mut core = core_asking(F::WANT_32_BPP_SESSION, all);
+        core.high_color_depth = Some(gcc::HighColorDepth::Rgb565Bpp16);
+        assert!(at_most_24_bpp(&mut core));
+        assert_eq!(core.high_color_depth, Some(gcc::HighColorDepth::Bpp24));
+    }
+
+    #[test]
+    fn other_colour_depths_pass_unchanged() {
+        use gcc::{ClientEarlyCapabilityFlags as F, SupportedColorDepths as D};
+        let cases = [
+            // Not asking for 32 bpp: its own choice stands (16 bpp here).
+            {
+                let mut c = core_asking(F::SUPPORT_ERR_INFO_PDU, D::BPP32 | D::BPP24 | D::BPP16);
+                c.high_color_depth = Some(gcc::HighColorDepth::Rgb565Bpp16);
+                c
+            },
+            // Cannot take 24 bpp: left at 32.
+            core_asking(F::WANT_32_BPP_SESSION, D::BPP32 | D::BPP16),
+            // No supported depths or flags announced.
+            gcc::ClientCoreOptionalData {
+                early_capability_flags: Some(F::WANT_32_BPP_SESSION),
+                ..Default::default()
+            },
+            gcc::ClientCoreOptionalData::default(),
+        ];
+        for before in cases {
+            let mut core = before.clone();
+            assert!(!at_most_24_bpp(&mut core), "{before:?}");
+            assert_eq!(core, before);
+        }
     }
 
     #[test]
