@@ -1,7 +1,8 @@
 //! Uncompressed 24 and 32 bpp bitmaps ([MS-RDPBCGR] 2.2.9.1.1.3.1.2.2,
 //! what a target sends when no compression was agreed, or for a region
 //! compression would not shrink), drawn straight into the replay's
-//! framebuffer.
+//! framebuffer; and the pixels of interleaved RLE bitmaps at 24 bpp once
+//! ironrdp-graphics has decoded them ([`draw_packed_24`]).
 //!
 //! ironrdp-session copies these pixel by pixel through its colour
 //! conversion; on an office-like 1920x1080 replay that was 6 % of the MP4
@@ -55,6 +56,34 @@ pub fn draw(
     if !enough || padded == 0 {
         return Err(UncompressedError::Length);
     }
+    draw_rows(data, depth, padded, bm_w, bm_h, to)
+}
+
+/// Draw `data` as `bm_h` bottom-up rows of `bm_w` BGR pixels with no
+/// padding: what ironrdp-graphics' interleaved RLE decoder writes at
+/// 24 bpp, and what ironrdp then draws just as [`draw`] does.
+pub fn draw_packed_24(
+    data: &[u8],
+    bm_w: usize,
+    bm_h: usize,
+    to: Target<'_>,
+) -> Result<(), UncompressedError> {
+    let row_len = bm_w * 3;
+    if row_len == 0 || Some(data.len()) != row_len.checked_mul(bm_h) {
+        return Err(UncompressedError::Length);
+    }
+    draw_rows(data, 3, row_len, bm_w, bm_h, to)
+}
+
+/// The rows of `depth` bytes a pixel, `stride` bytes apart, bottom-up.
+fn draw_rows(
+    data: &[u8],
+    depth: usize,
+    stride: usize,
+    bm_w: usize,
+    bm_h: usize,
+    to: Target<'_>,
+) -> Result<(), UncompressedError> {
     // The destination is checked before anything is drawn.
     let end = (to.y + bm_h)
         .checked_mul(to.stride)
@@ -62,7 +91,7 @@ pub fn draw(
     if to.width > bm_w || end > to.fb.len() || (to.x + to.width) * 4 > to.stride {
         return Err(UncompressedError::Destination);
     }
-    for (k, src) in data.chunks(padded).take(bm_h).enumerate() {
+    for (k, src) in data.chunks(stride).take(bm_h).enumerate() {
         let at = (to.y + bm_h - 1 - k) * to.stride + to.x * 4;
         let (Some(dst), Some(src)) = (
             to.fb.get_mut(at..at + to.width * 4),
@@ -118,6 +147,27 @@ mod tests {
         assert_eq!(px(2, 2), [6, 5, 4, 0xff]);
         assert_eq!(px(0, 0), [0; 4]);
         assert_eq!(px(3, 3), [0; 4]);
+    }
+
+    #[test]
+    fn packed_rows_land_bottom_up_and_need_the_exact_length() {
+        // 2x2 at 24 bpp, rows of 6 bytes with no padding.
+        let data = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let mut fb = fb();
+        draw_packed_24(&data, 2, 2, target(&mut fb, 1, 1, 2)).unwrap();
+        let px = |x: usize, y: usize| &fb[y * 16 + x * 4..][..4];
+        assert_eq!(px(1, 1), [9, 8, 7, 0xff]);
+        assert_eq!(px(2, 1), [12, 11, 10, 0xff]);
+        assert_eq!(px(1, 2), [3, 2, 1, 0xff]);
+        assert_eq!(px(2, 2), [6, 5, 4, 0xff]);
+        for short_or_long in [&data[..11], &[0; 13][..], &[0; 16][..]] {
+            let mut fb = vec![7; 64];
+            assert_eq!(
+                draw_packed_24(short_or_long, 2, 2, target(&mut fb, 0, 0, 2)),
+                Err(UncompressedError::Length)
+            );
+            assert!(fb.iter().all(|&b| b == 7));
+        }
     }
 
     #[test]
