@@ -17,7 +17,8 @@
 //! Environment (defaults in brackets): `SEKISHO_BENCH_FIRST_FRAME_RUNS`
 //! [10], `SEKISHO_BENCH_REDRAW_SECS` [15], `SEKISHO_BENCH_REPEAT` [5],
 //! `SEKISHO_BENCH_OFFICE_SECS` [60], `SEKISHO_BENCH_WORKLOADS` [all; names
-//! separated by commas]; `SEKISHO_BENCH_KEEP=DIR` keeps the
+//! separated by commas], `SEKISHO_BENCH_BPP` [32; the colour depth the
+//! client asks for]; `SEKISHO_BENCH_KEEP=DIR` keeps the
 //! exported archives and `serve.log` there (the deployment is removed).
 //! `SEKISHO_BENCH_BASELINE=/path/to/an/older/sekisho` adds the path
 //! "sekisho (before)": that binary serving a copy of the installation (its
@@ -887,14 +888,23 @@ fn main() {
         "Load average (1 min) of the machine at start / end: {load_start} / {}.\n",
         loadavg()
     );
+    let depth = rdp_client::color_depth();
     println!(
-        "Loopback, {} CPUs, xrdp {} with xorgxrdp, desktop {}×{} at 32 bpp. Both paths \
-         negotiate the same graphics: plain bitmap updates (no orders, codecs or \
-         bulk compression), which is what sekisho steers every target to.\n",
+        "Loopback, {} CPUs, xrdp {} with xorgxrdp, desktop {}×{}, the client asking for \
+         {depth} bpp. Every path negotiates plain bitmap updates (no orders, codecs or \
+         bulk compression), which is what sekisho steers every target to.{}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         xrdp_version(),
         rdp_client::WIDTH,
         rdp_client::HEIGHT,
+        if depth == 32 {
+            " Where a client asks for 32 bpp, sekisho asks the target for 24 (the same \
+             colours), so xrdp sends the sekisho path interleaved RLE bitmaps and the \
+             direct and TCP relay paths planar ones; `SEKISHO_BENCH_BPP=24` makes every \
+             path the same."
+        } else {
+            ""
+        },
     );
 
     println!(

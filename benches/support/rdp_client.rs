@@ -7,7 +7,9 @@
 //! It advertises what sekisho steers every target to (plain bitmap updates:
 //! no drawing orders, no codecs, no surface commands, no bulk compression),
 //! so a direct connection and one through sekisho negotiate the same
-//! graphics and differ only by the relay. Nothing needs acknowledging:
+//! graphics and differ only by the relay — except the colour depth: asking
+//! for 32 bpp (the default), the client gets 24 through sekisho, which
+//! steers it so ([`color_depth`]). Nothing needs acknowledging:
 //! without surface commands there are no frame markers to answer.
 
 use std::net::SocketAddr;
@@ -31,6 +33,16 @@ use tokio::net::TcpStream;
 
 pub const WIDTH: u16 = 1024;
 pub const HEIGHT: u16 = 768;
+
+/// The colour depth the client asks for: `SEKISHO_BENCH_BPP` (24 or 32;
+/// 32, what FreeRDP and mstsc ask for, by default).
+pub fn color_depth() -> u32 {
+    match std::env::var("SEKISHO_BENCH_BPP").as_deref() {
+        Ok("24") => 24,
+        Ok("32") | Err(_) => 32,
+        Ok(other) => panic!("SEKISHO_BENCH_BPP={other}: 24 or 32"),
+    }
+}
 
 /// What the client has seen so far; read by the bench while it runs.
 #[derive(Default)]
@@ -227,7 +239,7 @@ fn config(user: &str, password: &str) -> ironrdp_connector::Config {
         // Empty codec list: plain bitmap updates only, as sekisho steers.
         bitmap: Some(BitmapConfig {
             lossy_compression: false,
-            color_depth: 32,
+            color_depth: color_depth(),
             codecs: BitmapCodecs(Vec::new()),
         }),
         dig_product_id: String::new(),

@@ -691,7 +691,7 @@ fn redrawn_pictures_are_recorded_compressed_in_one_stream_and_export_as_the_clie
     std::fs::write(
         &script,
         format!(
-            "for i in 1 2 3 4 5; do display -window root {a}; display -window root {b}; done; \
+            "for i in 1 2 3 4 5 6 7; do display -window root {a}; display -window root {b}; done; \
              display -window root {a}; touch {m}\n",
             a = a.display(),
             b = images.join("b.png").display(),
