@@ -20,7 +20,7 @@
 use crate::protocol::rdp::input::{decode_fast_path, decode_slow_path};
 use crate::recording::{Event, Events, Reader, TimedEvent};
 
-use super::render::{Damage, Rect, RenderError, Renderer, SeekIndex, seek, seek_indexed};
+use super::render::{Batch, Damage, Rect, RenderError, Renderer, SeekIndex, seek, seek_indexed};
 
 /// When frames are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,9 +267,19 @@ impl<'r> FrameStream<'r> {
         }
     }
 
-    /// Apply every event up to and including `t`.
+    /// Apply every event up to and including `t` (in a [`Batch`]: only
+    /// the desktop at `t` is shown).
     fn replay_until(&mut self, t: u64) -> Result<(), RenderError> {
-        while let Some(ev) = self.next_event()? {
+        let mut batch = Batch::default();
+        loop {
+            let ev = match self.next_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    batch.apply(&mut self.renderer);
+                    return Err(e);
+                }
+            };
             if ev.t_us > t {
                 self.pending = Some(ev);
                 break;
@@ -285,8 +295,9 @@ impl<'r> FrameStream<'r> {
                 }
                 self.pointer = Some(p);
             }
-            self.renderer.apply(&ev.event);
+            batch.push(&mut self.renderer, ev);
         }
+        batch.apply(&mut self.renderer);
         Ok(())
     }
 

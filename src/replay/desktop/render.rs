@@ -895,14 +895,54 @@ impl Renderer {
         events: impl Iterator<Item = Result<TimedEvent, ReadError>>,
         at_us: u64,
     ) -> Result<(), RenderError> {
+        let mut batch = Batch::default();
         for ev in events {
-            let ev = ev?;
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    batch.apply(self);
+                    return Err(e.into());
+                }
+            };
             if ev.t_us > at_us {
                 break;
             }
-            self.apply(&ev.event);
+            batch.push(self, ev);
         }
+        batch.apply(self);
         Ok(())
+    }
+}
+
+/// Events on their way to [`Renderer::apply_interval`] where only the
+/// desktop after them counts (a seek, a PNG at a time): bitmaps a later
+/// one of the batch draws over are never decoded — on a screen of
+/// scrolling text most of them. A batch is applied once it holds
+/// [`Batch::MAX_BYTES`] of events, so memory stays bounded.
+#[derive(Default)]
+pub(crate) struct Batch {
+    events: Vec<TimedEvent>,
+    bytes: usize,
+}
+
+impl Batch {
+    const MAX_BYTES: usize = 16 << 20;
+
+    pub(crate) fn push(&mut self, renderer: &mut Renderer, ev: TimedEvent) {
+        if let Event::Output { data, .. } = &ev.event {
+            self.bytes += data.len();
+        }
+        self.events.push(ev);
+        if self.bytes >= Self::MAX_BYTES {
+            self.apply(renderer);
+        }
+    }
+
+    /// Apply what is gathered (and start again empty).
+    pub(crate) fn apply(&mut self, renderer: &mut Renderer) {
+        renderer.apply_interval(&self.events);
+        self.events.clear();
+        self.bytes = 0;
     }
 }
 

@@ -708,15 +708,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn frames_with_overdrawn_updates_passed_over_equal_the_full_decode() {
-        use crate::replay::desktop::render::tests::{archive, demand_active, meta, output};
-        let dir = tempfile::tempdir().expect("tempdir");
-        // A seeded mix: full-screen redraws (as tiles, as one rectangle,
-        // planar or not), rectangles that several later ones cover only
-        // together, small ones, a rectangle the decoder refuses, damaged
-        // PDUs, and the desktop resized and back; as fast-path or slow-path
-        // output (xrdp sends its bitmaps slow-path).
+    /// A seeded mix: full-screen redraws (as tiles, as one rectangle,
+    /// planar or not), rectangles that several later ones cover only
+    /// together, small ones, a rectangle the decoder refuses, damaged
+    /// PDUs, and the desktop resized and back; as fast-path or slow-path
+    /// output (xrdp sends its bitmaps slow-path).
+    fn overdrawn_mix() -> Vec<(u64, crate::recording::Event)> {
+        use crate::replay::desktop::render::tests::{demand_active, output};
         let mut seed = 0x5eed_u32;
         let mut rnd = |n: u32| {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -779,6 +777,14 @@ mod tests {
             };
             events.push((t, output(channel, pdu)));
         }
+        events
+    }
+
+    #[test]
+    fn frames_with_overdrawn_updates_passed_over_equal_the_full_decode() {
+        use crate::replay::desktop::render::tests::{archive, meta};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = overdrawn_mix();
         let path = archive(dir.path(), &events);
         let range = VideoRange {
             fps: 10,
@@ -818,5 +824,29 @@ mod tests {
             stats.decoded + stats.skipped + stats.overdrawn,
             full.stats.decoded + full.stats.skipped
         );
+    }
+
+    #[test]
+    fn the_desktop_at_a_time_passes_over_what_is_drawn_over_and_equals_the_full_decode() {
+        use crate::replay::desktop::render::render_at;
+        use crate::replay::desktop::render::tests::{archive, meta};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = overdrawn_mix();
+        let path = archive(dir.path(), &events);
+        let end = events.last().map_or(0, |(t, _)| *t);
+        for at in [end / 3, end / 2, end, u64::MAX] {
+            let mut reader = Reader::open(&path).expect("open");
+            let fast = render_at(&mut reader, at).expect("render");
+            let mut full = Renderer::new(&meta()).expect("renderer");
+            for (_, ev) in events.iter().take_while(|(t, _)| *t <= at) {
+                full.apply(ev);
+            }
+            assert_eq!((fast.width(), fast.height()), (full.width(), full.height()));
+            assert!(
+                fast.pixels() == full.pixels(),
+                "the desktop at {at} µs differs"
+            );
+            assert!(fast.stats.overdrawn > 10, "{:?}", fast.stats);
+        }
     }
 }
