@@ -71,7 +71,7 @@ pub fn restrict_capabilities(caps: &mut Vec<CapabilitySet>) {
 /// desktop update uses), but at 32 bpp xrdp compresses every bitmap as
 /// planar, at 24 bpp as interleaved RLE, whose foreground/background
 /// runs suit text: measured on a screen of scrolling text, 5× fewer bytes
-/// on the wire and an archive 1.9× smaller, with half the bastion's CPU
+/// on the wire and an archive 1.8× smaller, with half the bastion's CPU
 /// (README, RDP benchmark). The replayer decodes both exactly.
 pub fn at_most_24_bpp(core: &mut gcc::ClientCoreOptionalData) -> bool {
     let want_32 = gcc::ClientEarlyCapabilityFlags::WANT_32_BPP_SESSION;
