@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sekisho::recording::Reader;
 use sekisho::replay::desktop::frames::{FrameStream, Pace, StreamOptions};
-use sekisho::replay::desktop::render::SeekIndex;
+use sekisho::replay::desktop::seek::SeekIndex;
 use sekisho::web::desktop::{REPLAY_FPS, frames_between};
 
 #[path = "support/desktop_session.rs"]

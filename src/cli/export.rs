@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use super::Global;
 use crate::recording::Reader;
 use crate::replay::desktop::keystrokes as desktop_keystrokes;
-use crate::replay::desktop::{mp4, png, render, video};
+use crate::replay::desktop::{mp4, png, seek, video};
 use crate::replay::terminal::{asciicast, keystrokes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,7 +105,7 @@ fn export(path: &Path, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 }
                 let at_us = seconds_us("--at", a.at, u64::MAX)?;
                 // Starts at a keyframe shortly before --at, not at the start.
-                let r = render::render_at(reader, at_us)?;
+                let r = seek::render_at(reader, at_us)?;
                 if r.stats.skipped > 0 {
                     eprintln!(
                         "note: {} server PDUs could not be decoded and were skipped ({} decoded)",

@@ -78,7 +78,8 @@ use crate::recording::{Reader, Tail};
 use crate::replay::desktop::frames::{
     FrameStream, FrameUpdate, Pace, PointerMove, StreamOptions, frame_of, pointer_of,
 };
-use crate::replay::desktop::render::{RenderError, Renderer, SeekIndex, seek};
+use crate::replay::desktop::render::{RenderError, Renderer};
+use crate::replay::desktop::seek::{SeekIndex, seek};
 use crate::store::SessionStatus;
 
 /// Frames a second the replay samples (a frame only when something changed).
@@ -700,8 +701,8 @@ pub(crate) fn session_actions(
 mod tests {
     use super::*;
     use crate::recording::Event;
-    use crate::replay::desktop::render::render_at;
     use crate::replay::desktop::render::tests::{archive, demand_active, fast_path_bitmap, output};
+    use crate::replay::desktop::seek::render_at;
     use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent};
     use ironrdp_pdu::input::mouse::{MousePdu, PointerFlags};
 

@@ -17,7 +17,8 @@ use sekisho::recording::{
     ArchiveKey, ArchiveWriter, DesktopSize, Event, Protocol, RdpInfo, Reader, SessionMeta,
     TerminalSize, WriterOptions,
 };
-use sekisho::replay::desktop::render::{Renderer, render_at, replay_start};
+use sekisho::replay::desktop::render::Renderer;
+use sekisho::replay::desktop::seek::{render_at, replay_start};
 
 /// `sekisho export ARCHIVE ARGS…` with `path` as PATH when given.
 fn export(archive: &Path, args: &[&str], path: Option<&Path>) -> Output {

@@ -194,7 +194,7 @@ fn copy_blocks(src: &[u8], dst: &mut [u8], width: usize, height: usize, b: Block
 mod tests {
     use super::*;
     use crate::replay::desktop::frames::{FrameUpdate, Region};
-    use crate::replay::desktop::render::Rect;
+    use crate::replay::desktop::region::Rect;
     use crate::replay::desktop::timed_frames::TimedFrames;
     use crate::replay::desktop::video::VideoCanvas;
     use rand::rngs::StdRng;

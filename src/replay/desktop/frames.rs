@@ -5,9 +5,9 @@
 //!
 //! Seeking is opening a stream at another time: [`FrameStream::new`] starts
 //! the replay at the keyframe the archive's index names for `from_us`
-//! ([`super::render::seek`]), not at the session start, and the first frame
+//! ([`super::seek::seek`]), not at the session start, and the first frame
 //! is a full one showing the desktop at `from_us` — the same pixels
-//! [`super::render::render_at`] gives.
+//! [`super::seek::render_at`] gives.
 //!
 //! The pointer: recorded client input carries where the person moved and
 //! clicked the mouse; the stream keeps those positions
@@ -20,7 +20,9 @@
 use crate::protocol::rdp::input::{decode_fast_path, decode_slow_path};
 use crate::recording::{Event, Events, Reader, TimedEvent};
 
-use super::render::{Batch, Damage, Rect, RenderError, Renderer, SeekIndex, seek, seek_indexed};
+use super::region::{Damage, Rect};
+use super::render::{Batch, RenderError, Renderer};
+use super::seek::{SeekIndex, seek, seek_indexed};
 
 /// When frames are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,8 +394,8 @@ impl Iterator for FrameStream<'_> {
 mod tests {
     use super::*;
     use crate::recording::Event;
-    use crate::replay::desktop::render::render_at;
     use crate::replay::desktop::render::tests::{archive, demand_active, fast_path_bitmap, output};
+    use crate::replay::desktop::seek::render_at;
 
     const S: u64 = 1_000_000;
 

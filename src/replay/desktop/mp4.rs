@@ -11,7 +11,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::SyncSender;
 
 use super::frame_pipe::{FramePipe, HeldFrames};
-use super::render::{RenderError, seek};
+use super::render::RenderError;
+use super::seek::seek;
 use super::timed_frames::TimedFrames;
 use super::video::{Frames, Sample, VideoCanvas, VideoRange};
 use crate::recording::{CheckedChunk, Chunks, DecodedEvents, Event, ReadError, Reader, TimedEvent};
@@ -533,7 +534,7 @@ mod tests {
     #[test]
     fn only_changed_instants_and_the_last_go_to_the_encoder_with_their_times() {
         use crate::replay::desktop::frames::{FrameUpdate, Region};
-        use crate::replay::desktop::render::Rect;
+        use crate::replay::desktop::region::Rect;
         let s = 1_000_000;
         let update = |t_us: u64, full: bool, grey: u8| FrameUpdate {
             t_us,

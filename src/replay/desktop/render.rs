@@ -12,25 +12,24 @@
 //! framebuffer, with exactly ironrdp's pixels. Anything that cannot be
 //! decoded is skipped and counted.
 //!
-//! Seeking starts at a keyframe (see [`replay_start`]) instead of the
-//! session start; a Server Demand Active with another desktop size
-//! re-creates the framebuffer at that size.
+//! A Server Demand Active with another desktop size re-creates the
+//! framebuffer at that size. Where a replay starts is [`super::seek`]'s;
+//! which bitmaps a sampled frame never shows, [`super::overdraw`]'s.
 
-use ironrdp_core::{ReadCursor, WriteBuf, decode};
+use ironrdp_core::WriteBuf;
 use ironrdp_graphics::image_processing::PixelFormat;
-use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPdu};
-use ironrdp_pdu::slow_path;
+use ironrdp_pdu::bitmap::BitmapUpdateData;
+use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
 use ironrdp_session::fast_path::{Processor, ProcessorBuilder, UpdateKind};
 use ironrdp_session::image::DecodedImage;
 
-use ironrdp_pdu::bitmap::BitmapUpdateData;
-use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
-
-use super::frames::pointer_of;
+use super::bitmap_pdus::{bitmap_updates, may_leave_fragment, slow_path_bitmap, slow_path_update};
+use super::overdraw;
 use super::planar::{PlanarDecoder, Target};
+use super::region::{Damage, Rect};
 use super::uncompressed;
 use crate::protocol::rdp::pdu::{MAX_SIDE, demand_active_size};
-use crate::recording::{Event, RdpInfo, ReadError, Reader, SessionMeta, TimedEvent};
+use crate::recording::{Event, RdpInfo, ReadError, SessionMeta, TimedEvent};
 
 /// Why a recording cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -87,342 +86,8 @@ pub struct Renderer {
     damage: Damage,
 }
 
-/// A rectangle of the desktop, in pixels (exclusive right and bottom).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Rect {
-    /// The smallest rectangle holding both.
-    pub fn union(self, o: Rect) -> Rect {
-        let (x, y) = (self.x.min(o.x), self.y.min(o.y));
-        let right = (self.x + self.width).max(o.x + o.width);
-        let bottom = (self.y + self.height).max(o.y + o.height);
-        Rect {
-            x,
-            y,
-            width: right - x,
-            height: bottom - y,
-        }
-    }
-
-    /// Whether the two share a pixel or touch edge to edge.
-    fn touches(self, o: Rect) -> bool {
-        self.x <= o.x + o.width
-            && o.x <= self.x + self.width
-            && self.y <= o.y + o.height
-            && o.y <= self.y + self.height
-    }
-
-    fn area(self) -> u64 {
-        u64::from(self.width) * u64::from(self.height)
-    }
-
-    fn right(self) -> u32 {
-        self.x + self.width
-    }
-
-    fn bottom(self) -> u32 {
-        self.y + self.height
-    }
-
-    /// Whether every pixel of `o` is in `self`.
-    fn contains(self, o: Rect) -> bool {
-        self.x <= o.x && self.y <= o.y && o.right() <= self.right() && o.bottom() <= self.bottom()
-    }
-
-    /// What is left of `self` outside `cut`: up to four rectangles.
-    fn minus(self, cut: Rect, out: &mut Vec<Rect>) {
-        let (l, t) = (self.x.max(cut.x), self.y.max(cut.y));
-        let (r, b) = (
-            self.right().min(cut.right()),
-            self.bottom().min(cut.bottom()),
-        );
-        if l >= r || t >= b {
-            out.push(self);
-            return;
-        }
-        let mut piece = |x: u32, y: u32, right: u32, bottom: u32| {
-            if x < right && y < bottom {
-                out.push(Rect {
-                    x,
-                    y,
-                    width: right - x,
-                    height: bottom - y,
-                });
-            }
-        };
-        // Above and below the cut across the whole width, then its sides.
-        piece(self.x, self.y, self.right(), t);
-        piece(self.x, b, self.right(), self.bottom());
-        piece(self.x, t, l, b);
-        piece(r, t, self.right(), b);
-    }
-}
-
-/// The rectangles later updates of an interval draw, to tell whether an
-/// earlier one is wholly drawn over.
-#[derive(Default)]
-struct Cover {
-    /// The same tiles are redrawn again and again: most checks are an
-    /// exact match.
-    exact: std::collections::HashSet<Rect>,
-    all: Vec<Rect>,
-}
-
-/// Past this many leftover pieces a rectangle counts as not covered (it
-/// is then decoded, which is always right).
-const MAX_COVER_PIECES: usize = 64;
-
-impl Cover {
-    fn add(&mut self, r: Rect) {
-        if self.exact.insert(r) {
-            self.all.push(r);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.exact.clear();
-        self.all.clear();
-    }
-
-    fn covers(&self, r: Rect) -> bool {
-        if self.exact.contains(&r) || self.all.iter().any(|c| c.contains(r)) {
-            return true;
-        }
-        let (mut rest, mut next) = (vec![r], Vec::new());
-        for c in &self.all {
-            next.clear();
-            for piece in &rest {
-                piece.minus(*c, &mut next);
-            }
-            std::mem::swap(&mut rest, &mut next);
-            if rest.is_empty() {
-                return true;
-            }
-            if rest.len() > MAX_COVER_PIECES {
-                return false;
-            }
-        }
-        false
-    }
-}
-
-/// The bitmap updates of a fast-path PDU made only of whole
-/// (unfragmented, not bulk-compressed) bitmap updates; `None` for any
-/// other PDU.
-fn bitmap_updates(data: &[u8]) -> Option<Vec<BitmapUpdateData<'_>>> {
-    use ironrdp_pdu::fast_path::{
-        FastPathHeader, FastPathUpdate, FastPathUpdatePdu, Fragmentation, UpdateCode,
-    };
-    let mut src = ReadCursor::new(data);
-    decode_cursor_any::<FastPathHeader>(&mut src)?;
-    let mut updates = Vec::new();
-    while !src.is_empty() {
-        let pdu = decode_cursor_any::<FastPathUpdatePdu<'_>>(&mut src)?;
-        if pdu.fragmentation != Fragmentation::Single
-            || pdu.update_code != UpdateCode::Bitmap
-            || pdu.compression_flags.is_some_and(|f| !f.is_empty())
-        {
-            return None;
-        }
-        let Ok(FastPathUpdate::Bitmap(update)) =
-            FastPathUpdate::decode_with_code(pdu.data, UpdateCode::Bitmap)
-        else {
-            return None;
-        };
-        updates.push(update);
-    }
-    Some(updates)
-}
-
-/// Whether ironrdp may keep part of a fragmented update after this PDU:
-/// its last update is a first or middle fragment, or it could not be
-/// read to its end.
-fn may_leave_fragment(data: &[u8]) -> bool {
-    use ironrdp_pdu::fast_path::{FastPathHeader, FastPathUpdatePdu, Fragmentation};
-    let mut src = ReadCursor::new(data);
-    if decode_cursor_any::<FastPathHeader>(&mut src).is_none() {
-        return true;
-    }
-    let mut last = Fragmentation::Single;
-    while !src.is_empty() {
-        let Some(pdu) = decode_cursor_any::<FastPathUpdatePdu<'_>>(&mut src) else {
-            return true;
-        };
-        last = pdu.fragmentation;
-    }
-    matches!(last, Fragmentation::First | Fragmentation::Next)
-}
-
-/// An inclusive rectangle (well formed) as a [`Rect`].
-fn rect_of(r: &InclusiveRectangle) -> Rect {
-    Rect {
-        x: u32::from(r.left),
-        y: u32::from(r.top),
-        width: u32::from(r.right - r.left) + 1,
-        height: u32::from(r.bottom - r.top) + 1,
-    }
-}
-
-/// What a fast-path PDU draws, read from its headers without decoding a
-/// bitmap: `Some` only for a PDU made of whole (unfragmented, not
-/// bulk-compressed) bitmap updates, with the rectangles the decoder draws
-/// (those inside a `width` x `height` desktop whose declared bitmap size
-/// matches, as ironrdp-session checks before drawing).
-fn bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
-    Some(rects_drawn(&bitmap_updates(data)?, width, height))
-}
-
-/// [`bitmap_rects`] of a slow-path PDU (channels other than fast-path
-/// output): its rectangles if it is a bitmap update, as
-/// [`Renderer::apply`] would draw it; `None` for any other PDU, a desktop
-/// resize included.
-fn slow_path_bitmap_rects(data: &[u8], width: u16, height: u16) -> Option<(Vec<Rect>, bool)> {
-    if demand_active_size(data).is_some() {
-        return None;
-    }
-    let update = slow_path_update(data)?;
-    // Decoded as `apply` decodes it, where a panic is a PDU not drawn.
-    let bitmap = std::panic::catch_unwind(|| slow_path_bitmap(&update))
-        .ok()?
-        .ok()??;
-    Some(rects_drawn(&[bitmap], width, height))
-}
-
-/// The graphics update a slow-path PDU carries, if it is a Share Data
-/// Update PDU (virtual channel traffic and the like are not drawing).
-fn slow_path_update(data: &[u8]) -> Option<Vec<u8>> {
-    let header = decode::<ShareControlHeader>(data).ok()?;
-    let ShareControlPdu::Data(sd) = header.share_control_pdu else {
-        return None;
-    };
-    let ShareDataPdu::Update(update) = sd.share_data_pdu else {
-        return None;
-    };
-    Some(update)
-}
-
-/// The bitmap update in a slow-path graphics update; `None` for the other
-/// kinds (orders, palette, synchronize), an error when it cannot be read.
-fn slow_path_bitmap(update: &[u8]) -> Result<Option<BitmapUpdateData<'_>>, ()> {
-    let mut src = ReadCursor::new(update);
-    match slow_path::read_graphics_update_type(&mut src) {
-        Ok(slow_path::GraphicsUpdateType::Bitmap) => slow_path::decode_slow_path_bitmap(&mut src)
-            .map(Some)
-            .map_err(|_| ()),
-        Ok(_) => Ok(None),
-        Err(_) => Err(()),
-    }
-}
-
-/// The rectangles of `updates` the renderer draws on a `width` x `height`
-/// desktop, and whether it draws all of them.
-fn rects_drawn(updates: &[BitmapUpdateData<'_>], width: u16, height: u16) -> (Vec<Rect>, bool) {
-    let (mut rects, mut all_drawn) = (Vec::new(), true);
-    for update in updates {
-        for b in &update.rectangles {
-            let r = &b.rectangle;
-            let drawn = r.left <= r.right
-                && r.top <= r.bottom
-                && r.right < width
-                && r.bottom < height
-                && b.width > r.right - r.left
-                && b.height == r.bottom - r.top + 1
-                && decodable_depth(b);
-            if !drawn {
-                all_drawn = false;
-                continue;
-            }
-            rects.push(rect_of(r));
-        }
-    }
-    (rects, all_drawn)
-}
-
-/// Whether the decoder draws a bitmap of this depth and, uncompressed,
-/// this many bytes (it ignores others); compressed data is checked only
-/// when decoded.
-fn decodable_depth(b: &ironrdp_pdu::bitmap::BitmapData<'_>) -> bool {
-    use ironrdp_pdu::bitmap::Compression;
-    let bytes = match b.bits_per_pixel {
-        8 => 1,
-        15 | 16 => 2,
-        24 => 3,
-        32 => 4,
-        _ => return false,
-    };
-    if b.compression_flags
-        .contains(Compression::BITMAP_COMPRESSION)
-    {
-        return true;
-    }
-    let row = usize::from(b.width) * bytes;
-    let padded = (row + 3) & !3;
-    let rows = usize::from(b.height);
-    if padded == row {
-        b.bitmap_data.len() == row * rows
-    } else {
-        b.bitmap_data.len() / padded >= rows
-    }
-}
-
-/// [`ironrdp_core::decode_cursor`] with the error dropped.
-fn decode_cursor_any<'a, T: ironrdp_core::Decode<'a>>(src: &mut ReadCursor<'a>) -> Option<T> {
-    ironrdp_core::decode_cursor::<T>(src).ok()
-}
-
-/// What changed on the desktop since the last look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Damage {
-    None,
-    /// These rectangles (inside the desktop, not overlapping each other).
-    Rects(Vec<Rect>),
-    /// Everything (a new desktop, or a change the decoder did not locate).
-    Full,
-}
-
-/// Past this many separate rectangles the damage is kept as their union.
-const MAX_DAMAGE_RECTS: usize = 32;
-
-impl Damage {
-    /// Count `r` (inside the desktop) as changed.
-    pub fn add(&mut self, r: Rect) {
-        match self {
-            Damage::Full => {}
-            Damage::None => *self = Damage::Rects(vec![r]),
-            Damage::Rects(rects) => {
-                // Merge with whatever it touches, until nothing does.
-                let mut r = r;
-                while let Some(i) = rects.iter().position(|o| o.touches(r)) {
-                    r = r.union(rects.swap_remove(i));
-                }
-                rects.push(r);
-                if rects.len() > MAX_DAMAGE_RECTS
-                    && let Some(all) = rects.iter().copied().reduce(Rect::union)
-                {
-                    *rects = vec![all];
-                }
-            }
-        }
-    }
-
-    /// Pixels covered (a full desktop of `w` x `h` for [`Damage::Full`]).
-    pub fn area(&self, w: u32, h: u32) -> u64 {
-        match self {
-            Damage::None => 0,
-            Damage::Rects(rects) => rects.iter().map(|r| r.area()).sum(),
-            Damage::Full => u64::from(w) * u64::from(h),
-        }
-    }
-}
-
 /// The desktop size in the header, checked.
-fn header_size(meta: &SessionMeta) -> Result<(u16, u16), RenderError> {
+pub(super) fn header_size(meta: &SessionMeta) -> Result<(u16, u16), RenderError> {
     let Some(d) = meta.desktop.as_ref() else {
         return Err(RenderError::NoDesktop);
     };
@@ -444,7 +109,7 @@ impl Renderer {
     }
 
     /// A black desktop of `width` x `height` (a size already checked).
-    fn with_size(info: &RdpInfo, width: u16, height: u16) -> Renderer {
+    pub(super) fn with_size(info: &RdpInfo, width: u16, height: u16) -> Renderer {
         let processor = ProcessorBuilder {
             io_channel_id: info.io_channel,
             user_channel_id: info.user_channel,
@@ -585,7 +250,7 @@ impl Renderer {
                 let drawn = if here {
                     Some(r)
                 } else {
-                    *ironrdp_area = Some(Damage::Rects(vec![rect_of(&r)]));
+                    *ironrdp_area = Some(Damage::Rects(vec![Rect::from(&r)]));
                     let kinds = self
                         .processor
                         .process_bitmap_update(
@@ -642,7 +307,7 @@ impl Renderer {
             (false, bpp) => uncompressed::draw(data, bpp, w, h, target).is_ok(),
         };
         if drawn {
-            self.stale.add(rect_of(r));
+            self.stale.add(Rect::from(r));
         }
         drawn
     }
@@ -840,46 +505,8 @@ impl Renderer {
     /// the one case where the full decode would show the earlier update
     /// through it; a recorded session never holds one.
     pub fn apply_interval(&mut self, events: &[TimedEvent]) {
-        // The desktop size each event meets (a resize may come between).
-        let mut size = (self.image.width(), self.image.height());
-        let sizes: Vec<(u16, u16)> = events
-            .iter()
-            .map(|ev| {
-                if let Event::Output { channel, data, .. } = &ev.event
-                    && *channel != self.fastpath_channel
-                    && let Some(s) = demand_active_size(data)
-                {
-                    size = s;
-                }
-                size
-            })
-            .collect();
-        let mut skip = vec![false; events.len()];
-        let mut cover = Cover::default();
-        for (i, ev) in events.iter().enumerate().rev() {
-            let Event::Output { channel, data, .. } = &ev.event else {
-                continue;
-            };
-            let (w, h) = sizes[i];
-            let rects = if *channel == self.fastpath_channel {
-                bitmap_rects(data, w, h)
-            } else {
-                slow_path_bitmap_rects(data, w, h)
-            };
-            // Anything else may resize or draw: nothing before it counts
-            // as covered by what comes after.
-            let Some((rects, all_drawn)) = rects else {
-                cover.clear();
-                continue;
-            };
-            if all_drawn && !rects.is_empty() && rects.iter().all(|r| cover.covers(*r)) {
-                skip[i] = true;
-                continue;
-            }
-            for r in rects {
-                cover.add(r);
-            }
-        }
+        let size = (self.image.width(), self.image.height());
+        let skip = overdraw::overdrawn(events, size, self.fastpath_channel);
         for (ev, skip) in events.iter().zip(skip) {
             if skip {
                 self.stats.overdrawn += 1;
@@ -944,172 +571,6 @@ impl Batch {
         self.events.clear();
         self.bytes = 0;
     }
-}
-
-/// Where a replay that should show the desktop at `at_us` starts: the
-/// second-to-last keyframe at or before `at_us`, or the session start (0).
-///
-/// A keyframe marks the moment the gateway asked the target to redraw the
-/// whole desktop; the redraw arrives some time later. Starting one keyframe
-/// earlier leaves a whole keyframe interval for it to arrive. `keyframes`
-/// is in time order.
-pub fn replay_start(keyframes: &[u64], at_us: u64) -> u64 {
-    let upto = keyframes.partition_point(|&k| k <= at_us);
-    upto.checked_sub(2)
-        .and_then(|i| keyframes.get(i))
-        .copied()
-        .unwrap_or(0)
-}
-
-/// A renderer ready to replay from the keyframe for `at_us`, and the time
-/// its events start (pass it to [`Reader::events_from`]).
-///
-/// The desktop size at that point comes from the last Demand Active before
-/// it: the archive is read up to there, but only slow-path PDU headers are
-/// looked at (no bitmap is decoded). Reading is most of a seek late in a
-/// long session (decompressing the chunks), so two threads share it, each
-/// reading half of the chunks.
-pub fn seek(reader: &mut Reader, at_us: u64) -> Result<(Renderer, u64), RenderError> {
-    let mut size = header_size(reader.meta())?;
-    let info = reader.meta().rdp.clone().unwrap_or_default();
-    let start = replay_start(&reader.keyframes()?, at_us);
-    if start > 0 {
-        let before: Vec<u64> = reader
-            .index()?
-            .iter()
-            .map(|e| e.t_first_us)
-            .take_while(|&t| t < start)
-            .collect();
-        let half = before.get(before.len() / 2).copied().unwrap_or(0);
-        let channel = info.fastpath_channel;
-        let found = if half > 0 {
-            let mut other = Reader::open(reader.path())?;
-            std::thread::scope(|scope| {
-                let later = scope.spawn(|| last_size(&mut other, channel, half, start));
-                // Up to and including `half`: the later half starts at the
-                // chunk beginning then, and an earlier chunk may end then.
-                let earlier = last_size(reader, channel, 0, half + 1);
-                let later = later.join().unwrap_or_else(|_| {
-                    Err(ReadError::IoText("reading the archive".into()).into())
-                });
-                Ok::<_, RenderError>(later?.or(earlier?))
-            })?
-        } else {
-            last_size(reader, channel, 0, start)?
-        };
-        if let Some(s) = found {
-            size = s;
-        }
-    }
-    Ok((Renderer::with_size(&info, size.0, size.1), start))
-}
-
-/// The desktop size the last Demand Active from `from_us` to before
-/// `to_us` set, if any.
-fn last_size(
-    reader: &mut Reader,
-    fastpath_channel: u32,
-    from_us: u64,
-    to_us: u64,
-) -> Result<Option<(u16, u16)>, RenderError> {
-    let mut size = None;
-    for ev in reader.events_from(from_us)? {
-        let ev = ev?;
-        if ev.t_us >= to_us {
-            break;
-        }
-        if let Event::Output { channel, data, .. } = &ev.event
-            && *channel != fastpath_channel
-            && let Some(s) = demand_active_size(data)
-        {
-            size = Some(s);
-        }
-    }
-    Ok(size)
-}
-
-/// What seeking needs from a whole recording, gathered in one pass over
-/// it: the keyframe times and when the desktop changed size. [`seek`]
-/// finds the size at a keyframe by reading the archive from its start up to
-/// there, which in an hour-long session is most of the archive; a player
-/// that seeks again and again keeps this instead (a sealed archive never
-/// changes) and seeks with [`seek_indexed`], reading only from the keyframe.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SeekIndex {
-    keyframes: Vec<u64>,
-    /// Where the pointer was at each keyframe (by the keyframe's place in
-    /// `keyframes`): a replay starting there has read no pointer move yet,
-    /// and the person may not have moved it for minutes.
-    pointers: Vec<Option<(u16, u16)>>,
-    /// (time, width, height) of each Demand Active with a valid size.
-    sizes: Vec<(u64, u16, u16)>,
-}
-
-impl SeekIndex {
-    pub fn build(reader: &mut Reader) -> Result<SeekIndex, RenderError> {
-        let info = reader.meta().rdp.clone().unwrap_or_default();
-        let mut index = SeekIndex::default();
-        let mut pointer = None;
-        for ev in reader.events() {
-            let ev = ev?;
-            match &ev.event {
-                Event::Keyframe => {
-                    index.keyframes.push(ev.t_us);
-                    index.pointers.push(pointer);
-                }
-                Event::Output { channel, data, .. } if *channel != info.fastpath_channel => {
-                    if let Some((w, h)) = demand_active_size(data) {
-                        index.sizes.push((ev.t_us, w, h));
-                    }
-                }
-                other => {
-                    if let Some(p) = pointer_of(other, info.fastpath_channel) {
-                        pointer = Some(p);
-                    }
-                }
-            }
-        }
-        Ok(index)
-    }
-
-    /// Keyframe times, in order.
-    pub fn keyframes(&self) -> &[u64] {
-        &self.keyframes
-    }
-
-    /// Where the pointer was when a replay starting at `start` (a keyframe
-    /// time from [`seek_indexed`]) begins; `None` at the recording's start
-    /// or before the pointer was ever moved.
-    pub fn pointer_at(&self, start: u64) -> Option<(u16, u16)> {
-        let i = self.keyframes.iter().position(|&k| k == start)?;
-        self.pointers.get(i).copied().flatten()
-    }
-}
-
-/// [`seek`] with the keyframes and sizes of `index` (of this recording):
-/// nothing is read before the keyframe.
-pub fn seek_indexed(
-    reader: &mut Reader,
-    index: &SeekIndex,
-    at_us: u64,
-) -> Result<(Renderer, u64), RenderError> {
-    let mut size = header_size(reader.meta())?;
-    let info = reader.meta().rdp.clone().unwrap_or_default();
-    let start = replay_start(&index.keyframes, at_us);
-    if start > 0
-        && let Some(&(_, w, h)) = index.sizes.iter().rev().find(|(t, _, _)| *t < start)
-    {
-        size = (w, h);
-    }
-    Ok((Renderer::with_size(&info, size.0, size.1), start))
-}
-
-/// The desktop at `at_us` (`u64::MAX`: the end), replayed from the keyframe
-/// [`replay_start`] picks.
-pub fn render_at(reader: &mut Reader, at_us: u64) -> Result<Renderer, RenderError> {
-    let (mut r, start) = seek(reader, at_us)?;
-    r.replay_until(reader.events_from(start)?, at_us)?;
-    Ok(r)
 }
 
 #[cfg(test)]
@@ -1552,50 +1013,6 @@ pub(crate) mod tests {
         path
     }
 
-    /// Red, green, blue as one BGRA pixel.
-    fn bgra(r: u8, g: u8, b: u8) -> [u8; 4] {
-        [b, g, r, 0]
-    }
-
-    #[test]
-    fn render_at_starts_at_a_keyframe_with_the_size_of_that_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = 1_000_000;
-        let path = archive(
-            dir.path(),
-            &[
-                (0, output(1003, demand_active(10, 6))),
-                // Only a replay from the start sees this pixel.
-                (s / 2, output(0, fast_path_bitmap(0, 0, &bgra(9, 9, 9)))),
-                (s, Event::Keyframe),
-                (2 * s, Event::Keyframe),
-                (2 * s + 1, output(0, fast_path_bitmap(9, 5, &bgra(1, 2, 3)))),
-                (3 * s, Event::Keyframe),
-                (3 * s + 1, output(0, fast_path_bitmap(1, 1, &bgra(4, 5, 6)))),
-            ],
-        );
-        let mut reader = Reader::open(&path).expect("open");
-        let px = |r: &Renderer, x: usize, y: usize| {
-            let w = r.width() as usize;
-            r.rgba()[(y * w + x) * 4..][..3].to_vec()
-        };
-        // Before the second keyframe: from the start.
-        let r = render_at(&mut reader, 2 * s - 1).expect("render");
-        assert_eq!((r.width(), r.height()), (10, 6));
-        assert_eq!(px(&r, 0, 0), [9, 9, 9]);
-        // At 3.5 s the replay starts at the keyframe of 2 s: the pixel of
-        // 0.5 s is not drawn, the desktop has the size set at 0.
-        let r = render_at(&mut reader, 3 * s + s / 2).expect("render");
-        assert_eq!((r.width(), r.height()), (10, 6));
-        assert_eq!(px(&r, 0, 0), [0, 0, 0]);
-        assert_eq!(px(&r, 9, 5), [1, 2, 3]);
-        assert_eq!(px(&r, 1, 1), [4, 5, 6]);
-        // Events after --at are not applied.
-        let r = render_at(&mut reader, 3 * s).expect("render");
-        assert_eq!(px(&r, 1, 1), [0, 0, 0]);
-        assert_eq!(px(&r, 9, 5), [1, 2, 3]);
-    }
-
     #[test]
     fn a_demand_active_with_another_size_resizes_the_desktop() {
         let mut r = Renderer::new(&meta()).expect("renderer");
@@ -1625,43 +1042,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn replay_starts_one_keyframe_before_the_last_one_in_time() {
-        let k = [10, 20, 30, 40];
-        // No keyframe, or only one, before the time: from the start.
-        assert_eq!(replay_start(&[], 100), 0);
-        assert_eq!(replay_start(&k, 5), 0);
-        assert_eq!(replay_start(&k, 10), 0);
-        assert_eq!(replay_start(&k, 19), 0);
-        // The second-to-last at or before the time.
-        assert_eq!(replay_start(&k, 20), 10);
-        assert_eq!(replay_start(&k, 29), 10);
-        assert_eq!(replay_start(&k, 35), 20);
-        assert_eq!(replay_start(&k, 40), 30);
-        assert_eq!(replay_start(&k, u64::MAX), 30);
-    }
-
-    #[test]
     fn an_update_counts_as_drawn_over_only_when_later_ones_cover_all_of_it() {
-        let r = |x, y, width, height| Rect {
-            x,
-            y,
-            width,
-            height,
-        };
-        let mut cover = Cover::default();
-        cover.add(r(0, 0, 8, 2));
-        assert!(cover.covers(r(0, 0, 8, 2)));
-        assert!(cover.covers(r(2, 1, 3, 1)));
-        assert!(!cover.covers(r(0, 0, 8, 3)));
-        // Only together.
-        cover.add(r(0, 2, 5, 2));
-        cover.add(r(4, 2, 4, 2));
-        assert!(cover.covers(r(0, 0, 8, 4)));
-        assert!(!cover.covers(r(0, 0, 9, 4)));
-        cover.clear();
-        assert!(!cover.covers(r(0, 0, 1, 1)));
-
-        // Through the renderer: a row drawn over by a later row in the same
+        // A row drawn over by a later row in the same
         // interval is not decoded; one drawn over only in part is. As
         // fast-path output and as slow-path Update PDUs (what xrdp sends).
         let ev = |t, e| TimedEvent { t_us: t, event: e };
@@ -1695,31 +1077,5 @@ pub(crate) mod tests {
             ev(3, output(0, row(2))),
         ]);
         assert_eq!(rd.stats.overdrawn, 0);
-    }
-
-    #[test]
-    fn a_seek_finds_the_size_set_anywhere_before_its_keyframe() {
-        let s = 1_000_000;
-        for resize_at in [s / 2, s + 1, 2 * s, 3 * s - 1, 4 * s - 1] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let mut events = vec![(0, output(1003, demand_active(10, 6)))];
-            for k in 1..=6 {
-                events.push((k * s, Event::Keyframe));
-            }
-            events.push((resize_at, output(1003, demand_active(12, 4))));
-            events.sort_by_key(|(t, _)| *t);
-            let path = archive(dir.path(), &events);
-            let mut reader = Reader::open(&path).expect("open");
-            // Replayed from the keyframe of 4 s.
-            let (r, start) = seek(&mut reader, 5 * s + s / 2).expect("seek");
-            assert_eq!(start, 4 * s);
-            assert_eq!((r.width(), r.height()), (12, 4), "resized at {resize_at}");
-            let (r, _) = seek(&mut reader, s).expect("seek");
-            assert_eq!(
-                (r.width(), r.height()),
-                (8, 4),
-                "from the start: the header's"
-            );
-        }
     }
 }

@@ -19,7 +19,8 @@
 use crate::recording::{Events, ReadError, Reader, TimedEvent};
 
 use super::frames::{FrameUpdate, frame_of};
-use super::render::{RenderError, Renderer, seek};
+use super::render::{RenderError, Renderer};
+use super::seek::seek;
 
 /// Rounds a side up to even.
 pub fn even(side: u32) -> u32 {
@@ -244,7 +245,7 @@ pub struct Frames<E> {
 }
 
 impl<'r> Frames<Events<'r>> {
-    /// Starts at the keyframe that [`super::render::replay_start`] picks for
+    /// Starts at the keyframe that [`super::seek::replay_start`] picks for
     /// `range.from_us`, not at the session start.
     pub fn new(reader: &'r mut Reader, range: VideoRange) -> Result<Self, RenderError> {
         let (renderer, start) = seek(reader, range.from_us)?;
@@ -828,8 +829,8 @@ mod tests {
 
     #[test]
     fn the_desktop_at_a_time_passes_over_what_is_drawn_over_and_equals_the_full_decode() {
-        use crate::replay::desktop::render::render_at;
         use crate::replay::desktop::render::tests::{archive, meta};
+        use crate::replay::desktop::seek::render_at;
         let dir = tempfile::tempdir().expect("tempdir");
         let events = overdrawn_mix();
         let path = archive(dir.path(), &events);
