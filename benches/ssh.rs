@@ -22,7 +22,10 @@
 //! the memory maps of the many-sessions part], `SEKISHO_BENCH_PERF=DIR` [a
 //! system-wide `perf record -a -g` of each echo burst, `DIR/burst-<path>.data`],
 //! `SEKISHO_BENCH_SESSION_SHELL` [the many sessions' remote command instead
-//! of the login shell, e.g. `bash --norc --noprofile -i`].
+//! of the login shell, e.g. `bash --norc --noprofile -i`],
+//! `SEKISHO_BENCH_CIPHERS` [unset: OpenSSH's own order; e.g.
+//! `aes256-gcm@openssh.com`: the ciphers every path's client asks for, on
+//! every leg].
 //!
 //! `SEKISHO_BENCH_BIN=/path/to/sekisho` measures that binary instead of
 //! this checkout's release build.
@@ -119,8 +122,13 @@ impl Bench {
         match via {
             Via::Sekisho | Via::Baseline => {
                 let d = self.deployment(via);
+                let ciphers = bench_ciphers().map(|c| format!("Ciphers={c}"));
+                let mut opts = opts.to_vec();
+                if let Some(c) = &ciphers {
+                    opts.splice(0..0, ["-o", c.as_str()]);
+                }
                 d.ssh_with(
-                    opts,
+                    &opts,
                     &format!("{USER}@db01"),
                     SOURCE,
                     PASSWORD,
@@ -259,7 +267,10 @@ fn setup() -> Bench {
              Host jumphost\n  HostName 127.0.0.1\n  Port {jport}\n  User root\n  \
              IdentityFile {jkey}\n\
              Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  \
-             LogLevel ERROR\n  BatchMode yes\n  IdentitiesOnly yes\n  ConnectTimeout 10\n",
+             LogLevel ERROR\n  BatchMode yes\n  IdentitiesOnly yes\n  ConnectTimeout 10\n{ciphers}",
+            ciphers = bench_ciphers()
+                .map(|c| format!("  Ciphers {c}\n"))
+                .unwrap_or_default(),
             tport = d.target.port,
             tkey = d.dir.join("target_client_key").display(),
             jport = jump.port,
@@ -274,6 +285,14 @@ fn setup() -> Bench {
         jump_sshd_pid,
         _jump: jump,
     }
+}
+
+/// `SEKISHO_BENCH_CIPHERS`: the ciphers the OpenSSH client asks for (its
+/// `Ciphers`), on every path and leg; unset, its default order.
+fn bench_ciphers() -> Option<String> {
+    std::env::var("SEKISHO_BENCH_CIPHERS")
+        .ok()
+        .filter(|c| !c.is_empty())
 }
 
 fn raise_fd_limit() {

@@ -104,6 +104,9 @@ pub struct SshListener {
     /// How long a client may take from connecting to signing in
     /// (OpenSSH's `LoginGraceTime`).
     pub login_grace: Duration,
+    /// The ciphers offered to clients (`[ssh] ciphers`, OpenSSH's
+    /// `Ciphers`; default: russh's list).
+    pub ciphers: Vec<russh::cipher::Name>,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +333,7 @@ struct RawListener {
     enabled: Option<bool>,
     listen: Option<String>,
     login_grace: Option<String>,
+    ciphers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -624,6 +628,8 @@ impl Config {
                 enabled: raw.ssh.enabled.unwrap_or(true),
                 listen: addr("ssh.listen", raw.ssh.listen, "127.0.0.1:2222")?,
                 login_grace: grace("ssh.login_grace", raw.ssh.login_grace, "2m")?,
+                ciphers: crate::ssh::ciphers::front(raw.ssh.ciphers.as_deref())
+                    .map_err(|m| invalid("ssh.ciphers", m))?,
             },
             rdp: RdpListener {
                 enabled: raw.rdp.enabled.unwrap_or(true),
@@ -958,12 +964,29 @@ mod tests {
     }
 
     #[test]
+    fn ssh_ciphers_are_the_configured_ones_and_weak_ones_are_refused() {
+        let path = Path::new("/x/s.toml");
+        let default = Config::parse("", path).unwrap();
+        assert_eq!(
+            default.ssh.ciphers,
+            crate::ssh::ciphers::front(None).unwrap()
+        );
+        let c = Config::parse("[ssh]\nciphers = [\"aes256-gcm@openssh.com\"]", path).unwrap();
+        assert_eq!(c.ssh.ciphers, vec![russh::cipher::AES_256_GCM]);
+        for bad in ["[\"aes128-cbc\"]", "[]", "[\"none\"]"] {
+            let err = Config::parse(&format!("[ssh]\nciphers = {bad}"), path).unwrap_err();
+            assert!(err.to_string().contains("ssh.ciphers"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_file_init_writes_states_the_defaults() {
         let path = Path::new("/srv/sekisho/sekisho.toml");
         let written = Config::parse(include_str!("cli/sekisho.toml.in"), path).unwrap();
         let defaults = Config::parse("", path).unwrap();
         assert_eq!(written.admission, defaults.admission);
         assert_eq!(written.ssh.login_grace, defaults.ssh.login_grace);
+        assert_eq!(written.ssh.ciphers, defaults.ssh.ciphers);
         assert_eq!(written.rdp.login_grace, defaults.rdp.login_grace);
         assert_eq!(written.web.connection_idle, defaults.web.connection_idle);
     }

@@ -9,7 +9,9 @@
 //!   AES-GCM first where the CPU has AES and carry-less multiply
 //!   instructions, then the rest for targets without it.
 //! - **front leg** (the person's client chooses): only *what sekisho offers*
-//!   matters, and sekisho offers russh's default list. Offering AES only
+//!   matters, and sekisho offers russh's default list unless `[ssh]
+//!   ciphers` names others ([`front`]: AEAD and CTR ciphers only, never
+//!   CBC or none). Offering AES only
 //!   (so that OpenSSH, which asks for chacha20-poly1305 first, would take
 //!   aes128-ctr with hmac-sha2-256-etm) was measured in session 5 and saved
 //!   nothing: in russh, CTR + HMAC costs what chacha20-poly1305 does, and
@@ -61,6 +63,45 @@ pub(crate) fn back() -> Cow<'static, [cipher::Name]> {
     }
 }
 
+/// What the front leg may offer: the AEAD ciphers and AES-CTR (with an
+/// encrypt-then-MAC HMAC). CBC modes (plaintext recovery attacks on SSH's
+/// CBC, CVE-2008-5161) and "none" are never offered, whatever the
+/// configuration says.
+const FRONT_ALLOWED: &[cipher::Name] = &[
+    cipher::CHACHA20_POLY1305,
+    cipher::AES_256_GCM,
+    cipher::AES_128_GCM,
+    cipher::AES_256_CTR,
+    cipher::AES_192_CTR,
+    cipher::AES_128_CTR,
+];
+
+/// The ciphers the front leg offers for `[ssh] ciphers` (OpenSSH's names,
+/// in the order given; `None`: russh's default list), or what is wrong
+/// with the list, for the person editing the configuration.
+pub fn front(names: Option<&[String]>) -> Result<Vec<cipher::Name>, String> {
+    let Some(names) = names else {
+        return Ok(Preferred::DEFAULT.cipher.to_vec());
+    };
+    if names.is_empty() {
+        return Err("lists no cipher: a client could not connect at all".into());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(c) = FRONT_ALLOWED.iter().find(|c| c.as_ref() == name.as_str()) else {
+            let allowed: Vec<&str> = FRONT_ALLOWED.iter().map(|c| c.as_ref()).collect();
+            return Err(format!(
+                "\"{name}\" is not a cipher sekisho offers (one of: {})",
+                allowed.join(", ")
+            ));
+        };
+        if !out.contains(c) {
+            out.push(*c);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +120,35 @@ mod tests {
                 "{} is not implemented",
                 name.as_ref()
             );
+        }
+    }
+
+    #[test]
+    fn the_front_offers_what_is_configured_and_refuses_weak_or_unknown_ciphers() {
+        let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(front(None), Ok(Preferred::DEFAULT.cipher.to_vec()));
+        assert_eq!(
+            front(Some(&names(&[
+                "aes128-gcm@openssh.com",
+                "aes256-gcm@openssh.com",
+                "aes128-gcm@openssh.com"
+            ]))),
+            Ok(vec![cipher::AES_128_GCM, cipher::AES_256_GCM])
+        );
+        for bad in [
+            "aes128-cbc",
+            "none",
+            "3des-cbc",
+            "AES128-GCM@openssh.com",
+            "",
+        ] {
+            let err = front(Some(&names(&["aes128-gcm@openssh.com", bad]))).unwrap_err();
+            assert!(err.contains(&format!("\"{bad}\" is not a cipher")), "{err}");
+            assert!(err.contains("chacha20-poly1305@openssh.com"), "{err}");
+        }
+        assert!(front(Some(&[])).unwrap_err().contains("no cipher"));
+        for name in FRONT_ALLOWED {
+            assert!(cipher::ALL_CIPHERS.contains(&name), "{}", name.as_ref());
         }
     }
 }

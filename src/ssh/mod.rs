@@ -9,7 +9,7 @@
 //! tunables [`GatewayOptions`], the control trait [`SshControl`].
 
 pub mod back;
-mod ciphers;
+pub(crate) mod ciphers;
 mod connection_threads;
 pub mod control;
 pub mod front;
@@ -63,6 +63,9 @@ pub struct GatewayOptions {
     pub login_grace: Duration,
     /// The pre-authentication limits, shared with the RDP listener.
     pub admission: Gate,
+    /// The ciphers offered to clients (`[ssh] ciphers`); the client's
+    /// order picks among them.
+    pub ciphers: Vec<russh::cipher::Name>,
 }
 
 impl GatewayOptions {
@@ -77,6 +80,7 @@ impl GatewayOptions {
             time_zone: config.time_zone,
             login_grace: config.ssh.login_grace,
             admission: Gate::logging_only(config.admission.clone()),
+            ciphers: config.ssh.ciphers.clone(),
         }
     }
 }
@@ -98,8 +102,12 @@ pub(crate) struct Shared<C> {
 }
 
 /// The russh server configuration sekisho uses.
-fn server_config(host_key: PrivateKey) -> russh::server::Config {
+fn server_config(host_key: PrivateKey, ciphers: &[russh::cipher::Name]) -> russh::server::Config {
     russh::server::Config {
+        preferred: russh::Preferred {
+            cipher: ciphers.to_vec().into(),
+            ..russh::Preferred::DEFAULT
+        },
         server_id: russh::SshId::Standard("SSH-2.0-sekisho".into()),
         methods: MethodSet::from(
             &[
@@ -142,7 +150,7 @@ pub async fn serve<C: SshControl>(
         back_config: back::client_config(),
         shutdown: shutdown_rx,
     });
-    let config = Arc::new(server_config(host_key));
+    let config = Arc::new(server_config(host_key, &shared.options.ciphers));
     let mut acceptor = Acceptor::new(listener, "ssh");
     if let Ok(addr) = acceptor.local_addr() {
         tracing::info!(listen = %addr, "SSH gateway listening");

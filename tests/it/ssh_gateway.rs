@@ -1022,51 +1022,70 @@ fn shutdown_ends_live_sessions_with_a_message_and_stops_listening() {
     }));
 }
 
+/// A gateway run in-process over the real core of the shared deployment
+/// (`SshServices` on a `Services` of it) on a free loopback port, with
+/// options `sekisho serve` would read from the file changed by `adjust`.
+struct InProcessGateway {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: std::thread::JoinHandle<Result<(), sekisho::ssh::SshError>>,
+}
+
+impl InProcessGateway {
+    fn start(adjust: impl FnOnce(&mut sekisho::ssh::GatewayOptions) + Send + 'static) -> Self {
+        let e = env();
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut config = sekisho::config::Config::load(&e.dir.join("sekisho.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.ssh.listen = addr;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            rt.block_on(async move {
+                let key = sekisho::ssh::load_host_key(&config.paths.ssh_host_key())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut options = sekisho::ssh::GatewayOptions::from_config(&config);
+                adjust(&mut options);
+                let services = sekisho::session::Services::start(config)
+                    .await
+                    .unwrap_or_else(|e| panic!("services: {e:#}"));
+                let control = std::sync::Arc::new(sekisho::ssh::services::SshServices::new(
+                    std::sync::Arc::new(services),
+                ));
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
+                sekisho::ssh::serve(listener, key, control, options, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        });
+        InProcessGateway { addr, stop, server }
+    }
+
+    /// Stops it; whether it stopped cleanly.
+    fn stop(self) -> std::thread::Result<Result<(), sekisho::ssh::SshError>> {
+        let _ = self.stop.send(());
+        self.server.join()
+    }
+}
+
 #[test]
 fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
     // The sign-in grace time (2 min in `sekisho serve`) is not configurable,
-    // so this gateway runs in-process with a short one, over the real core
-    // (`SshServices` on a `Services` of the same deployment).
+    // so this gateway runs in-process with a short one.
     use std::io::{Read, Write};
-    let e = env();
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .set_nonblocking(true)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut config = sekisho::config::Config::load(&e.dir.join("sekisho.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    config.ssh.listen = addr;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
-        rt.block_on(async move {
-            let key = sekisho::ssh::load_host_key(&config.paths.ssh_host_key())
-                .unwrap_or_else(|e| panic!("{e}"));
-            let limits = sekisho::ssh::GatewayOptions {
-                login_grace: Duration::from_secs(2),
-                ..sekisho::ssh::GatewayOptions::from_config(&config)
-            };
-            let services = sekisho::session::Services::start(config)
-                .await
-                .unwrap_or_else(|e| panic!("services: {e:#}"));
-            let control = std::sync::Arc::new(sekisho::ssh::services::SshServices::new(
-                std::sync::Arc::new(services),
-            ));
-            let listener =
-                tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            sekisho::ssh::serve(listener, key, control, limits, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    });
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    let g = InProcessGateway::start(|o| o.login_grace = Duration::from_secs(2));
+    let mut s = std::net::TcpStream::connect(g.addr).unwrap_or_else(|e| panic!("{e}"));
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2 slowpoke\r\n");
     let start = Instant::now();
@@ -1079,14 +1098,48 @@ fn a_client_that_does_not_sign_in_is_cut_after_the_grace_time() {
         all.extend_from_slice(buf.get(..n).unwrap_or(&[]));
     }
     let elapsed = start.elapsed();
-    let _ = stop_tx.send(());
-    let stopped = server.join();
+    let stopped = g.stop();
     assert!(text(&all).starts_with("SSH-2.0-sekisho"));
     assert!(
         elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8),
         "closed after {elapsed:?}"
     );
     assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
+}
+
+#[test]
+fn the_front_offers_only_the_ciphers_configured() {
+    // `[ssh] ciphers = ["aes128-gcm@openssh.com"]`: OpenSSH, which asks for
+    // chacha20-poly1305 first, takes AES-GCM and the session relays; a
+    // client that will take only chacha20-poly1305 is told there is no
+    // cipher in common.
+    let g = InProcessGateway::start(|o| o.ciphers = vec![russh::cipher::AES_128_GCM]);
+    let out = ssh("tanaka@db01")
+        .port(g.addr.port())
+        .arg("-v")
+        .remote("echo relayed over AES-GCM")
+        .output();
+    let err = text(&out.stderr);
+    assert_eq!(text(&out.stdout), "relayed over AES-GCM\n", "{err}");
+    assert!(
+        err.contains("kex: server->client cipher: aes128-gcm@openssh.com"),
+        "{err}"
+    );
+    let out = ssh("tanaka@db01")
+        .port(g.addr.port())
+        // OpenSSH says why at INFO; the tests' client config logs errors only.
+        .arg("-o")
+        .arg("LogLevel=INFO")
+        .arg("-c")
+        .arg("chacha20-poly1305@openssh.com")
+        .remote("true")
+        .output();
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no matching cipher found"),
+        "{out:?}"
+    );
+    assert!(matches!(g.stop(), Ok(Ok(()))));
 }
 
 // ---- back side -------------------------------------------------------------
