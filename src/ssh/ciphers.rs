@@ -63,8 +63,8 @@ pub(crate) fn back() -> Cow<'static, [cipher::Name]> {
     }
 }
 
-/// What the front leg may offer: the AEAD ciphers and AES-CTR (with an
-/// encrypt-then-MAC HMAC). CBC modes (plaintext recovery attacks on SSH's
+/// What the front leg may offer: the AEAD ciphers and AES-CTR (with one of
+/// russh's HMAC-SHA-2 MACs; SHA-1 ones are not offered). CBC modes (plaintext recovery attacks on SSH's
 /// CBC, CVE-2008-5161) and "none" are never offered, whatever the
 /// configuration says.
 const FRONT_ALLOWED: &[cipher::Name] = &[
