@@ -239,8 +239,17 @@ async fn connection<C: SshControl>(
     let reason = loop {
         tokio::select! {
             result = &mut session => {
-                if let Err(error) = result {
-                    tracing::debug!(source = %peer.ip(), %error, "ssh connection ended with an error");
+                match result {
+                    // No cipher (or key exchange, MAC) in common, e.g. under
+                    // `[ssh] ciphers`: the client says so to its person; the
+                    // operator asked about it needs it in the log too.
+                    Err(front::FrontError::Ssh(error @ russh::Error::NoCommonAlgo { .. })) => {
+                        tracing::info!(source = %peer.ip(), %error, "ssh client shares no algorithm with sekisho");
+                    }
+                    Err(error) => {
+                        tracing::debug!(source = %peer.ip(), %error, "ssh connection ended with an error");
+                    }
+                    Ok(()) => {}
                 }
                 return;
             }

@@ -153,7 +153,7 @@ fn rects_drawn(updates: &[BitmapUpdateData<'_>], width: u16, height: u16) -> (Ve
                 all_drawn = false;
                 continue;
             }
-            rects.push(Rect::from(r));
+            rects.push(Rect::of_checked(r));
         }
     }
     (rects, all_drawn)

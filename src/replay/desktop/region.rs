@@ -13,6 +13,19 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// An inclusive rectangle the caller has checked is well formed (its
+    /// right edge not left of its left, its bottom not above its top): a
+    /// bitmap's destination once the decoder accepted it. Not a `From`,
+    /// which would offer the unchecked conversion to everyone.
+    pub(super) fn of_checked(r: &InclusiveRectangle) -> Rect {
+        Rect {
+            x: u32::from(r.left),
+            y: u32::from(r.top),
+            width: u32::from(r.right - r.left) + 1,
+            height: u32::from(r.bottom - r.top) + 1,
+        }
+    }
+
     /// The smallest rectangle holding both.
     pub fn union(self, o: Rect) -> Rect {
         let (x, y) = (self.x.min(o.x), self.y.min(o.y));
@@ -77,18 +90,6 @@ impl Rect {
         piece(self.x, b, self.right(), self.bottom());
         piece(self.x, t, l, b);
         piece(r, t, self.right(), b);
-    }
-}
-
-impl From<&InclusiveRectangle> for Rect {
-    /// A well-formed inclusive rectangle (right >= left, bottom >= top).
-    fn from(r: &InclusiveRectangle) -> Rect {
-        Rect {
-            x: u32::from(r.left),
-            y: u32::from(r.top),
-            width: u32::from(r.right - r.left) + 1,
-            height: u32::from(r.bottom - r.top) + 1,
-        }
     }
 }
 

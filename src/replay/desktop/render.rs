@@ -250,7 +250,7 @@ impl Renderer {
                 let drawn = if here {
                     Some(r)
                 } else {
-                    *ironrdp_area = Some(Damage::Rects(vec![Rect::from(&r)]));
+                    *ironrdp_area = Some(Damage::Rects(vec![Rect::of_checked(&r)]));
                     let kinds = self
                         .processor
                         .process_bitmap_update(
@@ -307,7 +307,7 @@ impl Renderer {
             (false, bpp) => uncompressed::draw(data, bpp, w, h, target).is_ok(),
         };
         if drawn {
-            self.stale.add(Rect::from(r));
+            self.stale.add(Rect::of_checked(r));
         }
         drawn
     }
