@@ -27,7 +27,9 @@
 //! Every refusal has a named [`Refusal`]. Refusals are reported (logged and
 //! audited by the caller) at most once per [`REPORT_INTERVAL`] per address
 //! and reason, with the number left unreported since, so a flood cannot
-//! flood the log or the audit table.
+//! flood the log or the audit table. A handshake that fails because the
+//! client shares no algorithm with sekisho is reported the same way; it
+//! counts against no limit.
 //!
 //! [`Admission`] is the pure state machine: the clock and the random numbers
 //! are passed in. [`Gate`] wraps it for the listeners, with a guard per
@@ -156,6 +158,11 @@ pub enum Refusal {
     TooManyFromSource,
     /// `signin_attempts_per_minute` used up for this address.
     TooManyAttempts,
+    /// The client and sekisho share no algorithm of some kind (cipher, key
+    /// exchange, host key, MAC), e.g. under `[ssh] ciphers`: the handshake
+    /// cannot start. Reported like the limits, so a scanner trying every
+    /// offer cannot flood the log or the audit table.
+    NoCommonAlgorithm,
 }
 
 impl Refusal {
@@ -165,6 +172,7 @@ impl Refusal {
             Refusal::EarlyDrop => "early_drop",
             Refusal::TooManyFromSource => "too_many_from_source",
             Refusal::TooManyAttempts => "too_many_attempts",
+            Refusal::NoCommonAlgorithm => "no_common_algorithm",
         }
     }
 
@@ -182,6 +190,9 @@ impl Refusal {
             }
             Refusal::TooManyAttempts => {
                 "too many sign-in attempts from this address (signin_attempts_per_minute)"
+            }
+            Refusal::NoCommonAlgorithm => {
+                "the client shares no algorithm of a kind with sekisho (see [ssh] ciphers)"
             }
         }
     }
@@ -331,6 +342,12 @@ impl Admission {
         }
     }
 
+    /// A client from `source` shared no algorithm of a kind with sekisho:
+    /// nothing to count, only a report to make when one is due.
+    pub fn no_common_algorithm(&mut self, source: IpAddr, now: Instant) -> Refused {
+        self.refused(canonical_ip(source), Refusal::NoCommonAlgorithm, now)
+    }
+
     fn refused(&mut self, source: IpAddr, refusal: Refusal, now: Instant) -> Refused {
         if self.reports.len() > PRUNE_ABOVE {
             self.prune(now);
@@ -381,8 +398,9 @@ impl Admission {
 }
 
 /// What the gate does with a [`Report`] besides logging it (`sekisho serve`
-/// writes an audit event), with the listener's protocol (`ssh`, `rdp`).
-pub type Reporter = Arc<dyn Fn(Report, &'static str) + Send + Sync>;
+/// writes an audit event), with the listener's protocol (`ssh`, `rdp`) and
+/// what the protocol said, if anything (both algorithm offers; else empty).
+pub type Reporter = Arc<dyn Fn(Report, &'static str, &str) + Send + Sync>;
 
 /// The shared [`Admission`] of a process, with the real clock and dice, for
 /// the listeners. Cheap to clone.
@@ -410,7 +428,7 @@ impl Gate {
 
     /// A gate that only logs (for gateways run without a store).
     pub fn logging_only(limits: AdmissionLimits) -> Gate {
-        Gate::new(limits, Arc::new(|_, _| {}))
+        Gate::new(limits, Arc::new(|_, _, _| {}))
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Admission) -> T) -> T {
@@ -420,16 +438,17 @@ impl Gate {
         f(&mut state)
     }
 
-    fn report(&self, refused: Refused, protocol: &'static str) -> Refusal {
+    fn report(&self, refused: Refused, protocol: &'static str, detail: &str) -> Refusal {
         if let Some(report) = refused.report {
             tracing::warn!(
                 source = %report.source,
                 protocol,
                 reason = report.refusal.as_str(),
                 unreported = report.unreported,
+                detail,
                 "{}", report.refusal.describe()
             );
-            (self.reporter)(report, protocol);
+            (self.reporter)(report, protocol, detail);
         }
         refused.refusal
     }
@@ -443,7 +462,7 @@ impl Gate {
                 gate: Some(self.clone()),
                 source,
             }),
-            Err(refused) => Err(self.report(refused, protocol)),
+            Err(refused) => Err(self.report(refused, protocol, "")),
         }
     }
 
@@ -451,7 +470,15 @@ impl Gate {
     /// [`Admission::attempt`]); the refusal is already reported.
     pub fn attempt(&self, source: IpAddr, protocol: &'static str) -> Result<(), Refusal> {
         self.with(|a| a.attempt(source, Instant::now()))
-            .map_err(|refused| self.report(refused, protocol))
+            .map_err(|refused| self.report(refused, protocol, ""))
+    }
+
+    /// A handshake from `source` failed for want of a common algorithm;
+    /// `detail` says which (both offers). Reported (logged and audited) at
+    /// most once per [`REPORT_INTERVAL`] per address, like the refusals.
+    pub fn no_common_algorithm(&self, source: IpAddr, protocol: &'static str, detail: &str) {
+        let refused = self.with(|a| a.no_common_algorithm(source, Instant::now()));
+        self.report(refused, protocol, detail);
     }
 
     /// Unauthenticated connections now.
@@ -689,6 +716,63 @@ mod tests {
     }
 
     #[test]
+    fn a_handshake_with_no_common_algorithm_is_reported_once_a_minute_and_counts_nothing() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(limits("100", 1, 1));
+        let first = a.no_common_algorithm(ip("::ffff:192.0.2.1"), t0);
+        assert_eq!(first.refusal, Refusal::NoCommonAlgorithm);
+        assert_eq!(
+            first.report,
+            Some(Report {
+                source: ip("192.0.2.1"),
+                refusal: Refusal::NoCommonAlgorithm,
+                unreported: 0
+            })
+        );
+        for i in 1..=3 {
+            let r = a.no_common_algorithm(ip("192.0.2.1"), t0 + Duration::from_secs(i));
+            assert_eq!(r.report, None);
+        }
+        // It takes no slot and no attempt: the address may still connect
+        // and sign in; a limit refusal is reported on its own.
+        a.connect(ip("192.0.2.1"), t0, 0).unwrap();
+        a.attempt(ip("192.0.2.1"), t0).unwrap();
+        assert_eq!(a.unauthenticated(), 1);
+        assert!(
+            a.connect(ip("192.0.2.1"), t0, 0)
+                .unwrap_err()
+                .report
+                .is_some()
+        );
+        let next = a.no_common_algorithm(ip("192.0.2.1"), t0 + REPORT_INTERVAL);
+        assert_eq!(next.report.map(|r| r.unreported), Some(3));
+    }
+
+    #[test]
+    fn the_gate_reports_what_the_protocol_said() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let gate = Gate::new(
+            limits("100", 10, 10),
+            Arc::new(move |r, protocol, detail: &str| {
+                sink.lock()
+                    .unwrap()
+                    .push((r.refusal, protocol, detail.to_owned()))
+            }),
+        );
+        gate.no_common_algorithm(ip("192.0.2.1"), "ssh", "ours: [a], theirs: [b]");
+        gate.no_common_algorithm(ip("192.0.2.1"), "ssh", "ours: [a], theirs: [c]");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(
+                Refusal::NoCommonAlgorithm,
+                "ssh",
+                "ours: [a], theirs: [b]".to_owned()
+            )]
+        );
+    }
+
+    #[test]
     fn memory_stays_bounded_under_many_addresses() {
         let t0 = Instant::now();
         let mut a = Admission::new(limits("100", 1, 5));
@@ -725,8 +809,9 @@ mod tests {
         let sink = seen.clone();
         let gate = Gate::new(
             limits("100", 10, 1),
-            Arc::new(move |r, protocol| {
+            Arc::new(move |r, protocol, detail| {
                 assert_eq!(protocol, "rdp");
+                assert_eq!(detail, "");
                 sink.lock().unwrap().push(r)
             }),
         );

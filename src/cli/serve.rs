@@ -170,8 +170,9 @@ async fn spawn_listeners(
     Ok(())
 }
 
-/// The pre-authentication gate of `[limits]`; its refusals are audited as
-/// `connection_refused` (at most once a minute per address and reason).
+/// The pre-authentication gate of `[limits]`; its refusals, and handshakes
+/// with no algorithm in common, are audited as `connection_refused` (at
+/// most once a minute per address and reason).
 fn admission_gate(services: &Arc<Services>, cfg: &Config) -> crate::admission::Gate {
     let services = services.clone();
     let limits = cfg.admission.clone();
@@ -183,7 +184,7 @@ fn admission_gate(services: &Arc<Services>, cfg: &Config) -> crate::admission::G
     );
     crate::admission::Gate::new(
         limits,
-        Arc::new(move |report, protocol| {
+        Arc::new(move |report, protocol, detail| {
             let more = if report.unreported > 0 {
                 format!(
                     " ({} more refused for this reason in the last minute)",
@@ -192,10 +193,15 @@ fn admission_gate(services: &Arc<Services>, cfg: &Config) -> crate::admission::G
             } else {
                 String::new()
             };
-            let event = crate::store::AuditEvent::new(
+            let said = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            };
+            let mut event = crate::store::AuditEvent::new(
                 crate::store::AuditKind::ConnectionRefused,
                 format!(
-                    "{protocol} connection from {} refused: {}{more}",
+                    "{protocol} connection from {} refused: {}{said}{more}",
                     report.source,
                     report.refusal.describe()
                 ),
@@ -204,6 +210,9 @@ fn admission_gate(services: &Arc<Services>, cfg: &Config) -> crate::admission::G
             .protocol(protocol)
             .with("reason", report.refusal.as_str())
             .with("unreported", report.unreported);
+            if !detail.is_empty() {
+                event = event.with("detail", detail);
+            }
             let services = services.clone();
             tokio::spawn(async move { services.audit(event).await });
         }),

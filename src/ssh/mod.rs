@@ -212,6 +212,7 @@ async fn connection<C: SshControl>(
     let signed_in = Arc::new(AtomicBool::new(false));
     let mut shutdown = shared.shutdown.clone();
     let deadline = tokio::time::Instant::now() + shared.options.login_grace;
+    let gate = shared.options.admission.clone();
     let handler = front::Connection::new(shared, peer.ip(), signed_in.clone(), admitted);
     tracing::debug!(source = %peer.ip(), "ssh connection");
     let session = match tokio::time::timeout_at(
@@ -242,9 +243,10 @@ async fn connection<C: SshControl>(
                 match result {
                     // No cipher (or key exchange, MAC) in common, e.g. under
                     // `[ssh] ciphers`: the client says so to its person; the
-                    // operator asked about it needs it in the log too.
+                    // operator asked about it finds it in the log and the
+                    // audit log, with both offers (the gate's rate limit).
                     Err(front::FrontError::Ssh(error @ russh::Error::NoCommonAlgo { .. })) => {
-                        tracing::info!(source = %peer.ip(), %error, "ssh client shares no algorithm with sekisho");
+                        gate.no_common_algorithm(peer.ip(), "ssh", &error.to_string());
                     }
                     Err(error) => {
                         tracing::debug!(source = %peer.ip(), %error, "ssh connection ended with an error");

@@ -114,6 +114,59 @@ fn connections_over_the_limits_are_closed_at_once_and_audited_once() {
     );
 }
 
+#[test]
+fn a_client_with_no_cipher_in_common_is_audited_once_a_minute_with_both_offers() {
+    // `[ssh] ciphers` leaves AES-GCM only; a client that will take only
+    // chacha20-poly1305 cannot start a handshake. Its person is told by
+    // their client; the operator finds it in the audit log, once a minute
+    // per address however often it retries.
+    let serve = Serve::start(
+        "nocipher",
+        "",
+        "ciphers = [\"aes128-gcm@openssh.com\"]",
+        None,
+    );
+    for _ in 0..3 {
+        let out = gateway::ssh("tanaka@db01")
+            .port(serve.ssh)
+            .from("127.0.0.91")
+            .arg("-c")
+            .arg("chacha20-poly1305@openssh.com")
+            .remote("true")
+            .output();
+        assert_eq!(out.status.code(), Some(255), "{out:?}");
+    }
+    let mut seen = Vec::new();
+    gateway::wait_until(Duration::from_secs(30), || {
+        seen = refusals("127.0.0.91", "no_common_algorithm");
+        !seen.is_empty()
+    });
+    // The later two are held back until a minute has passed.
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = refusals("127.0.0.91", "no_common_algorithm");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["protocol"], "ssh");
+    let detail = seen[0]["data"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("aes128-gcm@openssh.com")
+            && detail.contains("chacha20-poly1305@openssh.com"),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        serve.log_lines("no_common_algorithm"),
+        1,
+        "{}",
+        serve.log_text()
+    );
+    // A client that takes AES-GCM (OpenSSH's default list has it) signs in
+    // and works as ever (tanaka's sign-in window is on 127.0.0.1).
+    let out = gateway::ssh("tanaka@db01")
+        .port(serve.ssh)
+        .remote("echo in")
+        .output();
+    assert_eq!(text(&out.stdout), "in\n", "{out:?}");
+}
+
 /// paramiko guessing: one password per connection, a new name each time.
 const GUESSER: &str = r#"
 import socket, sys
