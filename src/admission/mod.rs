@@ -158,10 +158,11 @@ pub enum Refusal {
     TooManyFromSource,
     /// `signin_attempts_per_minute` used up for this address.
     TooManyAttempts,
-    /// The client and sekisho share no algorithm of some kind (cipher, key
-    /// exchange, host key, MAC), e.g. under `[ssh] ciphers`: the handshake
-    /// cannot start. Reported like the limits, so a scanner trying every
-    /// offer cannot flood the log or the audit table.
+    /// The client and sekisho share no algorithm of some kind (SSH: cipher,
+    /// key exchange, host key, MAC, e.g. under `[ssh] ciphers`; RDP: a
+    /// security protocol, TLS or NLA): the handshake cannot start. Reported
+    /// like the limits, so a scanner trying every offer cannot flood the
+    /// log or the audit table.
     NoCommonAlgorithm,
 }
 
@@ -192,7 +193,7 @@ impl Refusal {
                 "too many sign-in attempts from this address (signin_attempts_per_minute)"
             }
             Refusal::NoCommonAlgorithm => {
-                "the client shares no algorithm of a kind with sekisho (see [ssh] ciphers)"
+                "the client offers no algorithm or security protocol sekisho accepts (SSH: [ssh] ciphers; RDP: TLS or NLA)"
             }
         }
     }
@@ -397,6 +398,9 @@ impl Admission {
     }
 }
 
+/// How much of what a protocol said about a refusal is logged and audited.
+pub const DETAIL_MAX: usize = 512;
+
 /// What the gate does with a [`Report`] besides logging it (`sekisho serve`
 /// writes an audit event), with the listener's protocol (`ssh`, `rdp`) and
 /// what the protocol said, if anything (both algorithm offers; else empty).
@@ -475,10 +479,18 @@ impl Gate {
 
     /// A handshake from `source` failed for want of a common algorithm;
     /// `detail` says which (both offers). Reported (logged and audited) at
-    /// most once per [`REPORT_INTERVAL`] per address, like the refusals.
+    /// most once per [`REPORT_INTERVAL`] per address, like the refusals;
+    /// the client's offer is its own words, so at most [`DETAIL_MAX`]
+    /// characters of `detail` are kept.
     pub fn no_common_algorithm(&self, source: IpAddr, protocol: &'static str, detail: &str) {
         let refused = self.with(|a| a.no_common_algorithm(source, Instant::now()));
-        self.report(refused, protocol, detail);
+        if refused.report.is_some() {
+            let mut kept: String = detail.chars().take(DETAIL_MAX).collect();
+            if kept.len() < detail.len() {
+                kept.push('…');
+            }
+            self.report(refused, protocol, &kept);
+        }
     }
 
     /// Unauthenticated connections now.
@@ -762,14 +774,21 @@ mod tests {
         );
         gate.no_common_algorithm(ip("192.0.2.1"), "ssh", "ours: [a], theirs: [b]");
         gate.no_common_algorithm(ip("192.0.2.1"), "ssh", "ours: [a], theirs: [c]");
+        // A client's offer as long as a packet is cut.
+        let long = format!("ours: [a], theirs: [{}]", "é".repeat(40_000));
+        gate.no_common_algorithm(ip("192.0.2.2"), "ssh", &long);
+        let seen = seen.lock().unwrap();
         assert_eq!(
-            *seen.lock().unwrap(),
-            vec![(
+            seen[0],
+            (
                 Refusal::NoCommonAlgorithm,
                 "ssh",
                 "ours: [a], theirs: [b]".to_owned()
-            )]
+            )
         );
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].2.chars().count(), DETAIL_MAX + 1);
+        assert!(seen[1].2.ends_with("éé…"), "{}", seen[1].2);
     }
 
     #[test]

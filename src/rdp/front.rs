@@ -150,7 +150,7 @@ pub(crate) async fn negotiate<S: ClientStream, C: RdpControl>(
             .map_err(|e| RdpError::io("writing X.224 connection confirm", e))?;
     }
     if let Err(e) = confirm {
-        return Err(RdpError::Refused(format!(
+        return Err(RdpError::NoCommonSecurity(format!(
             "client offered no TLS (requested {:?}): {e}",
             request.protocol
         )));
@@ -816,6 +816,26 @@ mod tests {
         assert_eq!(cookie.as_deref(), Some("tanaka"));
         assert!(requested.contains(SecurityProtocol::HYBRID));
         assert_eq!(selected, SecurityProtocol::HYBRID);
+    }
+
+    #[tokio::test]
+    async fn a_client_without_tls_is_told_so_and_named_for_the_audit() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let request = encode_vec(&X224(nego::ConnectionRequest {
+            nego_data: None,
+            flags: nego::RequestFlags::empty(),
+            protocol: SecurityProtocol::empty(),
+            correlation_info: None,
+        }))
+        .unwrap();
+        client.write_all(&request).await.unwrap();
+        match negotiate(server, NlaOffer::Always, &FuzzControl, LOCAL).await {
+            Err(RdpError::NoCommonSecurity(detail)) => {
+                assert!(detail.contains("no TLS"), "{detail}")
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("standard RDP security accepted"),
+        }
     }
 
     // Bytes sent before the confirm tripped ironrdp's "unexpected leftover"

@@ -189,6 +189,10 @@ pub enum RdpError {
     },
     #[error("refused: {0}")]
     Refused(String),
+    /// The client offered no security protocol sekisho accepts (standard
+    /// RDP security only): audited through the admission gate.
+    #[error("refused: {0}")]
+    NoCommonSecurity(String),
     #[error("target: {0}")]
     Target(String),
     #[error("target closed the session")]
@@ -292,11 +296,17 @@ pub async fn serve<C: RdpControl>(
         let tls = tls.clone();
         let control = control.clone();
         let options = options.clone();
+        let gate = options.admission.clone();
         let span = info_span!("rdp", client = %peer);
         tokio::spawn(
             async move {
                 match session::run(tcp, peer, tls, control, options, admitted).await {
                     Ok(()) => info!("connection closed"),
+                    // Logged and audited by the gate, once a minute per
+                    // address (a scanner's every probe would flood both).
+                    Err(RdpError::NoCommonSecurity(detail)) => {
+                        gate.no_common_algorithm(peer.ip(), "rdp", &detail);
+                    }
                     Err(e) => warn!(error = %e, "connection ended"),
                 }
             }

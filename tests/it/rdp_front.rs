@@ -39,14 +39,35 @@ fn negotiate(port: u16, protocol: SecurityProtocol) -> nego::ConnectionConfirm {
 }
 
 #[test]
-fn standard_rdp_security_is_refused_with_a_negotiation_failure() {
+fn standard_rdp_security_is_refused_with_a_negotiation_failure_and_audited_once() {
     let front = Front::start();
-    match negotiate(front.rdp_port, SecurityProtocol::empty()) {
-        nego::ConnectionConfirm::Failure { code } => {
-            assert_eq!(code, FailureCode::SSL_REQUIRED_BY_SERVER)
+    for _ in 0..3 {
+        match negotiate(front.rdp_port, SecurityProtocol::empty()) {
+            nego::ConnectionConfirm::Failure { code } => {
+                assert_eq!(code, FailureCode::SSL_REQUIRED_BY_SERVER)
+            }
+            other => panic!("standard security accepted: {other:?}"),
         }
-        other => panic!("standard security accepted: {other:?}"),
     }
+    // Audited as a refusal with what the client asked for, once a minute
+    // per address however often it tries.
+    for _ in 0..100 {
+        if !front.audit_kind("connection_refused").is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = front.audit_kind("connection_refused");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["protocol"], "rdp");
+    assert_eq!(seen[0]["data"]["reason"], "no_common_algorithm");
+    assert!(
+        seen[0]["data"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no TLS")),
+        "{seen:#?}"
+    );
 }
 
 /// `[rdp] nla = "tickets"` (the default): a client whose routing cookie

@@ -425,11 +425,7 @@ sources = ["lab"]
 
     /// Audit events of `kind` for everyone, as JSON.
     pub fn audit_kind(&self, kind: &str) -> Vec<serde_json::Value> {
-        json_lines(&ok(sekisho(
-            &self.dir,
-            &["audit", "--kind", kind, "--json"],
-            None,
-        )))
+        audit_kind(&self.dir, kind)
     }
 
     pub fn audit_session(&self, session: &str) -> Vec<serde_json::Value> {
@@ -535,6 +531,15 @@ sources = ["lab"]
 /// `sekisho init` and a `sekisho serve` with only its RDP listener: no
 /// policy, no people, no peers, for what the front door does by itself.
 /// Needs no peer lock. Stops on drop.
+/// Audit events of `kind` in the deployment at `dir`, as JSON.
+fn audit_kind(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    json_lines(&ok(sekisho(
+        dir,
+        &["audit", "--kind", kind, "--json"],
+        None,
+    )))
+}
+
 pub struct Front {
     pub dir: PathBuf,
     pub rdp_port: u16,
@@ -584,6 +589,11 @@ impl Front {
 
     pub fn serve_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Audit events of `kind`, as JSON.
+    pub fn audit_kind(&self, kind: &str) -> Vec<serde_json::Value> {
+        audit_kind(&self.dir, kind)
     }
 }
 
