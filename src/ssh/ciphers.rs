@@ -64,9 +64,9 @@ pub(crate) fn back() -> Cow<'static, [cipher::Name]> {
 }
 
 /// What the front leg may offer: the AEAD ciphers and AES-CTR (with one of
-/// russh's HMAC-SHA-2 MACs; SHA-1 ones are not offered). CBC modes (plaintext recovery attacks on SSH's
-/// CBC, CVE-2008-5161) and "none" are never offered, whatever the
-/// configuration says.
+/// russh's HMAC-SHA-2 MACs; SHA-1 ones are not offered). CBC modes
+/// (plaintext recovery attacks on SSH's CBC, CVE-2008-5161) and "none" are
+/// never offered, whatever the configuration says.
 const FRONT_ALLOWED: &[cipher::Name] = &[
     cipher::CHACHA20_POLY1305,
     cipher::AES_256_GCM,

@@ -528,9 +528,6 @@ sources = ["lab"]
     }
 }
 
-/// `sekisho init` and a `sekisho serve` with only its RDP listener: no
-/// policy, no people, no peers, for what the front door does by itself.
-/// Needs no peer lock. Stops on drop.
 /// Audit events of `kind` in the deployment at `dir`, as JSON.
 fn audit_kind(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
     json_lines(&ok(sekisho(
@@ -540,6 +537,9 @@ fn audit_kind(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
     )))
 }
 
+/// `sekisho init` and a `sekisho serve` with only its RDP listener: no
+/// policy, no people, no peers, for what the front door does by itself.
+/// Needs no peer lock. Stops on drop.
 pub struct Front {
     pub dir: PathBuf,
     pub rdp_port: u16,
